@@ -1,0 +1,1 @@
+"""Domain-agnostic machinery: stage contract and runner, params, gate, trainer, report."""

@@ -1,0 +1,111 @@
+"""Load params.yaml and validate every domain's section against its typed model.
+
+A typo or a bad value stops with one line naming the key, before any work starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from domains.common.errors import ParamsError
+
+Severity = Literal["block", "warn", "quarantine"]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(StrictModel):
+    source: str = Field(description="'synthetic' or the name of a real format the domain reads")
+    path: str = Field(description="file or folder read by a real source; a DVC dependency either way")
+
+
+class GateParams(StrictModel):
+    severity: dict[str, Severity] = Field(default_factory=dict, description="check name -> severity override")
+    max_quarantine_fraction: float = Field(0.01, ge=0.0, le=1.0)
+    max_warnings: int = Field(0, ge=0, description="warnings tolerated before a model may not be promoted")
+
+
+class TrainerParams(StrictModel):
+    """Settings of the shared torch trainer (domains add their model's own keys)."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(512, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    patience: int = Field(3, ge=1, description="epochs without validation improvement before stopping")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: bool = True
+    deterministic: bool = True
+    num_threads: int = Field(2, ge=1)
+
+
+class EvaluateParams(StrictModel):
+    candidate: str = Field(description="model proposed as challenger to the champion")
+    thresholds_min: dict[str, float] = Field(default_factory=dict)
+    thresholds_max: dict[str, float] = Field(default_factory=dict)
+
+
+class DomainParams(StrictModel):
+    """Keys every domain section has; a domain subclasses it to add its own sections."""
+
+    seed: int = 0
+    data: DataParams
+    gate: GateParams = GateParams()
+    evaluate: EvaluateParams
+
+    @model_validator(mode="after")
+    def _thresholds_disjoint(self) -> "DomainParams":
+        both = set(self.evaluate.thresholds_min) & set(self.evaluate.thresholds_max)
+        if both:
+            raise ValueError(f"evaluate: metric(s) {sorted(both)} have both a min and a max threshold")
+        return self
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path.name}: not found at {path}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path.name}:{where} is not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path.name}: top level must be a mapping of domain sections")
+    return raw
+
+
+def validate_section(model: type[DomainParams], domain: str, section: Any, file_name: str) -> DomainParams:
+    """Validate one domain's section; the first error becomes a one-line ParamsError."""
+    try:
+        return model.model_validate(section)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(part) for part in (domain, *first["loc"]))
+        if first["type"] == "extra_forbidden":
+            parent_fields = _fields_at(model, first["loc"][:-1])
+            hint = difflib.get_close_matches(str(first["loc"][-1]), parent_fields, n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(parent_fields)})"
+            raise ParamsError(f"{file_name}: {key}: unknown key{suggestion}") from None
+        got = f" (got {first['input']!r})" if first["type"] != "missing" else ""
+        raise ParamsError(f"{file_name}: {key}: {first['msg']}{got}") from None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the nested model at `loc`, for did-you-mean hints."""
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            return []
+        current = fields[part].annotation
+    return sorted(getattr(current, "model_fields", {}))
