@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from domains.common.params import DomainParams, StrictModel, TrainerParams
+from domains.common.params import DomainParams, EvaluateParams, GateParams, StrictModel, TrainerParams
 
 
 class SyntheticParams(StrictModel):
@@ -19,8 +19,8 @@ class SyntheticParams(StrictModel):
     compromised_customers_per_day: int = Field(3, ge=0, description="scenario 3: cards compromised for 14 days")
 
 
-class FraudGateParams(StrictModel):
-    """Domain-specific bounds the fraud gate checks (the shared severities live in `gate`)."""
+class FraudGateParams(GateParams):
+    """Bounds the fraud gate checks, next to the shared severities and quarantine limit."""
 
     fraud_rate_min: float = Field(0.0005, ge=0, le=1)
     fraud_rate_max: float = Field(0.2, ge=0, le=1)
@@ -50,7 +50,7 @@ class FraudTrainParams(TrainerParams):
     hgb_learning_rate: float = Field(0.1, gt=0)
 
 
-class FraudEvaluateExtras(StrictModel):
+class FraudEvaluateParams(EvaluateParams):
     top_k: int = Field(100, ge=1, description="cards per day for card precision@k")
     fpr: float = Field(0.01, gt=0, lt=1, description="false-positive rate at which recall is reported")
     decision_threshold: float = Field(0.5, gt=0, lt=1, description="score threshold of the confusion matrix")
@@ -58,7 +58,7 @@ class FraudEvaluateExtras(StrictModel):
 
 class FraudParams(DomainParams):
     synthetic: SyntheticParams = SyntheticParams()
-    checks: FraudGateParams = FraudGateParams()
+    gate: FraudGateParams = FraudGateParams()
     prepare: PrepareParams = PrepareParams()
     train: FraudTrainParams = FraudTrainParams()
-    scoring: FraudEvaluateExtras = FraudEvaluateExtras()
+    evaluate: FraudEvaluateParams

@@ -1,0 +1,124 @@
+"""`aiflow`: the console script. Stages for dvc.yaml, and the everyday commands around them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from domains.common import paths
+from domains.common.dvc import dvc
+from domains.common.errors import PipelineError
+
+EXAMPLES = """\
+examples:
+  aiflow run                         # dvc repro every domain in params.yaml, then list the reports
+  aiflow run fraud                   # only the finance-fraud pipeline
+  aiflow check-params                # validate params.yaml against every domain's typed model
+  aiflow stage validate fraud        # one stage (what dvc.yaml calls; prefer `dvc repro validate@fraud`)
+  aiflow reports                     # where each domain's report is, with gate verdict and decision
+  aiflow flow fraud                  # the same pipeline as a Prefect flow run (stages run through DVC)
+  dvc exp run -S fraud.train.lr=0.003   # an experiment with one param changed
+  dvc metrics diff                   # metrics of the workspace vs HEAD
+
+Point a domain at your own data in params.yaml, e.g.
+  fraud:
+    data: {source: ulb, path: /data/creditcard.csv}
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiflow", description="Applied-AI reference pipelines: gate, train, evaluate and report per domain.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    stage = sub.add_parser("stage", help="run one stage of one domain (called by dvc.yaml)")
+    stage.add_argument("stage", choices=paths.STAGES)
+    stage.add_argument("domain")
+
+    run = sub.add_parser("run", help="dvc repro the given domains (default: all) and list their reports")
+    run.add_argument("domains", nargs="*")
+    run.add_argument("--force", action="store_true", help="re-run stages even when DVC says nothing changed")
+
+    sub.add_parser("check-params", help="validate params.yaml and exit")
+    sub.add_parser("reports", help="list report paths with gate verdict and decision")
+
+    flow = sub.add_parser("flow", help="run the Prefect flow for the given domains (default: all)")
+    flow.add_argument("domains", nargs="*")
+    flow.add_argument("--force", action="store_true")
+    return parser
+
+
+def _domains(root: Path, requested: list[str]) -> list[str]:
+    from domains.common.registry import configured_domains, load_params
+
+    configured = configured_domains(root)
+    for name in requested:
+        if name not in configured:
+            raise PipelineError(f"domain '{name}' has no section in params.yaml; configured: {', '.join(configured)}")
+    chosen = requested or configured
+    for name in chosen:
+        load_params(root, name)  # every section valid before any work
+    return chosen
+
+
+def _reports(root: Path, domains: list[str]) -> None:
+    for name in domains:
+        html = paths.report_html(root, name)
+        decision_file = paths.stage_dir(root, name, "evaluate") / "decision.json"
+        if not html.is_file() or not decision_file.is_file():
+            print(f"{name}: no report yet (run `aiflow run {name}`)")
+            continue
+        decision = json.loads(decision_file.read_text())
+        print(f"{name}: {html.relative_to(root)}  (gate {decision['gate_verdict']}, {decision['decision']}: {decision['reason']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    root = paths.project_root()
+    try:
+        if args.command == "stage":
+            from domains.common.stages import run_stage
+
+            run_stage(args.stage, args.domain, root)
+        elif args.command == "check-params":
+            for name in _domains(root, []):
+                print(f"{name}: ok")
+        elif args.command == "reports":
+            from domains.common.registry import configured_domains
+
+            _reports(root, configured_domains(root))
+        elif args.command == "run":
+            chosen = _domains(root, args.domains)
+            targets = [f"report@{name}" for name in chosen]
+            repro = ["repro", *(["--force"] if args.force else []), *targets]
+            print("$ dvc " + " ".join(repro), flush=True)
+            code = dvc(root, *repro).returncode
+            if code != 0:
+                return code
+            print("\nReports:")
+            _reports(root, chosen)
+        elif args.command == "flow":
+            chosen = _domains(root, args.domains)
+            from flows.pipeline import all_domains_flow
+
+            os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+            state = all_domains_flow(domains=chosen, force=args.force, return_state=True)
+            if state.is_failed():
+                print(f"error: flow run failed: {state.message}", file=sys.stderr)
+                return 1
+            _reports(root, chosen)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

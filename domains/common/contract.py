@@ -1,0 +1,80 @@
+"""The contract between a domain and the shared machinery.
+
+A domain is a package `domains/<name>/` whose `__init__.py` exposes `DOMAIN = DomainSpec(...)`,
+plus a `<name>:` section in params.yaml validated by `DomainSpec.params_model`. The runner
+(`domains.common.stages`) owns files, timing, the gate, thresholds, the champion and the report;
+the domain supplies plain functions over DataFrames and directories:
+
+    acquire(params, out_dir)              -> table to gate (payload files may go in out_dir)
+    gate_suite(params)                    -> GateSuite (pandera schema + GX expectations)
+    prepare(params, table, acquire_dir, out_dir)   writes features / splits
+    train(params, prepared_dir, out_dir, env)      writes models
+    evaluate(params, prepared_dir, train_dir, out_dir) -> Evaluation (metrics per model, plots)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generic, TypeVar
+
+import pandas as pd
+
+from domains.common.gate import GateSuite
+from domains.common.params import DomainParams
+
+P = TypeVar("P", bound=DomainParams)
+
+
+@dataclass(frozen=True)
+class MetricContract:
+    """Which metric decides promotion, and the direction of every metric a domain reports."""
+
+    primary: str
+    higher_is_better: dict[str, bool]
+
+    def better(self, metric: str, a: float, b: float) -> bool:
+        """True when value `a` is strictly better than `b` for `metric`."""
+        return a > b if self.higher_is_better.get(metric, True) else a < b
+
+
+@dataclass(frozen=True)
+class TrainEnv:
+    """What the runner hands to a domain's train function."""
+
+    checkpoint_dir: Path
+    fingerprint: str  # hash of the train stage's inputs: a checkpoint resumes only on a match
+
+
+@dataclass
+class Figure:
+    """A report figure: a matplotlib figure and a caption."""
+
+    title: str
+    figure: Any
+    caption: str = ""
+
+
+@dataclass
+class Evaluation:
+    """What a domain's evaluate returns. `metrics[model][metric]`, all models on the same split."""
+
+    metrics: dict[str, dict[str, float]]
+    plots: dict[str, pd.DataFrame] = field(default_factory=dict)  # DVC plot data, written as CSV
+    figures: list[Figure] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # extra report tables
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DomainSpec(Generic[P]):
+    name: str
+    title: str
+    params_model: type[P]
+    sources: tuple[str, ...]  # accepted values of <domain>.data.source
+    metric: MetricContract
+    acquire: Callable[[P, Path], pd.DataFrame]
+    gate_suite: Callable[[P], GateSuite]
+    prepare: Callable[[P, pd.DataFrame, Path, Path], None]
+    train: Callable[[P, Path, Path, TrainEnv], None]
+    evaluate: Callable[[P, Path, Path, Path], Evaluation]

@@ -1,0 +1,307 @@
+"""The data-quality gate: pandera (schema contract) and Great Expectations (declarative,
+statistical expectations) behind one result format.
+
+Severities, per check (params override the domain's defaults; anything unnamed blocks):
+- block: the run stops; one line per failed check.
+- warn: recorded in the gate result and the report.
+- quarantine: failing rows are moved to a quarantine table with the reason and the run
+  continues, unless more than `max_quarantine_fraction` of the rows are quarantined.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from domains.common.errors import ParamsError
+from domains.common.params import GateParams, Severity
+
+Tool = Literal["pandera", "great_expectations"]
+Verdict = Literal["pass", "warn", "block"]
+MAX_EXAMPLES = 5
+
+# pandera's names for its built-in column checks, shortened to stable check names.
+_PANDERA_BUILTIN = {
+    "column_in_dataframe": "present",
+    "field_uniqueness": "unique",
+    "not_nullable": "not_null",
+    "dtype": "dtype",
+    "coerce_dtype": "dtype",
+}
+
+
+@dataclass(frozen=True)
+class GateSuite:
+    """What a domain hands the gate: its pandera schema, its GX expectations and default severities.
+
+    Name GX expectations through `meta={"check": "<name>"}`; pandera checks through `name=`.
+    """
+
+    schema: pa.DataFrameSchema
+    expectations: Sequence[Any] = ()
+    severities: dict[str, Severity] = field(default_factory=dict)
+
+
+@dataclass
+class CheckResult:
+    name: str
+    tool: Tool
+    severity: Severity
+    passed: bool
+    failing: int
+    total: int
+    detail: str
+    examples: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """The one-line reason printed when this check fails."""
+        shown = f"; e.g. {', '.join(self.examples)}" if self.examples else ""
+        return f"{self.name} [{self.tool}]: {self.detail}{shown}"
+
+
+@dataclass
+class GateResult:
+    verdict: Verdict
+    rows_in: int
+    rows_passed: int
+    rows_quarantined: int
+    checks: list[CheckResult]
+    reasons: list[str]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed and c.severity == "warn"]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_names(suite: GateSuite) -> list[str]:
+    """Every check name the suite can report, for validating severity overrides in params."""
+    return sorted(set(_pandera_check_names(suite.schema)) | {_gx_name(e) for e in suite.expectations})
+
+
+def _pandera_check_names(schema: pa.DataFrameSchema) -> list[str]:
+    """The checks a schema declares, under the names failures are reported with."""
+    names = []
+    for column_name, column in schema.columns.items():
+        names += [f"{column_name}:present", f"{column_name}:dtype"]
+        names += [f"{column_name}:not_null"] if not column.nullable else []
+        names += [f"{column_name}:unique"] if column.unique else []
+        names += [f"{column_name}:{_short(check.name)}" for check in column.checks]
+    names += [_short(check.name) for check in schema.checks]
+    return names
+
+
+def resolve_severities(suite: GateSuite, params: GateParams) -> dict[str, Severity]:
+    known = set(check_names(suite))
+    unknown = sorted(set(params.severity) - known)
+    if unknown:
+        raise ParamsError(f"gate.severity: unknown check(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return {**suite.severities, **params.severity}
+
+
+def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams) -> tuple[GateResult, pd.DataFrame, pd.DataFrame]:
+    """Validate `table`; return the result, the rows that passed (coerced to the schema) and the quarantined rows.
+
+    The input frame is never modified.
+    """
+    severities = resolve_severities(suite, params)
+    total = len(table)
+    pandera_checks, failing_rows = _run_pandera(table, suite.schema, severities)
+
+    quarantine_reasons: dict[Any, list[str]] = {}
+    for check in pandera_checks:
+        if not check.passed and check.severity == "quarantine":
+            rows = failing_rows.get(check.name)
+            if rows is None:  # a table-level failure has no rows to move aside
+                check.severity = "block"
+                check.detail += " (not row-level, so it cannot be quarantined)"
+                continue
+            for row in rows:
+                quarantine_reasons.setdefault(row, []).append(check.name)
+
+    quarantined_index = pd.Index(list(quarantine_reasons))
+    quarantine = table.loc[quarantined_index].copy()
+    quarantine["quarantine_reason"] = ["; ".join(quarantine_reasons[i]) for i in quarantined_index]
+    kept = table.drop(index=quarantined_index)
+
+    checks = list(pandera_checks)
+    blocked_by_schema = any(not c.passed and c.severity == "block" for c in checks)
+    if not blocked_by_schema:
+        # Second pass on the kept rows: returns the frame coerced to the schema's types.
+        try:
+            kept = suite.schema.validate(kept, lazy=True)
+        except SchemaErrors as err:
+            extra, _ = _pandera_results(err.failure_cases, suite.schema, len(kept), severities)
+            checks += [c for c in extra if not any(c.name == p.name for p in pandera_checks)]
+            blocked_by_schema = True
+    if not blocked_by_schema:
+        checks += _run_great_expectations(kept, suite.expectations, severities)
+
+    reasons = [c.line() for c in checks if not c.passed and c.severity == "block"]
+    share = len(quarantine) / total if total else 0.0
+    if share > params.max_quarantine_fraction:
+        reasons.append(
+            f"quarantine: {len(quarantine)} of {total} rows ({share:.2%}) failed quarantine checks, "
+            f"more than gate.max_quarantine_fraction={params.max_quarantine_fraction:.2%}"
+        )
+    if total == 0:
+        reasons.append("table: no rows to validate")
+    verdict: Verdict = "block" if reasons else ("warn" if any(not c.passed for c in checks) else "pass")
+    result = GateResult(verdict, total, 0 if reasons else len(kept), len(quarantine), checks, reasons)
+    return result, kept, quarantine
+
+
+def _run_pandera(table: pd.DataFrame, schema: pa.DataFrameSchema, severities: dict[str, Severity]) -> tuple[list[CheckResult], dict[str, list[Any]]]:
+    failed: list[CheckResult] = []
+    rows: dict[str, list[Any]] = {}
+    try:
+        schema.validate(table, lazy=True)
+    except SchemaErrors as err:
+        failed, rows = _pandera_results(err.failure_cases, schema, len(table), severities)
+    failed_names = {c.name for c in failed}
+    passed = [
+        CheckResult(name, "pandera", severities.get(name, "block"), True, 0, len(table), "passed")
+        for name in _pandera_check_names(schema)
+        if name not in failed_names
+    ]
+    return failed + passed, rows
+
+
+def _pandera_results(cases: pd.DataFrame, schema: pa.DataFrameSchema, total: int,
+                     severities: dict[str, Severity]) -> tuple[list[CheckResult], dict[str, list[Any]]]:
+    results: list[CheckResult] = []
+    rows: dict[str, list[Any]] = {}
+    cases = cases.assign(name=[
+        _pandera_name(schema, col, chk, num, fc)
+        for col, chk, num, fc in zip(cases["column"], cases["check"], cases["check_number"], cases["failure_case"])
+    ])
+    for name, group in cases.groupby("name", sort=True):
+        index = group["index"].dropna()
+        row_level = len(index) == len(group) and len(index) > 0
+        failing = int(index.nunique()) if row_level else len(group)
+        what = str(group["check"].iloc[0])
+        if row_level:
+            detail = f"{failing} of {total} rows fail {what}"
+            rows[str(name)] = list(pd.unique(index))
+        elif what == "column_in_dataframe":
+            detail = "required column is missing"
+        else:
+            detail = f"fails {what}"
+        examples = [_fmt(v) for v in group["failure_case"].head(MAX_EXAMPLES)] if what != "column_in_dataframe" else []
+        severity = severities.get(str(name), "block")
+        results.append(CheckResult(str(name), "pandera", severity, False, failing, total, detail, examples))
+    return results, rows
+
+
+def _pandera_name(schema: pa.DataFrameSchema, column: Any, check: Any, number: Any, failure_case: Any) -> str:
+    """The stable name of a failed check: `<column>:<check name>`, or the table check's name."""
+    short = _short(str(check))
+    if short == "present":
+        return f"{failure_case}:present"
+    declared = None
+    if pd.notna(number):
+        owner = schema.columns.get(column) if isinstance(column, str) else None
+        checks = owner.checks if owner is not None else schema.checks
+        if int(number) < len(checks):
+            declared = checks[int(number)].name
+    if declared is None:
+        declared = short
+    column_is_real = isinstance(column, str) and column in schema.columns
+    return f"{column}:{_short(declared)}" if column_is_real else _short(declared)
+
+
+def _short(check_name: str | None) -> str:
+    base = re.sub(r"\(.*\)$", "", str(check_name))
+    return _PANDERA_BUILTIN.get(base, base)
+
+
+def _gx_name(expectation: Any) -> str:
+    meta = getattr(expectation, "meta", None) or {}
+    if "check" in meta:
+        return str(meta["check"])
+    column = getattr(expectation, "column", None)
+    return f"{column}:{expectation.expectation_type}" if column else expectation.expectation_type
+
+
+def _run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], severities: dict[str, Severity]) -> list[CheckResult]:
+    if not expectations:
+        return []
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
+    import great_expectations as gx  # heavy import (~5 s): only when a suite has expectations
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    asset = context.data_sources.add_pandas("gate").add_dataframe_asset("table")
+    batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": table})
+    suite = gx.ExpectationSuite(name="gate", expectations=[e.copy() for e in expectations])
+    outcome = batch.validate(suite, result_format="SUMMARY")
+
+    results = []
+    for r in outcome.results:
+        config = r.expectation_config
+        name = str(config.meta.get("check")) if config.meta and "check" in config.meta else _gx_name(config)
+        kwargs = {k: v for k, v in config.kwargs.items() if k not in ("column", "batch_id") and v is not None}
+        described = f"{config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+        info = r.result or {}
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            detail = f"could not be evaluated: {str(r.exception_info.get('exception_message', '')).splitlines()[0]}"
+            failing, examples = len(table), []
+        elif "unexpected_count" in info:
+            failing = int(info["unexpected_count"] or 0)
+            detail = f"{failing} of {len(table)} rows fail {described}"
+            examples = [_fmt(v) for v in (info.get("partial_unexpected_list") or [])[:MAX_EXAMPLES]]
+        else:
+            failing = 0 if r.success else len(table)
+            detail = f"observed {_fmt(info.get('observed_value'))}, expected {described}"
+            examples = []
+        severity = severities.get(name, "block")
+        if severity == "quarantine":
+            severity = "block"  # GX results here are not row-indexed; quarantine is pandera's job
+        results.append(CheckResult(name, "great_expectations", severity, bool(r.success), failing if not r.success else 0, len(table), detail, examples))
+    return results
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def write_gate_result(result: GateResult, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "gate.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
+    (out_dir / "gate.html").write_text(render_gate_html(result))
+
+
+def render_gate_html(result: GateResult) -> str:
+    colours = {"pass": "#1a7f37", "warn": "#9a6700", "block": "#cf222e"}
+    rows = "".join(
+        f"<tr><td>{html.escape(c.name)}</td><td>{c.tool}</td><td>{c.severity}</td>"
+        f"<td style='color:{colours['pass'] if c.passed else colours['warn' if c.severity == 'warn' else 'block']}'>"
+        f"{'pass' if c.passed else 'FAIL'}</td><td>{c.failing}</td><td>{html.escape(c.detail)}</td>"
+        f"<td>{html.escape(', '.join(c.examples))}</td></tr>"
+        for c in result.checks
+    )
+    return (
+        "<!doctype html><meta charset='utf-8'><title>Data-quality gate</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+        "table{border-collapse:collapse}</style>"
+        f"<h1>Data-quality gate: <span style='color:{colours[result.verdict]}'>{result.verdict.upper()}</span></h1>"
+        f"<p>{result.rows_in} rows in, {result.rows_passed} passed, {result.rows_quarantined} quarantined.</p>"
+        + "".join(f"<p style='color:{colours['block']}'>{html.escape(r)}</p>" for r in result.reasons)
+        + "<table><tr><th>check</th><th>tool</th><th>severity</th><th>result</th><th>failing</th>"
+        f"<th>detail</th><th>examples</th></tr>{rows}</table>"
+    )

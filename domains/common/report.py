@@ -1,0 +1,130 @@
+"""Render a domain's report: one self-contained HTML file (figures inlined) and a Markdown file.
+
+It joins the gate verdict, metrics of every model against thresholds and the champion, the
+promote/keep decision, the domain's figures and tables, and provenance.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from domains.common import paths, provenance
+from domains.common.contract import DomainSpec
+from domains.common.params import DomainParams
+
+HTML_TEMPLATE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{{ title }} report</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#1f2328}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}.pass{color:#1a7f37}.warn{color:#9a6700}.block,.fail{color:#cf222e}
+.badge{font-weight:bold;text-transform:uppercase}img{max-width:100%}figure{margin:1em 0}
+pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:12px}
+</style></head><body>
+<h1>{{ title }}</h1>
+<p>Generated {{ generated }} &middot; commit <code>{{ prov.git_commit }}</code> &middot; {{ prov.device }}</p>
+<h2>Summary</h2>
+<ul>
+<li>Data-quality gate: <span class="badge {{ gate.verdict }}">{{ gate.verdict }}</span>
+ ({{ gate.rows_in }} rows in, {{ gate.rows_passed }} passed, {{ gate.rows_quarantined }} quarantined, {{ failed_checks|length }} failed check(s))</li>
+<li>Decision for <b>{{ decision.candidate }}</b>: <span class="badge {{ 'pass' if decision.decision == 'promote' else 'warn' }}">{{ decision.decision }}</span> &mdash; {{ decision.reason }}</li>
+</ul>
+<h2>Metrics (test split, all models on the same rows)</h2>
+{{ metrics_html }}
+<p>Primary metric: <b>{{ decision.primary_metric }}</b>. Thresholds apply to the candidate <b>{{ decision.candidate }}</b>.</p>
+{% if decision.thresholds %}<table><tr><th>threshold</th><th>bound</th><th>value</th><th>result</th></tr>
+{% for t in decision.thresholds %}<tr><td>{{ t.metric }}</td><td>{{ '≥' if t.bound == 'min' else '≤' }} {{ t.threshold }}</td>
+<td>{{ '%.4f'|format(t.value) if t.value is not none else 'missing' }}</td><td class="{{ 'pass' if t.passed else 'fail' }}">{{ 'pass' if t.passed else 'FAIL' }}</td></tr>{% endfor %}</table>{% endif %}
+{% for note in notes %}<p>{{ note }}</p>{% endfor %}
+<h2>Figures</h2>
+{% for f in figures %}<figure><img alt="{{ f.title }}" src="data:image/png;base64,{{ f.data }}"><figcaption><b>{{ f.title }}</b> {{ f.caption }}</figcaption></figure>{% endfor %}
+{% for name, table in tables.items() %}<h3>{{ name }}</h3>{{ table }}{% endfor %}
+<h2>Data-quality gate</h2>
+{% if gate.reasons %}<ul>{% for r in gate.reasons %}<li class="block">{{ r }}</li>{% endfor %}</ul>{% endif %}
+<table><tr><th>check</th><th>tool</th><th>severity</th><th>result</th><th>failing rows</th><th>detail</th></tr>
+{% for c in gate.checks %}<tr><td>{{ c.name }}</td><td>{{ c.tool }}</td><td>{{ c.severity }}</td>
+<td class="{{ 'pass' if c.passed else ('warn' if c.severity != 'block' else 'fail') }}">{{ 'pass' if c.passed else 'FAIL' }}</td>
+<td>{{ c.failing }}</td><td style="text-align:left">{{ c.detail }}</td></tr>{% endfor %}</table>
+<h2>Provenance</h2>
+<table><tr><th>stage</th><th>seconds</th><th>outputs (dvc.lock md5)</th></tr>
+{% for stage, secs in prov.stage_seconds.items() %}<tr><td>{{ stage }}</td><td>{{ '%.1f'|format(secs) }}</td>
+<td style="text-align:left"><code>{{ prov.dvc_lock.get(stage, {}) }}</code></td></tr>{% endfor %}</table>
+<table><tr><th>package</th><th>version</th></tr>{% for p, v in prov.packages.items() %}<tr><td>{{ p }}</td><td>{{ v }}</td></tr>{% endfor %}
+<tr><td>python</td><td>{{ prov.python }}</td></tr></table>
+<h3>Params</h3><pre>{{ params_json }}</pre>
+</body></html>
+"""
+
+
+def _metrics_frame(metrics: dict[str, dict[str, float]], decision: dict[str, Any]) -> pd.DataFrame:
+    frame = pd.DataFrame(metrics).T
+    frame.index = [f"{m} (candidate)" if m == decision["candidate"] else m for m in frame.index]
+    champion = decision.get("champion")
+    if champion:
+        frame.loc[f"champion v{champion['version']} ({champion.get('model', '?')})"] = pd.Series(champion["metrics"])
+    return frame
+
+
+def write_report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
+    evaluate_dir = paths.stage_dir(root, spec.name, "evaluate")
+    gate = json.loads((paths.stage_dir(root, spec.name, "validate") / "gate.json").read_text())
+    metrics = json.loads((evaluate_dir / "metrics.json").read_text())
+    decision = json.loads((evaluate_dir / "decision.json").read_text())
+    notes = json.loads((evaluate_dir / "notes.json").read_text())
+    figures = json.loads((evaluate_dir / "figures" / "figures.json").read_text())
+    tables = {p.stem: pd.read_csv(p) for p in sorted((evaluate_dir / "tables").glob("*.csv"))}
+    prov = provenance.collect(root, spec.name, params.model_dump(mode="json"))
+    (out / "provenance.json").write_text(json.dumps(prov, indent=2))
+
+    frame = _metrics_frame(metrics, decision)
+    failed = [c for c in gate["checks"] if not c["passed"]]
+    gate["checks"] = failed + [c for c in gate["checks"] if c["passed"]]  # failures first
+    html = jinja2.Environment(autoescape=True).from_string(HTML_TEMPLATE).render(
+        title=spec.title, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        gate=gate, failed_checks=failed, decision=decision, notes=notes, prov=prov,
+        metrics_html=jinja2.utils.markupsafe.Markup(frame.to_html(float_format=lambda v: f"{v:.4f}", na_rep="")),
+        tables={k: jinja2.utils.markupsafe.Markup(v.to_html(index=False, float_format=lambda x: f"{x:.4g}")) for k, v in tables.items()},
+        figures=[{**f, "data": base64.b64encode((evaluate_dir / "figures" / f["file"]).read_bytes()).decode()} for f in figures],
+        params_json=json.dumps(prov["params"], indent=2),
+    )
+    (out / "report.html").write_text(html)
+
+    (out / "figures").mkdir(exist_ok=True)
+    for f in figures:
+        shutil.copy(evaluate_dir / "figures" / f["file"], out / "figures" / f["file"])
+    (out / "report.md").write_text(_markdown(spec, gate, failed, decision, frame, notes, figures, tables, prov))
+
+
+def _markdown(spec: DomainSpec, gate: dict, failed: list, decision: dict, frame: pd.DataFrame,
+              notes: list[str], figures: list[dict], tables: dict[str, pd.DataFrame], prov: dict) -> str:
+    lines = [
+        f"# {spec.title}", "",
+        f"- Data-quality gate: **{gate['verdict'].upper()}** ({gate['rows_in']} rows in, {gate['rows_passed']} passed, "
+        f"{gate['rows_quarantined']} quarantined, {len(failed)} failed check(s))",
+        f"- Decision for **{decision['candidate']}**: **{decision['decision']}**: {decision['reason']}",
+        f"- Commit `{prov['git_commit']}`, {prov['device']}", "",
+        "## Metrics (test split)", "", frame.to_markdown(floatfmt=".4f"), "",
+    ]
+    for t in decision["thresholds"]:
+        value = "missing" if t["value"] is None else f"{t['value']:.4f}"
+        lines.append(f"- threshold {t['metric']} {'>=' if t['bound'] == 'min' else '<='} {t['threshold']}: {value} "
+                     f"{'pass' if t['passed'] else 'FAIL'}")
+    lines += ["", *notes, "", "## Figures", ""]
+    lines += [f"![{f['title']}](figures/{f['file']})  \n*{f['title']}* {f['caption']}\n" for f in figures]
+    for name, table in tables.items():
+        lines += [f"### {name}", "", table.to_markdown(index=False), ""]
+    lines += ["## Data-quality gate", ""]
+    lines += [f"- FAILED ({c['severity']}) {c['name']} [{c['tool']}]: {c['detail']}" for c in failed] or ["- all checks passed"]
+    lines += ["", "## Provenance", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {s} | {secs:.1f} |" for s, secs in prov["stage_seconds"].items()]
+    lines += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in prov["packages"].items()), ""]
+    return "\n".join(lines)
+

@@ -1,0 +1,169 @@
+"""The stage runner `dvc.yaml` calls (`aiflow stage <stage> <domain>`).
+
+It owns everything domain-agnostic: reading and writing stage directories, timing, the gate,
+thresholds, the champion comparison and the report. Each stage reads only its DVC deps and
+writes only under data/<domain>/<stage>/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from domains.common import paths
+from domains.common.contract import DomainSpec, Evaluation, TrainEnv
+from domains.common.errors import GateBlocked, PipelineError
+from domains.common.gate import run_gate, write_gate_result
+from domains.common.params import DomainParams
+from domains.common.registry import load_params, load_spec
+
+TABLE = "table.parquet"
+VALIDATED = "validated.parquet"
+QUARANTINE = "quarantine.parquet"
+STAGE_RECORD = "_stage.json"
+
+
+def run_stage(stage: str, domain: str, root: Path | None = None) -> None:
+    """Run one stage of one domain: validate params first, then time and record the stage."""
+    if stage not in STAGE_FUNCTIONS:
+        raise PipelineError(f"unknown stage '{stage}'; stages: {', '.join(paths.STAGES)}")
+    root = root or paths.project_root()
+    params = load_params(root, domain)
+    spec = load_spec(domain)
+    out = paths.stage_dir(root, domain, stage)
+    if out.exists():
+        shutil.rmtree(out)  # a stage's outputs are exactly what this run writes
+    out.mkdir(parents=True)
+    started = datetime.now(timezone.utc)
+    began = time.perf_counter()
+    STAGE_FUNCTIONS[stage](spec, params, root, out)
+    record = {"stage": stage, "domain": domain, "started_at": started.isoformat(timespec="seconds"),
+              "seconds": round(time.perf_counter() - began, 3)}
+    (out / STAGE_RECORD).write_text(json.dumps(record, indent=2))
+
+
+def _acquire(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
+    table = spec.acquire(params, out)
+    table.to_parquet(out / TABLE)
+
+
+def _validate(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
+    table = pd.read_parquet(paths.stage_dir(root, spec.name, "acquire") / TABLE)
+    result, kept, quarantine = run_gate(table, spec.gate_suite(params), params.gate)
+    write_gate_result(result, out)
+    quarantine.to_parquet(out / QUARANTINE)
+    if result.verdict == "block":
+        raise GateBlocked([f"gate blocked {spec.name}: {len(result.reasons)} check(s) failed (see {out / 'gate.html'})",
+                           *(f"  {reason}" for reason in result.reasons)])
+    kept.to_parquet(out / VALIDATED)
+
+
+def _prepare(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
+    validated = pd.read_parquet(paths.stage_dir(root, spec.name, "validate") / VALIDATED)
+    spec.prepare(params, validated, paths.stage_dir(root, spec.name, "acquire"), out)
+
+
+def _train(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
+    prepared = paths.stage_dir(root, spec.name, "prepare")
+    env = TrainEnv(paths.checkpoint_dir(root, spec.name), fingerprint=_fingerprint(params, prepared))
+    spec.train(params, prepared, out, env)
+
+
+def _evaluate(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
+    evaluation = spec.evaluate(params, paths.stage_dir(root, spec.name, "prepare"), paths.stage_dir(root, spec.name, "train"), out)
+    write_evaluation(evaluation, out)
+    gate = json.loads((paths.stage_dir(root, spec.name, "validate") / "gate.json").read_text())
+    decision = decide(spec, params, evaluation.metrics, gate, read_champion(root, spec.name))
+    (out / "decision.json").write_text(json.dumps(decision, indent=2))
+
+
+def _report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
+    from domains.common.report import write_report  # matplotlib/jinja only where needed
+
+    write_report(spec, params, root, out)
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[DomainSpec, DomainParams, Path, Path], None]] = {
+    "acquire": _acquire, "validate": _validate, "prepare": _prepare,
+    "train": _train, "evaluate": _evaluate, "report": _report,
+}
+
+
+def _fingerprint(params: DomainParams, prepared: Path) -> str:
+    """Hash of everything training depends on, so a stale checkpoint is never resumed."""
+    digest = hashlib.sha256(params.model_dump_json().encode())
+    for file in sorted(p for p in prepared.rglob("*") if p.is_file() and p.name != STAGE_RECORD):
+        digest.update(file.name.encode())
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def write_evaluation(evaluation: Evaluation, out: Path) -> None:
+    (out / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2, sort_keys=True))
+    (out / "plots").mkdir()
+    for name, frame in evaluation.plots.items():
+        frame.to_csv(out / "plots" / f"{name}.csv", index=False)
+    (out / "figures").mkdir()
+    captions = []
+    for i, fig in enumerate(evaluation.figures):
+        file = f"{i:02d}_{_slug(fig.title)}.png"
+        fig.figure.savefig(out / "figures" / file, dpi=110, bbox_inches="tight")
+        captions.append({"file": file, "title": fig.title, "caption": fig.caption})
+    (out / "figures" / "figures.json").write_text(json.dumps(captions, indent=2))
+    (out / "tables").mkdir()
+    for name, frame in evaluation.tables.items():
+        frame.to_csv(out / "tables" / f"{name}.csv", index=False)
+    (out / "notes.json").write_text(json.dumps(evaluation.notes, indent=2))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def read_champion(root: Path, domain: str) -> dict[str, Any] | None:
+    """The last promoted model of a domain, or None before the first promotion."""
+    file = paths.registry_file(root, domain)
+    if not file.is_file():
+        return None
+    return json.loads(file.read_text()).get("champion")
+
+
+def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, float]],
+           gate: dict[str, Any], champion: dict[str, Any] | None) -> dict[str, Any]:
+    """Challenger vs thresholds, gate warnings and champion: promote or keep, with the reason."""
+    candidate = params.evaluate.candidate
+    if candidate not in metrics:
+        raise PipelineError(f"evaluate.candidate: '{candidate}' is not a trained model; models: {', '.join(metrics)}")
+    scores = metrics[candidate]
+    thresholds = [
+        {"metric": m, "bound": "min", "threshold": t, "value": scores.get(m), "passed": scores.get(m, float("-inf")) >= t}
+        for m, t in params.evaluate.thresholds_min.items()
+    ] + [
+        {"metric": m, "bound": "max", "threshold": t, "value": scores.get(m), "passed": scores.get(m, float("inf")) <= t}
+        for m, t in params.evaluate.thresholds_max.items()
+    ]
+    primary = spec.metric.primary
+    warnings = sum(1 for c in gate["checks"] if not c["passed"] and c["severity"] == "warn")
+    failed = [t for t in thresholds if not t["passed"]]
+    if failed:
+        decision, reason = "keep", "threshold failed: " + "; ".join(
+            f"{t['metric']}={t['value']:.4f} {'<' if t['bound'] == 'min' else '>'} {t['threshold']}" for t in failed)
+    elif warnings > params.gate.max_warnings:
+        decision, reason = "keep", f"gate raised {warnings} warning(s), more than gate.max_warnings={params.gate.max_warnings}"
+    elif champion is None:
+        decision, reason = "promote", f"no champion yet; {candidate} passes every threshold"
+    elif spec.metric.better(primary, scores[primary], champion["metrics"][primary]):
+        decision, reason = "promote", f"{primary} {scores[primary]:.4f} beats champion v{champion['version']} ({champion['metrics'][primary]:.4f})"
+    else:
+        decision, reason = "keep", f"{primary} {scores[primary]:.4f} does not beat champion v{champion['version']} ({champion['metrics'][primary]:.4f})"
+    return {"candidate": candidate, "primary_metric": primary, "metrics": scores, "thresholds": thresholds,
+            "gate_verdict": gate["verdict"], "gate_warnings": warnings, "champion": champion,
+            "decision": decision, "reason": reason}

@@ -1,0 +1,1 @@
+"""Prefect layer: flows and deployments over the DVC stages (no domain logic here)."""
