@@ -1,0 +1,76 @@
+"""Shared fixtures: small params for fast real runs, and throwaway copies of the repository."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def small_fraud_params() -> dict:
+    """The fraud section at a size that runs end to end in seconds, not minutes."""
+    params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text())["fraud"])
+    params["synthetic"].update(n_customers=300, n_terminals=600, n_days=45)
+    params["prepare"].update(customer_windows_days=[1, 7], terminal_windows_days=[1, 7], delay_days=3,
+                             train_days=14, val_days=4, test_days=7)
+    params["train"].update(epochs=3, patience=2, hgb_max_iter=20, batch_size=256)
+    params["gate"]["min_rows"] = 100
+    params["evaluate"]["thresholds_min"] = {"auroc": 0.6}
+    return params
+
+
+def write_params(root: Path, fraud: dict) -> None:
+    (root / "params.yaml").write_text(yaml.safe_dump({"fraud": fraud}, sort_keys=False))
+
+
+def env_with_venv() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env.pop("AIFLOW_ROOT", None)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=kwargs.pop("env", env_with_venv()), capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def copy_repo(dest: Path) -> Path:
+    """A fresh git+DVC repository holding this project's tracked (and new, unignored) files."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    for rel in listed:
+        src = ROOT / rel
+        if src.is_file() and not rel.startswith(("data/", "dvc.lock")):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    (dest / "data").mkdir(exist_ok=True)
+    run(["git", "init", "-q"], dest)
+    run(["git", "-c", "user.email=t@example.com", "-c", "user.name=test", "add", "-A"], dest)
+    run(["git", "-c", "user.email=t@example.com", "-c", "user.name=test", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+@pytest.fixture
+def stage_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project root for running stages in-process (params.yaml + data/), selected via AIFLOW_ROOT."""
+    (tmp_path / "registry").mkdir()
+    (tmp_path / "data").mkdir()
+    write_params(tmp_path, small_fraud_params())
+    monkeypatch.setenv("AIFLOW_ROOT", str(tmp_path))
+    return tmp_path
