@@ -25,7 +25,7 @@ def small_fraud_params() -> dict:
     params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text())["fraud"])
     params["synthetic"].update(n_customers=300, n_terminals=600, n_days=45)
     params["prepare"].update(customer_windows_days=[1, 7], terminal_windows_days=[1, 7], delay_days=3,
-                             train_days=14, val_days=4, test_days=7)
+                             train_length=14, val_length=4, gap_length=3, test_length=7)
     params["train"].update(epochs=3, patience=2, hgb_max_iter=20, batch_size=256)
     params["gate"]["min_rows"] = 100
     params["evaluate"]["thresholds_min"] = {"auroc": 0.6}

@@ -91,3 +91,10 @@ def test_html_is_self_contained():
     result, _, _ = run_gate(_table(), _suite(), GateParams())
     page = render_gate_html(result)
     assert "PASS" in page and "http" not in page
+
+
+def test_regex_column_checks_are_named_by_their_pattern():
+    schema = pa.DataFrameSchema({r"^v\d+$": pa.Column("float64", pa.Check.le(10, name="small"), regex=True)})
+    table = pd.DataFrame({"v1": [1.0, 50.0], "v2": [2.0, 3.0]})
+    result, _, _ = run_gate(table, GateSuite(schema), GateParams())
+    assert result.reasons[0].startswith("^v\\d+$:small [pandera]: 1 of 2 rows fail")

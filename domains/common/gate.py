@@ -209,16 +209,25 @@ def _pandera_name(schema: pa.DataFrameSchema, column: Any, check: Any, number: A
     short = _short(str(check))
     if short == "present":
         return f"{failure_case}:present"
-    declared = None
+    key = _column_key(schema, column)
+    declared = short
     if pd.notna(number):
-        owner = schema.columns.get(column) if isinstance(column, str) else None
-        checks = owner.checks if owner is not None else schema.checks
+        checks = schema.columns[key].checks if key is not None else schema.checks
         if int(number) < len(checks):
-            declared = checks[int(number)].name
-    if declared is None:
-        declared = short
-    column_is_real = isinstance(column, str) and column in schema.columns
-    return f"{column}:{_short(declared)}" if column_is_real else _short(declared)
+            declared = _short(checks[int(number)].name)
+    return f"{key}:{declared}" if key is not None else declared
+
+
+def _column_key(schema: pa.DataFrameSchema, column: Any) -> str | None:
+    """The schema key a failing column belongs to: its own name, or the regex that matched it."""
+    if not isinstance(column, str):
+        return None
+    if column in schema.columns:
+        return column
+    for key, spec in schema.columns.items():
+        if spec.regex and re.fullmatch(key, column):
+            return key
+    return None
 
 
 def _short(check_name: str | None) -> str:

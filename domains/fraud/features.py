@@ -72,42 +72,45 @@ def feature_columns(features: pd.DataFrame) -> list[str]:
     return [c for c in features.columns if _FEATURE.match(str(c))]
 
 
-def time_split(tx_datetime: pd.Series, p: PrepareParams, longest_window_days: int) -> dict[str, np.ndarray]:
-    """Boolean masks train / val / test over whole days, with a label-delay gap before test.
+def time_split(tx_datetime: pd.Series, p: PrepareParams, warmup_days: int) -> dict[str, np.ndarray]:
+    """Boolean masks train / val / test over whole split units (days or hours), with a gap before test.
 
-    train period = [start, start + train_days); its last val_days are "val". Then delay_days of gap
-    (labels of the last training days are not known yet when the model goes live), then test_days.
-    Default start: first day + delay + longest window, so terminal windows are fully warmed up.
+    train period = [start, start + train_length); its last val_length units are "val". Then
+    gap_length units (labels of the last training days are not known yet when the model goes live),
+    then test_length units. Default start: first day + `warmup_days`, so feature windows are warm.
     """
-    day = pd.to_datetime(pd.Series(tx_datetime)).dt.normalize()
-    first, last = day.min(), day.max()
+    unit = "D" if p.split_unit == "day" else "h"
+    t = pd.to_datetime(pd.Series(tx_datetime)).dt.floor(unit)
+    first, last = t.min(), t.max()
     if pd.isna(first):
         raise PipelineError("time split: tx_datetime has no valid dates")
-    one = pd.Timedelta(days=1)
+    one = pd.Timedelta(1, unit=unit)
     if p.train_start is not None:
         try:
-            start = pd.Timestamp(p.train_start).normalize()
+            start = pd.Timestamp(p.train_start).floor(unit)
         except ValueError:
             raise PipelineError(f"prepare.train_start: not a date: {p.train_start!r}") from None
     else:
-        start = first + (p.delay_days + longest_window_days) * one
-    val_start = start + (p.train_days - p.val_days) * one
-    train_end = start + p.train_days * one
-    test_start = train_end + p.delay_days * one
-    test_end = test_start + p.test_days * one
-    d = day.to_numpy()
+        start = first.normalize() + pd.Timedelta(days=warmup_days)
+    val_start = start + (p.train_length - p.val_length) * one
+    train_end = start + p.train_length * one
+    test_start = train_end + p.gap_length * one
+    test_end = test_start + p.test_length * one
+    d = t.to_numpy()
     masks = {
         "train": (d >= start.to_datetime64()) & (d < val_start.to_datetime64()),
         "val": (d >= val_start.to_datetime64()) & (d < train_end.to_datetime64()),
         "test": (d >= test_start.to_datetime64()) & (d < test_end.to_datetime64()),
     }
 
-    def fmt(a: pd.Timestamp, b: pd.Timestamp) -> str:  # inclusive day range
-        return f"{a:%Y-%m-%d}..{b:%Y-%m-%d}"
+    fmt = "%Y-%m-%d" if unit == "D" else "%Y-%m-%d %H:00"
 
-    context = (f"data covers {fmt(first, last)}; requested train {fmt(start, val_start - one)}, "
-               f"val {fmt(val_start, train_end - one)}, gap {p.delay_days} day(s), "
-               f"test {fmt(test_start, test_end - one)}")
+    def span(a: pd.Timestamp, b: pd.Timestamp) -> str:  # inclusive range of units
+        return f"{a:{fmt}}..{b:{fmt}}"
+
+    context = (f"data covers {span(first, last)}; requested train {span(start, val_start - one)}, "
+               f"val {span(val_start, train_end - one)}, gap {p.gap_length} {p.split_unit}(s), "
+               f"test {span(test_start, test_end - one)}")
     if test_end - one > last:
         raise PipelineError(f"time split: test period runs past the data ({context})")
     empty = [name for name, m in masks.items() if not m.any()]

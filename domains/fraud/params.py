@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from domains.common.params import DomainParams, EvaluateParams, GateParams, StrictModel, TrainerParams
@@ -11,12 +13,12 @@ class SyntheticParams(StrictModel):
     """Size and behaviour of the transaction simulator (after Le Borgne et al.'s handbook)."""
 
     n_customers: int = Field(1000, ge=10)
-    n_terminals: int = Field(2000, ge=10)
+    n_terminals: int = Field(10000, ge=10)
     n_days: int = Field(120, ge=14)
     start_date: str = "2018-04-01"
     radius: float = Field(5.0, gt=0, description="customers use terminals within this distance on a 100x100 grid")
     compromised_terminals_per_day: int = Field(2, ge=0, description="scenario 2: terminals compromised for 28 days")
-    compromised_customers_per_day: int = Field(3, ge=0, description="scenario 3: cards compromised for 14 days")
+    compromised_customers_per_day: int = Field(1, ge=0, description="scenario 3: cards compromised for 14 days")
 
 
 class FraudGateParams(GateParams):
@@ -36,10 +38,12 @@ class PrepareParams(StrictModel):
     customer_windows_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
     terminal_windows_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
     delay_days: int = Field(7, ge=0, description="labels are known only this many days after a transaction")
-    train_start: str | None = Field(None, description="first training day; default: first day + delay + longest window")
-    train_days: int = Field(42, ge=1)
-    val_days: int = Field(7, ge=1, description="last days of the train period held out for early stopping")
-    test_days: int = Field(21, ge=1)
+    split_unit: Literal["day", "hour"] = Field("day", description="unit of the split lengths (hour: for short data such as ULB's 2 days)")
+    train_start: str | None = Field(None, description="start of training; default: first day + the feature windows' warm-up")
+    train_length: int = Field(42, ge=2, description="train period, in split units, validation included")
+    val_length: int = Field(7, ge=1, description="last units of the train period held out for early stopping")
+    gap_length: int = Field(7, ge=0, description="units between train and test: labels not yet known at deployment")
+    test_length: int = Field(21, ge=1)
 
 
 class FraudTrainParams(TrainerParams):

@@ -29,8 +29,10 @@ def prepare(p: FraudParams, table: pd.DataFrame, acquire_dir: Path, out_dir: Pat
     q = p.prepare
     features = build_features(table, q.customer_windows_days, q.terminal_windows_days, q.delay_days)
     names = feature_columns(features)
-    longest = max([*q.customer_windows_days, *q.terminal_windows_days, 0])
-    masks = time_split(table["tx_datetime"], q, longest)
+    # Warm-up before training starts: the longest window of the features this data has.
+    warmup = max([0, *(q.customer_windows_days if "customer_id" in table else []),
+                  *((w + q.delay_days for w in q.terminal_windows_days) if "terminal_id" in table else [])])
+    masks = time_split(table["tx_datetime"], q, warmup)
     split = np.select([masks["train"], masks["val"], masks["test"]], ["train", "val", "test"], default="")
     frame = features[names].assign(
         split=split, label=table["tx_fraud"].to_numpy(), day=table["tx_datetime"].dt.normalize(),

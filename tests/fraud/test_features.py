@@ -99,7 +99,7 @@ def test_bad_rows_are_refused():
 
 # --- time split ---------------------------------------------------------------------------------
 
-SPLIT = PrepareParams(delay_days=7, train_days=20, val_days=5, test_days=10)
+SPLIT = PrepareParams(delay_days=7, train_length=20, val_length=5, gap_length=7, test_length=10)
 
 
 def hourly(days: int) -> pd.Series:
@@ -108,9 +108,9 @@ def hourly(days: int) -> pd.Series:
 
 def test_time_split_periods_and_gap():
     dt = hourly(100)
-    masks = time_split(dt, SPLIT, longest_window_days=30)
+    masks = time_split(dt, SPLIT, warmup_days=37)
     day = (dt - DAY0).dt.days.to_numpy()
-    # Default start: delay (7) + longest window (30) days after the first day.
+    # Default start: the warm-up (delay 7 + longest window 30) days after the first day.
     assert sorted(set(day[masks["train"]])) == list(range(37, 52))
     assert sorted(set(day[masks["val"]])) == list(range(52, 57))
     assert sorted(set(day[masks["test"]])) == list(range(64, 74))  # 7-day gap after val
@@ -121,16 +121,25 @@ def test_time_split_periods_and_gap():
 def test_time_split_explicit_start_whole_days():
     dt = hourly(100) + pd.Timedelta(minutes=17)
     p = SPLIT.model_copy(update={"train_start": "2018-04-05 15:00"})  # normalised to midnight
-    masks = time_split(dt, p, longest_window_days=30)
+    masks = time_split(dt, p, warmup_days=37)
     assert dt[masks["train"]].min() == pd.Timestamp("2018-04-05 00:17")
 
 
 @pytest.mark.parametrize("update,message", [
-    ({"test_days": 60}, "test period runs past the data"),
+    ({"test_length": 60}, "test period runs past the data"),
     ({"train_start": "2018-03-01"}, "empty train/val split"),
-    ({"val_days": 20}, "empty train split"),
+    ({"val_length": 20}, "empty train split"),
 ])
 def test_time_split_errors(update, message):
     with pytest.raises(PipelineError, match=message) as err:
-        time_split(hourly(100), SPLIT.model_copy(update=update), longest_window_days=30)
+        time_split(hourly(100), SPLIT.model_copy(update=update), warmup_days=37)
     assert "data covers 2018-04-01..2018-07-09" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_time_split_in_hours_for_short_data():
+    dt = hourly(2)  # two days, like ULB's creditcard.csv
+    p = PrepareParams(split_unit="hour", train_length=24, val_length=6, gap_length=2, test_length=20)
+    masks = time_split(dt, p, warmup_days=0)
+    hours = ((dt - DAY0) / pd.Timedelta(hours=1)).to_numpy()
+    assert hours[masks["train"]].max() == 17 and hours[masks["val"]].min() == 18
+    assert hours[masks["test"]].min() == 26 and hours[masks["test"]].max() == 45
