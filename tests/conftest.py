@@ -33,7 +33,15 @@ def small_fraud_params() -> dict:
 
 
 def write_params(root: Path, fraud: dict) -> None:
+    """A params.yaml holding only the fraud section (for in-process stage runs)."""
     (root / "params.yaml").write_text(yaml.safe_dump({"fraud": fraud}, sort_keys=False))
+
+
+def set_domain_params(root: Path, domain: str, section: dict) -> None:
+    """Replace one domain's section of root/params.yaml, keeping the others (dvc.yaml needs them all)."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params[domain] = section
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def env_with_venv() -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from domains.common.paths import STAGES
-from tests.conftest import copy_repo, env_with_venv, run, small_fraud_params, write_params
+from tests.conftest import copy_repo, env_with_venv, run, set_domain_params, small_fraud_params
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def _ran(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     root = copy_repo(tmp_path_factory.mktemp("repo"))
-    write_params(root, small_fraud_params())
+    set_domain_params(root, "fraud", small_fraud_params())
     run(["git", "-c", "user.email=t@example.com", "-c", "user.name=test", "commit", "-qam", "small params"], root)
     return root
 
@@ -35,7 +35,7 @@ def _metrics(root: Path) -> dict:
 
 
 def test_cold_repro_produces_every_output(repo):
-    proc = run(["dvc", "repro"], repo)
+    proc = run(["dvc", "repro", "report@fraud"], repo)
     assert _ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "fraud"
     for rel in ["acquire/table.parquet", "validate/validated.parquet", "validate/gate.json", "validate/gate.html",
@@ -52,7 +52,7 @@ def test_cold_repro_produces_every_output(repo):
 
 
 def test_second_repro_runs_no_stage(repo):
-    proc = run(["dvc", "repro"], repo)
+    proc = run(["dvc", "repro", "report@fraud"], repo)
     assert _ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
 
 
@@ -60,7 +60,7 @@ def test_training_param_change_reruns_only_train_and_what_follows(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["fraud"]["train"]["lr"] = 0.002
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = run(["dvc", "repro"], repo)
+    proc = run(["dvc", "repro", "report@fraud"], repo)
     assert _ran(proc.stdout) == {"train", "evaluate", "report"}
 
 
@@ -122,4 +122,4 @@ def test_prefect_flow_runs_the_stages_and_publishes_artifacts(repo, prefect_api)
     runs = httpx.post(f"{prefect_api['url']}/flow_runs/filter", json={}).json()
     assert {r["state_type"] for r in runs} == {"COMPLETED"} and len(runs) == 2  # all-domains + fraud
     # The flow ran through DVC: the lock file still describes the workspace.
-    assert "up to date" in run(["dvc", "status"], repo).stdout
+    assert "up to date" in run(["dvc", "status", "report@fraud", "--with-deps"], repo).stdout
