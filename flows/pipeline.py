@@ -1,20 +1,39 @@
-"""Prefect flows: each task is one DVC stage, so a flow run and `dvc repro` are the same
-computation, cached the same, and leave dvc.lock true."""
+"""Prefect flows. Each task runs one DVC stage (`dvc repro --single-item <stage>@<domain>`), so a
+flow run and `dvc repro` are the same computation, cached the same, and leave dvc.lock true."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import allow_failure, flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.concurrency.sync import concurrency
+from prefect.futures import PrefectFuture
 
-from domains.common import paths
+from domains.common import champion, paths, provenance
 from domains.common.dvc import dvc
+from domains.common.errors import PipelineError
+from flows.config import SETTINGS
 
 
 class StageFailed(Exception):
-    """A stage exited non-zero; the message is the stage's own one-line reason(s)."""
+    """A stage stopped on its input (gate, params, data): retrying would fail the same way."""
+
+
+class TransientStageError(Exception):
+    """A stage crashed or timed out: worth a retry."""
+
+
+def _retry_if_transient(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except StageFailed:
+        return False
+    except Exception:
+        return True
+    return False
 
 
 def _failure_reason(domain: str, stage: str, output: str, root: Path) -> str:
@@ -27,32 +46,46 @@ def _failure_reason(domain: str, stage: str, output: str, root: Path) -> str:
     return errors[0] if errors else (output.strip().splitlines() or ["no output"])[-1]
 
 
-@task(task_run_name="{stage}@{domain}")
+@task(task_run_name="{stage}@{domain}", retries=SETTINGS.retries, retry_delay_seconds=SETTINGS.retry_delay_seconds,
+      retry_condition_fn=_retry_if_transient)
 def run_stage(domain: str, stage: str, force: bool = False) -> str:
     """`dvc repro --single-item <stage>@<domain>`: runs the stage only if its deps or params changed."""
     root = paths.project_root()
-    proc = dvc(root, "repro", "--single-item", f"{stage}@{domain}", *(["--force"] if force else []), capture=True)
     logger = get_run_logger()
-    for line in (proc.stdout + proc.stderr).strip().splitlines()[-20:]:
+    limits = [SETTINGS.domain_limit_prefix + domain] + ([SETTINGS.training_limit] if stage == "train" else [])
+    with concurrency(limits, occupy=1, strict=False):
+        try:
+            proc = dvc(root, "repro", "--single-item", f"{stage}@{domain}", *(["--force"] if force else []),
+                       capture=True, timeout=SETTINGS.timeout(stage))
+        except subprocess.TimeoutExpired:
+            raise TransientStageError(f"{stage}@{domain} timed out after {SETTINGS.timeout(stage)} s") from None
+    output = proc.stdout + proc.stderr
+    for line in output.strip().splitlines()[-20:]:
         logger.info(line)
+    if proc.returncode == 1 and "error:" in output:  # the stage's own one-line reason: bad input
+        raise StageFailed(_failure_reason(domain, stage, output, root))
     if proc.returncode != 0:
-        raise StageFailed(_failure_reason(domain, stage, proc.stdout + proc.stderr, root))
+        raise TransientStageError(f"{stage}@{domain} exited {proc.returncode}: {_failure_reason(domain, stage, output, root)}")
     return "ran" if "Running stage" in proc.stdout else "cached"
 
 
-def publish_gate(domain: str, root: Path) -> None:
-    gate_file = paths.stage_dir(root, domain, "validate") / "gate.json"
+@task(task_run_name="publish-gate@{domain}")
+def publish_gate(domain: str) -> str | None:
+    gate_file = paths.stage_dir(paths.project_root(), domain, "validate") / "gate.json"
     if not gate_file.is_file():
-        return
+        return None
     gate = json.loads(gate_file.read_text())
     failed = [c for c in gate["checks"] if not c["passed"]]
     lines = [f"# Data-quality gate: {domain}: **{gate['verdict'].upper()}**", "",
              f"{gate['rows_in']} rows in, {gate['rows_passed']} passed, {gate['rows_quarantined']} quarantined.", ""]
     lines += [f"- **{c['severity']}** `{c['name']}` ({c['tool']}): {c['detail']}" for c in failed] or ["All checks passed."]
     create_markdown_artifact(key=f"{domain}-gate", markdown="\n".join(lines), description=f"{domain} gate verdict")
+    return gate["verdict"]
 
 
-def publish_results(domain: str, root: Path) -> None:
+@task(task_run_name="publish-results@{domain}")
+def publish_results(domain: str) -> dict:
+    root = paths.project_root()
     evaluate_dir = paths.stage_dir(root, domain, "evaluate")
     metrics = json.loads((evaluate_dir / "metrics.json").read_text())
     decision = json.loads((evaluate_dir / "decision.json").read_text())
@@ -62,31 +95,96 @@ def publish_results(domain: str, root: Path) -> None:
     report = paths.report_html(root, domain)
     create_link_artifact(key=f"{domain}-report", link=report.resolve().as_uri(), link_text=f"{domain} report",
                          description=str(report))
+    lock = provenance.dvc_lock_hashes(root, domain)
+    params = json.loads((paths.stage_dir(root, domain, "report") / "provenance.json").read_text())["params"]
+    create_markdown_artifact(key=f"{domain}-provenance", description=f"{domain}: dvc.lock hashes and params",
+                             markdown="\n".join([f"# Provenance: {domain}", "", f"commit `{provenance.git_commit(root)}`", "",
+                                                 "| stage | output | md5 |", "|---|---|---|",
+                                                 *(f"| {s} | {p} | `{h}` |" for s, outs in lock.items() for p, h in outs.items()),
+                                                 "", "```json", json.dumps(params, indent=2), "```"]))
+    return decision
+
+
+@task(task_run_name="promote@{domain}")
+def promote_if_better(domain: str, decision: dict) -> dict:
+    """Record the challenger as champion when evaluate decided so; publish the decision either way."""
+    root = paths.project_root()
+    outcome = {"decision": decision["decision"], "reason": decision["reason"], "champion": champion.read_champion(root, domain)}
+    if decision["decision"] == "promote":
+        try:
+            outcome["champion"] = champion.promote(root, domain)
+        except PipelineError as err:  # e.g. already the champion: nothing to do
+            outcome["reason"] = str(err)
+    current = outcome["champion"]
+    create_markdown_artifact(key=f"{domain}-promotion", description=f"{domain} promotion decision", markdown=(
+        f"# Promotion: {domain}\n\n**{decision['decision']}** `{decision['candidate']}`: {outcome['reason']}\n\n"
+        f"Champion now: {'v' + str(current['version']) + ' (' + current['model'] + ')' if current else 'none'}"))
+    return outcome
+
+
+@task(task_run_name="push@{domain}", retries=SETTINGS.retries, retry_delay_seconds=SETTINGS.retry_delay_seconds)
+def push(domain: str) -> str:
+    """Send this domain's outputs to the default DVC remote, so any clone can `dvc pull` them."""
+    proc = dvc(paths.project_root(), "push", f"report@{domain}", "--with-deps", capture=True)
+    if proc.returncode != 0:
+        raise TransientStageError(f"dvc push failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "pushed"
+
+
+def _submit_domain(domain: str, force: bool, promote: bool, push_outputs: bool) -> list[PrefectFuture]:
+    """The domain's stages in order; later stages wait on earlier ones, so a failure stops the chain."""
+    futures: dict[str, PrefectFuture] = {}
+    previous: list = []
+    for stage in paths.STAGES:
+        futures[stage] = run_stage.submit(domain, stage, force, wait_for=previous)
+        previous = [futures[stage]]
+    gate = publish_gate.submit(domain, wait_for=[allow_failure(futures["validate"])])
+    decision = publish_results.submit(domain, wait_for=[futures["report"]])
+    finals = [gate, decision]
+    if promote:
+        finals.append(promote_if_better.submit(domain, decision))
+    if push_outputs:
+        finals.append(push.submit(domain, wait_for=finals[-1:]))
+    return list(futures.values()) + finals
+
+
+def _tag_with_commit() -> None:
+    """Every run carries the git commit it ran, as a tag (visible and filterable in the UI)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    commit = provenance.git_commit(paths.project_root())
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run.id)
+        client.update_flow_run(flow_run.id, tags=sorted({*run.tags, f"commit:{commit[:12]}"}))
+
+
+def _run(domains: list[str], force: bool, promote: bool, push_outputs: bool) -> dict[str, str]:
+    _tag_with_commit()
+    futures = {name: _submit_domain(name, force, promote, push_outputs) for name in domains}
+    failures = {}
+    for name, chain in futures.items():
+        for future in chain:
+            future.wait()
+            if future.state.is_failed():
+                error = future.state.result(raise_on_failure=False)
+                failures[name] = str(error) if isinstance(error, BaseException) else future.state.message
+                break
+    if failures:
+        raise StageFailed("; ".join(f"{name}: {msg}" for name, msg in failures.items()))
+    return {name: "completed" for name in domains}
 
 
 @flow(name="domain-pipeline", flow_run_name="{domain}")
-def domain_flow(domain: str, force: bool = False) -> dict[str, str]:
-    """acquire -> validate (gate) -> prepare -> train -> evaluate -> report, each through DVC."""
-    root = paths.project_root()
-    outcomes: dict[str, str] = {}
-    for stage in paths.STAGES:
-        try:
-            outcomes[stage] = run_stage(domain, stage, force)
-        finally:
-            if stage == "validate":
-                publish_gate(domain, root)  # the verdict is published whether the gate passed or not
-    publish_results(domain, root)
-    return outcomes
+def domain_flow(domain: str, force: bool = False, promote: bool = True, push: bool = False) -> dict[str, str]:
+    """acquire -> validate (gate) -> prepare -> train -> evaluate -> report, then promote and push."""
+    return _run([domain], force, promote, push)
 
 
 @flow(name="all-domains")
-def all_domains_flow(domains: list[str] | None = None, force: bool = False) -> dict[str, dict[str, str]]:
-    """Every configured domain's pipeline; one domain failing its gate does not stop the others."""
+def all_domains_flow(domains: list[str] | None = None, force: bool = False, promote: bool = True,
+                     push: bool = False) -> dict[str, str]:
+    """Every configured domain, concurrently (each domain's stages in order)."""
     from domains.common.registry import configured_domains
 
-    chosen = domains or configured_domains(paths.project_root())
-    states = {name: domain_flow(name, force, return_state=True) for name in chosen}
-    failed = {name: state.message for name, state in states.items() if state.is_failed()}
-    if failed:
-        raise StageFailed("; ".join(f"{name}: {message}" for name, message in failed.items()))
-    return {name: state.result() for name, state in states.items()}
+    return _run(domains or configured_domains(paths.project_root()), force, promote, push)

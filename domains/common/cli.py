@@ -20,6 +20,9 @@ examples:
   aiflow stage validate fraud        # one stage (what dvc.yaml calls; prefer `dvc repro validate@fraud`)
   aiflow reports                     # where each domain's report is, with gate verdict and decision
   aiflow flow fraud                  # the same pipeline as a Prefect flow run (stages run through DVC)
+  aiflow serve                       # serve the nightly deployments (PREFECT_API_URL set)
+  aiflow champion list fraud         # promotions and rollbacks of the fraud champion
+  aiflow champion rollback fraud     # restore the previous champion
   dvc exp run -S fraud.train.lr=0.003   # an experiment with one param changed
   dvc metrics diff                   # metrics of the workspace vs HEAD
 
@@ -46,9 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check-params", help="validate params.yaml and exit")
     sub.add_parser("reports", help="list report paths with gate verdict and decision")
 
-    flow = sub.add_parser("flow", help="run the Prefect flow for the given domains (default: all)")
+    flow = sub.add_parser("flow", help="run the Prefect flow for the given domains (default: all), now")
     flow.add_argument("domains", nargs="*")
     flow.add_argument("--force", action="store_true")
+    flow.add_argument("--no-promote", action="store_true", help="record the decision but do not promote")
+    flow.add_argument("--push", action="store_true", help="dvc push the outputs after a successful run")
+
+    sub.add_parser("serve", help="serve the scheduled deployments from this process (needs PREFECT_API_URL)")
+    deploy = sub.add_parser("deploy", help="register the deployments on a Prefect work pool")
+    deploy.add_argument("--pool", required=True, help="work pool name (e.g. one made by `prefect work-pool create`)")
+
+    champ = sub.add_parser("champion", help="list, promote or roll back a domain's champion model")
+    champ.add_argument("action", choices=["list", "promote", "rollback"])
+    champ.add_argument("domain")
     return parser
 
 
@@ -74,6 +87,27 @@ def _reports(root: Path, domains: list[str]) -> None:
             continue
         decision = json.loads(decision_file.read_text())
         print(f"{name}: {html.relative_to(root)}  (gate {decision['gate_verdict']}, {decision['decision']}: {decision['reason']})")
+
+
+def _champion(root: Path, action: str, domain: str) -> None:
+    from domains.common import champion
+
+    _domains(root, [domain])
+    if action == "promote":
+        promoted = champion.promote(root, domain)
+        print(f"{domain}: champion is now v{promoted['version']} ({promoted['model']}): {promoted['reason']}")
+    elif action == "rollback":
+        restored = champion.rollback(root, domain)
+        print(f"{domain}: champion is now " + (f"v{restored['version']} ({restored['model']})" if restored else "none"))
+    else:
+        registry = champion.read_registry(root, domain)
+        for event in registry["events"]:
+            if event["event"] == "promote":
+                print(f"{event['promoted_at']}  promote  v{event['version']}  {event['model']}  {event['reason']}")
+            else:
+                print(f"{event['at']}  rollback v{event['version']} -> v{event['restored_version']}")
+        current = registry["champion"]
+        print(f"champion: {'v' + str(current['version']) + ' ' + current['model'] if current else 'none'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,14 +137,26 @@ def main(argv: list[str] | None = None) -> int:
             _reports(root, chosen)
         elif args.command == "flow":
             chosen = _domains(root, args.domains)
+            os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
             from flows.pipeline import all_domains_flow
 
-            os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-            state = all_domains_flow(domains=chosen, force=args.force, return_state=True)
+            state = all_domains_flow(domains=chosen, force=args.force, promote=not args.no_promote,
+                                     push=args.push, return_state=True)
             if state.is_failed():
                 print(f"error: flow run failed: {state.message}", file=sys.stderr)
                 return 1
             _reports(root, chosen)
+        elif args.command == "serve":
+            from flows.deployments import serve_deployments
+
+            serve_deployments()
+        elif args.command == "deploy":
+            from flows.deployments import deploy_to_pool
+
+            for deployment_id in deploy_to_pool(args.pool):
+                print(f"deployment {deployment_id} on pool {args.pool}")
+        elif args.command == "champion":
+            _champion(root, args.action, args.domain)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

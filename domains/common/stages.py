@@ -19,6 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from domains.common import paths
+from domains.common.champion import read_champion
 from domains.common.contract import DomainSpec, Evaluation, TrainEnv
 from domains.common.errors import GateBlocked, PipelineError
 from domains.common.gate import run_gate, write_gate_result
@@ -126,14 +127,6 @@ def write_evaluation(evaluation: Evaluation, out: Path) -> None:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-
-
-def read_champion(root: Path, domain: str) -> dict[str, Any] | None:
-    """The last promoted model of a domain, or None before the first promotion."""
-    file = paths.registry_file(root, domain)
-    if not file.is_file():
-        return None
-    return json.loads(file.read_text()).get("champion")
 
 
 def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, float]],
