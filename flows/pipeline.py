@@ -142,7 +142,11 @@ def _submit_domain(domain: str, force: bool, promote: bool, push_outputs: bool) 
     decision = publish_results.submit(domain, wait_for=[futures["report"]])
     finals = [gate, decision]
     if promote:
-        finals.append(promote_if_better.submit(domain, decision))
+        promoted = promote_if_better.submit(domain, decision)
+        # The registry is a dependency of evaluate: bring evaluate and the report up to date with the
+        # new champion (a cached no-op when nothing was promoted), so dvc.lock stays true.
+        evaluate = run_stage.submit(domain, "evaluate", wait_for=[promoted])
+        finals += [promoted, evaluate, run_stage.submit(domain, "report", wait_for=[evaluate])]
     if push_outputs:
         finals.append(push.submit(domain, wait_for=finals[-1:]))
     return list(futures.values()) + finals

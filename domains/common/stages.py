@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from domains.common import paths
-from domains.common.champion import read_champion
+from domains.common.champion import read_champion, train_md5
 from domains.common.contract import DomainSpec, Evaluation, TrainEnv
 from domains.common.errors import GateBlocked, PipelineError
 from domains.common.gate import run_gate, write_gate_result
@@ -82,7 +82,7 @@ def _evaluate(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> 
     evaluation = spec.evaluate(params, paths.stage_dir(root, spec.name, "prepare"), paths.stage_dir(root, spec.name, "train"), out)
     write_evaluation(evaluation, out)
     gate = json.loads((paths.stage_dir(root, spec.name, "validate") / "gate.json").read_text())
-    decision = decide(spec, params, evaluation.metrics, gate, read_champion(root, spec.name))
+    decision = decide(spec, params, evaluation.metrics, gate, read_champion(root, spec.name), train_md5(root, spec.name))
     (out / "decision.json").write_text(json.dumps(decision, indent=2))
 
 
@@ -130,8 +130,11 @@ def _slug(text: str) -> str:
 
 
 def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, float]],
-           gate: dict[str, Any], champion: dict[str, Any] | None) -> dict[str, Any]:
-    """Challenger vs thresholds, gate warnings and champion: promote or keep, with the reason."""
+           gate: dict[str, Any], champion: dict[str, Any] | None, model_md5: str | None = None) -> dict[str, Any]:
+    """Challenger vs thresholds, gate warnings and champion: promote or keep, with the reason.
+
+    `model_md5` identifies the trained models (their DVC hash): the champion itself is never a challenger.
+    """
     candidate = params.evaluate.candidate
     if candidate not in metrics:
         raise PipelineError(f"evaluate.candidate: '{candidate}' is not a trained model; models: {', '.join(metrics)}")
@@ -148,11 +151,14 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
     failed = [t for t in thresholds if not t["passed"]]
     if failed:
         decision, reason = "keep", "threshold failed: " + "; ".join(
+            f"{t['metric']} missing" if t["value"] is None else
             f"{t['metric']}={t['value']:.4f} {'<' if t['bound'] == 'min' else '>'} {t['threshold']}" for t in failed)
     elif warnings > params.gate.max_warnings:
         decision, reason = "keep", f"gate raised {warnings} warning(s), more than gate.max_warnings={params.gate.max_warnings}"
     elif champion is None:
         decision, reason = "promote", f"no champion yet; {candidate} passes every threshold"
+    elif model_md5 and champion.get("train_md5") == model_md5:
+        decision, reason = "keep", f"this model is the champion (v{champion['version']})"
     elif spec.metric.better(primary, scores[primary], champion["metrics"][primary]):
         decision, reason = "promote", f"{primary} {scores[primary]:.4f} beats champion v{champion['version']} ({champion['metrics'][primary]:.4f})"
     else:

@@ -1,0 +1,98 @@
+"""Typed params of the recommender domain (the `recsys:` section of params.yaml)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from domains.common.params import DomainParams, EvaluateParams, GateParams, StrictModel, TrainerParams
+
+SurpriseModel = Literal["baseline_only", "svd", "svdpp", "knn_baseline"]
+
+
+class SyntheticParams(StrictModel):
+    """Ratings drawn from a known biased low-rank model plus Gaussian noise, rounded onto the scale."""
+
+    n_users: int = Field(600, ge=10)
+    n_items: int = Field(1000, ge=10)
+    n_ratings: int = Field(40_000, ge=100, description="about this many ratings in all")
+    min_user_ratings: int = Field(20, ge=1, description="every user rates at least this many items (as in MovieLens)")
+    min_item_ratings: int = Field(5, ge=1, description="every item is rated at least this many times")
+    activity_sigma: float = Field(1.0, ge=0, description="log-normal spread of ratings per user: the tail is a few very active users")
+    popularity_exponent: float = Field(0.9, ge=0, description="Zipf exponent of item popularity (0: uniform)")
+    rank: int = Field(8, ge=1, description="dimension of the users' tastes")
+    global_mean: float = 3.5
+    user_bias_std: float = Field(0.4, ge=0)
+    item_bias_std: float = Field(0.5, ge=0)
+    taste_std: float = Field(0.6, ge=0, description="standard deviation of the taste term (user factors . item factors)")
+    noise_std: float = Field(0.8, ge=0, description="standard deviation of the noise added before rounding")
+    rating_min: int = 1
+    rating_max: int = 5
+    start_date: str = "2015-01-01"
+    n_days: int = Field(730, ge=1, description="timestamps fall in [start_date, start_date + n_days)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SyntheticParams":
+        if self.rating_max <= self.rating_min:
+            raise ValueError("rating_max must be above rating_min")
+        if self.min_user_ratings > self.n_items or self.min_item_ratings > self.n_users:
+            raise ValueError("min_user_ratings must be <= n_items and min_item_ratings <= n_users")
+        return self
+
+
+class RecsysGateParams(GateParams):
+    """The declared rating scale and the bounds the gate checks, next to the shared severities."""
+
+    rating_min: float = 1.0
+    rating_max: float = 5.0
+    rating_step: float = Field(1.0, gt=0, description="ratings lie on rating_min + k * step (0.5 for ml-latest-small)")
+    time_min: str = Field("1995-01-01", description="earliest plausible timestamp (MovieLens starts in 1995)")
+    time_max: str = "2035-12-31"
+    min_rows: int = Field(1000, ge=1)
+    min_users: int = Field(10, ge=1)
+    min_items: int = Field(10, ge=1)
+    min_user_ratings: int = Field(5, ge=1, description="users with fewer ratings are reported")
+    min_item_ratings: int = Field(3, ge=1, description="items with fewer ratings are reported")
+
+    @model_validator(mode="after")
+    def _scale(self) -> "RecsysGateParams":
+        if self.rating_max <= self.rating_min:
+            raise ValueError("rating_max must be above rating_min")
+        return self
+
+
+class PrepareParams(StrictModel):
+    """The two evaluation protocols: k-fold over all ratings, and a per-user time-ordered hold-out."""
+
+    n_folds: int = Field(5, ge=2, description="rating prediction: k-fold over all ratings, same folds for every model")
+    holdout_per_user: int = Field(5, ge=1, description="top-k: each user's last n ratings (by time) are held out")
+    min_train_ratings: int = Field(10, ge=1, description="top-k: only users keeping at least this many ratings get a hold-out")
+
+
+class RecsysTrainParams(TrainerParams):
+    """The torch matrix factorisation (shared trainer keys + its own) and the Surprise models to run."""
+
+    factors: int = Field(32, ge=1)
+    reg: float = Field(0.1, ge=0, description="L2 penalty on the factors of each rating's user and item")
+    init_std: float = Field(0.01, gt=0)
+    val_fraction: float = Field(0.05, gt=0, lt=0.5, description="share of each training fold held out for early stopping")
+    surprise_models: list[SurpriseModel] = Field(
+        default_factory=lambda: ["baseline_only", "svd", "svdpp", "knn_baseline"],
+        description="Surprise baselines, all with Surprise's defaults; svdpp is by far the slowest")
+
+
+class RecsysEvaluateParams(EvaluateParams):
+    relevance_threshold: float = Field(4.0, description="a held-out rating at or above this is a relevant item for top-k")
+    topk_max_users: int = Field(2000, ge=1, description="top-k metrics on at most this many held-out users (a seeded sample)")
+    activity_bins: list[int] = Field(default_factory=lambda: [20, 50, 100, 200],
+                                     description="edges of the user-activity groups (training ratings per user)")
+    example_users: int = Field(3, ge=0, description="users whose top-10 lists are shown in the report")
+
+
+class RecsysParams(DomainParams):
+    synthetic: SyntheticParams = SyntheticParams()
+    gate: RecsysGateParams = RecsysGateParams()
+    prepare: PrepareParams = PrepareParams()
+    train: RecsysTrainParams = RecsysTrainParams()
+    evaluate: RecsysEvaluateParams

@@ -1,0 +1,127 @@
+"""Scheduled operation against a real Prefect server on loopback: deployments with schedules,
+a triggered run with its artifacts and promotion, a gate failure, and the shared DVC remote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import copy_repo, run, set_domain_params, small_fraud_params
+from tests.test_bad_inputs import ulb_frame
+
+pytestmark = pytest.mark.slow
+GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
+
+
+def _repo(base: Path, remote: Path) -> Path:
+    root = copy_repo(base)
+    set_domain_params(root, "fraud", small_fraud_params())
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], root)  # not the user's cache
+    run([*GIT, "commit", "-qam", "small params"], root)
+    return root
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _post(api: dict, path: str, body: dict | None = None):
+    response = httpx.post(f"{api['url']}{path}", json=body or {}, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, prefect_api):
+    """`aiflow serve` running in a repository copy, stopped at the end."""
+    remote = tmp_path_factory.mktemp("remote")
+    root = _repo(tmp_path_factory.mktemp("served"), remote)
+    log = (root.parent / "serve.log").open("w")
+    proc = subprocess.Popen(["aiflow", "serve"], cwd=root, env=prefect_api["env"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deployments = _wait_for(lambda: [d for d in _post(prefect_api, "/deployments/filter") if d["name"].endswith("-nightly")]
+                                if len(_post(prefect_api, "/deployments/filter")) >= 2 else None, 90, "deployments")
+        yield {"root": root, "remote": remote, "deployments": {d["name"]: d for d in deployments}, "api": prefect_api}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_deployments_are_scheduled_nightly(served):
+    deployments = served["deployments"]
+    assert set(deployments) == {"fraud-nightly", "all-domains-nightly"}
+    for deployment in deployments.values():
+        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["0 2 * * *"]
+        assert "aiflow" in deployment["tags"]
+
+    def upcoming():
+        runs = _post(served["api"], "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}})
+        return [r for r in runs if r["deployment_id"] == deployments["fraud-nightly"]["id"]]
+
+    runs = _wait_for(upcoming, 60, "scheduled runs")
+    assert all(r["expected_start_time"][11:16] == "02:00" for r in runs)
+
+
+def test_triggered_run_completes_promotes_and_pushes(served):
+    api, root = served["api"], served["root"]
+    deployment = served["deployments"]["fraud-nightly"]
+    flow_run = _post(api, f"/deployments/{deployment['id']}/create_flow_run", {})
+
+    def finished():
+        state = httpx.get(f"{api['url']}/flow_runs/{flow_run['id']}").json()["state"]
+        return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+    state = _wait_for(finished, 400, "the triggered run")
+    assert state["type"] == "COMPLETED", state["message"]
+    keys = {a["key"] for a in _post(api, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})}
+    assert {"fraud-gate", "fraud-metrics", "fraud-report", "fraud-provenance", "fraud-promotion"} <= keys
+    tags = httpx.get(f"{api['url']}/flow_runs/{flow_run['id']}").json()["tags"]
+    assert any(t.startswith("commit:") for t in tags)
+    registry = json.loads((root / "registry" / "fraud.json").read_text())
+    assert registry["champion"]["version"] == 1
+    assert any(served["remote"].rglob("*")), "nothing was pushed to the DVC remote"
+
+
+def test_clone_pulls_every_output(served, tmp_path):
+    root = served["root"]
+    run([*GIT, "add", "-A"], root)
+    run([*GIT, "commit", "-qm", "run results"], root)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(root), str(clone)], tmp_path)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(served["remote"])], clone)
+    run(["dvc", "pull", "report@fraud", "--with-deps"], clone)
+    assert (clone / "data/fraud/train/mlp.pt").is_file() and (clone / "data/fraud/report/report.html").is_file()
+    status = run(["dvc", "status", "report@fraud", "--with-deps"], clone).stdout
+    assert "up to date" in status, status
+
+
+def test_flow_on_bad_data_fails_at_the_gate(tmp_path, prefect_api):
+    root = _repo(tmp_path / "bad", tmp_path / "remote")
+    frame = ulb_frame()
+    frame.loc[[3, 4], "Amount"] = -5.0
+    data_file = tmp_path / "creditcard.csv"
+    frame.to_csv(data_file, index=False)
+    params = small_fraud_params()
+    params["data"] = {"source": "ulb", "path": str(data_file)}
+    set_domain_params(root, "fraud", params)
+    proc = run(["aiflow", "flow", "fraud"], root, check=False, env=prefect_api["env"], timeout=300)
+    assert proc.returncode == 1
+    assert "gate blocked fraud: tx_amount:non_negative [pandera]: 2 of 2000 rows" in proc.stderr
+    runs = _post(prefect_api, "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["FAILED"]}}}})
+    assert any("gate blocked fraud: tx_amount:non_negative" in (r["state"]["message"] or "") for r in runs)
+    assert not (root / "data/fraud/train").exists() and not (root / "data/fraud/prepare").exists()
