@@ -13,9 +13,6 @@ from domains.fraud.loaders import handbook_to_canonical, read_handbook, read_ulb
 from domains.fraud.params import FraudParams
 from domains.fraud.synthetic import generate_transactions
 
-SOURCES = ("synthetic", "handbook", "ulb")
-
-
 def acquire(p: FraudParams, out_dir: Path) -> pd.DataFrame:
     """The canonical transactions table from the configured source (the source is only read)."""
     if p.data.source == "synthetic":

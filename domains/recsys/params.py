@@ -21,12 +21,12 @@ class SyntheticParams(StrictModel):
     min_item_ratings: int = Field(5, ge=1, description="every item is rated at least this many times")
     activity_sigma: float = Field(1.0, ge=0, description="log-normal spread of ratings per user: the tail is a few very active users")
     popularity_exponent: float = Field(0.9, ge=0, description="Zipf exponent of item popularity (0: uniform)")
-    rank: int = Field(8, ge=1, description="dimension of the users' tastes")
+    rank: int = Field(3, ge=1, description="dimension of the users' tastes")
     global_mean: float = 3.5
     user_bias_std: float = Field(0.4, ge=0)
     item_bias_std: float = Field(0.5, ge=0)
-    taste_std: float = Field(0.6, ge=0, description="standard deviation of the taste term (user factors . item factors)")
-    noise_std: float = Field(0.8, ge=0, description="standard deviation of the noise added before rounding")
+    taste_std: float = Field(0.8, ge=0, description="standard deviation of the taste term (user factors . item factors)")
+    noise_std: float = Field(0.7, ge=0, description="standard deviation of the noise added before rounding")
     rating_min: int = 1
     rating_max: int = 5
     start_date: str = "2015-01-01"
