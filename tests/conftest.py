@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -93,11 +95,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory):
-    """A real `prefect server start` on loopback, stopped at the end."""
+@contextmanager
+def prefect_server(home: Path) -> Iterator[dict]:
+    """A real `prefect server start` on a free loopback port, with its own PREFECT_HOME; stopped on exit.
+
+    Yields the API URL and the environment that points clients (flows, `aiflow serve`) at it.
+    """
     port = _free_port()
-    home = tmp_path_factory.mktemp("prefect-home")
     env = {**env_with_venv(), "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_UI_ENABLED": "false",
            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
@@ -106,23 +110,28 @@ def prefect_api(tmp_path_factory):
     server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None:
-            raise RuntimeError((home / "server.log").read_text())
-        time.sleep(1)
-    else:
-        server.terminate()
-        raise RuntimeError("prefect server did not start in 90 s")
-    yield {"url": url, "env": {**env, "PREFECT_API_URL": url}}
-    server.terminate()
     try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server did not start:\n{(home / 'server.log').read_text()[-2000:]}")
+            time.sleep(1)
+        yield {"url": url, "env": {**env, "PREFECT_API_URL": url}}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory) -> Iterator[dict]:
+    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as api:
+        yield api
