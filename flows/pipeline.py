@@ -62,7 +62,8 @@ def run_stage(domain: str, stage: str, force: bool = False) -> str:
     output = proc.stdout + proc.stderr
     for line in output.strip().splitlines()[-20:]:
         logger.info(line)
-    if proc.returncode == 1 and "error:" in output:  # the stage's own one-line reason: bad input
+    if proc.returncode != 0 and any(line.startswith("error: ") for line in output.splitlines()):
+        # `aiflow stage` printed its own one-line reason (gate, params, data): not worth a retry.
         raise StageFailed(_failure_reason(domain, stage, output, root))
     if proc.returncode != 0:
         raise TransientStageError(f"{stage}@{domain} exited {proc.returncode}: {_failure_reason(domain, stage, output, root)}")

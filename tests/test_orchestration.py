@@ -123,5 +123,10 @@ def test_flow_on_bad_data_fails_at_the_gate(tmp_path, prefect_api):
     assert proc.returncode == 1
     assert "gate blocked fraud: tx_amount:non_negative [pandera]: 2 of 2000 rows" in proc.stderr
     runs = _post(prefect_api, "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["FAILED"]}}}})
-    assert any("gate blocked fraud: tx_amount:non_negative" in (r["state"]["message"] or "") for r in runs)
+    failed = [r for r in runs if "gate blocked fraud: tx_amount:non_negative" in (r["state"]["message"] or "")]
+    assert len(failed) == 1
+    tasks = _post(prefect_api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [failed[0]["id"]]}}})
+    by_name = {t["name"]: t for t in tasks}
+    assert by_name["validate@fraud"]["run_count"] == 1  # a blocked gate is not retried
+    assert "train@fraud" not in by_name or by_name["train@fraud"]["state_type"] != "COMPLETED"
     assert not (root / "data/fraud/train").exists() and not (root / "data/fraud/prepare").exists()
