@@ -94,7 +94,7 @@ def _confusion(y: np.ndarray, score: np.ndarray, threshold: float, name: str) ->
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.imshow(matrix, cmap="Blues")
     for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, str(v), ha="center", va="center")
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > matrix.max() / 2 else "black")
     ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["legit", "fraud"], yticklabels=["legit", "fraud"],
            xlabel="predicted", ylabel="actual", title=f"{name} at threshold {threshold}")
     return Figure(f"Confusion matrix ({name})", fig, f"Score >= {threshold} flags a transaction.")

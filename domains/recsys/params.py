@@ -21,6 +21,7 @@ class SyntheticParams(StrictModel):
     min_item_ratings: int = Field(5, ge=1, description="every item is rated at least this many times")
     activity_sigma: float = Field(1.0, ge=0, description="log-normal spread of ratings per user: the tail is a few very active users")
     popularity_exponent: float = Field(0.9, ge=0, description="Zipf exponent of item popularity (0: uniform)")
+    selection_strength: float = Field(1.0, ge=0, description="users rather rate what they expect to like: log-weight per point of latent rating")
     rank: int = Field(3, ge=1, description="dimension of the users' tastes")
     global_mean: float = 3.5
     user_bias_std: float = Field(0.4, ge=0)

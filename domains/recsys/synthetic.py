@@ -6,7 +6,8 @@ standard deviation. Because the model is known, so is the best achievable error:
 rating E[r | m] is the best possible prediction, and its RMSE is sqrt(mean Var[r | m]) (the noise
 floor shown in the report). Who rates what is realistic too: ratings per user are log-normal
 (a few very active users), item popularity is Zipf-like (a long tail), popular items are rated
-a little higher, and each user rates during their own active period.
+a little higher, users rather rate items they expect to like (ratings are missing not at
+random), and each user rates during their own active period.
 """
 
 from __future__ import annotations
@@ -45,11 +46,8 @@ def generate_ratings(p: SyntheticParams, seed: int) -> SyntheticRatings:
     counts = _ratings_per_user(rng, p)
     popularity = 1.0 / np.arange(1, n_i + 1) ** p.popularity_exponent
     popularity = popularity[rng.permutation(n_i)]  # item ids carry no popularity order
-    rated = _choose_items(rng, counts, np.log(popularity))
-    _top_up_items(rng, rated, p.min_item_ratings)
-    users, items = np.nonzero(rated)
 
-    # What they think: biases and tastes, then noise, rounding and clipping onto the scale.
+    # What they think: biases and tastes (the noise comes later, on the ratings actually given).
     log_pop = np.log(popularity)
     z_pop = (log_pop - log_pop.mean()) / (log_pop.std() or 1.0)
     item_bias = p.item_bias_std * (POPULARITY_BIAS_CORRELATION * z_pop
@@ -58,6 +56,14 @@ def generate_ratings(p: SyntheticParams, seed: int) -> SyntheticRatings:
     factor_std = np.sqrt(p.taste_std / np.sqrt(p.rank))  # so that p_u . q_i has std taste_std
     user_factors = rng.normal(0, factor_std, (n_u, p.rank))
     item_factors = rng.normal(0, factor_std, (n_i, p.rank))
+
+    # Who rates what: popular items, and items the user expects to like (ratings are not missing at random).
+    def affinity(rows: slice) -> np.ndarray:
+        return log_pop[None, :] + p.selection_strength * (item_bias[None, :] + user_factors[rows] @ item_factors.T)
+
+    rated = _choose_items(rng, counts, affinity)
+    _top_up_items(rng, rated, p.min_item_ratings)
+    users, items = np.nonzero(rated)
     latent = (p.global_mean + user_bias[users] + item_bias[items]
               + np.einsum("nk,nk->n", user_factors[users], item_factors[items]))
     noisy = latent + rng.normal(0, p.noise_std, len(latent))
@@ -109,21 +115,24 @@ def _ratings_per_user(rng: np.random.Generator, p: SyntheticParams) -> np.ndarra
     return np.minimum(counts, cap)
 
 
-def _choose_items(rng: np.random.Generator, counts: np.ndarray, log_weight: np.ndarray) -> np.ndarray:
-    """Boolean (user, item): each user's `count` items, drawn without replacement by popularity.
+def _choose_items(rng: np.random.Generator, counts: np.ndarray, affinity) -> np.ndarray:
+    """Boolean (user, item): each user's `count` items, drawn without replacement with weights exp(affinity).
 
-    Gumbel-top-k: the k largest of log(weight) + Gumbel noise are a weighted sample without
+    Gumbel-top-k: the k largest of affinity + Gumbel noise are a weighted sample without
     replacement, so all users are drawn at once (in chunks of users) with no Python loop.
+    `affinity(rows)` gives the (users in rows, items) log-weights.
     """
-    n_u, n_i = len(counts), len(log_weight)
+    n_u = len(counts)
+    n_i = affinity(slice(0, 1)).shape[1]
     rated = np.zeros((n_u, n_i), dtype=bool)
     step = max(1, _CHUNK_CELLS // n_i)
     for s in range(0, n_u, step):
-        keys = log_weight[None, :] + rng.gumbel(size=(min(step, n_u - s), n_i))
+        rows = slice(s, min(s + step, n_u))
+        keys = affinity(rows) + rng.gumbel(size=(rows.stop - s, n_i))
         order = np.argsort(-keys, axis=1)
-        take = np.arange(n_i)[None, :] < counts[s : s + step, None]
-        rows = np.repeat(np.arange(len(order)), take.sum(axis=1))
-        rated[s + rows, order[take]] = True
+        take = np.arange(n_i)[None, :] < counts[rows, None]
+        chosen = np.repeat(np.arange(len(order)), take.sum(axis=1))
+        rated[s + chosen, order[take]] = True
     return rated
 
 
