@@ -98,3 +98,12 @@ def test_regex_column_checks_are_named_by_their_pattern():
     table = pd.DataFrame({"v1": [1.0, 50.0], "v2": [2.0, 3.0]})
     result, _, _ = run_gate(table, GateSuite(schema), GateParams())
     assert result.reasons[0].startswith("^v\\d+$:small [pandera]: 1 of 2 rows fail")
+
+
+def test_gx_data_docs_are_written(tmp_path):
+    from domains.common.gate import write_gate_result
+
+    result, _, _ = run_gate(_table(), _suite(), GateParams(), docs_dir=tmp_path / "gx_docs")
+    write_gate_result(result, tmp_path)
+    assert (tmp_path / "gx_docs" / "index.html").is_file()
+    assert "gx_docs/index.html" in (tmp_path / "gate.html").read_text()

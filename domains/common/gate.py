@@ -28,6 +28,7 @@ from domains.common.params import GateParams, Severity
 Tool = Literal["pandera", "great_expectations"]
 Verdict = Literal["pass", "warn", "block"]
 MAX_EXAMPLES = 5
+GX_DOCS = "gx_docs"  # folder of the GX Data Docs site, next to gate.json
 
 # pandera's names for its built-in column checks, shortened to stable check names.
 _PANDERA_BUILTIN = {
@@ -110,10 +111,11 @@ def resolve_severities(suite: GateSuite, params: GateParams) -> dict[str, Severi
     return {**suite.severities, **params.severity}
 
 
-def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams) -> tuple[GateResult, pd.DataFrame, pd.DataFrame]:
+def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams,
+             docs_dir: Path | None = None) -> tuple[GateResult, pd.DataFrame, pd.DataFrame]:
     """Validate `table`; return the result, the rows that passed (coerced to the schema) and the quarantined rows.
 
-    The input frame is never modified.
+    The input frame is never modified. With `docs_dir`, GX also writes its Data Docs site there.
     """
     severities = resolve_severities(suite, params)
     total = len(table)
@@ -146,7 +148,7 @@ def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams) -> tuple
             checks += [c for c in extra if not any(c.name == p.name for p in pandera_checks)]
             blocked_by_schema = True
     if not blocked_by_schema:
-        checks += _run_great_expectations(kept, suite.expectations, severities)
+        checks += _run_great_expectations(kept, suite.expectations, severities, docs_dir)
 
     reasons = [c.line() for c in checks if not c.passed and c.severity == "block"]
     share = len(quarantine) / total if total else 0.0
@@ -243,7 +245,8 @@ def _gx_name(expectation: Any) -> str:
     return f"{column}:{expectation.expectation_type}" if column else expectation.expectation_type
 
 
-def _run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], severities: dict[str, Severity]) -> list[CheckResult]:
+def _run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], severities: dict[str, Severity],
+                            docs_dir: Path | None) -> list[CheckResult]:
     if not expectations:
         return []
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
@@ -252,10 +255,18 @@ def _run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], se
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    asset = context.data_sources.add_pandas("gate").add_dataframe_asset("table")
-    batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": table})
-    suite = gx.ExpectationSuite(name="gate", expectations=[e.copy() for e in expectations])
-    outcome = batch.validate(suite, result_format="SUMMARY")
+    actions = []
+    if docs_dir is not None:
+        context.add_data_docs_site(site_name="gate", site_config={
+            "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["gate"])]
+    batch_definition = context.data_sources.add_pandas("gate").add_dataframe_asset("table").add_batch_definition_whole_dataframe("all")
+    suite = context.suites.add(gx.ExpectationSuite(name="gate", expectations=[e.copy() for e in expectations]))
+    validation = context.validation_definitions.add(gx.ValidationDefinition(name="gate", data=batch_definition, suite=suite))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(name="gate", validation_definitions=[validation],
+                                                       actions=actions, result_format="SUMMARY"))
+    outcome = next(iter(checkpoint.run(batch_parameters={"dataframe": table}).run_results.values()))
 
     results = []
     for r in outcome.results:
@@ -292,10 +303,11 @@ def _fmt(value: Any) -> str:
 def write_gate_result(result: GateResult, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "gate.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
-    (out_dir / "gate.html").write_text(render_gate_html(result))
+    docs = out_dir / GX_DOCS / "index.html"
+    (out_dir / "gate.html").write_text(render_gate_html(result, f"{GX_DOCS}/index.html" if docs.is_file() else None))
 
 
-def render_gate_html(result: GateResult) -> str:
+def render_gate_html(result: GateResult, gx_docs_link: str | None = None) -> str:
     colours = {"pass": "#1a7f37", "warn": "#9a6700", "block": "#cf222e"}
     rows = "".join(
         f"<tr><td>{html.escape(c.name)}</td><td>{c.tool}</td><td>{c.severity}</td>"
@@ -311,6 +323,7 @@ def render_gate_html(result: GateResult) -> str:
         f"<h1>Data-quality gate: <span style='color:{colours[result.verdict]}'>{result.verdict.upper()}</span></h1>"
         f"<p>{result.rows_in} rows in, {result.rows_passed} passed, {result.rows_quarantined} quarantined.</p>"
         + "".join(f"<p style='color:{colours['block']}'>{html.escape(r)}</p>" for r in result.reasons)
+        + (f"<p>Great Expectations Data Docs: <a href='{gx_docs_link}'>{gx_docs_link}</a></p>" if gx_docs_link else "")
         + "<table><tr><th>check</th><th>tool</th><th>severity</th><th>result</th><th>failing</th>"
         f"<th>detail</th><th>examples</th></tr>{rows}</table>"
     )

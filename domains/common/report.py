@@ -48,6 +48,8 @@ pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:12px}
 {% for f in figures %}<figure><img alt="{{ f.title }}" src="data:image/png;base64,{{ f.data }}"><figcaption><b>{{ f.title }}</b> {{ f.caption }}</figcaption></figure>{% endfor %}
 {% for name, table in tables.items() %}<h3>{{ name }}</h3>{{ table }}{% endfor %}
 <h2>Data-quality gate</h2>
+<p>Full results: <a href="../validate/gate.html">gate.html</a> &middot; Great Expectations Data Docs:
+<a href="../validate/gx_docs/index.html">gx_docs/index.html</a> (next to this report in data/&lt;domain&gt;/)</p>
 {% if gate.reasons %}<ul>{% for r in gate.reasons %}<li class="block">{{ r }}</li>{% endfor %}</ul>{% endif %}
 <table><tr><th>check</th><th>tool</th><th>severity</th><th>result</th><th>failing rows</th><th>detail</th></tr>
 {% for c in gate.checks %}<tr><td>{{ c.name }}</td><td>{{ c.tool }}</td><td>{{ c.severity }}</td>

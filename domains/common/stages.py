@@ -22,7 +22,7 @@ from domains.common import paths
 from domains.common.champion import read_champion, train_md5
 from domains.common.contract import DomainSpec, Evaluation, TrainEnv
 from domains.common.errors import GateBlocked, PipelineError
-from domains.common.gate import run_gate, write_gate_result
+from domains.common.gate import GX_DOCS, run_gate, write_gate_result
 from domains.common.params import DomainParams
 from domains.common.registry import load_params, load_spec
 
@@ -58,7 +58,7 @@ def _acquire(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> N
 
 def _validate(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
     table = pd.read_parquet(paths.stage_dir(root, spec.name, "acquire") / TABLE)
-    result, kept, quarantine = run_gate(table, spec.gate_suite(params), params.gate)
+    result, kept, quarantine = run_gate(table, spec.gate_suite(params), params.gate, docs_dir=out / GX_DOCS)
     write_gate_result(result, out)
     quarantine.to_parquet(out / QUARANTINE)
     if result.verdict == "block":

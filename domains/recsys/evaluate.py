@@ -1,0 +1,217 @@
+"""Score every model: rating errors on the folds, top-k on the hold-out; figures and tables for the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from domains.common.contract import Evaluation, Figure
+from domains.recsys.metrics import K, mae, ranking_metrics, rmse
+from domains.recsys.params import RecsysParams
+from domains.recsys.pipeline import ITEMS, NOISE_FLOOR, PROFILE, RATINGS
+from domains.recsys.recommend import recommend, sample_users
+from domains.recsys.train import HISTORY, MF, POPULARITY, PREDICTIONS, TIMES
+
+
+def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_dir: Path) -> Evaluation:
+    ratings = pd.read_parquet(prepared_dir / RATINGS)
+    predictions = pd.read_parquet(train_dir / PREDICTIONS)
+    times = json.loads((train_dir / TIMES).read_text())
+    floor = json.loads((prepared_dir / NOISE_FLOOR).read_text()) if (prepared_dir / NOISE_FLOOR).is_file() else None
+    profile = json.loads((prepared_dir / PROFILE).read_text())
+    models = list(times)  # the rating models trained, in training order
+
+    metrics = {name: {**fold_errors(predictions, name),
+                      "fit_seconds": float(np.mean(times[name]["fit_seconds"])),
+                      "predict_seconds": float(np.mean(times[name]["predict_seconds"]))} for name in models}
+
+    # Top-k: the final models rank every unseen item for the held-out users.
+    train, holdout = ratings[~ratings["holdout"]], ratings[ratings["holdout"]]
+    users = sample_users(holdout, p.evaluate.topk_max_users, p.seed)
+    liked = holdout[holdout["rating"] >= p.evaluate.relevance_threshold]
+    relevant = _sets_by_user(liked, users)
+    catalogue = train["item_id"].nunique()
+    lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in [*models, POPULARITY]:
+        lists[name] = recommend(train_dir, name, train, users, p.train.device)
+        metrics.setdefault(name, {}).update(ranking_metrics(lists[name][0], relevant, catalogue))
+
+    activity = error_by_activity(ratings, predictions, models, p.evaluate.activity_bins)
+    titles = _titles(prepared_dir)
+    history = json.loads((train_dir / HISTORY).read_text())
+    candidate = p.evaluate.candidate
+    figures = [
+        _comparison_figure(metrics, models, floor),
+        _activity_figure(activity, models),
+        _distribution_figure(ratings, predictions, models, p.gate.rating_min, p.gate.rating_max),
+        _training_figure(history),
+    ]
+    tables = {
+        "top10_examples": top10_examples(candidate, lists, users, relevant, holdout, train, titles, p.evaluate.example_users, p.seed)
+        if candidate in lists else pd.DataFrame(),
+        "error_by_user_activity": activity,
+        "data_profile": _profile_table(profile),
+    }
+    if floor:
+        tables["noise_floor"] = noise_floor_table(floor, metrics, models)
+    plots = {
+        "model_rmse": pd.DataFrame({"model": models, "rmse": [metrics[m]["rmse"] for m in models],
+                                    "mae": [metrics[m]["mae"] for m in models]}),
+        "topk_ndcg": pd.DataFrame({"model": list(lists), f"ndcg_at_{K}": [metrics[m][f"ndcg_at_{K}"] for m in lists]}),
+        "rmse_by_activity": activity,
+    }
+    notes = _notes(p, metrics, models, floor, profile, len(users), sum(1 for r in relevant if r))
+    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables, notes=notes)
+
+
+def fold_errors(predictions: pd.DataFrame, name: str) -> dict[str, float]:
+    """RMSE and MAE of a model: the mean over folds of each fold's error (Surprise's cross_validate)."""
+    per_fold = [(rmse(f["rating"], f[name]), mae(f["rating"], f[name])) for _, f in predictions.groupby("fold")]
+    return {"rmse": float(np.mean([r for r, _ in per_fold])), "mae": float(np.mean([m for _, m in per_fold]))}
+
+
+def error_by_activity(ratings: pd.DataFrame, predictions: pd.DataFrame, models: list[str], bins: list[int]) -> pd.DataFrame:
+    """RMSE per group of users by how many ratings they have: cold users are where models differ."""
+    per_user = ratings["user_id"].map(ratings["user_id"].value_counts())
+    edges = sorted(set(bins))
+    group = np.searchsorted(edges, per_user.to_numpy(), side="right")
+    labels = [f"<{edges[0]}", *(f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])), f">={edges[-1]}"]
+    lows = [0, *edges]
+    rows = []
+    for g in np.unique(group):
+        mask = group == g
+        rows.append({"activity": labels[g], "min_ratings": lows[g], "users": int(ratings.loc[mask, "user_id"].nunique()),
+                     "ratings": int(mask.sum()),
+                     **{m: rmse(predictions.loc[mask, "rating"], predictions.loc[mask, m]) for m in models}})
+    return pd.DataFrame(rows)
+
+
+def noise_floor_table(floor: dict, metrics: dict, models: list[str]) -> pd.DataFrame:
+    rows = [{"predictor": "expected rating (best possible)", "rmse": floor["oracle_rmse"], "mae": floor["oracle_mae"],
+             "rmse_over_floor": floor["oracle_rmse"] / floor["floor_rmse"]}]
+    rows += [{"predictor": m, "rmse": metrics[m]["rmse"], "mae": metrics[m]["mae"],
+              "rmse_over_floor": metrics[m]["rmse"] / floor["floor_rmse"]} for m in models]
+    return pd.DataFrame(rows)
+
+
+def top10_examples(model: str, lists: dict, users: np.ndarray, relevant: list[set], holdout: pd.DataFrame,
+                   train: pd.DataFrame, titles: pd.Series, n_users: int, seed: int) -> pd.DataFrame:
+    """The candidate's top-10 for a few users who have relevant held-out items, with titles and hits."""
+    with_hits = np.flatnonzero([bool(r) for r in relevant])
+    if not len(with_hits) or n_users == 0:
+        return pd.DataFrame()
+    chosen = np.sort(np.random.default_rng(seed).choice(with_hits, min(n_users, len(with_hits)), replace=False))
+    items, scores = lists[model]
+    held = holdout.set_index(["user_id", "item_id"])["rating"]
+    rows = []
+    for row in chosen:
+        user = users[row]
+        liked = train[train["user_id"] == user].nlargest(3, ["rating", "timestamp"])["item_id"]
+        for rank, (item, score) in enumerate(zip(items[row], scores[row]), start=1):
+            rows.append({"user_id": int(user), "rank": rank, "item_id": int(item), "title": titles.get(item, ""),
+                         "score": float(score), "held_out_rating": held.get((user, item), np.nan),
+                         "user_liked_in_training": "; ".join(titles.get(i, str(i)) for i in liked) if rank == 1 else ""})
+    return pd.DataFrame(rows)
+
+
+def _sets_by_user(liked: pd.DataFrame, users: np.ndarray) -> list[set]:
+    groups = liked.groupby("user_id")["item_id"].apply(set)
+    return [groups.get(u, set()) for u in users]
+
+
+def _titles(prepared_dir: Path) -> pd.Series:
+    file = prepared_dir / ITEMS
+    return pd.read_parquet(file).set_index("item_id")["title"] if file.is_file() else pd.Series(dtype=str)
+
+
+def _profile_table(profile: dict) -> pd.DataFrame:
+    rows = []
+    for key, value in profile.items():
+        text = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else (
+            ", ".join(map(str, value)) if isinstance(value, list) else (f"{value:.4g}" if isinstance(value, float) else str(value)))
+        rows.append({"fact": key.replace("_", " "), "value": text})
+    return pd.DataFrame(rows)
+
+
+def _notes(p: RecsysParams, metrics: dict, models: list[str], floor: dict | None, profile: dict,
+           n_users: int, n_with_relevant: int) -> list[str]:
+    best = min(models, key=lambda m: metrics[m]["rmse"])
+    notes = [
+        f"Rating prediction: {p.prepare.n_folds}-fold cross-validation over all {profile['ratings']} ratings "
+        f"({profile['users']} users, {profile['items']} items, sparsity {profile['sparsity']:.2%}); every model on the "
+        "same folds; rmse and mae are means over folds, fit_seconds and predict_seconds means per fold.",
+        f"Top-{K}: each user's last {p.prepare.holdout_per_user} ratings in time are held out; models fitted on the rest "
+        f"rank every item the user has not rated. {n_users} users ranked, {n_with_relevant} with a held-out rating "
+        f">= {p.evaluate.relevance_threshold} (the relevant items); coverage is the share of the {K}-item lists' "
+        "distinct items in the catalogue.",
+        f"Best RMSE: {best} ({metrics[best]['rmse']:.4f}).",
+    ]
+    if "svd" in metrics and MF in metrics:
+        notes.append(f"Torch MF vs Surprise SVD: fit time x{metrics[MF]['fit_seconds'] / metrics['svd']['fit_seconds']:.2f}, "
+                     f"RMSE x{metrics[MF]['rmse'] / metrics['svd']['rmse']:.4f}.")
+    if floor:
+        notes.append(f"Synthetic data: noise std {floor['noise_std']}; the best achievable RMSE (predicting each rating's "
+                     f"expected value) is {floor['floor_rmse']:.4f} (noise floor).")
+    return notes
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def _comparison_figure(metrics: dict, models: list[str], floor: dict | None) -> Figure:
+    fig, (ax_rmse, ax_ndcg, ax_time) = plt.subplots(1, 3, figsize=(14, 4))
+    ax_rmse.barh(models, [metrics[m]["rmse"] for m in models], color="C0")
+    if floor:
+        ax_rmse.axvline(floor["floor_rmse"], ls="--", color="grey", label="noise floor")
+        ax_rmse.legend(loc="lower right")
+    low = min(metrics[m]["rmse"] for m in models)
+    ax_rmse.set(xlabel="RMSE (lower is better)", title="Rating prediction",
+                xlim=(min(low, floor["floor_rmse"] if floor else low) * 0.95, max(metrics[m]["rmse"] for m in models) * 1.02))
+    ranked = [*models, POPULARITY]
+    ax_ndcg.barh(ranked, [metrics[m][f"ndcg_at_{K}"] for m in ranked], color="C1")
+    ax_ndcg.set(xlabel=f"NDCG@{K} (higher is better)", title=f"Top-{K} on the time hold-out")
+    ax_time.barh(models, [metrics[m]["fit_seconds"] for m in models], color="C2")
+    ax_time.set(xlabel="fit seconds per fold (log)", xscale="log", title="Fit time")
+    for ax in (ax_ndcg, ax_time):
+        ax.tick_params(labelleft=True)
+    fig.tight_layout()
+    return Figure("Model comparison", fig, "RMSE over the folds, NDCG@10 on the hold-out, fit time per fold.")
+
+
+def _activity_figure(activity: pd.DataFrame, models: list[str]) -> Figure:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels = [f"{a}\n({u} users)" for a, u in zip(activity["activity"], activity["users"])]
+    for m in models:
+        ax.plot(labels, activity[m], marker="o", label=m)
+    ax.set(xlabel="ratings per user", ylabel="RMSE", title="Error by user activity")
+    ax.legend()
+    return Figure("Error by user activity", fig, "Out-of-fold RMSE per group of users by their number of ratings.")
+
+
+def _distribution_figure(ratings: pd.DataFrame, predictions: pd.DataFrame, models: list[str], lo: float, hi: float) -> Figure:
+    fig, (ax_obs, ax_pred) = plt.subplots(1, 2, figsize=(11, 4))
+    counts = ratings["rating"].value_counts(normalize=True).sort_index()
+    ax_obs.bar(counts.index.astype(str), counts.to_numpy(), color="C0")
+    ax_obs.set(xlabel="rating", ylabel="share of ratings", title="Observed ratings")
+    bins = np.linspace(lo, hi, 41)
+    for m in models:
+        ax_pred.hist(predictions[m], bins=bins, density=True, histtype="step", label=m)
+    ax_pred.set(xlabel="predicted rating", ylabel="density", title="Predicted ratings (out of fold)")
+    ax_pred.legend()
+    return Figure("Rating distributions", fig, "Models shrink towards the mean: few predictions reach the ends of the scale.")
+
+
+def _training_figure(history: dict) -> Figure:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, h in history.items():
+        ax.plot([e["epoch"] for e in h["epochs"]], [-e["val_score"] for e in h["epochs"]], label=name)
+    ax.set(xlabel="epoch", ylabel="validation RMSE", title="Torch MF training")
+    ax.legend(fontsize=8)
+    return Figure("Torch MF training curves", fig, "Validation RMSE per epoch; each fit keeps its best epoch (early stopping).")

@@ -1,0 +1,105 @@
+"""Train every model on the same folds (rating prediction), then once more for top-k.
+
+1. For each fold: fit each Surprise model and the torch MF on the other folds, predict this
+   fold's ratings; fit and predict times are measured per model and fold.
+2. Fit every model on all ratings but the top-k hold-out, and save it: these are the models
+   evaluate ranks items with (and the ones a user would deploy), plus the popularity ranking.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from domains.common.contract import TrainEnv
+from domains.recsys.baselines import make_surprise, popularity, predict_surprise, to_trainset
+from domains.recsys.mf import fit_mf, predict_mf, save_mf
+from domains.recsys.params import RecsysParams
+from domains.recsys.pipeline import RATINGS
+
+PREDICTIONS = "predictions.parquet"  # out-of-fold prediction of every rating by every model
+TIMES = "times.json"  # model -> fit_seconds / predict_seconds per fold
+HISTORY = "history.json"  # MF training history per fit
+MF = "mf"  # the torch model's name
+POPULARITY = "popularity"
+
+
+def rating_models(p: RecsysParams) -> list[str]:
+    return [*p.train.surprise_models, MF]
+
+
+def model_file(train_dir: Path, name: str) -> Path:
+    suffix = {MF: ".pt", POPULARITY: ".parquet"}.get(name, ".joblib")
+    return train_dir / f"{name}{suffix}"
+
+
+def train_models(p: RecsysParams, prepared_dir: Path, out_dir: Path, env: TrainEnv) -> None:
+    ratings = pd.read_parquet(prepared_dir / RATINGS)
+    scale = (p.gate.rating_min, p.gate.rating_max)
+    # MF tables hold a row for every user and item of the data; one never trained stays near 0.
+    user_ids, item_ids = np.unique(ratings["user_id"]), np.unique(ratings["item_id"])
+    users = np.searchsorted(user_ids, ratings["user_id"].to_numpy())
+    items = np.searchsorted(item_ids, ratings["item_id"].to_numpy())
+    y = ratings["rating"].to_numpy(dtype=float)
+
+    names = rating_models(p)
+    predictions = pd.DataFrame({"fold": ratings["fold"], "rating": y})
+    times: dict[str, dict[str, list[float]]] = {n: {"fit_seconds": [], "predict_seconds": []} for n in names}
+    histories: dict[str, Any] = {}
+
+    def record(name: str, fold: int, fit: Callable[[], Any], predict: Callable[[Any], np.ndarray], rows: np.ndarray) -> None:
+        model, fit_s = _timed(fit)
+        pred, predict_s = _timed(lambda: predict(model))
+        predictions.loc[rows, name] = pred
+        times[name]["fit_seconds"].append(fit_s)
+        times[name]["predict_seconds"].append(predict_s)
+        _log(f"fold {fold + 1}/{p.prepare.n_folds} {name}: fit {fit_s:.2f} s, predict {predict_s:.2f} s")
+
+    for fold in range(p.prepare.n_folds):
+        test = (ratings["fold"] == fold).to_numpy()
+        trainset = to_trainset(ratings[~test], scale)
+        for name in p.train.surprise_models:
+            record(name, fold, lambda n=name: make_surprise(n, p.seed).fit(trainset),
+                   lambda algo: predict_surprise(algo, ratings[test]), test)
+
+        def fit_fold(fold: int = fold, rows: np.ndarray = ~test):
+            model, history = fit_mf(users[rows], items[rows], y[rows], len(user_ids), len(item_ids), p.train, scale,
+                                    p.seed, env.checkpoint_dir / f"mf_fold{fold}.ckpt", env.fingerprint, f"mf fold {fold + 1}")
+            histories[f"fold {fold + 1}"] = history.to_json()
+            return model
+
+        record(MF, fold, fit_fold, lambda m: predict_mf(m, users[test], items[test], scale), test)
+
+    # Final fits for top-k: everything but each user's held-out last ratings.
+    keep = ~ratings["holdout"].to_numpy()
+    trainset = to_trainset(ratings[keep], scale)
+    for name in p.train.surprise_models:
+        _log(f"top-k fit {name}")
+        joblib.dump(make_surprise(name, p.seed).fit(trainset), model_file(out_dir, name))
+    _log(f"top-k fit {MF}")
+    model, history = fit_mf(users[keep], items[keep], y[keep], len(user_ids), len(item_ids), p.train, scale, p.seed,
+                            env.checkpoint_dir / "mf_topk.ckpt", env.fingerprint, "mf top-k")
+    histories["top-k"] = history.to_json()
+    save_mf(model, user_ids, item_ids, model_file(out_dir, MF))
+    popularity(ratings[keep]).to_parquet(model_file(out_dir, POPULARITY))
+
+    predictions.to_parquet(out_dir / PREDICTIONS)
+    (out_dir / TIMES).write_text(json.dumps(times, indent=2))
+    (out_dir / HISTORY).write_text(json.dumps(histories, indent=2))
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    began = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - began
+
+
+def _log(message: str) -> None:
+    print(f"[recsys] {message}", file=sys.stderr, flush=True)
