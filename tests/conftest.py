@@ -57,7 +57,9 @@ def env_with_venv() -> dict[str, str]:
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=kwargs.pop("env", env_with_venv()), capture_output=True, text=True, **kwargs)
+    # The code of the repository at cwd, not the checkout the venv's editable install points at.
+    env = {**kwargs.pop("env", env_with_venv()), "PYTHONPATH": str(cwd)}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -54,6 +54,16 @@ def test_quarantine_moves_rows_aside_with_reason():
     assert 5 not in kept.index
 
 
+def test_row_level_warning_keeps_rows_and_still_runs_gx():
+    table = _table()
+    table.loc[3, "amount"] = -1.0
+    result, kept, quarantine = run_gate(table, _suite(**{"amount:non_negative": "warn"}), GateParams(max_warnings=1))
+    assert result.verdict == "warn" and result.reasons == []
+    assert len(kept) == 100 and quarantine.empty
+    assert kept["label"].dtype == "int64"  # coerced, as on a clean table
+    assert "label_rate" in {c.name for c in result.checks}  # the GX pass was not skipped
+
+
 def test_too_much_quarantine_blocks():
     table = _table()
     table.loc[:9, "amount"] = -1.0

@@ -119,7 +119,7 @@ def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams,
     """
     severities = resolve_severities(suite, params)
     total = len(table)
-    pandera_checks, failing_rows = _run_pandera(table, suite.schema, severities)
+    pandera_checks, failing_rows = run_pandera(table, suite.schema, severities)
 
     quarantine_reasons: dict[Any, list[str]] = {}
     for check in pandera_checks:
@@ -146,9 +146,12 @@ def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams,
         except SchemaErrors as err:
             extra, _ = _pandera_results(err.failure_cases, suite.schema, len(kept), severities)
             checks += [c for c in extra if not any(c.name == p.name for p in pandera_checks)]
-            blocked_by_schema = True
+            if all(c.severity == "warn" for c in extra if not c.passed):
+                kept = suite.schema.coerce_dtype(kept)  # rows that only warn stay, and GX still runs
+            else:
+                blocked_by_schema = True
     if not blocked_by_schema:
-        checks += _run_great_expectations(kept, suite.expectations, severities, docs_dir)
+        checks += run_great_expectations(kept, suite.expectations, severities, docs_dir)
 
     reasons = [c.line() for c in checks if not c.passed and c.severity == "block"]
     share = len(quarantine) / total if total else 0.0
@@ -164,7 +167,8 @@ def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams,
     return result, kept, quarantine
 
 
-def _run_pandera(table: pd.DataFrame, schema: pa.DataFrameSchema, severities: dict[str, Severity]) -> tuple[list[CheckResult], dict[str, list[Any]]]:
+def run_pandera(table: pd.DataFrame, schema: pa.DataFrameSchema, severities: dict[str, Severity]) -> tuple[list[CheckResult], dict[str, list[Any]]]:
+    """The row-level half of the gate: every check's result, and the failing row labels per check."""
     failed: list[CheckResult] = []
     rows: dict[str, list[Any]] = {}
     try:
@@ -245,8 +249,9 @@ def _gx_name(expectation: Any) -> str:
     return f"{column}:{expectation.expectation_type}" if column else expectation.expectation_type
 
 
-def _run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], severities: dict[str, Severity],
-                            docs_dir: Path | None) -> list[CheckResult]:
+def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], severities: dict[str, Severity],
+                           docs_dir: Path | None) -> list[CheckResult]:
+    """The batch-level half of the gate: one GX checkpoint run (Data Docs in docs_dir when given)."""
     if not expectations:
         return []
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics

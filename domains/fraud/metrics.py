@@ -14,18 +14,25 @@ def card_precision_at_k(
 ) -> float:
     """Mean over days of the fraction of frauds among the k highest-scored cards of the day.
 
-    A card's score on a day is the max over its transactions, and it is fraudulent if any of
-    them is. Days with fewer than k cards still divide by k (the handbook's definition); equal
-    scores are broken by card id so the result does not depend on row order.
+    The fraud-detection handbook's definition: a card's score on a day is the max over its
+    transactions, and it is fraudulent if any of them is; a card found on one day (a fraud among
+    that day's top k) is left out of the following days, as it would be blocked; days with fewer
+    than k cards still divide by k. Equal scores are broken by card id, so row order does not matter.
     """
     frame = pd.DataFrame({"day": np.asarray(days), "card": np.asarray(customer_ids),
                           "y": np.asarray(y).astype(np.int64), "score": np.asarray(scores, dtype=float)})
     if frame.empty:
         return float("nan")
     cards = frame.groupby(["day", "card"], dropna=False).agg(score=("score", "max"), y=("y", "max")).reset_index()
-    cards = cards.sort_values(["day", "score", "card"], ascending=[True, False, True], kind="stable")
-    top = cards[cards.groupby("day", dropna=False).cumcount().to_numpy() < k]
-    return float((top.groupby("day", dropna=False)["y"].sum() / k).mean())
+    found: set = set()
+    daily = []
+    for _, today in cards.groupby("day", sort=True, dropna=False):
+        today = today[~today["card"].isin(found)]
+        top = today.sort_values(["score", "card"], ascending=[False, True], kind="stable").head(k)
+        hits = top.loc[top["y"] == 1, "card"]
+        daily.append(len(hits) / k)
+        found.update(hits)
+    return float(np.mean(daily))
 
 
 def recall_at_fpr(y: np.ndarray, scores: np.ndarray, fpr: float) -> float:

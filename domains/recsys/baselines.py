@@ -84,7 +84,7 @@ def _knn_offsets(algo: KNNBaseline, users: np.ndarray) -> np.ndarray:
     if not algo.sim_options.get("user_based", True):
         raise PipelineError("knn_baseline: vectorised scoring implements the default user-based similarity only")
     rated = np.zeros((ts.n_users, ts.n_items), dtype=bool)
-    residual = np.zeros((ts.n_users, ts.n_items), dtype=float)
+    residual = np.zeros((ts.n_users, ts.n_items), dtype=np.float32)
     for v, items in ts.ur.items():
         j = np.array([x for x, _ in items])
         r = np.array([y for _, y in items])
@@ -95,11 +95,14 @@ def _knn_offsets(algo: KNNBaseline, users: np.ndarray) -> np.ndarray:
         order = np.argsort(-algo.sim[u], kind="stable")
         sim = algo.sim[u, order]
         raters = rated[order]
-        nearest = raters & (np.cumsum(raters, axis=0) <= algo.k) & (sim > 0)[:, None]
-        weight = nearest * sim[:, None]
+        nearest = raters & (np.cumsum(raters, axis=0, dtype=np.int32) <= algo.k)
+        weight = nearest * np.maximum(sim, 0).astype(np.float32)[:, None]  # non-positive neighbours count for k, add nothing
         total = weight.sum(axis=0)
-        enough = (total > 0) & (nearest.sum(axis=0) >= algo.min_k)
-        out[row] = np.divide((weight * residual[order]).sum(axis=0), total, out=np.zeros(ts.n_items), where=enough)
+        enough = total > 0
+        if algo.min_k > 1:
+            enough &= (nearest & (sim > 0)[:, None]).sum(axis=0) >= algo.min_k
+        out[row] = np.divide(np.einsum("vi,vi->i", weight, residual[order]), total, out=np.zeros(ts.n_items, np.float32),
+                             where=enough)
     return out
 
 

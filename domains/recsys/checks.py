@@ -3,6 +3,7 @@
 Check names (what params' gate.severity overrides) are `<column>:<check>` for pandera and the
 `meta["check"]` of each GX expectation. Checks written here take any column as read (text in an
 id column fails `dtype`/`integer`, and is not reported again by the other checks of the column).
+Pandera checks here block or quarantine; warnings are GX's (see with_gate_columns).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from domains.common.gate import GateSuite
 from domains.common.params import Severity
 from domains.recsys.params import RecsysParams
 
-PAIR = "pair"  # "<user_id>:<item_id>" as read; added by acquire, dropped by prepare
+# Columns acquire adds for the gate (prepare keeps only the canonical four).
+PAIR = "pair"  # "<user_id>:<item_id>" as read
+USER_RATINGS, ITEM_RATINGS = "user_ratings", "item_ratings"  # ratings of the row's user / item in the file
 
 SEVERITIES: dict[str, Severity] = {
     f"{PAIR}:unique": "quarantine",  # which of two ratings of the same pair is right is unknown: set both aside
@@ -25,13 +28,19 @@ SEVERITIES: dict[str, Severity] = {
 }
 
 
-def with_pair(table: pd.DataFrame) -> pd.DataFrame:
-    """The table plus its (user, item) key as one text column.
+def with_gate_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The table plus what the gate checks that no single rating holds.
 
-    Duplicate pairs are found by that column's uniqueness: a single-column check is row-level in
-    the shared gate, so duplicates can be quarantined with their reason.
+    - pair: the (user, item) key as text; duplicates are found by this column's uniqueness, which
+      the shared gate reports per row, so they can be quarantined with their reason.
+    - user_ratings / item_ratings: how many ratings each row's user and item have, for the GX
+      "enough ratings" expectations. (As pandera warnings they would stop the gate's GX pass.)
     """
-    return table.assign(**{PAIR: table["user_id"].astype(str) + ":" + table["item_id"].astype(str)})
+    return table.assign(**{
+        PAIR: table["user_id"].astype(str) + ":" + table["item_id"].astype(str),
+        USER_RATINGS: table.groupby("user_id", dropna=False, sort=False)["user_id"].transform("size").astype("int64"),
+        ITEM_RATINGS: table.groupby("item_id", dropna=False, sort=False)["item_id"].transform("size").astype("int64"),
+    })
 
 
 def _numbers(series: pd.Series) -> pd.Series:
@@ -60,25 +69,18 @@ def _on_step(lo: float, step: float):
     return check
 
 
-def _at_least(n: int):
-    def check(series: pd.Series) -> pd.Series:
-        return series.map(series.value_counts()) >= n
-    return check
-
-
 def _seconds(date: str) -> int:
     return int(pd.Timestamp(date).timestamp())
 
 
 def ratings_schema(p: RecsysParams) -> pa.DataFrameSchema:
     g = p.gate
-    ids = lambda n: [pa.Check(_integer, name="integer"), pa.Check(_between(0, np.inf), name="non_negative"),  # noqa: E731
-                     pa.Check(_at_least(n), name="enough_ratings")]
+    ids = [pa.Check(_integer, name="integer"), pa.Check(_between(0, np.inf), name="non_negative")]
     return pa.DataFrameSchema(
         {
             # Nullable Int64 refuses lossy casts (7.5 -> 7), unlike int64; prepare narrows to int64.
-            "user_id": pa.Column("Int64", ids(g.min_user_ratings)),
-            "item_id": pa.Column("Int64", ids(g.min_item_ratings)),
+            "user_id": pa.Column("Int64", ids),
+            "item_id": pa.Column("Int64", ids),
             "rating": pa.Column("float64", [
                 pa.Check(_between(g.rating_min, g.rating_max), name="in_scale"),
                 pa.Check(_on_step(g.rating_min, g.rating_step), name="on_step"),
@@ -102,6 +104,11 @@ def batch_expectations(p: RecsysParams) -> list:
         gxe.ExpectTableRowCountToBeBetween(min_value=g.min_rows, meta={"check": "enough_rows"}),
         gxe.ExpectColumnUniqueValueCountToBeBetween(column="user_id", min_value=g.min_users, meta={"check": "enough_users"}),
         gxe.ExpectColumnUniqueValueCountToBeBetween(column="item_id", min_value=g.min_items, meta={"check": "enough_items"}),
+        # Users and items with few ratings are learnt badly (the rows of such users / items fail).
+        gxe.ExpectColumnValuesToBeBetween(column=USER_RATINGS, min_value=g.min_user_ratings,
+                                          meta={"check": "user_id:enough_ratings"}),
+        gxe.ExpectColumnValuesToBeBetween(column=ITEM_RATINGS, min_value=g.min_item_ratings,
+                                          meta={"check": "item_id:enough_ratings"}),
         # A constant rating column (an export that wrote a default) teaches nothing: a human decides.
         gxe.ExpectColumnStdevToBeBetween(column="rating", min_value=0.1, meta={"check": "ratings_vary"}),
     ]

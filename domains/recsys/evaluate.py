@@ -210,8 +210,10 @@ def _distribution_figure(ratings: pd.DataFrame, predictions: pd.DataFrame, model
 
 def _training_figure(history: dict) -> Figure:
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, h in history.items():
-        ax.plot([e["epoch"] for e in h["epochs"]], [-e["val_score"] for e in h["epochs"]], label=name)
-    ax.set(xlabel="epoch", ylabel="validation RMSE", title="Torch MF training")
+    for name, passes in history.items():
+        epochs = [e for h in passes for e in h["epochs"]]  # the passes one after the other
+        ax.plot(range(1, len(epochs) + 1), [-e["val_score"] for e in epochs], label=name)
+    ax.set(xlabel="epoch (all passes)", ylabel="validation RMSE", title="Torch MF training")
     ax.legend(fontsize=8)
-    return Figure("Torch MF training curves", fig, "Validation RMSE per epoch; each fit keeps its best epoch (early stopping).")
+    return Figure("Torch MF training curves", fig, "Validation RMSE per epoch; each pass keeps its best epoch, "
+                  "the second pass goes on at a lower learning rate.")

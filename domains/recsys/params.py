@@ -23,7 +23,7 @@ class SyntheticParams(StrictModel):
     popularity_exponent: float = Field(0.9, ge=0, description="Zipf exponent of item popularity (0: uniform)")
     selection_strength: float = Field(1.0, ge=0, description="users rather rate what they expect to like: log-weight per point of latent rating")
     rank: int = Field(3, ge=1, description="dimension of the users' tastes")
-    global_mean: float = 3.5
+    global_mean: float = Field(2.8, description="latent mean; selection lifts the observed mean (~3.5 by default)")
     user_bias_std: float = Field(0.4, ge=0)
     item_bias_std: float = Field(0.5, ge=0)
     taste_std: float = Field(0.8, ge=0, description="standard deviation of the taste term (user factors . item factors)")
@@ -75,9 +75,11 @@ class RecsysTrainParams(TrainerParams):
     """The torch matrix factorisation (shared trainer keys + its own) and the Surprise models to run."""
 
     factors: int = Field(32, ge=1)
-    reg: float = Field(0.1, ge=0, description="L2 penalty on the factors of each rating's user and item")
+    reg: float = Field(0.12, ge=0, description="L2 penalty on the factors of each rating's user and item")
     init_std: float = Field(0.01, gt=0)
-    val_fraction: float = Field(0.05, gt=0, lt=0.5, description="share of each training fold held out for early stopping")
+    passes: int = Field(2, ge=1, description="training passes, each until early stopping (a step learning-rate schedule)")
+    lr_decay: float = Field(0.3, gt=0, le=1, description="each pass goes on from the best weights at lr_decay x the last lr")
+    val_fraction: float = Field(0.02, gt=0, lt=0.5, description="share of each training fold held out for early stopping")
     surprise_models: list[SurpriseModel] = Field(
         default_factory=lambda: ["baseline_only", "svd", "svdpp", "knn_baseline"],
         description="Surprise baselines, all with Surprise's defaults; svdpp is by far the slowest")

@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 
 from domains.common.errors import PipelineError
-from domains.recsys.checks import with_pair
-from domains.recsys.loaders import FORMATS, read_movielens
+from domains.recsys.checks import with_gate_columns
+from domains.recsys.loaders import read_movielens
 from domains.recsys.params import RecsysParams
 from domains.recsys.split import assign_folds, data_profile, time_holdout
 from domains.recsys.synthetic import generate_ratings
 
-SOURCES = ("synthetic", *FORMATS)
 ITEMS = "items.parquet"  # item_id, title: acquire writes it when the source has titles
 TRUTH = "truth.parquet"  # synthetic only: each rating's expected value and variance
 RATINGS = "ratings.parquet"  # prepared: user_id, item_id, rating, timestamp, fold, holdout
@@ -30,11 +29,11 @@ def acquire(p: RecsysParams, out_dir: Path) -> pd.DataFrame:
         data = generate_ratings(p.synthetic, p.seed)
         data.items.to_parquet(out_dir / ITEMS)
         data.truth.assign(noise_std=data.noise_std).to_parquet(out_dir / TRUTH)
-        return with_pair(data.ratings)
+        return with_gate_columns(data.ratings)
     ratings, titles = read_movielens(p.data.source, Path(p.data.path))
     if titles is not None:
         titles.to_parquet(out_dir / ITEMS)
-    return with_pair(ratings)
+    return with_gate_columns(ratings)
 
 
 def prepare(p: RecsysParams, table: pd.DataFrame, acquire_dir: Path, out_dir: Path) -> None:

@@ -23,6 +23,13 @@ def test_card_precision_at_k_by_hand():
     assert card_precision_at_k(DAYS[:4], CARDS[:4], Y[:4], SCORES[:4], k=1) == 1.0
 
 
+def test_card_precision_at_k_drops_cards_found_on_earlier_days():
+    # Day 1: card A is a fraud in the top 1 and is found; day 2: A again scores highest but is
+    # blocked already, so the top 1 is B (legit): (1 + 0) / 2, not (1 + 1) / 2.
+    days, cards, y, scores = np.array([1, 2, 2]), np.array(["A", "A", "B"]), np.array([1, 1, 0]), np.array([0.9, 0.9, 0.5])
+    assert card_precision_at_k(days, cards, y, scores, k=1) == 0.5
+
+
 def test_card_precision_at_k_ties_do_not_depend_on_row_order():
     days, cards, y, scores = np.zeros(4), np.array([3, 1, 2, 0]), np.array([1, 0, 0, 1]), np.full(4, 0.5)
     first = card_precision_at_k(days, cards, y, scores, k=2)

@@ -1,0 +1,172 @@
+"""Recommender benchmarks: the torch MF against Surprise, on the rating-prediction protocol.
+
+1. Synthetic data (the domain's generator, so the noise floor is known): torch MF vs Surprise SVD
+   on the same folds, fit-time ratio and RMSE ratio, at the pipeline's default size and at the
+   size of MovieLens 100K.
+2. MovieLens 100K from ../shared/datasets (skipped, with a message, when absent): Surprise's own
+   protocol (5-fold cross-validation over all ratings, default parameters) for BaselineOnly, SVD,
+   SVD++, KNNBaseline and the torch MF, next to the figures published in Surprise's README.
+
+The torch MF uses the `recsys.train` section of params.yaml. Times are wall-clock seconds on this
+machine, one thread for torch; Surprise's published times come from another machine.
+
+    python benchmarks/recsys.py                   # both parts (MovieLens 100K: a few minutes, SVD++ dominates)
+    python benchmarks/recsys.py --synthetic-only
+    python benchmarks/recsys.py --skip svdpp      # leave out the slow SVD++
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from domains.common.registry import load_params  # noqa: E402
+from domains.common.trainer import seed_everything  # noqa: E402
+from domains.recsys.baselines import make_surprise, predict_surprise, to_trainset  # noqa: E402
+from domains.recsys.loaders import read_movielens  # noqa: E402
+from domains.recsys.metrics import mae, rmse  # noqa: E402
+from domains.recsys.mf import fit_mf, predict_mf  # noqa: E402
+from domains.recsys.params import RecsysParams  # noqa: E402
+from domains.recsys.split import assign_folds  # noqa: E402
+from domains.recsys.synthetic import generate_ratings  # noqa: E402
+
+ML_100K = ROOT.parent / "shared" / "datasets" / "recommender" / "ml-100k"
+SURPRISE = ("baseline_only", "svd", "svdpp", "knn_baseline")
+# Surprise README (NicolasHug/Surprise@2381fb1), MovieLens 100K, 5-fold CV, default parameters.
+PUBLISHED = {"baseline_only": (0.944, 0.748), "svd": (0.934, 0.737), "svdpp": (0.919, 0.721),
+             "knn_baseline": (0.931, 0.733)}
+PUBLISHED_SVD_SECONDS = 6.0  # "SVD ... 0:00:06" for the 5 folds
+SCALE = (1.0, 5.0)
+
+
+def cross_validate(ratings: pd.DataFrame, models: list[str], p: RecsysParams, folds: int, seed: int,
+                   work: Path) -> pd.DataFrame:
+    """Every model on the same folds: mean RMSE/MAE over folds, fit and predict seconds per fold."""
+    fold = assign_folds(len(ratings), folds, seed)
+    user_ids, item_ids = np.unique(ratings["user_id"]), np.unique(ratings["item_id"])
+    users = np.searchsorted(user_ids, ratings["user_id"].to_numpy())
+    items = np.searchsorted(item_ids, ratings["item_id"].to_numpy())
+    y = ratings["rating"].to_numpy(float)
+    seed_everything(seed, p.train.deterministic, p.train.num_threads)  # one-time torch import cost, not timed
+    rows = []
+    for k in range(folds):
+        test = fold == k
+        trainset = to_trainset(ratings[~test], SCALE)
+        for name in models:
+            began = time.perf_counter()
+            if name == "mf":
+                model, passes = fit_mf(users[~test], items[~test], y[~test], len(user_ids), len(item_ids), p.train,
+                                       SCALE, seed, work / f"mf{k}.ckpt", f"bench{k}", f"mf fold {k + 1}")
+                fitted = time.perf_counter()
+                pred = predict_mf(model, users[test], items[test], SCALE)
+                epochs = sum(len(h.epochs) for h in passes)
+            else:
+                algo = make_surprise(name, seed).fit(trainset)
+                fitted = time.perf_counter()
+                pred = predict_surprise(algo, ratings[test])
+                epochs = None
+            done = time.perf_counter()
+            rows.append({"model": name, "fold": k, "rmse": rmse(y[test], pred), "mae": mae(y[test], pred),
+                         "fit_seconds": fitted - began, "predict_seconds": done - fitted, "epochs": epochs})
+            print(f"  fold {k + 1}/{folds} {name:13s} rmse {rows[-1]['rmse']:.4f}  fit {fitted - began:6.2f} s  "
+                  f"predict {done - fitted:5.2f} s", file=sys.stderr, flush=True)
+    frame = pd.DataFrame(rows)
+    summary = frame.groupby("model", sort=False).agg(
+        rmse=("rmse", "mean"), mae=("mae", "mean"), fit_s_per_fold=("fit_seconds", "mean"),
+        fit_s_median=("fit_seconds", "median"), predict_s_per_fold=("predict_seconds", "mean"),
+        total_s=("fit_seconds", "sum"))
+    summary["total_s"] += frame.groupby("model", sort=False)["predict_seconds"].sum()
+    return summary
+
+
+def synthetic_part(p: RecsysParams, sizes: dict[str, dict], folds: int, work: Path) -> dict:
+    out = {}
+    for label, size in sizes.items():
+        synth = p.synthetic.model_copy(update=size)
+        data = generate_ratings(synth, p.seed)
+        floor = float(np.sqrt(data.truth["rating_variance"].mean()))
+        print(f"\nSynthetic {label}: {len(data.ratings)} ratings, {synth.n_users} users, {synth.n_items} items; "
+              f"noise floor RMSE {floor:.4f}", file=sys.stderr)
+        summary = cross_validate(data.ratings, ["svd", "mf"], p, folds, p.seed, work)
+        out[label] = {"ratings": len(data.ratings), "noise_floor_rmse": floor, **_ratios(summary),
+                      "models": summary.round(4).to_dict("index")}
+    return out
+
+
+def movielens_part(p: RecsysParams, models: list[str], folds: int, work: Path) -> dict | None:
+    if not (ML_100K / "u.data").is_file():
+        print(f"\nMovieLens 100K: skipped, {ML_100K / 'u.data'} not found (see ../shared/datasets/README.md)",
+              file=sys.stderr)
+        return None
+    ratings, _ = read_movielens("ml-100k", ML_100K)
+    print(f"\nMovieLens 100K: {len(ratings)} ratings, Surprise's protocol ({folds}-fold CV)", file=sys.stderr)
+    summary = cross_validate(ratings, models, p, folds, p.seed, work)
+    for name, (published_rmse, published_mae) in PUBLISHED.items():
+        if name in summary.index:
+            summary.loc[name, "published_rmse"] = published_rmse
+            summary.loc[name, "published_mae"] = published_mae
+    return {**_ratios(summary), "best_model": str(summary["rmse"].idxmin()), "best_rmse": float(summary["rmse"].min()),
+            "published_svd_seconds_5_folds": PUBLISHED_SVD_SECONDS, "models": summary.round(4).to_dict("index")}
+
+
+def _ratios(summary: pd.DataFrame) -> dict:
+    if not {"svd", "mf"} <= set(summary.index):
+        return {}
+    return {"mf_over_svd_fit_time": float(summary.loc["mf", "fit_s_per_fold"] / summary.loc["svd", "fit_s_per_fold"]),
+            "mf_over_svd_fit_time_median": float(summary.loc["mf", "fit_s_median"] / summary.loc["svd", "fit_s_median"]),
+            "mf_over_svd_rmse": float(summary.loc["mf", "rmse"] / summary.loc["svd", "rmse"])}
+
+
+def _markdown(results: dict) -> str:
+    lines = []
+    for label, part in results.get("synthetic", {}).items():
+        lines += [f"### Synthetic, {label} ({part['ratings']} ratings, noise floor RMSE {part['noise_floor_rmse']:.4f})", "",
+                  pd.DataFrame(part["models"]).T.to_markdown(floatfmt=".4f"), "",
+                  f"torch MF / Surprise SVD: fit time x{part['mf_over_svd_fit_time']:.2f} (median x"
+                  f"{part['mf_over_svd_fit_time_median']:.2f}), RMSE x{part['mf_over_svd_rmse']:.4f}", ""]
+    ml = results.get("movielens_100k")
+    if ml:
+        lines += ["### MovieLens 100K, 5-fold CV (Surprise's protocol)", "",
+                  pd.DataFrame(ml["models"]).T.to_markdown(floatfmt=".4f"), "",
+                  f"best: {ml['best_model']} RMSE {ml['best_rmse']:.4f}; torch MF / Surprise SVD: fit time "
+                  f"x{ml.get('mf_over_svd_fit_time', float('nan')):.2f}, RMSE x{ml.get('mf_over_svd_rmse', float('nan')):.4f}", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--synthetic-only", action="store_true")
+    parser.add_argument("--movielens-only", action="store_true")
+    parser.add_argument("--skip", nargs="*", default=[], choices=SURPRISE, help="Surprise models to leave out")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "recsys.json")
+    args = parser.parse_args(argv)
+
+    p = load_params(ROOT, "recsys")
+    work = args.out.parent / "recsys-checkpoints"
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {"params": p.train.model_dump(mode="json")}
+    if not args.movielens_only:
+        sizes = {"pipeline default": {},
+                 "MovieLens 100K size": {"n_users": 943, "n_items": 1682, "n_ratings": 100_000}}
+        results["synthetic"] = synthetic_part(p, sizes, args.folds, work)
+    if not args.synthetic_only:
+        models = [m for m in SURPRISE if m not in args.skip] + ["mf"]
+        results["movielens_100k"] = movielens_part(p, models, args.folds, work)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(_markdown(results))
+    print(f"\n(written to {args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""End to end in a throwaway copy of the repository: `dvc repro report@recsys` at a small size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from domains.common.paths import STAGES
+from domains.recsys.metrics import ACCURACY
+from tests.conftest import copy_repo, run, set_domain_params
+from tests.recsys.conftest import small_recsys_params
+
+pytestmark = pytest.mark.slow
+MODELS = {"baseline_only", "svd", "svdpp", "knn_baseline", "mf", "popularity"}
+
+
+def _ran(output: str) -> set[str]:
+    return {line.split("'")[1].split("@")[0] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = copy_repo(tmp_path_factory.mktemp("repo"))
+    set_domain_params(root, "recsys", small_recsys_params())
+    run(["git", "-c", "user.email=t@example.com", "-c", "user.name=test", "commit", "-qam", "small params"], root)
+    return root
+
+
+def _accuracy(root: Path) -> dict:
+    metrics = json.loads((root / "data/recsys/evaluate/metrics.json").read_text())
+    return {model: {k: v for k, v in values.items() if k in ACCURACY} for model, values in metrics.items()}
+
+
+def test_cold_repro_produces_every_output(repo):
+    proc = run(["dvc", "repro", "report@recsys"], repo)
+    assert _ran(proc.stdout) == set(STAGES)
+    data = repo / "data" / "recsys"
+    for rel in ["acquire/table.parquet", "acquire/items.parquet", "acquire/truth.parquet",
+                "validate/validated.parquet", "validate/quarantine.parquet", "validate/gate.json", "validate/gate.html",
+                "prepare/ratings.parquet", "prepare/noise_floor.json", "prepare/profile.json",
+                "train/mf.pt", "train/svd.joblib", "train/svdpp.joblib", "train/knn_baseline.joblib",
+                "train/baseline_only.joblib", "train/popularity.parquet", "train/predictions.parquet",
+                "train/times.json", "train/history.json",
+                "evaluate/metrics.json", "evaluate/decision.json", "evaluate/plots/model_rmse.csv",
+                "evaluate/plots/topk_ndcg.csv", "evaluate/plots/rmse_by_activity.csv",
+                "evaluate/tables/top10_examples.csv", "evaluate/tables/noise_floor.csv",
+                "report/report.html", "report/report.md", "report/provenance.json"]:
+        assert (data / rel).is_file(), rel
+    metrics = json.loads((data / "evaluate/metrics.json").read_text())
+    assert set(metrics) == MODELS
+    assert {"rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "coverage",
+            "fit_seconds", "predict_seconds"} <= set(metrics["mf"])
+    assert json.loads((data / "validate/gate.json").read_text())["verdict"] == "pass"
+    assert json.loads((data / "evaluate/decision.json").read_text())["candidate"] == "mf"
+    html = (data / "report/report.html").read_text()
+    assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
+    assert "noise_floor" in html and "top10_examples" in html and "Error by user activity" in html
+    assert "ndcg_at_10" in run(["dvc", "metrics", "show"], repo).stdout
+
+
+def test_second_repro_runs_no_stage(repo):
+    proc = run(["dvc", "repro", "report@recsys"], repo)
+    assert _ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+
+
+def test_same_seed_gives_identical_accuracy_metrics(repo):
+    before = _accuracy(repo)
+    proc = run(["dvc", "repro", "--force", "--downstream", "train@recsys"], repo)
+    assert _ran(proc.stdout) == {"train", "evaluate", "report"}
+    assert _accuracy(repo) == before  # fit and predict seconds are timings: not compared
