@@ -16,6 +16,7 @@ EXAMPLES = """\
 examples:
   aiflow run                         # dvc repro every domain in params.yaml, then list the reports
   aiflow run fraud                   # only the finance-fraud pipeline
+  aiflow run recsys                  # only the recommender (Surprise baselines vs a torch MF)
   aiflow check-params                # validate params.yaml against every domain's typed model
   aiflow stage validate fraud        # one stage (what dvc.yaml calls; prefer `dvc repro validate@fraud`)
   aiflow reports                     # where each domain's report is, with gate verdict and decision
@@ -29,6 +30,8 @@ examples:
 Point a domain at your own data in params.yaml, e.g.
   fraud:
     data: {source: ulb, path: /data/creditcard.csv}
+  recsys:
+    data: {source: ml-100k, path: /data/ml-100k}
 """
 
 

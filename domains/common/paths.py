@@ -23,6 +23,9 @@ def params_file(root: Path) -> Path:
     return root / "params.yaml"
 
 
+STAGE_RECORD = "_stage.json"  # what a stage records about its own run, inside its output folder
+
+
 def stage_dir(root: Path, domain: str, stage: str) -> Path:
     return root / "data" / domain / stage
 

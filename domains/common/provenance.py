@@ -60,22 +60,24 @@ def device_description() -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
 
 
-def stage_times(root: Path, domain: str) -> dict[str, float]:
-    times = {}
+def stage_records(root: Path, domain: str) -> dict[str, dict[str, Any]]:
+    """What each stage that ran recorded about itself (seconds; device for train)."""
+    records = {}
     for stage in paths.STAGES:
-        record = paths.stage_dir(root, domain, stage) / "_stage.json"
+        record = paths.stage_dir(root, domain, stage) / paths.STAGE_RECORD
         if record.is_file():
-            times[stage] = json.loads(record.read_text())["seconds"]
-    return times
+            records[stage] = json.loads(record.read_text())
+    return records
 
 
 def collect(root: Path, domain: str, params: dict[str, Any]) -> dict[str, Any]:
+    records = stage_records(root, domain)
     return {
         "git_commit": git_commit(root),
         "dvc_lock": dvc_lock_hashes(root, domain),
         "params": params,
         "packages": package_versions(),
         "python": platform.python_version(),
-        "device": device_description(),
-        "stage_seconds": stage_times(root, domain),
+        "device": records.get("train", {}).get("device") or device_description(),
+        "stage_seconds": {stage: record["seconds"] for stage, record in records.items()},
     }

@@ -29,7 +29,6 @@ from domains.common.registry import load_params, load_spec
 TABLE = "table.parquet"
 VALIDATED = "validated.parquet"
 QUARANTINE = "quarantine.parquet"
-STAGE_RECORD = "_stage.json"
 
 
 def run_stage(stage: str, domain: str, root: Path | None = None) -> None:
@@ -48,7 +47,11 @@ def run_stage(stage: str, domain: str, root: Path | None = None) -> None:
     STAGE_FUNCTIONS[stage](spec, params, root, out)
     record = {"stage": stage, "domain": domain, "started_at": started.isoformat(timespec="seconds"),
               "seconds": round(time.perf_counter() - began, 3)}
-    (out / STAGE_RECORD).write_text(json.dumps(record, indent=2))
+    if stage == "train":  # where training ran, as it ran (threads included), for the report's provenance
+        from domains.common.provenance import device_description
+
+        record["device"] = device_description()
+    (out / paths.STAGE_RECORD).write_text(json.dumps(record, indent=2))
 
 
 def _acquire(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
@@ -101,7 +104,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[DomainSpec, DomainParams, Path, Path], None
 def _fingerprint(params: DomainParams, prepared: Path) -> str:
     """Hash of everything training depends on, so a stale checkpoint is never resumed."""
     digest = hashlib.sha256(params.model_dump_json().encode())
-    for file in sorted(p for p in prepared.rglob("*") if p.is_file() and p.name != STAGE_RECORD):
+    for file in sorted(p for p in prepared.rglob("*") if p.is_file() and p.name != paths.STAGE_RECORD):
         digest.update(file.name.encode())
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()
