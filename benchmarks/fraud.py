@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -128,29 +127,9 @@ def verdict(value: float, target: float) -> str:
 
 # --- repro: the whole pipeline under DVC --------------------------------------------------------
 
-def copy_repo(dest: Path) -> Path:
-    """A fresh git repository holding this checkout's tracked and unignored files, without data
-    outputs or dvc.lock (as tests/conftest.py's copy_repo)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, listed):
-        if (ROOT / rel).is_file() and not rel.startswith(("data/", "dvc.lock")):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    (dest / "data").mkdir(exist_ok=True)
-    git = ["git", "-c", "user.email=bench@example.com", "-c", "user.name=bench"]
-    for cmd in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "benchmark copy"]):
-        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
-    return dest
-
-
-def stages_ran(dvc_output: str) -> list[str]:
-    """Stage names from dvc's "Running stage 'train@fraud':" lines."""
-    return [line.split("'")[1].split("@")[0] for line in dvc_output.splitlines() if line.startswith("Running stage")]
-
-
 def bench_repro() -> dict[str, Any]:
     """Cold `dvc repro` of the fraud pipeline with this checkout's params.yaml, then a no-op one."""
+    from tests.conftest import copy_repo, stages_ran
     with tempfile.TemporaryDirectory(prefix="aiflow-bench-repro-") as tmp:
         root = copy_repo(Path(tmp))
         env = subprocess_env(code_root=root)
@@ -163,9 +142,9 @@ def bench_repro() -> dict[str, Any]:
 
     result = {
         "command": "dvc repro report@fraud",
-        "cold_s": cold_s, "cold_stages_ran": stages_ran(cold_out), "stage_s": stages,
+        "cold_s": cold_s, "cold_stages_ran": sorted(stages_ran(cold_out)), "stage_s": stages,
         "dvc_and_process_overhead_s": round(cold_s - sum(stages.values()), 3),
-        "noop_s": noop_s, "noop_stages_ran": stages_ran(noop_out),
+        "noop_s": noop_s, "noop_stages_ran": sorted(stages_ran(noop_out)),
         "rows": gate["rows_in"], "gate_verdict": gate["verdict"],
         "mlp": {"device": history["device"], "epochs_run": len(history["epochs"]), "best_epoch": history["best_epoch"],
                 "mean_epoch_s": round(statistics.mean(e["seconds"] for e in history["epochs"]), 3)},

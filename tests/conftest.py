@@ -65,6 +65,11 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.C
     return proc
 
 
+def stages_ran(dvc_output: str) -> set[str]:
+    """The stages (without their domain) that a `dvc repro` printed it was running."""
+    return {line.split("'")[1].split("@")[0] for line in dvc_output.splitlines() if line.startswith("Running stage")}
+
+
 def copy_repo(dest: Path) -> Path:
     """A fresh git+DVC repository holding this project's tracked (and new, unignored) files."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,

@@ -10,13 +10,9 @@ import pytest
 import yaml
 
 from domains.common.paths import STAGES
-from tests.conftest import copy_repo, run, set_domain_params, small_fraud_params
+from tests.conftest import copy_repo, run, set_domain_params, small_fraud_params, stages_ran
 
 pytestmark = pytest.mark.slow
-
-
-def _ran(output: str) -> set[str]:
-    return {line.split("'")[1].split("@")[0] for line in output.splitlines() if line.startswith("Running stage")}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +29,7 @@ def _metrics(root: Path) -> dict:
 
 def test_cold_repro_produces_every_output(repo):
     proc = run(["dvc", "repro", "report@fraud"], repo)
-    assert _ran(proc.stdout) == set(STAGES)
+    assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "fraud"
     for rel in ["acquire/table.parquet", "validate/validated.parquet", "validate/gate.json", "validate/gate.html",
                 "prepare/features.parquet", "train/mlp.pt", "train/logreg.joblib", "train/hgb.joblib",
@@ -50,7 +46,7 @@ def test_cold_repro_produces_every_output(repo):
 
 def test_second_repro_runs_no_stage(repo):
     proc = run(["dvc", "repro", "report@fraud"], repo)
-    assert _ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+    assert stages_ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
 
 
 def test_training_param_change_reruns_only_train_and_what_follows(repo):
@@ -58,13 +54,13 @@ def test_training_param_change_reruns_only_train_and_what_follows(repo):
     params["fraud"]["train"]["lr"] = 0.002
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = run(["dvc", "repro", "report@fraud"], repo)
-    assert _ran(proc.stdout) == {"train", "evaluate", "report"}
+    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
 
 
 def test_same_seed_gives_identical_metrics(repo):
     before = _metrics(repo)
     proc = run(["dvc", "repro", "--force", "--downstream", "train@fraud"], repo)
-    assert _ran(proc.stdout) == {"train", "evaluate", "report"}
+    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
     assert _metrics(repo) == before
 
 

@@ -10,10 +10,14 @@ the domain supplies plain functions over DataFrames and directories:
     prepare(params, table, acquire_dir, out_dir)   writes features / splits
     train(params, prepared_dir, out_dir, env)      writes models
     evaluate(params, prepared_dir, train_dir, out_dir) -> Evaluation (metrics per model, plots)
+
+Give them as `lazy("domains.<name>.<module>:<function>")`, so each stage imports only what it
+runs: a light stage does not pay for torch, scikit-learn or matplotlib at start-up.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
@@ -24,6 +28,17 @@ from domains.common.gate import GateSuite
 from domains.common.params import DomainParams
 
 P = TypeVar("P", bound=DomainParams)
+
+
+def lazy(target: str) -> Callable[..., Any]:
+    """The function at 'package.module:function', imported when first called."""
+    module, _, name = target.partition(":")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = name
+    return call
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,11 @@ import pytest
 
 from domains.common.paths import STAGES
 from domains.recsys.metrics import ACCURACY
-from tests.conftest import copy_repo, run, set_domain_params
+from tests.conftest import copy_repo, run, set_domain_params, stages_ran
 from tests.recsys.conftest import small_recsys_params
 
 pytestmark = pytest.mark.slow
 MODELS = {"baseline_only", "svd", "svdpp", "knn_baseline", "mf", "popularity"}
-
-
-def _ran(output: str) -> set[str]:
-    return {line.split("'")[1].split("@")[0] for line in output.splitlines() if line.startswith("Running stage")}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +31,7 @@ def _accuracy(root: Path) -> dict:
 
 def test_cold_repro_produces_every_output(repo):
     proc = run(["dvc", "repro", "report@recsys"], repo)
-    assert _ran(proc.stdout) == set(STAGES)
+    assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "recsys"
     for rel in ["acquire/table.parquet", "acquire/items.parquet", "acquire/truth.parquet",
                 "validate/validated.parquet", "validate/quarantine.parquet", "validate/gate.json", "validate/gate.html",
@@ -62,11 +58,11 @@ def test_cold_repro_produces_every_output(repo):
 
 def test_second_repro_runs_no_stage(repo):
     proc = run(["dvc", "repro", "report@recsys"], repo)
-    assert _ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+    assert stages_ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
 
 
 def test_same_seed_gives_identical_accuracy_metrics(repo):
     before = _accuracy(repo)
     proc = run(["dvc", "repro", "--force", "--downstream", "train@recsys"], repo)
-    assert _ran(proc.stdout) == {"train", "evaluate", "report"}
+    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
     assert _accuracy(repo) == before  # fit and predict seconds are timings: not compared
