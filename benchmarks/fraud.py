@@ -129,15 +129,17 @@ def verdict(value: float, target: float) -> str:
 
 def bench_repro() -> dict[str, Any]:
     """Cold `dvc repro` of the fraud pipeline with this checkout's params.yaml, then a no-op one."""
+    from domains.common import paths
     from tests.conftest import copy_repo, stages_ran
+
     with tempfile.TemporaryDirectory(prefix="aiflow-bench-repro-") as tmp:
         root = copy_repo(Path(tmp))
         env = subprocess_env(code_root=root)
         cold_s, cold_out = run(["dvc", "repro", "report@fraud"], root, env)
-        data = root / "data" / "fraud"
-        stages = {s: json.loads((data / s / "_stage.json").read_text())["seconds"] for s in STAGES}
-        gate = json.loads((data / "validate" / "gate.json").read_text())
-        history = json.loads((data / "train" / "history.json").read_text())
+        stages = {s: json.loads((paths.stage_dir(root, "fraud", s) / paths.STAGE_RECORD).read_text())["seconds"]
+                  for s in STAGES}
+        gate = json.loads(paths.gate_file(root, "fraud").read_text())
+        history = json.loads((paths.stage_dir(root, "fraud", "train") / "history.json").read_text())
         noop_s, noop_out = run(["dvc", "repro", "report@fraud"], root, env)
 
     result = {

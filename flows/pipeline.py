@@ -37,7 +37,7 @@ def _retry_if_transient(task, task_run, state) -> bool:
 
 
 def _failure_reason(domain: str, stage: str, output: str, root: Path) -> str:
-    gate_file = paths.stage_dir(root, domain, "validate") / "gate.json"
+    gate_file = paths.gate_file(root, domain)
     if stage == "validate" and gate_file.is_file():
         gate = json.loads(gate_file.read_text())
         if gate["verdict"] == "block":
@@ -72,7 +72,7 @@ def run_stage(domain: str, stage: str, force: bool = False) -> str:
 
 @task(task_run_name="publish-gate@{domain}")
 def publish_gate(domain: str) -> str | None:
-    gate_file = paths.stage_dir(paths.project_root(), domain, "validate") / "gate.json"
+    gate_file = paths.gate_file(paths.project_root(), domain)
     if not gate_file.is_file():
         return None
     gate = json.loads(gate_file.read_text())
@@ -87,9 +87,8 @@ def publish_gate(domain: str) -> str | None:
 @task(task_run_name="publish-results@{domain}")
 def publish_results(domain: str) -> dict:
     root = paths.project_root()
-    evaluate_dir = paths.stage_dir(root, domain, "evaluate")
-    metrics = json.loads((evaluate_dir / "metrics.json").read_text())
-    decision = json.loads((evaluate_dir / "decision.json").read_text())
+    metrics = json.loads(paths.metrics_file(root, domain).read_text())
+    decision = json.loads(paths.decision_file(root, domain).read_text())
     table = [{"model": model, **{k: round(v, 4) for k, v in values.items()}} for model, values in metrics.items()]
     create_table_artifact(key=f"{domain}-metrics", table=table,
                           description=f"{domain}: {decision['decision']} {decision['candidate']}: {decision['reason']}")

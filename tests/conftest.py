@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -37,9 +39,35 @@ def small_fraud_params() -> dict:
     return params
 
 
-def write_params(root: Path, fraud: dict) -> None:
-    """A params.yaml holding only the fraud section (for in-process stage runs)."""
-    (root / "params.yaml").write_text(yaml.safe_dump({"fraud": fraud}, sort_keys=False))
+def write_params(root: Path, domain: str, section: dict) -> None:
+    """A params.yaml holding only one domain's section (for in-process stage runs)."""
+    (root / "params.yaml").write_text(yaml.safe_dump({domain: section}, sort_keys=False))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_to_gate(root: Path, domain: str, section: dict, source: str, data_file: Path, capsys,
+                **gate) -> tuple[int, str]:
+    """acquire, then validate if acquire passed, in-process on `data_file`: the exit code and stderr."""
+    from domains.common.cli import main
+
+    write_params(root, domain, {**section, "data": {"source": source, "path": str(data_file)},
+                                "gate": {**section["gate"], **gate}})
+    code = main(["stage", "acquire", domain])
+    if code == 0:
+        code = main(["stage", "validate", domain])
+    return code, capsys.readouterr().err
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a background process, killing it if it does not exit within 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def set_domain_params(root: Path, domain: str, section: dict) -> None:
@@ -81,19 +109,32 @@ def copy_repo(dest: Path) -> Path:
             shutil.copy2(src, dest / rel)
     (dest / "data").mkdir(exist_ok=True)
     run(["git", "init", "-q"], dest)
-    run(["git", "-c", "user.email=t@example.com", "-c", "user.name=test", "add", "-A"], dest)
-    run(["git", "-c", "user.email=t@example.com", "-c", "user.name=test", "commit", "-qm", "copy"], dest)
+    run([*GIT, "add", "-A"], dest)
+    run([*GIT, "commit", "-qm", "copy"], dest)
     return dest
+
+
+def copy_repo_with(dest: Path, domain: str, section: dict) -> Path:
+    """copy_repo, with `section` committed as the domain's params."""
+    root = copy_repo(dest)
+    set_domain_params(root, domain, section)
+    run([*GIT, "commit", "-qam", f"{domain} params"], root)
+    return root
+
+
+def project_root(path: Path, monkeypatch: pytest.MonkeyPatch, domain: str, section: dict) -> Path:
+    """A project root for running stages in-process (params.yaml + data/), selected via AIFLOW_ROOT."""
+    (path / "registry").mkdir()
+    (path / "data").mkdir()
+    write_params(path, domain, section)
+    monkeypatch.setenv("AIFLOW_ROOT", str(path))
+    return path
 
 
 @pytest.fixture
 def stage_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project root for running stages in-process (params.yaml + data/), selected via AIFLOW_ROOT."""
-    (tmp_path / "registry").mkdir()
-    (tmp_path / "data").mkdir()
-    write_params(tmp_path, small_fraud_params())
-    monkeypatch.setenv("AIFLOW_ROOT", str(tmp_path))
-    return tmp_path
+    """A fraud project root for in-process stage runs (see project_root)."""
+    return project_root(tmp_path, monkeypatch, "fraud", small_fraud_params())
 
 
 def _free_port() -> int:
@@ -130,11 +171,7 @@ def prefect_server(home: Path) -> Iterator[dict]:
             time.sleep(1)
         yield {"url": url, "env": {**env, "PREFECT_API_URL": url}}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         log.close()
 
 

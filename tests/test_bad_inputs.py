@@ -3,15 +3,13 @@ per failed check, no traceback, the input file untouched and no model."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from domains.common.cli import main
-from tests.conftest import small_fraud_params, write_params
+from tests.conftest import digest, run_to_gate, small_fraud_params
 
 
 def ulb_frame(n: int = 2000, fraud_rate: float = 0.01, seed: int = 0) -> pd.DataFrame:
@@ -38,18 +36,7 @@ def handbook_frame(n: int = 2000, seed: int = 0) -> pd.DataFrame:
 
 
 def _run_to_gate(root: Path, source: str, data_file: Path, capsys, **gate) -> tuple[int, str]:
-    params = small_fraud_params()
-    params["data"] = {"source": source, "path": str(data_file)}
-    params["gate"].update(gate)
-    write_params(root, params)
-    code = main(["stage", "acquire", "fraud"])
-    if code == 0:
-        code = main(["stage", "validate", "fraud"])
-    return code, capsys.readouterr().err
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return run_to_gate(root, "fraud", small_fraud_params(), source, data_file, capsys, **gate)
 
 
 def _ulb_with(mutate) -> pd.DataFrame:
@@ -83,7 +70,7 @@ def _assert_stopped(root: Path, data_file: Path, before: str, code: int, err: st
     assert code == 1
     assert expected in err, err
     assert "Traceback" not in err and all(line.startswith(("error:", "  ")) for line in err.strip().splitlines())
-    assert _digest(data_file) == before  # input untouched
+    assert digest(data_file) == before  # input untouched
     assert not (root / "data" / "fraud" / "validate" / "validated.parquet").exists()
     assert not (root / "data" / "fraud" / "train").exists()
 
@@ -93,7 +80,7 @@ def test_bad_ulb_file_stops_before_training(case, stage_root, capsys):
     mutate, expected = BAD_ULB[case]
     data_file = stage_root / "creditcard.csv"
     _ulb_with(mutate).to_csv(data_file, index=False)
-    before = _digest(data_file)
+    before = digest(data_file)
     code, err = _run_to_gate(stage_root, "ulb", data_file, capsys)
     _assert_stopped(stage_root, data_file, before, code, err, expected)
 
@@ -107,7 +94,7 @@ def test_bad_ulb_file_stops_before_training(case, stage_root, capsys):
 def test_unreadable_files(content, expected, stage_root, capsys):
     data_file = stage_root / "creditcard.csv"
     data_file.write_bytes(content)
-    before = _digest(data_file)
+    before = digest(data_file)
     code, err = _run_to_gate(stage_root, "ulb", data_file, capsys)
     _assert_stopped(stage_root, data_file, before, code, err, expected)
 
@@ -117,7 +104,7 @@ def test_duplicate_transaction_ids_block(stage_root, capsys):
     frame.loc[[10, 11], "TRANSACTION_ID"] = 3
     data_file = stage_root / "transactions.csv"
     frame.to_csv(data_file, index=False)
-    before = _digest(data_file)
+    before = digest(data_file)
     code, err = _run_to_gate(stage_root, "handbook", data_file, capsys)
     _assert_stopped(stage_root, data_file, before, code, err, "transaction_id:unique [pandera]: 3 of 2000 rows")
 
@@ -130,7 +117,7 @@ def test_missing_file(stage_root, capsys):
 def test_quarantine_sets_rows_aside_and_the_run_continues(stage_root, capsys):
     data_file = stage_root / "creditcard.csv"
     _ulb_with(_set("Amount", [5, 6], -12.5)).to_csv(data_file, index=False)
-    before = _digest(data_file)
+    before = digest(data_file)
     code, err = _run_to_gate(stage_root, "ulb", data_file, capsys, severity={"tx_amount:non_negative": "quarantine"})
     assert code == 0, err
     validate_dir = stage_root / "data" / "fraud" / "validate"
@@ -138,7 +125,7 @@ def test_quarantine_sets_rows_aside_and_the_run_continues(stage_root, capsys):
     quarantined = pd.read_parquet(validate_dir / "quarantine.parquet")
     assert len(kept) == 1998 and sorted(quarantined["transaction_id"]) == [5, 6]
     assert set(quarantined["quarantine_reason"]) == {"tx_amount:non_negative"}
-    assert _digest(data_file) == before
+    assert digest(data_file) == before
 
 
 def test_good_ulb_file_passes_the_gate(stage_root, capsys):

@@ -12,18 +12,15 @@ import httpx
 import pytest
 
 from domains.common.registry import configured_domains
-from tests.conftest import copy_repo, run, set_domain_params, small_fraud_params
+from tests.conftest import GIT, copy_repo_with, run, set_domain_params, small_fraud_params, stop
 from tests.test_bad_inputs import ulb_frame
 
 pytestmark = pytest.mark.slow
-GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
 
 
 def _repo(base: Path, remote: Path) -> Path:
-    root = copy_repo(base)
-    set_domain_params(root, "fraud", small_fraud_params())
+    root = copy_repo_with(base, "fraud", small_fraud_params())
     run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], root)  # not the user's cache
-    run([*GIT, "commit", "-qam", "small params"], root)
     return root
 
 
@@ -59,11 +56,7 @@ def served(tmp_path_factory, prefect_api):
         deployments = _wait_for(registered, 90, f"deployments {sorted(expected)}")
         yield {"root": root, "remote": remote, "deployments": {d["name"]: d for d in deployments}, "api": prefect_api}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 

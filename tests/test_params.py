@@ -11,7 +11,7 @@ from tests.conftest import small_fraud_params, write_params
 
 
 def _error(root: Path, fraud: dict) -> str:
-    write_params(root, fraud)
+    write_params(root, "fraud", fraud)
     with pytest.raises(ParamsError) as err:
         load_params(root, "fraud")
     message = str(err.value)
@@ -53,7 +53,7 @@ def test_unknown_source_lists_the_accepted_ones(tmp_path):
 def test_cli_reports_bad_params_in_one_line_without_traceback(stage_root, capsys):
     params = small_fraud_params()
     params["gate"]["max_quarantine_fraction"] = 2
-    write_params(stage_root, params)
+    write_params(stage_root, "fraud", params)
     assert main(["stage", "acquire", "fraud"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: params.yaml: fraud.gate.max_quarantine_fraction:") and "Traceback" not in err

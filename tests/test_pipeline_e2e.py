@@ -10,17 +10,14 @@ import pytest
 import yaml
 
 from domains.common.paths import STAGES
-from tests.conftest import copy_repo, run, set_domain_params, small_fraud_params, stages_ran
+from tests.conftest import copy_repo_with, run, small_fraud_params, stages_ran
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    root = copy_repo(tmp_path_factory.mktemp("repo"))
-    set_domain_params(root, "fraud", small_fraud_params())
-    run(["git", "-c", "user.email=t@example.com", "-c", "user.name=test", "commit", "-qam", "small params"], root)
-    return root
+    return copy_repo_with(tmp_path_factory.mktemp("repo"), "fraud", small_fraud_params())
 
 
 def _metrics(root: Path) -> dict:

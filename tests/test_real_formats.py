@@ -15,7 +15,7 @@ def test_ulb_creditcard_csv_runs_to_a_report(stage_root, capsys):
     params["data"] = {"source": "ulb", "path": str(data_file)}
     # ULB covers two days and has no card or terminal ids: split by the hour.
     params["prepare"].update(split_unit="hour", train_length=24, val_length=6, gap_length=2, test_length=20)
-    write_params(stage_root, params)
+    write_params(stage_root, "fraud", params)
     for stage in STAGES:
         assert main(["stage", stage, "fraud"]) == 0, capsys.readouterr().err
     features = json.loads((stage_root / "data/fraud/prepare/features.json").read_text())["features"]
@@ -31,7 +31,7 @@ def test_handbook_table_passes_gate_and_prepares(stage_root, capsys):
     params = small_fraud_params()
     params["data"] = {"source": "handbook", "path": str(data_file)}
     params["prepare"].update(train_length=10, val_length=3, gap_length=2, test_length=5)
-    write_params(stage_root, params)
+    write_params(stage_root, "fraud", params)
     for stage in ("acquire", "validate", "prepare"):
         assert main(["stage", stage, "fraud"]) == 0, capsys.readouterr().err
     summary = json.loads((stage_root / "data/fraud/prepare/features.json").read_text())["splits"]

@@ -44,7 +44,7 @@ def train_md5(root: Path, domain: str) -> str | None:
 
 def promote(root: Path, domain: str) -> dict[str, Any]:
     """Make the evaluated challenger the champion, if its recorded decision says so."""
-    decision_file = paths.stage_dir(root, domain, "evaluate") / "decision.json"
+    decision_file = paths.decision_file(root, domain)
     if not decision_file.is_file():
         raise PipelineError(f"{domain}: nothing to promote: no evaluation yet (run `aiflow run {domain}`)")
     decision = json.loads(decision_file.read_text())

@@ -84,7 +84,7 @@ def _domains(root: Path, requested: list[str]) -> list[str]:
 def _reports(root: Path, domains: list[str]) -> None:
     for name in domains:
         html = paths.report_html(root, name)
-        decision_file = paths.stage_dir(root, name, "evaluate") / "decision.json"
+        decision_file = paths.decision_file(root, name)
         if not html.is_file() or not decision_file.is_file():
             print(f"{name}: no report yet (run `aiflow run {name}`)")
             continue

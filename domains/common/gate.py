@@ -22,6 +22,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from domains.common import paths
 from domains.common.errors import ParamsError
 from domains.common.params import GateParams, Severity
 
@@ -307,7 +308,7 @@ def _fmt(value: Any) -> str:
 
 def write_gate_result(result: GateResult, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "gate.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
+    (out_dir / paths.GATE_FILE).write_text(json.dumps(result.to_json(), indent=2, default=str))
     docs = out_dir / GX_DOCS / "index.html"
     (out_dir / "gate.html").write_text(render_gate_html(result, f"{GX_DOCS}/index.html" if docs.is_file() else None))
 

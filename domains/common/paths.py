@@ -24,6 +24,9 @@ def params_file(root: Path) -> Path:
 
 
 STAGE_RECORD = "_stage.json"  # what a stage records about its own run, inside its output folder
+GATE_FILE = "gate.json"  # validate: the gate's result
+METRICS_FILE = "metrics.json"  # evaluate: metrics[model][metric]
+DECISION_FILE = "decision.json"  # evaluate: promote or keep, with the reason
 
 
 def stage_dir(root: Path, domain: str, stage: str) -> Path:
@@ -38,6 +41,18 @@ def checkpoint_dir(root: Path, domain: str) -> Path:
 def registry_file(root: Path, domain: str) -> Path:
     """Champion record of a domain (git-tracked, small JSON)."""
     return root / "registry" / f"{domain}.json"
+
+
+def gate_file(root: Path, domain: str) -> Path:
+    return stage_dir(root, domain, "validate") / GATE_FILE
+
+
+def metrics_file(root: Path, domain: str) -> Path:
+    return stage_dir(root, domain, "evaluate") / METRICS_FILE
+
+
+def decision_file(root: Path, domain: str) -> Path:
+    return stage_dir(root, domain, "evaluate") / DECISION_FILE
 
 
 def report_html(root: Path, domain: str) -> Path:

@@ -77,9 +77,9 @@ def _metrics_frame(metrics: dict[str, dict[str, float]], decision: dict[str, Any
 
 def write_report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
     evaluate_dir = paths.stage_dir(root, spec.name, "evaluate")
-    gate = json.loads((paths.stage_dir(root, spec.name, "validate") / "gate.json").read_text())
-    metrics = json.loads((evaluate_dir / "metrics.json").read_text())
-    decision = json.loads((evaluate_dir / "decision.json").read_text())
+    gate = json.loads(paths.gate_file(root, spec.name).read_text())
+    metrics = json.loads(paths.metrics_file(root, spec.name).read_text())
+    decision = json.loads(paths.decision_file(root, spec.name).read_text())
     notes = json.loads((evaluate_dir / "notes.json").read_text())
     figures = json.loads((evaluate_dir / "figures" / "figures.json").read_text())
     tables = {p.stem: pd.read_csv(p) for p in sorted((evaluate_dir / "tables").glob("*.csv"))}

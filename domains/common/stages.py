@@ -44,13 +44,9 @@ def run_stage(stage: str, domain: str, root: Path | None = None) -> None:
     out.mkdir(parents=True)
     started = datetime.now(timezone.utc)
     began = time.perf_counter()
-    STAGE_FUNCTIONS[stage](spec, params, root, out)
+    facts = STAGE_FUNCTIONS[stage](spec, params, root, out) or {}
     record = {"stage": stage, "domain": domain, "started_at": started.isoformat(timespec="seconds"),
-              "seconds": round(time.perf_counter() - began, 3)}
-    if stage == "train":  # where training ran, as it ran (threads included), for the report's provenance
-        from domains.common.provenance import device_description
-
-        record["device"] = device_description()
+              "seconds": round(time.perf_counter() - began, 3), **facts}
     (out / paths.STAGE_RECORD).write_text(json.dumps(record, indent=2))
 
 
@@ -75,18 +71,21 @@ def _prepare(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> N
     spec.prepare(params, validated, paths.stage_dir(root, spec.name, "acquire"), out)
 
 
-def _train(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
+def _train(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> dict[str, str]:
+    from domains.common.provenance import device_description
+
     prepared = paths.stage_dir(root, spec.name, "prepare")
     env = TrainEnv(paths.checkpoint_dir(root, spec.name), fingerprint=_fingerprint(params, prepared))
     spec.train(params, prepared, out, env)
+    return {"device": device_description()}  # where training ran, threads included, for the report
 
 
 def _evaluate(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
     evaluation = spec.evaluate(params, paths.stage_dir(root, spec.name, "prepare"), paths.stage_dir(root, spec.name, "train"), out)
     write_evaluation(evaluation, out)
-    gate = json.loads((paths.stage_dir(root, spec.name, "validate") / "gate.json").read_text())
+    gate = json.loads(paths.gate_file(root, spec.name).read_text())
     decision = decide(spec, params, evaluation.metrics, gate, read_champion(root, spec.name), train_md5(root, spec.name))
-    (out / "decision.json").write_text(json.dumps(decision, indent=2))
+    (out / paths.DECISION_FILE).write_text(json.dumps(decision, indent=2))
 
 
 def _report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
@@ -95,7 +94,8 @@ def _report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> No
     write_report(spec, params, root, out)
 
 
-STAGE_FUNCTIONS: dict[str, Callable[[DomainSpec, DomainParams, Path, Path], None]] = {
+# Each writes its outputs into the folder it is given; what it returns goes into its _stage.json.
+STAGE_FUNCTIONS: dict[str, Callable[[DomainSpec, DomainParams, Path, Path], dict[str, Any] | None]] = {
     "acquire": _acquire, "validate": _validate, "prepare": _prepare,
     "train": _train, "evaluate": _evaluate, "report": _report,
 }
@@ -111,7 +111,7 @@ def _fingerprint(params: DomainParams, prepared: Path) -> str:
 
 
 def write_evaluation(evaluation: Evaluation, out: Path) -> None:
-    (out / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2, sort_keys=True))
+    (out / paths.METRICS_FILE).write_text(json.dumps(evaluation.metrics, indent=2, sort_keys=True))
     (out / "plots").mkdir()
     for name, frame in evaluation.plots.items():
         frame.to_csv(out / "plots" / f"{name}.csv", index=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, project_root
 
 
 def small_recsys_params() -> dict:
@@ -22,16 +22,7 @@ def small_recsys_params() -> dict:
     return params
 
 
-def write_recsys_params(root: Path, section: dict) -> None:
-    """A params.yaml holding only the recsys section (for in-process stage runs)."""
-    (root / "params.yaml").write_text(yaml.safe_dump({"recsys": section}, sort_keys=False))
-
-
 @pytest.fixture
 def recsys_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project root for running recsys stages in-process (params.yaml + data/), selected via AIFLOW_ROOT."""
-    (tmp_path / "registry").mkdir()
-    (tmp_path / "data").mkdir()
-    write_recsys_params(tmp_path, small_recsys_params())
-    monkeypatch.setenv("AIFLOW_ROOT", str(tmp_path))
-    return tmp_path
+    """A recsys project root for in-process stage runs (see tests.conftest.project_root)."""
+    return project_root(tmp_path, monkeypatch, "recsys", small_recsys_params())

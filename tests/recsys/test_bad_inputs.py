@@ -4,16 +4,15 @@ say so, its bad rows are quarantined and the run goes on)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from domains.common.cli import main
 from domains.recsys.params import SyntheticParams
 from domains.recsys.synthetic import generate_ratings
-from tests.recsys.conftest import small_recsys_params, write_recsys_params
+from tests.conftest import digest, run_to_gate
+from tests.recsys.conftest import small_recsys_params
 
 FILES = {"ml-100k": "u.data", "ml-1m": "ratings.dat", "ml-latest-small": "ratings.csv"}
 
@@ -31,26 +30,15 @@ def write_ratings(path: Path, frame: pd.DataFrame, source: str = "ml-100k") -> P
     return path
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _run_to_gate(root: Path, source: str, data_file: Path, capsys, **gate) -> tuple[int, str]:
-    params = small_recsys_params()
-    params["data"] = {"source": source, "path": str(data_file)}
-    params["gate"].update(gate)
-    write_recsys_params(root, params)
-    code = main(["stage", "acquire", "recsys"])
-    if code == 0:
-        code = main(["stage", "validate", "recsys"])
-    return code, capsys.readouterr().err
+    return run_to_gate(root, "recsys", small_recsys_params(), source, data_file, capsys, **gate)
 
 
 def _assert_stopped(root: Path, data_file: Path, before: str, code: int, err: str, expected: str) -> None:
     assert code == 1
     assert expected in err, err
     assert "Traceback" not in err and all(line.startswith(("error:", "  ")) for line in err.strip().splitlines())
-    assert _digest(data_file) == before  # input untouched
+    assert digest(data_file) == before  # input untouched
     assert not (root / "data" / "recsys" / "validate" / "validated.parquet").exists()
     assert not (root / "data" / "recsys" / "train").exists()
 
@@ -78,7 +66,7 @@ def test_bad_values_stop_at_the_gate(case, recsys_root, capsys):
     mutate, expected = BAD_VALUES[case]
     frame = mutate(ratings_frame())
     data_file = write_ratings(recsys_root / "u.data", frame)
-    before = _digest(data_file)
+    before = digest(data_file)
     code, err = _run_to_gate(recsys_root, "ml-100k", data_file, capsys)
     _assert_stopped(recsys_root, data_file, before, code, err, expected.format(n=len(frame)))
 
@@ -94,7 +82,7 @@ def test_bad_values_stop_at_the_gate(case, recsys_root, capsys):
 def test_unreadable_files_stop_at_acquire(source, content, expected, recsys_root, capsys):
     data_file = recsys_root / FILES[source]
     data_file.write_bytes(content)
-    before = _digest(data_file)
+    before = digest(data_file)
     code, err = _run_to_gate(recsys_root, source, data_file, capsys)
     _assert_stopped(recsys_root, data_file, before, code, err, expected)
     assert not (recsys_root / "data" / "recsys" / "validate").exists()  # stopped before the gate
@@ -104,21 +92,21 @@ def test_a_few_duplicate_pairs_are_quarantined_and_the_run_goes_on(recsys_root, 
     frame = ratings_frame()
     frame = pd.concat([frame, frame.iloc[[10]].assign(rating=1)], ignore_index=True)
     data_file = write_ratings(recsys_root / "u.data", frame)
-    before = _digest(data_file)
+    before = digest(data_file)
     code, err = _run_to_gate(recsys_root, "ml-100k", data_file, capsys)
     assert code == 0, err
     validate_dir = recsys_root / "data" / "recsys" / "validate"
     quarantined = pd.read_parquet(validate_dir / "quarantine.parquet")
     assert len(quarantined) == 2 and set(quarantined["quarantine_reason"]) == {"pair:unique"}
     assert len(pd.read_parquet(validate_dir / "validated.parquet")) == len(frame) - 2
-    assert _digest(data_file) == before
+    assert digest(data_file) == before
 
 
 def test_many_duplicate_pairs_block(recsys_root, capsys):
     frame = ratings_frame()
     frame = pd.concat([frame, frame.head(40)], ignore_index=True)  # 80 of 2040 rows: more than 1%
     data_file = write_ratings(recsys_root / "ratings.dat", frame, "ml-1m")
-    before = _digest(data_file)
+    before = digest(data_file)
     code, err = _run_to_gate(recsys_root, "ml-1m", data_file, capsys)
     _assert_stopped(recsys_root, data_file, before, code, err, "more than gate.max_quarantine_fraction=1.00%")
 
@@ -127,7 +115,7 @@ def test_duplicates_block_when_params_say_so(recsys_root, capsys):
     frame = ratings_frame()
     frame = pd.concat([frame, frame.iloc[[10]]], ignore_index=True)
     data_file = write_ratings(recsys_root / "ratings.csv", frame, "ml-latest-small")
-    before = _digest(data_file)
+    before = digest(data_file)
     code, err = _run_to_gate(recsys_root, "ml-latest-small", data_file, capsys, severity={"pair:unique": "block"})
     _assert_stopped(recsys_root, data_file, before, code, err, "pair:unique [pandera]: 2 of")
 

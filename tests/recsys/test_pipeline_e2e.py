@@ -9,7 +9,7 @@ import pytest
 
 from domains.common.paths import STAGES
 from domains.recsys.metrics import ACCURACY
-from tests.conftest import copy_repo, run, set_domain_params, stages_ran
+from tests.conftest import copy_repo_with, run, stages_ran
 from tests.recsys.conftest import small_recsys_params
 
 pytestmark = pytest.mark.slow
@@ -18,10 +18,7 @@ MODELS = {"baseline_only", "svd", "svdpp", "knn_baseline", "mf", "popularity"}
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    root = copy_repo(tmp_path_factory.mktemp("repo"))
-    set_domain_params(root, "recsys", small_recsys_params())
-    run(["git", "-c", "user.email=t@example.com", "-c", "user.name=test", "commit", "-qam", "small params"], root)
-    return root
+    return copy_repo_with(tmp_path_factory.mktemp("repo"), "recsys", small_recsys_params())
 
 
 def _accuracy(root: Path) -> dict:

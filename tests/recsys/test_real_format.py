@@ -6,7 +6,8 @@ import pandas as pd
 
 from domains.common.cli import main
 from domains.common.paths import STAGES
-from tests.recsys.conftest import small_recsys_params, write_recsys_params
+from tests.conftest import write_params
+from tests.recsys.conftest import small_recsys_params
 from tests.recsys.test_bad_inputs import ratings_frame, write_ratings
 
 
@@ -20,7 +21,7 @@ def test_movielens_100k_files_run_to_a_report(recsys_root, capsys):
     params = small_recsys_params()
     params["data"] = {"source": "ml-100k", "path": str(folder)}
     params["train"]["surprise_models"] = ["baseline_only", "svd"]  # the others are covered by the synthetic run
-    write_recsys_params(recsys_root, params)
+    write_params(recsys_root, "recsys", params)
     for stage in STAGES:
         assert main(["stage", stage, "recsys"]) == 0, capsys.readouterr().err
     data = recsys_root / "data" / "recsys"
