@@ -38,6 +38,10 @@ def test_cold_repro_produces_every_output(repo):
     assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
     provenance = json.loads((data / "report/provenance.json").read_text())
     assert provenance["dvc_lock"]["train"] and len(provenance["git_commit"]) >= 40
+    # The device is the one training ran on (the train process's threads), not the report process's.
+    train_record = json.loads((data / "train/_stage.json").read_text())
+    assert provenance["device"] == train_record["device"]
+    assert train_record["device"].startswith("cuda") or train_record["device"].endswith(", 1 torch threads")
     assert "average_precision" in run(["dvc", "metrics", "show"], repo).stdout
 
 
