@@ -46,11 +46,14 @@ class GateSuite:
     """What a domain hands the gate: its pandera schema, its GX expectations and default severities.
 
     Name GX expectations through `meta={"check": "<name>"}`; pandera checks through `name=`.
+    A table-level pandera check that returns one boolean per row is row-level (it can quarantine).
+    With `id_column`, a row-level failure's examples name the rows (e.g. the file), not just the values.
     """
 
     schema: pa.DataFrameSchema
     expectations: Sequence[Any] = ()
     severities: dict[str, Severity] = field(default_factory=dict)
+    id_column: str | None = None
 
 
 @dataclass
@@ -120,7 +123,7 @@ def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams,
     """
     severities = resolve_severities(suite, params)
     total = len(table)
-    pandera_checks, failing_rows = run_pandera(table, suite.schema, severities)
+    pandera_checks, failing_rows = run_pandera(table, suite.schema, severities, suite.id_column)
 
     quarantine_reasons: dict[Any, list[str]] = {}
     for check in pandera_checks:
@@ -145,7 +148,7 @@ def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams,
         try:
             kept = suite.schema.validate(kept, lazy=True)
         except SchemaErrors as err:
-            extra, _ = _pandera_results(err.failure_cases, suite.schema, len(kept), severities)
+            extra, _ = _pandera_results(err.failure_cases, suite.schema, kept, severities, suite.id_column)
             checks += [c for c in extra if not any(c.name == p.name for p in pandera_checks)]
             if all(c.severity == "warn" for c in extra if not c.passed):
                 kept = suite.schema.coerce_dtype(kept)  # rows that only warn stay, and GX still runs
@@ -168,14 +171,15 @@ def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams,
     return result, kept, quarantine
 
 
-def run_pandera(table: pd.DataFrame, schema: pa.DataFrameSchema, severities: dict[str, Severity]) -> tuple[list[CheckResult], dict[str, list[Any]]]:
+def run_pandera(table: pd.DataFrame, schema: pa.DataFrameSchema, severities: dict[str, Severity],
+                id_column: str | None = None) -> tuple[list[CheckResult], dict[str, list[Any]]]:
     """The row-level half of the gate: every check's result, and the failing row labels per check."""
     failed: list[CheckResult] = []
     rows: dict[str, list[Any]] = {}
     try:
         schema.validate(table, lazy=True)
     except SchemaErrors as err:
-        failed, rows = _pandera_results(err.failure_cases, schema, len(table), severities)
+        failed, rows = _pandera_results(err.failure_cases, schema, table, severities, id_column)
     failed_names = {c.name for c in failed}
     passed = [
         CheckResult(name, "pandera", severities.get(name, "block"), True, 0, len(table), "passed")
@@ -185,17 +189,22 @@ def run_pandera(table: pd.DataFrame, schema: pa.DataFrameSchema, severities: dic
     return failed + passed, rows
 
 
-def _pandera_results(cases: pd.DataFrame, schema: pa.DataFrameSchema, total: int,
-                     severities: dict[str, Severity]) -> tuple[list[CheckResult], dict[str, list[Any]]]:
+def _pandera_results(cases: pd.DataFrame, schema: pa.DataFrameSchema, table: pd.DataFrame, severities: dict[str, Severity],
+                     id_column: str | None = None) -> tuple[list[CheckResult], dict[str, list[Any]]]:
     results: list[CheckResult] = []
     rows: dict[str, list[Any]] = {}
+    total = len(table)
     cases = cases.assign(name=[
-        _pandera_name(schema, col, chk, num, fc)
-        for col, chk, num, fc in zip(cases["column"], cases["check"], cases["check_number"], cases["failure_case"])
+        _pandera_name(schema, ctx, col, chk, num, fc) for ctx, col, chk, num, fc in
+        zip(cases["schema_context"], cases["column"], cases["check"], cases["check_number"], cases["failure_case"])
     ])
     for name, group in cases.groupby("name", sort=True):
         index = group["index"].dropna()
         row_level = len(index) == len(group) and len(index) > 0
+        table_level = (group["schema_context"] == "DataFrameSchema").all()
+        if table_level:  # a row-wise table check fails once per column: one case per row is enough
+            group = group.drop_duplicates("index")
+            index = group["index"].dropna()
         failing = int(index.nunique()) if row_level else len(group)
         what = str(group["check"].iloc[0])
         if row_level:
@@ -206,17 +215,20 @@ def _pandera_results(cases: pd.DataFrame, schema: pa.DataFrameSchema, total: int
         else:
             detail = f"fails {what}"
         examples = [_fmt(v) for v in group["failure_case"].head(MAX_EXAMPLES)] if what != "column_in_dataframe" else []
+        if row_level and id_column in table.columns:
+            named = [_fmt(table.at[i, id_column]) for i in group["index"].head(MAX_EXAMPLES)]
+            examples = named if table_level else [f"{n} ({v})" for n, v in zip(named, examples)]
         severity = severities.get(str(name), "block")
         results.append(CheckResult(str(name), "pandera", severity, False, failing, total, detail, examples))
     return results, rows
 
 
-def _pandera_name(schema: pa.DataFrameSchema, column: Any, check: Any, number: Any, failure_case: Any) -> str:
+def _pandera_name(schema: pa.DataFrameSchema, context: Any, column: Any, check: Any, number: Any, failure_case: Any) -> str:
     """The stable name of a failed check: `<column>:<check name>`, or the table check's name."""
     short = _short(str(check))
     if short == "present":
         return f"{failure_case}:present"
-    key = _column_key(schema, column)
+    key = _column_key(schema, column) if context != "DataFrameSchema" else None
     declared = short
     if pd.notna(number):
         checks = schema.columns[key].checks if key is not None else schema.checks
@@ -278,12 +290,18 @@ def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], sev
     for r in outcome.results:
         config = r.expectation_config
         name = str(config.meta.get("check")) if config.meta and "check" in config.meta else _gx_name(config)
-        kwargs = {k: v for k, v in config.kwargs.items() if k not in ("column", "batch_id") and v is not None}
-        described = f"{config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+        kwargs = {k: v for k, v in config.kwargs.items()
+                  if k not in ("column", "batch_id", "row_condition", "condition_parser") and v is not None}
+        where = _row_condition(config.kwargs.get("row_condition"))
+        described = f"{config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())}){where}"
         info = r.result or {}
         if r.exception_info and r.exception_info.get("raised_exception"):
             detail = f"could not be evaluated: {str(r.exception_info.get('exception_message', '')).splitlines()[0]}"
             failing, examples = len(table), []
+        elif info.get("missing_count"):  # a set expectation: which expected values are absent
+            failing = int(info["missing_count"])
+            detail = f"{failing} expected value(s) absent: {config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())}){where}"
+            examples = [_fmt(v) for v in (info.get("partial_missing_list") or [])[:MAX_EXAMPLES]]
         elif "unexpected_count" in info:
             failing = int(info["unexpected_count"] or 0)
             detail = f"{failing} of {len(table)} rows fail {described}"
@@ -297,6 +315,14 @@ def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], sev
             severity = "block"  # GX results here are not row-indexed; quarantine is pandera's job
         results.append(CheckResult(name, "great_expectations", severity, bool(r.success), failing if not r.success else 0, len(table), detail, examples))
     return results
+
+
+def _row_condition(condition: Any) -> str:
+    """' where <condition>' for an expectation restricted to some rows (GX 1.x stores it as a dict)."""
+    if not condition:
+        return ""
+    text = condition.get("pass_through_filter", condition) if isinstance(condition, dict) else condition
+    return f" where {text}"
 
 
 def _fmt(value: Any) -> str:

@@ -41,7 +41,10 @@ class TrainerParams(StrictModel):
     batch_size: int = Field(512, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="adamw: weight decay decoupled from the gradient")
     patience: int = Field(3, ge=1, description="epochs without validation improvement before stopping")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="cosine: decay to 0 over the planned epochs")
+    warmup_epochs: int = Field(0, ge=0, description="cosine: linear warm-up epochs first")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: bool = True
     deterministic: bool = True

@@ -1,5 +1,12 @@
 """The shared torch trainer: device choice, seeding, mixed precision on CUDA, early stopping,
-a checkpoint every epoch and resume after an interrupted run, progress on a terminal."""
+a learning-rate schedule, a checkpoint every epoch and resume after an interrupted run, progress
+on a terminal.
+
+Training data is either whole tensors (inputs..., target) cut into shuffled mini-batches, or a
+`Batches`: a function from row indices to a batch, for data that does not fit one tensor (bags of
+n-grams of varying length, images decoded on the fly). An `augment` function, applied to each
+training batch on the device, adds random transformations (flips, crops, pasted anomalies).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,14 @@ import torch
 from torch import nn
 
 from domains.common.params import TrainerParams
+
+
+@dataclass(frozen=True)
+class Batches:
+    """`size` rows, served by `take(row indices) -> (inputs..., target)`."""
+
+    size: int
+    take: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 
 
 @dataclass
@@ -64,13 +79,36 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
-def _shuffled_batches(tensors: tuple[torch.Tensor, ...], size: int, generator: torch.Generator):
+def _rows(train: tuple[torch.Tensor, ...] | Batches) -> int:
+    return train.size if isinstance(train, Batches) else len(train[0])
+
+
+def _shuffled_batches(train: tuple[torch.Tensor, ...] | Batches, size: int, generator: torch.Generator):
     """Mini-batches in a seeded random order, cut by indexing whole tensors: a DataLoader fetches
     and collates one row at a time, which costs more than the step itself for small models."""
-    order = torch.randperm(len(tensors[0]), generator=generator)
+    order = torch.randperm(_rows(train), generator=generator)
     for start in range(0, len(order), size):
         rows = order[start : start + size]
-        yield tuple(t.index_select(0, rows) for t in tensors)
+        yield train.take(rows) if isinstance(train, Batches) else tuple(t.index_select(0, rows) for t in train)
+
+
+def _schedule(optimizer: torch.optim.Optimizer, params: TrainerParams, steps_per_epoch: int):
+    """Cosine decay of the learning rate over all planned steps (after an optional linear warm-up)."""
+    if params.lr_schedule == "constant":
+        return None
+    total = max(params.epochs * steps_per_epoch, 1)
+    warmup = min(params.warmup_epochs * steps_per_epoch, total - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(total - warmup, 1)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    tensor = tensor.to(device, non_blocking=True)
+    return tensor.contiguous(memory_format=torch.channels_last) if channels_last and tensor.dim() == 4 else tensor
 
 
 def _progress_wanted() -> bool:
@@ -79,7 +117,7 @@ def _progress_wanted() -> bool:
 
 def fit(
     model: nn.Module,
-    train: tuple[torch.Tensor, ...],
+    train: tuple[torch.Tensor, ...] | Batches,
     loss_fn: Callable[[Any, torch.Tensor], torch.Tensor],
     score_fn: Callable[[nn.Module], float],
     params: TrainerParams,
@@ -88,10 +126,14 @@ def fit(
     fingerprint: str,
     name: str = "model",
     on_epoch_end: Callable[[int], None] | None = None,
+    augment: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None,
+    channels_last: bool = False,
 ) -> History:
-    """Train `model` on tensors (inputs..., target) with Adam; keep the weights with the best `score_fn`.
+    """Train `model` on (inputs..., target) batches with Adam or AdamW; keep the weights with the best `score_fn`.
 
     `loss_fn(model output, target)` gives the batch loss (the output may be a tuple, e.g. with a penalty).
+    `augment(batch)` transforms each training batch on the device (random draws from torch's seeded RNG).
+    `channels_last`: on CUDA, the model and 4-d inputs use the channels-last layout (faster convolutions).
 
     `score_fn(model)` returns a higher-is-better validation score. A checkpoint is written after
     every epoch; a later call with the same `fingerprint` (hash of data and params) resumes from it,
@@ -99,9 +141,13 @@ def fit(
     """
     seed_everything(seed, params.deterministic, params.num_threads)
     device = select_device(params.device)
-    model.to(device)
+    channels_last = channels_last and device.type == "cuda"
+    model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     # fused: one kernel per step instead of several per parameter (on CPU as on CUDA); same results.
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
+    adam = torch.optim.AdamW if params.optimizer == "adamw" else torch.optim.Adam
+    optimizer = adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
+    steps_per_epoch = -(-_rows(train) // params.batch_size)
+    scheduler = _schedule(optimizer, params, steps_per_epoch)
     use_amp = params.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported()) if use_amp else None
     shuffle = torch.Generator().manual_seed(seed)
@@ -114,6 +160,8 @@ def fit(
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(state["scheduler"])
             shuffle.set_state(state["shuffle"])
             torch.set_rng_state(state["torch_rng"])
             best_state, bad_epochs = state["best_state"], state["bad_epochs"]
@@ -130,9 +178,12 @@ def fit(
             from tqdm import tqdm
 
             batches = tqdm(batches, desc=f"[{name}] epoch {epoch}/{params.epochs}", leave=False,
-                           total=-(-len(train[0]) // params.batch_size))
+                           total=steps_per_epoch)
         for batch in batches:
-            *inputs, target = (t.to(device, non_blocking=True) for t in batch)
+            batch = tuple(_to_device(t, device, channels_last) for t in batch)
+            if augment is not None:
+                batch = augment(batch)
+            *inputs, target = batch
             optimizer.zero_grad(set_to_none=True)
             with _autocast(device, use_amp):
                 loss = loss_fn(model(*inputs), target)
@@ -143,6 +194,8 @@ def fit(
             else:
                 loss.backward()
                 optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             total += float(loss.detach()) * len(target)
             count += len(target)
         model.eval()
@@ -158,7 +211,7 @@ def fit(
             bad_epochs += 1
         _save_checkpoint(checkpoint, {
             "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None, "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
             "best_state": best_state, "bad_epochs": bad_epochs, "history": history.to_json(),
         })
         if on_epoch_end is not None:

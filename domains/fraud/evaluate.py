@@ -12,9 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
-from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 from domains.common.contract import Evaluation, Figure
+from domains.common.figures import confusion_figure, training_curve_figure
 from domains.fraud.metrics import score_metrics
 from domains.fraud.models import MODELS, load_split, score_all
 from domains.fraud.params import FraudParams
@@ -39,9 +40,10 @@ def evaluate_models(p: FraudParams, prepared_dir: Path, train_dir: Path, out_dir
     figures = [
         _curves_figure(y, scores),
         _score_distribution(y, scores[candidate], candidate),
-        _confusion(y, scores[candidate], s.decision_threshold, candidate),
+        confusion_figure(y, (scores[candidate] >= s.decision_threshold).astype(int), ["legit", "fraud"],
+                         f"{candidate} at threshold {s.decision_threshold}", f"Score >= {s.decision_threshold} flags a transaction."),
         _importance_figure(importance),
-        _training_curve(history),
+        training_curve_figure(history, "val average precision", "MLP"),
     ]
     n_days = len(np.unique(days))
     notes = [f"Test period: {n_days} days, {len(y)} transactions, {int(y.sum())} frauds ({y.mean():.2%}). "
@@ -89,17 +91,6 @@ def _score_distribution(y: np.ndarray, score: np.ndarray, name: str) -> Figure:
     return Figure(f"Score distribution ({name})", fig, "Density per class, log scale.")
 
 
-def _confusion(y: np.ndarray, score: np.ndarray, threshold: float, name: str) -> Figure:
-    matrix = confusion_matrix(y, score >= threshold, labels=[0, 1])
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(matrix, cmap="Blues")
-    for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > matrix.max() / 2 else "black")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["legit", "fraud"], yticklabels=["legit", "fraud"],
-           xlabel="predicted", ylabel="actual", title=f"{name} at threshold {threshold}")
-    return Figure(f"Confusion matrix ({name})", fig, f"Score >= {threshold} flags a transaction.")
-
-
 def _importance(train_dir: Path, x: pd.DataFrame, y: np.ndarray, names: list[str], seed: int) -> pd.DataFrame:
     """Permutation importance of the gradient-boosting baseline (drop in average precision)."""
     import joblib
@@ -118,15 +109,3 @@ def _importance_figure(importance: pd.DataFrame) -> Figure:
     ax.barh(top["feature"], top["importance"], xerr=top["std"])
     ax.set(xlabel="drop in average precision when shuffled", title="Feature importance (hgb)")
     return Figure("Feature importance", fig, "Permutation importance on up to 20,000 test rows.")
-
-
-def _training_curve(history: dict) -> Figure:
-    epochs = [e["epoch"] for e in history["epochs"]]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [e["train_loss"] for e in history["epochs"]], label="train loss")
-    ax2 = ax.twinx()
-    ax2.plot(epochs, [e["val_score"] for e in history["epochs"]], color="C1", label="val average precision")
-    ax.set(xlabel="epoch", ylabel="train loss", title="MLP training")
-    ax2.set_ylabel("val average precision")
-    ax.axvline(history["best_epoch"], ls=":", color="grey")
-    return Figure("MLP training curve", fig, "Dotted line: the epoch kept (best validation AP).")
