@@ -73,12 +73,20 @@ def no_duplicates_in_split(table: pd.DataFrame) -> pd.Series:
     return ~table.duplicated([SPLIT, HASH], keep="first")
 
 
-def item_columns(classes: Sequence[str], p: ItemGateParams) -> dict[str, pa.Column]:
+def identity_columns() -> dict[str, pa.Column]:
+    """Which item, in which split, with what content: the columns every item table has."""
     return {
         ID: pa.Column("str", unique=True, report_duplicates="exclude_first"),
         SPLIT: pa.Column("str", pa.Check.isin(list(SPLITS), name="known")),
-        LABEL: pa.Column("str", pa.Check.isin(list(classes), name="in_classes")),
         HASH: pa.Column("str"),
+    }
+
+
+def item_columns(classes: Sequence[str], p: ItemGateParams) -> dict[str, pa.Column]:
+    """identity_columns plus the declared classes: label in the set, enough of each, shares in the band."""
+    return {
+        **identity_columns(),
+        LABEL: pa.Column("str", pa.Check.isin(list(classes), name="in_classes")),
         CLASS_COUNT: pa.Column("int64", pa.Check.ge(p.min_per_class, name="enough")),
         CLASS_SHARE: pa.Column("float64", pa.Check.in_range(p.class_share_min, p.class_share_max, name="in_band")),
     }

@@ -1,0 +1,187 @@
+"""Plain-torch vision blocks shared by the image domains (no torchvision, no timm: see DESIGN.md).
+
+- `ResNet`: residual networks of `BasicBlock`s. `resnet18()` has torchvision's ImageNet layout and
+  state-dict keys, so a user's local copy of torchvision's weights loads as is; `small_resnet()`
+  has a 3x3 stem without pooling, for small images (28-64 px) trained from scratch.
+- `augment_images`: random flips, affine jitter and brightness/contrast on a batch, on its device.
+- Images enter models as uint8 (0-255) or float (0-1) tensors (N, C, H, W); `to_unit` tells them apart.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from domains.common.params import StrictModel
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Pixels as floats in [0, 1]: uint8 images are scaled, float images are taken as they are."""
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a shortcut (He et al. 2016); torchvision's names for its parts."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet(nn.Module):
+    """A ResNet of BasicBlocks: stem, stages (`layer1`...), global average pool, `fc`.
+
+    `imagenet_stem`: 7x7 stride-2 convolution and max-pool (torchvision's layout); otherwise one 3x3
+    convolution at full resolution, which small images need. Inputs are standardised inside the
+    model with `mean`/`std` buffers, so a saved model scores raw pixels.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, widths: Sequence[int], blocks: Sequence[int],
+                 imagenet_stem: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(1, in_channels, 1, 1))
+        self.register_buffer("std", torch.ones(1, in_channels, 1, 1))
+        stem_width = widths[0]
+        if imagenet_stem:
+            self.conv1 = nn.Conv2d(in_channels, stem_width, 7, 2, 3, bias=False)
+            self.maxpool: nn.Module = nn.MaxPool2d(3, 2, 1)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, stem_width, 3, 1, 1, bias=False)
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(stem_width)
+        self.relu = nn.ReLU(inplace=True)
+        inplanes, stages = stem_width, []
+        for i, (width, count) in enumerate(zip(widths, blocks)):
+            layer = [BasicBlock(inplanes, width, 1 if i == 0 else 2)] + [BasicBlock(width, width) for _ in range(count - 1)]
+            stages.append(nn.Sequential(*layer))
+            inplanes = width
+        self.stages = len(stages)
+        for i, stage in enumerate(stages, 1):
+            setattr(self, f"layer{i}", stage)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(inplanes, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():  # each residual branch starts near zero: deep nets train from the start
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every stage (layer1, layer2, ...), for feature-based models and Grad-CAM."""
+        x = (to_unit(x) - self.mean) / self.std
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        outputs = []
+        for i in range(1, self.stages + 1):
+            x = getattr(self, f"layer{i}")(x)
+            outputs.append(x)
+        return outputs
+
+    def head(self, last: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(torch.flatten(self.avgpool(last), 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)[-1])
+
+
+def resnet18(in_channels: int = 3, num_classes: int = 1000) -> ResNet:
+    """ResNet-18 with torchvision's layout: `torchvision.models.resnet18().state_dict()` keys load as is
+    (see `load_torchvision_state`)."""
+    return ResNet(in_channels, num_classes, (64, 128, 256, 512), (2, 2, 2, 2), imagenet_stem=True)
+
+
+def small_resnet(in_channels: int, num_classes: int, widths: Sequence[int] = (32, 64, 128),
+                 blocks: Sequence[int] = (2, 2, 2), dropout: float = 0.0) -> ResNet:
+    return ResNet(in_channels, num_classes, widths, blocks, imagenet_stem=False, dropout=dropout)
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def load_torchvision_state(model: ResNet, file: str) -> None:
+    """Load a torchvision ResNet state dict (e.g. resnet18-f37072fd.pth) and ImageNet's input statistics.
+
+    Keys must match exactly, except `fc.*` (a classifier head of another size is left as it is) and
+    this model's own `mean`/`std` buffers.
+    """
+    from domains.common.errors import DataError
+
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise DataError(f"{file}: not a torch state dict ({str(err).splitlines()[0]})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = model.state_dict()
+    wanted = {k for k in own if k not in ("mean", "std") and not k.startswith("fc.")}
+    missing = sorted(wanted - set(state))
+    if missing:
+        raise DataError(f"{file}: not a torchvision ResNet state dict of this depth (missing {', '.join(missing[:3])}...)")
+    for key in wanted:
+        if state[key].shape != own[key].shape:
+            raise DataError(f"{file}: {key} has shape {tuple(state[key].shape)}, expected {tuple(own[key].shape)}")
+    model.load_state_dict({k: state[k] for k in wanted}, strict=False)
+    channels = model.mean.shape[1]
+    model.mean.copy_(torch.tensor(IMAGENET_MEAN[:channels] if channels == 3 else [sum(IMAGENET_MEAN) / 3]).view(1, -1, 1, 1))
+    model.std.copy_(torch.tensor(IMAGENET_STD[:channels] if channels == 3 else [sum(IMAGENET_STD) / 3]).view(1, -1, 1, 1))
+
+
+class AugmentParams(StrictModel):
+    """Random transformations of training images (each applied per image, on the device)."""
+
+    hflip: bool = Field(True, description="mirror left-right with probability 0.5")
+    vflip: bool = Field(False, description="mirror top-bottom with probability 0.5 (textures, not anatomy)")
+    rotate_degrees: float = Field(10.0, ge=0, le=180)
+    translate: float = Field(0.08, ge=0, le=0.5, description="shift, as a share of the image size")
+    scale: float = Field(0.1, ge=0, lt=1, description="zoom in or out by up to this share")
+    brightness: float = Field(0.1, ge=0, le=1, description="add up to this much (images in [0, 1])")
+    contrast: float = Field(0.1, ge=0, lt=1, description="scale the contrast by 1 +- this")
+
+
+def augment_images(x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
+    """A randomly transformed copy of a batch (N, C, H, W), as floats in [0, 1]."""
+    x = to_unit(x)
+    n = x.shape[0]
+    rand = lambda *shape: torch.rand(*shape, device=x.device)  # noqa: E731  (torch's seeded RNG)
+    if p.hflip:
+        x = torch.where(rand(n, 1, 1, 1) < 0.5, x.flip(3), x)
+    if p.vflip:
+        x = torch.where(rand(n, 1, 1, 1) < 0.5, x.flip(2), x)
+    if p.rotate_degrees or p.translate or p.scale:
+        angle = (rand(n) * 2 - 1) * math.radians(p.rotate_degrees)
+        zoom = 1 + (rand(n) * 2 - 1) * p.scale
+        shift = (rand(n, 2) * 2 - 1) * p.translate * 2  # grid coordinates span [-1, 1]
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if p.contrast or p.brightness:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * (1 + (rand(n, 1, 1, 1) * 2 - 1) * p.contrast) + mean + (rand(n, 1, 1, 1) * 2 - 1) * p.brightness
+    return x.clamp(0, 1)
+
+
+def set_input_statistics(model: ResNet, images: torch.Tensor) -> None:
+    """Standardise inputs with the training images' per-channel mean and std (kept in the model)."""
+    x = to_unit(images)
+    model.mean.copy_(x.mean(dim=(0, 2, 3)).view(1, -1, 1, 1))
+    model.std.copy_(x.std(dim=(0, 2, 3)).clamp_min(1e-3).view(1, -1, 1, 1))
