@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score, log_loss, roc_auc_score, roc_curve
 
 # Direction of every metric below, for the domains' MetricContract.
 DIRECTIONS: dict[str, bool] = {
@@ -38,6 +37,8 @@ def decide(proba: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
 def auroc(y: np.ndarray, proba: np.ndarray) -> float:
     """Binary AUROC, or one-vs-rest macro AUROC (MedMNIST's protocol); NaN with a single class present."""
+    from sklearn.metrics import roc_auc_score  # sklearn where used: domains import DIRECTIONS at every stage start
+
     if len(np.unique(y)) < 2:
         return float("nan")
     if proba.shape[1] == 2:
@@ -68,6 +69,8 @@ def reliability_table(y: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) ->
 def classification_metrics(y: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """accuracy, f1 (binary: of the positive class; else macro), auroc, log_loss, ece; binary adds
     sensitivity and specificity. All at `threshold` where a threshold applies."""
+    from sklearn.metrics import f1_score, log_loss
+
     y = np.asarray(y, dtype=np.int64)
     k = proba.shape[1]
     pred = decide(proba, threshold)
@@ -75,7 +78,7 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, threshold: float = 
         "accuracy": float(np.mean(pred == y)),
         "f1": float(f1_score(y, pred, average="binary" if k == 2 else "macro", zero_division=0)),
         "auroc": auroc(y, proba),
-        "log_loss": float(log_loss(y, np.clip(proba, 1e-7, 1 - 1e-7), labels=list(range(k)))),
+        "log_loss": float(log_loss(y, proba / proba.sum(axis=1, keepdims=True), labels=list(range(k)))),
         "ece": expected_calibration_error(y, proba),
     }
     if k == 2:
@@ -87,6 +90,8 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, threshold: float = 
 
 def youden_threshold(y: np.ndarray, p_positive: np.ndarray) -> float:
     """The threshold maximising sensitivity + specificity - 1 (Youden's J), for choosing on validation."""
+    from sklearn.metrics import roc_curve
+
     if len(np.unique(y)) < 2:
         return 0.5
     fpr, tpr, thresholds = roc_curve(y, p_positive)
@@ -105,6 +110,8 @@ def roc_rows(y: np.ndarray, probas: dict[str, np.ndarray], points: int = 200) ->
 
 
 def roc_points(y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.metrics import roc_curve
+
     if proba.shape[1] == 2:
         fpr, tpr, _ = roc_curve(y, proba[:, 1])
     else:  # micro average: every (item, class) pair is one binary decision

@@ -51,6 +51,18 @@ class TrainerParams(StrictModel):
     num_threads: int = Field(2, ge=1)
 
 
+class AugmentParams(StrictModel):
+    """Random transformations of training images (each applied per image, on the device)."""
+
+    hflip: bool = Field(True, description="mirror left-right with probability 0.5")
+    vflip: bool = Field(False, description="mirror top-bottom with probability 0.5 (textures, not anatomy)")
+    rotate_degrees: float = Field(10.0, ge=0, le=180)
+    translate: float = Field(0.08, ge=0, le=0.5, description="shift, as a share of the image size")
+    scale: float = Field(0.1, ge=0, lt=1, description="zoom in or out by up to this share")
+    brightness: float = Field(0.1, ge=0, le=1, description="add up to this much (images in [0, 1])")
+    contrast: float = Field(0.1, ge=0, lt=1, description="scale the contrast by 1 +- this")
+
+
 class EvaluateParams(StrictModel):
     candidate: str = Field(description="model proposed as challenger to the champion")
     thresholds_min: dict[str, float] = Field(default_factory=dict)

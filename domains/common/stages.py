@@ -67,7 +67,10 @@ def _validate(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> 
 
 
 def _prepare(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
-    validated = pd.read_parquet(paths.stage_dir(root, spec.name, "validate") / VALIDATED)
+    validated_file = paths.stage_dir(root, spec.name, "validate") / VALIDATED
+    if not validated_file.is_file():  # the gate blocked, or never ran: nothing may be prepared
+        raise PipelineError(f"{spec.name}: no data passed the gate yet (run `dvc repro validate@{spec.name}`)")
+    validated = pd.read_parquet(validated_file)
     spec.prepare(params, validated, paths.stage_dir(root, spec.name, "acquire"), out)
 
 

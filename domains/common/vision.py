@@ -10,14 +10,14 @@
 from __future__ import annotations
 
 import math
+import pickle
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from domains.common.params import StrictModel
+from domains.common.params import AugmentParams
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,7 @@ def load_torchvision_state(model: ResNet, file: str) -> None:
 
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as err:
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
         raise DataError(f"{file}: not a torch state dict ({str(err).splitlines()[0]})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     own = model.state_dict()
@@ -143,18 +143,6 @@ def load_torchvision_state(model: ResNet, file: str) -> None:
     channels = model.mean.shape[1]
     model.mean.copy_(torch.tensor(IMAGENET_MEAN[:channels] if channels == 3 else [sum(IMAGENET_MEAN) / 3]).view(1, -1, 1, 1))
     model.std.copy_(torch.tensor(IMAGENET_STD[:channels] if channels == 3 else [sum(IMAGENET_STD) / 3]).view(1, -1, 1, 1))
-
-
-class AugmentParams(StrictModel):
-    """Random transformations of training images (each applied per image, on the device)."""
-
-    hflip: bool = Field(True, description="mirror left-right with probability 0.5")
-    vflip: bool = Field(False, description="mirror top-bottom with probability 0.5 (textures, not anatomy)")
-    rotate_degrees: float = Field(10.0, ge=0, le=180)
-    translate: float = Field(0.08, ge=0, le=0.5, description="shift, as a share of the image size")
-    scale: float = Field(0.1, ge=0, lt=1, description="zoom in or out by up to this share")
-    brightness: float = Field(0.1, ge=0, le=1, description="add up to this much (images in [0, 1])")
-    contrast: float = Field(0.1, ge=0, lt=1, description="scale the contrast by 1 +- this")
 
 
 def augment_images(x: torch.Tensor, p: AugmentParams) -> torch.Tensor:

@@ -1,0 +1,21 @@
+"""Medical imaging: MedMNIST-style images (synthetic, medmnist .npz, image-folder); a ResNet-style CNN
+from scratch against scikit-learn baselines on the pixels."""
+
+from domains.common.classification import DIRECTIONS
+from domains.common.contract import DomainSpec, MetricContract, lazy
+from domains.medical.loaders import FORMATS
+from domains.medical.params import MedicalParams
+
+DOMAIN = DomainSpec(
+    name="medical",
+    title="Medical imaging (MedMNIST-style classification)",
+    params_model=MedicalParams,
+    sources=("synthetic", *FORMATS),
+    metric=MetricContract(primary="auroc", higher_is_better={
+        **DIRECTIONS, **{f"{m}_at_threshold": True for m in ("accuracy", "sensitivity", "specificity", "f1")}}),
+    acquire=lazy("domains.medical.pipeline:acquire"),
+    gate_suite=lazy("domains.medical.checks:gate_suite"),
+    prepare=lazy("domains.medical.pipeline:prepare"),
+    train=lazy("domains.medical.models:train_models"),
+    evaluate=lazy("domains.medical.evaluate:evaluate_models"),
+)
