@@ -103,7 +103,7 @@ def file_facts(base: Path, relative: list[str]) -> pd.DataFrame:
         try:
             rows.append({PATH: rel, MEMBER: "", **image_facts(read_image(base / rel))})
         except DataError as err:
-            rows.append({PATH: rel, MEMBER: "", **failed_facts(f"{rel}: {str(err).split(': ', 1)[-1]}")})
+            rows.append({PATH: rel, MEMBER: "", **failed_facts(str(err).split(": ", 1)[-1])})  # the row names the file
     return pd.DataFrame(rows)
 
 

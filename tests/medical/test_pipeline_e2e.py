@@ -1,0 +1,64 @@
+"""End to end in a throwaway copy of the repository: `dvc repro report@medical` at a small size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from domains.common.paths import STAGES
+from tests.conftest import copy_repo_with, run, stages_ran
+from tests.medical.conftest import small_medical_params
+
+pytestmark = pytest.mark.slow
+TIMINGS = {"fit_seconds", "predict_seconds"}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return copy_repo_with(tmp_path_factory.mktemp("repo"), "medical", small_medical_params())
+
+
+def _scores(root: Path) -> dict:
+    metrics = json.loads((root / "data/medical/evaluate/metrics.json").read_text())
+    return {model: {k: v for k, v in values.items() if k not in TIMINGS} for model, values in metrics.items()}
+
+
+def test_cold_repro_produces_every_output(repo):
+    proc = run(["dvc", "repro", "report@medical"], repo)
+    assert stages_ran(proc.stdout) == set(STAGES)
+    data = repo / "data" / "medical"
+    for rel in ["acquire/table.parquet", "acquire/synthetic.npz", "acquire/truth.parquet",
+                "validate/validated.parquet", "validate/gate.json", "prepare/images.npy", "prepare/items.parquet",
+                "train/cnn.pt", "train/logreg.joblib", "train/hgb.joblib", "train/history.json",
+                "evaluate/metrics.json", "evaluate/decision.json", "evaluate/plots/roc_curve.csv",
+                "evaluate/tables/achievable.csv", "report/report.html", "report/report.md"]:
+        assert (data / rel).is_file(), rel
+    metrics = json.loads((data / "evaluate/metrics.json").read_text())
+    assert set(metrics) == {"logreg", "hgb", "cnn"}
+    assert {"auroc", "accuracy", "accuracy_at_threshold", "sensitivity", "specificity", "f1", "ece", "threshold",
+            "fit_seconds", "predict_seconds"} <= set(metrics["cnn"])
+    assert json.loads((data / "validate/gate.json").read_text())["verdict"] == "pass"
+    html = (data / "report/report.html").read_text()
+    assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
+    assert "Saliency (Grad-CAM)" in html and "Reliability diagram" in html and "achievable" in html
+
+
+def test_second_repro_runs_no_stage(repo):
+    proc = run(["dvc", "repro", "report@medical"], repo)
+    assert stages_ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+
+
+def test_same_seed_gives_identical_metrics(repo):
+    before = _scores(repo)
+    proc = run(["dvc", "repro", "--force", "--downstream", "train@medical"], repo)
+    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
+    assert _scores(repo) == before
+
+
+def test_example_images_can_be_turned_off(repo):
+    proc = run(["dvc", "exp", "run", "-S", "medical.evaluate.example_images=false", "report@medical"], repo)
+    assert stages_ran(proc.stdout) == {"evaluate", "report"}
+    html = (repo / "data/medical/report/report.html").read_text()
+    assert "Example test images" not in html and "Saliency" not in html and "aggregates only" in html
