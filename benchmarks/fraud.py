@@ -17,88 +17,25 @@ import contextlib
 import io
 import itertools
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from domains.common.paths import STAGES  # light: no pandas
+from benchmarks.common import (DATASETS, ROOT, Clock, best_of, bench_repro, context, print_table, run, save,
+                               subprocess_env, verdict)
 
 if TYPE_CHECKING:
     from domains.fraud.params import FraudParams, FraudTrainParams
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-BIN = Path(sys.executable).parent
-HANDBOOK_DATA = ROOT.parent / "shared" / "datasets" / "finance-fraud" / "handbook-simulated" / "transactions.csv.gz"
+HANDBOOK_DATA = DATASETS / "finance-fraud" / "handbook-simulated" / "transactions.csv.gz"
 TARGETS = {"repro_cold_s": 180.0, "repro_noop_s": 5.0, "gate_s": 10.0}
-
-
-# --- shared helpers ---------------------------------------------------------------------------
-
-class Clock:
-    """Named wall-clock laps: `with clock("read"): ...`, then `clock.laps`."""
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        began = time.perf_counter()
-        yield
-        self.laps[name] = round(time.perf_counter() - began, 3)
-
-
-def best_of(fn: Callable[[], Any], repeats: int) -> float:
-    """The fastest wall time of `repeats` calls of `fn`."""
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return round(min(times), 3)
-
-
-def subprocess_env(code_root: Path | None = None) -> dict[str, str]:
-    """The venv's tools first on PATH, no telemetry; `code_root` (a copy of the repo) imported first.
-
-    The package is installed editable, so without PYTHONPATH a copy would run this checkout's code.
-    """
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false"}
-    env.pop("AIFLOW_ROOT", None)
-    if code_root is not None:
-        env["PYTHONPATH"] = str(code_root)
-    return env
-
-
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
-    """Run a command; return its wall seconds and stdout. A failure raises with the output's tail."""
-    began = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    seconds = round(time.perf_counter() - began, 3)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return seconds, proc.stdout
-
-
-def context() -> dict[str, Any]:
-    """Where and when the figures were taken: they mean little without the machine and its load."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-    return {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
-            "git_commit": head, "uncommitted_files": len(dirty.splitlines())}
 
 
 def fraud_params() -> FraudParams:
@@ -108,59 +45,11 @@ def fraud_params() -> FraudParams:
     return load_params(ROOT, "fraud")  # type: ignore[return-value]
 
 
-def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
-    def fmt(value: Any) -> str:
-        return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    cells = [header, *[[fmt(v) for v in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    print(f"\n{title}")
-    for i, row in enumerate(cells):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def verdict(value: float, target: float) -> str:
-    return "met" if value < target else "MISSED"
-
-
 # --- repro: the whole pipeline under DVC --------------------------------------------------------
 
-def bench_repro() -> dict[str, Any]:
+def bench_repro_fraud() -> dict[str, Any]:
     """Cold `dvc repro` of the fraud pipeline with this checkout's params.yaml, then a no-op one."""
-    from domains.common import paths
-    from tests.conftest import copy_repo, stages_ran
-
-    with tempfile.TemporaryDirectory(prefix="aiflow-bench-repro-") as tmp:
-        root = copy_repo(Path(tmp))
-        env = subprocess_env(code_root=root)
-        cold_s, cold_out = run(["dvc", "repro", "report@fraud"], root, env)
-        stages = {s: json.loads((paths.stage_dir(root, "fraud", s) / paths.STAGE_RECORD).read_text())["seconds"]
-                  for s in STAGES}
-        gate = json.loads(paths.gate_file(root, "fraud").read_text())
-        history = json.loads((paths.stage_dir(root, "fraud", "train") / "history.json").read_text())
-        noop_s, noop_out = run(["dvc", "repro", "report@fraud"], root, env)
-
-    result = {
-        "command": "dvc repro report@fraud",
-        "cold_s": cold_s, "cold_stages_ran": sorted(stages_ran(cold_out)), "stage_s": stages,
-        "dvc_and_process_overhead_s": round(cold_s - sum(stages.values()), 3),
-        "noop_s": noop_s, "noop_stages_ran": sorted(stages_ran(noop_out)),
-        "rows": gate["rows_in"], "gate_verdict": gate["verdict"],
-        "mlp": {"device": history["device"], "epochs_run": len(history["epochs"]), "best_epoch": history["best_epoch"],
-                "mean_epoch_s": round(statistics.mean(e["seconds"] for e in history["epochs"]), 3)},
-        "targets": {"cold_s": TARGETS["repro_cold_s"], "noop_s": TARGETS["repro_noop_s"]},
-    }
-    rows: list[list[Any]] = [[f"  {s}", stages[s], ""] for s in STAGES]
-    rows += [["  dvc + process start-up", result["dvc_and_process_overhead_s"], ""],
-             ["cold repro", cold_s, f"< {TARGETS['repro_cold_s']:.0f} s: {verdict(cold_s, TARGETS['repro_cold_s'])}"],
-             ["no-op repro", noop_s, f"< {TARGETS['repro_noop_s']:.0f} s: {verdict(noop_s, TARGETS['repro_noop_s'])}"]]
-    print_table(f"dvc repro report@fraud, {result['rows']} transactions (seconds)", ["", "seconds", "target"], rows)
-    m = result["mlp"]
-    print(f"MLP: {m['epochs_run']} epochs on {m['device']}, {m['mean_epoch_s']} s each; "
-          f"no-op run started {len(result['noop_stages_ran'])} stage(s)")
-    return result
+    return bench_repro("fraud", TARGETS["repro_cold_s"], TARGETS["repro_noop_s"])
 
 
 # --- gate: throughput on a million transactions -------------------------------------------------
@@ -570,7 +459,7 @@ def bench_gpu(epochs: int = 4) -> dict[str, Any] | None:
 # --- command line ---------------------------------------------------------------------------------
 
 BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
-    "repro": bench_repro, "gate": bench_gate, "handbook": bench_handbook, "gpu": bench_gpu,
+    "repro": bench_repro_fraud, "gate": bench_gate, "handbook": bench_handbook, "gpu": bench_gpu,
 }
 
 
@@ -594,11 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         before = context()
         result = BENCHMARKS[name]()
         if result is not None:
-            result["context"] = {**before, "load_avg_1m_after": round(os.getloadavg()[0], 2)}
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            path = RESULTS / f"fraud_{name}.json"
-            path.write_text(json.dumps(result, indent=2, default=str))
-            print(f"-> {path.relative_to(ROOT)}\n", flush=True)
+            save(f"fraud_{name}", result, before)
     return 0
 
 

@@ -20,6 +20,7 @@ from domains.common import paths, provenance
 from domains.common.contract import DomainSpec
 from domains.common.params import DomainParams
 
+MAX_METRIC_COLUMNS = 8
 HTML_TEMPLATE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{{ title }} report</title>
 <style>
@@ -75,6 +76,11 @@ def _metrics_frame(metrics: dict[str, dict[str, float]], decision: dict[str, Any
     return frame
 
 
+def _readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Models as rows; with many metrics, metrics as rows instead, so the table fits the page."""
+    return frame.T if frame.shape[1] > MAX_METRIC_COLUMNS else frame
+
+
 def write_report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
     evaluate_dir = paths.stage_dir(root, spec.name, "evaluate")
     gate = json.loads(paths.gate_file(root, spec.name).read_text())
@@ -86,7 +92,7 @@ def write_report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) 
     prov = provenance.collect(root, spec.name, params.model_dump(mode="json"))
     (out / "provenance.json").write_text(json.dumps(prov, indent=2))
 
-    frame = _metrics_frame(metrics, decision)
+    frame = _readable(_metrics_frame(metrics, decision))
     failed = [c for c in gate["checks"] if not c["passed"]]
     gate["checks"] = failed + [c for c in gate["checks"] if c["passed"]]  # failures first
     html = jinja2.Environment(autoescape=True).from_string(HTML_TEMPLATE).render(
