@@ -52,7 +52,7 @@ def digest(path: Path) -> str:
 def run_to_gate(root: Path, domain: str, section: dict, source: str, data_file: Path, capsys,
                 **gate) -> tuple[int, str]:
     """acquire, then validate if acquire passed, in-process on `data_file`: the exit code and stderr."""
-    from domains.common.cli import main
+    from aiflow.cli import main
 
     write_params(root, domain, {**section, "data": {"source": source, "path": str(data_file)},
                                 "gate": {**section["gate"], **gate}})

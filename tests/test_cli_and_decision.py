@@ -2,7 +2,7 @@
 
 import pytest
 
-from domains.common.cli import main
+from aiflow.cli import main
 from domains.common.contract import MetricContract
 from domains.common.stages import decide
 from domains.fraud import DOMAIN

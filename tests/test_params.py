@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from domains.common.cli import main
+from aiflow.cli import main
 from domains.common.errors import ParamsError
 from domains.common.registry import load_params
 from tests.conftest import small_fraud_params, write_params

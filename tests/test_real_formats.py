@@ -2,7 +2,7 @@
 
 import json
 
-from domains.common.cli import main
+from aiflow.cli import main
 from domains.common.paths import STAGES
 from tests.conftest import small_fraud_params, write_params
 from tests.test_bad_inputs import handbook_frame, ulb_frame

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from domains.common.cli import main
+from aiflow.cli import main
 from domains.common.paths import STAGES
 from tests.conftest import write_params
 from tests.recsys.conftest import small_recsys_params

@@ -1,4 +1,5 @@
-"""`aiflow`: the console script. Stages for dvc.yaml, and the everyday commands around them."""
+"""`aiflow`: the console script. Stages for dvc.yaml, the Prefect flows and deployments, and the everyday
+commands around them. It sits above both layers it drives: domains/ and flows/ never import it."""
 
 from __future__ import annotations
 

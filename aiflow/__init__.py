@@ -1,0 +1,1 @@
+"""`aiflow`, the console script: the top layer, above the domains (`domains/`) and the flows (`flows/`) it drives."""
