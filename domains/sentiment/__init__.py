@@ -1,0 +1,21 @@
+"""NLP sentiment: labelled documents (synthetic, aclimdb, sst2, text-folder, csv); TF-IDF + logistic
+regression, NBSVM and a fastText-style torch model."""
+
+from domains.common.classification import DIRECTIONS
+from domains.common.contract import DomainSpec, MetricContract, lazy
+from domains.sentiment.params import SentimentParams
+
+SOURCES = ("synthetic", "aclimdb", "sst2", "text-folder", "csv")
+
+DOMAIN = DomainSpec(
+    name="sentiment",
+    title="NLP sentiment (movie reviews)",
+    params_model=SentimentParams,
+    sources=SOURCES,
+    metric=MetricContract(primary="accuracy", higher_is_better=DIRECTIONS),
+    acquire=lazy("domains.sentiment.pipeline:acquire"),
+    gate_suite=lazy("domains.sentiment.checks:gate_suite"),
+    prepare=lazy("domains.sentiment.pipeline:prepare"),
+    train=lazy("domains.sentiment.train:train_models"),
+    evaluate=lazy("domains.sentiment.evaluate:evaluate_models"),
+)

@@ -1,0 +1,206 @@
+"""Read labelled documents in their published layouts into one table, one row per document.
+
+Columns: item_id (where the document is: its path, or file and line / row), split (train, test,
+val where the source has one), label (as the source names it; aclimdb's neg/pos and sst2's 0/1
+become the declared classes), text (decoded; bytes that are not UTF-8 replaced), decoding ('' or
+where UTF-8 decoding failed), stars (aclimdb's rating from the file name, else missing).
+
+Loaders parse structure only: a document that does not decode, an empty one, a label outside
+the declared set reach the gate as read, which names them. What cannot be a labelled document
+collection (no documents, binary data, a missing split, a missing column) raises DataError in
+one line naming the file or folder. The input is only ever read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from domains.common.errors import DataError
+from domains.common.items import stratified_split
+from domains.sentiment.text import decode, is_binary
+
+COLUMNS = ["item_id", "split", "label", "text", "decoding", "stars"]
+ACLIMDB_REVIEW = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")  # <id>_<stars>.txt
+SST2_FILES = {"train": "train.tsv", "test": "dev.tsv"}  # GLUE hides test.tsv's labels: dev is the test split
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def read_documents(source: str, path: Path, classes: list[str], test_fraction: float, seed: int) -> pd.DataFrame:
+    """The documents of a real source ('aclimdb', 'sst2', 'text-folder', 'csv') at `path`."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: not found")
+    readers = {"aclimdb": read_aclimdb, "sst2": read_sst2, "text-folder": read_text_folder, "csv": read_csv}
+    docs = readers[source](path, classes)
+    if docs["split"].isna().all():  # no split in the source: a seeded, stratified one, independent of file order
+        docs = docs.sort_values("item_id", kind="stable").reset_index(drop=True)
+        test = stratified_split(docs["label"].to_numpy(), test_fraction, seed)
+        docs["split"] = np.where(test, "test", "train")
+    _require_splits(path, docs, ("train", "test"))
+    return docs[COLUMNS]
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.astype({"item_id": str, "text": str, "decoding": str, "stars": "Int64"})
+
+
+def _document(item_id: str, split: str | None, label: str, data: bytes, stars: int | None = None) -> dict:
+    text, problem = decode(data)
+    return {"item_id": item_id, "split": split, "label": label, "text": text, "decoding": problem, "stars": stars}
+
+
+def _file_document(item_id: str, split: str | None, label: str, data: bytes, where: str, stars: int | None = None) -> dict:
+    """A document that is a file of its own: binary content stops the run here, naming the file."""
+    if is_binary(data):
+        raise DataError(f"{where}: binary data, not a text document (a UTF-16 file? save it as UTF-8)")
+    return _document(item_id, split, label, data, stars)
+
+
+def _require_splits(path: Path, docs: pd.DataFrame, splits: tuple[str, ...]) -> None:
+    found = set(docs["split"].dropna())
+    missing = [s for s in splits if s not in found]
+    if missing:
+        raise DataError(f"{path}: missing split(s): {', '.join(missing)} (found: {', '.join(sorted(found)) or 'none'})")
+
+
+# --- aclimdb: aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt, as a folder or its .tar.gz -----------
+
+def read_aclimdb(path: Path, classes: list[str]) -> pd.DataFrame:
+    """The labelled reviews of aclImdb v1 (train/unsup and the vocabulary files are not read)."""
+    polarity = {"neg": classes[0], "pos": classes[1]}
+    rows = []
+    for name, data in _aclimdb_files(path):
+        split, folder, _, stars = ACLIMDB_REVIEW.search(name).groups()
+        item_id = f"{split}/{folder}/{name.rsplit('/', 1)[-1]}"
+        rows.append(_file_document(item_id, split, polarity[folder], data, f"{path}: {name}", int(stars)))
+    if not rows:
+        raise DataError(f"{path}: no reviews found; expected aclImdb/{{train,test}}/{{pos,neg}}/<id>_<stars>.txt "
+                        "(the folder or its .tar.gz)")
+    return _frame(rows)
+
+
+def _aclimdb_files(path: Path) -> Iterator[tuple[str, bytes]]:
+    if path.is_dir():
+        for file in sorted(path.rglob("*.txt")):
+            name = file.relative_to(path).as_posix()
+            if ACLIMDB_REVIEW.search(name):
+                yield name, file.read_bytes()
+        return
+    try:
+        with tarfile.open(path, "r:*") as archive:  # read member by member: nothing is unpacked to disk
+            for member in archive:
+                if member.isfile() and ACLIMDB_REVIEW.search(member.name):
+                    yield member.name, archive.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise DataError(f"{path}: not a readable tar archive of aclImdb ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+
+
+# --- sst2: GLUE's SST-2 folder, train.tsv and dev.tsv, `sentence<TAB>label` with a header --------------
+
+def read_sst2(path: Path, classes: list[str]) -> pd.DataFrame:
+    """GLUE SST-2: quotes are literal characters (no CSV quoting); labels 0 / 1 become the declared classes."""
+    if not path.is_dir():
+        raise DataError(f"{path}: sst2 reads the GLUE SST-2 folder (train.tsv, dev.tsv), not a file")
+    polarity = {"0": classes[0], "1": classes[1]}
+    rows = []
+    for split, name in SST2_FILES.items():
+        file = path / name
+        if not file.is_file():
+            raise DataError(f"{path}: missing split: no {name} (GLUE SST-2's {'labelled dev set, the test split here' if split == 'test' else 'training set'})")
+        rows += _sst2_rows(file, split, polarity)
+    return _frame(rows)
+
+
+def _sst2_rows(file: Path, split: str, polarity: dict[str, str]) -> list[dict]:
+    data = file.read_bytes()
+    if is_binary(data):
+        raise DataError(f"{file}: binary data, not a tab-separated text file")
+    lines = data.splitlines()
+    header = decode(lines[0])[0].strip().split("\t") if lines else []
+    missing = [c for c in ("sentence", "label") if c not in header]
+    if missing:
+        raise DataError(f"{file}: missing required column(s): {', '.join(missing)} (header: {'<TAB>'.join(header)[:60] or 'empty file'})")
+    at_sentence, at_label = header.index("sentence"), header.index("label")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split(b"\t")
+        if len(fields) != len(header):
+            raise DataError(f"{file}: line {number} has {len(fields)} tab-separated fields, the header {len(header)}")
+        label = decode(fields[at_label])[0].strip()
+        rows.append(_document(f"{file.name}:line {number}", split, polarity.get(label, label), fields[at_sentence]))
+    return rows
+
+
+# --- text-folder: <label>/*.txt, or {train,test}/<label>/*.txt --------------------------------------
+
+def read_text_folder(path: Path, classes: list[str]) -> pd.DataFrame:
+    """One subfolder per label holding one .txt per document, directly or under train/ and test/ (and val/)."""
+    if not path.is_dir():
+        raise DataError(f"{path}: text-folder reads a folder of label subfolders, not a file")
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    by_split = [f for f in folders if f.name in SPLIT_NAMES]
+    if by_split:
+        if not (path / "train").is_dir() or not (path / "test").is_dir():
+            missing = [s for s in ("train", "test") if not (path / s).is_dir()]
+            raise DataError(f"{path}: missing split folder(s): {', '.join(missing)} (a split layout needs train/ and test/)")
+        if len(by_split) != len(folders):
+            others = sorted({f.name for f in folders} - set(SPLIT_NAMES))
+            raise DataError(f"{path}: mixes split folders with others ({', '.join(others)}); use train/<label>/ and test/<label>/")
+        labelled = [(split.name, label) for split in by_split for label in sorted(split.iterdir())
+                    if label.is_dir() and not label.name.startswith(".")]
+    else:
+        labelled = [(None, label) for label in folders]
+    if not labelled:
+        loose = sorted(path.glob("*.txt"))
+        what = f"{len(loose)} .txt file(s) but no label subfolders" if loose else "no label subfolders"
+        raise DataError(f"{path}: {what}; expected one subfolder per label (or train/<label>/ and test/<label>/)")
+    rows = []
+    for split, folder in labelled:
+        for file in sorted(f for f in folder.glob("*.txt") if f.is_file()):
+            rows.append(_file_document(file.relative_to(path).as_posix(), split, folder.name, file.read_bytes(), str(file)))
+    if not rows:
+        raise DataError(f"{path}: no .txt documents in its label folder(s) ({', '.join(sorted({f.name for _, f in labelled}))})")
+    return _frame(rows)
+
+
+# --- csv: text,label[,split] -----------------------------------------------------------------------
+
+def read_csv(path: Path, classes: list[str]) -> pd.DataFrame:
+    """A CSV with columns text and label, and optionally split (train / val / test)."""
+    if not path.is_file():
+        raise DataError(f"{path}: csv reads one CSV file, not a folder")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataError(f"{path}: file is empty")
+    if is_binary(data):
+        raise DataError(f"{path}: binary data, not a CSV file")
+    # Undecodable bytes survive parsing as surrogates, so each row can say where its text went wrong.
+    try:
+        frame = pd.read_csv(io.StringIO(data.decode("utf-8-sig", "surrogateescape")), dtype=str, keep_default_na=False,
+                            quoting=csv.QUOTE_MINIMAL)
+    except (ValueError, pd.errors.ParserError) as err:
+        raise DataError(f"{path}: not a valid CSV: {str(err).strip().splitlines()[0]}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in ("text", "label") if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing required column(s): {', '.join(missing)} (found: {', '.join(frame.columns[:8])})")
+    if frame.empty:
+        raise DataError(f"{path}: no rows (header only)")
+    has_split = "split" in frame.columns
+    rows = []
+    for number, (text, label, split) in enumerate(zip(frame["text"], frame["label"],
+                                                      frame["split"] if has_split else [None] * len(frame)), start=1):
+        rows.append(_document(f"{path.name}:row {number}", split.strip().lower() if has_split else None, label.strip(),
+                              text.encode("utf-8", "surrogateescape")))
+    return _frame(rows)
