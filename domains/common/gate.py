@@ -325,10 +325,13 @@ def _row_condition(condition: Any) -> str:
     return f" where {text}"
 
 
+_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})  # a value (a text, a field) never breaks a reason's line
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
-    text = str(value)
+    text = str(value).translate(_ONE_LINE)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
