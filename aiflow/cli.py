@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from domains.common import paths
+from domains.common.distributed import RankFailed
 from domains.common.dvc import dvc
 from domains.common.errors import PipelineError
 
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             _champion(root, args.action, args.domain)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except RankFailed as err:  # a crash, not bad input: `crashed:`, which the flows retry (see flows/pipeline.py)
+        print(f"crashed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,21 +1,35 @@
 """Prefect flows. Each task runs one DVC stage (`dvc repro --single-item <stage>@<domain>`), so a
-flow run and `dvc repro` are the same computation, cached the same, and leave dvc.lock true."""
+flow run and `dvc repro` are the same computation, cached the same, and leave dvc.lock true.
+
+What keeps a flow run about as cheap as a bare `dvc repro`: each domain's DVC commands run in one
+long-lived DVC process (a DvcSession) instead of one process each; `dvc status`, asked once per
+domain at the start, lets a stage that is up to date (and whose upstream stages did not run) finish
+without starting DVC or taking a concurrency slot; and slots are taken with one request each.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
-from prefect.concurrency.sync import concurrency
+from prefect.client.orchestration import get_client
 from prefect.futures import PrefectFuture
 
 from domains.common import champion, paths, provenance
-from domains.common.dvc import dvc
+from domains.common.dvc import DvcSession, dvc
 from domains.common.errors import PipelineError
 from flows.config import SETTINGS
+
+RAN, CACHED, UP_TO_DATE, PROMOTED, KEPT = "ran", "cached", "up to date", "promoted", "kept"
+CHANGED = {RAN, PROMOTED}  # what an upstream step returns when a later stage's inputs changed in this run
 
 
 class StageFailed(Exception):
@@ -42,21 +56,107 @@ def _failure_reason(domain: str, stage: str, output: str, root: Path) -> str:
         gate = json.loads(gate_file.read_text())
         if gate["verdict"] == "block":
             return f"gate blocked {domain}: " + " | ".join(gate["reasons"])
-    errors = [line.strip() for line in output.splitlines() if line.startswith("error:")]
+    errors = [line.strip() for line in output.splitlines() if line.startswith(("error:", "crashed:"))]
     return errors[0] if errors else (output.strip().splitlines() or ["no output"])[-1]
+
+
+_sessions: dict[str, DvcSession] = {}
+_sessions_lock = threading.Lock()
+
+
+def _session(domain: str) -> DvcSession:
+    """This process's DVC session for a domain (a domain's stages run one at a time); a new one after a kill."""
+    with _sessions_lock:
+        session = _sessions.get(domain)
+        if session is None or not session.alive():
+            session = _sessions[domain] = DvcSession(paths.project_root())
+        return session
+
+
+def _close_sessions(domains: list[str]) -> None:
+    with _sessions_lock:
+        for domain in domains:
+            if session := _sessions.pop(domain, None):
+                session.close()
+
+
+LEASE_SECONDS = 300  # a slot held by a process that died is freed by the server this long after its last renewal
+
+
+@contextmanager
+def _slots(names: list[str]) -> Iterator[None]:
+    """Hold one slot of each global concurrency limit (limits that do not exist are ignored).
+
+    The same leases as Prefect's `concurrency()`, taken with one request and given back with one:
+    `concurrency()` goes through a queue service that added about 2 s per stage here.
+    """
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                response = client.increment_concurrency_slots_with_lease(
+                    names=names, slots=1, mode="concurrency", lease_duration=LEASE_SECONDS)
+                break
+            except httpx.HTTPStatusError as err:
+                if err.response.status_code != 423:  # 423: no free slot yet, retry when the server says
+                    raise
+                time.sleep(float(err.response.headers.get("Retry-After", 1)))
+        granted = response.json()
+        if not granted.get("limits"):
+            yield
+            return
+        done = threading.Event()
+        renewer = threading.Thread(target=_renew, args=(granted["lease_id"], done), daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
+            client.release_concurrency_slots_with_lease(lease_id=granted["lease_id"])
+
+
+def _renew(lease_id: str, done: threading.Event) -> None:
+    with get_client(sync_client=True) as client:
+        while not done.wait(LEASE_SECONDS / 3):
+            try:
+                client.renew_concurrency_lease(lease_id=lease_id, lease_duration=LEASE_SECONDS)
+            except httpx.HTTPError:  # the next renewal may succeed; the lease has time left
+                pass
+
+
+@task(task_run_name="status@{domain}")
+def stages_up_to_date(domain: str) -> list[str]:
+    """The domain's stages that `dvc status` finds up to date now (none when it cannot tell)."""
+    targets = [f"{stage}@{domain}" for stage in paths.STAGES]
+    proc = _session(domain).run("status", "--json", *targets, timeout=SETTINGS.timeout("report"))
+    try:
+        changed = json.loads(proc.stdout) if proc.returncode == 0 else None
+    except ValueError:
+        changed = None
+    if not isinstance(changed, dict):
+        get_run_logger().warning(f"dvc status gave no answer: every stage of {domain} goes through dvc repro")
+        return []
+    return [stage for stage in paths.STAGES if f"{stage}@{domain}" not in changed]
 
 
 @task(task_run_name="{stage}@{domain}", retries=SETTINGS.retries, retry_delay_seconds=SETTINGS.retry_delay_seconds,
       retry_condition_fn=_retry_if_transient)
-def run_stage(domain: str, stage: str, force: bool = False) -> str:
-    """`dvc repro --single-item <stage>@<domain>`: runs the stage only if its deps or params changed."""
+def run_stage(domain: str, stage: str, force: bool = False, up_to_date: list[str] | None = None,
+              upstream: str | None = None) -> str:
+    """`dvc repro --single-item <stage>@<domain>`: runs the stage only if its deps or params changed.
+
+    Returns without starting DVC when the stage is in `up_to_date` (from `dvc status` at the start of
+    this run) and the step before it (`upstream`: its result) changed nothing.
+    """
+    if not force and stage in (up_to_date or []) and upstream not in CHANGED:
+        return UP_TO_DATE
     root = paths.project_root()
     logger = get_run_logger()
     limits = [SETTINGS.domain_limit_prefix + domain] + ([SETTINGS.training_limit] if stage == "train" else [])
-    with concurrency(limits, occupy=1, strict=False):
+    with _slots(limits):
         try:
-            proc = dvc(root, "repro", "--single-item", f"{stage}@{domain}", *(["--force"] if force else []),
-                       capture=True, timeout=SETTINGS.timeout(stage))
+            proc = _session(domain).run("repro", "--single-item", f"{stage}@{domain}", *(["--force"] if force else []),
+                                        timeout=SETTINGS.timeout(stage))
         except subprocess.TimeoutExpired:
             raise TransientStageError(f"{stage}@{domain} timed out after {SETTINGS.timeout(stage)} s") from None
     output = proc.stdout + proc.stderr
@@ -67,7 +167,7 @@ def run_stage(domain: str, stage: str, force: bool = False) -> str:
         raise StageFailed(_failure_reason(domain, stage, output, root))
     if proc.returncode != 0:
         raise TransientStageError(f"{stage}@{domain} exited {proc.returncode}: {_failure_reason(domain, stage, output, root)}")
-    return "ran" if "Running stage" in proc.stdout else "cached"
+    return RAN if "Running stage" in proc.stdout else CACHED
 
 
 @task(task_run_name="publish-gate@{domain}")
@@ -106,20 +206,23 @@ def publish_results(domain: str) -> dict:
 
 
 @task(task_run_name="promote@{domain}")
-def promote_if_better(domain: str, decision: dict) -> dict:
-    """Record the challenger as champion when evaluate decided so; publish the decision either way."""
+def promote_if_better(domain: str, decision: dict) -> str:
+    """Record the challenger as champion when evaluate decided so; publish the decision either way.
+    Returns PROMOTED when the registry changed (evaluate depends on it), else KEPT."""
     root = paths.project_root()
     outcome = {"decision": decision["decision"], "reason": decision["reason"], "champion": champion.read_champion(root, domain)}
+    promoted = False
     if decision["decision"] == "promote":
         try:
             outcome["champion"] = champion.promote(root, domain)
+            promoted = True
         except PipelineError as err:  # e.g. already the champion: nothing to do
             outcome["reason"] = str(err)
     current = outcome["champion"]
     create_markdown_artifact(key=f"{domain}-promotion", description=f"{domain} promotion decision", markdown=(
         f"# Promotion: {domain}\n\n**{decision['decision']}** `{decision['candidate']}`: {outcome['reason']}\n\n"
         f"Champion now: {'v' + str(current['version']) + ' (' + current['model'] + ')' if current else 'none'}"))
-    return outcome
+    return PROMOTED if promoted else KEPT
 
 
 @task(task_run_name="push@{domain}", retries=SETTINGS.retries, retry_delay_seconds=SETTINGS.retry_delay_seconds)
@@ -133,20 +236,23 @@ def push(domain: str) -> str:
 
 def _submit_domain(domain: str, force: bool, promote: bool, push_outputs: bool) -> list[PrefectFuture]:
     """The domain's stages in order; later stages wait on earlier ones, so a failure stops the chain."""
+    up_to_date = stages_up_to_date.submit(domain) if not force else None
     futures: dict[str, PrefectFuture] = {}
-    previous: list = []
+    previous: PrefectFuture | None = None
     for stage in paths.STAGES:
-        futures[stage] = run_stage.submit(domain, stage, force, wait_for=previous)
-        previous = [futures[stage]]
+        # The previous stage's result is an argument: a stage waits for it, and a failure stops the chain.
+        futures[stage] = run_stage.submit(domain, stage, force, up_to_date, previous)
+        previous = futures[stage]
     gate = publish_gate.submit(domain, wait_for=[allow_failure(futures["validate"])])
     decision = publish_results.submit(domain, wait_for=[futures["report"]])
     finals = [gate, decision]
     if promote:
         promoted = promote_if_better.submit(domain, decision)
-        # The registry is a dependency of evaluate: bring evaluate and the report up to date with the
-        # new champion (a cached no-op when nothing was promoted), so dvc.lock stays true.
-        evaluate = run_stage.submit(domain, "evaluate", wait_for=[promoted])
-        finals += [promoted, evaluate, run_stage.submit(domain, "report", wait_for=[evaluate])]
+        # The registry is a dependency of evaluate: a promotion makes evaluate and the report stale,
+        # so they run again through DVC with the new champion, and dvc.lock stays true.
+        after = ["evaluate", "report"]
+        evaluate = run_stage.submit(domain, "evaluate", False, after, promoted)
+        finals += [promoted, evaluate, run_stage.submit(domain, "report", False, after, evaluate)]
     if push_outputs:
         finals.append(push.submit(domain, wait_for=finals[-1:]))
     return list(futures.values()) + finals
@@ -164,16 +270,19 @@ def _tag_with_commit() -> None:
 
 
 def _run(domains: list[str], force: bool, promote: bool, push_outputs: bool) -> dict[str, str]:
-    _tag_with_commit()
-    futures = {name: _submit_domain(name, force, promote, push_outputs) for name in domains}
-    failures = {}
-    for name, chain in futures.items():
-        for future in chain:
-            future.wait()
-            if future.state.is_failed():
-                error = future.state.result(raise_on_failure=False)
-                failures[name] = str(error) if isinstance(error, BaseException) else future.state.message
-                break
+    try:
+        futures = {name: _submit_domain(name, force, promote, push_outputs) for name in domains}
+        _tag_with_commit()  # while the first DVC commands run
+        failures = {}
+        for name, chain in futures.items():
+            for future in chain:
+                future.wait()
+                if future.state.is_failed():
+                    error = future.state.result(raise_on_failure=False)
+                    failures[name] = str(error) if isinstance(error, BaseException) else future.state.message
+                    break
+    finally:
+        _close_sessions(domains)
     if failures:
         raise StageFailed("; ".join(f"{name}: {msg}" for name, msg in failures.items()))
     return {name: "completed" for name in domains}

@@ -48,7 +48,9 @@ class TrainerParams(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: bool = True
     deterministic: bool = True
-    num_threads: int = Field(2, ge=1)
+    num_threads: int = Field(2, ge=1, description="CPU threads of the training, shared among its processes")
+    processes: int = Field(1, ge=1, description="training processes under torchrun, one per GPU on CUDA "
+                                                "(DistributedDataParallel); 1: no torchrun")
 
 
 class AugmentParams(StrictModel):

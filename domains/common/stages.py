@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import shutil
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,12 +19,12 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from domains.common import paths
+from domains.common import distributed, paths
 from domains.common.champion import read_champion, train_md5
 from domains.common.contract import DomainSpec, Evaluation, TrainEnv
-from domains.common.errors import GateBlocked, PipelineError
+from domains.common.errors import GateBlocked, ParamsError, PipelineError
 from domains.common.gate import GX_DOCS, run_gate, write_gate_result
-from domains.common.params import DomainParams
+from domains.common.params import DomainParams, TrainerParams
 from domains.common.registry import load_params, load_spec
 
 TABLE = "table.parquet"
@@ -74,13 +75,50 @@ def _prepare(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> N
     spec.prepare(params, validated, paths.stage_dir(root, spec.name, "acquire"), out)
 
 
-def _train(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> dict[str, str]:
+def _train(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> dict[str, Any]:
     from domains.common.provenance import device_description
 
+    train = getattr(params, "train", None)
+    processes = train.processes if isinstance(train, TrainerParams) else 1
+    if processes > 1 and not distributed.active():
+        return _train_in_processes(spec.name, train, processes, root, out)
+    _train_here(spec, params, root, out)
+    return {"device": device_description()}  # where training ran, threads included, for the report
+
+
+def _train_here(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
     prepared = paths.stage_dir(root, spec.name, "prepare")
     env = TrainEnv(paths.checkpoint_dir(root, spec.name), fingerprint=_fingerprint(params, prepared))
     spec.train(params, prepared, out, env)
-    return {"device": device_description()}  # where training ran, threads included, for the report
+
+
+def _train_in_processes(domain: str, train: TrainerParams, processes: int, root: Path, out: Path) -> dict[str, Any]:
+    """`train.processes` > 1: the same training in that many processes under torchrun (see distributed.py)."""
+    import torch
+
+    from domains.common.provenance import device_description
+    from domains.common.trainer import select_device, threads_per_process
+
+    if select_device(train.device).type == "cuda" and processes > torch.cuda.device_count():
+        raise ParamsError(f"train.processes: {processes} processes need {processes} GPUs; {torch.cuda.device_count()} visible")
+    threads = threads_per_process(train.num_threads, processes)
+    try:
+        distributed.launch(processes, domain, root, threads)
+    except distributed.RankFailed:
+        shutil.rmtree(out, ignore_errors=True)  # whatever rank 0 wrote before the failure: no model from a failed run
+        raise
+    torch.set_num_threads(threads)  # what each process used, for the record
+    return {"device": f"{processes} processes (torchrun), each on {device_description()}", "processes": processes}
+
+
+def train_in_process(domain: str, root: Path) -> None:
+    """One of torchrun's training processes: rank 0 writes the stage's outputs, the others a scratch folder."""
+    spec, params = load_spec(domain), load_params(root, domain)
+    if distributed.rank() == 0:
+        _train_here(spec, params, root, paths.stage_dir(root, domain, "train"))
+        return
+    with tempfile.TemporaryDirectory(prefix=f"aiflow-{domain}-rank{distributed.rank()}-") as scratch:
+        _train_here(spec, params, root, Path(scratch))
 
 
 def _evaluate(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:

@@ -6,6 +6,12 @@ Training data is either whole tensors (inputs..., target) cut into shuffled mini
 `Batches`: a function from row indices to a batch, for data that does not fit one tensor (bags of
 n-grams of varying length, images decoded on the fly). An `augment` function, applied to each
 training batch on the device, adds random transformations (flips, crops, pasted anomalies).
+
+Launched by torchrun with several processes (`train.processes`, see distributed.py), `fit` trains
+under DistributedDataParallel: every process draws the same shuffled batches and computes the loss
+of its share of each batch, and the averaged gradients equal those of the whole batch, so the
+result does not depend on the number of processes beyond float rounding and random draws
+(dropout, augmentation), which are seeded per process. Rank 0 scores, checkpoints and prints.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from domains.common import distributed
 from domains.common.params import TrainerParams
 
 
@@ -83,13 +90,29 @@ def _rows(train: tuple[torch.Tensor, ...] | Batches) -> int:
     return train.size if isinstance(train, Batches) else len(train[0])
 
 
-def _shuffled_batches(train: tuple[torch.Tensor, ...] | Batches, size: int, generator: torch.Generator):
-    """Mini-batches in a seeded random order, cut by indexing whole tensors: a DataLoader fetches
-    and collates one row at a time, which costs more than the step itself for small models."""
+def _shuffled_batches(train: tuple[torch.Tensor, ...] | Batches, size: int, generator: torch.Generator,
+                      rank: int = 0, world: int = 1):
+    """(batch, weight): mini-batches in a seeded random order, cut by indexing whole tensors (a DataLoader
+    fetches and collates one row at a time, which costs more than the step itself for small models).
+
+    With `world` processes, each takes every world-th row of each batch, and `weight` scales its mean
+    loss so that the average over processes is the whole batch's mean. A process left without a row
+    (a last batch smaller than `world`) computes one row with weight 0: every process must step.
+    """
     order = torch.randperm(_rows(train), generator=generator)
     for start in range(0, len(order), size):
         rows = order[start : start + size]
-        yield train.take(rows) if isinstance(train, Batches) else tuple(t.index_select(0, rows) for t in train)
+        weight = 1.0
+        if world > 1:
+            mine = rows[rank::world]
+            weight = len(mine) * world / len(rows)
+            rows = mine if len(mine) else rows[:1]
+        yield (train.take(rows) if isinstance(train, Batches) else tuple(t.index_select(0, rows) for t in train)), weight
+
+
+def threads_per_process(num_threads: int, processes: int) -> int:
+    """`num_threads` is the training's CPU budget: several processes share it."""
+    return max(1, num_threads // processes)
 
 
 def _schedule(optimizer: torch.optim.Optimizer, params: TrainerParams, steps_per_epoch: int):
@@ -139,8 +162,9 @@ def fit(
     every epoch; a later call with the same `fingerprint` (hash of data and params) resumes from it,
     and gives the same final weights as an uninterrupted run. The checkpoint is removed on success.
     """
-    seed_everything(seed, params.deterministic, params.num_threads)
-    device = select_device(params.device)
+    rank, world = distributed.rank(), distributed.world_size()
+    seed_everything(seed + rank, params.deterministic, threads_per_process(params.num_threads, world))
+    device = distributed.device(select_device(params.device))
     channels_last = channels_last and device.type == "cuda"
     model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     # fused: one kernel per step instead of several per parameter (on CPU as on CUDA); same results.
@@ -152,7 +176,7 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported()) if use_amp else None
     shuffle = torch.Generator().manual_seed(seed)
 
-    history = History(device=str(device))
+    history = History(device=str(device) if world == 1 else f"{device.type} x {world} processes")
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bad_epochs, start = 0, 1
     if checkpoint.is_file():
@@ -163,57 +187,74 @@ def fit(
             if scheduler is not None:
                 scheduler.load_state_dict(state["scheduler"])
             shuffle.set_state(state["shuffle"])
-            torch.set_rng_state(state["torch_rng"])
+            torch.set_rng_state(state.get("torch_rng_ranks", [state["torch_rng"]] * world)[rank])
             best_state, bad_epochs = state["best_state"], state["bad_epochs"]
             history = History(**state["history"])
             start = history.resumed_from_epoch = state["epoch"] + 1
-            print(f"[{name}] resuming from checkpoint after epoch {state['epoch']}", file=sys.stderr)
+            if rank == 0:
+                print(f"[{name}] resuming from checkpoint after epoch {state['epoch']}", file=sys.stderr)
+    net: nn.Module = model
+    if world > 1:  # after loading a checkpoint: DDP starts every process from rank 0's weights
+        from torch.nn.parallel import DistributedDataParallel
+
+        distributed.join(device)
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     for epoch in range(start, params.epochs + 1):
         began = time.perf_counter()
         model.train()
         total, count = 0.0, 0
-        batches = _shuffled_batches(train, params.batch_size, shuffle)
-        if _progress_wanted():
+        batches = _shuffled_batches(train, params.batch_size, shuffle, rank, world)
+        if _progress_wanted() and rank == 0:
             from tqdm import tqdm
 
             batches = tqdm(batches, desc=f"[{name}] epoch {epoch}/{params.epochs}", leave=False,
                            total=steps_per_epoch)
-        for batch in batches:
+        for batch, weight in batches:
             batch = tuple(_to_device(t, device, channels_last) for t in batch)
             if augment is not None:
                 batch = augment(batch)
             *inputs, target = batch
             optimizer.zero_grad(set_to_none=True)
             with _autocast(device, use_amp):
-                loss = loss_fn(model(*inputs), target)
+                loss = loss_fn(net(*inputs), target)
+            step_loss = loss if world == 1 else loss * weight  # DDP averages: weights make it the batch's mean
             if scaler is not None and scaler.is_enabled():
-                scaler.scale(loss).backward()
+                scaler.scale(step_loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
             else:
-                loss.backward()
+                step_loss.backward()
                 optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            total += float(loss.detach()) * len(target)
-            count += len(target)
+            rows = len(target) if weight else 0
+            total += float(loss.detach()) * rows
+            count += rows
+        if world > 1:
+            total, count = distributed.all_sum([total, count], device)
         model.eval()
-        with torch.no_grad():
-            score = float(score_fn(model))
+        with torch.no_grad():  # rank 0 scores; every process needs the score to stop at the same epoch
+            score = float(score_fn(model)) if rank == 0 else 0.0
+        if world > 1:
+            score = distributed.from_rank0(score, device)
         seconds = time.perf_counter() - began
         history.epochs.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_score": score, "seconds": seconds})
-        print(f"[{name}] epoch {epoch}/{params.epochs} train_loss={total / max(count, 1):.4f} val_score={score:.4f} ({seconds:.1f} s)", file=sys.stderr)
+        if rank == 0:
+            print(f"[{name}] epoch {epoch}/{params.epochs} train_loss={total / max(count, 1):.4f} val_score={score:.4f} ({seconds:.1f} s)", file=sys.stderr)
         if score > history.best_score:
             history.best_score, history.best_epoch, bad_epochs = score, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad_epochs += 1
-        _save_checkpoint(checkpoint, {
-            "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None, "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
-            "best_state": best_state, "bad_epochs": bad_epochs, "history": history.to_json(),
-        })
+        rng_ranks = distributed.all_gather(torch.get_rng_state()) if world > 1 else None  # each process's draws resume
+        if rank == 0:
+            _save_checkpoint(checkpoint, {
+                "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None, "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+                "best_state": best_state, "bad_epochs": bad_epochs, "history": history.to_json(),
+                **({"torch_rng_ranks": rng_ranks} if rng_ranks else {}),
+            })
         if on_epoch_end is not None:
             on_epoch_end(epoch)
         if bad_epochs >= params.patience:
@@ -221,7 +262,8 @@ def fit(
             break
 
     model.load_state_dict(best_state)
-    checkpoint.unlink(missing_ok=True)
+    if rank == 0:
+        checkpoint.unlink(missing_ok=True)
     return history
 
 
