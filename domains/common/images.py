@@ -126,14 +126,14 @@ def _most_common(values: pd.Series) -> pd.Series:
 
 
 def image_columns(p: ImageGateParams) -> dict[str, pa.Column]:
-    """Per-image checks: decodes, no NaN, values in range, not constant, not saturated, a consistent shape."""
+    """Per-image checks: decodes, a supported pixel type, no NaN, not constant, not saturated, a consistent shape."""
     shape_checks = [pa.Check(lambda s: (s == "") | _most_common(s), name="consistent")] if p.consistent_shape else []
     return {
         PATH: pa.Column("str"),
         MEMBER: pa.Column("str"),
         DECODE_ERROR: pa.Column("str", pa.Check.equal_to("", name="decodes")),
         SHAPE: pa.Column("str", shape_checks),
-        "dtype": pa.Column("str"),
+        "dtype": pa.Column("str", pa.Check(lambda s: (s == "") | s.isin(list(VALUE_MAX)), name="supported")),
         "nan_pixels": pa.Column("int64", pa.Check.equal_to(0, name="none")),
         "pixel_std": pa.Column("float64", pa.Check.gt(p.min_pixel_std, name="not_constant"), nullable=True),
         "saturated_fraction": pa.Column("float64", pa.Check.le(p.max_saturated_fraction, name="not_saturated"), nullable=True),

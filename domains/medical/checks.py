@@ -2,7 +2,7 @@
 
 Check names (what params' gate.severity overrides): `label:in_classes`, `class_count_in_split:enough`,
 `class_share_in_split:in_band`, `split_leakage`, `duplicate_items`, `decode_error:decodes`,
-`shape:consistent`, `nan_pixels:none`, `pixel_values_in_range`, `pixel_std:not_constant`,
+`shape:consistent`, `dtype:supported`, `nan_pixels:none`, `pixel_values_in_range`, `pixel_std:not_constant`,
 `saturated_fraction:not_saturated`, `<split>:every_class_present`, `enough_images`.
 """
 
