@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from domains.sentiment.synthetic import FLIPPED
 from domains.sentiment.text import tokenise
 
 HIGHLIGHTS = 6  # n-grams marked per document
@@ -57,6 +58,7 @@ def confident_mistakes(model: str, p_positive: np.ndarray, y: np.ndarray, docume
             "excerpt (highlighted: the strongest n-grams)": highlight(tokenise(documents["text"].iloc[i], strip_markup), marks),
             f"evidence for the prediction ({model} weight towards {classes[1]})": ", ".join(
                 f"{names[j]} {weights[j]:+.2f}" for j in toward_predicted),
+            **({"label flipped by the generator": bool(documents[FLIPPED].iloc[i])} if FLIPPED in documents else {}),
         })
     return pd.DataFrame(rows)
 

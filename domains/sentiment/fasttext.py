@@ -105,6 +105,7 @@ class FastText:
 
         self.history = fit(self.model, Batches(bags.count, take), nn.functional.cross_entropy, val_accuracy, self.t,
                            self.seed, self.checkpoint, self.fingerprint, name="fasttext")
+        self.typical_bag = float(np.median(np.diff(bags.starts.numpy()))) if bags.count else 1.0
         return self.history
 
     @staticmethod
@@ -121,9 +122,10 @@ class FastText:
 
     @torch.no_grad()
     def ngram_weights(self) -> np.ndarray:
-        """(w_pos - w_neg) . e of each n-gram's row: its push on the log-odds, before dividing by the bag size."""
+        """(w_pos - w_neg) . e / m of each n-gram's row: its push on the log-odds in a training document of the
+        median bag size m (a document of k n-grams: times m / k), comparable with the linear models' weights."""
         direction = (self.model.out.weight[1] - self.model.out.weight[0]).float().cpu()
-        per_row = (self.model.embedding.detach().float().cpu() @ direction).numpy().astype(np.float64)
+        per_row = (self.model.embedding.detach().float().cpu() @ direction).numpy().astype(np.float64) / self.typical_bag
         weights = np.zeros(len(self.columns))
         weights[self.columns] = per_row[self.rows[self.columns]]
         return weights

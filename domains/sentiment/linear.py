@@ -35,15 +35,18 @@ class TfidfLogreg:
         self.tfidf = TfidfTransformer(sublinear_tf=True).fit(x)
         z = self.tfidf.transform(x)
         self.model = _logistic_regression(self.c, self.seed, z).fit(z, y)
+        unnormalised = TfidfTransformer(sublinear_tf=True, norm=None).fit(x).transform(x)
+        self.typical_norm = float(np.median(np.sqrt(np.asarray(unnormalised.multiply(unnormalised).sum(axis=1)).ravel()))) or 1.0
         return self
 
     def predict_proba(self, counts: sp.csr_matrix) -> np.ndarray:
         return self.model.predict_proba(self.tfidf.transform(self._tfidf_input(counts)))
 
     def ngram_weights(self) -> np.ndarray:
-        """Coefficient x idf: the push of one occurrence before the per-document normalisation."""
+        """Coefficient x idf / n: the push of one occurrence on the log-odds in a training document whose
+        TF-IDF vector has the median norm n (the vector is L2-normalised per document)."""
         weights = np.zeros(len(self.columns))
-        weights[self.columns] = self.model.coef_.ravel() * self.tfidf.idf_
+        weights[self.columns] = self.model.coef_.ravel() * self.tfidf.idf_ / self.typical_norm
         return weights
 
 

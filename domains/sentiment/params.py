@@ -30,8 +30,8 @@ class SentimentDataParams(DataParams):
 class SyntheticParams(StrictModel):
     """Review-like documents from a known lexicon: the clean label is the sign of the text's score."""
 
-    n_train: int = Field(4000, ge=20)
-    n_test: int = Field(2000, ge=20)
+    n_train: int = Field(10_000, ge=20)
+    n_test: int = Field(4000, ge=20)
     noise_rate: float = Field(0.05, ge=0, lt=0.5, description="share of labels flipped: the best accuracy is 1 - noise_rate")
     mean_opinions: float = Field(4.0, ge=1, description="opinion sentences per review (log-normal, at least one)")
     mean_filler: float = Field(5.0, ge=0, description="neutral sentences per review (log-normal)")

@@ -13,7 +13,7 @@ from domains.sentiment.checks import LABEL_INDEX, with_gate_columns
 from domains.sentiment.features import count_ngrams, save_features
 from domains.sentiment.loaders import read_documents
 from domains.sentiment.params import SentimentParams
-from domains.sentiment.synthetic import generate_reviews, noise_floor
+from domains.sentiment.synthetic import FLIPPED, generate_reviews, noise_floor
 from domains.sentiment.text import tokenise
 
 TRUTH = "truth.parquet"  # synthetic only: each review's clean label, lexicon score, and whether its label was flipped
@@ -46,13 +46,13 @@ def prepare(p: SentimentParams, table: pd.DataFrame, acquire_dir: Path, out_dir:
     documents["split"] = split
     tokens = [tokenise(text, q.strip_markup) for text in documents["text"]]
     counts, vocabulary = count_ngrams(tokens, split == "train", q.ngram_max, q.min_df)
+    if (acquire_dir / TRUTH).is_file():  # synthetic: which labels the generator flipped, and the best any model can do
+        flipped = pd.read_parquet(acquire_dir / TRUTH).set_index("item_id")["flipped"]
+        documents[FLIPPED] = flipped.loc[documents["item_id"]].to_numpy()
+        floor = noise_floor(p.synthetic.noise_rate, documents.loc[documents["split"] == "test", FLIPPED])
+        (out_dir / NOISE_FLOOR).write_text(json.dumps(floor, indent=2))
     documents.to_parquet(out_dir / DOCUMENTS)
     save_features(counts, vocabulary, out_dir)
-    if (acquire_dir / TRUTH).is_file():
-        truth = pd.read_parquet(acquire_dir / TRUTH).set_index("item_id")
-        test_ids = documents.loc[documents["split"] == "test", "item_id"]
-        floor = noise_floor(p.synthetic.noise_rate, truth.loc[test_ids, "flipped"])
-        (out_dir / NOISE_FLOOR).write_text(json.dumps(floor, indent=2))
     (out_dir / PROFILE).write_text(json.dumps(data_profile(documents, vocabulary), indent=2))
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from domains.sentiment.params import SyntheticParams
 
+FLIPPED = "label_flipped"  # prepared documents of synthetic data: the generator flipped this label (label noise)
 ADJECTIVES = {  # sign x strength -> adjectives
     3: ["superb", "brilliant", "outstanding", "wonderful", "magnificent", "flawless"],
     2: ["great", "excellent", "moving", "delightful", "gripping", "charming", "beautiful", "clever"],

@@ -1,0 +1,67 @@
+"""End to end in a throwaway copy of the repository: `dvc repro report@sentiment` at a small size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from domains.common.paths import STAGES
+from tests.conftest import copy_repo_with, run, stages_ran
+from tests.sentiment.conftest import small_sentiment_params
+
+pytestmark = pytest.mark.slow
+MODELS = {"tfidf_logreg", "nbsvm", "fasttext", "ensemble"}
+TIMINGS = {"fit_seconds", "predict_seconds"}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return copy_repo_with(tmp_path_factory.mktemp("repo"), "sentiment", small_sentiment_params())
+
+
+def _scores(root: Path) -> dict:
+    metrics = json.loads((root / "data/sentiment/evaluate/metrics.json").read_text())
+    return {model: {k: v for k, v in values.items() if k not in TIMINGS} for model, values in metrics.items()}
+
+
+def test_cold_repro_produces_every_output(repo):
+    proc = run(["dvc", "repro", "report@sentiment"], repo)
+    assert stages_ran(proc.stdout) == set(STAGES)
+    data = repo / "data" / "sentiment"
+    for rel in ["acquire/table.parquet", "acquire/truth.parquet",
+                "validate/validated.parquet", "validate/quarantine.parquet", "validate/gate.json", "validate/gate.html",
+                "prepare/documents.parquet", "prepare/counts.npz", "prepare/vocabulary.parquet",
+                "prepare/noise_floor.json", "prepare/profile.json",
+                "train/tfidf_logreg.joblib", "train/nbsvm.joblib", "train/fasttext.pt", "train/predictions.parquet",
+                "train/ngram_weights.parquet", "train/times.json", "train/history.json",
+                "evaluate/metrics.json", "evaluate/decision.json", "evaluate/plots/roc_curve.csv",
+                "evaluate/plots/model_accuracy.csv", "evaluate/tables/confident_mistakes.csv",
+                "evaluate/tables/top_ngrams.csv", "evaluate/tables/accuracy_by_length.csv", "evaluate/tables/noise_floor.csv",
+                "report/report.html", "report/report.md", "report/provenance.json"]:
+        assert (data / rel).is_file(), rel
+    metrics = json.loads((data / "evaluate/metrics.json").read_text())
+    assert set(metrics) == MODELS
+    assert {"accuracy", "f1", "auroc", "log_loss", "ece", "fit_seconds", "predict_seconds"} <= set(metrics["fasttext"])
+    assert json.loads((data / "validate/gate.json").read_text())["verdict"] == "pass"
+    assert json.loads((data / "evaluate/decision.json").read_text())["candidate"] == "fasttext"
+    html = (data / "report/report.html").read_text()
+    assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
+    for part in ("confident_mistakes", "top_ngrams", "noise_floor", "Accuracy by document length", "Reliability diagram"):
+        assert part in html, part
+    assert "[+" in html or "[-" in html  # highlighted n-grams, as text
+    assert "label flipped by the generator" in (data / "evaluate/tables/confident_mistakes.csv").read_text()
+    assert "accuracy" in run(["dvc", "metrics", "show"], repo).stdout
+
+
+def test_second_repro_runs_no_stage(repo):
+    proc = run(["dvc", "repro", "report@sentiment"], repo)
+    assert stages_ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+
+
+def test_same_seed_gives_identical_accuracy_metrics(repo):
+    before = _scores(repo)
+    proc = run(["dvc", "repro", "--force", "--downstream", "train@sentiment"], repo)
+    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
+    assert _scores(repo) == before  # fit and predict seconds are timings: not compared
