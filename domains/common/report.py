@@ -81,6 +81,15 @@ def _readable(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.T if frame.shape[1] > MAX_METRIC_COLUMNS else frame
 
 
+def _table_html(frame: pd.DataFrame) -> str:
+    """A domain table: numbers right-aligned (the page's default), text left-aligned (prose reads from the left)."""
+    text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    return (frame.style.hide(axis="index").format(escape="html", na_rep="")
+            .format(lambda x: f"{x:.4g}", subset=floats, na_rep="")
+            .set_properties(subset=text, **{"text-align": "left"}).to_html())
+
+
 def write_report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
     evaluate_dir = paths.stage_dir(root, spec.name, "evaluate")
     gate = json.loads(paths.gate_file(root, spec.name).read_text())
@@ -99,7 +108,7 @@ def write_report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) 
         title=spec.title, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         gate=gate, failed_checks=failed, decision=decision, notes=notes, prov=prov,
         metrics_html=jinja2.utils.markupsafe.Markup(frame.to_html(float_format=lambda v: f"{v:.4f}", na_rep="")),
-        tables={k: jinja2.utils.markupsafe.Markup(v.to_html(index=False, float_format=lambda x: f"{x:.4g}")) for k, v in tables.items()},
+        tables={k: jinja2.utils.markupsafe.Markup(_table_html(v)) for k, v in tables.items()},
         figures=[{**f, "data": base64.b64encode((evaluate_dir / "figures" / f["file"]).read_bytes()).decode()} for f in figures],
         params_json=json.dumps(prov["params"], indent=2),
     )
