@@ -1,0 +1,25 @@
+"""Vision defect detection: unsupervised anomaly detection on images of good parts (synthetic, mvtec,
+magnetic-tile); a scikit-learn patch Gaussian, a torch anomaly segmenter, optionally PatchCore."""
+
+from domains.common.contract import DomainSpec, MetricContract, lazy
+from domains.defects.params import DefectsParams
+
+SOURCES = ("synthetic", "mvtec", "magnetic-tile")
+# Direction of every metric a model gets (per-type AUROCs, "auroc_<type>", default to higher is better).
+DIRECTIONS: dict[str, bool] = {
+    "image_auroc": True, "pixel_auroc": True, "f1": True, "precision": True, "recall": True,
+    "images_per_second": True, "fit_seconds": False,
+}
+
+DOMAIN = DomainSpec(
+    name="defects",
+    title="Vision defect detection (unsupervised anomaly detection)",
+    params_model=DefectsParams,
+    sources=SOURCES,
+    metric=MetricContract(primary="image_auroc", higher_is_better=DIRECTIONS),
+    acquire=lazy("domains.defects.pipeline:acquire"),
+    gate_suite=lazy("domains.defects.checks:gate_suite"),
+    prepare=lazy("domains.defects.pipeline:prepare"),
+    train=lazy("domains.defects.train:train_models"),
+    evaluate=lazy("domains.defects.evaluate:evaluate_models"),
+)

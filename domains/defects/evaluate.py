@@ -1,0 +1,106 @@
+"""Score every model on the same test images: image and pixel AUROC, per-type AUROC, F1 at the
+held-out threshold, inference speed; figures (ROC, score distributions, anomaly-map overlays)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from domains.common.classification import roc_rows
+from domains.common.contract import Evaluation
+from domains.common.figures import roc_figure, training_curve_figure
+from domains.common.items import LABEL, SPLIT
+from domains.defects.figures import comparison_figure, overlay_figure, score_figure
+from domains.defects.loaders import GOOD
+from domains.defects.metrics import image_metrics, image_scores, per_type_auroc, pixel_auroc
+from domains.defects.params import DefectsParams
+from domains.defects.pipeline import IMAGES, INFO, ITEMS, MASKS
+from domains.defects.train import HISTORY, SEGMENTER, THRESHOLDS, TIMES, load_model, score_maps
+
+
+def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_dir: Path) -> Evaluation:
+    items = pd.read_parquet(prepared_dir / ITEMS)
+    info = json.loads((prepared_dir / INFO).read_text())
+    test = np.flatnonzero(items[SPLIT].to_numpy() == "test")
+    images = np.ascontiguousarray(np.load(prepared_dir / IMAGES, mmap_mode="r")[test])
+    masks = np.load(prepared_dir / MASKS, mmap_mode="r")[test].astype(bool)
+    labels = items[LABEL].to_numpy()[test]
+    defective = labels != GOOD
+    thresholds = json.loads((train_dir / THRESHOLDS).read_text())
+    times = json.loads((train_dir / TIMES).read_text())
+
+    metrics, maps, scores = {}, {}, {}
+    for name in thresholds:  # the models trained, in training order
+        model = load_model(train_dir, name)
+        began = time.perf_counter()
+        maps[name] = score_maps(name, model, images)
+        scores[name] = image_scores(maps[name], p.train.score_pool)
+        seconds = time.perf_counter() - began
+        metrics[name] = {**image_metrics(defective, scores[name], thresholds[name]),
+                         **({"pixel_auroc": pixel_auroc(maps[name], masks)} if info["pixel_metrics"] else {}),
+                         **{f"auroc_{kind}": v for kind, v in per_type_auroc(labels, scores[name], GOOD).items()},
+                         "threshold": thresholds[name], "fit_seconds": times[name],
+                         "images_per_second": len(images) / seconds if seconds > 0 else float("nan")}
+
+    candidate = p.evaluate.candidate if p.evaluate.candidate in maps else next(iter(maps))
+    per_type = _per_type_table(labels, scores)
+    as_columns = {name: np.column_stack([-s, s]) for name, s in scores.items()}  # the shared ROC reads column 1
+    figures = [
+        roc_figure(defective.astype(int), as_columns, "Image level: defective vs good test images, all models."),
+        score_figure(labels, scores, thresholds, GOOD),
+        overlay_figure(candidate, images, masks if info["pixel_metrics"] else None, labels, maps[candidate],
+                       scores[candidate], thresholds[candidate], GOOD, p.evaluate.overlays),
+        comparison_figure(images, masks if info["pixel_metrics"] else None, labels, maps, scores, GOOD),
+    ]
+    history = json.loads((train_dir / HISTORY).read_text())
+    if SEGMENTER in history:
+        figures.append(training_curve_figure(history[SEGMENTER], "validation pixel AP (pasted anomalies)", SEGMENTER))
+    plots = {"roc_curve": roc_rows(defective.astype(int), as_columns),
+             "per_type_auroc": per_type.melt(id_vars=["defect_type", "images"], var_name="model", value_name="auroc")}
+    tables = {"per_type_auroc": per_type, "test_images": _test_table(items)}
+    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables,
+                      notes=_notes(p, info, items, metrics, candidate))
+
+
+def _per_type_table(labels: np.ndarray, scores: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Image AUROC of each defect type against the good test images, per model."""
+    kinds = sorted(set(labels) - {GOOD})
+    table = pd.DataFrame({"defect_type": kinds, "images": [int((labels == k).sum()) for k in kinds]})
+    for name, s in scores.items():
+        table[name] = [per_type_auroc(labels, s, GOOD)[k] for k in kinds]
+    return table
+
+
+def _test_table(items: pd.DataFrame) -> pd.DataFrame:
+    counts = items.groupby([SPLIT, LABEL]).size().unstack(SPLIT, fill_value=0)
+    return counts.reindex(columns=[s for s in ("train", "val", "test") if s in counts.columns]).reset_index()
+
+
+def _notes(p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, candidate: str) -> list[str]:
+    n = info["images"]
+    notes = [
+        f"Source: {info['source']}. Models learn from {n['train']} good images only; the decision threshold of each "
+        f"is the {p.train.threshold_quantile:.0%} quantile of its scores on {n['val']} held-out good images; all are "
+        f"scored on the same {n['test']} test images ({int(((items[SPLIT] == 'test') & (items[LABEL] != GOOD)).sum())} "
+        f"defective). Images are resized to {info['image_size']} x {info['image_size']}; anomaly maps and pixel "
+        "metrics are at that resolution.",
+        f"An image's score is the maximum of its anomaly map after a box filter {p.train.score_pool:.0%} of the "
+        "image side wide; f1, precision and recall are those of 'defective' at the threshold.",
+    ]
+    if not info["pixel_metrics"]:
+        notes.append("No pixel masks in this source (no ground_truth folder): evaluation is image-level only, "
+                     "pixel_auroc is not computed.")
+    if info["source"] == "magnetic-tile":
+        notes.append(f"Magnetic-Tile split: every defect image is tested, with a seeded {p.data.test_good_fraction:.0%} "
+                     "of MT_Free; the rest of MT_Free is trained on (minus the held-out share).")
+    if info["source"] == "synthetic":
+        notes.append("Synthetic data: the segmenter's pasted training anomalies (blobs, strokes, ellipses) resemble "
+                     "the generator's defects more than real defects resemble them; real accuracy is measured on "
+                     "Magnetic-Tile (benchmarks/defects.py).")
+    best = max(metrics, key=lambda m: metrics[m]["image_auroc"])
+    notes.append(f"Best image AUROC: {best} ({metrics[best]['image_auroc']:.4f}); candidate: {candidate}.")
+    return notes

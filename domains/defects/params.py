@@ -1,0 +1,96 @@
+"""Typed params of the vision defect detection domain (the `defects:` section of params.yaml)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from domains.common.images import ImageGateParams
+from domains.common.params import DataParams, DomainParams, EvaluateParams, StrictModel, TrainerParams
+
+DefectType = Literal["scratch", "spot", "crack", "missing"]
+
+
+class DefectsDataParams(DataParams):
+    """The source, and how its good images are shared out between training, threshold and test."""
+
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="share of the good training images held out to choose "
+                                "the decision threshold (and to validate the torch model); seeded")
+    test_good_fraction: float = Field(0.3, gt=0, lt=0.9, description="magnetic-tile only: share of MT_Free tested "
+                                      "(the rest is trained on); every defect image is tested")
+
+
+class SyntheticParams(StrictModel):
+    """Textured surfaces (grain, gradients, noise) with injected defects, written in MVTec AD's layout."""
+
+    image_size: int = Field(128, ge=32, le=1024, description="square images of this many pixels a side")
+    channels: Literal[1, 3] = Field(1, description="1: grey (PNG 'L'); 3: tinted RGB")
+    n_train: int = Field(200, ge=2, description="good images in train/good")
+    n_test_good: int = Field(40, ge=1, description="good images in test/good")
+    n_test_per_type: int = Field(15, ge=1, description="defective test images of each type")
+    defect_types: list[DefectType] = Field(default_factory=lambda: ["scratch", "spot", "crack", "missing"], min_length=1)
+    defect_contrast: float = Field(1.0, gt=0, le=3, description="scales every defect's contrast (lower: harder)")
+
+
+class DefectsGateParams(ImageGateParams):
+    """Bounds of the defect checks, next to the shared per-image and item checks.
+
+    `consistent_shape` and `max_soft_mask_fraction` default per source (None): MVTec images of one
+    category share one size and its masks are 0/255; Magnetic-Tile crops vary in size by design
+    and its published masks are anti-aliased (the loader binarises them at half their maximum).
+    """
+
+    consistent_shape: bool | None = Field(None, description="every image has the most common height x width x channels; "
+                                          "default: yes, except for magnetic-tile")
+    max_soft_mask_fraction: float | None = Field(None, ge=0, le=1, description="share of a mask's non-zero pixels "
+                                                 "strictly between 0 and its maximum, at most; default: 0, magnetic-tile 1")
+    min_train_good: int = Field(20, ge=1, description="good images to train on, at least")
+    min_val_good: int = Field(2, ge=1, description="held-out good images to choose the threshold on, at least")
+    min_test_good: int = Field(1, ge=1, description="good test images, at least")
+    min_test_defective: int = Field(1, ge=1, description="defective test images, at least")
+
+
+class PrepareParams(StrictModel):
+    image_size: int = Field(128, ge=32, le=1024, description="images and masks are resized to this square size "
+                                                  "(anomaly maps and pixel metrics are at this resolution)")
+
+
+class DefectsTrainParams(TrainerParams):
+    """The torch segmenter (shared trainer keys + its own), the scikit-learn baseline, the optional feature model."""
+
+    width: int = Field(16, ge=4, description="channels of the segmenter's first stage (doubled at each of 3 stages)")
+    crop: int | None = Field(None, ge=16, description="train on random square crops of this size (the network is "
+                             "fully convolutional and scores whole images); default: whole images")
+    anomaly_share: float = Field(0.5, gt=0, le=1, description="share of each training batch given a pasted anomaly")
+    val_anomalies: int = Field(2, ge=1, description="validation: copies of each held-out good image with a pasted "
+                               "anomaly (seeded), scored against the images as they are")
+    baseline_patch: int = Field(8, ge=2, description="baseline: side of the patches its PCA reconstructs")
+    baseline_components: int = Field(12, ge=1, description="baseline: principal components kept")
+    baseline_patches_per_image: int = Field(400, ge=10, description="baseline: patches sampled per training image")
+    backbone_weights: str | None = Field(None, description="a local torchvision ResNet-18 state dict (ImageNet "
+                                         "weights): adds the PatchCore feature model; nothing is downloaded")
+    memory_bank: int = Field(4000, ge=10, description="feature model: patch features kept (a random subsample)")
+    score_pool: float = Field(0.04, ge=0, lt=0.5, description="image score: the maximum of the anomaly map after a "
+                              "box filter of this share of the image side (0: the raw maximum)")
+    threshold_quantile: float = Field(0.95, gt=0, le=1, description="decision threshold: this quantile of the "
+                                      "held-out good images' scores")
+
+
+class DefectsEvaluateParams(EvaluateParams):
+    overlays: int = Field(3, ge=1, description="test images shown with their anomaly maps per group (best and worst)")
+
+
+class DefectsParams(DomainParams):
+    data: DefectsDataParams
+    synthetic: SyntheticParams = SyntheticParams()
+    gate: DefectsGateParams = DefectsGateParams()
+    prepare: PrepareParams = PrepareParams()
+    train: DefectsTrainParams = DefectsTrainParams()
+    evaluate: DefectsEvaluateParams
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "DefectsParams":
+        if self.train.crop is not None and self.train.crop > self.prepare.image_size:
+            raise ValueError(f"train.crop ({self.train.crop}) is larger than prepare.image_size ({self.prepare.image_size})")
+        return self

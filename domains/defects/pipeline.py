@@ -1,0 +1,78 @@
+"""The defect domain's acquire and prepare steps: a source folder in, resized images and masks out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from domains.common.errors import PipelineError
+from domains.common.images import gated_pixels, to_size
+from domains.common.items import ID, LABEL, SPLIT
+from domains.defects.checks import COUNTS, with_gate_columns
+from domains.defects.loaders import GOOD, MASK_PATH, MASKS_EXPECTED, read_magnetic_tile, read_mvtec
+from domains.defects.masks import MASK_HASH, gated_mask, listing_facts
+from domains.defects.params import DefectsParams
+from domains.defects.synthetic import write_mvtec
+
+SYNTHETIC_DIR = "mvtec"  # acquire/: the generated dataset, in MVTec's layout
+IMAGES, MASKS, ITEMS, INFO = "images.npy", "masks.npy", "items.parquet", "info.json"
+
+
+def source_root(p: DefectsParams, acquire_dir: Path) -> Path:
+    """The folder image paths are relative to: the generated dataset, or the user's (only ever read)."""
+    return acquire_dir / SYNTHETIC_DIR if p.data.source == "synthetic" else Path(p.data.path)
+
+
+def acquire(p: DefectsParams, out_dir: Path) -> pd.DataFrame:
+    """One row of facts per image and mask; the payload stays where it is."""
+    root = source_root(p, out_dir)
+    if p.data.source == "synthetic":
+        write_mvtec(p.synthetic, p.seed, root)
+    if p.data.source == "magnetic-tile":
+        listing = read_magnetic_tile(root, p.data.val_fraction, p.data.test_good_fraction, p.seed)
+    else:
+        listing = read_mvtec(root, p.data.val_fraction, p.seed)
+    return with_gate_columns(listing_facts(root, listing))
+
+
+def prepare(p: DefectsParams, table: pd.DataFrame, acquire_dir: Path, out_dir: Path) -> None:
+    """Images and masks of the gated rows at prepare.image_size, checked against the hashes the gate saw."""
+    _check_counts(p, table)
+    root = source_root(p, acquire_dir)
+    size = p.prepare.image_size
+    channels = int(table["channels"].mode().iloc[0])
+    images = np.stack([to_size(a, (size, size), channels) for a in gated_pixels(root, table)])
+    masks = np.zeros((len(table), size, size), dtype=np.uint8)
+    for i, (rel, expected) in enumerate(zip(table[MASK_PATH], table[MASK_HASH])):
+        if rel:
+            masks[i] = resize_mask(gated_mask(root, rel, expected), size)
+    np.save(out_dir / IMAGES, images)
+    np.save(out_dir / MASKS, masks)
+    items = pd.DataFrame({ID: table[ID].to_numpy(), SPLIT: table[SPLIT].to_numpy(), LABEL: table[LABEL].to_numpy(),
+                          "has_mask": (table[MASK_PATH] != "").to_numpy(),
+                          "height": table["height"].to_numpy(), "width": table["width"].to_numpy()})
+    items.to_parquet(out_dir / ITEMS)
+    info = {"source": p.data.source, "image_size": size, "channels": channels,
+            "pixel_metrics": bool(table[MASKS_EXPECTED].all()),
+            "images": {split: int((items[SPLIT] == split).sum()) for split in ("train", "val", "test")}}
+    (out_dir / INFO).write_text(json.dumps(info, indent=2))
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """A boolean mask at (size, size): a pixel is a defect where at least half of it was."""
+    image = Image.fromarray(mask.astype(np.uint8) * 255)
+    return (np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)) >= 128).astype(np.uint8)
+
+
+def _check_counts(p: DefectsParams, table: pd.DataFrame) -> None:
+    """The gate's counts again, after quarantine: a quarantined image no longer counts."""
+    good = table[LABEL] == GOOD
+    for _, (split, is_good, bound, check) in COUNTS.items():
+        have = int(((table[SPLIT] == split) & (good if is_good else ~good)).sum())
+        if have < getattr(p.gate, bound):
+            raise PipelineError(f"prepare: {check}: {have} {'good' if is_good else 'defective'} {split} image(s) passed "
+                                f"the gate, fewer than gate.{bound}={getattr(p.gate, bound)}")

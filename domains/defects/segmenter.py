@@ -1,0 +1,135 @@
+"""The torch model: a small fully convolutional network that segments anomalies pasted on good
+images (DRAEM's discriminative half, without its reconstruction network), trained from scratch
+through the shared trainer.
+
+Input: the image standardised by its own mean and std (lighting varies between parts) plus two
+coordinate channels (where on the part a pixel is: an edge may look unlike the middle and still
+be normal). Encoder: a stride-2 stem and three residual stages (the shared BasicBlock) down to 1/16
+of the input, for context; decoder: upsample and merge with the 1/8 and 1/4 features, one logit
+per pixel at 1/4 resolution, upsampled to the input. Scoring at 1/4 resolution keeps it cheap on
+a CPU; thin defects still light up their neighbourhood.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from domains.common.contract import TrainEnv
+from domains.common.trainer import Batches, History, fit
+from domains.common.vision import BasicBlock, to_unit
+from domains.defects.anomalies import paste_anomalies
+from domains.defects.metrics import average_precision
+from domains.defects.params import DefectsTrainParams
+
+
+def _conv(inp: int, out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(inp, out, 3, stride, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True))
+
+
+def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class Segmenter(nn.Module):
+    """(N, C, H, W) images, uint8 or [0, 1] floats -> (N, 1, H, W) anomaly logits."""
+
+    def __init__(self, channels: int, width: int = 16):
+        super().__init__()
+        self.channels, self.width = channels, width
+        self.stem = _conv(channels + 2, width, 2)  # 1/2
+        self.stage1 = BasicBlock(width, 2 * width, 2)  # 1/4
+        self.stage2 = BasicBlock(2 * width, 4 * width, 2)  # 1/8
+        self.stage3 = BasicBlock(4 * width, 8 * width, 2)  # 1/16
+        self.merge2 = _conv(12 * width, 4 * width)
+        self.merge1 = _conv(6 * width, 2 * width)
+        self.head = nn.Conv2d(2 * width, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = to_unit(x)
+        x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / (x.std(dim=(1, 2, 3), keepdim=True) + 1e-3)
+        n, _, h, w = x.shape
+        ys = torch.linspace(-1, 1, h, device=x.device).view(1, 1, h, 1).expand(n, 1, h, w)
+        xs = torch.linspace(-1, 1, w, device=x.device).view(1, 1, 1, w).expand(n, 1, h, w)
+        quarter = self.stage1(self.stem(torch.cat([x, ys, xs], 1)))
+        eighth = self.stage2(quarter)
+        sixteenth = self.stage3(eighth)
+        eighth = self.merge2(torch.cat([_up(sixteenth, eighth), eighth], 1))
+        logits = self.head(self.merge1(torch.cat([_up(eighth, quarter), quarter], 1)))
+        return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Focal loss (DRAEM's; most pixels are easy background) plus a soft Dice term over the batch."""
+    logits = logits.float()
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, masks, reduction="none")
+    p_true = p * masks + (1 - p) * (1 - masks)
+    focal = (ce * (1 - p_true) ** gamma).mean()
+    dice = 1 - (2 * (p * masks).sum() + 1) / (p.sum() + masks.sum() + 1)
+    return 10 * focal + 0.5 * dice
+
+
+@torch.no_grad()
+def anomaly_maps(model: Segmenter, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+    """(N, H, W) anomaly probabilities of uint8 images (N, C, H, W)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [torch.sigmoid(model(images[i:i + batch_size].to(device)).float())[:, 0].cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy() if out else np.empty((0, *images.shape[-2:]), dtype=np.float32)
+
+
+def validation_set(images: torch.Tensor, copies: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out good images as they are and with pasted anomalies (seeded), and their masks."""
+    generator = torch.Generator().manual_seed(seed)
+    clean = to_unit(images)
+    pasted, masks = zip(*(paste_anomalies(clean, 1.0, generator) for _ in range(copies)))
+    return torch.cat([clean, *pasted]), torch.cat([torch.zeros_like(masks[0]), *masks])
+
+
+def _random_crops(x: torch.Tensor, crop: int) -> torch.Tensor:
+    """One random square crop (the same place) for the whole batch, from torch's seeded RNG."""
+    top, left = (torch.randint(0, s - crop + 1, (1,)).item() for s in x.shape[-2:])
+    return x[..., top:top + crop, left:left + crop]
+
+
+def train_segmenter(train_images: np.ndarray, val_images: np.ndarray, p: DefectsTrainParams, seed: int,
+                    env: TrainEnv) -> tuple[Segmenter, History]:
+    """Fit on good images with pasted anomalies; keep the epoch with the best validation pixel AP."""
+    torch.manual_seed(seed)  # the weights' initialisation
+    images = torch.from_numpy(train_images)
+    model = Segmenter(images.shape[1], p.width)
+    val_x, val_masks = validation_set(torch.from_numpy(val_images), p.val_anomalies, seed + 1)
+
+    def augment(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_unit(batch[0])
+        if p.crop is not None:
+            x = _random_crops(x, p.crop)
+        flips = torch.rand(2)
+        x = x.flip(3) if flips[0] < 0.5 else x
+        x = x.flip(2) if flips[1] < 0.5 else x
+        return paste_anomalies(x, p.anomaly_share)
+
+    def score(m: nn.Module) -> float:
+        return average_precision(val_masks.numpy().ravel() > 0.5, anomaly_maps(m, val_x).ravel())
+
+    history = fit(model, Batches(len(images), lambda rows: (images[rows], images[rows])), segmentation_loss, score,
+                  p, seed, env.checkpoint_dir / "segmenter.ckpt", env.fingerprint, name="segmenter",
+                  augment=augment, channels_last=True)
+    return model.cpu(), history
+
+
+def save_segmenter(model: Segmenter, file: Path) -> None:
+    torch.save({"channels": model.channels, "width": model.width, "state": model.state_dict()}, file)
+
+
+def load_segmenter(file: Path) -> Segmenter:
+    saved = torch.load(file, map_location="cpu", weights_only=True)
+    model = Segmenter(saved["channels"], saved["width"])
+    model.load_state_dict(saved["state"])
+    return model.eval()

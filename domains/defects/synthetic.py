@@ -1,0 +1,126 @@
+"""Seeded textured surfaces with injected defects, written as an MVTec AD category folder.
+
+A surface is a grey level, a linear gradient, a directional grain (brushed or rolled metal) and
+fine noise; every image of one dataset shares the grain's direction, as parts of one production
+line do. Defects, each with its pixel mask:
+
+- scratch: a thin, slightly curved bright line;
+- spot: a dark, soft-edged ellipse (a stain or a pit);
+- crack: a dark, jagged line that wanders (a random walk);
+- missing: a region where the material is gone and the dark background shows.
+
+The folder holds `train/good/*.png`, `test/good/*.png`, `test/<type>/*.png` and
+`ground_truth/<type>/<stem>_mask.png` (0/255), so acquire reads it with the MVTec loader.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from domains.defects.params import SyntheticParams
+
+
+def surface(rng: np.random.Generator, size: int, grain_angle: float) -> np.ndarray:
+    """One defect-free (size, size) surface in [0, 1]."""
+    pad = size // 2  # grain drawn on a larger canvas, so rotating it leaves no empty corners
+    canvas = rng.normal(size=(size + 2 * pad, size + 2 * pad))
+    grain = ndimage.gaussian_filter(canvas, sigma=(0.7, rng.uniform(6, 12)))
+    grain = ndimage.rotate(grain, math.degrees(grain_angle + rng.normal(0, 0.05)), reshape=False, order=1)
+    grain = grain[pad:pad + size, pad:pad + size]
+    grain /= grain.std() + 1e-9
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    direction = rng.uniform(0, 2 * math.pi)
+    gradient = (np.cos(direction) * (xx - 0.5) + np.sin(direction) * (yy - 0.5)) * rng.uniform(0.05, 0.25)
+    base = rng.uniform(0.4, 0.6)
+    return np.clip(base + gradient + 0.05 * grain + rng.normal(0, 0.015, (size, size)), 0, 1)
+
+
+def _canvas(size: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    mask = Image.new("L", (size, size), 0)
+    return mask, ImageDraw.Draw(mask)
+
+
+def _walk(rng: np.random.Generator, size: int, steps: int, step: float, turn: float) -> list[tuple[float, float]]:
+    """A random walk from a random point inside the central 80 % of the image."""
+    x, y = rng.uniform(0.1, 0.9, 2) * size
+    angle = rng.uniform(0, 2 * math.pi)
+    points = [(x, y)]
+    for _ in range(steps):
+        angle += rng.normal(0, turn)
+        x, y = x + step * math.cos(angle), y + step * math.sin(angle)
+        points.append((x, y))
+    return points
+
+
+def defect_mask(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
+    """The (size, size) boolean mask of one defect of `kind`."""
+    mask, draw = _canvas(size)
+    scale = size / 128
+    if kind == "scratch":
+        length = rng.uniform(0.25, 0.6) * size
+        points = _walk(rng, size, 3, length / 3, 0.15)
+        draw.line(points, fill=255, width=max(1, round(scale)))
+    elif kind == "spot":
+        x, y = rng.uniform(0.15, 0.85, 2) * size
+        rx, ry = rng.uniform(2.5, 7, 2) * scale
+        draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=255)
+    elif kind == "crack":
+        points = _walk(rng, size, int(rng.integers(10, 20)), 3 * scale, 0.6)
+        draw.line(points, fill=255, width=max(1, round(rng.uniform(1, 2.5) * scale)))
+    elif kind == "missing":
+        cx, cy = rng.uniform(0.2, 0.8, 2) * size
+        corners = int(rng.integers(5, 9))
+        angles = np.sort(rng.uniform(0, 2 * math.pi, corners))
+        radii = rng.uniform(5, 13, corners) * scale
+        draw.polygon([(cx + r * math.cos(a), cy + r * math.sin(a)) for a, r in zip(angles, radii)], fill=255)
+    else:
+        raise ValueError(f"unknown defect type '{kind}'")
+    return np.asarray(mask) > 0
+
+
+def inject(rng: np.random.Generator, image: np.ndarray, kind: str, contrast: float) -> tuple[np.ndarray, np.ndarray]:
+    """The image with one defect of `kind`, and the defect's mask."""
+    mask = defect_mask(rng, kind, image.shape[0])
+    soft = ndimage.gaussian_filter(mask.astype(float), 0.6)  # edges blend in, as optics blur them
+    if kind == "missing":  # the material is gone: the dark background shows, with a little noise
+        change = (rng.uniform(0.02, 0.1) + rng.normal(0, 0.01, image.shape) - image) * soft
+    else:
+        level = {"scratch": rng.uniform(0.15, 0.3), "spot": -rng.uniform(0.12, 0.25), "crack": -rng.uniform(0.15, 0.3)}
+        change = level[kind] * soft
+    out = image + contrast * change
+    return np.clip(out, 0, 1), mask
+
+
+def to_pixels(image: np.ndarray, channels: int, tint: np.ndarray) -> np.ndarray:
+    """[0, 1] grey -> uint8 (H, W) or tinted (H, W, 3)."""
+    grey = np.round(image * 255).astype(np.uint8)
+    if channels == 1:
+        return grey
+    return np.clip(np.round(image[:, :, None] * tint * 255), 0, 255).astype(np.uint8)
+
+
+def write_mvtec(p: SyntheticParams, seed: int, root: Path) -> Path:
+    """Generate the dataset into `root` (MVTec layout) and return it."""
+    rng = np.random.default_rng(seed)
+    grain_angle = rng.uniform(0, math.pi)
+    tint = rng.uniform(0.8, 1.2, 3)
+    size = p.image_size
+
+    def save(array: np.ndarray, file: Path) -> None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(file)
+
+    for split, count in (("train", p.n_train), ("test", p.n_test_good)):
+        for i in range(count):
+            save(to_pixels(surface(rng, size, grain_angle), p.channels, tint), root / split / "good" / f"{i:03d}.png")
+    for kind in p.defect_types:
+        for i in range(p.n_test_per_type):
+            image, mask = inject(rng, surface(rng, size, grain_angle), kind, p.defect_contrast)
+            save(to_pixels(image, p.channels, tint), root / "test" / kind / f"{i:03d}.png")
+            save(mask.astype(np.uint8) * 255, root / "ground_truth" / kind / f"{i:03d}_mask.png")
+    return root

@@ -1,0 +1,100 @@
+"""Train every model on the good training images, and set each one's threshold on held-out good images.
+
+Models (all score anomaly maps at the prepared resolution; see their modules):
+- patch_gaussian: the scikit-learn baseline (a Gaussian per patch position over PCA features);
+- segmenter: the torch model (segments pasted anomalies), through the shared trainer;
+- patchcore: only with `train.backbone_weights` (a local ImageNet ResNet-18 file).
+An image's score is the maximum of its smoothed map; a model's threshold is the
+`train.threshold_quantile` of the held-out good images' scores.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import joblib
+import numpy as np
+import pandas as pd
+import torch
+
+from domains.common.contract import TrainEnv
+from domains.common.items import SPLIT
+from domains.common.trainer import seed_everything
+from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_maps
+from domains.defects.features import fit_patchcore, load_patchcore, patchcore_maps, save_patchcore
+from domains.defects.metrics import image_scores, threshold_on_good
+from domains.defects.params import DefectsParams
+from domains.defects.pipeline import IMAGES, ITEMS
+from domains.defects.segmenter import anomaly_maps, load_segmenter, save_segmenter, train_segmenter
+
+BASELINE, SEGMENTER, PATCHCORE = "patch_gaussian", "segmenter", "patchcore"
+THRESHOLDS, TIMES, HISTORY = "thresholds.json", "times.json", "history.json"
+SUFFIX = {BASELINE: ".joblib", SEGMENTER: ".pt", PATCHCORE: ".pt"}
+
+
+def model_names(p: DefectsParams) -> list[str]:
+    return [BASELINE, SEGMENTER, *([PATCHCORE] if p.train.backbone_weights else [])]
+
+
+def model_file(train_dir: Path, name: str) -> Path:
+    return train_dir / f"{name}{SUFFIX[name]}"
+
+
+def load_model(train_dir: Path, name: str) -> Any:
+    file = model_file(train_dir, name)
+    return {BASELINE: joblib.load, SEGMENTER: load_segmenter, PATCHCORE: load_patchcore}[name](file)
+
+
+def score_maps(name: str, model: Any, images: np.ndarray) -> np.ndarray:
+    """(N, H, W) anomaly maps of uint8 images (N, C, H, W) by the model called `name`."""
+    if name == BASELINE:
+        return patch_gaussian_maps(model, images)
+    if name == SEGMENTER:
+        return anomaly_maps(model, torch.from_numpy(images))
+    return patchcore_maps(model, images)
+
+
+def split_images(prepared_dir: Path, split: str) -> np.ndarray:
+    images = np.load(prepared_dir / IMAGES, mmap_mode="r")
+    rows = np.flatnonzero(pd.read_parquet(prepared_dir / ITEMS)[SPLIT].to_numpy() == split)
+    return np.ascontiguousarray(images[rows])
+
+
+def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: TrainEnv) -> None:
+    train, val = split_images(prepared_dir, "train"), split_images(prepared_dir, "val")
+    t = p.train
+    # Deterministic mode's first call imports torch's compiler stack (seconds): not inside a timed fit.
+    seed_everything(p.seed, t.deterministic, t.num_threads)
+    fitters: dict[str, Callable[[], Any]] = {
+        BASELINE: lambda: fit_patch_gaussian(train, t.baseline_patch, t.baseline_components,
+                                             t.baseline_patches_per_image, p.seed),
+        SEGMENTER: lambda: train_segmenter(train, val, t, p.seed, env),
+        PATCHCORE: lambda: fit_patchcore(train, t.backbone_weights or "", t.memory_bank, p.seed),
+    }
+    savers: dict[str, Callable[[Any, Path], None]] = {BASELINE: joblib.dump, SEGMENTER: save_segmenter,
+                                                      PATCHCORE: save_patchcore}
+    thresholds, times, histories = {}, {}, {}
+    for name in model_names(p):
+        _log(f"fit {name} on {len(train)} good images")
+        began = time.perf_counter()
+        model = fitters[name]()
+        times[name] = time.perf_counter() - began
+        if name == SEGMENTER:
+            model, history = model
+            histories[name] = history.to_json()
+        savers[name](model, model_file(out_dir, name))
+        val_scores = image_scores(score_maps(name, model, val), t.score_pool)
+        thresholds[name] = threshold_on_good(val_scores, t.threshold_quantile)
+        _log(f"{name}: {times[name]:.1f} s; threshold {thresholds[name]:.4g} "
+             f"(quantile {t.threshold_quantile} of {len(val)} held-out good images)")
+    (out_dir / THRESHOLDS).write_text(json.dumps(thresholds, indent=2))
+    (out_dir / TIMES).write_text(json.dumps(times, indent=2))
+    (out_dir / HISTORY).write_text(json.dumps(histories, indent=2))
+
+
+def _log(message: str) -> None:
+    print(f"[defects] {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,57 @@
+"""Image scores from maps, pixel AUROC against hand-made cases and scikit-learn, F1 at a threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from domains.defects.metrics import (image_metrics, image_scores, per_type_auroc, pixel_auroc, threshold_on_good)
+
+
+def test_pixel_auroc_of_a_hand_made_case():
+    # Defect pixels score 0.9, 0.5, 0.2; good pixels 0.1, 0.2, 0.3, 0.5. Pairs won (a tie counts half):
+    # 0.9 beats all 4; 0.5 beats 3 and ties 1 (3.5); 0.2 beats 1 and ties 1 (1.5): 9 of 12 pairs.
+    maps = np.array([0.9, 0.5, 0.2, 0.1, 0.2, 0.3, 0.5]).reshape(1, 1, 7)
+    masks = np.array([1, 1, 1, 0, 0, 0, 0], dtype=bool).reshape(1, 1, 7)
+    assert pixel_auroc(maps, masks) == 0.75
+    assert pixel_auroc(maps, masks) == roc_auc_score(masks.ravel(), maps.ravel())
+
+
+def test_pixel_auroc_matches_sklearn_on_random_maps():
+    rng = np.random.default_rng(0)
+    masks = rng.random((5, 16, 16)) < 0.1
+    maps = (rng.random((5, 16, 16)).round(2) + masks * 0.3).astype(np.float32)  # rounded: many ties
+    assert pixel_auroc(maps, masks) == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()))
+
+
+def test_pixel_auroc_needs_both_classes():
+    assert np.isnan(pixel_auroc(np.zeros((1, 2, 2)), np.zeros((1, 2, 2), dtype=bool)))
+
+
+def test_image_score_is_the_maximum_of_the_smoothed_map():
+    maps = np.zeros((2, 20, 20), dtype=np.float32)
+    maps[0, 5, 5] = 1.0  # one hot pixel: noise
+    maps[1, 10:14, 10:14] = 0.5  # a defect-sized patch
+    raw = image_scores(maps, 0.0)
+    pooled = image_scores(maps, 0.2)  # a 4 x 4 box
+    assert raw.tolist() == [1.0, 0.5]
+    assert pooled[1] > pooled[0] and pooled[1] == pytest.approx(0.5)
+
+
+def test_image_metrics_at_a_threshold():
+    defective = np.array([False, False, True, True])
+    scores = np.array([0.1, 0.6, 0.5, 0.9])
+    m = image_metrics(defective, scores, threshold=0.55)
+    assert m["image_auroc"] == 0.75
+    assert (m["precision"], m["recall"], m["f1"]) == (0.5, 0.5, 0.5)
+
+
+def test_per_type_auroc_compares_each_type_with_the_good_images():
+    labels = np.array(["good", "good", "crack", "crack", "spot"])
+    scores = np.array([0.1, 0.2, 0.9, 0.15, 0.05])
+    assert per_type_auroc(labels, scores, "good") == {"crack": 0.75, "spot": 0.0}
+
+
+def test_threshold_is_a_quantile_of_good_scores():
+    assert threshold_on_good(np.arange(101.0), 0.95) == 95.0

@@ -1,0 +1,132 @@
+"""The pasted anomalies, the torch segmenter, the scikit-learn patch Gaussian and the PatchCore option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from domains.common.contract import TrainEnv
+from domains.common.errors import DataError
+from domains.common.vision import resnet18
+from domains.defects.anomalies import anomaly_masks, blob_masks, ellipse_masks, paste_anomalies, stroke_masks
+from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_maps
+from domains.defects.features import fit_patchcore, load_patchcore, patchcore_maps, save_patchcore
+from domains.defects.params import DefectsTrainParams
+from domains.defects.segmenter import (Segmenter, anomaly_maps, load_segmenter, save_segmenter, segmentation_loss,
+                                       train_segmenter)
+from domains.defects.synthetic import inject, surface
+
+DEVICE = torch.device("cpu")
+
+
+def surfaces(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """(n, 1, size, size) uint8 good surfaces sharing one grain direction."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.round(surface(rng, size, 0.4) * 255).astype(np.uint8)[None] for _ in range(n)])
+
+
+@pytest.mark.parametrize("make", [blob_masks, stroke_masks, ellipse_masks, anomaly_masks])
+def test_anomaly_masks_are_binary_and_small(make):
+    masks = make(16, 64, DEVICE, torch.Generator().manual_seed(0))
+    assert masks.shape == (16, 1, 64, 64)
+    assert set(masks.unique().tolist()) <= {0.0, 1.0}
+    coverage = masks.mean(dim=(1, 2, 3))
+    assert (coverage < 0.35).all() and (coverage > 0).sum() >= 12  # a walk may leave the image
+
+
+def test_anomalies_change_only_their_masks_and_are_seeded():
+    x = torch.from_numpy(surfaces(8)).float() / 255
+    pasted, masks = paste_anomalies(x, 1.0, torch.Generator().manual_seed(1))
+    assert pasted.shape == x.shape and masks.shape == (8, 1, 32, 32)
+    outside = (masks == 0).expand_as(x)
+    assert torch.equal(pasted[outside], x[outside])
+    changed = (pasted - x).abs()[masks.bool().expand_as(x)]
+    assert changed.mean() > 0.05  # visible: never a fill close to the surface
+    again, _ = paste_anomalies(x, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(pasted, again)
+
+
+def test_a_share_of_zero_pastes_nothing():
+    x = torch.rand(4, 1, 16, 16)
+    pasted, masks = paste_anomalies(x, 1e-9, torch.Generator().manual_seed(0))
+    assert torch.equal(pasted, x) and masks.sum() == 0
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 32, 32), (1, 3, 40, 56)])
+def test_segmenter_maps_have_the_image_resolution(shape):
+    model = Segmenter(shape[1], width=4)
+    images = torch.randint(0, 256, shape, dtype=torch.uint8)
+    assert model(images).shape == (shape[0], 1, *shape[2:])
+    maps = anomaly_maps(model, images)
+    assert maps.shape == (shape[0], *shape[2:]) and 0 <= maps.min() and maps.max() <= 1
+
+
+def test_a_few_steps_reduce_the_segmentation_loss():
+    torch.manual_seed(0)
+    model = Segmenter(1, width=8)
+    x, masks = paste_anomalies(torch.from_numpy(surfaces(8)).float() / 255, 1.0, torch.Generator().manual_seed(2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = segmentation_loss(model(x), masks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def _tiny_train_params(**kw) -> DefectsTrainParams:
+    return DefectsTrainParams(epochs=2, batch_size=4, width=4, num_threads=1, lr=3e-3, **kw)
+
+
+def test_training_through_the_shared_trainer_is_deterministic(tmp_path):
+    train, val = surfaces(8, seed=1), surfaces(3, seed=2)
+    env = TrainEnv(tmp_path, "fingerprint")
+    first, history = train_segmenter(train, val, _tiny_train_params(crop=24), 0, env)
+    second, _ = train_segmenter(train, val, _tiny_train_params(crop=24), 0, env)
+    assert len(history.epochs) == 2 and 0 <= history.best_score <= 1
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    save_segmenter(first, tmp_path / "segmenter.pt")
+    images = torch.from_numpy(val)
+    assert np.array_equal(anomaly_maps(load_segmenter(tmp_path / "segmenter.pt"), images), anomaly_maps(first, images))
+
+
+def test_patch_gaussian_finds_missing_material():
+    train = surfaces(30, size=48)
+    model = fit_patch_gaussian(train, patch=8, components=6, patches_per_image=50, seed=0)
+    clean = surface(np.random.default_rng(9), 48, 0.4)
+    damaged, mask = inject(np.random.default_rng(4), clean, "missing", 1.0)
+    images = np.stack([np.round(a * 255).astype(np.uint8)[None] for a in (clean, damaged)])
+    maps = patch_gaussian_maps(model, images)
+    assert maps.shape == (2, 48, 48)
+    assert maps[1][mask].mean() > 2 * maps[1][~mask].mean()
+    assert maps[1].max() > maps[0].max()
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory) -> str:
+    """A randomly initialised ResNet-18 saved as torchvision saves its ImageNet weights (no mean/std buffers)."""
+    torch.manual_seed(0)
+    state = {k: v for k, v in resnet18().state_dict().items() if k not in ("mean", "std")}
+    file = tmp_path_factory.mktemp("weights") / "resnet18-random.pth"
+    torch.save(state, file)
+    return str(file)
+
+
+def test_patchcore_from_a_local_weights_file(random_weights, tmp_path):
+    train = surfaces(4, size=64)
+    model = fit_patchcore(train, random_weights, memory=100, seed=0)
+    assert model.bank.shape == (100, 384)  # of 4 x 8 x 8 patches
+    maps = patchcore_maps(model, train[:2])
+    assert maps.shape == (2, 64, 64) and np.isfinite(maps).all()
+    save_patchcore(model, tmp_path / "patchcore.pt")
+    assert np.allclose(patchcore_maps(load_patchcore(tmp_path / "patchcore.pt"), train[:2]), maps)
+
+
+def test_patchcore_refuses_a_file_that_is_not_a_resnet18(tmp_path):
+    file = tmp_path / "other.pth"
+    torch.save({"conv1.weight": torch.zeros(3)}, file)
+    with pytest.raises(DataError, match="not a torchvision ResNet state dict"):
+        fit_patchcore(surfaces(2, size=64), str(file), memory=10, seed=0)

@@ -1,0 +1,64 @@
+"""End to end in a throwaway copy of the repository: `dvc repro report@defects` at a small size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from domains.common.paths import STAGES
+from tests.conftest import copy_repo_with, run, stages_ran
+from tests.defects.conftest import small_defects_params
+
+pytestmark = pytest.mark.slow
+TIMINGS = {"fit_seconds", "images_per_second"}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return copy_repo_with(tmp_path_factory.mktemp("repo"), "defects", small_defects_params())
+
+
+def _accuracy(root: Path) -> dict:
+    metrics = json.loads((root / "data/defects/evaluate/metrics.json").read_text())
+    return {model: {k: v for k, v in values.items() if k not in TIMINGS} for model, values in metrics.items()}
+
+
+def test_cold_repro_produces_every_output(repo):
+    proc = run(["dvc", "repro", "report@defects"], repo)
+    assert stages_ran(proc.stdout) == set(STAGES)
+    data = repo / "data" / "defects"
+    for rel in ["acquire/table.parquet", "acquire/mvtec/train/good/000.png", "acquire/mvtec/ground_truth/crack/000_mask.png",
+                "validate/validated.parquet", "validate/quarantine.parquet", "validate/gate.json", "validate/gate.html",
+                "prepare/images.npy", "prepare/masks.npy", "prepare/items.parquet", "prepare/info.json",
+                "train/patch_gaussian.joblib", "train/segmenter.pt", "train/thresholds.json", "train/times.json",
+                "train/history.json", "evaluate/metrics.json", "evaluate/decision.json",
+                "evaluate/plots/roc_curve.csv", "evaluate/plots/per_type_auroc.csv",
+                "evaluate/tables/per_type_auroc.csv", "evaluate/tables/test_images.csv",
+                "report/report.html", "report/report.md", "report/provenance.json"]:
+        assert (data / rel).is_file(), rel
+    metrics = json.loads((data / "evaluate/metrics.json").read_text())
+    assert set(metrics) == {"patch_gaussian", "segmenter"}
+    assert {"image_auroc", "pixel_auroc", "f1", "precision", "recall", "threshold", "fit_seconds", "images_per_second",
+            "auroc_scratch", "auroc_spot", "auroc_crack", "auroc_missing"} == set(metrics["segmenter"])
+    assert json.loads((data / "validate/gate.json").read_text())["verdict"] == "pass"
+    assert json.loads((data / "evaluate/decision.json").read_text())["candidate"] == "segmenter"
+    html = (data / "report/report.html").read_text()
+    assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
+    for title in ("ROC curves", "Image scores per defect type", "Anomaly maps of segmenter",
+                  "Every model on the same defects", "segmenter training curve", "per_type_auroc"):
+        assert title in html, title
+    assert "pixel_auroc" in run(["dvc", "metrics", "show"], repo).stdout
+
+
+def test_second_repro_runs_no_stage(repo):
+    proc = run(["dvc", "repro", "report@defects"], repo)
+    assert stages_ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+
+
+def test_same_seed_gives_identical_metrics(repo):
+    before = _accuracy(repo)
+    proc = run(["dvc", "repro", "--force", "--downstream", "train@defects"], repo)
+    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
+    assert _accuracy(repo) == before  # fit seconds and images per second are timings: not compared

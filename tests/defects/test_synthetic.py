@@ -1,0 +1,66 @@
+"""The synthetic surfaces and their defects: seeded, in MVTec's layout, masks where the pixels changed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from domains.defects.params import SyntheticParams
+from domains.defects.synthetic import defect_mask, inject, surface, write_mvtec
+from tests.defects.conftest import digest_tree
+
+KINDS = ["scratch", "spot", "crack", "missing"]
+
+
+def test_the_dataset_is_written_in_mvtec_layout_and_seeded(tmp_path):
+    params = SyntheticParams(image_size=32, n_train=3, n_test_good=2, n_test_per_type=2)
+    root = write_mvtec(params, 5, tmp_path / "a")
+    assert sorted(p.name for p in (root / "test").iterdir()) == sorted(["good", *KINDS])
+    assert len(list((root / "train" / "good").glob("*.png"))) == 3
+    for kind in KINDS:
+        images = sorted(p.stem for p in (root / "test" / kind).glob("*.png"))
+        masks = sorted(p.stem for p in (root / "ground_truth" / kind).glob("*.png"))
+        assert masks == [f"{stem}_mask" for stem in images]
+    assert Image.open(root / "train/good/000.png").mode == "L"
+    assert digest_tree(root) == digest_tree(write_mvtec(params, 5, tmp_path / "b"))
+    assert digest_tree(root) != digest_tree(write_mvtec(params, 6, tmp_path / "c"))
+
+
+def test_rgb_surfaces(tmp_path):
+    root = write_mvtec(SyntheticParams(image_size=32, channels=3, n_train=2, n_test_good=1, n_test_per_type=1), 1, tmp_path)
+    image = Image.open(root / "test/crack/000.png")
+    assert image.mode == "RGB" and image.size == (32, 32)
+    assert Image.open(root / "ground_truth/crack/000_mask.png").mode == "L"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_defect_changes_the_pixels_its_mask_marks(kind):
+    rng = np.random.default_rng(3)
+    clean = surface(np.random.default_rng(1), 64, 0.3)
+    image, mask = inject(rng, clean, kind, 1.0)
+    change = np.abs(image - clean)
+    assert 0 < mask.mean() < 0.2
+    assert change[mask].mean() > 0.1  # clearly visible inside
+    assert change[~mask].mean() < 0.01  # the rest is left as it was (edges blend in)
+
+
+def test_contrast_scales_the_defects():
+    clean = surface(np.random.default_rng(1), 64, 0.3)
+    faint, mask = inject(np.random.default_rng(3), clean, "spot", 0.5)
+    strong, same = inject(np.random.default_rng(3), clean, "spot", 1.0)
+    assert (mask == same).all()
+    assert np.abs(faint - clean)[mask].mean() < np.abs(strong - clean)[mask].mean()
+
+
+def test_surfaces_vary_but_share_their_grain_direction():
+    a, b = surface(np.random.default_rng(1), 64, 0.0), surface(np.random.default_rng(2), 64, 0.0)
+    assert not np.allclose(a, b) and 0 <= a.min() and a.max() <= 1
+    # grain along the x axis: neighbours along a row agree more than along a column
+    for s in (a, b):
+        assert np.corrcoef(s[:, :-1].ravel(), s[:, 1:].ravel())[0, 1] > np.corrcoef(s[:-1].ravel(), s[1:].ravel())[0, 1]
+
+
+def test_unknown_defect_type():
+    with pytest.raises(ValueError, match="unknown defect type"):
+        defect_mask(np.random.default_rng(0), "dent", 32)
