@@ -21,7 +21,9 @@ class Orchestration:
     stage_timeout_seconds: dict[str, int] = field(default_factory=lambda: {
         "acquire": 1800, "validate": 1800, "prepare": 1800, "train": 4 * 3600, "evaluate": 1800, "report": 600,
     })
-    # Prefect global concurrency limits: one training run per GPU (one on a CPU-only machine),
+    status_timeout_seconds: int = 600  # the `dvc status` each run asks first (hashes changed inputs)
+    # Prefect global concurrency limits: training runs at once (one per GPU, one on a CPU-only machine; a run
+    # of `train.processes: N` takes one slot and N GPUs),
     # and one stage at a time per domain so overlapping runs never write the same outputs at once.
     training_limit: str = "aiflow-training"
     domain_limit_prefix: str = "aiflow-domain-"

@@ -128,7 +128,7 @@ def _renew(lease_id: str, done: threading.Event) -> None:
 def stages_up_to_date(domain: str) -> list[str]:
     """The domain's stages that `dvc status` finds up to date now (none when it cannot tell)."""
     targets = [f"{stage}@{domain}" for stage in paths.STAGES]
-    proc = _session(domain).run("status", "--json", *targets, timeout=SETTINGS.timeout("report"))
+    proc = _session(domain).run("status", "--json", *targets, timeout=SETTINGS.status_timeout_seconds)
     try:
         changed = json.loads(proc.stdout) if proc.returncode == 0 else None
     except ValueError:
