@@ -24,6 +24,7 @@ examples:
   aiflow reports                     # where each domain's report is, with gate verdict and decision
   aiflow flow fraud                  # the same pipeline as a Prefect flow run (stages run through DVC)
   aiflow serve                       # serve the nightly deployments (PREFECT_API_URL set)
+  aiflow deploy --pool local         # or register them on a work pool, for `prefect worker start --pool local`
   aiflow champion list fraud         # promotions and rollbacks of the fraud champion
   aiflow champion rollback fraud     # restore the previous champion
   dvc exp run -S fraud.train.lr=0.003   # an experiment with one param changed
