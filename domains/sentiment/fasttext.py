@@ -3,7 +3,7 @@
 A document is the bag of its distinct 1- to n-grams; each n-gram is hashed into one of `buckets`
 embedding rows, the document vector is the mean of its rows, and a linear layer maps it to the two
 classes. Because the mean and the output are linear, each n-gram has one weight towards the
-positive class, w . e (divided by the bag's size), so the model is explained like the linear ones.
+positive class, w . e divided by the bag's size, so the model is explained like the linear ones.
 """
 
 from __future__ import annotations

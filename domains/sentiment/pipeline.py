@@ -39,6 +39,8 @@ def prepare(p: SentimentParams, table: pd.DataFrame, acquire_dir: Path, out_dir:
     q = p.prepare
     # A canonical order: splits and counts depend on the seed, not on the order files were listed in.
     documents = table[KEPT].sort_values("item_id", kind="stable").reset_index(drop=True)
+    undeclared = int((documents[LABEL_INDEX] < 0).sum())  # only where gate.severity lets label:in_classes warn
+    documents = documents[documents[LABEL_INDEX] >= 0].reset_index(drop=True)
     split = documents["split"].to_numpy(dtype=object)
     if not (split == "val").any():
         train = np.flatnonzero(split == "train")
@@ -53,7 +55,10 @@ def prepare(p: SentimentParams, table: pd.DataFrame, acquire_dir: Path, out_dir:
         (out_dir / NOISE_FLOOR).write_text(json.dumps(floor, indent=2))
     documents.to_parquet(out_dir / DOCUMENTS)
     save_features(counts, vocabulary, out_dir)
-    (out_dir / PROFILE).write_text(json.dumps(data_profile(documents, vocabulary), indent=2))
+    profile = data_profile(documents, vocabulary)
+    if undeclared:
+        profile["left_out"] = {"documents with an undeclared label": undeclared}
+    (out_dir / PROFILE).write_text(json.dumps(profile, indent=2))
 
 
 def data_profile(documents: pd.DataFrame, vocabulary: pd.DataFrame) -> dict:

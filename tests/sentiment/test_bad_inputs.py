@@ -152,3 +152,17 @@ def test_markup_residue_and_odd_lengths_only_warn(sentiment_root, tmp_path, caps
     failed = {c["name"]: c for c in gate["checks"] if not c["passed"]}
     assert gate["verdict"] == "warn" and set(failed) == {"markup:no_residue", "n_tokens:typical_length"}
     assert failed["markup:no_residue"]["examples"][0].endswith(".txt (3)")
+
+
+def test_undeclared_labels_let_through_by_params_are_left_out_of_training(sentiment_root, tmp_path, capsys):
+    from aiflow.cli import main
+
+    (tmp_path / "input").mkdir()
+    source, data = _labels_outside_the_declared_set(tmp_path / "input")
+    code, err = _run(sentiment_root, source, data, capsys,
+                     severity={"label:in_classes": "warn", "class_count_in_split:enough": "warn"})
+    assert code == 0, err
+    assert main(["stage", "prepare", "sentiment"]) == 0
+    prepared = sentiment_root / "data" / "sentiment" / "prepare"
+    assert set(pd.read_parquet(prepared / "documents.parquet")["label"]) == {"neg", "pos"}
+    assert pd.read_json(prepared / "profile.json", typ="series")["left_out"] == {"documents with an undeclared label": 2}
