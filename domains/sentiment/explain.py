@@ -22,13 +22,18 @@ EXCERPT_TOKENS = 70  # at most, per document
 
 
 def top_ngrams(weights: pd.DataFrame, vocabulary: pd.DataFrame, classes: list[str], k: int) -> pd.DataFrame:
-    """Rank, then per model and class the k n-grams with the largest weight towards it, 'ngram (weight)'."""
+    """Rank, then per model and class the k n-grams with the largest weight towards it, 'ngram (weight)'.
+    `vocabulary` holds each n-gram's train_df (training documents holding it)."""
     names = vocabulary["ngram"].to_numpy()
     table = {"rank": np.arange(1, k + 1)}
     for model in weights.columns:
         w = weights[model].to_numpy()
+        # N-grams hashed into one embedding row share its weight: show the row's most frequent n-gram,
+        # the one that taught it, rather than the rare ones that collide with it.
+        by_row = pd.DataFrame({"w": w, "df": vocabulary["train_df"].to_numpy()})
+        distinct = by_row.sort_values("df", ascending=False, kind="stable").drop_duplicates("w").index.to_numpy()
         for sign, label in ((1, classes[1]), (-1, classes[0])):
-            best = np.argsort(-sign * w, kind="stable")[:k]
+            best = distinct[np.argsort(-sign * w[distinct], kind="stable")[:k]]
             table[f"{model} → {label}"] = [f"{names[i]} ({w[i]:+.2f})" for i in best] + [""] * (k - len(best))
     return pd.DataFrame(table)
 

@@ -10,7 +10,7 @@ from domains.common.classification import binary_proba
 from domains.sentiment.evaluate import accuracy_by_length, accuracy_by_stars
 from domains.sentiment.explain import confident_mistakes, highlight, top_ngrams
 
-VOCABULARY = pd.DataFrame({"ngram": ["bad", "good", "not good", "plot"], "order": [1, 1, 2, 1]})
+VOCABULARY = pd.DataFrame({"ngram": ["bad", "good", "not good", "plot"], "order": [1, 1, 2, 1], "train_df": [5, 9, 2, 7]})
 CLASSES = ["neg", "pos"]
 
 
@@ -34,6 +34,11 @@ def test_top_ngrams_per_model_and_class():
     table = top_ngrams(weights, VOCABULARY, CLASSES, k=2)
     assert table["nbsvm → pos"].tolist() == ["good (+1.50)", "plot (+0.10)"]
     assert table["nbsvm → neg"].tolist() == ["bad (-2.00)", "not good (-1.00)"]
+
+
+def test_top_ngrams_of_a_hashed_row_is_its_most_frequent_ngram():
+    weights = pd.DataFrame({"fasttext": [-2.0, 1.5, 1.5, 0.1]})  # "good" and "not good" share a row
+    assert top_ngrams(weights, VOCABULARY, CLASSES, k=2)["fasttext → pos"].tolist() == ["good (+1.50)", "plot (+0.10)"]
 
 
 def test_highlight_marks_longest_ngrams_first_with_context():
