@@ -16,7 +16,7 @@ from domains.common.classification import binary_proba, classification_metrics, 
 from domains.common.contract import Evaluation, Figure
 from domains.common.figures import confusion_figure, reliability_figure, roc_figure, training_curve_figure
 from domains.sentiment.checks import LABEL_INDEX
-from domains.sentiment.explain import confident_mistakes, top_ngrams
+from domains.sentiment.explain import confident_mistakes, strongest, top_ngrams
 from domains.sentiment.features import load_features
 from domains.sentiment.params import ENSEMBLE, SentimentParams
 from domains.sentiment.pipeline import DOCUMENTS, NOISE_FLOOR, PROFILE
@@ -176,7 +176,7 @@ def _ngram_figure(weights: np.ndarray, vocabulary: pd.DataFrame, classes: list[s
     names = vocabulary["ngram"].to_numpy()
     fig, axes = plt.subplots(1, 2, figsize=(11, max(3.0, 0.28 * k + 1)))
     for ax, sign, label, colour in ((axes[0], -1, classes[0], "C3"), (axes[1], 1, classes[1], "C0")):
-        best = np.argsort(-sign * weights, kind="stable")[:k][::-1]
+        best = strongest(weights, vocabulary, sign, k)[::-1]
         ax.barh([names[i] for i in best], weights[best], color=colour)
         ax.set(title=f"towards '{label}'", xlabel=f"{model} weight (log-odds of '{classes[1]}')")
     fig.tight_layout()

@@ -28,14 +28,20 @@ def top_ngrams(weights: pd.DataFrame, vocabulary: pd.DataFrame, classes: list[st
     table = {"rank": np.arange(1, k + 1)}
     for model in weights.columns:
         w = weights[model].to_numpy()
-        # N-grams hashed into one embedding row share its weight: show the row's most frequent n-gram,
-        # the one that taught it, rather than the rare ones that collide with it.
-        by_row = pd.DataFrame({"w": w, "df": vocabulary["train_df"].to_numpy()})
-        distinct = by_row.sort_values("df", ascending=False, kind="stable").drop_duplicates("w").index.to_numpy()
         for sign, label in ((1, classes[1]), (-1, classes[0])):
-            best = distinct[np.argsort(-sign * w[distinct], kind="stable")[:k]]
+            best = strongest(w, vocabulary, sign, k)
             table[f"{model} → {label}"] = [f"{names[i]} ({w[i]:+.2f})" for i in best] + [""] * (k - len(best))
     return pd.DataFrame(table)
+
+
+def strongest(weights: np.ndarray, vocabulary: pd.DataFrame, sign: int, k: int) -> np.ndarray:
+    """Vocabulary indices of the k largest weights towards the positive (sign 1) or negative (-1) class.
+
+    N-grams hashed into one embedding row share its weight: the row is shown by its most frequent
+    n-gram, the one that taught it, not by the rare ones that collide with it."""
+    by_row = pd.DataFrame({"w": weights, "df": vocabulary["train_df"].to_numpy()})
+    distinct = by_row.sort_values("df", ascending=False, kind="stable").drop_duplicates("w").index.to_numpy()
+    return distinct[np.argsort(-sign * weights[distinct], kind="stable")[:k]]
 
 
 def confident_mistakes(model: str, p_positive: np.ndarray, y: np.ndarray, documents: pd.DataFrame, counts: sp.csr_matrix,
