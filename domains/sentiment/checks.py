@@ -22,10 +22,10 @@ from domains.common.gate import GateSuite
 from domains.common.items import (HASH, ITEM_SEVERITIES, LABEL, SPLIT, class_presence_expectations, content_hash,
                                   item_columns, item_table_checks, with_item_columns)
 from domains.common.params import Severity
+from domains.sentiment.loaders import REQUIRED_SPLITS
 from domains.sentiment.params import SentimentParams
 from domains.sentiment.text import markup_count, tokenise
 
-GATED_SPLITS = ("train", "test")  # val, when a source has it, is checked row by row but not required
 LABEL_INDEX = "label_index"  # position of the label in data.classes (1: positive), -1 outside them
 
 SEVERITIES: dict[str, Severity] = {
@@ -94,8 +94,8 @@ def split_expectations(p: SentimentParams) -> list:
 
     enough = [gxe.ExpectTableRowCountToBeBetween(
         min_value=p.gate.min_docs_per_split, row_condition=f'{SPLIT}=="{split}"', condition_parser="pandas",
-        meta={"check": f"{split}:enough_docs"}) for split in GATED_SPLITS]
-    return [*enough, *class_presence_expectations(p.data.classes, GATED_SPLITS)]
+        meta={"check": f"{split}:enough_docs"}) for split in REQUIRED_SPLITS]
+    return [*enough, *class_presence_expectations(p.data.classes, REQUIRED_SPLITS)]
 
 
 def gate_suite(p: SentimentParams) -> GateSuite:

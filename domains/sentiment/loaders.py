@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 
 from domains.common.errors import DataError
-from domains.common.items import stratified_split
+from domains.common.items import SPLITS, stratified_split
 from domains.sentiment.text import decode, is_binary
 
 COLUMNS = ["item_id", "split", "label", "text", "decoding", "stars"]
 ACLIMDB_REVIEW = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")  # <id>_<stars>.txt
 SST2_FILES = {"train": "train.tsv", "test": "dev.tsv"}  # GLUE hides test.tsv's labels: dev is the test split
-SPLIT_NAMES = ("train", "val", "test")
+REQUIRED_SPLITS = ("train", "test")  # every source has both; val is carved from train unless the source has one
 
 
 def read_documents(source: str, path: Path, classes: list[str], test_fraction: float, seed: int) -> pd.DataFrame:
@@ -44,7 +44,7 @@ def read_documents(source: str, path: Path, classes: list[str], test_fraction: f
         docs = docs.sort_values("item_id", kind="stable").reset_index(drop=True)
         test = stratified_split(docs["label"].to_numpy(), test_fraction, seed)
         docs["split"] = np.where(test, "test", "train")
-    _require_splits(path, docs, ("train", "test"))
+    _require_splits(path, docs, REQUIRED_SPLITS)
     return docs[COLUMNS]
 
 
@@ -149,13 +149,13 @@ def read_text_folder(path: Path, classes: list[str]) -> pd.DataFrame:
     if not path.is_dir():
         raise DataError(f"{path}: text-folder reads a folder of label subfolders, not a file")
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    by_split = [f for f in folders if f.name in SPLIT_NAMES]
+    by_split = [f for f in folders if f.name in SPLITS]
     if by_split:
-        if not (path / "train").is_dir() or not (path / "test").is_dir():
-            missing = [s for s in ("train", "test") if not (path / s).is_dir()]
+        missing = [s for s in REQUIRED_SPLITS if not (path / s).is_dir()]
+        if missing:
             raise DataError(f"{path}: missing split folder(s): {', '.join(missing)} (a split layout needs train/ and test/)")
         if len(by_split) != len(folders):
-            others = sorted({f.name for f in folders} - set(SPLIT_NAMES))
+            others = sorted({f.name for f in folders} - set(SPLITS))
             raise DataError(f"{path}: mixes split folders with others ({', '.join(others)}); use train/<label>/ and test/<label>/")
         labelled = [(split.name, label) for split in by_split for label in sorted(split.iterdir())
                     if label.is_dir() and not label.name.startswith(".")]
