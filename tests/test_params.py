@@ -63,4 +63,4 @@ def test_cli_reports_bad_params_in_one_line_without_traceback(stage_root, capsys
 def test_unknown_domain_section(stage_root, capsys):
     (stage_root / "params.yaml").write_text("fruad: {}\n")
     assert main(["check-params"]) == 1
-    assert "'fruad' is not a domain; available: fraud" in capsys.readouterr().err
+    assert "'fruad' is not a domain (did you mean 'fraud'?); available: defects, fraud, medical" in capsys.readouterr().err

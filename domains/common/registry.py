@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 from pathlib import Path
@@ -28,9 +29,12 @@ def load_spec(name: str) -> DomainSpec:
 def configured_domains(root: Path) -> list[str]:
     """The domains params.yaml has a section for, in file order."""
     raw = read_yaml(params_file(root))
+    available = available_domains()
     for name in raw:
-        if name not in available_domains():
-            raise ParamsError(f"params.yaml: '{name}' is not a domain; available: {', '.join(available_domains())}")
+        if name not in available:
+            hint = difflib.get_close_matches(str(name), available, n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ParamsError(f"params.yaml: '{name}' is not a domain{suggestion}; available: {', '.join(available)}")
     return list(raw)
 
 
