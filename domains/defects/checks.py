@@ -45,12 +45,16 @@ SEVERITIES: dict[str, Severity] = {
 }
 
 
+def split_counts(table: pd.DataFrame) -> dict[str, int]:
+    """The counts COUNTS names: good images per split, defective test images."""
+    good = table[LABEL] == GOOD
+    return {column: int(((table[SPLIT] == split) & (good if is_good else ~good)).sum())
+            for column, (split, is_good, _, _) in COUNTS.items()}
+
+
 def with_gate_columns(table: pd.DataFrame) -> pd.DataFrame:
     """The facts table plus the mode of each image and the split counts the GX checks read."""
-    good = table[LABEL] == GOOD
-    counts = {column: int(((table[SPLIT] == split) & (good if is_good else ~good)).sum())
-              for column, (split, is_good, _, _) in COUNTS.items()}
-    return table.assign(**{MODE: table["channels"].astype(str) + "x" + table["dtype"]}, **counts)
+    return table.assign(**{MODE: table["channels"].astype(str) + "x" + table["dtype"]}, **split_counts(table))
 
 
 def resolved_gate(p: DefectsParams) -> DefectsGateParams:

@@ -54,7 +54,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         score_figure(labels, scores, thresholds, GOOD),
         overlay_figure(candidate, images, masks if info["pixel_metrics"] else None, labels, maps[candidate],
                        scores[candidate], thresholds[candidate], GOOD, p.evaluate.overlays),
-        comparison_figure(images, masks if info["pixel_metrics"] else None, labels, maps, scores, GOOD),
+        comparison_figure(images, masks if info["pixel_metrics"] else None, labels, maps, scores, thresholds, GOOD),
     ]
     history = json.loads((train_dir / HISTORY).read_text())
     if SEGMENTER in history:

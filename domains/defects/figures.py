@@ -32,11 +32,10 @@ def score_figure(labels: np.ndarray, scores: dict[str, np.ndarray], thresholds: 
                   "line is each model's threshold, set on held-out good images.")
 
 
-def heat_range(maps: np.ndarray) -> tuple[float, float]:
-    """The colour scale of a model's maps: from the median pixel (below it: no colour) to the 99.9th percentile."""
-    sample = maps.ravel()[:: max(1, maps.size // 2_000_000)]
-    low, high = np.quantile(sample, [0.5, 0.999])
-    return float(low), float(high) if high > low else float(low) + 1e-6
+def heat_range(maps: np.ndarray, threshold: float) -> tuple[float, float]:
+    """A model's colour scale: from its decision threshold (below it: no colour) to the 99.9th percentile."""
+    top = float(np.quantile(maps.ravel()[:: max(1, maps.size // 2_000_000)], 0.999))
+    return threshold, max(top, threshold + 1e-6)
 
 
 def _show(ax, image: np.ndarray, heat: np.ndarray | None, mask: np.ndarray | None, title: str,
@@ -47,7 +46,7 @@ def _show(ax, image: np.ndarray, heat: np.ndarray | None, mask: np.ndarray | Non
     if heat is not None:
         ax.imshow(np.ma.masked_less(heat, scale[0]), cmap="jet", alpha=0.5, vmin=scale[0], vmax=scale[1])
     if mask is not None and mask.any():
-        ax.contour(mask, levels=[0.5], colors="lime", linewidths=0.8)
+        ax.contour(mask, levels=[0.5], colors="lime", linewidths=0.6, linestyles="dotted")
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 
@@ -63,7 +62,7 @@ def overlay_figure(name: str, images: np.ndarray, masks: np.ndarray | None, labe
         ("defective, lowest scores (worst)", bads[np.argsort(scores[bads])][:per_group]),
     ]
     groups = [(title, rows) for title, rows in groups if len(rows)]
-    scale = heat_range(maps)  # one colour scale for every panel
+    scale = heat_range(maps, threshold)  # one colour scale for every panel
     fig, axes = plt.subplots(len(groups), per_group, figsize=(2.4 * per_group, 2.6 * len(groups)), squeeze=False)
     for r, (title, rows) in enumerate(groups):
         for c in range(per_group):
@@ -78,26 +77,27 @@ def overlay_figure(name: str, images: np.ndarray, masks: np.ndarray | None, labe
         axes[r, 0].text(-0.08, 0.5, title, transform=axes[r, 0].transAxes, rotation=90, va="center", ha="right",
                         fontsize=9)
     fig.tight_layout()
-    return Figure(f"Anomaly maps of {name}", fig, "Test images with the model's anomaly map over them (one colour "
-                  "scale, uncoloured below the median pixel); the true defect outlined in green; title: type, score and "
+    return Figure(f"Anomaly maps of {name}", fig, "Test images with the model's anomaly map over them, coloured "
+                  "where it exceeds the model's threshold; the true defect dotted in green; title: type, image score and "
                   "verdict at the threshold.")
 
 
 def comparison_figure(images: np.ndarray, masks: np.ndarray | None, labels: np.ndarray, maps: dict[str, np.ndarray],
-                      scores: dict[str, np.ndarray], good: str) -> Figure:
+                      scores: dict[str, np.ndarray], thresholds: dict[str, float], good: str) -> Figure:
     """One typical image per defect type (the first model's median-scored one) and every model's map of it."""
     first = next(iter(scores))
     rows = []
     for kind in sorted(set(labels) - {good}):
         members = np.flatnonzero(labels == kind)
         rows.append(members[np.argsort(scores[first][members])][len(members) // 2])
-    scales = {name: heat_range(m) for name, m in maps.items()}
+    scales = {name: heat_range(m, thresholds[name]) for name, m in maps.items()}
     fig, axes = plt.subplots(len(rows), len(maps) + 1, figsize=(2.4 * (len(maps) + 1), 2.5 * len(rows)), squeeze=False)
     for r, i in enumerate(rows):
-        _show(axes[r, 0], images[i], None, None if masks is None else masks[i], f"{labels[i]}")
+        _show(axes[r, 0], images[i], None, None, f"{labels[i]}")  # the defect as it looks, nothing drawn over it
         for c, (name, m) in enumerate(maps.items(), 1):
             _show(axes[r, c], images[i], m[i], None if masks is None else masks[i],
                   f"{name}: {scores[name][i]:.3g}", scales[name])
     fig.tight_layout()
     return Figure("Every model on the same defects", fig, "One test image per defect type (the median-scored one "
-                  "of the first model); each model's map on its own colour scale; true defect in green.")
+                  "of the first model) as it is, then each model's map, coloured above that model's threshold; true "
+                  "defect dotted in green.")

@@ -12,8 +12,8 @@ from PIL import Image
 from domains.common.errors import PipelineError
 from domains.common.images import gated_pixels, to_size
 from domains.common.items import ID, LABEL, SPLIT
-from domains.defects.checks import COUNTS, with_gate_columns
-from domains.defects.loaders import GOOD, MASK_PATH, MASKS_EXPECTED, read_magnetic_tile, read_mvtec
+from domains.defects.checks import COUNTS, split_counts, with_gate_columns
+from domains.defects.loaders import MASK_PATH, MASKS_EXPECTED, read_magnetic_tile, read_mvtec
 from domains.defects.masks import MASK_HASH, gated_mask, listing_facts
 from domains.defects.params import DefectsParams
 from domains.defects.synthetic import write_mvtec
@@ -70,9 +70,8 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 def _check_counts(p: DefectsParams, table: pd.DataFrame) -> None:
     """The gate's counts again, after quarantine: a quarantined image no longer counts."""
-    good = table[LABEL] == GOOD
-    for _, (split, is_good, bound, check) in COUNTS.items():
-        have = int(((table[SPLIT] == split) & (good if is_good else ~good)).sum())
+    for column, have in split_counts(table).items():
+        _, _, bound, check = COUNTS[column]
         if have < getattr(p.gate, bound):
-            raise PipelineError(f"prepare: {check}: {have} {'good' if is_good else 'defective'} {split} image(s) passed "
-                                f"the gate, fewer than gate.{bound}={getattr(p.gate, bound)}")
+            raise PipelineError(f"prepare: {check}: {have} {column.replace('_', ' ')} passed the gate, "
+                                f"fewer than gate.{bound}={getattr(p.gate, bound)}")

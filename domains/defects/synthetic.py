@@ -90,7 +90,7 @@ def inject(rng: np.random.Generator, image: np.ndarray, kind: str, contrast: flo
     if kind == "missing":  # the material is gone: the dark background shows, with a little noise
         change = (rng.uniform(0.02, 0.1) + rng.normal(0, 0.01, image.shape) - image) * soft
     else:
-        level = {"scratch": rng.uniform(0.15, 0.3), "spot": -rng.uniform(0.12, 0.25), "crack": -rng.uniform(0.15, 0.3)}
+        level = {"scratch": rng.uniform(0.2, 0.35), "spot": -rng.uniform(0.15, 0.3), "crack": -rng.uniform(0.15, 0.3)}
         change = level[kind] * soft
     out = image + contrast * change
     return np.clip(out, 0, 1), mask

@@ -1,0 +1,200 @@
+"""Benchmarks of the vision defect detection domain. From the repository root:
+
+    python -m benchmarks.defects magnetic-tile   # Magnetic-Tile-Defect, the documented split: every model
+    python -m benchmarks.defects select          # the segmenter's settings, chosen on held-out good images only
+    python -m benchmarks.defects repro           # cold and no-op `dvc repro report@defects` at the default size
+    python -m benchmarks.defects gpu             # segmenter seconds per epoch, CPU vs CUDA (skipped without CUDA)
+
+`magnetic-tile` runs the domain's own stages (acquire, the gate, prepare, train, evaluate) on
+../shared/datasets/vision-defect/magnetic-tile-defect (skipped, with a message, when absent), with
+the `defects:` section of params.yaml and the overrides in MAGNETIC_TILE below. The split is the
+domain's (loaders.py): every defect image is tested, with a seeded 30 % of MT_Free; 10 % of the
+rest of MT_Free is held out to set each model's threshold; the segmenter trains on the remainder.
+No pretrained weights: the baseline and the segmenter learn from the good training images only.
+
+`select` scores candidate settings of the segmenter by its validation score alone (pixel average
+precision on the held-out good images with pasted anomalies): no test image is looked at.
+Each prints a table and writes benchmarks/results/defects_<name>.json (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from benchmarks.common import DATASETS, ROOT, bench_repro, context, print_table, save
+
+MAGNETIC_TILE_DATA = DATASETS / "vision-defect" / "magnetic-tile-defect"
+GOALS = {"image_auroc": 0.95, "pixel_auroc": 0.95, "train_s": 600.0}
+# What the benchmark changes in params.yaml's defects section (the rest is the domain's defaults):
+MAGNETIC_TILE = {
+    "data": {"source": "magnetic-tile", "path": str(MAGNETIC_TILE_DATA)},
+    "prepare": {"image_size": 128},
+    "train": {"epochs": 40, "patience": 40, "num_threads": 1},
+}
+# `select`: each candidate changes these keys of MAGNETIC_TILE's train section.
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "width 16": {"width": 16},
+    "width 24": {"width": 24},
+}
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _section(overrides: dict) -> dict:
+    return _merge(yaml.safe_load((ROOT / "params.yaml").read_text())["defects"], overrides)
+
+
+def _run_stages(section: dict, stages: tuple[str, ...]) -> tuple[dict[str, float], Path, tempfile.TemporaryDirectory]:
+    """The domain's stages in a scratch project root; the caller reads the outputs, then cleans up."""
+    from domains.common.stages import run_stage
+
+    scratch = tempfile.TemporaryDirectory(prefix="aiflow-bench-defects-")
+    root = Path(scratch.name)
+    (root / "registry").mkdir()
+    (root / "params.yaml").write_text(yaml.safe_dump({"defects": section}, sort_keys=False))
+    seconds = {}
+    for stage in stages:
+        began = time.perf_counter()
+        run_stage(stage, "defects", root)
+        seconds[stage] = round(time.perf_counter() - began, 1)
+    return seconds, root / "data" / "defects", scratch
+
+
+def _missing() -> bool:
+    if MAGNETIC_TILE_DATA.is_dir():
+        return False
+    print(f"skipped: {MAGNETIC_TILE_DATA} not found (Magnetic-Tile-Defect is not shipped with the project)")
+    return True
+
+
+def bench_magnetic_tile() -> dict[str, Any] | None:
+    """Magnetic-Tile through the domain's stages: image, pixel and per-type AUROC, train seconds, images/s."""
+    if _missing():
+        return None
+    section = _section(MAGNETIC_TILE)
+    seconds, data, scratch = _run_stages(section, ("acquire", "validate", "prepare", "train", "evaluate"))
+    with scratch:
+        metrics = json.loads((data / "evaluate" / "metrics.json").read_text())
+        history = json.loads((data / "train" / "history.json").read_text())["segmenter"]
+        gate = json.loads((data / "validate" / "gate.json").read_text())
+        info = json.loads((data / "prepare" / "info.json").read_text())
+
+    kinds = sorted(k.removeprefix("auroc_") for k in metrics["segmenter"] if k.startswith("auroc_"))
+    result = {"params": section, "stage_s": seconds, "metrics": metrics, "images": info["images"],
+              "gate": {k: gate[k] for k in ("verdict", "rows_in", "rows_passed", "rows_quarantined")},
+              "gate_failed": [c["name"] for c in gate["checks"] if not c["passed"]],
+              "segmenter": {"epochs_run": len(history["epochs"]), "best_epoch": history["best_epoch"],
+                            "best_val_pixel_ap": history["best_score"], "device": history["device"],
+                            "mean_epoch_s": round(statistics.mean(e["seconds"] for e in history["epochs"]), 2)}}
+    rows = [[name, m["image_auroc"], m.get("pixel_auroc"), *[m[f"auroc_{k}"] for k in kinds], m["f1"],
+             m["fit_seconds"], m["images_per_second"]] for name, m in metrics.items()]
+    print_table(f"Magnetic-Tile-Defect, {info['images']['test']} test images ({info['image_size']} px): "
+                "AUROC (image, pixel, per type), F1 at the held-out threshold, train seconds, inference images/s",
+                ["model", "image", "pixel", *kinds, "F1", "train s", "img/s"], rows)
+    best = metrics["segmenter"]
+    print("goals (segmenter): " + "; ".join(
+        f"{k} >= {GOALS[k]}: {'met' if best[k] >= GOALS[k] else 'MISSED'} ({best[k]:.4f})" for k in ("image_auroc", "pixel_auroc"))
+        + f"; train < {GOALS['train_s']:.0f} s: {'met' if best['fit_seconds'] < GOALS['train_s'] else 'MISSED'} "
+        f"({best['fit_seconds']:.0f} s)")
+    print(f"gate: {gate['verdict']} (failed: {', '.join(result['gate_failed']) or 'none'}); segmenter {result['segmenter']}")
+    return result
+
+
+def bench_select() -> dict[str, Any] | None:
+    """Each candidate setting of the segmenter trained on Magnetic-Tile's training split, scored on validation only."""
+    if _missing():
+        return None
+    from domains.common.contract import TrainEnv
+    from domains.common.registry import load_params
+    from domains.defects.segmenter import train_segmenter
+    from domains.defects.train import split_images
+
+    result: dict[str, Any] = {}
+    seconds, data, scratch = _run_stages(_section(MAGNETIC_TILE), ("acquire", "validate", "prepare"))
+    with scratch:
+        train, val = split_images(data / "prepare", "train"), split_images(data / "prepare", "val")
+        base = load_params(data.parents[1], "defects")
+        rows = []
+        for name, change in CANDIDATES.items():
+            p = base.train.model_copy(update=change)
+            began = time.perf_counter()
+            with tempfile.TemporaryDirectory() as ckpt:
+                _, history = train_segmenter(train, val, p, base.seed, TrainEnv(Path(ckpt), name))
+            result[name] = {"change": change, "val_pixel_ap": history.best_score, "best_epoch": history.best_epoch,
+                            "train_s": round(time.perf_counter() - began, 1)}
+            rows.append([name, history.best_score, history.best_epoch, result[name]["train_s"]])
+    print_table("Segmenter candidates on Magnetic-Tile, validation only (pixel AP, pasted anomalies on held-out good images)",
+                ["candidate", "val AP", "best epoch", "train s"], rows)
+    return result
+
+
+def bench_repro_defects() -> dict[str, Any]:
+    """Cold `dvc repro report@defects` at the default size, then a no-op one."""
+    return bench_repro("defects", cold_target_s=180.0)
+
+
+def bench_gpu() -> dict[str, Any] | None:
+    """Segmenter seconds per epoch on the default synthetic training images, CPU vs CUDA."""
+    import torch
+
+    from domains.common.contract import TrainEnv
+    from domains.common.registry import load_params
+    from domains.defects.segmenter import train_segmenter
+    from domains.defects.train import split_images
+
+    if not torch.cuda.is_available():
+        print("skipped: no CUDA device")
+        return None
+    p = load_params(ROOT, "defects")
+    seconds, data, scratch = _run_stages(_section({}), ("acquire", "validate", "prepare"))
+    with scratch:
+        train, val = split_images(data / "prepare", "train"), split_images(data / "prepare", "val")
+    result: dict[str, Any] = {"device_name": torch.cuda.get_device_name(0), "train_images": len(train)}
+    rows = []
+    for device in ("cpu", "cuda"):
+        t = p.train.model_copy(update={"device": device, "epochs": 4, "patience": 10})
+        with tempfile.TemporaryDirectory() as tmp:
+            _, history = train_segmenter(train, val, t, p.seed, TrainEnv(Path(tmp), device))
+        per_epoch = statistics.median(e["seconds"] for e in history.epochs[1:])  # epoch 1 warms up
+        result[f"{device}_epoch_s"] = round(per_epoch, 3)
+        rows.append([device, per_epoch])
+    print_table(f"Segmenter seconds per epoch ({len(train)} images; {result['device_name']})", ["", "seconds"], rows)
+    return result
+
+
+BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
+    "magnetic-tile": bench_magnetic_tile, "select": bench_select, "repro": bench_repro_defects, "gpu": bench_gpu,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.defects", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=[*BENCHMARKS, "all"])
+    args = parser.parse_args(argv)
+    for name in BENCHMARKS if args.name == "all" else [args.name]:
+        print(f"== defects {name} ==", flush=True)
+        before = context()
+        result = BENCHMARKS[name]()
+        if result is not None:
+            save(f"defects_{name.replace('-', '_')}", result, before)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The real-format sources through every stage in-process: Magnetic-Tile's layout and quirks, MVTec
+without ground truth (image level only), and the optional PatchCore model from a local weights file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from aiflow.cli import main
+from domains.common.vision import resnet18
+from tests.conftest import write_params
+from tests.defects.conftest import digest_tree, small_defects_params, write_small_magnetic_tile, write_small_mvtec
+
+STAGES = ("acquire", "validate", "prepare", "train", "evaluate")
+
+
+def _run_all(root: Path, section: dict, capsys) -> dict:
+    write_params(root, "defects", section)
+    for stage in STAGES:
+        assert main(["stage", stage, "defects"]) == 0, capsys.readouterr().err
+    data = root / "data" / "defects"
+    return {"metrics": json.loads((data / "evaluate/metrics.json").read_text()),
+            "notes": json.loads((data / "evaluate/notes.json").read_text()),
+            "gate": json.loads((data / "validate/gate.json").read_text()),
+            "info": json.loads((data / "prepare/info.json").read_text())}
+
+
+def test_magnetic_tile_runs_with_varying_sizes_and_soft_masks(defects_root, capsys):
+    data = write_small_magnetic_tile(defects_root / "mt", free=30, per_type=3)
+    before = digest_tree(data)
+    section = {**small_defects_params(), "data": {"source": "magnetic-tile", "path": str(data), "test_good_fraction": 0.3}}
+    out = _run_all(defects_root, section, capsys)
+    assert out["gate"]["verdict"] == "pass"  # sizes may vary and masks be anti-aliased here, unlike MVTec
+    assert out["info"]["images"] == {"train": 19, "val": 2, "test": 15}
+    assert {"pixel_auroc", "auroc_crack", "auroc_blowhole"} <= set(out["metrics"]["segmenter"])
+    assert any("Magnetic-Tile split" in note for note in out["notes"])
+    assert digest_tree(data) == before
+
+
+def test_mvtec_without_ground_truth_is_evaluated_at_image_level(defects_root, capsys):
+    data = write_small_mvtec(defects_root / "category")
+    shutil.rmtree(data / "ground_truth")
+    section = {**small_defects_params(), "data": {"source": "mvtec", "path": str(data)}}
+    out = _run_all(defects_root, section, capsys)
+    assert out["gate"]["verdict"] == "pass" and not out["info"]["pixel_metrics"]
+    assert "pixel_auroc" not in out["metrics"]["segmenter"] and "image_auroc" in out["metrics"]["segmenter"]
+    assert any("image-level only" in note for note in out["notes"])
+
+
+def test_patchcore_joins_when_a_weights_file_is_named(defects_root, capsys):
+    torch.manual_seed(0)
+    weights = defects_root / "resnet18-random.pth"
+    torch.save({k: v for k, v in resnet18().state_dict().items() if k not in ("mean", "std")}, weights)
+    section = small_defects_params()
+    section["synthetic"].update(image_size=64)
+    section["prepare"].update(image_size=64)
+    section["train"].update(backbone_weights=str(weights), memory_bank=200)
+    out = _run_all(defects_root, section, capsys)
+    assert set(out["metrics"]) == {"patch_gaussian", "segmenter", "patchcore"}
+    assert 0 <= out["metrics"]["patchcore"]["image_auroc"] <= 1
