@@ -58,7 +58,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     ]
     history = json.loads((train_dir / HISTORY).read_text())
     if SEGMENTER in history:
-        figures.append(training_curve_figure(history[SEGMENTER], "validation pixel AP (pasted anomalies)", SEGMENTER))
+        figures.append(training_curve_figure(history[SEGMENTER], "validation pixel AP on pasted anomalies", SEGMENTER))
     plots = {"roc_curve": roc_rows(defective.astype(int), as_columns),
              "per_type_auroc": per_type.melt(id_vars=["defect_type", "images"], var_name="model", value_name="auroc")}
     tables = {"per_type_auroc": per_type, "test_images": _test_table(items)}

@@ -64,14 +64,14 @@ def defect_mask(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
     if kind == "scratch":
         length = rng.uniform(0.25, 0.6) * size
         points = _walk(rng, size, 3, length / 3, 0.15)
-        draw.line(points, fill=255, width=max(1, round(scale)))
+        draw.line(points, fill=255, width=max(1, round(2 * scale)))
     elif kind == "spot":
         x, y = rng.uniform(0.15, 0.85, 2) * size
         rx, ry = rng.uniform(2.5, 7, 2) * scale
         draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=255)
     elif kind == "crack":
         points = _walk(rng, size, int(rng.integers(10, 20)), 3 * scale, 0.6)
-        draw.line(points, fill=255, width=max(1, round(rng.uniform(1, 2.5) * scale)))
+        draw.line(points, fill=255, width=max(1, round(rng.uniform(1.5, 3) * scale)))
     elif kind == "missing":
         cx, cy = rng.uniform(0.2, 0.8, 2) * size
         corners = int(rng.integers(5, 9))
