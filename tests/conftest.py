@@ -46,7 +46,23 @@ def write_params(root: Path, domain: str, section: dict) -> None:
 
 
 def digest(path: Path) -> str:
+    """Content hash of a file, or of every file under a folder (relative paths included)."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return hashlib.sha256("".join(f"{p.relative_to(path)}:{digest(p)}" for p in files).encode()).hexdigest()
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_stopped(root: Path, domain: str, data: Path, before: str, code: int, err: str, *expected: str) -> None:
+    """A bad input stopped before training: exit 1, one line per failure and no traceback, each
+    `expected` part in the message, the input untouched, nothing validated, no model."""
+    assert code == 1
+    for part in expected:
+        assert part in err, err
+    assert "Traceback" not in err and all(line.startswith(("error:", "  ")) for line in err.strip().splitlines()), err
+    assert digest(data) == before  # input untouched
+    assert not (root / "data" / domain / "validate" / "validated.parquet").exists()
+    assert not (root / "data" / domain / "train").exists()
 
 
 def run_to_gate(root: Path, domain: str, section: dict, source: str, data_file: Path, capsys,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import digest, run_to_gate, small_fraud_params
+from tests.conftest import assert_stopped, digest, run_to_gate, small_fraud_params
 
 
 def ulb_frame(n: int = 2000, fraud_rate: float = 0.01, seed: int = 0) -> pd.DataFrame:
@@ -65,16 +65,6 @@ BAD_ULB = {
                        "fraud_rate_in_band [great_expectations]: observed 0.6"),
 }
 
-
-def _assert_stopped(root: Path, data_file: Path, before: str, code: int, err: str, expected: str) -> None:
-    assert code == 1
-    assert expected in err, err
-    assert "Traceback" not in err and all(line.startswith(("error:", "  ")) for line in err.strip().splitlines())
-    assert digest(data_file) == before  # input untouched
-    assert not (root / "data" / "fraud" / "validate" / "validated.parquet").exists()
-    assert not (root / "data" / "fraud" / "train").exists()
-
-
 @pytest.mark.parametrize("case", list(BAD_ULB))
 def test_bad_ulb_file_stops_before_training(case, stage_root, capsys):
     mutate, expected = BAD_ULB[case]
@@ -82,7 +72,7 @@ def test_bad_ulb_file_stops_before_training(case, stage_root, capsys):
     _ulb_with(mutate).to_csv(data_file, index=False)
     before = digest(data_file)
     code, err = _run_to_gate(stage_root, "ulb", data_file, capsys)
-    _assert_stopped(stage_root, data_file, before, code, err, expected)
+    assert_stopped(stage_root, "fraud", data_file, before, code, err, expected)
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -96,7 +86,7 @@ def test_unreadable_files(content, expected, stage_root, capsys):
     data_file.write_bytes(content)
     before = digest(data_file)
     code, err = _run_to_gate(stage_root, "ulb", data_file, capsys)
-    _assert_stopped(stage_root, data_file, before, code, err, expected)
+    assert_stopped(stage_root, "fraud", data_file, before, code, err, expected)
 
 
 def test_duplicate_transaction_ids_block(stage_root, capsys):
@@ -106,7 +96,7 @@ def test_duplicate_transaction_ids_block(stage_root, capsys):
     frame.to_csv(data_file, index=False)
     before = digest(data_file)
     code, err = _run_to_gate(stage_root, "handbook", data_file, capsys)
-    _assert_stopped(stage_root, data_file, before, code, err, "transaction_id:unique [pandera]: 3 of 2000 rows")
+    assert_stopped(stage_root, "fraud", data_file, before, code, err, "transaction_id:unique [pandera]: 3 of 2000 rows")
 
 
 def test_missing_file(stage_root, capsys):

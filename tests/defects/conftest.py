@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from PIL import Image
 
 from domains.defects.params import SyntheticParams
 from domains.defects.synthetic import write_mvtec
-from tests.conftest import ROOT, digest, project_root
+from tests.conftest import ROOT, project_root
 
 
 def small_defects_params() -> dict:
@@ -54,12 +53,6 @@ def write_small_magnetic_tile(root: Path, seed: int = 2, free: int = 20, per_typ
             Image.fromarray(image, "L").save(folder / f"{stem}.jpg", quality=95)
             Image.fromarray(mask, "L").save(folder / f"{stem}.png")
     return root
-
-
-def digest_tree(path: Path) -> str:
-    """One hash of every file's relative path and content under `path`."""
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    return hashlib.sha256("".join(f"{p.relative_to(path)}:{digest(p)}" for p in files).encode()).hexdigest()
 
 
 @pytest.fixture(autouse=True)

@@ -12,24 +12,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import run_to_gate
-from tests.defects.conftest import digest_tree, small_defects_params, write_small_mvtec
+from tests.conftest import assert_stopped, digest, run_to_gate
+from tests.defects.conftest import small_defects_params, write_small_mvtec
 
 
 def _run(root: Path, data: Path, capsys, **gate) -> tuple[int, str]:
     return run_to_gate(root, "defects", small_defects_params(), "mvtec", data, capsys, **gate)
-
-
-def _assert_stopped(root: Path, data: Path, before: str, code: int, err: str, expected: list[str]) -> None:
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert "Traceback" not in err and all(line.startswith(("error:", "  ")) for line in lines), err
-    for part in expected:
-        assert part in err, err
-    assert digest_tree(data) == before  # input untouched
-    assert not (root / "data" / "defects" / "validate" / "validated.parquet").exists()
-    assert not (root / "data" / "defects" / "train").exists()
-
 
 def _truncate(file: Path) -> None:
     file.write_bytes(file.read_bytes()[:200])
@@ -94,9 +82,9 @@ def test_bad_mvtec_input_stops_at_the_gate(case, defects_root, capsys):
     mutate, expected = GATE_CASES[case]
     data = write_small_mvtec(defects_root / "category")
     mutate(data)
-    before = digest_tree(data)
+    before = digest(data)
     code, err = _run(defects_root, data, capsys)
-    _assert_stopped(defects_root, data, before, code, err, expected)
+    assert_stopped(defects_root, "defects", data, before, code, err, *expected)
 
 
 def test_an_empty_mask_on_a_defect_image_is_a_warning(defects_root, capsys):
@@ -113,11 +101,11 @@ def test_an_empty_mask_on_a_defect_image_is_a_warning(defects_root, capsys):
 
 def test_too_few_good_training_images_stop_at_the_gate(defects_root, capsys):
     data = write_small_mvtec(defects_root / "category")
-    before = digest_tree(data)
+    before = digest(data)
     code, err = _run(defects_root, data, capsys, min_train_good=30)
-    _assert_stopped(defects_root, data, before, code, err,
-                    ["enough_good_training_images [great_expectations]: observed 18, expected "
-                     "expect_column_min_to_be_between(min_value=30"])
+    assert_stopped(defects_root, "defects", data, before, code, err,
+                   "enough_good_training_images [great_expectations]: observed 18, expected "
+                   "expect_column_min_to_be_between(min_value=30")
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -128,9 +116,9 @@ def test_too_few_good_training_images_stop_at_the_gate(defects_root, capsys):
 def test_unreadable_layouts_stop_at_acquire(mutate, expected, defects_root, capsys):
     data = write_small_mvtec(defects_root / "category")
     mutate(data)
-    before = digest_tree(data)
+    before = digest(data)
     code, err = _run(defects_root, data, capsys)
-    _assert_stopped(defects_root, data, before, code, err, [expected])
+    assert_stopped(defects_root, "defects", data, before, code, err, expected)
     assert len(err.strip().splitlines()) == 1
     assert not (defects_root / "data" / "defects" / "validate").exists()  # stopped before the gate
 
@@ -138,7 +126,7 @@ def test_unreadable_layouts_stop_at_acquire(mutate, expected, defects_root, caps
 def test_a_truncated_image_can_be_quarantined_instead(defects_root, capsys):
     data = write_small_mvtec(defects_root / "category")
     _truncate(data / "train/good/003.png")
-    before = digest_tree(data)
+    before = digest(data)
     code, err = _run(defects_root, data, capsys, severity={"decode_error:decodes": "quarantine"},
                      max_quarantine_fraction=0.05)
     assert code == 0, err
@@ -146,4 +134,4 @@ def test_a_truncated_image_can_be_quarantined_instead(defects_root, capsys):
     quarantined = pd.read_parquet(validate / "quarantine.parquet")
     assert quarantined[["item_id", "quarantine_reason"]].values.tolist() == [["train/good/003.png", "decode_error:decodes"]]
     assert len(pd.read_parquet(validate / "validated.parquet")) == 27
-    assert digest_tree(data) == before
+    assert digest(data) == before

@@ -11,8 +11,8 @@ import torch
 
 from aiflow.cli import main
 from domains.common.vision import resnet18
-from tests.conftest import write_params
-from tests.defects.conftest import digest_tree, small_defects_params, write_small_magnetic_tile, write_small_mvtec
+from tests.conftest import digest, write_params
+from tests.defects.conftest import small_defects_params, write_small_magnetic_tile, write_small_mvtec
 
 STAGES = ("acquire", "validate", "prepare", "train", "evaluate")
 
@@ -30,14 +30,14 @@ def _run_all(root: Path, section: dict, capsys) -> dict:
 
 def test_magnetic_tile_runs_with_varying_sizes_and_soft_masks(defects_root, capsys):
     data = write_small_magnetic_tile(defects_root / "mt", free=30, per_type=3)
-    before = digest_tree(data)
+    before = digest(data)
     section = {**small_defects_params(), "data": {"source": "magnetic-tile", "path": str(data), "test_good_fraction": 0.3}}
     out = _run_all(defects_root, section, capsys)
     assert out["gate"]["verdict"] == "pass"  # sizes may vary and masks be anti-aliased here, unlike MVTec
     assert out["info"]["images"] == {"train": 19, "val": 2, "test": 15}
     assert {"pixel_auroc", "auroc_crack", "auroc_blowhole"} <= set(out["metrics"]["segmenter"])
     assert any("Magnetic-Tile split" in note for note in out["notes"])
-    assert digest_tree(data) == before
+    assert digest(data) == before
 
 
 def test_mvtec_without_ground_truth_is_evaluated_at_image_level(defects_root, capsys):

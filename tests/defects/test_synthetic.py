@@ -8,7 +8,7 @@ from PIL import Image
 
 from domains.defects.params import SyntheticParams
 from domains.defects.synthetic import defect_mask, inject, surface, write_mvtec
-from tests.defects.conftest import digest_tree
+from tests.conftest import digest
 
 KINDS = ["scratch", "spot", "crack", "missing"]
 
@@ -23,8 +23,8 @@ def test_the_dataset_is_written_in_mvtec_layout_and_seeded(tmp_path):
         masks = sorted(p.stem for p in (root / "ground_truth" / kind).glob("*.png"))
         assert masks == [f"{stem}_mask" for stem in images]
     assert Image.open(root / "train/good/000.png").mode == "L"
-    assert digest_tree(root) == digest_tree(write_mvtec(params, 5, tmp_path / "b"))
-    assert digest_tree(root) != digest_tree(write_mvtec(params, 6, tmp_path / "c"))
+    assert digest(root) == digest(write_mvtec(params, 5, tmp_path / "b"))
+    assert digest(root) != digest(write_mvtec(params, 6, tmp_path / "c"))
 
 
 def test_rgb_surfaces(tmp_path):

@@ -10,27 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import digest, run_to_gate
+from tests.conftest import assert_stopped, digest, run_to_gate
 from tests.medical.conftest import small_medical_params, synthetic_arrays, write_image_folder, write_npz
-
-
-def _digest_tree(path: Path) -> str:
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return "".join(f"{p.relative_to(path) if path.is_dir() else p.name}:{digest(p)}" for p in files)
-
 
 def _run(root: Path, source: str, data: Path, capsys, **gate) -> tuple[int, str]:
     return run_to_gate(root, "medical", small_medical_params(), source, data, capsys, **gate)
-
-
-def _assert_stopped(root: Path, data: Path, before: str, code: int, err: str, expected: str) -> None:
-    assert code == 1
-    assert expected in err, err
-    assert "Traceback" not in err and all(line.startswith(("error:", "  ")) for line in err.strip().splitlines())
-    assert _digest_tree(data) == before  # input untouched
-    assert not (root / "data" / "medical" / "validate" / "validated.parquet").exists()
-    assert not (root / "data" / "medical" / "train").exists()
-
 
 def _npz_case(mutate):
     def make(tmp: Path) -> tuple[str, Path]:
@@ -96,9 +80,9 @@ BAD_INPUTS = {
 def test_bad_input_stops_before_training(case, medical_root, tmp_path, capsys):
     make, expected = BAD_INPUTS[case]
     source, data = make(tmp_path)
-    before = _digest_tree(data)
+    before = digest(data)
     code, err = _run(medical_root, source, data, capsys)
-    _assert_stopped(medical_root, data, before, code, err, expected)
+    assert_stopped(medical_root, "medical", data, before, code, err, expected)
 
 
 def test_the_failing_file_is_named(medical_root, tmp_path, capsys):
@@ -124,9 +108,9 @@ def test_constant_images_block_when_params_say_so(medical_root, tmp_path, capsys
     arrays = synthetic_arrays()
     arrays["test_images"][0] = 0
     data = write_npz(tmp_path / "p.npz", arrays)
-    before = _digest_tree(data)
+    before = digest(data)
     code, err = _run(medical_root, "medmnist", data, capsys, severity={"pixel_std:not_constant": "block"})
-    _assert_stopped(medical_root, data, before, code, err, "pixel_std:not_constant [pandera]: 1 of 110 rows fail")
+    assert_stopped(medical_root, "medical", data, before, code, err, "pixel_std:not_constant [pandera]: 1 of 110 rows fail")
 
 
 def test_leaked_test_images_can_be_quarantined_instead(medical_root, tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 
 from domains.recsys.params import SyntheticParams
 from domains.recsys.synthetic import generate_ratings
-from tests.conftest import digest, run_to_gate
+from tests.conftest import assert_stopped, digest, run_to_gate
 from tests.recsys.conftest import small_recsys_params
 
 FILES = {"ml-100k": "u.data", "ml-1m": "ratings.dat", "ml-latest-small": "ratings.csv"}
@@ -32,16 +32,6 @@ def write_ratings(path: Path, frame: pd.DataFrame, source: str = "ml-100k") -> P
 
 def _run_to_gate(root: Path, source: str, data_file: Path, capsys, **gate) -> tuple[int, str]:
     return run_to_gate(root, "recsys", small_recsys_params(), source, data_file, capsys, **gate)
-
-
-def _assert_stopped(root: Path, data_file: Path, before: str, code: int, err: str, expected: str) -> None:
-    assert code == 1
-    assert expected in err, err
-    assert "Traceback" not in err and all(line.startswith(("error:", "  ")) for line in err.strip().splitlines())
-    assert digest(data_file) == before  # input untouched
-    assert not (root / "data" / "recsys" / "validate" / "validated.parquet").exists()
-    assert not (root / "data" / "recsys" / "train").exists()
-
 
 def _set(column: str, rows: list[int], value):
     def mutate(frame: pd.DataFrame) -> pd.DataFrame:
@@ -68,7 +58,7 @@ def test_bad_values_stop_at_the_gate(case, recsys_root, capsys):
     data_file = write_ratings(recsys_root / "u.data", frame)
     before = digest(data_file)
     code, err = _run_to_gate(recsys_root, "ml-100k", data_file, capsys)
-    _assert_stopped(recsys_root, data_file, before, code, err, expected.format(n=len(frame)))
+    assert_stopped(recsys_root, "recsys", data_file, before, code, err, expected.format(n=len(frame)))
 
 
 @pytest.mark.parametrize("source, content, expected", [
@@ -84,7 +74,7 @@ def test_unreadable_files_stop_at_acquire(source, content, expected, recsys_root
     data_file.write_bytes(content)
     before = digest(data_file)
     code, err = _run_to_gate(recsys_root, source, data_file, capsys)
-    _assert_stopped(recsys_root, data_file, before, code, err, expected)
+    assert_stopped(recsys_root, "recsys", data_file, before, code, err, expected)
     assert not (recsys_root / "data" / "recsys" / "validate").exists()  # stopped before the gate
 
 
@@ -108,7 +98,7 @@ def test_many_duplicate_pairs_block(recsys_root, capsys):
     data_file = write_ratings(recsys_root / "ratings.dat", frame, "ml-1m")
     before = digest(data_file)
     code, err = _run_to_gate(recsys_root, "ml-1m", data_file, capsys)
-    _assert_stopped(recsys_root, data_file, before, code, err, "more than gate.max_quarantine_fraction=1.00%")
+    assert_stopped(recsys_root, "recsys", data_file, before, code, err, "more than gate.max_quarantine_fraction=1.00%")
 
 
 def test_duplicates_block_when_params_say_so(recsys_root, capsys):
@@ -117,7 +107,7 @@ def test_duplicates_block_when_params_say_so(recsys_root, capsys):
     data_file = write_ratings(recsys_root / "ratings.csv", frame, "ml-latest-small")
     before = digest(data_file)
     code, err = _run_to_gate(recsys_root, "ml-latest-small", data_file, capsys, severity={"pair:unique": "block"})
-    _assert_stopped(recsys_root, data_file, before, code, err, "pair:unique [pandera]: 2 of")
+    assert_stopped(recsys_root, "recsys", data_file, before, code, err, "pair:unique [pandera]: 2 of")
 
 
 def test_out_of_scale_ratings_can_be_quarantined_instead(recsys_root, capsys):

@@ -9,27 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import digest, run_to_gate
+from tests.conftest import assert_stopped, digest, run_to_gate
 from tests.sentiment.conftest import reviews, small_sentiment_params, write_csv, write_text_folder
-
-
-def _digest_tree(path: Path) -> str:
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return "".join(f"{p.relative_to(path) if path.is_dir() else p.name}:{digest(p)}" for p in files)
-
 
 def _run(root: Path, source: str, data: Path, capsys, **gate) -> tuple[int, str]:
     return run_to_gate(root, "sentiment", small_sentiment_params(), source, data, capsys, **gate)
-
-
-def _assert_stopped(root: Path, data: Path, before: str, code: int, err: str, expected: str) -> None:
-    assert code == 1
-    assert expected in err, err
-    assert "Traceback" not in err and all(line.startswith(("error:", "  ")) for line in err.strip().splitlines())
-    assert _digest_tree(data) == before  # input untouched
-    assert not (root / "data" / "sentiment" / "validate" / "validated.parquet").exists()
-    assert not (root / "data" / "sentiment" / "train").exists()
-
 
 def _folder(tmp: Path, docs: pd.DataFrame | None = None, **kwargs) -> Path:
     return write_text_folder(tmp / "reviews", reviews() if docs is None else docs, **kwargs)
@@ -110,9 +94,9 @@ def test_bad_documents_stop_before_training(case, sentiment_root, tmp_path, caps
     make, expected = CASES[case]
     (tmp_path / "input").mkdir()
     source, data = make(tmp_path / "input")
-    before = _digest_tree(data)
+    before = digest(data)
     code, err = _run(sentiment_root, source, data, capsys, severity=SEVERITY.get(case, {}))
-    _assert_stopped(sentiment_root, data, before, code, err, expected)
+    assert_stopped(sentiment_root, "sentiment", data, before, code, err, expected)
 
 
 def test_an_empty_document_is_quarantined_and_the_run_goes_on(sentiment_root, tmp_path, capsys):
@@ -129,9 +113,9 @@ def test_many_empty_documents_block(sentiment_root, tmp_path, capsys):
     folder = _folder(tmp_path / "input")
     for file in sorted((folder / "test" / "neg").glob("*.txt"))[:3]:
         file.write_text("")
-    before = _digest_tree(folder)
+    before = digest(folder)
     code, err = _run(sentiment_root, "text-folder", folder, capsys)
-    _assert_stopped(sentiment_root, folder, before, code, err, "quarantine: 3 of 100 rows (3.00%)")
+    assert_stopped(sentiment_root, "sentiment", folder, before, code, err, "quarantine: 3 of 100 rows (3.00%)")
 
 
 def test_a_file_that_is_not_utf8_can_be_quarantined_instead(sentiment_root, tmp_path, capsys):
