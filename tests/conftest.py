@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -113,6 +114,29 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.C
 def stages_ran(dvc_output: str) -> set[str]:
     """The stages (without their domain) that a `dvc repro` printed it was running."""
     return {line.split("'")[1].split("@")[0] for line in dvc_output.splitlines() if line.startswith("Running stage")}
+
+
+TIMINGS = ("fit_seconds", "predict_seconds", "images_per_second")  # differ from run to run: never compared
+
+
+def scores(root: Path, domain: str) -> dict:
+    """A domain's evaluate metrics without the timings."""
+    metrics = json.loads((root / "data" / domain / "evaluate" / "metrics.json").read_text())
+    return {model: {k: v for k, v in values.items() if k not in TIMINGS} for model, values in metrics.items()}
+
+
+def assert_noop_repro(repo: Path, domain: str) -> None:
+    """Nothing changed, so `dvc repro` runs no stage."""
+    proc = run(["dvc", "repro", f"report@{domain}"], repo)
+    assert stages_ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+
+
+def assert_retrain_reproduces(repo: Path, domain: str) -> None:
+    """Training again with the same params and seed gives the same metrics (timings aside)."""
+    before = scores(repo, domain)
+    proc = run(["dvc", "repro", "--force", "--downstream", f"train@{domain}"], repo)
+    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
+    assert scores(repo, domain) == before
 
 
 def copy_repo(dest: Path) -> Path:

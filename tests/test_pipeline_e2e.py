@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from domains.common.paths import STAGES
-from tests.conftest import copy_repo_with, run, small_fraud_params, stages_ran
+from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, small_fraud_params, stages_ran
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +46,7 @@ def test_cold_repro_produces_every_output(repo):
 
 
 def test_second_repro_runs_no_stage(repo):
-    proc = run(["dvc", "repro", "report@fraud"], repo)
-    assert stages_ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+    assert_noop_repro(repo, "fraud")
 
 
 def test_training_param_change_reruns_only_train_and_what_follows(repo):
@@ -59,10 +58,7 @@ def test_training_param_change_reruns_only_train_and_what_follows(repo):
 
 
 def test_same_seed_gives_identical_metrics(repo):
-    before = _metrics(repo)
-    proc = run(["dvc", "repro", "--force", "--downstream", "train@fraud"], repo)
-    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
-    assert _metrics(repo) == before
+    assert_retrain_reproduces(repo, "fraud")
 
 
 def test_prefect_flow_runs_the_stages_and_publishes_artifacts(repo, prefect_api):

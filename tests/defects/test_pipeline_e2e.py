@@ -8,21 +8,16 @@ from pathlib import Path
 import pytest
 
 from domains.common.paths import STAGES
-from tests.conftest import copy_repo_with, run, stages_ran
+from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, stages_ran
 from tests.defects.conftest import small_defects_params
 
 pytestmark = pytest.mark.slow
-TIMINGS = {"fit_seconds", "images_per_second"}
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     return copy_repo_with(tmp_path_factory.mktemp("repo"), "defects", small_defects_params())
 
-
-def _accuracy(root: Path) -> dict:
-    metrics = json.loads((root / "data/defects/evaluate/metrics.json").read_text())
-    return {model: {k: v for k, v in values.items() if k not in TIMINGS} for model, values in metrics.items()}
 
 
 def test_cold_repro_produces_every_output(repo):
@@ -53,12 +48,8 @@ def test_cold_repro_produces_every_output(repo):
 
 
 def test_second_repro_runs_no_stage(repo):
-    proc = run(["dvc", "repro", "report@defects"], repo)
-    assert stages_ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+    assert_noop_repro(repo, "defects")
 
 
 def test_same_seed_gives_identical_metrics(repo):
-    before = _accuracy(repo)
-    proc = run(["dvc", "repro", "--force", "--downstream", "train@defects"], repo)
-    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
-    assert _accuracy(repo) == before  # fit seconds and images per second are timings: not compared
+    assert_retrain_reproduces(repo, "defects")

@@ -8,21 +8,16 @@ from pathlib import Path
 import pytest
 
 from domains.common.paths import STAGES
-from tests.conftest import copy_repo_with, run, stages_ran
+from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, stages_ran
 from tests.medical.conftest import small_medical_params
 
 pytestmark = pytest.mark.slow
-TIMINGS = {"fit_seconds", "predict_seconds"}
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     return copy_repo_with(tmp_path_factory.mktemp("repo"), "medical", small_medical_params())
 
-
-def _scores(root: Path) -> dict:
-    metrics = json.loads((root / "data/medical/evaluate/metrics.json").read_text())
-    return {model: {k: v for k, v in values.items() if k not in TIMINGS} for model, values in metrics.items()}
 
 
 def test_cold_repro_produces_every_output(repo):
@@ -46,15 +41,11 @@ def test_cold_repro_produces_every_output(repo):
 
 
 def test_second_repro_runs_no_stage(repo):
-    proc = run(["dvc", "repro", "report@medical"], repo)
-    assert stages_ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+    assert_noop_repro(repo, "medical")
 
 
 def test_same_seed_gives_identical_metrics(repo):
-    before = _scores(repo)
-    proc = run(["dvc", "repro", "--force", "--downstream", "train@medical"], repo)
-    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
-    assert _scores(repo) == before
+    assert_retrain_reproduces(repo, "medical")
 
 
 def test_example_images_can_be_turned_off(repo):

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from domains.common.paths import STAGES
-from domains.recsys.metrics import ACCURACY
-from tests.conftest import copy_repo_with, run, stages_ran
+from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, stages_ran
 from tests.recsys.conftest import small_recsys_params
 
 pytestmark = pytest.mark.slow
@@ -20,10 +19,6 @@ MODELS = {"baseline_only", "svd", "svdpp", "knn_baseline", "mf", "popularity"}
 def repo(tmp_path_factory) -> Path:
     return copy_repo_with(tmp_path_factory.mktemp("repo"), "recsys", small_recsys_params())
 
-
-def _accuracy(root: Path) -> dict:
-    metrics = json.loads((root / "data/recsys/evaluate/metrics.json").read_text())
-    return {model: {k: v for k, v in values.items() if k in ACCURACY} for model, values in metrics.items()}
 
 
 def test_cold_repro_produces_every_output(repo):
@@ -54,12 +49,8 @@ def test_cold_repro_produces_every_output(repo):
 
 
 def test_second_repro_runs_no_stage(repo):
-    proc = run(["dvc", "repro", "report@recsys"], repo)
-    assert stages_ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+    assert_noop_repro(repo, "recsys")
 
 
 def test_same_seed_gives_identical_accuracy_metrics(repo):
-    before = _accuracy(repo)
-    proc = run(["dvc", "repro", "--force", "--downstream", "train@recsys"], repo)
-    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
-    assert _accuracy(repo) == before  # fit and predict seconds are timings: not compared
+    assert_retrain_reproduces(repo, "recsys")

@@ -8,22 +8,17 @@ from pathlib import Path
 import pytest
 
 from domains.common.paths import STAGES
-from tests.conftest import copy_repo_with, run, stages_ran
+from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, stages_ran
 from tests.sentiment.conftest import small_sentiment_params
 
 pytestmark = pytest.mark.slow
 MODELS = {"tfidf_logreg", "nbsvm", "fasttext", "ensemble"}
-TIMINGS = {"fit_seconds", "predict_seconds"}
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     return copy_repo_with(tmp_path_factory.mktemp("repo"), "sentiment", small_sentiment_params())
 
-
-def _scores(root: Path) -> dict:
-    metrics = json.loads((root / "data/sentiment/evaluate/metrics.json").read_text())
-    return {model: {k: v for k, v in values.items() if k not in TIMINGS} for model, values in metrics.items()}
 
 
 def test_cold_repro_produces_every_output(repo):
@@ -56,12 +51,8 @@ def test_cold_repro_produces_every_output(repo):
 
 
 def test_second_repro_runs_no_stage(repo):
-    proc = run(["dvc", "repro", "report@sentiment"], repo)
-    assert stages_ran(proc.stdout) == set() and "Data and pipelines are up to date" in proc.stdout
+    assert_noop_repro(repo, "sentiment")
 
 
 def test_same_seed_gives_identical_accuracy_metrics(repo):
-    before = _scores(repo)
-    proc = run(["dvc", "repro", "--force", "--downstream", "train@sentiment"], repo)
-    assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
-    assert _scores(repo) == before  # fit and predict seconds are timings: not compared
+    assert_retrain_reproduces(repo, "sentiment")
