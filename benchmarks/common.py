@@ -106,6 +106,57 @@ def save(name: str, result: dict[str, Any], before: dict[str, Any]) -> Path:
     return path
 
 
+def domain_section(domain: str, overrides: dict) -> dict:
+    """The domain's section of this checkout's params.yaml with `overrides` merged in (nested keys one by one)."""
+    import yaml
+
+    def merge(base: dict, changes: dict) -> dict:
+        out = dict(base)
+        for key, value in changes.items():
+            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    return merge(yaml.safe_load((ROOT / "params.yaml").read_text())[domain], overrides)
+
+
+@contextlib.contextmanager
+def stage_root(domain: str, section: dict, stages: tuple[str, ...]) -> Iterator[tuple[Path, dict[str, float]]]:
+    """A throwaway project root with `section` as the domain's params, after running `stages` in-process;
+    yields the root and each stage's seconds."""
+    import yaml
+
+    from domains.common.stages import run_stage
+
+    with tempfile.TemporaryDirectory(prefix=f"aiflow-bench-{domain}-") as tmp:
+        root = Path(tmp)
+        (root / "registry").mkdir()
+        (root / "params.yaml").write_text(yaml.safe_dump({domain: section}, sort_keys=False))
+        seconds = {}
+        for stage in stages:
+            began = time.perf_counter()
+            run_stage(stage, domain, root)
+            seconds[stage] = round(time.perf_counter() - began, 1)
+        yield root, seconds
+
+
+def main_for(domain: str, benchmarks: dict[str, Callable[[], dict[str, Any] | None]], doc: str | None,
+             argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.<domain> NAME|all`: run each, print its table, save its result."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{domain}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=[*benchmarks, "all"])
+    args = parser.parse_args(argv)
+    for name in benchmarks if args.name == "all" else [args.name]:
+        print(f"== {domain} {name} ==", flush=True)
+        before = context()
+        result = benchmarks[name]()
+        if result is not None:
+            save(f"{domain}_{name.replace('-', '_')}", result, before)
+    return 0
+
+
 def bench_repro(domain: str, cold_target_s: float | None = None, noop_target_s: float = 5.0) -> dict[str, Any]:
     """Cold `dvc repro report@<domain>` with this checkout's params.yaml, then a no-op one, in a copy of the repo."""
     from domains.common import paths

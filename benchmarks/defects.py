@@ -21,8 +21,6 @@ also keeps the run's report in benchmarks/results/defects_magnetic_tile_report/.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import json
 import shutil
 import statistics
@@ -32,9 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from benchmarks.common import DATASETS, RESULTS, ROOT, bench_repro, context, print_table, save
+from benchmarks.common import DATASETS, RESULTS, ROOT, bench_repro, domain_section, main_for, print_table, stage_root
 
 MAGNETIC_TILE_DATA = DATASETS / "vision-defect" / "magnetic-tile-defect"
 GOALS = {"image_auroc": 0.95, "pixel_auroc": 0.95, "train_s": 600.0}
@@ -52,31 +48,10 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "80 epochs": {"epochs": 80, "patience": 80},
 }
 
-def _merge(base: dict, overrides: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
 
 def _section(overrides: dict) -> dict:
-    return _merge(yaml.safe_load((ROOT / "params.yaml").read_text())["defects"], overrides)
+    return domain_section("defects", overrides)
 
-
-def _run_stages(section: dict, stages: tuple[str, ...]) -> tuple[dict[str, float], Path, tempfile.TemporaryDirectory]:
-    """The domain's stages in a scratch project root; the caller reads the outputs, then cleans up."""
-    from domains.common.stages import run_stage
-
-    scratch = tempfile.TemporaryDirectory(prefix="aiflow-bench-defects-")
-    root = Path(scratch.name)
-    (root / "registry").mkdir()
-    (root / "params.yaml").write_text(yaml.safe_dump({"defects": section}, sort_keys=False))
-    seconds = {}
-    for stage in stages:
-        began = time.perf_counter()
-        run_stage(stage, "defects", root)
-        seconds[stage] = round(time.perf_counter() - began, 1)
-    return seconds, root / "data" / "defects", scratch
 
 
 def _missing() -> bool:
@@ -91,8 +66,8 @@ def bench_magnetic_tile() -> dict[str, Any] | None:
     if _missing():
         return None
     section = _section(MAGNETIC_TILE)
-    seconds, data, scratch = _run_stages(section, ("acquire", "validate", "prepare", "train", "evaluate", "report"))
-    with scratch:
+    with stage_root("defects", section, ("acquire", "validate", "prepare", "train", "evaluate", "report")) as (root, seconds):
+        data = root / "data" / "defects"
         report = RESULTS / "defects_magnetic_tile_report"  # the domain's report of this run, to look at
         shutil.rmtree(report, ignore_errors=True)
         shutil.copytree(data / "report", report)
@@ -133,8 +108,8 @@ def bench_select() -> dict[str, Any] | None:
     from domains.defects.train import split_images
 
     result: dict[str, Any] = {}
-    seconds, data, scratch = _run_stages(_section(MAGNETIC_TILE), ("acquire", "validate", "prepare"))
-    with scratch:
+    with stage_root("defects", _section(MAGNETIC_TILE), ("acquire", "validate", "prepare")) as (root, _):
+        data = root / "data" / "defects"
         train, val = split_images(data / "prepare", "train"), split_images(data / "prepare", "val")
         base = load_params(data.parents[1], "defects")
         rows = []
@@ -169,8 +144,8 @@ def bench_gpu() -> dict[str, Any] | None:
         print("skipped: no CUDA device")
         return None
     p = load_params(ROOT, "defects")
-    seconds, data, scratch = _run_stages(_section({}), ("acquire", "validate", "prepare"))
-    with scratch:
+    with stage_root("defects", _section({}), ("acquire", "validate", "prepare")) as (root, _):
+        data = root / "data" / "defects"
         train, val = split_images(data / "prepare", "train"), split_images(data / "prepare", "val")
     result: dict[str, Any] = {"device_name": torch.cuda.get_device_name(0), "train_images": len(train)}
     rows = []
@@ -191,17 +166,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.defects", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", choices=[*BENCHMARKS, "all"])
-    args = parser.parse_args(argv)
-    for name in BENCHMARKS if args.name == "all" else [args.name]:
-        print(f"== defects {name} ==", flush=True)
-        before = context()
-        result = BENCHMARKS[name]()
-        if result is not None:
-            save(f"defects_{name.replace('-', '_')}", result, before)
-    return 0
+    return main_for("defects", BENCHMARKS, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -13,19 +13,14 @@ Each prints a table and writes benchmarks/results/medical_<name>.json (git-ignor
 
 from __future__ import annotations
 
-import argparse
-import copy
 import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from benchmarks.common import DATASETS, ROOT, bench_repro, context, print_table, save
+from benchmarks.common import DATASETS, ROOT, bench_repro, domain_section, main_for, print_table, stage_root
 
 PNEUMONIAMNIST = DATASETS / "medical-imaging" / "medmnist" / "pneumoniamnist.npz"
 # MedMNIST v2 (Yang et al. 2023), PneumoniaMNIST test AUC / ACC.
@@ -45,30 +40,14 @@ PNEUMONIA = {
 }
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
 
 def bench_pneumonia() -> dict[str, Any] | None:
     """PneumoniaMNIST through the domain's stages: test AUC / ACC and training time of every model."""
     if not PNEUMONIAMNIST.is_file():
         print(f"skipped: {PNEUMONIAMNIST} not found (PneumoniaMNIST is not shipped with the project)")
         return None
-    from domains.common.stages import run_stage
-
-    section = _merge(yaml.safe_load((ROOT / "params.yaml").read_text())["medical"], PNEUMONIA)
-    seconds = {}
-    with tempfile.TemporaryDirectory(prefix="aiflow-bench-medical-") as tmp:
-        root = Path(tmp)
-        (root / "registry").mkdir()
-        (root / "params.yaml").write_text(yaml.safe_dump({"medical": section}, sort_keys=False))
-        for stage in ("acquire", "validate", "prepare", "train", "evaluate"):
-            began = time.perf_counter()
-            run_stage(stage, "medical", root)
-            seconds[stage] = round(time.perf_counter() - began, 1)
+    section = domain_section("medical", PNEUMONIA)
+    with stage_root("medical", section, ("acquire", "validate", "prepare", "train", "evaluate")) as (root, seconds):
         data = root / "data" / "medical"
         metrics = json.loads((data / "evaluate" / "metrics.json").read_text())
         history = json.loads((data / "train" / "history.json").read_text())
@@ -133,17 +112,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.medical", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", choices=[*BENCHMARKS, "all"])
-    args = parser.parse_args(argv)
-    for name in BENCHMARKS if args.name == "all" else [args.name]:
-        print(f"== medical {name} ==", flush=True)
-        before = context()
-        result = BENCHMARKS[name]()
-        if result is not None:
-            save(f"medical_{name}", result, before)
-    return 0
+    return main_for("medical", BENCHMARKS, __doc__, argv)
 
 
 if __name__ == "__main__":

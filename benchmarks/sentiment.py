@@ -15,21 +15,13 @@ Each prints a table and writes benchmarks/results/sentiment_<name>.json (git-ign
 
 from __future__ import annotations
 
-import argparse
-import copy
 import itertools
 import json
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from benchmarks.common import DATASETS, ROOT, bench_repro, context, print_table, save
+from benchmarks.common import DATASETS, bench_repro, domain_section, main_for, print_table, stage_root
 
 IMDB_ARCHIVE = DATASETS / "nlp-sentiment" / "imdb-aclImdb-v1" / "aclImdb_v1_labeled.tar.gz"
 # Test accuracy on IMDB's 25,000 test reviews, as published.
@@ -56,32 +48,10 @@ SELECTION_GRID: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
 
 def imdb_section() -> dict:
-    return _merge(yaml.safe_load((ROOT / "params.yaml").read_text())["sentiment"], IMDB)
+    return domain_section("sentiment", IMDB)
 
-
-@contextmanager
-def stage_root(section: dict, stages: tuple[str, ...]) -> Iterator[tuple[Path, dict[str, float]]]:
-    """A throwaway project root with `section` as the sentiment params, after running `stages` in-process."""
-    from domains.common.stages import run_stage
-
-    with tempfile.TemporaryDirectory(prefix="aiflow-bench-sentiment-") as tmp:
-        root = Path(tmp)
-        (root / "registry").mkdir()
-        (root / "params.yaml").write_text(yaml.safe_dump({"sentiment": section}, sort_keys=False))
-        seconds = {}
-        for stage in stages:
-            began = time.perf_counter()
-            run_stage(stage, "sentiment", root)
-            seconds[stage] = round(time.perf_counter() - began, 1)
-        yield root, seconds
 
 
 def bench_imdb() -> dict[str, Any] | None:
@@ -90,7 +60,7 @@ def bench_imdb() -> dict[str, Any] | None:
         print(f"skipped: {IMDB_ARCHIVE} not found (IMDB is not shipped with the project)")
         return None
     section = imdb_section()
-    with stage_root(section, ("acquire", "validate", "prepare", "train", "evaluate")) as (root, seconds):
+    with stage_root("sentiment", section, ("acquire", "validate", "prepare", "train", "evaluate")) as (root, seconds):
         data = root / "data" / "sentiment"
         metrics = json.loads((data / "evaluate" / "metrics.json").read_text())
         history = json.loads((data / "train" / "history.json").read_text())
@@ -136,7 +106,7 @@ def bench_select() -> dict[str, Any] | None:
 
     section = imdb_section()
     rows, best_val = [], {}
-    with stage_root(section, ("acquire", "validate", "prepare")) as (root, _):
+    with stage_root("sentiment", section, ("acquire", "validate", "prepare")) as (root, _):
         prepared = root / "data" / "sentiment" / "prepare"
         documents = pd.read_parquet(prepared / DOCUMENTS)
         counts, vocabulary = load_features(prepared)
@@ -187,17 +157,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sentiment", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", choices=[*BENCHMARKS, "all"])
-    args = parser.parse_args(argv)
-    for name in BENCHMARKS if args.name == "all" else [args.name]:
-        print(f"== sentiment {name} ==", flush=True)
-        before = context()
-        result = BENCHMARKS[name]()
-        if result is not None:
-            save(f"sentiment_{name}", result, before)
-    return 0
+    return main_for("sentiment", BENCHMARKS, __doc__, argv)
 
 
 if __name__ == "__main__":
