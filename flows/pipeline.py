@@ -13,15 +13,17 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.futures import PrefectFuture
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from domains.common import champion, paths, provenance
 from domains.common.dvc import DvcSession, dvc
@@ -81,6 +83,29 @@ def _close_sessions(domains: list[str]) -> None:
 
 
 LEASE_SECONDS = 300  # a slot held by a process that died is freed by the server this long after its last renewal
+T = TypeVar("T")
+
+
+def _promptly(call: Callable[[], T]) -> T:
+    """`call()` against the API, retrying a busy server (503) after 0.1 s instead of Prefect's 2 s back-off.
+
+    A SQLite-backed server answers 503 to a write while it records the previous task's states, which
+    cost about 2 s before each stage here; a few quick retries are enough. Then Prefect's own retries.
+    """
+    for _ in range(20):
+        try:
+            with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+                return call()
+        except httpx.HTTPStatusError as err:
+            if err.response.status_code != 503:
+                raise
+            time.sleep(0.1)
+    return call()
+
+
+def _artifact(create: Callable[..., object], **fields: object) -> None:
+    """Publish an artifact (create_*_artifact), promptly."""
+    _promptly(lambda: create(**fields))
 
 
 @contextmanager
@@ -93,8 +118,8 @@ def _slots(names: list[str]) -> Iterator[None]:
     with get_client(sync_client=True) as client:
         while True:
             try:
-                response = client.increment_concurrency_slots_with_lease(
-                    names=names, slots=1, mode="concurrency", lease_duration=LEASE_SECONDS)
+                response = _promptly(lambda: client.increment_concurrency_slots_with_lease(
+                    names=names, slots=1, mode="concurrency", lease_duration=LEASE_SECONDS))
                 break
             except httpx.HTTPStatusError as err:
                 if err.response.status_code != 423:  # 423: no free slot yet, retry when the server says
@@ -112,7 +137,7 @@ def _slots(names: list[str]) -> Iterator[None]:
         finally:
             done.set()
             renewer.join()
-            client.release_concurrency_slots_with_lease(lease_id=granted["lease_id"])
+            _promptly(lambda: client.release_concurrency_slots_with_lease(lease_id=granted["lease_id"]))
 
 
 def _renew(lease_id: str, done: threading.Event) -> None:
@@ -180,7 +205,7 @@ def publish_gate(domain: str) -> str | None:
     lines = [f"# Data-quality gate: {domain}: **{gate['verdict'].upper()}**", "",
              f"{gate['rows_in']} rows in, {gate['rows_passed']} passed, {gate['rows_quarantined']} quarantined.", ""]
     lines += [f"- **{c['severity']}** `{c['name']}` ({c['tool']}): {c['detail']}" for c in failed] or ["All checks passed."]
-    create_markdown_artifact(key=f"{domain}-gate", markdown="\n".join(lines), description=f"{domain} gate verdict")
+    _artifact(create_markdown_artifact, key=f"{domain}-gate", markdown="\n".join(lines), description=f"{domain} gate verdict")
     return gate["verdict"]
 
 
@@ -190,18 +215,18 @@ def publish_results(domain: str) -> dict:
     metrics = json.loads(paths.metrics_file(root, domain).read_text())
     decision = json.loads(paths.decision_file(root, domain).read_text())
     table = [{"model": model, **{k: round(v, 4) for k, v in values.items()}} for model, values in metrics.items()]
-    create_table_artifact(key=f"{domain}-metrics", table=table,
-                          description=f"{domain}: {decision['decision']} {decision['candidate']}: {decision['reason']}")
+    _artifact(create_table_artifact, key=f"{domain}-metrics", table=table,
+              description=f"{domain}: {decision['decision']} {decision['candidate']}: {decision['reason']}")
     report = paths.report_html(root, domain)
-    create_link_artifact(key=f"{domain}-report", link=report.resolve().as_uri(), link_text=f"{domain} report",
-                         description=str(report))
+    _artifact(create_link_artifact, key=f"{domain}-report", link=report.resolve().as_uri(), link_text=f"{domain} report",
+              description=str(report))
     lock = provenance.dvc_lock_hashes(root, domain)
     params = json.loads((paths.stage_dir(root, domain, "report") / "provenance.json").read_text())["params"]
-    create_markdown_artifact(key=f"{domain}-provenance", description=f"{domain}: dvc.lock hashes and params",
-                             markdown="\n".join([f"# Provenance: {domain}", "", f"commit `{provenance.git_commit(root)}`", "",
-                                                 "| stage | output | md5 |", "|---|---|---|",
-                                                 *(f"| {s} | {p} | `{h}` |" for s, outs in lock.items() for p, h in outs.items()),
-                                                 "", "```json", json.dumps(params, indent=2), "```"]))
+    _artifact(create_markdown_artifact, key=f"{domain}-provenance", description=f"{domain}: dvc.lock hashes and params",
+              markdown="\n".join([f"# Provenance: {domain}", "", f"commit `{provenance.git_commit(root)}`", "",
+                                   "| stage | output | md5 |", "|---|---|---|",
+                                   *(f"| {s} | {p} | `{h}` |" for s, outs in lock.items() for p, h in outs.items()),
+                                   "", "```json", json.dumps(params, indent=2), "```"]))
     return decision
 
 
@@ -219,7 +244,7 @@ def promote_if_better(domain: str, decision: dict) -> str:
         except PipelineError as err:  # e.g. already the champion: nothing to do
             outcome["reason"] = str(err)
     current = outcome["champion"]
-    create_markdown_artifact(key=f"{domain}-promotion", description=f"{domain} promotion decision", markdown=(
+    _artifact(create_markdown_artifact, key=f"{domain}-promotion", description=f"{domain} promotion decision", markdown=(
         f"# Promotion: {domain}\n\n**{decision['decision']}** `{decision['candidate']}`: {outcome['reason']}\n\n"
         f"Champion now: {'v' + str(current['version']) + ' (' + current['model'] + ')' if current else 'none'}"))
     return PROMOTED if promoted else KEPT
@@ -266,7 +291,7 @@ def _tag_with_commit() -> None:
     commit = provenance.git_commit(paths.project_root())
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(flow_run.id)
-        client.update_flow_run(flow_run.id, tags=sorted({*run.tags, f"commit:{commit[:12]}"}))
+        _promptly(lambda: client.update_flow_run(flow_run.id, tags=sorted({*run.tags, f"commit:{commit[:12]}"})))
 
 
 def _run(domains: list[str], force: bool, promote: bool, push_outputs: bool) -> dict[str, str]:
