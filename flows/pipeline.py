@@ -296,6 +296,8 @@ def _tag_with_commit() -> None:
 
 def _run(domains: list[str], force: bool, promote: bool, push_outputs: bool) -> dict[str, str]:
     try:
+        for name in domains:
+            _session(name)  # DVC starts while Prefect creates the task runs
         futures = {name: _submit_domain(name, force, promote, push_outputs) for name in domains}
         _tag_with_commit()  # while the first DVC commands run
         failures = {}

@@ -99,6 +99,8 @@ def _serve() -> None:
     """The session's side: read one command per line on stdin, run it with stdout and stderr sent to the
     files it names (stage commands inherit them), answer its exit code on the original stdout."""
     from dvc.cli import main
+    from dvc.commands import repro, status  # noqa: F401  what the first command would import, while the caller sets up
+    from dvc.repo import Repo  # noqa: F401
 
     commands, replies = os.fdopen(os.dup(0)), os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_RDWR)
