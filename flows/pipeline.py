@@ -87,10 +87,11 @@ T = TypeVar("T")
 
 
 def _promptly(call: Callable[[], T]) -> T:
-    """`call()` against the API, retrying a busy server (503) after 0.1 s instead of Prefect's 2 s back-off.
+    """`call()` against the API, retrying a busy server after 0.1 s instead of Prefect's 2 s back-off.
 
     A SQLite-backed server answers 503 to a write while it records the previous task's states, which
-    cost about 2 s before each stage here; a few quick retries are enough. Then Prefect's own retries.
+    cost about 2 s before each stage here; a few quick retries are enough. Connection errors are retried
+    the same way (Prefect's retries, turned off here, would have). Then Prefect's own retries.
     """
     for _ in range(20):
         try:
@@ -99,7 +100,9 @@ def _promptly(call: Callable[[], T]) -> T:
         except httpx.HTTPStatusError as err:
             if err.response.status_code != 503:
                 raise
-            time.sleep(0.1)
+        except httpx.TransportError:  # e.g. a kept-alive connection the server closed
+            pass
+        time.sleep(0.1)
     return call()
 
 
