@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -214,6 +215,18 @@ def prefect_server(home: Path) -> Iterator[dict]:
     finally:
         stop(server)
         log.close()
+
+
+def api_call(method: str, url: str, body: dict | None = None) -> Any:
+    """One Prefect REST call, as JSON. Retried while the SQLite-backed server answers 503 (database
+    locked while it records a flow's states); any other error status fails the test."""
+    for _ in range(50):
+        response = httpx.request(method, url, json=body, timeout=30)
+        if response.status_code != 503:
+            break
+        time.sleep(0.2)
+    response.raise_for_status()
+    return response.json()
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from domains.common.registry import configured_domains
-from tests.conftest import GIT, copy_repo_with, run, set_domain_params, small_fraud_params, stop
+from tests.conftest import GIT, api_call, copy_repo_with, run, set_domain_params, small_fraud_params, stop
 from tests.test_bad_inputs import ulb_frame
 
 pytestmark = pytest.mark.slow
@@ -35,9 +34,7 @@ def _wait_for(predicate, timeout: float, what: str):
 
 
 def _post(api: dict, path: str, body: dict | None = None):
-    response = httpx.post(f"{api['url']}{path}", json=body or {}, timeout=30)
-    response.raise_for_status()
-    return response.json()
+    return api_call("POST", f"{api['url']}{path}", body or {})
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +78,14 @@ def test_triggered_run_completes_promotes_and_pushes(served):
     flow_run = _post(api, f"/deployments/{deployment['id']}/create_flow_run", {})
 
     def finished():
-        state = httpx.get(f"{api['url']}/flow_runs/{flow_run['id']}").json()["state"]
+        state = api_call("GET", f"{api['url']}/flow_runs/{flow_run['id']}")["state"]
         return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
 
     state = _wait_for(finished, 400, "the triggered run")
     assert state["type"] == "COMPLETED", state["message"]
     keys = {a["key"] for a in _post(api, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})}
     assert {"fraud-gate", "fraud-metrics", "fraud-report", "fraud-provenance", "fraud-promotion"} <= keys
-    tags = httpx.get(f"{api['url']}/flow_runs/{flow_run['id']}").json()["tags"]
+    tags = api_call("GET", f"{api['url']}/flow_runs/{flow_run['id']}")["tags"]
     assert any(t.startswith("commit:") for t in tags)
     registry = json.loads((root / "registry" / "fraud.json").read_text())
     assert registry["champion"]["version"] == 1

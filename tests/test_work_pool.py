@@ -1,16 +1,16 @@
 """A process work pool end to end: `aiflow deploy --pool`, a real `prefect worker start`, and a triggered
-deployment run that the worker executes to Completed with its artifacts, against the tests' Prefect
-server on 127.0.0.1 (stopped at the end of the session). The worker is stopped after."""
+deployment run that the worker executes to Completed with its artifacts, against a Prefect server of
+its own on 127.0.0.1 (the deployments have the names `aiflow serve` gives them in test_orchestration.py).
+The worker and the server are stopped after."""
 
 from __future__ import annotations
 
 import subprocess
 import time
 
-import httpx
 import pytest
 
-from tests.conftest import copy_repo_with, run, small_fraud_params, stop
+from tests.conftest import api_call, copy_repo_with, prefect_server, run, small_fraud_params, stop
 
 pytestmark = pytest.mark.slow
 POOL = "local-processes"
@@ -25,9 +25,16 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def test_worker_runs_a_deployment_of_the_pool(tmp_path, prefect_api):
+def test_worker_runs_a_deployment_of_the_pool(tmp_path):
     root = copy_repo_with(tmp_path / "repo", "fraud", small_fraud_params())
-    api = prefect_api
+    (tmp_path / "home").mkdir()
+    with prefect_server(tmp_path / "home") as api:
+        _run_on_a_pool(root, api, tmp_path)
+    assert (root / "data/fraud/report/report.html").is_file()
+    assert "up to date" in run(["dvc", "status", "report@fraud", "--with-deps"], root).stdout
+
+
+def _run_on_a_pool(root, api: dict, tmp_path) -> None:
     env = {**api["env"], "PYTHONPATH": str(root), "PREFECT_WORKER_QUERY_SECONDS": "1"}
     run(["prefect", "work-pool", "create", POOL, "--type", "process"], root, env=env)
     deployed = run(["aiflow", "deploy", "--pool", POOL], root, env=env).stdout
@@ -42,7 +49,7 @@ def test_worker_runs_a_deployment_of_the_pool(tmp_path, prefect_api):
         flow_run_id = triggered.split("UUID:")[1].split()[0]
 
         def finished():
-            flow_run = httpx.get(f"{api['url']}/flow_runs/{flow_run_id}", timeout=10).json()
+            flow_run = api_call("GET", f"{api['url']}/flow_runs/{flow_run_id}")
             return flow_run if flow_run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
 
         flow_run = _wait_for(finished, 400, "the worker to run the deployment")
@@ -52,8 +59,5 @@ def test_worker_runs_a_deployment_of_the_pool(tmp_path, prefect_api):
     assert worker.poll() is not None
     assert flow_run["state_type"] == "COMPLETED", (flow_run["state"]["message"], (tmp_path / "worker.log").read_text()[-3000:])
     assert flow_run["work_pool_name"] == POOL and flow_run["infrastructure_pid"]  # the worker's own subprocess
-    artifacts = httpx.post(f"{api['url']}/artifacts/filter", timeout=10,
-                           json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}).json()
+    artifacts = api_call("POST", f"{api['url']}/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
     assert {"fraud-gate", "fraud-metrics", "fraud-report", "fraud-provenance"} <= {a["key"] for a in artifacts}
-    assert (root / "data/fraud/report/report.html").is_file()
-    assert "up to date" in run(["dvc", "status", "report@fraud", "--with-deps"], root).stdout
