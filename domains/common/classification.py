@@ -6,8 +6,12 @@ positive class). The decision for binary data is proba[:, 1] >= threshold; for k
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Direction of every metric below, for the domains' MetricContract.
 DIRECTIONS: dict[str, bool] = {
@@ -37,7 +41,7 @@ def decide(proba: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
 def auroc(y: np.ndarray, proba: np.ndarray) -> float:
     """Binary AUROC, or one-vs-rest macro AUROC (MedMNIST's protocol); NaN with a single class present."""
-    from sklearn.metrics import roc_auc_score  # sklearn where used: domains import DIRECTIONS at every stage start
+    from sklearn.metrics import roc_auc_score  # sklearn and pandas where used: domains read DIRECTIONS at every start
 
     if len(np.unique(y)) < 2:
         return float("nan")
@@ -55,6 +59,8 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = ECE
 
 def reliability_table(y: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> pd.DataFrame:
     """Per non-empty confidence bin: mean confidence of the predicted class, accuracy, count."""
+    import pandas as pd
+
     confidence = proba.max(axis=1)
     correct = proba.argmax(axis=1) == y
     edges = np.linspace(0, 1, bins + 1)
@@ -101,6 +107,8 @@ def youden_threshold(y: np.ndarray, p_positive: np.ndarray) -> float:
 
 def roc_rows(y: np.ndarray, probas: dict[str, np.ndarray], points: int = 200) -> pd.DataFrame:
     """ROC curve points per model (binary: the positive class; multi-class: micro-averaged), for DVC plots."""
+    import pandas as pd
+
     rows = []
     for name, proba in probas.items():
         fpr, tpr = roc_points(y, proba)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
-import pandas as pd
-
-from domains.common.gate import GateSuite
 from domains.common.params import DomainParams
+
+if TYPE_CHECKING:  # for annotations only: reading a domain's spec (the CLI, the flows) needs no pandas or pandera
+    import pandas as pd
+
+    from domains.common.gate import GateSuite
 
 P = TypeVar("P", bound=DomainParams)
 

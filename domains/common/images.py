@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from PIL import Image, UnidentifiedImageError
-from pydantic import Field
 
 from domains.common.errors import DataError
-from domains.common.items import HASH, ItemGateParams, content_hash
-from domains.common.params import Severity
+from domains.common.items import HASH, content_hash
+from domains.common.params import ImageGateParams, Severity
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 PATH, MEMBER = "path", "member"
@@ -34,14 +33,6 @@ IMAGE_SEVERITIES: dict[str, Severity] = {
     "pixel_std:not_constant": "quarantine",  # a blank or constant image teaches nothing
     "saturated_fraction:not_saturated": "quarantine",
 }
-
-
-class ImageGateParams(ItemGateParams):
-    """Bounds of the per-image checks (next to the item checks)."""
-
-    min_pixel_std: float = Field(1.0, ge=0, description="images whose pixel std (on a 0-255 scale) is at most this are constant")
-    max_saturated_fraction: float = Field(0.5, gt=0, le=1, description="share of pixels at the type's min or max, at most")
-    consistent_shape: bool = Field(True, description="every image has the most common height x width x channels")
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -22,9 +22,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pydantic import Field
-
-from domains.common.params import GateParams, Severity
+from domains.common.params import ItemGateParams, Severity
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")  # in order: a later copy of an item is the leak
 ID, SPLIT, LABEL, HASH = "item_id", "split", "label", "content_hash"
@@ -35,14 +33,6 @@ ITEM_SEVERITIES: dict[str, Severity] = {
     "duplicate_items": "warn",
     f"{CLASS_SHARE}:in_band": "warn",
 }
-
-
-class ItemGateParams(GateParams):
-    """Bounds of the item-table checks, shared by the text and image domains."""
-
-    min_per_class: int = Field(10, ge=1, description="items of each class in each split, at least")
-    class_share_min: float = Field(0.05, ge=0, le=1, description="each class's share of its split, at least")
-    class_share_max: float = Field(0.95, ge=0, le=1, description="each class's share of its split, at most")
 
 
 def content_hash(data: bytes) -> str:

@@ -33,6 +33,22 @@ class GateParams(StrictModel):
     max_quarantine_fraction: float = Field(0.01, ge=0.0, le=1.0)
     max_warnings: int = Field(0, ge=0, description="warnings tolerated before a model may not be promoted")
 
+class ItemGateParams(GateParams):
+    """Bounds of the item-table checks, shared by the text and image domains."""
+
+    min_per_class: int = Field(10, ge=1, description="items of each class in each split, at least")
+    class_share_min: float = Field(0.05, ge=0, le=1, description="each class's share of its split, at least")
+    class_share_max: float = Field(0.95, ge=0, le=1, description="each class's share of its split, at most")
+
+
+class ImageGateParams(ItemGateParams):
+    """Bounds of the per-image checks (next to the item checks)."""
+
+    min_pixel_std: float = Field(1.0, ge=0, description="images whose pixel std (on a 0-255 scale) is at most this are constant")
+    max_saturated_fraction: float = Field(0.5, gt=0, le=1, description="share of pixels at the type's min or max, at most")
+    consistent_shape: bool = Field(True, description="every image has the most common height x width x channels")
+
+
 
 class TrainerParams(StrictModel):
     """Settings of the shared torch trainer (domains add their model's own keys)."""

@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from domains.common.images import ImageGateParams
-from domains.common.params import DataParams, DomainParams, EvaluateParams, StrictModel, TrainerParams
+from domains.common.params import DataParams, DomainParams, EvaluateParams, ImageGateParams, StrictModel, TrainerParams
 
 DefectType = Literal["scratch", "spot", "crack", "missing"]
 

@@ -3,14 +3,15 @@ from scratch against scikit-learn baselines on the pixels."""
 
 from domains.common.classification import DIRECTIONS
 from domains.common.contract import DomainSpec, MetricContract, lazy
-from domains.medical.loaders import FORMATS
 from domains.medical.params import MedicalParams
+
+SOURCES = ("synthetic", "medmnist", "image-folder")
 
 DOMAIN = DomainSpec(
     name="medical",
     title="Medical imaging (MedMNIST-style classification)",
     params_model=MedicalParams,
-    sources=("synthetic", *FORMATS),
+    sources=SOURCES,
     metric=MetricContract(primary="auroc", higher_is_better={
         **DIRECTIONS, **{f"{m}_at_threshold": True for m in ("accuracy", "sensitivity", "specificity", "f1")}}),
     acquire=lazy("domains.medical.pipeline:acquire"),

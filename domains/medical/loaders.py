@@ -22,8 +22,6 @@ from domains.common.errors import DataError
 from domains.common.images import MEMBER, PATH, file_facts, image_facts
 from domains.common.items import ID, LABEL, SPLIT, SPLITS, stratified_split
 
-FORMATS = ("medmnist", "image-folder")
-
 
 def read_medmnist(file: Path, classes: list[str]) -> pd.DataFrame:
     """One facts row per image of a MedMNIST .npz; label i is named classes[i] (an index outside

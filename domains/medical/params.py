@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from domains.common.images import ImageGateParams
-from domains.common.params import AugmentParams, DataParams, DomainParams, EvaluateParams, StrictModel, TrainerParams
+from domains.common.params import AugmentParams, DataParams, DomainParams, EvaluateParams, ImageGateParams, StrictModel, TrainerParams
 
 
 class MedicalDataParams(DataParams):

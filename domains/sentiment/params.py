@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from domains.common.items import ItemGateParams
-from domains.common.params import DataParams, DomainParams, EvaluateParams, StrictModel, TrainerParams
+from domains.common.params import DataParams, DomainParams, EvaluateParams, ItemGateParams, StrictModel, TrainerParams
 
 ModelName = Literal["tfidf_logreg", "nbsvm", "fasttext"]
 ENSEMBLE = "ensemble"  # the mean probability of `train.ensemble`'s models
