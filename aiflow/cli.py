@@ -19,6 +19,9 @@ examples:
   aiflow run                         # dvc repro every domain in params.yaml, then list the reports
   aiflow run fraud                   # only the finance-fraud pipeline
   aiflow run recsys                  # only the recommender (Surprise baselines vs a torch MF)
+  aiflow run sentiment               # NLP sentiment (TF-IDF, NBSVM, a fastText-style torch model)
+  aiflow run medical                 # medical imaging (pixel baselines vs a ResNet-style CNN, Grad-CAM)
+  aiflow run defects                 # defect detection from good images only (patch Gaussian vs a segmenter)
   aiflow check-params                # validate params.yaml against every domain's typed model
   aiflow stage validate fraud        # one stage (what dvc.yaml calls; prefer `dvc repro validate@fraud`)
   aiflow reports                     # where each domain's report is, with gate verdict and decision
@@ -35,6 +38,12 @@ Point a domain at your own data in params.yaml, e.g.
     data: {source: ulb, path: /data/creditcard.csv}
   recsys:
     data: {source: ml-100k, path: /data/ml-100k}
+  sentiment:
+    data: {source: aclimdb, path: /data/aclImdb_v1.tar.gz}
+  medical:
+    data: {source: medmnist, path: /data/pneumoniamnist.npz, classes: [normal, pneumonia]}
+  defects:
+    data: {source: mvtec, path: /data/mvtec/bottle}
 """
 
 
