@@ -8,7 +8,7 @@ from domains.common.classification import auroc, classification_metrics, expecte
 from domains.common.errors import DataError
 from domains.common.params import AugmentParams, TrainerParams
 from domains.common.trainer import Batches, fit
-from domains.common.vision import augment_images, load_torchvision_state, resnet18, small_resnet
+from domains.common.vision import augment_images, load_torchvision_state, recalibrate_batchnorm, resnet18, small_resnet
 
 # A sample of torchvision's resnet18().state_dict() keys (torchvision is not installed here).
 TORCHVISION_KEYS = ["conv1.weight", "bn1.running_var", "layer1.0.conv1.weight", "layer1.1.bn2.num_batches_tracked",
@@ -63,6 +63,17 @@ def test_augment_images_is_seeded_and_stays_in_range():
     torch.manual_seed(5)
     assert torch.equal(a, augment_images(x, AugmentParams(vflip=True)))
     assert a.min() >= 0 and a.max() <= 1 and a.shape == (4, 3, 12, 12)
+
+
+def test_recalibrated_batchnorm_holds_the_exact_statistics_of_the_clean_images():
+    torch.manual_seed(0)
+    model = small_resnet(1, 2, widths=(4,), blocks=(1,)).eval()
+    images = torch.randint(0, 256, (50, 1, 8, 8), dtype=torch.uint8)
+    model.bn1.running_mean.fill_(5.0)  # as if trained on other (augmented) images
+    recalibrate_batchnorm(model, images, batch_size=16)  # uneven batches: 16, 16, 16, 2
+    stem = model.conv1((images.float() / 255 - model.mean) / model.std)
+    assert torch.allclose(model.bn1.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert not model.training and model.bn1.momentum == 0.1
 
 
 def test_ece_of_a_hand_made_case():

@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from domains.common.classification import auroc
 from domains.common.contract import TrainEnv
 from domains.common.trainer import History, fit, seed_everything, select_device
-from domains.common.vision import ResNet, augment_images, set_input_statistics, small_resnet
+from domains.common.vision import ResNet, augment_images, recalibrate_batchnorm, set_input_statistics, small_resnet
 from domains.medical.params import MedicalParams, MedicalTrainParams
 from domains.medical.pipeline import load_prepared
 
@@ -96,6 +96,7 @@ def train_cnn(t: MedicalTrainParams, seed: int, x_train: np.ndarray, y_train: np
     history = fit(model, (images, torch.from_numpy(y_train)), loss_fn, val_auc, t, seed,
                   env.checkpoint_dir / "cnn.ckpt", env.fingerprint, name="medical-cnn", augment=augment,
                   channels_last=True)
+    recalibrate_batchnorm(model, images)
     return model, history
 
 
