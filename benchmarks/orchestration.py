@@ -16,6 +16,7 @@ saved as soon as it is measured.
 
     python -m benchmarks.orchestration                 # every domain in params.yaml, then all together
     python -m benchmarks.orchestration fraud recsys    # these, then these two together
+    python -m benchmarks.orchestration --together      # every domain together only
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.orchestration", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("domains", nargs="*", help="default: every domain in params.yaml")
-    domains = parser.parse_args(argv).domains or configured_domains(ROOT)
+    parser.add_argument("--together", action="store_true", help="only the domains together, not one by one")
+    args = parser.parse_args(argv)
+    domains = args.domains or configured_domains(ROOT)
     before = context()
     cases: dict[str, dict[str, Any]] = {}
 
@@ -91,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
             (work / name).mkdir()
         bare, flowed = copy_repo(work / "bare"), copy_repo(work / "flow")
         with prefect_server(work / "home") as api:
-            steps = [(d, kind, [d], False) for d in domains for kind in ("cold", "noop")]
-            if len(domains) > 1:
-                steps += [("all together", "noop", domains, False), ("all together", "cold", domains, True)]
+            if args.together:  # fresh copies: a plain run is cold
+                steps = [("all together", "cold", domains, False), ("all together", "noop", domains, False)]
+            else:  # each domain is built already when they run together: no-op first, then cold with --force
+                steps = [(d, kind, [d], False) for d in domains for kind in ("cold", "noop")]
+                if len(domains) > 1:
+                    steps += [("all together", "noop", domains, False), ("all together", "cold", domains, True)]
             for label, kind, chosen, force in steps:
                 print(f"== {label}: {kind} ==", flush=True)
                 try:

@@ -13,7 +13,7 @@ from prefect.schedules import Cron
 from domains.common import paths
 from domains.common.registry import configured_domains
 from flows.config import SETTINGS
-from flows.pipeline import all_domains_flow, domain_flow
+from flows.pipeline import all_domains_flow, domain_flow, ensure_concurrency_limits
 
 # A deployment's own runs never overlap: a late run waits for the previous one instead.
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
@@ -36,27 +36,10 @@ def deployment_specs(root: Path) -> list[dict]:
     return specs
 
 
-def ensure_concurrency_limits(root: Path) -> None:
-    """Create the training and per-domain limits if missing (existing ones keep their settings)."""
-    import torch
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectNotFound
-
-    wanted = {SETTINGS.training_limit: max(1, torch.cuda.device_count())}
-    wanted.update({SETTINGS.domain_limit_prefix + d: 1 for d in configured_domains(root)})
-    with get_client(sync_client=True) as client:
-        for name, slots in wanted.items():
-            try:
-                client.read_global_concurrency_limit_by_name(name)
-            except ObjectNotFound:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
-
-
 def serve_deployments() -> None:
     """Register every deployment with its schedule and run their flow runs from this process."""
     root = paths.project_root()
-    ensure_concurrency_limits(root)
+    ensure_concurrency_limits(configured_domains(root))
     deployments = [
         spec["flow"].to_deployment(name=spec["name"], parameters=spec["parameters"], tags=spec["tags"],
                                    schedules=spec["schedules"], description=spec["description"],
@@ -71,7 +54,7 @@ def deploy_to_pool(pool: str) -> list[str]:
     from prefect import Flow
 
     root = paths.project_root()
-    ensure_concurrency_limits(root)
+    ensure_concurrency_limits(configured_domains(root))
     ids = []
     for spec in deployment_specs(root):
         flow = Flow.from_source(source=str(root), entrypoint=spec["entrypoint"])

@@ -152,6 +152,31 @@ def _renew(lease_id: str, done: threading.Event) -> None:
                 pass
 
 
+def ensure_concurrency_limits(domains: list[str]) -> None:
+    """Create the training limit (a slot per GPU, at least one) and each domain's limit (one slot)
+    where missing; existing ones keep their settings.
+
+    Every run makes sure of them, not only `aiflow serve`: without them an all-domains run trained
+    its domains at once, and on 2 cores the medical and defects trainings together ran for over
+    12 minutes instead of 2.5 one after the other.
+    """
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    wanted = [SETTINGS.training_limit] + [SETTINGS.domain_limit_prefix + d for d in domains]
+    with get_client(sync_client=True) as client:
+        for name in wanted:
+            try:
+                _promptly(lambda: client.read_global_concurrency_limit_by_name(name))
+            except ObjectNotFound:
+                slots = 1
+                if name == SETTINGS.training_limit:
+                    import torch  # only here: importing torch costs a no-op run about a second
+
+                    slots = max(1, torch.cuda.device_count())
+                _promptly(lambda: client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots)))
+
+
 @task(task_run_name="status@{domain}")
 def stages_up_to_date(domain: str) -> list[str]:
     """The domain's stages that `dvc status` finds up to date now (none when it cannot tell)."""
@@ -301,6 +326,7 @@ def _run(domains: list[str], force: bool, promote: bool, push_outputs: bool) -> 
     try:
         for name in domains:
             _session(name)  # DVC starts while Prefect creates the task runs
+        ensure_concurrency_limits(domains)
         futures = {name: _submit_domain(name, force, promote, push_outputs) for name in domains}
         _tag_with_commit()  # while the first DVC commands run
         failures = {}

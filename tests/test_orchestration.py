@@ -8,9 +8,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from domains.common.registry import configured_domains
+from flows.config import SETTINGS
 from tests.conftest import GIT, api_call, copy_repo_with, run, set_domain_params, small_fraud_params, stop
 from tests.test_bad_inputs import ulb_frame
 
@@ -114,8 +116,15 @@ def test_flow_on_bad_data_fails_at_the_gate(tmp_path, prefect_api):
     params = small_fraud_params()
     params["data"] = {"source": "ulb", "path": str(data_file)}
     set_domain_params(root, "fraud", params)
+    limits = f"{prefect_api['url']}/v2/concurrency_limits"
+    names = [SETTINGS.training_limit, SETTINGS.domain_limit_prefix + "fraud"]
+    for name in names:  # as if no `aiflow serve` had created them on this server
+        httpx.delete(f"{limits}/{name}", timeout=30)
     proc = run(["aiflow", "flow", "fraud"], root, check=False, env=prefect_api["env"], timeout=300)
     assert proc.returncode == 1
+    # An ad-hoc run creates the limits it runs under: trainings never overlap unless a limit allows it.
+    training, domain = (api_call("GET", f"{limits}/{name}")["limit"] for name in names)
+    assert training >= 1 and domain == 1  # training: a slot per GPU
     assert "gate blocked fraud: tx_amount:non_negative [pandera]: 2 of 2000 rows" in proc.stderr
     runs = _post(prefect_api, "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["FAILED"]}}}})
     failed = [r for r in runs if "gate blocked fraud: tx_amount:non_negative" in (r["state"]["message"] or "")]
