@@ -10,6 +10,7 @@ without starting DVC or taking a concurrency slot; and slots are taken with one 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -153,8 +154,8 @@ def _renew(lease_id: str, done: threading.Event) -> None:
 
 
 def ensure_concurrency_limits(domains: list[str]) -> None:
-    """Create the training limit (a slot per GPU, at least one) and each domain's limit (one slot)
-    where missing; existing ones keep their settings.
+    """Create the training limit (a slot per GPU, at least one), the stage limit (a slot per two CPU
+    cores) and each domain's limit (one slot) where missing; existing ones keep their settings.
 
     Every run makes sure of them, not only `aiflow serve`: without them an all-domains run trained
     its domains at once, and on 2 cores the medical and defects trainings together ran for over
@@ -163,7 +164,7 @@ def ensure_concurrency_limits(domains: list[str]) -> None:
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectNotFound
 
-    wanted = [SETTINGS.training_limit] + [SETTINGS.domain_limit_prefix + d for d in domains]
+    wanted = [SETTINGS.training_limit, SETTINGS.stage_limit] + [SETTINGS.domain_limit_prefix + d for d in domains]
     with get_client(sync_client=True) as client:
         for name in wanted:
             try:
@@ -174,6 +175,8 @@ def ensure_concurrency_limits(domains: list[str]) -> None:
                     import torch  # only here: importing torch costs a no-op run about a second
 
                     slots = max(1, torch.cuda.device_count())
+                elif name == SETTINGS.stage_limit:
+                    slots = max(1, (os.cpu_count() or 1) // SETTINGS.cores_per_stage)
                 _promptly(lambda: client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots)))
 
 
@@ -205,7 +208,7 @@ def run_stage(domain: str, stage: str, force: bool = False, up_to_date: list[str
         return UP_TO_DATE
     root = paths.project_root()
     logger = get_run_logger()
-    limits = [SETTINGS.domain_limit_prefix + domain] + ([SETTINGS.training_limit] if stage == "train" else [])
+    limits = [SETTINGS.stage_limit, SETTINGS.domain_limit_prefix + domain] + ([SETTINGS.training_limit] if stage == "train" else [])
     with _slots(limits):
         try:
             proc = _session(domain).run("repro", "--single-item", f"{stage}@{domain}", *(["--force"] if force else []),

@@ -4,6 +4,7 @@ a triggered run with its artifacts and promotion, a gate failure, and the shared
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -117,14 +118,14 @@ def test_flow_on_bad_data_fails_at_the_gate(tmp_path, prefect_api):
     params["data"] = {"source": "ulb", "path": str(data_file)}
     set_domain_params(root, "fraud", params)
     limits = f"{prefect_api['url']}/v2/concurrency_limits"
-    names = [SETTINGS.training_limit, SETTINGS.domain_limit_prefix + "fraud"]
+    names = [SETTINGS.training_limit, SETTINGS.stage_limit, SETTINGS.domain_limit_prefix + "fraud"]
     for name in names:  # as if no `aiflow serve` had created them on this server
         httpx.delete(f"{limits}/{name}", timeout=30)
     proc = run(["aiflow", "flow", "fraud"], root, check=False, env=prefect_api["env"], timeout=300)
     assert proc.returncode == 1
     # An ad-hoc run creates the limits it runs under: trainings never overlap unless a limit allows it.
-    training, domain = (api_call("GET", f"{limits}/{name}")["limit"] for name in names)
-    assert training >= 1 and domain == 1  # training: a slot per GPU
+    training, stages, domain = (api_call("GET", f"{limits}/{name}")["limit"] for name in names)
+    assert training >= 1 and stages == max(1, os.cpu_count() // 2) and domain == 1  # training: a slot per GPU
     assert "gate blocked fraud: tx_amount:non_negative [pandera]: 2 of 2000 rows" in proc.stderr
     runs = _post(prefect_api, "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["FAILED"]}}}})
     failed = [r for r in runs if "gate blocked fraud: tx_amount:non_negative" in (r["state"]["message"] or "")]
