@@ -97,7 +97,8 @@ def write_report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) 
     decision = json.loads(paths.decision_file(root, spec.name).read_text())
     notes = json.loads((evaluate_dir / "notes.json").read_text())
     figures = json.loads((evaluate_dir / "figures" / "figures.json").read_text())
-    tables = {p.stem: pd.read_csv(p) for p in sorted((evaluate_dir / "tables").glob("*.csv"))}
+    # Titles from the file names: "error_by_user_activity.csv" -> "Error by user activity".
+    tables = {p.stem.replace("_", " ").capitalize(): pd.read_csv(p) for p in sorted((evaluate_dir / "tables").glob("*.csv"))}
     prov = provenance.collect(root, spec.name, params.model_dump(mode="json"))
     (out / "provenance.json").write_text(json.dumps(prov, indent=2))
 

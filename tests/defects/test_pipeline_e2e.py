@@ -42,7 +42,7 @@ def test_cold_repro_produces_every_output(repo):
     html = (data / "report/report.html").read_text()
     assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
     for title in ("ROC curves", "Image scores per defect type", "Anomaly maps of segmenter",
-                  "Every model on the same defects", "segmenter training curve", "per_type_auroc"):
+                  "Every model on the same defects", "segmenter training curve", "Per type auroc"):
         assert title in html, title
     assert "pixel_auroc" in run(["dvc", "metrics", "show"], repo).stdout
 

@@ -37,7 +37,7 @@ def test_cold_repro_produces_every_output(repo):
     assert json.loads((data / "validate/gate.json").read_text())["verdict"] == "pass"
     html = (data / "report/report.html").read_text()
     assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
-    assert "Saliency (Grad-CAM)" in html and "Reliability diagram" in html and "achievable" in html
+    assert "Saliency (Grad-CAM)" in html and "Reliability diagram" in html and "Achievable" in html
 
 
 def test_second_repro_runs_no_stage(repo):

@@ -44,7 +44,7 @@ def test_cold_repro_produces_every_output(repo):
     assert json.loads((data / "evaluate/decision.json").read_text())["candidate"] == "mf"
     html = (data / "report/report.html").read_text()
     assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
-    assert "noise_floor" in html and "top10_examples" in html and "Error by user activity" in html
+    assert "Noise floor" in html and "Top10 examples" in html and "Error by user activity" in html
     assert "ndcg_at_10" in run(["dvc", "metrics", "show"], repo).stdout
 
 

@@ -43,7 +43,7 @@ def test_cold_repro_produces_every_output(repo):
     assert json.loads((data / "evaluate/decision.json").read_text())["candidate"] == "fasttext"
     html = (data / "report/report.html").read_text()
     assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
-    for part in ("confident_mistakes", "top_ngrams", "noise_floor", "Accuracy by document length", "Reliability diagram"):
+    for part in ("Confident mistakes", "Top ngrams", "Noise floor", "Accuracy by document length", "Reliability diagram"):
         assert part in html, part
     assert "[+" in html or "[-" in html  # highlighted n-grams, as text
     assert "label flipped by the generator" in (data / "evaluate/tables/confident_mistakes.csv").read_text()
