@@ -2,9 +2,10 @@
 flow run and `dvc repro` are the same computation, cached the same, and leave dvc.lock true.
 
 What keeps a flow run about as cheap as a bare `dvc repro`: each domain's DVC commands run in one
-long-lived DVC process (a DvcSession) instead of one process each; `dvc status`, asked once per
-domain at the start, lets a stage that is up to date (and whose upstream stages did not run) finish
-without starting DVC or taking a concurrency slot; and slots are taken with one request each.
+long-lived DVC process (a DvcSession) instead of one process each, started on first use; one
+`dvc status` for every domain at the start lets a stage that is up to date (and whose upstream
+stages did not run) finish without starting DVC or taking a concurrency slot; and slots are taken
+with one request each.
 """
 
 from __future__ import annotations
@@ -180,19 +181,23 @@ def ensure_concurrency_limits(domains: list[str]) -> None:
                 _promptly(lambda: client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots)))
 
 
-@task(task_run_name="status@{domain}")
-def stages_up_to_date(domain: str) -> list[str]:
-    """The domain's stages that `dvc status` finds up to date now (none when it cannot tell)."""
-    targets = [f"{stage}@{domain}" for stage in paths.STAGES]
-    proc = _session(domain).run("status", "--json", *targets, timeout=SETTINGS.status_timeout_seconds)
+@task(task_run_name="status")
+def stages_up_to_date(domains: list[str]) -> list[str]:
+    """The stages (`<stage>@<domain>`) that `dvc status` finds up to date now (none when it cannot tell).
+
+    One `dvc status` for every domain of the run, in the first domain's DVC process: with nothing to
+    do, no other domain starts DVC at all.
+    """
+    targets = [f"{stage}@{domain}" for domain in domains for stage in paths.STAGES]
+    proc = _session(domains[0]).run("status", "--json", *targets, timeout=SETTINGS.status_timeout_seconds)
     try:
         changed = json.loads(proc.stdout) if proc.returncode == 0 else None
     except ValueError:
         changed = None
     if not isinstance(changed, dict):
-        get_run_logger().warning(f"dvc status gave no answer: every stage of {domain} goes through dvc repro")
+        get_run_logger().warning(f"dvc status gave no answer: every stage of {', '.join(domains)} goes through dvc repro")
         return []
-    return [stage for stage in paths.STAGES if f"{stage}@{domain}" not in changed]
+    return [target for target in targets if target not in changed]
 
 
 @task(task_run_name="{stage}@{domain}", retries=SETTINGS.retries, retry_delay_seconds=SETTINGS.retry_delay_seconds,
@@ -201,10 +206,10 @@ def run_stage(domain: str, stage: str, force: bool = False, up_to_date: list[str
               upstream: str | None = None) -> str:
     """`dvc repro --single-item <stage>@<domain>`: runs the stage only if its deps or params changed.
 
-    Returns without starting DVC when the stage is in `up_to_date` (from `dvc status` at the start of
-    this run) and the step before it (`upstream`: its result) changed nothing.
+    Returns without starting DVC when `<stage>@<domain>` is in `up_to_date` (from `dvc status` at the
+    start of this run) and the step before it (`upstream`: its result) changed nothing.
     """
-    if not force and stage in (up_to_date or []) and upstream not in CHANGED:
+    if not force and f"{stage}@{domain}" in (up_to_date or []) and upstream not in CHANGED:
         return UP_TO_DATE
     root = paths.project_root()
     logger = get_run_logger()
@@ -290,9 +295,9 @@ def push(domain: str) -> str:
     return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "pushed"
 
 
-def _submit_domain(domain: str, force: bool, promote: bool, push_outputs: bool) -> list[PrefectFuture]:
+def _submit_domain(domain: str, force: bool, promote: bool, push_outputs: bool,
+                   up_to_date: PrefectFuture | None) -> list[PrefectFuture]:
     """The domain's stages in order; later stages wait on earlier ones, so a failure stops the chain."""
-    up_to_date = stages_up_to_date.submit(domain) if not force else None
     futures: dict[str, PrefectFuture] = {}
     previous: PrefectFuture | None = None
     for stage in paths.STAGES:
@@ -306,7 +311,7 @@ def _submit_domain(domain: str, force: bool, promote: bool, push_outputs: bool) 
         promoted = promote_if_better.submit(domain, decision)
         # The registry is a dependency of evaluate: a promotion makes evaluate and the report stale,
         # so they run again through DVC with the new champion, and dvc.lock stays true.
-        after = ["evaluate", "report"]
+        after = [f"evaluate@{domain}", f"report@{domain}"]
         evaluate = run_stage.submit(domain, "evaluate", False, after, promoted)
         finals += [promoted, evaluate, run_stage.submit(domain, "report", False, after, evaluate)]
     if push_outputs:
@@ -327,10 +332,10 @@ def _tag_with_commit() -> None:
 
 def _run(domains: list[str], force: bool, promote: bool, push_outputs: bool) -> dict[str, str]:
     try:
-        for name in domains:
-            _session(name)  # DVC starts while Prefect creates the task runs
+        _session(domains[0])  # DVC starts while Prefect creates the task runs; other domains' on first use
         ensure_concurrency_limits(domains)
-        futures = {name: _submit_domain(name, force, promote, push_outputs) for name in domains}
+        up_to_date = stages_up_to_date.submit(domains) if not force else None
+        futures = {name: _submit_domain(name, force, promote, push_outputs, up_to_date) for name in domains}
         _tag_with_commit()  # while the first DVC commands run
         failures = {}
         for name, chain in futures.items():

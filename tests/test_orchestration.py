@@ -36,6 +36,13 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def _final_state(api: dict, flow_run: dict) -> dict:
+    def finished():
+        state = api_call("GET", f"{api['url']}/flow_runs/{flow_run['id']}")["state"]
+        return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+    return _wait_for(finished, 400, f"flow run {flow_run['name']}")
+
+
 def _post(api: dict, path: str, body: dict | None = None):
     return api_call("POST", f"{api['url']}{path}", body or {})
 
@@ -79,12 +86,7 @@ def test_triggered_run_completes_promotes_and_pushes(served):
     api, root = served["api"], served["root"]
     deployment = served["deployments"]["fraud-nightly"]
     flow_run = _post(api, f"/deployments/{deployment['id']}/create_flow_run", {})
-
-    def finished():
-        state = api_call("GET", f"{api['url']}/flow_runs/{flow_run['id']}")["state"]
-        return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
-
-    state = _wait_for(finished, 400, "the triggered run")
+    state = _final_state(api, flow_run)
     assert state["type"] == "COMPLETED", state["message"]
     keys = {a["key"] for a in _post(api, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})}
     assert {"fraud-gate", "fraud-metrics", "fraud-report", "fraud-provenance", "fraud-promotion"} <= keys
@@ -93,6 +95,18 @@ def test_triggered_run_completes_promotes_and_pushes(served):
     registry = json.loads((root / "registry" / "fraud.json").read_text())
     assert registry["champion"]["version"] == 1
     assert any(served["remote"].rglob("*")), "nothing was pushed to the DVC remote"
+
+
+def test_a_second_run_with_nothing_to_do_runs_no_stage(served):
+    api = served["api"]
+    flow_run = _post(api, f"/deployments/{served['deployments']['fraud-nightly']['id']}/create_flow_run", {})
+    state = _final_state(api, flow_run)
+    assert state["type"] == "COMPLETED", state["message"]
+    tasks = _post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
+    assert {"status", "acquire@fraud", "train@fraud", "report@fraud"} <= {t["name"] for t in tasks}
+    logs = _post(api, "/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run["id"]]}}})
+    # `dvc status` found every stage up to date: no stage task started `dvc repro` (which logs its output).
+    assert logs and not [log["message"] for log in logs if "Running stage" in log["message"] or "didn't change" in log["message"]]
 
 
 def test_clone_pulls_every_output(served, tmp_path):
