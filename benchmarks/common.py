@@ -147,14 +147,18 @@ def main_for(domain: str, benchmarks: dict[str, Callable[[], dict[str, Any] | No
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{domain}", description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=[*benchmarks, "all"])
-    args = parser.parse_args(argv)
-    for name in benchmarks if args.name == "all" else [args.name]:
-        print(f"== {domain} {name} ==", flush=True)
-        before = context()
-        result = benchmarks[name]()
-        if result is not None:
-            save(f"{domain}_{name.replace('-', '_')}", result, before)
+    run_benchmarks(domain, benchmarks, parser.parse_args(argv).name)
     return 0
+
+
+def run_benchmarks(domain: str, benchmarks: dict[str, Callable[[], dict[str, Any] | None]], name: str) -> None:
+    """Run one benchmark (or `all`, one after the other), saving each result with the machine's load."""
+    for each in benchmarks if name == "all" else [name]:
+        print(f"== {domain} {each} ==", flush=True)
+        before = context()
+        result = benchmarks[each]()
+        if result is not None:
+            save(f"{domain}_{each.replace('-', '_')}", result, before)
 
 
 def bench_repro(domain: str, cold_target_s: float | None = None, noop_target_s: float = 5.0) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks.common import (DATASETS, ROOT, Clock, best_of, bench_repro, context, print_table, run, save,
+from benchmarks.common import (DATASETS, ROOT, Clock, best_of, bench_repro, print_table, run, run_benchmarks,
                                subprocess_env, verdict)
 
 if TYPE_CHECKING:
@@ -478,12 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "gate-worker":
         print(json.dumps(gate_worker(args.table, args.repeats)))
         return 0
-    for name in BENCHMARKS if args.name == "all" else [args.name]:
-        print(f"== fraud {name} ==", flush=True)
-        before = context()
-        result = BENCHMARKS[name]()
-        if result is not None:
-            save(f"fraud_{name}", result, before)
+    run_benchmarks("fraud", BENCHMARKS, args.name)
     return 0
 
 
