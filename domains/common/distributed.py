@@ -70,9 +70,11 @@ def launch(processes: int, domain: str, root: Path, threads: int) -> None:
 
 def failure_reason(err: Any, processes: int, what: str) -> str:
     """One line from torchrun's ChildFailedError. A process killed by a signal is the cause when
-    there is one: the others then fail only because a peer vanished mid-collective."""
+    there is one: the others then fail only because a peer vanished mid-collective. torchrun stops
+    the survivors with SIGTERM, so another signal, where there is one, names the process that died first."""
     killed = {r: f for r, f in err.failures.items() if f.exitcode < 0}
-    failed_rank, failure = min((killed or err.failures).items(), key=lambda item: item[1].timestamp)
+    not_by_torchrun = {r: f for r, f in killed.items() if f.signal_name() != "SIGTERM"}
+    failed_rank, failure = min((not_by_torchrun or killed or err.failures).items(), key=lambda item: item[1].timestamp)
     if failure.exitcode < 0:
         how = f"was killed by {failure.signal_name()}"
     else:
