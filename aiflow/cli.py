@@ -28,6 +28,8 @@ examples:
   aiflow flow fraud                  # the same pipeline as a Prefect flow run (stages run through DVC)
   aiflow serve                       # serve the nightly deployments (PREFECT_API_URL set)
   aiflow deploy --pool local         # or register them on a work pool, for `prefect worker start --pool local`
+  aiflow score fraud new_tx.csv      # score new transactions with the champion: gate, drift, predictions
+  aiflow score fraud new.csv --history last_month.csv --model v2 --out scores/today
   aiflow champion list fraud         # promotions and rollbacks of the fraud champion
   aiflow champion rollback fraud     # restore the previous champion
   dvc exp run -S fraud.train.lr=0.003   # an experiment with one param changed
@@ -73,6 +75,21 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="serve the scheduled deployments from this process (needs PREFECT_API_URL)")
     deploy = sub.add_parser("deploy", help="register the deployments on a Prefect work pool")
     deploy.add_argument("--pool", required=True, help="work pool name (e.g. one made by `prefect work-pool create`)")
+
+    score = sub.add_parser(
+        "score", help="score new data with a trained model, through the data gate and a drift check",
+        description="Read INPUT in one of the domain's formats (labels optional), pass it through the training gate "
+                    "(minus label checks) and the drift check against the model's training data, then write "
+                    "predictions (each row naming the model version, its DVC hash and the input's hash), a manifest "
+                    "and an HTML report. A blocked batch writes nothing.")
+    score.add_argument("domain")
+    score.add_argument("input", type=Path, help="file or folder to score (only read)")
+    score.add_argument("--source", help="input format (default: the training source's format)")
+    score.add_argument("--out", type=Path, help="output folder (default: data/<domain>/scores/<input name>)")
+    score.add_argument("--model", default="champion", help="champion (default), candidate, or v<N> from the registry")
+    score.add_argument("--csv", action="store_true", help="predictions as CSV instead of Parquet")
+    score.add_argument("--history", type=Path, help="fraud: earlier labelled transactions the window features look back on")
+    score.add_argument("--explain", action="store_true", help="medical: Grad-CAM maps of each image")
 
     champ = sub.add_parser("champion", help="list, promote or roll back a domain's champion model")
     champ.add_argument("action", choices=["list", "promote", "rollback"])
@@ -125,6 +142,22 @@ def _champion(root: Path, action: str, domain: str) -> None:
         print(f"champion: {'v' + str(current['version']) + ' ' + current['model'] if current else 'none'}")
 
 
+def _score(root: Path, args: argparse.Namespace) -> None:
+    from domains.common.contract import ScoreOptions
+    from domains.common.scoring import ScoreRequest, score
+
+    _domains(root, [args.domain])
+    manifest = score(root, ScoreRequest(args.domain, args.input, args.source, args.out, args.model, args.csv,
+                                        ScoreOptions(history=args.history, explain=args.explain)))
+    counts, drift = manifest["counts"], manifest["drift"]
+    print(f"{args.domain}: scored {counts['scored']} of {counts['rows_in']} rows with {manifest['model']['version']} "
+          f"({manifest['model']['name']}); {counts['quarantined']} quarantined; gate {manifest['gate']['verdict']}, "
+          f"drift {drift['verdict']}")
+    for line in [*manifest["gate"]["warnings"], *drift["reasons"]]:
+        print(f"  {line}")
+    print(f"{manifest['out']}/{manifest['predictions']}\n{manifest['out']}/report.html")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = paths.project_root()
@@ -170,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
 
             for deployment_id in deploy_to_pool(args.pool):
                 print(f"deployment {deployment_id} on pool {args.pool}")
+        elif args.command == "score":
+            _score(root, args)
         elif args.command == "champion":
             _champion(root, args.action, args.domain)
     except PipelineError as err:

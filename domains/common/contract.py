@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 from domains.common.params import DomainParams
 
 if TYPE_CHECKING:  # for annotations only: reading a domain's spec (the CLI, the flows) needs no pandas or pandera
+    import numpy as np
     import pandas as pd
 
     from domains.common.gate import GateSuite
@@ -83,6 +84,54 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Reference:
+    """What a model's drift profile is built from, at the end of training."""
+
+    frame: pd.DataFrame  # the drift columns of the training split, one row per item
+    scores: dict[str, np.ndarray]  # each model's scores on the test split (the score drift reference)
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """What a user may add to a scoring run (`aiflow score --help`)."""
+
+    history: Path | None = None  # fraud: labelled earlier transactions the window features may look back on
+    explain: bool = False  # medical: Grad-CAM maps
+    maps_dir: Path | None = None  # where a domain writes per-item images (anomaly maps, Grad-CAM)
+
+
+@dataclass
+class Scored:
+    """What a domain's score returns: predictions in input order, and what drift is judged on."""
+
+    predictions: pd.DataFrame  # one row per scored item; `item_id` first
+    drift: pd.DataFrame  # the reference's drift columns, one row per scored item
+    scores: np.ndarray | None  # the model's score per item (None: no score drift)
+    shadow_metrics: dict[str, float] | None = None  # on the batch's own labels, when it has them
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScoringSpec(Generic[P]):
+    """How a domain scores new data with a trained model (see domains/common/scoring.py).
+
+        read(params, input, source)            -> the table the gate checks (labels optional)
+        gate_suite(params)                     -> the training suite minus its label checks
+        reference(params, prepared, trained)   -> Reference (at training time, saved with the model)
+        score(params, trained, model, table, options) -> Scored
+
+    `params` are the ones the model was trained with (saved next to it), so features match.
+    """
+
+    sources: tuple[str, ...]  # input formats; the training source's format is the default
+    read: Callable[[P, Path, str], pd.DataFrame]
+    gate_suite: Callable[[P], GateSuite]
+    reference: Callable[[P, Path, Path], Reference]
+    score: Callable[[P, Path, str, pd.DataFrame, ScoreOptions], Scored]
+    id_column: str = "item_id"
+
+
 @dataclass(frozen=True)
 class DomainSpec(Generic[P]):
     name: str
@@ -95,3 +144,4 @@ class DomainSpec(Generic[P]):
     prepare: Callable[[P, pd.DataFrame, Path, Path], None]
     train: Callable[[P, Path, Path, TrainEnv], None]
     evaluate: Callable[[P, Path, Path, Path], Evaluation]
+    scoring: ScoringSpec[P] | None = None  # None: the domain cannot score new data yet

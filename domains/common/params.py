@@ -87,6 +87,26 @@ class EvaluateParams(StrictModel):
     thresholds_max: dict[str, float] = Field(default_factory=dict)
 
 
+class DriftParams(StrictModel):
+    """Thresholds of the drift gate at scoring time (PSI over the reference's bins)."""
+
+    psi_warn: float = Field(0.1, gt=0, description="PSI at or above this is reported as a warning")
+    psi_block: float = Field(0.25, gt=0, description="PSI at or above this blocks the batch: no scores are written")
+    min_rows: int = Field(100, ge=1, description="batches with fewer rows are too small to judge: drift not checked")
+
+    @model_validator(mode="after")
+    def _warn_below_block(self) -> "DriftParams":
+        if self.psi_warn > self.psi_block:
+            raise ValueError(f"psi_warn {self.psi_warn} is above psi_block {self.psi_block}")
+        return self
+
+
+class ScoreParams(StrictModel):
+    """`aiflow score`: the drift gate; the data gate's severities and quarantine limit are `gate`'s."""
+
+    drift: DriftParams = DriftParams()
+
+
 class DomainParams(StrictModel):
     """Keys every domain section has; a domain subclasses it to add its own sections."""
 
@@ -94,6 +114,7 @@ class DomainParams(StrictModel):
     data: DataParams
     gate: GateParams = GateParams()
     evaluate: EvaluateParams
+    score: ScoreParams = ScoreParams()
 
     @model_validator(mode="after")
     def _thresholds_disjoint(self) -> "DomainParams":

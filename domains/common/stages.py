@@ -90,6 +90,10 @@ def _train_here(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -
     prepared = paths.stage_dir(root, spec.name, "prepare")
     env = TrainEnv(paths.checkpoint_dir(root, spec.name), fingerprint=_fingerprint(params, prepared))
     spec.train(params, prepared, out, env)
+    if spec.scoring is not None:  # what scoring needs, saved with the model: its params and its drift reference
+        from domains.common.scoring import save_reference
+
+        save_reference(spec, params, prepared, out)
 
 
 def _train_in_processes(domain: str, train: TrainerParams, processes: int, root: Path, out: Path) -> dict[str, Any]:

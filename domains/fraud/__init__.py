@@ -1,6 +1,6 @@
 """Finance fraud: card transactions (handbook simulator, handbook table, ULB creditcard.csv)."""
 
-from domains.common.contract import DomainSpec, MetricContract, lazy
+from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
 from domains.fraud.params import FraudParams
 
 DOMAIN = DomainSpec(
@@ -17,4 +17,12 @@ DOMAIN = DomainSpec(
     prepare=lazy("domains.fraud.pipeline:prepare"),
     train=lazy("domains.fraud.models:train_models"),
     evaluate=lazy("domains.fraud.evaluate:evaluate_models"),
+    scoring=ScoringSpec(
+        sources=("handbook", "ulb"),
+        read=lazy("domains.fraud.score:read_batch"),
+        gate_suite=lazy("domains.fraud.checks:scoring_suite"),
+        reference=lazy("domains.fraud.score:reference"),
+        score=lazy("domains.fraud.score:score_batch"),
+        id_column="transaction_id",
+    ),
 )

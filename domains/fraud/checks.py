@@ -21,7 +21,8 @@ def _scenario_matches_label(frame: pd.DataFrame) -> pd.Series:
     return (frame["tx_fraud_scenario"] > 0) == (frame["tx_fraud"] == 1)
 
 
-def transaction_schema(p: FraudParams) -> pa.DataFrameSchema:
+def transaction_schema(p: FraudParams, labels: bool = True) -> pa.DataFrameSchema:
+    """The row contract; labels=False (scoring) makes the label optional and drops the label-only rule."""
     c = p.gate
     return pa.DataFrameSchema(
         {
@@ -36,38 +37,41 @@ def transaction_schema(p: FraudParams) -> pa.DataFrameSchema:
                 pa.Check.ne(0, name="nonzero"),  # $0 authorisations: not purchases, set aside
                 pa.Check.le(c.amount_max, name="plausible"),
             ]),
-            "tx_fraud": pa.Column("int64", pa.Check.isin([0, 1], name="binary")),
+            "tx_fraud": pa.Column("int64", pa.Check.isin([0, 1], name="binary"), required=labels),
             "tx_fraud_scenario": pa.Column("int64", pa.Check.isin([0, 1, 2, 3], name="known"), required=False),
             r"^v\d+$": pa.Column("float64", pa.Check(_finite, name="finite"), regex=True, required=False),
         },
-        checks=[pa.Check(_scenario_matches_label, name="scenario_matches_label")],
+        checks=[pa.Check(_scenario_matches_label, name="scenario_matches_label")] if labels else [],
         coerce=True,
         strict=False,
     )
 
 
-def batch_expectations(p: FraudParams) -> list:
+def batch_expectations(p: FraudParams, labels: bool = True) -> list:
     import great_expectations.expectations as gxe  # heavy import, only when gating
 
     c = p.gate
-    return [
+    training = [
         gxe.ExpectTableRowCountToBeBetween(min_value=c.min_rows, meta={"check": "enough_rows"}),
         gxe.ExpectColumnMeanToBeBetween(column="tx_fraud", min_value=c.fraud_rate_min, max_value=c.fraud_rate_max,
                                         meta={"check": "fraud_rate_in_band"}),
+    ] if labels else []  # a scoring batch may be small and has no labels
+    return [
+        *training,
         # Distribution drift signals: recorded as warnings, a human decides.
         gxe.ExpectColumnMedianToBeBetween(column="tx_amount", min_value=1.0, max_value=1000.0,
                                           meta={"check": "amount_median_plausible"}),
         gxe.ExpectColumnValuesToBeBetween(column="tx_amount", min_value=0.0, max_value=10_000.0, mostly=0.999,
                                           meta={"check": "amount_tail_small"}),
-        gxe.ExpectColumnUniqueValueCountToBeBetween(column="tx_datetime", min_value=2,
-                                                    meta={"check": "timestamps_vary"}),
+        *([gxe.ExpectColumnUniqueValueCountToBeBetween(column="tx_datetime", min_value=2,
+                                                       meta={"check": "timestamps_vary"})] if labels else []),
     ]
 
 
-def gate_suite(p: FraudParams) -> GateSuite:
+def gate_suite(p: FraudParams, labels: bool = True) -> GateSuite:
     return GateSuite(
-        schema=transaction_schema(p),
-        expectations=batch_expectations(p),
+        schema=transaction_schema(p, labels),
+        expectations=batch_expectations(p, labels),
         severities={
             "tx_amount:nonzero": "quarantine",
             "scenario_matches_label": "warn",
@@ -75,3 +79,8 @@ def gate_suite(p: FraudParams) -> GateSuite:
             "amount_tail_small": "warn",
         },
     )
+
+
+def scoring_suite(p: FraudParams) -> GateSuite:
+    """The training suite minus what needs labels or a training-sized batch."""
+    return gate_suite(p, labels=False)

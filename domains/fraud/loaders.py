@@ -38,16 +38,25 @@ _SNIFF_BYTES = 64 * 1024
 _MAX_ULB_SECONDS = 7e9  # beyond ~220 years the datetime64[ns] range overflows: NaT instead
 
 
-def handbook_to_canonical(df: pd.DataFrame, source: str = "handbook table") -> pd.DataFrame:
-    """Rename the handbook's columns; drop TX_TIME_SECONDS/TX_TIME_DAYS (derivable) and unknown ones."""
-    _require(df, list(HANDBOOK_COLUMNS), source)
-    names = {**HANDBOOK_COLUMNS, **{k: v for k, v in HANDBOOK_OPTIONAL.items() if k in df.columns}}
+def handbook_to_canonical(df: pd.DataFrame, source: str = "handbook table", labels: bool = True) -> pd.DataFrame:
+    """Rename the handbook's columns; drop TX_TIME_SECONDS/TX_TIME_DAYS (derivable) and unknown ones.
+
+    labels=False (scoring new transactions): TX_FRAUD may be absent.
+    """
+    required = _required_handbook(labels)
+    _require(df, required, source)
+    names = {**{k: HANDBOOK_COLUMNS[k] for k in HANDBOOK_COLUMNS if k in required or k in df.columns},
+             **{k: v for k, v in HANDBOOK_OPTIONAL.items() if k in df.columns}}
     out = df[list(names)].rename(columns=names).reset_index(drop=True)
     out["tx_datetime"] = _to_datetime(out["tx_datetime"])
     return out
 
 
-def read_handbook(path: Path) -> pd.DataFrame:
+def _required_handbook(labels: bool) -> list[str]:
+    return [c for c in HANDBOOK_COLUMNS if labels or c != "TX_FRAUD"]
+
+
+def read_handbook(path: Path, labels: bool = True) -> pd.DataFrame:
     """The handbook's transactions table: a .csv/.csv.gz file, or a folder of them (by file name)."""
     path = Path(path)
     if path.is_dir():
@@ -60,20 +69,24 @@ def read_handbook(path: Path) -> pd.DataFrame:
     frames = []
     for f in files:
         df = _read_csv(f)
-        _require(df, list(HANDBOOK_COLUMNS), str(f))
+        _require(df, _required_handbook(labels), str(f))
         frames.append(df)
-    return handbook_to_canonical(_concat(frames), str(path))
+    return handbook_to_canonical(_concat(frames), str(path), labels)
 
 
-def read_ulb(path: Path) -> pd.DataFrame:
-    """ULB's creditcard.csv (Time, V1..V28, Amount, Class); no customer or terminal ids in this format."""
+def read_ulb(path: Path, labels: bool = True) -> pd.DataFrame:
+    """ULB's creditcard.csv (Time, V1..V28, Amount, Class); no customer or terminal ids in this format.
+
+    labels=False (scoring new transactions): Class may be absent.
+    """
     path = Path(path)
     df = _read_csv(path)
-    _require(df, ULB_COLUMNS, str(path))
+    _require(df, [c for c in ULB_COLUMNS if labels or c != "Class"], str(path))
     out = pd.DataFrame({"transaction_id": np.arange(len(df), dtype=np.int64)})
     out["tx_datetime"] = _seconds_to_datetime(df["Time"])
     out["tx_amount"] = df["Amount"]
-    out["tx_fraud"] = df["Class"]
+    if "Class" in df:
+        out["tx_fraud"] = df["Class"]
     for v in V_COLUMNS:
         out[v.lower()] = df[v]
     return out

@@ -89,7 +89,7 @@ def train_mlp(t: FraudTrainParams, seed: int, x_train: np.ndarray, y_train: np.n
 
 
 def load_mlp(path: Path) -> FraudMLP:
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only: no code
     model = FraudMLP(saved["n_features"], saved["hidden"], saved["dropout"])
     model.load_state_dict(saved["state_dict"])
     return model.eval()

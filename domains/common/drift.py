@@ -1,0 +1,154 @@
+"""Drift between a batch to score and the data a model learned from, with numpy and scipy only.
+
+A reference profile is built once, at training time, from the training split (and the model's
+scores on the test split); each batch is compared with it column by column:
+- numeric columns: PSI over the reference's decile bins, and a two-sample KS test against a
+  seeded sample of reference values kept in the profile;
+- categorical columns (text, booleans, or at most `MAX_CATEGORIES` distinct integers): PSI over
+  the reference's categories (values never seen in the reference share one "unseen" bin).
+PSI decides the verdict (warn / block thresholds in params); the KS p-value is reported beside
+it. Below `min_rows` rows a batch is too small to judge and drift is not checked.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+BINS = 10  # deciles of the reference
+MAX_CATEGORIES = 12  # numeric columns with at most this many distinct values are treated as categories
+SAMPLE = 2000  # reference values kept per numeric column for the KS test
+EPS = 1e-4  # floor of a bin's share, so an empty bin gives a large but finite PSI
+UNSEEN = "<unseen>"
+SCORE_COLUMN = "model_score"  # the model's own output, compared with its test-split scores
+
+DriftVerdict = Literal["pass", "warn", "block", "not_judged"]
+
+
+def build_profile(frame: pd.DataFrame, scores: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+    """The reference profile of `frame` (one column per drift feature) and of each model's test-split scores."""
+    rng = np.random.default_rng(seed)
+    return {"rows": int(len(frame)),
+            "columns": {str(name): _column_profile(frame[name], rng) for name in frame.columns},
+            "scores": {name: _column_profile(pd.Series(np.asarray(s, dtype=float)), rng) for name, s in sorted(scores.items())}}
+
+
+def _column_profile(values: pd.Series, rng: np.random.Generator) -> dict[str, Any]:
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    clean = values.dropna()
+    few_integers = clean.nunique() <= MAX_CATEGORIES and numeric and bool(np.all(np.mod(clean.to_numpy(dtype=float), 1) == 0))
+    if numeric and not few_integers:
+        x = clean.to_numpy(dtype=float)
+        edges = np.unique(np.quantile(x, np.linspace(0, 1, BINS + 1)[1:-1]))
+        sample = rng.choice(x, size=min(SAMPLE, len(x)), replace=False)
+        return {"kind": "numeric", "edges": edges.tolist(), "shares": _shares(_bin(x, edges), len(edges) + 1).tolist(),
+                "mean": float(x.mean()), "std": float(x.std()), "sample": np.sort(sample).tolist(),
+                "missing_share": float(values.isna().mean())}
+    counts = _categories(clean).value_counts(normalize=True).sort_index()
+    return {"kind": "categorical", "categories": {str(k): float(v) for k, v in counts.items()},
+            "missing_share": float(values.isna().mean())}
+
+
+def _categories(values: pd.Series) -> pd.Series:
+    """Values as category names: numbers by value (1, 1.0 and 1.0f are one category), the rest as text."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return pd.Series([f"{v:.6g}" for v in values.to_numpy(dtype=float)], index=values.index, dtype=object)
+    return values.astype(str)
+
+
+def _bin(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return np.searchsorted(edges, x, side="right")
+
+
+def _shares(bins: np.ndarray, n_bins: int) -> np.ndarray:
+    counts = np.bincount(bins, minlength=n_bins).astype(float)
+    return counts / max(counts.sum(), 1.0)
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population stability index: sum (a - e) * ln(a / e) over bins, shares floored at EPS."""
+    e, a = np.maximum(expected, EPS), np.maximum(actual, EPS)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+@dataclass
+class DriftCheck:
+    column: str
+    kind: str
+    psi: float
+    ks_statistic: float | None
+    ks_pvalue: float | None
+    reference_mean: float | None
+    batch_mean: float | None
+    severity: Literal["pass", "warn", "block"]
+
+
+@dataclass
+class DriftResult:
+    verdict: DriftVerdict
+    rows: int
+    checks: list[DriftCheck] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare(profile: dict[str, Any], frame: pd.DataFrame, scores: np.ndarray | None,
+            psi_warn: float, psi_block: float, min_rows: int) -> DriftResult:
+    """Each profiled column of `frame` (and the scores) against the reference: PSI verdict, KS beside it."""
+    if len(frame) < min_rows:
+        return DriftResult("not_judged", len(frame), reasons=[
+            f"drift: {len(frame)} rows, fewer than score.drift.min_rows={min_rows}: not judged"])
+    batch = {str(c): frame[c] for c in frame.columns}
+    if scores is not None:
+        batch[SCORE_COLUMN] = pd.Series(np.asarray(scores, dtype=float))
+    checks = [_check(name, ref, batch[name], psi_warn, psi_block)
+              for name, ref in profile["columns"].items() if name in batch]
+    reasons = [f"drift {c.column}: PSI {c.psi:.3f} >= {psi_block if c.severity == 'block' else psi_warn} "
+               f"(mean {_fmt(c.reference_mean)} -> {_fmt(c.batch_mean)})" for c in checks if c.severity != "pass"]
+    verdict: DriftVerdict = ("block" if any(c.severity == "block" for c in checks)
+                             else "warn" if any(c.severity == "warn" for c in checks) else "pass")
+    return DriftResult(verdict, len(frame), checks, reasons)
+
+
+def _check(name: str, ref: dict[str, Any], values: pd.Series, psi_warn: float, psi_block: float) -> DriftCheck:
+    ks_stat = ks_p = ref_mean = batch_mean = None
+    if ref["kind"] == "numeric":
+        from scipy.stats import ks_2samp
+
+        x = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
+        edges = np.asarray(ref["edges"])
+        value = psi(np.asarray(ref["shares"]), _shares(_bin(x, edges), len(edges) + 1)) if len(x) else float("inf")
+        if len(x):
+            test = ks_2samp(np.asarray(ref["sample"]), x)
+            ks_stat, ks_p = float(test.statistic), float(test.pvalue)
+            batch_mean = float(x.mean())
+        ref_mean = ref["mean"]
+    else:
+        seen = ref["categories"]
+        observed = _categories(values.dropna())
+        observed = observed.where(observed.isin(list(seen)), UNSEEN).value_counts(normalize=True)
+        names = [*seen, UNSEEN]
+        value = psi(np.array([seen.get(k, 0.0) for k in names]), np.array([observed.get(k, 0.0) for k in names]))
+    severity: Literal["pass", "warn", "block"] = "block" if value >= psi_block else "warn" if value >= psi_warn else "pass"
+    return DriftCheck(name, ref["kind"], round(value, 6), ks_stat, ks_p, ref_mean, batch_mean, severity)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def drift_table_html(result: DriftResult) -> str:
+    colours = {"pass": "#1a7f37", "warn": "#9a6700", "block": "#cf222e"}
+    rows = "".join(
+        f"<tr><td>{html.escape(c.column)}</td><td>{c.kind}</td><td>{c.psi:.4f}</td>"
+        f"<td>{_fmt(c.ks_statistic)}</td><td>{_fmt(c.ks_pvalue)}</td><td>{_fmt(c.reference_mean)}</td>"
+        f"<td>{_fmt(c.batch_mean)}</td><td style='color:{colours[c.severity]}'>{c.severity}</td></tr>"
+        for c in result.checks)
+    return ("<table><tr><th>column</th><th>kind</th><th>PSI</th><th>KS statistic</th><th>KS p-value</th>"
+            f"<th>reference mean</th><th>batch mean</th><th>verdict</th></tr>{rows}</table>")
