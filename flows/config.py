@@ -1,6 +1,6 @@
 """Orchestration settings, in one place: schedule, retries, timeouts, concurrency limits.
 
-Environment variables override the schedule (AIFLOW_CRON, AIFLOW_TIMEZONE) so a team can move the
+Environment variables override the schedules (AIFLOW_CRON, AIFLOW_SCORING_CRON, AIFLOW_TIMEZONE) so a team can move the
 nightly run without a code change; everything else is code-reviewed here.
 """
 
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 class Orchestration:
     cron: str = field(default_factory=lambda: os.environ.get("AIFLOW_CRON", "0 2 * * *"))  # nightly, 02:00
     timezone: str = field(default_factory=lambda: os.environ.get("AIFLOW_TIMEZONE", "UTC"))
+    # Scoring deployments: after the nightly training, on data/<domain>/inbox (the input is a parameter).
+    scoring_cron: str = field(default_factory=lambda: os.environ.get("AIFLOW_SCORING_CRON", "0 4 * * *"))
     # Transient failures (a killed process, a full disk, a lost worker) are retried; a blocked gate
     # or bad params are not: the same input fails the same way.
     retries: int = 2

@@ -11,9 +11,10 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.schedules import Cron
 
 from domains.common import paths
-from domains.common.registry import configured_domains
+from domains.common.registry import configured_domains, load_spec
 from flows.config import SETTINGS
 from flows.pipeline import all_domains_flow, domain_flow, ensure_concurrency_limits
+from flows.scoring import inbox, scoring_flow
 
 # A deployment's own runs never overlap: a late run waits for the previous one instead.
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
@@ -33,6 +34,14 @@ def deployment_specs(root: Path) -> list[dict]:
                   "parameters": {"domains": None, "force": False, "promote": True, "push": True},
                   "tags": [*SETTINGS.tags, "all-domains", "nightly"], "schedules": [schedule],
                   "description": "Every domain's pipeline, domains concurrently."})
+    scoring = Cron(SETTINGS.scoring_cron, timezone=SETTINGS.timezone)
+    specs += [
+        {"flow": scoring_flow, "entrypoint": "flows/scoring.py:scoring_flow", "name": f"{domain}-scoring",
+         "parameters": {"domain": domain, "input": str(inbox(domain)), "model": "champion"},
+         "tags": [*SETTINGS.tags, domain, "scoring"], "schedules": [scoring],
+         "description": f"Score {inbox(domain)} with the {domain} champion: gate, drift, predictions."}
+        for domain in configured_domains(root) if load_spec(domain).scoring is not None
+    ]
     return specs
 
 

@@ -42,6 +42,24 @@ def small_fraud_params() -> dict:
     return params
 
 
+def fraud_batches(folder: Path) -> dict[str, Path]:
+    """New transactions to score (another seed than training): 20 days of labelled history, then 10 days
+    of new transactions, with and without labels."""
+    import pandas as pd
+
+    from domains.fraud.params import SyntheticParams
+    from domains.fraud.synthetic import generate_transactions
+
+    tx = generate_transactions(SyntheticParams(n_customers=300, n_terminals=600, n_days=30), seed=7)
+    tx["TX_DATETIME"] = pd.to_datetime(tx["TX_DATETIME"])
+    cut = tx["TX_DATETIME"].min() + pd.Timedelta(days=20)
+    files = {"history": folder / "history.csv", "labelled": folder / "labelled.csv", "new": folder / "new.csv"}
+    tx[tx["TX_DATETIME"] < cut].to_csv(files["history"], index=False)
+    tx[tx["TX_DATETIME"] >= cut].to_csv(files["labelled"], index=False)
+    tx[tx["TX_DATETIME"] >= cut].drop(columns=["TX_FRAUD", "TX_FRAUD_SCENARIO"]).to_csv(files["new"], index=False)
+    return files
+
+
 def write_params(root: Path, domain: str, section: dict) -> None:
     """A params.yaml holding only one domain's section (for in-process stage runs)."""
     (root / "params.yaml").write_text(yaml.safe_dump({domain: section}, sort_keys=False))

@@ -14,7 +14,8 @@ import pytest
 
 from domains.common.registry import configured_domains
 from flows.config import SETTINGS
-from tests.conftest import GIT, api_call, copy_repo_with, run, set_domain_params, small_fraud_params, stop
+from domains.common.registry import load_spec
+from tests.conftest import GIT, api_call, copy_repo_with, fraud_batches, run, set_domain_params, small_fraud_params, stop
 from tests.test_bad_inputs import ulb_frame
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,8 @@ def served(tmp_path_factory, prefect_api):
     log = (root.parent / "serve.log").open("w")
     proc = subprocess.Popen(["aiflow", "serve"], cwd=root, env=prefect_api["env"], stdout=log, stderr=subprocess.STDOUT)
     try:
-        expected = {f"{d}-nightly" for d in configured_domains(root)} | {"all-domains-nightly"}
+        expected = ({f"{d}-nightly" for d in configured_domains(root)} | {"all-domains-nightly"}
+                    | {f"{d}-scoring" for d in configured_domains(root) if load_spec(d).scoring is not None})
 
         def registered():
             found = [d for d in _post(prefect_api, "/deployments/filter") if d["name"] in expected]
@@ -70,8 +72,9 @@ def served(tmp_path_factory, prefect_api):
 def test_deployments_are_scheduled_nightly(served):
     deployments = served["deployments"]
     assert {"fraud-nightly", "all-domains-nightly"} <= set(deployments)  # and one per other domain (the fixture waits for all)
-    for deployment in deployments.values():
-        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["0 2 * * *"]
+    for name, deployment in deployments.items():
+        cron = SETTINGS.scoring_cron if name.endswith("-scoring") else SETTINGS.cron
+        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [cron]
         assert "aiflow" in deployment["tags"]
 
     def upcoming():
@@ -95,6 +98,31 @@ def test_triggered_run_completes_promotes_and_pushes(served):
     registry = json.loads((root / "registry" / "fraud.json").read_text())
     assert registry["champion"]["version"] == 1
     assert any(served["remote"].rglob("*")), "nothing was pushed to the DVC remote"
+
+
+def test_scoring_deployment_scores_the_inbox_and_fails_a_drifted_batch(served, tmp_path):
+    api, root = served["api"], served["root"]  # the champion is v1 (the triggered run above promoted it)
+    files = fraud_batches(tmp_path)
+    (root / "data/fraud/inbox").mkdir(parents=True)
+    files["new"].rename(root / "data/fraud/inbox/new.csv")
+    deployment = served["deployments"]["fraud-scoring"]
+    flow_run = _post(api, f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"history": str(files["history"])}})
+    state = _final_state(api, flow_run)
+    assert state["type"] == "COMPLETED", state["message"]
+    keys = {a["key"] for a in _post(api, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})}
+    assert {"fraud-scoring-verdicts", "fraud-scoring-counts", "fraud-scoring-report"} <= keys
+    assert (root / "data/fraud/scores/inbox/predictions.parquet").is_file()
+
+    import pandas as pd
+
+    drifted = pd.read_csv(files["labelled"])
+    drifted["TX_AMOUNT"] = drifted["TX_AMOUNT"] * 3 + 100
+    drifted.to_csv(tmp_path / "drifted.csv", index=False)
+    flow_run = _post(api, f"/deployments/{deployment['id']}/create_flow_run",
+                     {"parameters": {"input": str(tmp_path / "drifted.csv"), "history": str(files["history"])}})
+    state = _final_state(api, flow_run)
+    assert state["type"] == "FAILED" and "drift blocked the fraud batch" in state["message"], state["message"]
+    assert not (root / "data/fraud/scores/drifted").exists()
 
 
 def test_a_second_run_with_nothing_to_do_runs_no_stage(served):

@@ -13,9 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from domains.fraud.params import SyntheticParams
-from domains.fraud.synthetic import generate_transactions
-from tests.conftest import GIT, copy_repo_with, digest, run, small_fraud_params
+from tests.conftest import GIT, copy_repo_with, digest, fraud_batches, run, small_fraud_params
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +28,7 @@ def repo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def batches(tmp_path_factory) -> dict[str, Path]:
-    """New transactions from another seed: a history month and the days after it, labelled and not."""
-    folder = tmp_path_factory.mktemp("batches")
-    tx = generate_transactions(SyntheticParams(n_customers=300, n_terminals=600, n_days=30), seed=7)
-    tx["TX_DATETIME"] = pd.to_datetime(tx["TX_DATETIME"])
-    cut = tx["TX_DATETIME"].min() + pd.Timedelta(days=20)
-    files = {"history": folder / "history.csv", "labelled": folder / "labelled.csv", "new": folder / "new.csv"}
-    tx[tx["TX_DATETIME"] < cut].to_csv(files["history"], index=False)
-    tx[tx["TX_DATETIME"] >= cut].to_csv(files["labelled"], index=False)
-    tx[tx["TX_DATETIME"] >= cut].drop(columns=["TX_FRAUD", "TX_FRAUD_SCENARIO"]).to_csv(files["new"], index=False)
-    return files
+    return fraud_batches(tmp_path_factory.mktemp("batches"))
 
 
 def score(repo: Path, *args: str, check: bool = True):
