@@ -237,7 +237,7 @@ def _fit_torch(name: str, x: sp.csr_matrix, val: Validation, t: RecsysTrainParam
     history = fit(model, _torch_data(name, val.fit), _torch_loss(name, m), score_fn, trainer, seed,
                   checkpoint_dir / f"{name}_select.ckpt", fingerprint, name=f"{name} select")
     epochs = max(history.best_epoch, 1)
-    selection = [{"epoch": e["epoch"], "val_ndcg_at_10": e["val_score"], "train_loss": e["train_loss"]} for e in history.epochs]
+    selection = [{"epochs": e["epoch"], "val_ndcg_at_10": e["val_score"], "train_loss": e["train_loss"]} for e in history.epochs]
     _log(f"{name}: best validation NDCG@{K} {history.best_score:.4f} after {epochs} epoch(s); refit on all interactions")
     ticks = count(1)  # the refit keeps its last epoch: each one scores higher than the one before
     began = time.perf_counter()

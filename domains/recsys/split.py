@@ -63,6 +63,7 @@ def data_profile(ratings: pd.DataFrame, min_user_ratings: int, min_item_ratings:
         "item_popularity_gini": gini(popular),
         f"users_below_{min_user_ratings}_ratings": int((per_user < min_user_ratings).sum()),
         f"items_below_{min_item_ratings}_ratings": int((per_item < min_item_ratings).sum()),
+        f"items_below_{min_item_ratings}_ratings_share": float((per_item < min_item_ratings).mean()),
         "rating_counts": {str(k): int(v) for k, v in ratings["rating"].value_counts().sort_index().items()},
         "mean_rating": float(ratings["rating"].mean()),
     }
