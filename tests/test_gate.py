@@ -1,4 +1,4 @@
-"""The gate engine: pandera and GX behind one result, with block / warn / quarantine."""
+"""The gate engine: pandera and GX behind one result, with block / warn / quarantine / info."""
 
 import pandas as pd
 import pandera.pandas as pa
@@ -52,6 +52,19 @@ def test_quarantine_moves_rows_aside_with_reason():
     assert list(quarantine.index) == [5, 9]
     assert set(quarantine["quarantine_reason"]) == {"amount:non_negative"}
     assert 5 not in kept.index
+
+
+def test_info_is_recorded_with_its_count_and_changes_nothing():
+    table = _table()
+    table.loc[[3, 4], "amount"] = -1.0
+    table["label"] = 1  # label rate 1.0: the GX check fails too
+    suite = _suite(**{"amount:non_negative": "info", "label_rate": "info"})
+    result, kept, quarantine = run_gate(table, suite, GateParams())
+    assert result.verdict == "pass" and result.reasons == [] and result.warnings == []
+    assert len(kept) == 100 and quarantine.empty
+    failed = {c.name: c for c in result.checks if not c.passed}
+    assert set(failed) == {"amount:non_negative", "label_rate"} and failed["amount:non_negative"].failing == 2
+    assert all(c.severity == "info" for c in failed.values())
 
 
 def test_row_level_warning_keeps_rows_and_still_runs_gx():

@@ -3,7 +3,8 @@ statistical expectations) behind one result format.
 
 Severities, per check (params override the domain's defaults; anything unnamed blocks):
 - block: the run stops; one line per failed check.
-- warn: recorded in the gate result and the report.
+- warn: recorded in the gate result and the report (and counted against `max_warnings`).
+- info: recorded, with its count, and nothing else: a fact about the data, not a fault.
 - quarantine: failing rows are moved to a quarantine table with the reason and the run
   continues, unless more than `max_quarantine_fraction` of the rows are quarantined.
 """
@@ -150,7 +151,7 @@ def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams,
         except SchemaErrors as err:
             extra, _ = _pandera_results(err.failure_cases, suite.schema, kept, severities, suite.id_column)
             checks += [c for c in extra if not any(c.name == p.name for p in pandera_checks)]
-            if all(c.severity == "warn" for c in extra if not c.passed):
+            if all(c.severity in ("warn", "info") for c in extra if not c.passed):
                 kept = suite.schema.coerce_dtype(kept)  # rows that only warn stay, and GX still runs
             else:
                 blocked_by_schema = True
@@ -166,7 +167,7 @@ def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams,
         )
     if total == 0:
         reasons.append("table: no rows to validate")
-    verdict: Verdict = "block" if reasons else ("warn" if any(not c.passed for c in checks) else "pass")
+    verdict: Verdict = "block" if reasons else ("warn" if any(not c.passed and c.severity != "info" for c in checks) else "pass")
     result = GateResult(verdict, total, 0 if reasons else len(kept), len(quarantine), checks, reasons)
     return result, kept, quarantine
 
@@ -343,10 +344,10 @@ def write_gate_result(result: GateResult, out_dir: Path) -> None:
 
 
 def render_gate_html(result: GateResult, gx_docs_link: str | None = None) -> str:
-    colours = {"pass": "#1a7f37", "warn": "#9a6700", "block": "#cf222e"}
+    colours = {"pass": "#1a7f37", "warn": "#9a6700", "block": "#cf222e", "info": "#57606a"}
     rows = "".join(
         f"<tr><td>{html.escape(c.name)}</td><td>{c.tool}</td><td>{c.severity}</td>"
-        f"<td style='color:{colours['pass'] if c.passed else colours['warn' if c.severity == 'warn' else 'block']}'>"
+        f"<td style='color:{colours['pass'] if c.passed else colours[{'warn': 'warn', 'info': 'info'}.get(c.severity, 'block')]}'>"
         f"{'pass' if c.passed else 'FAIL'}</td><td>{c.failing}</td><td>{html.escape(c.detail)}</td>"
         f"<td>{html.escape(', '.join(c.examples))}</td></tr>"
         for c in result.checks

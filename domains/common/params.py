@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from domains.common.errors import ParamsError
 
-Severity = Literal["block", "warn", "quarantine"]
+Severity = Literal["block", "warn", "quarantine", "info"]
 
 
 class StrictModel(BaseModel):

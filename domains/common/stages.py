@@ -177,6 +177,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
+def primary_metric(spec: DomainSpec, params: DomainParams) -> str:
+    """The promotion metric: the domain's params may name it (`evaluate.primary`), else its contract's."""
+    return getattr(params.evaluate, "primary", None) or spec.metric.primary
+
+
 def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, float]],
            gate: dict[str, Any], champion: dict[str, Any] | None, model_md5: str | None = None) -> dict[str, Any]:
     """Challenger vs thresholds, gate warnings and champion: promote or keep, with the reason.
@@ -194,7 +199,10 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
         {"metric": m, "bound": "max", "threshold": t, "value": scores.get(m), "passed": scores.get(m, float("inf")) <= t}
         for m, t in params.evaluate.thresholds_max.items()
     ]
-    primary = spec.metric.primary
+    primary = primary_metric(spec, params)
+    if primary not in scores:
+        raise PipelineError(f"evaluate.primary: the candidate '{candidate}' has no metric '{primary}' "
+                            f"(it has: {', '.join(scores)})")
     warnings = sum(1 for c in gate["checks"] if not c["passed"] and c["severity"] == "warn")
     failed = [t for t in thresholds if not t["passed"]]
     if failed:
@@ -207,6 +215,8 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
         decision, reason = "promote", f"no champion yet; {candidate} passes every threshold"
     elif model_md5 and champion.get("train_md5") == model_md5:
         decision, reason = "keep", f"this model is the champion (v{champion['version']})"
+    elif primary not in champion["metrics"]:  # the promotion metric changed since it was promoted
+        decision, reason = "promote", f"champion v{champion['version']} was not scored on {primary}; {candidate} passes every threshold"
     elif spec.metric.better(primary, scores[primary], champion["metrics"][primary]):
         decision, reason = "promote", f"{primary} {scores[primary]:.4f} beats champion v{champion['version']} ({champion['metrics'][primary]:.4f})"
     else:

@@ -1,4 +1,5 @@
-"""Recommender: MovieLens-style ratings (synthetic, ml-100k, ml-latest-small, ml-1m); Surprise baselines and a torch MF."""
+"""Recommender: MovieLens-style ratings (synthetic, ml-100k, ml-latest-small, ml-1m); rating models (Surprise, a torch
+MF) and implicit-feedback ranking models (EASE, item-kNN, BPR, Mult-VAE) against popularity."""
 
 from domains.common.contract import DomainSpec, MetricContract, lazy
 from domains.recsys.loaders import FORMATS
@@ -10,7 +11,7 @@ DOMAIN = DomainSpec(
     title="Recommender (MovieLens ratings)",
     params_model=RecsysParams,
     sources=("synthetic", *FORMATS),
-    metric=MetricContract(primary="rmse", higher_is_better=DIRECTIONS),
+    metric=MetricContract(primary="ndcg_at_10", higher_is_better=DIRECTIONS),  # recsys.evaluate.primary overrides
     acquire=lazy("domains.recsys.pipeline:acquire"),
     gate_suite=lazy("domains.recsys.checks:gate_suite"),
     prepare=lazy("domains.recsys.pipeline:prepare"),

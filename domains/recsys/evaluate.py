@@ -13,35 +13,47 @@ import numpy as np
 import pandas as pd
 
 from domains.common.contract import Evaluation, Figure
-from domains.recsys.metrics import K, mae, ranking_metrics, rmse
+from domains.recsys.metrics import K, mae, novelty, ranking_metrics, rmse
 from domains.recsys.params import RecsysParams
 from domains.recsys.pipeline import ITEMS, NOISE_FLOOR, PROFILE, RATINGS
 from domains.recsys.recommend import recommend, sample_users
-from domains.recsys.train import HISTORY, MF, POPULARITY, PREDICTIONS, TIMES
+from domains.recsys.train import HISTORY, MF, POPULARITY, PREDICTIONS, RANKING, TIMES
 
 
 def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_dir: Path) -> Evaluation:
     ratings = pd.read_parquet(prepared_dir / RATINGS)
     predictions = pd.read_parquet(train_dir / PREDICTIONS)
     times = json.loads((train_dir / TIMES).read_text())
+    ranking = json.loads((train_dir / RANKING).read_text())
     floor = json.loads((prepared_dir / NOISE_FLOOR).read_text()) if (prepared_dir / NOISE_FLOOR).is_file() else None
     profile = json.loads((prepared_dir / PROFILE).read_text())
     models = list(times)  # the rating models trained, in training order
+    rankers = [*ranking, POPULARITY]  # the implicit-feedback models, then the baseline
 
     metrics = {name: {**fold_errors(predictions, name),
                       "fit_seconds": float(np.mean(times[name]["fit_seconds"])),
                       "predict_seconds": float(np.mean(times[name]["predict_seconds"]))} for name in models}
+    metrics.update({name: {"fit_seconds": float(ranking[name]["fit_seconds"])} for name in ranking})
 
     # Top-k: the final models rank every unseen item for the held-out users.
     train, holdout = ratings[~ratings["holdout"]], ratings[ratings["holdout"]]
     users = sample_users(holdout, p.evaluate.topk_max_users, p.seed)
+    cold = ~np.isin(users, train["user_id"].unique())  # nothing to learn them from: left out of the ranking
+    users = users[~cold]
     liked = holdout[holdout["rating"] >= p.evaluate.relevance_threshold]
     relevant = _sets_by_user(liked, users)
     catalogue = train["item_id"].nunique()
+    counts = train["item_id"].value_counts().to_dict()
+    n_train_users = train["user_id"].nunique()
     lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name in [*models, POPULARITY]:
+    for name in [*models, *rankers]:
         lists[name] = recommend(train_dir, name, train, users, p.train.device)
-        metrics.setdefault(name, {}).update(ranking_metrics(lists[name][0], relevant, catalogue))
+        metrics.setdefault(name, {}).update(ranking_metrics(lists[name][0], relevant, catalogue),
+                                            novelty=novelty(lists[name][0], counts, n_train_users))
+    ndcg = f"ndcg_at_{K}"
+    for name in lists:
+        base = metrics[POPULARITY][ndcg]
+        metrics[name]["ndcg_over_popularity"] = metrics[name][ndcg] / base if base > 0 else float("nan")
 
     activity = error_by_activity(ratings, predictions, models, p.evaluate.activity_bins)
     titles = _titles(prepared_dir)
@@ -49,6 +61,8 @@ def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_di
     candidate = p.evaluate.candidate
     figures = [
         _comparison_figure(metrics, models, floor),
+        _ranking_figure(metrics, list(lists)),
+        _long_tail_figure(train, lists),
         _activity_figure(activity, models),
         _distribution_figure(ratings, predictions, models, p.gate.rating_min, p.gate.rating_max),
         _training_figure(history),
@@ -56,6 +70,7 @@ def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_di
     tables = {
         "top10_examples": top10_examples(candidate, lists, users, relevant, holdout, train, titles, p.evaluate.example_users, p.seed)
         if candidate in lists else pd.DataFrame(),
+        "ranking_model_selection": selection_table(ranking),
         "error_by_user_activity": activity,
         "data_profile": _profile_table(profile),
     }
@@ -64,11 +79,22 @@ def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_di
     plots = {
         "model_rmse": pd.DataFrame({"model": models, "rmse": [metrics[m]["rmse"] for m in models],
                                     "mae": [metrics[m]["mae"] for m in models]}),
-        "topk_ndcg": pd.DataFrame({"model": list(lists), f"ndcg_at_{K}": [metrics[m][f"ndcg_at_{K}"] for m in lists]}),
+        "topk_ndcg": pd.DataFrame({"model": list(lists), ndcg: [metrics[m][ndcg] for m in lists]}),
         "rmse_by_activity": activity,
     }
-    notes = _notes(p, metrics, models, floor, profile, len(users), sum(1 for r in relevant if r))
+    notes = _notes(p, metrics, models, rankers, floor, profile, len(users), sum(1 for r in relevant if r), int(cold.sum()))
     return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables, notes=notes)
+
+
+def selection_table(ranking: dict) -> pd.DataFrame:
+    """Every hyperparameter setting tried per ranking model, its validation NDCG@10, and which was kept."""
+    rows = []
+    for name, info in ranking.items():
+        for tried in info["selection"]:
+            setting = {k: v for k, v in tried.items() if k not in ("val_ndcg_at_10", "train_loss")}
+            rows.append({"model": name, "setting": ", ".join(f"{k}={v}" for k, v in setting.items()),
+                         "val_ndcg_at_10": tried["val_ndcg_at_10"], "chosen": setting.items() <= info["chosen"].items()})
+    return pd.DataFrame(rows)
 
 
 def fold_errors(predictions: pd.DataFrame, name: str) -> dict[str, float]:
@@ -140,9 +166,11 @@ def _profile_table(profile: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _notes(p: RecsysParams, metrics: dict, models: list[str], floor: dict | None, profile: dict,
-           n_users: int, n_with_relevant: int) -> list[str]:
-    best = min(models, key=lambda m: metrics[m]["rmse"])
+def _notes(p: RecsysParams, metrics: dict, models: list[str], rankers: list[str], floor: dict | None, profile: dict,
+           n_users: int, n_with_relevant: int, n_cold: int) -> list[str]:
+    best = min(models, key=lambda m: metrics[m]["rmse"]) if models else None
+    ndcg = f"ndcg_at_{K}"
+    best_ranker = max(rankers, key=lambda m: metrics[m][ndcg])
     notes = [
         f"Rating prediction: {p.prepare.n_folds}-fold cross-validation over all {profile['ratings']} ratings "
         f"({profile['users']} users, {profile['items']} items, sparsity {profile['sparsity']:.2%}); every model on the "
@@ -151,8 +179,18 @@ def _notes(p: RecsysParams, metrics: dict, models: list[str], floor: dict | None
         f"rank every item the user has not rated. {n_users} users ranked, {n_with_relevant} with a held-out rating "
         f">= {p.evaluate.relevance_threshold} (the relevant items); coverage is the share of the {K}-item lists' "
         "distinct items in the catalogue.",
-        f"Best RMSE: {best} ({metrics[best]['rmse']:.4f}).",
+        f"Ranking models ({', '.join(rankers)}) learn from interactions (every training rating, its value ignored); "
+        "their hyperparameters were chosen by NDCG@10 on a validation slice of the training ratings (each user's last "
+        f"{p.prepare.holdout_per_user} in time, every one relevant), never on the hold-out; novelty is the mean "
+        "-log2(share of users who rated the item) of the recommended items.",
+        f"Best ranking model: {best_ranker} (NDCG@{K} {metrics[best_ranker][ndcg]:.4f}, "
+        f"x{metrics[best_ranker]['ndcg_over_popularity']:.2f} the popularity ranking's {metrics[POPULARITY][ndcg]:.4f}); "
+        f"promotion metric: {p.evaluate.primary}, candidate {p.evaluate.candidate}.",
     ]
+    if best:
+        notes.append(f"Best RMSE: {best} ({metrics[best]['rmse']:.4f}).")
+    if n_cold:
+        notes.append(f"{n_cold} held-out user(s) have no training interaction: left out of the top-{K} ranking.")
     if "svd" in metrics and MF in metrics:
         notes.append(f"Torch MF vs Surprise SVD: fit time x{metrics[MF]['fit_seconds'] / metrics['svd']['fit_seconds']:.2f}, "
                      f"RMSE x{metrics[MF]['rmse'] / metrics['svd']['rmse']:.4f}.")
@@ -174,15 +212,54 @@ def _comparison_figure(metrics: dict, models: list[str], floor: dict | None) -> 
     low = min(metrics[m]["rmse"] for m in models)
     ax_rmse.set(xlabel="RMSE (lower is better)", title="Rating prediction",
                 xlim=(min(low, floor["floor_rmse"] if floor else low) * 0.95, max(metrics[m]["rmse"] for m in models) * 1.02))
-    ranked = [*models, POPULARITY]
+    ranked = [m for m in metrics if f"ndcg_at_{K}" in metrics[m]]
     ax_ndcg.barh(ranked, [metrics[m][f"ndcg_at_{K}"] for m in ranked], color="C1")
     ax_ndcg.set(xlabel=f"NDCG@{K} (higher is better)", title=f"Top-{K} on the time hold-out")
-    ax_time.barh(models, [metrics[m]["fit_seconds"] for m in models], color="C2")
-    ax_time.set(xlabel="fit seconds per fold (log)", xscale="log", title="Fit time")
+    timed = [m for m in metrics if "fit_seconds" in metrics[m]]
+    ax_time.barh(timed, [max(metrics[m]["fit_seconds"], 1e-3) for m in timed], color="C2")
+    ax_time.set(xlabel="fit seconds (log; rating models: per fold)", xscale="log", title="Fit time")
     for ax in (ax_ndcg, ax_time):
         ax.tick_params(labelleft=True)
     fig.tight_layout()
     return Figure("Model comparison", fig, "RMSE over the folds, NDCG@10 on the hold-out, fit time per fold.")
+
+
+def _ranking_figure(metrics: dict, ranked: list[str]) -> Figure:
+    order = sorted(ranked, key=lambda m: metrics[m][f"ndcg_at_{K}"])
+    fig, axes = plt.subplots(1, 3, figsize=(14, max(3, 0.35 * len(order) + 1)), sharey=True)
+    for ax, metric, colour in zip(axes, (f"ndcg_at_{K}", f"precision_at_{K}", f"recall_at_{K}"), ("C1", "C0", "C2")):
+        ax.barh(order, [metrics[m][metric] for m in order], color=[("grey" if m == POPULARITY else colour) for m in order])
+        ax.axvline(metrics[POPULARITY][metric], ls="--", color="grey")
+        ax.set(xlabel=metric.replace("_at_", "@"), title=metric.split("_at_")[0].upper() if metric.startswith("ndcg") else
+               metric.split("_at_")[0])
+    fig.tight_layout()
+    return Figure(f"NDCG@{K} per model", fig, f"Top-{K} quality of every model on the time hold-out; the dashed line "
+                  "is the popularity ranking (a bestseller list): a model left of it recommends worse than that.")
+
+
+def _long_tail_figure(train: pd.DataFrame, lists: dict[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
+    """Cumulative share of interactions (catalogue) and of each model's recommendations, items by popularity rank."""
+    counts = train["item_id"].value_counts()  # most popular first
+    rank = pd.Series(np.arange(1, len(counts) + 1), index=counts.index)
+    x = np.arange(1, len(counts) + 1) / len(counts)
+    fig, (ax_cum, ax_pop) = plt.subplots(1, 2, figsize=(13, 4.5))
+    ax_cum.plot(x, np.cumsum(counts.to_numpy()) / counts.sum(), color="black", lw=2.5, label="training interactions")
+    for name, (items, _) in lists.items():
+        shown = np.bincount(rank.reindex(items.ravel()).fillna(len(counts)).to_numpy(int) - 1, minlength=len(counts))
+        ax_cum.plot(x, np.cumsum(shown) / max(shown.sum(), 1), label=name, ls="--" if name == POPULARITY else "-")
+    ax_cum.set(xlabel="items by popularity (share of the catalogue, most popular first)",
+               ylabel="cumulative share", title="Long tail: where recommendations fall", xscale="log")
+    ax_cum.legend(fontsize=8)
+    mean_pop = {name: float(counts.reindex(items.ravel()).fillna(0).mean()) for name, (items, _) in lists.items()}
+    order = sorted(mean_pop, key=mean_pop.get)
+    ax_pop.barh(order, [mean_pop[m] for m in order], color="C4")
+    ax_pop.axvline(float(counts.mean()), ls="--", color="black", label="catalogue mean")
+    ax_pop.set(xlabel="mean training interactions of the recommended items", title="Popularity of recommendations")
+    ax_pop.legend(fontsize=8)
+    fig.tight_layout()
+    return Figure("Long tail", fig, "Left: the share of interactions (black) and of each model's top-10 slots taken by the "
+                  "most popular items; a curve near the black one recommends like the catalogue is used, one far above it "
+                  "only recommends hits. Right: mean popularity of recommended items against the catalogue's.")
 
 
 def _activity_figure(activity: pd.DataFrame, models: list[str]) -> Figure:

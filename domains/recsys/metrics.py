@@ -10,6 +10,8 @@ K = 10  # the metrics' cut-off: precision@10, recall@10, NDCG@10, MAP@10
 DIRECTIONS: dict[str, bool] = {
     "rmse": False, "mae": False,
     f"precision_at_{K}": True, f"recall_at_{K}": True, f"ndcg_at_{K}": True, f"map_at_{K}": True, "coverage": True,
+    "novelty": True,  # mean self-information of the recommended items: higher, further into the long tail
+    "ndcg_over_popularity": True,  # NDCG@10 / the popularity ranking's: above 1, better than a bestseller list
     "fit_seconds": False, "predict_seconds": False,
 }
 ACCURACY = tuple(m for m in DIRECTIONS if not m.endswith("_seconds"))  # reproducible for a seed; times are not
@@ -53,6 +55,12 @@ def ranking_metrics(recommended: np.ndarray, relevant: list[set], catalogue: int
         f"map_at_{k}": _mean(ap[users]),
         "coverage": len(np.unique(recommended)) / catalogue if catalogue else float("nan"),
     }
+
+
+def novelty(recommended: np.ndarray, counts: dict, n_users: int) -> float:
+    """Mean of -log2(share of users who interacted with the item) over every recommended item."""
+    shares = np.array([max(counts.get(item, 0), 1) for item in recommended.ravel()], dtype=float) / max(n_users, 1)
+    return float(np.mean(-np.log2(shares))) if len(shares) else float("nan")
 
 
 def _mean(values: np.ndarray) -> float:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from domains.common.params import DomainParams, EvaluateParams, GateParams, StrictModel, TrainerParams
+from domains.recsys.metrics import ACCURACY
 
 SurpriseModel = Literal["baseline_only", "svd", "svdpp", "knn_baseline"]
+RankingModel = Literal["ease", "item_knn", "bpr", "vae"]
 
 
 class SyntheticParams(StrictModel):
@@ -71,8 +73,56 @@ class PrepareParams(StrictModel):
     min_train_ratings: int = Field(10, ge=1, description="top-k: only users keeping at least this many ratings get a hold-out")
 
 
+class EaseParams(StrictModel):
+    lambdas: list[float] = Field(default_factory=lambda: [50.0, 100.0, 200.0, 500.0, 1000.0], min_length=1,
+                                 description="ridge penalties tried on the validation slice (the best is refitted)")
+
+    @model_validator(mode="after")
+    def _positive(self) -> "EaseParams":
+        if min(self.lambdas) <= 0:
+            raise ValueError("every lambda must be > 0")
+        return self
+
+
+class ItemKnnParams(StrictModel):
+    neighbours: list[int] = Field(default_factory=lambda: [20, 50, 100, 200], min_length=1,
+                                  description="most similar items kept per item, tried on the validation slice")
+
+    @model_validator(mode="after")
+    def _positive(self) -> "ItemKnnParams":
+        if min(self.neighbours) < 1:
+            raise ValueError("every neighbour count must be >= 1")
+        return self
+
+
+class BprParams(StrictModel):
+    """BPR matrix factorisation; epochs are chosen by early stopping on the validation slice's NDCG@10."""
+
+    factors: int = Field(64, ge=1)
+    reg: float = Field(1e-4, ge=0, description="L2 penalty on the user, positive and negative item rows of each triple")
+    epochs: int = Field(60, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    lr: float = Field(5e-3, gt=0)
+    patience: int = Field(4, ge=1)
+
+
+class VaeParams(StrictModel):
+    """Mult-VAE (Liang et al. 2018): [items] -> hidden -> latent -> hidden -> softmax over items."""
+
+    hidden: int = Field(600, ge=1)
+    latent: int = Field(200, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1, description="on the input (a user's items), as in the paper")
+    beta: float = Field(0.2, ge=0, description="weight of the KL term after annealing (the paper's best cap)")
+    anneal_epochs: int = Field(20, ge=0, description="beta rises linearly from 0 over these epochs")
+    epochs: int = Field(150, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    patience: int = Field(10, ge=1)
+
+
 class RecsysTrainParams(TrainerParams):
-    """The torch matrix factorisation (shared trainer keys + its own) and the Surprise models to run."""
+    """The torch matrix factorisation (shared trainer keys + its own), the Surprise models to run, and the
+    implicit-feedback ranking models (device, threads and determinism are the shared keys above)."""
 
     factors: int = Field(32, ge=1)
     reg: float = Field(0.12, ge=0, description="L2 penalty on the factors of each rating's user and item")
@@ -83,14 +133,28 @@ class RecsysTrainParams(TrainerParams):
     surprise_models: list[SurpriseModel] = Field(
         default_factory=lambda: ["baseline_only", "svd", "svdpp", "knn_baseline"],
         description="Surprise baselines, all with Surprise's defaults; svdpp is by far the slowest")
+    ranking_models: list[RankingModel] = Field(default_factory=lambda: ["ease", "item_knn", "bpr", "vae"],
+                                               description="implicit-feedback ranking models (popularity always runs)")
+    ease: EaseParams = EaseParams()
+    item_knn: ItemKnnParams = ItemKnnParams()
+    bpr: BprParams = BprParams()
+    vae: VaeParams = VaeParams()
 
 
 class RecsysEvaluateParams(EvaluateParams):
+    primary: str = Field("ndcg_at_10", description="the metric that decides promotion against the champion")
     relevance_threshold: float = Field(4.0, description="a held-out rating at or above this is a relevant item for top-k")
     topk_max_users: int = Field(2000, ge=1, description="top-k metrics on at most this many held-out users (a seeded sample)")
     activity_bins: list[int] = Field(default_factory=lambda: [20, 50, 100, 200],
                                      description="edges of the user-activity groups (training ratings per user)")
     example_users: int = Field(3, ge=0, description="users whose top-10 lists are shown in the report")
+
+    @field_validator("primary")
+    @classmethod
+    def _computed(cls, value: str) -> str:
+        if value not in ACCURACY:
+            raise ValueError(f"'{value}' is not a metric the recommender computes; one of: {', '.join(ACCURACY)}")
+        return value
 
 
 class RecsysParams(DomainParams):

@@ -1,17 +1,27 @@
-"""Top-k lists from the saved models, over every item the user has not rated yet."""
+"""Top-k lists from the saved models, over every item the user has not rated yet.
+
+Scores for a block of users are one matrix product (or one Surprise-equivalent matrix formula),
+items the user rated are masked, and the k best kept: no per-pair loop. Every model train saves
+recommends through `recommend`; a user the model cannot score (not in its training data, or with
+no interaction in `train` for the item-based models) gets the popularity ranking instead.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import joblib
 import numpy as np
 import pandas as pd
 import torch
 
+from domains.common.errors import PipelineError
 from domains.recsys.baselines import score_items
 from domains.recsys.metrics import K, top_k
 from domains.recsys.mf import load_mf
+from domains.recsys.ranking import BPR, EASE, ITEM_KNN, VAE, ItemItem, TorchRanker, interactions
 from domains.recsys.train import MF, POPULARITY, model_file
 
 BATCH_USERS = 256  # bounds the (users x items) score matrices
@@ -27,40 +37,98 @@ def sample_users(holdout: pd.DataFrame, max_users: int, seed: int) -> np.ndarray
 
 def recommend(train_dir: Path, model: str, train: pd.DataFrame, users: np.ndarray, device: str = "auto",
               k: int = K) -> tuple[np.ndarray, np.ndarray]:
-    """(users, k) recommended item ids, best first, and their scores; training items are never recommended."""
+    """(users, k) recommended item ids, best first, and their scores; items a user rated in `train` are never recommended.
+
+    `train` is the interaction history (user_id, item_id): it defines the catalogue (its items), what is
+    masked, and, for the item-based models (EASE, item-kNN, VAE), the rows they score from.
+    """
     catalogue = np.unique(train["item_id"])
-    scorer = _scorer(train_dir, model, catalogue, device)
+    if k > len(catalogue):
+        raise PipelineError(f"top-k: k={k} is more than the {len(catalogue)} items of the catalogue")
+    unique, inverse = np.unique(np.asarray(users), return_inverse=True)
+    scorer = load_scorer(train_dir, model, train, device)
+    fallback = _popularity(train_dir, train, catalogue)
+    columns = pd.Index(scorer.item_ids).get_indexer(catalogue)  # -1: an item the model never saw
     items, scores = [], []
-    for s in range(0, len(users), BATCH_USERS):
-        batch = users[s : s + BATCH_USERS]
-        seen = _seen(train, batch, catalogue)
-        full = scorer(batch)
-        top = top_k(full, seen, k)
+    for s in range(0, len(unique), BATCH_USERS):
+        batch = unique[s : s + BATCH_USERS]
+        full = np.tile(fallback, (len(batch), 1))
+        known = scorer.knows(batch)
+        if known.any():
+            own = scorer.score(batch[known])
+            full[known] = np.where(columns >= 0, own[:, np.maximum(columns, 0)], -np.inf)
+        top = top_k(full, _seen(train, batch, catalogue), k)
         items.append(catalogue[top])
         scores.append(np.take_along_axis(full, top, axis=1))
-    return np.concatenate(items), np.concatenate(scores)
+    return np.concatenate(items)[inverse], np.concatenate(scores)[inverse]
 
 
-def _scorer(train_dir: Path, model: str, catalogue: np.ndarray, device: str):
-    """A function: raw user ids -> (users, catalogue) scores, higher is better."""
+@dataclass
+class Scorer:
+    item_ids: np.ndarray  # the model's columns
+    knows: Callable[[np.ndarray], np.ndarray]  # raw user ids -> True where the model can score the user
+    score: Callable[[np.ndarray], np.ndarray]  # known raw user ids -> (users, item_ids) scores, higher is better
+
+
+def load_scorer(train_dir: Path, model: str, train: pd.DataFrame, device: str = "auto") -> Scorer:
     file = model_file(train_dir, model)
+    if not file.is_file():
+        raise PipelineError(f"recommend: no trained model '{model}' ({file} not found)")
     if model == POPULARITY:
-        counts = pd.read_parquet(file).set_index("item_id")["ratings"].reindex(catalogue, fill_value=0).to_numpy(float)
-        return lambda users: np.tile(counts, (len(users), 1))
+        counts = pd.read_parquet(file)
+        return Scorer(counts["item_id"].to_numpy(), lambda u: np.ones(len(u), dtype=bool),
+                      lambda u: np.tile(counts["ratings"].to_numpy(np.float64), (len(u), 1)))
     if model == MF:
         mf, user_index, item_index = load_mf(file, device)
-        columns = torch.from_numpy(item_index.get_indexer(catalogue))
+        return _by_user_row(user_index, item_index.to_numpy(),
+                            lambda rows: mf.score_items(torch.from_numpy(rows).to(mf.mean.device)).float().cpu().numpy())
+    if model in (EASE, ITEM_KNN):
+        item_item = ItemItem.load(file)
+        return _by_history(train, item_item.item_ids, item_item.score)
+    if model in (BPR, VAE):
+        ranker = TorchRanker.load(file, device)
+        net, dev = ranker.model, next(ranker.model.parameters()).device
+        if model == BPR:
+            return _by_user_row(pd.Index(ranker.user_ids), ranker.item_ids,
+                                lambda rows: net.score_users(torch.from_numpy(rows).to(dev)).float().cpu().numpy())
+        with torch.no_grad():
+            return _by_history(train, ranker.item_ids,
+                               lambda x: net(torch.from_numpy(x).to(dev)).float().cpu().numpy())
+    algo = joblib.load(file)  # a Surprise model
+    ts = algo.trainset
+    surprise_items = np.array([ts.to_raw_iid(i) for i in ts.all_items()])
+    return Scorer(surprise_items, lambda u: np.array([x in ts._raw2inner_id_users for x in u.tolist()], dtype=bool),
+                  lambda u: score_items(algo, u.tolist(), surprise_items.tolist()))
 
-        def score_mf(users: np.ndarray) -> np.ndarray:
-            rows = torch.from_numpy(user_index.get_indexer(users)).to(mf.mean.device)
-            return mf.score_items(rows)[:, columns.to(mf.mean.device)].float().cpu().numpy()
-        return score_mf
-    algo = joblib.load(file)
-    return lambda users: score_items(algo, users.tolist(), catalogue.tolist())
+
+def _by_user_row(user_index: pd.Index, item_ids: np.ndarray, score_rows: Callable[[np.ndarray], np.ndarray]) -> Scorer:
+    """Models with a row per training user (MF, BPR)."""
+    return Scorer(item_ids, lambda u: user_index.get_indexer(u) >= 0,
+                  lambda u: score_rows(user_index.get_indexer(u).astype(np.int64)))
+
+
+def _by_history(train: pd.DataFrame, item_ids: np.ndarray, score_history: Callable[[np.ndarray], np.ndarray]) -> Scorer:
+    """Models that score a user from their interactions (EASE, item-kNN, VAE): any user with history works."""
+    item_index = pd.Index(item_ids)
+    known_users = set(train.loc[item_index.get_indexer(train["item_id"]) >= 0, "user_id"].tolist())
+
+    def score(users: np.ndarray) -> np.ndarray:
+        rows = train[train["user_id"].isin(users)]
+        with torch.no_grad():
+            return score_history(interactions(rows, pd.Index(users), item_index).toarray())
+    return Scorer(item_ids, lambda u: np.array([x in known_users for x in u.tolist()], dtype=bool), score)
+
+
+def _popularity(train_dir: Path, train: pd.DataFrame, catalogue: np.ndarray) -> np.ndarray:
+    """Training interactions per catalogue item: the ranking for users a model cannot score."""
+    file = model_file(train_dir, POPULARITY)
+    counts = (pd.read_parquet(file).set_index("item_id")["ratings"] if file.is_file()
+              else train["item_id"].value_counts())
+    return counts.reindex(catalogue, fill_value=0).to_numpy(np.float64)
 
 
 def _seen(train: pd.DataFrame, users: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
-    """Boolean (users, catalogue): the items each user rated in training."""
+    """Boolean (users, catalogue): the items each of the (sorted, unique) users rated in training."""
     rows = train[train["user_id"].isin(users)]
     seen = np.zeros((len(users), len(catalogue)), dtype=bool)
     seen[np.searchsorted(users, rows["user_id"].to_numpy()), np.searchsorted(catalogue, rows["item_id"].to_numpy())] = True

@@ -34,6 +34,19 @@ def time_holdout(ratings: pd.DataFrame, per_user: int, min_train: int) -> np.nda
     return mask
 
 
+def per_user_random_split(ratings: pd.DataFrame, test_share: float, seed: int) -> np.ndarray:
+    """True for the test rows of Microsoft recommenders' stratified split: each user's ratings are shuffled
+    (seeded) and the last round(test_share * n) of them held out, so every user keeps ratings in both parts."""
+    key = np.random.default_rng(seed).random(len(ratings))
+    order = np.lexsort((key, ratings["user_id"].to_numpy()))
+    users = pd.Series(ratings["user_id"].to_numpy()[order])
+    counts = users.map(users.value_counts()).to_numpy()
+    position = users.groupby(users).cumcount().to_numpy()
+    mask = np.empty(len(ratings), dtype=bool)
+    mask[order] = position >= np.round(counts * (1 - test_share))
+    return mask
+
+
 def data_profile(ratings: pd.DataFrame, min_user_ratings: int, min_item_ratings: int) -> dict:
     """Size, sparsity, activity and popularity skew, and the rating distribution."""
     per_user = ratings["user_id"].value_counts()
@@ -50,6 +63,7 @@ def data_profile(ratings: pd.DataFrame, min_user_ratings: int, min_item_ratings:
         "item_popularity_gini": gini(popular),
         f"users_below_{min_user_ratings}_ratings": int((per_user < min_user_ratings).sum()),
         f"items_below_{min_item_ratings}_ratings": int((per_item < min_item_ratings).sum()),
+        f"items_below_{min_item_ratings}_ratings_share": float((per_item < min_item_ratings).mean()),
         "rating_counts": {str(k): int(v) for k, v in ratings["rating"].value_counts().sort_index().items()},
         "mean_rating": float(ratings["rating"].mean()),
     }

@@ -4,6 +4,8 @@
    fold's ratings; fit and predict times are measured per model and fold.
 2. Fit every model on all ratings but the top-k hold-out, and save it: these are the models
    evaluate ranks items with (and the ones a user would deploy), plus the popularity ranking.
+3. The implicit-feedback ranking models (ranking.py) on the same ratings, their hyperparameters
+   chosen on a validation slice of them: each user's last ratings in time, as the hold-out is cut.
 """
 
 from __future__ import annotations
@@ -24,20 +26,29 @@ from domains.recsys.baselines import make_surprise, popularity, predict_surprise
 from domains.recsys.mf import fit_mf, predict_mf, save_mf
 from domains.recsys.params import RecsysParams
 from domains.recsys.pipeline import RATINGS
+from domains.recsys.ranking import BPR, EASE, ITEM_KNN, VAE, fit_ranking
+from domains.recsys.split import time_holdout
 
 PREDICTIONS = "predictions.parquet"  # out-of-fold prediction of every rating by every model
 TIMES = "times.json"  # model -> fit_seconds / predict_seconds per fold
 HISTORY = "history.json"  # MF training history per fit
 MF = "mf"  # the torch model's name
 POPULARITY = "popularity"
+RANKING = "ranking.json"  # ranking model -> fit_seconds, hyperparameter selection, chosen setting
 
 
 def rating_models(p: RecsysParams) -> list[str]:
     return [*p.train.surprise_models, MF]
 
 
+def ranking_models(p: RecsysParams) -> list[str]:
+    """The implicit-feedback models, then the popularity baseline."""
+    return [*p.train.ranking_models, POPULARITY]
+
+
 def model_file(train_dir: Path, name: str) -> Path:
-    suffix = {MF: ".pt", POPULARITY: ".parquet"}.get(name, ".joblib")
+    """The one place that names a saved model's file."""
+    suffix = {MF: ".pt", BPR: ".pt", VAE: ".pt", EASE: ".npz", ITEM_KNN: ".npz", POPULARITY: ".parquet"}.get(name, ".joblib")
     return train_dir / f"{name}{suffix}"
 
 
@@ -90,10 +101,29 @@ def train_models(p: RecsysParams, prepared_dir: Path, out_dir: Path, env: TrainE
     histories["top-k"] = [h.to_json() for h in passes]
     save_mf(model, user_ids, item_ids, model_file(out_dir, MF))
     popularity(ratings[keep]).to_parquet(model_file(out_dir, POPULARITY))
+    ranking = fit_ranking_models(p, ratings[keep].reset_index(drop=True), out_dir, env)
 
     predictions.to_parquet(out_dir / PREDICTIONS)
     (out_dir / TIMES).write_text(json.dumps(times, indent=2))
     (out_dir / HISTORY).write_text(json.dumps(histories, indent=2))
+    (out_dir / RANKING).write_text(json.dumps(ranking, indent=2))
+
+
+def fit_ranking_models(p: RecsysParams, train: pd.DataFrame, out_dir: Path, env: TrainEnv) -> dict[str, Any]:
+    """Fit and save each ranking model; validation: each user's last ratings of `train`, as the test hold-out is cut.
+
+    Every validation interaction counts as relevant (the models learn interactions, and train does not
+    depend on evaluate's relevance threshold).
+    """
+    val = time_holdout(train, p.prepare.holdout_per_user, p.prepare.min_train_ratings)
+    out: dict[str, Any] = {}
+    for name in p.train.ranking_models:
+        _log(f"top-k fit {name} (selection on {int(val.sum())} validation ratings)")
+        fitted = fit_ranking(name, train, val, float("-inf"), p.train, p.seed, env.checkpoint_dir,
+                             env.fingerprint)
+        fitted.model.save(model_file(out_dir, name))
+        out[name] = {"fit_seconds": fitted.fit_seconds, "chosen": fitted.chosen, "selection": fitted.selection}
+    return out
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:

@@ -18,7 +18,9 @@ def small_recsys_params() -> dict:
     params["gate"].update(min_rows=100)
     params["prepare"].update(n_folds=3)
     params["train"].update(epochs=8, factors=8)
-    params["evaluate"].update(thresholds_max={"rmse": 1.2}, example_users=2)
+    params["train"]["bpr"].update(epochs=15, factors=16)
+    params["train"]["vae"].update(epochs=30, hidden=64, latent=16, anneal_epochs=5)
+    params["evaluate"].update(example_users=2)
     return params
 
 

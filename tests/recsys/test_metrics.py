@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from domains.recsys.metrics import ACCURACY, DIRECTIONS, mae, ranking_metrics, rmse, top_k
+from domains.recsys.metrics import ACCURACY, DIRECTIONS, mae, novelty, ranking_metrics, rmse, top_k
 
 
 def test_errors():
@@ -34,3 +34,9 @@ def test_ranking_metrics_by_hand():
 def test_every_metric_has_a_direction():
     assert DIRECTIONS["rmse"] is False and DIRECTIONS["ndcg_at_10"] is True and DIRECTIONS["fit_seconds"] is False
     assert "fit_seconds" not in ACCURACY and "rmse" in ACCURACY
+
+
+def test_novelty_is_the_mean_self_information_of_recommended_items():
+    # 8 users: item 1 rated by 4 (share 1/2: 1 bit), item 2 by 1 (1/8: 3 bits), item 3 by none (counted as 1).
+    recommended = np.array([[1, 2], [1, 3]])
+    assert novelty(recommended, {1: 4, 2: 1}, n_users=8) == pytest.approx((1 + 3 + 1 + 3) / 4)

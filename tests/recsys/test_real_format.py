@@ -26,7 +26,7 @@ def test_movielens_100k_files_run_to_a_report(recsys_root, capsys):
         assert main(["stage", stage, "recsys"]) == 0, capsys.readouterr().err
     data = recsys_root / "data" / "recsys"
     metrics = json.loads((data / "evaluate/metrics.json").read_text())
-    assert set(metrics) == {"baseline_only", "svd", "mf", "popularity"}
+    assert set(metrics) == {"baseline_only", "svd", "mf", "ease", "item_knn", "bpr", "vae", "popularity"}
     assert not (data / "prepare/noise_floor.json").exists()  # no known floor for real data
     examples = pd.read_csv(data / "evaluate/tables/top10_examples.csv")
     assert examples["title"].str.startswith("Film n\xb0").all()

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from domains.recsys.split import assign_folds, data_profile, gini, time_holdout
+from domains.recsys.split import assign_folds, data_profile, gini, per_user_random_split, time_holdout
 
 
 def test_folds_are_balanced_seeded_and_shuffled():
@@ -36,3 +36,12 @@ def test_gini_and_profile():
     profile = data_profile(ratings, min_user_ratings=2, min_item_ratings=2)
     assert profile["density"] == pytest.approx(4 / 6) and profile["users_below_2_ratings"] == 1
     assert profile["items_below_2_ratings"] == 2 and profile["rating_counts"] == {"3.0": 1, "4.0": 2, "5.0": 1}
+
+
+def test_per_user_random_split_holds_out_a_quarter_of_every_user():
+    ratings = pd.DataFrame({"user_id": np.repeat([1, 2, 3], [4, 8, 20]), "item_id": np.arange(32)})
+    test = per_user_random_split(ratings, 0.25, seed=5)
+    assert ratings[test].groupby("user_id").size().to_dict() == {1: 1, 2: 2, 3: 5}
+    np.testing.assert_array_equal(test, per_user_random_split(ratings, 0.25, seed=5))
+    assert not np.array_equal(test, per_user_random_split(ratings, 0.25, seed=6))
+    assert not np.array_equal(test[12:], np.arange(20) >= 15)  # random within the user, not the last rows
