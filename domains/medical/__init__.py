@@ -2,7 +2,7 @@
 from scratch against scikit-learn baselines on the pixels."""
 
 from domains.common.classification import DIRECTIONS
-from domains.common.contract import DomainSpec, MetricContract, lazy
+from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
 from domains.medical.params import MedicalParams
 
 SOURCES = ("synthetic", "medmnist", "image-folder")
@@ -19,4 +19,11 @@ DOMAIN = DomainSpec(
     prepare=lazy("domains.medical.pipeline:prepare"),
     train=lazy("domains.medical.models:train_models"),
     evaluate=lazy("domains.medical.evaluate:evaluate_models"),
+    scoring=ScoringSpec(
+        sources=("medmnist", "image-folder"),  # synthetic writes a MedMNIST .npz: its format first
+        read=lazy("domains.medical.score:read_batch"),
+        gate_suite=lazy("domains.medical.checks:scoring_suite"),
+        reference=lazy("domains.medical.score:reference"),
+        score=lazy("domains.medical.score:score_batch"),
+    ),
 )

@@ -30,3 +30,17 @@ def gate_suite(p: MedicalParams) -> GateSuite:
                                            meta={"check": "enough_images"}),
     ]
     return GateSuite(schema, expectations, {**ITEM_SEVERITIES, **IMAGE_SEVERITIES}, id_column=ID)
+
+
+def scoring_suite(p: MedicalParams) -> GateSuite:
+    """The training suite minus splits and class counts: per-image checks, and the label (when the
+    batch has one) among the classes. Sizes are the model's: see image_scoring.check_as_trained."""
+    from domains.common.image_scoring import scoring_schema_columns, scoring_table_checks
+    from domains.common.items import LABEL
+
+    schema = pa.DataFrameSchema(
+        {**scoring_schema_columns(p.gate),
+         LABEL: pa.Column("str", pa.Check.isin(list(p.data.classes), name="in_classes"), required=False)},
+        checks=scoring_table_checks(), coerce=True, strict=False,
+    )
+    return GateSuite(schema, (), {**ITEM_SEVERITIES, **IMAGE_SEVERITIES}, id_column=ID)

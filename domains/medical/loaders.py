@@ -107,3 +107,37 @@ def read_image_folder(root: Path, val_fraction: float, seed: int) -> pd.DataFram
         carved = stratified_split(table.loc[train, LABEL].to_numpy(), val_fraction, seed)
         table.loc[np.flatnonzero(train)[carved], SPLIT] = "val"
     return table
+
+
+def read_medmnist_batch(file: Path, classes: list[str]) -> pd.DataFrame:
+    """Images to score from an .npz: test_images (and test_labels when present) if it has them, else
+    every <name>_images array (labels from <name>_labels where present). Labels are optional."""
+    arrays = _open_npz(file)
+    keys = ["test_images"] if "test_images" in arrays else sorted(k for k in arrays if k.endswith("_images"))
+    if not keys:
+        raise DataError(f"{file.name}: no <name>_images array to score (has: {', '.join(sorted(arrays)) or 'nothing'}); "
+                        "a MedMNIST .npz has test_images")
+    rows = []
+    for key in keys:
+        name = key.removesuffix("_images")
+        images, labels = arrays[key], arrays.get(f"{name}_labels")
+        if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+            raise DataError(f"{file.name}: {key} has shape {images.shape}; expected (N, H, W) or (N, H, W, 3)")
+        if labels is not None:
+            labels = _split_labels(labels, len(images), file, name)
+        for i, image in enumerate(images):
+            rows.append({ID: f"{name}/{i}", PATH: file.name, MEMBER: f"{key}/{i}", **image_facts(_hwc(image)),
+                         **({LABEL: _class_name(labels[i], classes)} if labels is not None else {})})
+    if not rows:
+        raise DataError(f"{file.name}: {', '.join(keys)} hold no images")
+    return pd.DataFrame(rows)
+
+
+def _split_labels(labels: np.ndarray, n: int, file: Path, name: str) -> np.ndarray:
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        raise DataError(f"{file.name}: {name}_labels has shape {labels.shape}: multi-label data is not supported; "
+                        "one class per image, shape (N, 1)")
+    labels = labels.reshape(len(labels), -1)[:, 0] if labels.ndim else labels
+    if len(labels) != n:
+        raise DataError(f"{file.name}: {name}_images holds {n} images but {name}_labels {len(labels)} labels")
+    return labels

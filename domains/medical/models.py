@@ -122,7 +122,7 @@ def save_cnn(model: ResNet, t: MedicalTrainParams, n_classes: int, file: Path) -
 
 
 def load_cnn(file: Path) -> ResNet:
-    saved = torch.load(file, map_location="cpu", weights_only=False)
+    saved = torch.load(file, map_location="cpu", weights_only=True)  # tensors and plain values only: no code runs
     model = small_resnet(saved["channels"], saved["n_classes"], saved["widths"], saved["blocks"], saved["dropout"])
     model.load_state_dict(saved["state_dict"])
     return model.eval()

@@ -1,0 +1,141 @@
+"""Scoring new images, shared by the image domains (medical, defects).
+
+- `read_folder`: a flat folder of images, or <label>/<image>, into the per-image facts table the
+  image gate checks (`domains.common.images`), with the folder in a `root` column so the scorer
+  can read the pixels that passed the gate (checked against their hash, as training does);
+- `scoring_schema_columns`: the gate's per-image columns without the split and label checks;
+- `model_inputs`: the gated images at the model's size and channels, resized as `prepare` did;
+- drift: each image's facts (native size and channels, intensity mean and std of what the model
+  sees), computed alike for the training split (the reference) and for a batch;
+- `check_as_trained`: a batch whose size or channels the training images never had stops in one
+  line, before scoring (where training saw many sizes, e.g. Magnetic-Tile, size is not checked);
+- `write_map`: a heat map over its image as a PNG per item.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from PIL import Image
+
+from domains.common.errors import DataError
+from domains.common.images import IMAGE_SUFFIXES, MEMBER, PATH, file_facts, gated_pixels, image_columns, image_table_checks, to_size
+from domains.common.items import HASH, ID, LABEL
+from domains.common.modelstore import PROFILE
+from domains.common.params import ImageGateParams
+
+ROOT = "root"  # the folder (or .npz) a batch's paths are relative to
+DRIFT_COLUMNS = ("height", "width", "channels", "pixel_mean", "pixel_std")
+SHAPE_COLUMNS = ("height", "width", "channels")  # checked against training where it saw few distinct values
+
+
+def read_folder(root: Path, what: str) -> pd.DataFrame:
+    """One facts row per file of `root` (flat) or of `root`/<label>/ (the label column then names it).
+
+    `what` completes one-line errors (the layouts the domain accepts). Every non-hidden file is
+    listed: one that does not decode is a failed `decode_error:decodes` check naming it.
+    """
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder of images ({what})")
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    folders, files = [p for p in entries if p.is_dir()], [p for p in entries if p.is_file()]
+    if folders and files:
+        raise DataError(f"{root}: holds both files ({files[0].name}) and folders ({folders[0].name}); "
+                        f"put every image either directly in it or in <label>/ folders ({what})")
+    rows = [{ID: f.name, PATH: f.name} for f in files]
+    for folder in folders:
+        inside = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not inside:
+            raise DataError(f"{folder}: no image files ({what})")
+        rows += [{ID: f"{folder.name}/{f.name}", PATH: f"{folder.name}/{f.name}", LABEL: folder.name} for f in inside]
+    if not rows:
+        raise DataError(f"{root}: no images to score ({what})")
+    table = pd.DataFrame(rows)
+    facts = file_facts(root, table[PATH].tolist())
+    return pd.concat([table, facts.drop(columns=[PATH])], axis=1).assign(**{ROOT: str(root.resolve())})
+
+
+def scoring_schema_columns(p: ImageGateParams) -> dict[str, pa.Column]:
+    """Per-image checks of a batch to score: unique ids and the training gate's image checks."""
+    return {ID: pa.Column("str", unique=True, report_duplicates="exclude_first"), HASH: pa.Column("str"),
+            **image_columns(p)}
+
+
+def _no_duplicates(table: pd.DataFrame) -> pd.Series:
+    return ~table.duplicated(HASH, keep="first")
+
+
+def scoring_table_checks() -> list[pa.Check]:
+    """Pixel values in range; the same picture twice in a batch (warn, as in training)."""
+    return [*image_table_checks(), pa.Check(_no_duplicates, name="duplicate_items")]
+
+
+def model_inputs(table: pd.DataFrame, size: int, channels: int) -> np.ndarray:
+    """(N, channels, size, size) uint8: each gated image, checked against its hash, resized as prepare does."""
+    if table.empty:
+        return np.zeros((0, channels, size, size), dtype=np.uint8)
+    root = Path(table[ROOT].iloc[0])
+    return np.stack([to_size(x, (size, size), channels) for x in gated_pixels(root, table)])
+
+
+def intensity(images: np.ndarray) -> pd.DataFrame:
+    """pixel_mean and pixel_std (0-255) of uint8 model inputs (N, C, H, W), as the gate's facts define them."""
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    return pd.DataFrame({"pixel_mean": flat.mean(axis=1), "pixel_std": flat.std(axis=1)})
+
+
+def drift_frame(height: np.ndarray, width: np.ndarray, images: np.ndarray) -> pd.DataFrame:
+    """The drift columns: native size, the model's channels and intensity of what the model sees."""
+    return pd.DataFrame({"height": np.asarray(height, dtype=np.int64), "width": np.asarray(width, dtype=np.int64),
+                         "channels": np.full(len(images), images.shape[1], dtype=np.int64), **intensity(images)})
+
+
+def trained_values(model_dir: Path) -> dict[str, list[int]]:
+    """The heights, widths and channel counts of the training images, where the profile lists them
+    (a column with few distinct values is profiled as categories; many sizes are not checked)."""
+    columns = json.loads((model_dir / PROFILE).read_text())["columns"]
+    return {name: sorted(int(float(k)) for k in columns[name]["categories"])
+            for name in SHAPE_COLUMNS if columns.get(name, {}).get("kind") == "categorical"}
+
+
+def model_channels(model_dir: Path) -> int:
+    """The channel count the model was trained on."""
+    values = trained_values(model_dir).get("channels")
+    if not values or len(values) != 1:
+        raise DataError(f"{model_dir}: the model's profile does not name one channel count; retrain it")
+    return values[0]
+
+
+def check_as_trained(model_dir: Path, table: pd.DataFrame, domain: str) -> None:
+    """Stop in one line when images have a size or channel count the training images never had."""
+    known = trained_values(model_dir)
+    for name, values in known.items():
+        odd = table.loc[~table[name].astype(int).isin(values), [ID, name]]
+        if len(odd):
+            have = ", ".join(sorted({str(v) for v in odd[name]}))
+            raise DataError(f"{domain}: {len(odd)} image(s) have {name} {have} (e.g. {odd[ID].iloc[0]}); the model "
+                            f"was trained on images with {name} {', '.join(map(str, values))}: "
+                            + ("convert them (grey: 1, RGB: 3)" if name == "channels" else "resize them")
+                            + " or score with a model trained on such images")
+
+
+def safe_name(item_id: str) -> str:
+    """A file name for an item id, without its image suffix ('pneumonia/3.png' -> 'pneumonia__3')."""
+    stem = item_id[: -len(Path(item_id).suffix)] if Path(item_id).suffix.lower() in IMAGE_SUFFIXES else item_id
+    return re.sub(r"[^A-Za-z0-9._-]", "_", stem.replace("/", "__"))
+
+
+def write_map(folder: Path, item_id: str, image: np.ndarray, heat: np.ndarray) -> Path:
+    """The image (C, H, W uint8) in grey with `heat` (H, W in [0, 1]) in red over it, as <item>.png."""
+    grey = image.mean(axis=0) if image.shape[0] > 1 else image[0].astype(np.float64)
+    h = np.clip(np.nan_to_num(heat), 0, 1)
+    rgb = np.stack([grey * (1 - h) + 255 * h, grey * (1 - h), grey * (1 - h)], axis=-1)
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / f"{safe_name(item_id)}.png"
+    Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8), "RGB").save(file)
+    return file

@@ -1,0 +1,170 @@
+"""`aiflow score medical`: a trained, promoted champion scores new images (folders and .npz) end to end.
+
+One throwaway repository (tiny params) serves every test: `dvc repro report@medical`, promotion,
+then batches written here by the synthetic generator. Bad inputs run in-process (one import of
+torch for all of them) and must stop with one `error:` line, no output folder, the input untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from domains.medical.params import SyntheticParams
+from domains.medical.synthetic import generate_images
+from tests.conftest import copy_repo_with, digest, run
+from tests.medical.conftest import small_medical_params, synthetic_arrays, write_image_folder, write_npz
+
+pytestmark = pytest.mark.slow
+
+PROVENANCE = ("model_version", "model_md5", "input_sha256")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    params = small_medical_params()
+    params["evaluate"]["thresholds_min"] = {"auroc": 0.0}  # two epochs at 16 px: promotion, not accuracy, is tested
+    root = copy_repo_with(tmp_path_factory.mktemp("repo"), "medical", params)
+    run(["dvc", "repro", "report@medical"], root)
+    run(["aiflow", "champion", "promote", "medical"], root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory) -> dict[str, Path]:
+    """New images in each accepted format, from another seed than training."""
+    base = tmp_path_factory.mktemp("batches")
+    arrays = synthetic_arrays(seed=7, size=16)
+    flat = base / "flat"
+    flat.mkdir()
+    for i, image in enumerate(arrays["test_images"][:12]):
+        Image.fromarray(image).save(flat / f"scan_{i:02d}.png")
+    return {
+        "npz": write_npz(base / "labelled.npz", {"test_images": arrays["test_images"], "test_labels": arrays["test_labels"]}),
+        "npz_unlabelled": write_npz(base / "unlabelled.npz", {"new_images": arrays["test_images"]}),
+        "classes": write_image_folder(base / "folder", arrays, splits=("test",)) / "test",
+        "flat": flat,
+    }
+
+
+def score(repo: Path, *args: str, check: bool = True):
+    return run(["aiflow", "score", "medical", *args], repo, check=check)
+
+
+def in_process(repo: Path, monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    from aiflow.cli import main
+
+    monkeypatch.setenv("AIFLOW_ROOT", str(repo))
+    code = main(["score", "medical", *args])
+    return code, capsys.readouterr().err
+
+
+def read(out: Path) -> tuple[pd.DataFrame, dict]:
+    return pd.read_parquet(out / "predictions.parquet"), json.loads((out / "manifest.json").read_text())
+
+
+def test_labelled_npz_scores_every_image_with_provenance_and_shadow_metrics(repo, batches, tmp_path):
+    out = tmp_path / "npz"
+    proc = score(repo, str(batches["npz"]), "--out", str(out))
+    assert "scored 30 of 30" in proc.stdout
+    predictions, manifest = read(out)
+    champion = json.loads((repo / "registry/medical.json").read_text())
+    assert list(predictions.columns[:5]) == ["item_id", "class", "probability", "p_normal", "p_pneumonia"]
+    assert predictions["item_id"].tolist() == [f"test/{i}" for i in range(30)]
+    p = predictions[["p_normal", "p_pneumonia"]].to_numpy()
+    assert np.allclose(p.sum(axis=1), 1) and ((p >= 0) & (p <= 1)).all()
+    assert (predictions["class"] == np.where(p[:, 1] > p[:, 0], "pneumonia", "normal")).all()
+    assert np.allclose(predictions["probability"], p.max(axis=1))
+    assert predictions["model_version"].eq("v1").all() and predictions["model_md5"].str.endswith(".dir").all()
+    assert predictions["model_md5"].iloc[0] in json.dumps(champion)
+    assert predictions["input_sha256"].eq(manifest["input_sha256"]).all() and len(manifest["input_sha256"]) == 64
+    assert predictions["quarantine_reason"].isna().all()
+    assert {"auroc", "accuracy"} <= set(manifest["shadow_metrics"])
+    assert manifest["source"] == "medmnist" and manifest["drift"]["verdict"] == "not_judged"  # 30 < min_rows
+    assert (out / "report.html").is_file() and not (out / "maps").exists()
+
+
+def test_unlabelled_npz_has_no_shadow_metrics(repo, batches, tmp_path):
+    out = tmp_path / "unlabelled"
+    score(repo, str(batches["npz_unlabelled"]), "--out", str(out), "--csv")
+    predictions = pd.read_csv(out / "predictions.csv")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["shadow_metrics"] is None and "label" not in predictions
+    assert predictions["item_id"].iloc[0] == "new/0" and len(predictions) == 30
+    assert all(predictions[c].notna().all() for c in PROVENANCE)
+
+
+def test_class_folders_give_labels_and_explain_writes_a_map_per_image(repo, batches, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "folder"
+    code, err = in_process(repo, monkeypatch, capsys, str(batches["classes"]), "--source", "image-folder",
+                           "--out", str(out), "--explain")
+    assert code == 0, err
+    predictions, manifest = read(out)
+    assert set(predictions["label"]) == {"normal", "pneumonia"} and {"auroc", "accuracy"} <= set(manifest["shadow_metrics"])
+    maps = sorted(p.name for p in (out / "maps").glob("*.png"))
+    assert len(maps) == 30 and maps == sorted(i.replace("/", "__") for i in predictions["item_id"])  # normal/3.png
+    with Image.open(out / "maps" / maps[0]) as image:
+        assert image.size == (16, 16) and image.mode == "RGB"
+    assert "Grad-CAM" in " ".join(manifest["notes"]) and "data:image/png;base64" in (out / "report.html").read_text()
+
+
+def test_flat_folder_scores_without_labels_and_twice_gives_identical_bytes(repo, batches, tmp_path, monkeypatch, capsys):
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        code, err = in_process(repo, monkeypatch, capsys, str(batches["flat"]), "--source", "image-folder", "--out", str(out))
+        assert code == 0, err
+    predictions, manifest = read(outs[0])
+    assert predictions["item_id"].tolist() == [f"scan_{i:02d}.png" for i in range(12)]
+    assert manifest["shadow_metrics"] is None and "label" not in predictions
+    assert (outs[0] / "predictions.parquet").read_bytes() == (outs[1] / "predictions.parquet").read_bytes()
+
+
+def test_a_brighter_batch_is_blocked_by_drift(repo, tmp_path, monkeypatch, capsys):
+    images, _ = generate_images(SyntheticParams(image_size=16, n_train=20, n_val=10, n_test=120), 5).splits["test"]
+    batch = write_npz(tmp_path / "bright.npz", {"test_images": np.clip(images.astype(int) + 60, 0, 255).astype(np.uint8)})
+    out = tmp_path / "bright"
+    code, err = in_process(repo, monkeypatch, capsys, str(batch), "--out", str(out))
+    assert code == 1 and err.startswith("error: drift blocked") and "pixel_mean" in err
+    assert not out.exists()
+
+
+def _bad_inputs(base: Path) -> dict[str, tuple[Path, list[str], str]]:
+    """name -> (input, extra arguments, a part of the one-line error)."""
+    arrays = synthetic_arrays(seed=3, size=16)
+    big = synthetic_arrays(seed=3, size=32)
+    rgb = np.repeat(arrays["test_images"][..., None], 3, axis=3)
+    rgb[..., 0] //= 2
+    broken = write_image_folder(base / "broken", arrays, splits=("test",)) / "test"
+    (broken / "normal" / "truncated.png").write_bytes((broken / "normal" / "0.png").read_bytes()[:40])
+    unknown = base / "unknown_class" / "cats"
+    unknown.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(arrays["test_images"][i]).save(unknown / f"{i}.png")
+    (base / "empty").mkdir()
+    (base / "fraud.csv").write_text("TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID\n0,2024-01-01 00:00:00,1\n")
+    return {
+        "larger images": (write_npz(base / "big.npz", {"test_images": big["test_images"]}), [], "height 32"),
+        "RGB images": (write_npz(base / "rgb.npz", {"test_images": rgb}), [], "channels 3"),
+        "no image arrays": (write_npz(base / "other.npz", {"x": arrays["test_images"]}), [], "no <name>_images"),
+        "undecodable image": (broken, ["--source", "image-folder"], "decode_error:decodes"),
+        "unknown class folder": (unknown.parent, ["--source", "image-folder"], "label:in_classes"),
+        "empty folder": (base / "empty", ["--source", "image-folder"], "no images"),
+        "another domain's file": (base / "fraud.csv", [], "not an .npz"),
+        "a folder as medmnist": (broken, [], "--source image-folder"),
+        "unknown source": (base / "fraud.csv", ["--source", "ulb"], "unknown source"),
+    }
+
+
+def test_bad_inputs_stop_in_one_line_and_write_nothing(repo, tmp_path, monkeypatch, capsys):
+    for name, (data, extra, expected) in _bad_inputs(tmp_path).items():
+        before, out = digest(data), tmp_path / f"out-{name.replace(' ', '_')}"
+        code, err = in_process(repo, monkeypatch, capsys, str(data), *extra, "--out", str(out))
+        lines = err.strip().splitlines()
+        assert code == 1 and expected in err, (name, err)
+        assert lines[0].startswith("error:") and all(line.startswith("  ") for line in lines[1:]), (name, err)
+        assert "Traceback" not in err and not out.exists() and digest(data) == before, name
