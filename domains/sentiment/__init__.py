@@ -2,7 +2,7 @@
 regression, NBSVM and a fastText-style torch model."""
 
 from domains.common.classification import DIRECTIONS
-from domains.common.contract import DomainSpec, MetricContract, lazy
+from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
 from domains.sentiment.params import SentimentParams
 
 SOURCES = ("synthetic", "aclimdb", "sst2", "text-folder", "csv")
@@ -18,4 +18,11 @@ DOMAIN = DomainSpec(
     prepare=lazy("domains.sentiment.pipeline:prepare"),
     train=lazy("domains.sentiment.train:train_models"),
     evaluate=lazy("domains.sentiment.evaluate:evaluate_models"),
+    scoring=ScoringSpec(
+        sources=("text-folder", "csv", "aclimdb"),  # aclimdb: <id>_<stars>.txt, e.g. its unlabelled train/unsup/
+        read=lazy("domains.sentiment.score:read_batch"),
+        gate_suite=lazy("domains.sentiment.checks:scoring_suite"),
+        reference=lazy("domains.sentiment.score:reference"),
+        score=lazy("domains.sentiment.score:score_batch"),
+    ),
 )

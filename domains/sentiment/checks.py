@@ -19,7 +19,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from domains.common.gate import GateSuite
-from domains.common.items import (HASH, ITEM_SEVERITIES, LABEL, SPLIT, class_presence_expectations, content_hash,
+from domains.common.items import (HASH, ID, ITEM_SEVERITIES, LABEL, SPLIT, class_presence_expectations, content_hash,
                                   item_columns, item_table_checks, with_item_columns)
 from domains.common.params import Severity
 from domains.sentiment.loaders import REQUIRED_SPLITS
@@ -101,3 +101,50 @@ def split_expectations(p: SentimentParams) -> list:
 def gate_suite(p: SentimentParams) -> GateSuite:
     return GateSuite(schema=documents_schema(p), expectations=split_expectations(p), severities=SEVERITIES,
                      id_column="item_id")
+
+
+# --- scoring: the same document checks on a batch without splits, labels optional ------------------
+
+def with_scoring_columns(documents: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """A batch to score plus the facts its gate checks (as with_gate_columns, without splits). The label
+    column stays only where some document has one (and is then a string column with missing values)."""
+    labelled = documents[LABEL].notna().any()
+    facts = documents.drop(columns=[c for c in (SPLIT, *([] if labelled else [LABEL])) if c in documents])
+    if labelled:
+        facts[LABEL] = facts[LABEL].astype("string")
+    text = facts["text"]
+    return facts.assign(**{
+        LABEL_INDEX: (facts[LABEL].map({c: i for i, c in enumerate(classes)}).astype("Float64").fillna(-1).astype("int64")
+                      if labelled else -1),
+        "n_tokens": pd.Series([len(tokenise(t)) for t in text], index=text.index, dtype="int64"),
+        "length": text.str.len().astype("int64"),
+        "markup": pd.Series([markup_count(t) for t in text], index=text.index, dtype="int64"),
+        HASH: [content_hash(t.encode("utf-8")) for t in text],
+    })
+
+
+def _first_copy(table: pd.DataFrame) -> pd.Series:
+    """False for the second and later copies of the same text in the batch."""
+    return ~table.duplicated([HASH], keep="first")
+
+
+def scoring_schema(p: SentimentParams) -> pa.DataFrameSchema:
+    """documents_schema minus splits and label rules: a label, where given, is still one of the classes."""
+    training = documents_schema(p).columns
+    return pa.DataFrameSchema(
+        {
+            ID: training[ID],
+            HASH: training[HASH],
+            LABEL: pa.Column("string", pa.Check.isin(list(p.data.classes), name="in_classes"), nullable=True,
+                             required=False),
+            **{name: training[name] for name in ("text", "decoding", "n_tokens", "markup", "length", LABEL_INDEX, "stars")},
+        },
+        checks=[pa.Check(_first_copy, name="duplicate_items")],
+        coerce=True,
+        strict=False,
+    )
+
+
+def scoring_suite(p: SentimentParams) -> GateSuite:
+    """The training suite minus what needs labels or splits (class counts and shares, leakage, split sizes, stars)."""
+    return GateSuite(schema=scoring_schema(p), expectations=[], severities=SEVERITIES, id_column="item_id")

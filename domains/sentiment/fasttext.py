@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -131,5 +132,15 @@ class FastText:
         return weights
 
     def save(self, path: Path) -> None:
-        torch.save({"state_dict": self.model.cpu().state_dict(), "columns": self.columns, "rows": self.rows,
-                    "dim": self.t.fasttext_dim}, path)
+        # Tensors and plain values only, so scoring can load it with weights_only=True (no pickled code).
+        torch.save({"state_dict": self.model.cpu().state_dict(), "columns": torch.from_numpy(self.columns),
+                    "rows": torch.from_numpy(self.rows), "dim": self.t.fasttext_dim}, path)
+
+
+def load_fasttext(path: Path) -> Callable[[sp.csr_matrix], np.ndarray]:
+    """The saved model as a function of a count matrix (the training vocabulary's columns) -> P(class) per row."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values: no code runs
+    columns, rows = saved["columns"].numpy(), saved["rows"].numpy()
+    model = BagOfNgrams(*saved["state_dict"]["embedding"].shape, seed=0)
+    model.load_state_dict(saved["state_dict"])
+    return lambda counts: FastText._proba(model, Bags(counts, columns, rows))

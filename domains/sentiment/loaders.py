@@ -30,6 +30,7 @@ from domains.sentiment.text import decode, is_binary
 COLUMNS = ["item_id", "split", "label", "text", "decoding", "stars"]
 ACLIMDB_REVIEW = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")  # <id>_<stars>.txt
 SST2_FILES = {"train": "train.tsv", "test": "dev.tsv"}  # GLUE hides test.tsv's labels: dev is the test split
+ACLIMDB_ANY_REVIEW = re.compile(r"(?:^|/)(?:(pos|neg|unsup)/)?(\d+)_(\d+)\.txt$")  # scoring: labelled or not
 REQUIRED_SPLITS = ("train", "test")  # every source has both; val is carved from train unless the source has one
 
 
@@ -88,20 +89,35 @@ def read_aclimdb(path: Path, classes: list[str]) -> pd.DataFrame:
     return _frame(rows)
 
 
-def _aclimdb_files(path: Path) -> Iterator[tuple[str, bytes]]:
+def _aclimdb_files(path: Path, pattern: re.Pattern = ACLIMDB_REVIEW) -> Iterator[tuple[str, bytes]]:
     if path.is_dir():
         for file in sorted(path.rglob("*.txt")):
             name = file.relative_to(path).as_posix()
-            if ACLIMDB_REVIEW.search(name):
+            if pattern.search(name):
                 yield name, file.read_bytes()
         return
     try:
         with tarfile.open(path, "r:*") as archive:  # read member by member: nothing is unpacked to disk
             for member in archive:
-                if member.isfile() and ACLIMDB_REVIEW.search(member.name):
+                if member.isfile() and pattern.search(member.name):
                     yield member.name, archive.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError) as err:
         raise DataError(f"{path}: not a readable tar archive of aclImdb ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+
+
+def read_aclimdb_batch(path: Path, classes: list[str]) -> pd.DataFrame:
+    """Reviews to score in aclImdb's layout: any <id>_<stars>.txt under the folder (or .tar.gz), e.g. the 50,000
+    of train/unsup/. Under pos/ or neg/ a review keeps its label (and stars); elsewhere (unsup/) it has none."""
+    polarity = {"neg": classes[0], "pos": classes[1]}
+    rows = []
+    for name, data in _aclimdb_files(path, ACLIMDB_ANY_REVIEW):
+        folder, _, stars = ACLIMDB_ANY_REVIEW.search(name).groups()
+        label = polarity.get(folder or "")
+        rows.append(_file_document(name, None, label, data, f"{path}: {name}", int(stars) if label else None))
+    if not rows:
+        raise DataError(f"{path}: no reviews found; expected aclImdb's <id>_<stars>.txt files (e.g. its train/unsup/ "
+                        "folder, or test/ with pos/ and neg/)")
+    return _frame(rows)
 
 
 # --- sst2: GLUE's SST-2 folder, train.tsv and dev.tsv, `sentence<TAB>label` with a header --------------
@@ -144,10 +160,16 @@ def _sst2_rows(file: Path, split: str, polarity: dict[str, str]) -> list[dict]:
 
 # --- text-folder: <label>/*.txt, or {train,test}/<label>/*.txt --------------------------------------
 
-def read_text_folder(path: Path, classes: list[str]) -> pd.DataFrame:
-    """One subfolder per label holding one .txt per document, directly or under train/ and test/ (and val/)."""
+def read_text_folder(path: Path, classes: list[str], labels: bool = True) -> pd.DataFrame:
+    """One subfolder per label holding one .txt per document, directly or under train/ and test/ (and val/).
+
+    labels=False (scoring): every .txt under the folder; one in a subfolder is labelled by that folder's name
+    (<label>/ or <split>/<label>/, as training reads them), one at the top has no label.
+    """
     if not path.is_dir():
         raise DataError(f"{path}: text-folder reads a folder of label subfolders, not a file")
+    if not labels:
+        return _unlabelled_folder(path)
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     by_split = [f for f in folders if f.name in SPLITS]
     if by_split:
@@ -174,10 +196,26 @@ def read_text_folder(path: Path, classes: list[str]) -> pd.DataFrame:
     return _frame(rows)
 
 
+def _unlabelled_folder(path: Path) -> pd.DataFrame:
+    files = sorted(f for f in path.rglob("*.txt") if f.is_file()
+                   and not any(part.startswith(".") for part in f.relative_to(path).parts))
+    if not files:
+        raise DataError(f"{path}: no .txt documents in the folder or its subfolders")
+    rows = []
+    for file in files:
+        name = file.relative_to(path).as_posix()
+        label = file.parent.name if file.parent != path else None
+        rows.append(_file_document(name, None, label, file.read_bytes(), str(file)))
+    return _frame(rows)
+
+
 # --- csv: text,label[,split] -----------------------------------------------------------------------
 
-def read_csv(path: Path, classes: list[str]) -> pd.DataFrame:
-    """A CSV with columns text and label, and optionally split (train / val / test)."""
+def read_csv(path: Path, classes: list[str], labels: bool = True) -> pd.DataFrame:
+    """A CSV with columns text and label, and optionally split (train / val / test).
+
+    labels=False (scoring): the label column is optional, an empty label is none, a split column is ignored.
+    """
     if not path.is_file():
         raise DataError(f"{path}: csv reads one CSV file, not a folder")
     data = path.read_bytes()
@@ -192,15 +230,17 @@ def read_csv(path: Path, classes: list[str]) -> pd.DataFrame:
     except (ValueError, pd.errors.ParserError) as err:
         raise DataError(f"{path}: not a valid CSV: {str(err).strip().splitlines()[0]}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in ("text", "label") if c not in frame.columns]
+    missing = [c for c in ("text", "label") if c not in frame.columns and (labels or c != "label")]
     if missing:
         raise DataError(f"{path}: missing required column(s): {', '.join(missing)} (found: {', '.join(frame.columns[:8])})")
     if frame.empty:
         raise DataError(f"{path}: no rows (header only)")
-    has_split = "split" in frame.columns
+    has_split = "split" in frame.columns and labels
+    given = frame["label"] if "label" in frame.columns else [""] * len(frame)
     rows = []
-    for number, (text, label, split) in enumerate(zip(frame["text"], frame["label"],
+    for number, (text, label, split) in enumerate(zip(frame["text"], given,
                                                       frame["split"] if has_split else [None] * len(frame)), start=1):
-        rows.append(_document(f"{path.name}:row {number}", split.strip().lower() if has_split else None, label.strip(),
+        label = label.strip() if labels or label.strip() else None
+        rows.append(_document(f"{path.name}:row {number}", split.strip().lower() if has_split else None, label,
                               text.encode("utf-8", "surrogateescape")))
     return _frame(rows)

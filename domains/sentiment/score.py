@@ -1,0 +1,131 @@
+"""Score new documents with a trained sentiment model.
+
+A batch is read by the training loaders (same decoding, same binary-file refusal), gated by the
+training checks minus labels and splits, tokenised as prepare did (markup stripped per params) and
+counted over the training vocabulary, which is saved with the model at the end of training: the
+model sees exactly the features evaluate saw. Drift columns: tokens per document and the share of
+tokens outside the training vocabulary; the score drift covers the predicted-class share.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer
+
+from domains.common.contract import Reference, ScoreOptions, Scored
+from domains.common.errors import DataError
+from domains.sentiment.checks import LABEL_INDEX, with_scoring_columns
+from domains.sentiment.features import load_features
+from domains.sentiment.loaders import read_aclimdb_batch, read_csv, read_text_folder
+from domains.sentiment.params import ENSEMBLE, SentimentParams
+from domains.sentiment.pipeline import DOCUMENTS
+from domains.sentiment.text import tokenise
+from domains.sentiment.train import PREDICTIONS, TORCH_MODEL, model_file
+
+VOCABULARY = "vocabulary.parquet"  # saved with the model: the n-grams (prepared order) its columns refer to
+
+
+def read_batch(p: SentimentParams, path: Path, source: str) -> pd.DataFrame:
+    """Documents in a training layout (or aclImdb's unsup/), labels optional, with the facts the gate checks."""
+    classes = p.data.classes
+    if source == "aclimdb":
+        documents = read_aclimdb_batch(path, classes)
+    else:
+        documents = {"text-folder": read_text_folder, "csv": read_csv}[source](path, classes, labels=False)
+    return with_scoring_columns(documents, classes)
+
+
+def reference(p: SentimentParams, prepared_dir: Path, train_dir: Path) -> Reference:
+    """The vocabulary (saved next to the model for scoring), the drift columns and the test split's scores.
+
+    The text columns come from the held-out documents (validation and test), not the training ones:
+    the training documents made the vocabulary, so their share of unseen tokens is biased low, and a
+    new batch of the same kind would look drifted against them.
+    """
+    _, vocabulary = load_features(prepared_dir)
+    vocabulary[["ngram", "order"]].to_parquet(train_dir / VOCABULARY, index=False)
+    documents = pd.read_parquet(prepared_dir / DOCUMENTS)
+    held_out = documents[documents["split"].isin(["val", "test"])]
+    tokens = [tokenise(t, p.prepare.strip_markup) for t in held_out["text"]]
+    predictions = pd.read_parquet(train_dir / PREDICTIONS)
+    test = predictions[predictions["split"] == "test"]
+    models = [c for c in predictions.columns if c not in ("item_id", "split", LABEL_INDEX)]
+    return Reference(drift_frame(tokens, _words(vocabulary)), {m: test[m].to_numpy() for m in models})
+
+
+def score_batch(p: SentimentParams, model_dir: Path, model: str, table: pd.DataFrame, options: ScoreOptions) -> Scored:
+    trained = [*p.train.models, *([ENSEMBLE] if len(p.train.ensemble) > 1 else [])]
+    if model not in trained:
+        raise DataError(f"sentiment: unknown model '{model}'; trained: {', '.join(trained)}")
+    vocabulary = pd.read_parquet(model_dir / VOCABULARY)
+    tokens = [tokenise(t, p.prepare.strip_markup) for t in table["text"]]
+    counts = count_over(tokens, vocabulary["ngram"], p.prepare.ngram_max)
+    members = p.train.ensemble if model == ENSEMBLE else [model]
+    probability = np.mean([_predict(model_dir, name, counts) for name in members], axis=0)  # as evaluate's ensemble
+
+    negative, positive = p.data.classes
+    predictions = pd.DataFrame({
+        "item_id": table["item_id"].to_numpy(),
+        "label": np.where(probability >= 0.5, positive, negative),
+        "positive_probability": probability,
+    }, index=table.index)
+    notes = [f"label: '{positive}' where positive_probability >= 0.5 (the evaluation's threshold), else '{negative}'"]
+    if model == ENSEMBLE:
+        notes.append(f"ensemble: the mean probability of {', '.join(members)}")
+    shadow = None
+    if "label" in table:
+        labelled = table[LABEL_INDEX].to_numpy() >= 0  # a label outside the classes gets past the gate only as a warning
+        shadow = _shadow(table[LABEL_INDEX].to_numpy()[labelled], probability[labelled])
+        notes.append(f"shadow evaluation on the {int(labelled.sum())} of {len(table)} documents that have a label")
+    drift = drift_frame(tokens, _words(vocabulary)).set_index(table.index)
+    return Scored(predictions, drift, probability, shadow, notes)
+
+
+def count_over(tokens: list[list[str]], ngrams: pd.Series, ngram_max: int) -> sp.csr_matrix:
+    """Counts of each document's 1- to ngram_max-grams over the training vocabulary, in its column order
+    (as prepare counted the test documents: n-grams outside it are dropped)."""
+    vectorizer = CountVectorizer(tokenizer=_as_is, preprocessor=_as_is, lowercase=False, token_pattern=None,
+                                 ngram_range=(1, ngram_max), vocabulary={g: i for i, g in enumerate(ngrams)},
+                                 dtype=np.int32)
+    return vectorizer.transform(tokens).tocsr()
+
+
+def _as_is(tokens: list[str]) -> list[str]:
+    return tokens
+
+
+def _words(vocabulary: pd.DataFrame) -> frozenset[str]:
+    return frozenset(vocabulary.loc[vocabulary["order"] == 1, "ngram"])
+
+
+def drift_frame(tokens: list[list[str]], words: frozenset[str]) -> pd.DataFrame:
+    """Tokens per document, and the share of them outside the training vocabulary's words (0 for no tokens)."""
+    n = np.array([len(t) for t in tokens], dtype=np.int64)
+    unseen = np.array([sum(w not in words for w in t) for t in tokens], dtype=np.float64)
+    return pd.DataFrame({"n_tokens": n, "unseen_share": np.divide(unseen, n, out=np.zeros(len(n)), where=n > 0)})
+
+
+def _predict(model_dir: Path, name: str, counts: sp.csr_matrix) -> np.ndarray:
+    file = model_file(model_dir, name)
+    if name == TORCH_MODEL:
+        from domains.sentiment.fasttext import load_fasttext  # torch only when the torch model scores
+
+        return load_fasttext(file)(counts)[:, 1]
+    return joblib.load(file).predict_proba(counts)[:, 1]  # opened only after modelstore checked its DVC hash
+
+
+def _shadow(y: np.ndarray, probability: np.ndarray) -> dict[str, float] | None:
+    from sklearn.metrics import roc_auc_score
+
+    if not len(y):
+        return None
+    metrics = {"accuracy": float(np.mean((probability >= 0.5) == (y == 1))), "labelled": float(len(y)),
+               "positive_share": float(np.mean(y == 1))}
+    if len(np.unique(y)) == 2:
+        metrics["auroc"] = float(roc_auc_score(y, probability))
+    return metrics
