@@ -1,7 +1,7 @@
 """Recommender: MovieLens-style ratings (synthetic, ml-100k, ml-latest-small, ml-1m); rating models (Surprise, a torch
 MF) and implicit-feedback ranking models (EASE, item-kNN, BPR, Mult-VAE) against popularity."""
 
-from domains.common.contract import DomainSpec, MetricContract, lazy
+from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
 from domains.recsys.loaders import FORMATS
 from domains.recsys.metrics import DIRECTIONS
 from domains.recsys.params import RecsysParams
@@ -17,4 +17,12 @@ DOMAIN = DomainSpec(
     prepare=lazy("domains.recsys.pipeline:prepare"),
     train=lazy("domains.recsys.train:train_models"),
     evaluate=lazy("domains.recsys.evaluate:evaluate_models"),
+    scoring=ScoringSpec(
+        sources=("users", "pairs", *FORMATS),
+        read=lazy("domains.recsys.score:read_batch"),
+        gate_suite=lazy("domains.recsys.score:scoring_suite"),
+        reference=lazy("domains.recsys.score:reference"),
+        score=lazy("domains.recsys.score:score_batch"),
+        id_column="user_id",
+    ),
 )
