@@ -155,7 +155,9 @@ def _score(root: Path, args: argparse.Namespace) -> None:
           f"drift {drift['verdict']}")
     for line in [*manifest["gate"]["warnings"], *drift["reasons"]]:
         print(f"  {line}")
-    print(f"{manifest['out']}/{manifest['predictions']}\n{manifest['out']}/report.html")
+    out = Path(manifest["out"])
+    shown = out.relative_to(root) if out.is_relative_to(root) else out
+    print(f"{shown / manifest['predictions']}\n{shown / 'report.html'}")
 
 
 def main(argv: list[str] | None = None) -> int:
