@@ -1,7 +1,7 @@
 """Vision defect detection: unsupervised anomaly detection on images of good parts (synthetic, mvtec,
 magnetic-tile); a scikit-learn patch Gaussian, a torch anomaly segmenter, optionally PatchCore."""
 
-from domains.common.contract import DomainSpec, MetricContract, lazy
+from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
 from domains.defects.params import DefectsParams
 
 SOURCES = ("synthetic", "mvtec", "magnetic-tile")
@@ -22,4 +22,11 @@ DOMAIN = DomainSpec(
     prepare=lazy("domains.defects.pipeline:prepare"),
     train=lazy("domains.defects.train:train_models"),
     evaluate=lazy("domains.defects.evaluate:evaluate_models"),
+    scoring=ScoringSpec(
+        sources=("mvtec",),  # synthetic writes MVTec's layout; a flat folder or <type>/ folders read the same
+        read=lazy("domains.defects.score:read_batch"),
+        gate_suite=lazy("domains.defects.checks:scoring_suite"),
+        reference=lazy("domains.defects.score:reference"),
+        score=lazy("domains.defects.score:score_batch"),
+    ),
 )

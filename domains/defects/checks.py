@@ -133,3 +133,15 @@ def count_expectations(p: DefectsParams) -> list:
 
 def gate_suite(p: DefectsParams) -> GateSuite:
     return GateSuite(schema=defects_schema(p), expectations=count_expectations(p), severities=SEVERITIES, id_column=ID)
+
+
+def scoring_suite(p: DefectsParams) -> GateSuite:
+    """The training suite minus splits, labels, masks and counts: the per-image checks and one mode
+    per batch. Sizes are the model's: see image_scoring.check_as_trained."""
+    from domains.common.image_scoring import scoring_schema_columns, scoring_table_checks
+
+    schema = pa.DataFrameSchema(
+        {**scoring_schema_columns(resolved_gate(p)), MODE: pa.Column("str", pa.Check(_consistent, name="consistent"))},
+        checks=scoring_table_checks(), strict=False,
+    )
+    return GateSuite(schema=schema, severities=SEVERITIES, id_column=ID)

@@ -1,0 +1,85 @@
+"""Score new images with a trained defect model: anomaly score, decision and an anomaly-map PNG per image.
+
+Inputs (`mvtec`, the synthetic source's layout): an MVTec category folder (its test/<type>/ images),
+a folder of <type>/ folders ('good' is normal; the names label the images, for a shadow
+evaluation), or a flat folder of images (no labels). Images pass the training gate's per-image
+checks, must have a size and channel count the training images had (where training saw few
+sizes; Magnetic-Tile's crops vary by design and are not checked), and are resized to the model's
+size as `prepare` did. The decision is the model's own threshold, saved by training (a quantile
+of held-out good images' scores).
+
+Score drift is not judged here: an anomaly detector's scores move with the share of defective
+parts in a batch, which is what it is there to find; a batch full of defects must be scored, not
+blocked. Input drift (size, channels, intensity) is judged as for every image domain.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from domains.common.contract import Reference, ScoreOptions, Scored
+from domains.common.errors import DataError
+from domains.common.image_scoring import check_as_trained, drift_frame, model_channels, model_inputs, read_folder, write_map
+from domains.common.items import ID, LABEL, SPLIT
+from domains.defects.checks import MODE
+from domains.defects.loaders import GOOD
+from domains.defects.metrics import image_metrics, image_scores
+from domains.defects.params import DefectsParams
+from domains.defects.pipeline import IMAGES, ITEMS
+from domains.defects.train import THRESHOLDS, load_model, score_maps
+
+LAYOUTS = "an MVTec category folder (test/<type>/), <type>/ folders ('good' is normal), or a flat folder of images"
+
+
+def read_batch(p: DefectsParams, path: Path, source: str) -> pd.DataFrame:
+    """The per-image facts of the batch, with each image's mode (the gate's `mode:consistent`)."""
+    if path.is_file():
+        raise DataError(f"{path}: a file, not a folder of images ({LAYOUTS})")
+    folder = path / "test" if (path / "test").is_dir() and (path / "train").is_dir() else path
+    table = read_folder(folder, LAYOUTS)
+    return table.assign(**{MODE: table["channels"].astype(str) + "x" + table["dtype"]})
+
+
+def reference(p: DefectsParams, prepared_dir: Path, train_dir: Path) -> Reference:
+    """The training split's native sizes and the intensity of its prepared images; no score reference (see above)."""
+    items = pd.read_parquet(prepared_dir / ITEMS)
+    train = np.flatnonzero(items[SPLIT].to_numpy() == "train")
+    images = np.ascontiguousarray(np.load(prepared_dir / IMAGES, mmap_mode="r")[train])
+    return Reference(drift_frame(items["height"].to_numpy()[train], items["width"].to_numpy()[train], images), {})
+
+
+def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFrame, options: ScoreOptions) -> Scored:
+    thresholds = json.loads((model_dir / THRESHOLDS).read_text())
+    if model not in thresholds:
+        raise DataError(f"defects: unknown model '{model}'; trained: {', '.join(thresholds)}")
+    check_as_trained(model_dir, table, "defects")
+    images = model_inputs(table, p.prepare.image_size, model_channels(model_dir))
+    maps = score_maps(model, load_model(model_dir, model), images)  # loaded after the model's hash check
+    scores = image_scores(maps, p.train.score_pool)
+    threshold = float(thresholds[model])
+    decision = (scores >= threshold).astype(np.int64)
+    predictions = pd.DataFrame({ID: table[ID].to_numpy(), "anomaly_score": scores, "decision": decision},
+                               index=table.index)
+    labelled = LABEL in table and table[LABEL].notna().all()
+    if labelled:
+        predictions["label"] = table[LABEL].astype(str).to_numpy()
+    if options.maps_dir is not None:
+        heat = np.clip((maps - threshold) / max(abs(threshold), 1e-6), 0, 1)  # colour from the threshold to twice it
+        for item, image, h in zip(table[ID], images, heat):
+            write_map(options.maps_dir, item, image, h)
+    notes = [f"decision 1 (defective): anomaly_score >= {threshold:.6g}, {model}'s threshold "
+             f"(quantile {p.train.threshold_quantile} of held-out good images' scores)",
+             f"anomaly maps: one PNG per image in maps/ ({p.prepare.image_size} px; red from the threshold to twice it)",
+             "score drift: not judged for an anomaly detector (its scores follow the share of defects)"]
+    shadow = None
+    if labelled:
+        defective = (table[LABEL] != GOOD).to_numpy()
+        metrics = image_metrics(defective, scores, threshold)
+        shadow = {k: v for k, v in metrics.items() if not np.isnan(v)} | {
+            "defective_share": float(defective.mean()), "labelled": float(len(defective))}
+    drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images)
+    return Scored(predictions, drift, scores, shadow, notes)

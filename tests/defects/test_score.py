@@ -1,0 +1,117 @@
+"""`aiflow score defects`: a trained, promoted champion scores new images end to end.
+
+One throwaway repository (tiny params) serves every test: `dvc repro report@defects`, promotion,
+then folders written here by the synthetic generator (MVTec layout, <type>/ folders, flat).
+Bad inputs run in-process and must stop with one `error:` line, no output, the input untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.conftest import copy_repo_with, digest, run
+from tests.defects.conftest import small_defects_params, write_small_mvtec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    params = small_defects_params()
+    params["gate"]["max_quarantine_fraction"] = 0.2  # so one blank image in a small batch is set aside, not blocking
+    root = copy_repo_with(tmp_path_factory.mktemp("repo"), "defects", params)
+    run(["dvc", "repro", "report@defects"], root)
+    run(["aiflow", "champion", "promote", "defects"], root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def category(tmp_path_factory) -> Path:
+    """A new MVTec category (another seed than training): test/good, test/crack, test/missing."""
+    return write_small_mvtec(tmp_path_factory.mktemp("batch") / "tiles", seed=9)
+
+
+def in_process(repo: Path, monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    from aiflow.cli import main
+
+    monkeypatch.setenv("AIFLOW_ROOT", str(repo))
+    code = main(["score", "defects", *args])
+    return code, capsys.readouterr().err
+
+
+def read(out: Path) -> tuple[pd.DataFrame, dict]:
+    return pd.read_parquet(out / "predictions.parquet"), json.loads((out / "manifest.json").read_text())
+
+
+def test_mvtec_category_scores_each_image_at_the_threshold_with_maps_and_image_auroc(repo, category, tmp_path):
+    out = tmp_path / "scores"
+    proc = run(["aiflow", "score", "defects", str(category), "--out", str(out)], repo)
+    assert "scored 8 of 8" in proc.stdout
+    predictions, manifest = read(out)
+    threshold = json.loads((repo / "data/defects/train/thresholds.json").read_text())["segmenter"]
+    assert list(predictions.columns[:4]) == ["item_id", "anomaly_score", "decision", "label"]
+    assert predictions["item_id"].tolist()[:2] == ["crack/000.png", "crack/001.png"]
+    assert (predictions["decision"] == (predictions["anomaly_score"] >= threshold).astype(int)).all()
+    assert set(predictions["label"]) == {"good", "crack", "missing"}
+    assert predictions["model_version"].eq("v1").all() and predictions["model_md5"].str.endswith(".dir").all()
+    assert predictions["input_sha256"].eq(manifest["input_sha256"]).all()
+    assert {"image_auroc", "f1", "precision", "recall"} <= set(manifest["shadow_metrics"])
+    maps = sorted(p.name for p in (out / "maps").glob("*.png"))
+    assert maps == sorted(i.replace("/", "__") for i in predictions["item_id"])
+    with Image.open(out / "maps" / maps[0]) as image:
+        assert image.size == (48, 48) and image.mode == "RGB"
+    assert manifest["counts"]["decisions"] and "data:image/png;base64" in (out / "report.html").read_text()
+
+
+def test_flat_folder_quarantines_a_blank_image_and_rescoring_gives_identical_bytes(repo, category, tmp_path,
+                                                                                   monkeypatch, capsys):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for file in sorted((category / "test").rglob("*.png")):
+        shutil.copy(file, flat / f"{file.parent.name}_{file.name}")
+    Image.fromarray(np.full((48, 48), 128, dtype=np.uint8)).save(flat / "zz_blank.png")
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        code, err = in_process(repo, monkeypatch, capsys, str(flat), "--out", str(out))
+        assert code == 0, err
+    predictions, manifest = read(outs[0])
+    assert len(predictions) == 9 and "label" not in predictions and manifest["shadow_metrics"] is None
+    blank = predictions.set_index("item_id").loc["zz_blank.png"]
+    assert "pixel_std:not_constant" in blank["quarantine_reason"] and pd.isna(blank["anomaly_score"])
+    assert manifest["counts"]["quarantined"] == 1 and predictions["anomaly_score"].notna().sum() == 8
+    assert (outs[0] / "predictions.parquet").read_bytes() == (outs[1] / "predictions.parquet").read_bytes()
+    assert len(list((outs[0] / "maps").glob("*.png"))) == 8
+
+
+def _bad_inputs(base: Path, category: Path) -> dict[str, tuple[Path, list[str], str]]:
+    """name -> (input, extra arguments, a part of the one-line error)."""
+    broken = base / "broken"
+    shutil.copytree(category / "test" / "good", broken)
+    (broken / "cut.png").write_bytes((broken / "000.png").read_bytes()[:50])
+    (base / "empty").mkdir()
+    np.savez(base / "medical.npz", test_images=np.zeros((3, 48, 48), dtype=np.uint8))
+    return {
+        "larger images": (write_small_mvtec(base / "big", seed=3, size=64) / "test", [], "height 64"),
+        "RGB images": (write_small_mvtec(base / "rgb", seed=3, channels=3) / "test", [], "channels 3"),
+        "undecodable image": (broken, [], "decode_error:decodes"),
+        "empty folder": (base / "empty", [], "no images"),
+        "another domain's file": (base / "medical.npz", [], "not a folder"),
+        "unknown source": (category, ["--source", "magnetic-tile"], "unknown source"),
+    }
+
+
+def test_bad_inputs_stop_in_one_line_and_write_nothing(repo, category, tmp_path, monkeypatch, capsys):
+    for name, (data, extra, expected) in _bad_inputs(tmp_path, category).items():
+        before, out = digest(data), tmp_path / f"out-{name.replace(' ', '_')}"
+        code, err = in_process(repo, monkeypatch, capsys, str(data), *extra, "--out", str(out))
+        lines = err.strip().splitlines()
+        assert code == 1 and expected in err, (name, err)
+        assert lines[0].startswith("error:") and all(line.startswith("  ") for line in lines[1:]), (name, err)
+        assert "Traceback" not in err and not out.exists() and digest(data) == before, name
