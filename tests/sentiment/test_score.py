@@ -5,7 +5,9 @@ shadow evaluation only with labels, the evaluated scores reproduced, byte-identi
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -45,8 +47,35 @@ def batches(tmp_path_factory) -> dict[str, Path]:
             "new.csv": write_csv(folder / "new.csv", docs.assign(label=""), split=False)}
 
 
-def score(repo: Path, *args: object, check: bool = True):
-    return run(["aiflow", "score", "sentiment", *map(str, args)], repo, check=check)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def score(repo, monkeypatch, capsys) -> Callable[..., Result]:
+    """`aiflow score sentiment ...` in the repo: a fresh process with `fresh=True`, else this one (`aiflow.cli.main`,
+    the same code path without paying torch's import for every call)."""
+    from aiflow.cli import main
+
+    monkeypatch.setenv("AIFLOW_ROOT", str(repo))
+    monkeypatch.chdir(repo)
+
+    def call(*args: object, check: bool = True, fresh: bool = False) -> Result:
+        argv = ["score", "sentiment", *map(str, args)]
+        if fresh:
+            proc = run(["aiflow", *argv], repo, check=False)
+            result = Result(proc.returncode, proc.stdout, proc.stderr)
+        else:
+            capsys.readouterr()
+            code = main(argv)
+            captured = capsys.readouterr()
+            result = Result(code, captured.out, captured.err)
+        assert not check or result.returncode == 0, result.stderr
+        return result
+    return call
 
 
 def scored(out: Path) -> tuple[pd.DataFrame, dict]:
@@ -56,9 +85,9 @@ def scored(out: Path) -> tuple[pd.DataFrame, dict]:
 @pytest.mark.parametrize("layout, source, labelled", [
     ("classes", "text-folder", True), ("flat", "text-folder", False), ("labelled.csv", "csv", True),
     ("new.csv", "csv", False), ("unsup", "aclimdb", False)])
-def test_scores_each_layout_with_the_champion(repo, batches, tmp_path, layout, source, labelled):
+def test_scores_each_layout_with_the_champion(score, batches, tmp_path, layout, source, labelled):
     out = tmp_path / "scored"
-    proc = score(repo, batches[layout], "--source", source, "--out", out)
+    proc = score(batches[layout], "--source", source, "--out", out, fresh=layout == "classes")
     assert "scored 150 of 150 rows with v1 (ensemble)" in proc.stdout, proc.stdout
     predictions, manifest = scored(out)
     assert list(predictions.columns[:3]) == ["item_id", "label", "positive_probability"]
@@ -82,7 +111,7 @@ def test_scores_each_layout_with_the_champion(repo, batches, tmp_path, layout, s
         assert "The batch has no labels: no metrics." in (out / "report.html").read_text()
 
 
-def test_scoring_reproduces_the_evaluated_scores(repo, tmp_path):
+def test_scoring_reproduces_the_evaluated_scores(repo, score, tmp_path):
     """The test split scored as a new batch gives each model's evaluated probabilities, and the champion's
     shadow metrics are its evaluated ones."""
     data = repo / "data" / "sentiment"
@@ -91,7 +120,7 @@ def test_scoring_reproduces_the_evaluated_scores(repo, tmp_path):
     test = documents[documents["split"] == "test"]
     batch = write_csv(tmp_path / "test.csv", test, split=False)
     out = tmp_path / "scored"
-    score(repo, batch, "--source", "csv", "--out", out)
+    score(batch, "--source", "csv", "--out", out)
     predictions, manifest = scored(out)
     np.testing.assert_allclose(predictions["positive_probability"], expected.loc[test["item_id"], "ensemble"], atol=1e-6)
     evaluated = json.loads((data / "evaluate" / "metrics.json").read_text())["ensemble"]
@@ -106,17 +135,20 @@ def test_scoring_reproduces_the_evaluated_scores(repo, tmp_path):
         np.testing.assert_allclose(got.scores, expected.loc[test["item_id"], model], atol=1e-6, err_msg=model)
 
 
-def test_rescoring_gives_identical_bytes(repo, batches, tmp_path):
-    first, second = tmp_path / "a", tmp_path / "b"
-    score(repo, batches["new.csv"], "--source", "csv", "--out", first, "--csv")
-    score(repo, batches["new.csv"], "--source", "csv", "--out", second, "--csv")
-    assert (first / "predictions.csv").read_bytes() == (second / "predictions.csv").read_bytes()
+def test_rescoring_gives_identical_bytes(score, batches, tmp_path):
+    """Parquet from two processes (each its own hash seed), and CSV."""
+    score(batches["flat"], "--out", tmp_path / "a", fresh=True)
+    score(batches["flat"], "--out", tmp_path / "b")
+    assert (tmp_path / "a/predictions.parquet").read_bytes() == (tmp_path / "b/predictions.parquet").read_bytes()
+    score(batches["flat"], "--out", tmp_path / "c", "--csv")
+    score(batches["flat"], "--out", tmp_path / "d", "--csv")
+    assert (tmp_path / "c/predictions.csv").read_bytes() == (tmp_path / "d/predictions.csv").read_bytes()
 
 
-def _refused(repo: Path, batch: Path, tmp_path: Path, *args: object, gate: bool = False) -> str:
+def _refused(score: Callable[..., Result], batch: Path, tmp_path: Path, *args: object, gate: bool = False) -> str:
     """Exit 1, `error:` and one line (a gate block: then one indented line per failed check), nothing written."""
     before, out = digest(batch), tmp_path / "never"
-    proc = score(repo, batch, "--out", out, *args, check=False)
+    proc = score(batch, "--out", out, *args, check=False)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and lines and lines[0].startswith("error:"), proc.stderr
     assert "Traceback" not in proc.stderr and (all(line.startswith("  ") for line in lines[1:]) if gate
@@ -125,7 +157,7 @@ def _refused(repo: Path, batch: Path, tmp_path: Path, *args: object, gate: bool 
     return proc.stderr
 
 
-def test_bad_inputs_stop_with_one_line(repo, batches, tmp_path):
+def test_bad_inputs_stop_with_one_line(score, batches, tmp_path):
     bad = tmp_path / "bad"
     files = write_files(bad, {
         "fraud.csv": b"TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT\n0,2018-04-01 00:00:31,596,3156,57.16\n",
@@ -136,12 +168,21 @@ def test_bad_inputs_stop_with_one_line(repo, batches, tmp_path):
         "other_classes/positive/0.txt": b"good and great",
     })
     (bad / "empty").mkdir()
-    assert "missing required column(s): text" in _refused(repo, files / "fraud.csv", tmp_path, "--source", "csv")
-    assert "unknown source 'sst2'" in _refused(repo, batches["flat"], tmp_path, "--source", "sst2")
-    assert "no rows (header only)" in _refused(repo, files / "header_only.csv", tmp_path, "--source", "csv")
-    assert "no .txt documents" in _refused(repo, bad / "empty", tmp_path)
-    assert "no .txt documents" in _refused(repo, files / "images", tmp_path)  # medical's / defects' format
-    assert "binary data" in _refused(repo, files / "binary", tmp_path)
-    assert "decoding:utf8 [pandera]: 1 of 1 rows fail utf8; e.g. pos/0.txt" in _refused(repo, files / "latin1", tmp_path, gate=True)
-    assert "label:in_classes" in _refused(repo, files / "other_classes", tmp_path, gate=True)
-    assert "no reviews found" in _refused(repo, batches["flat"], tmp_path, "--source", "aclimdb")
+    assert "missing required column(s): text" in _refused(score, files / "fraud.csv", tmp_path, "--source", "csv")
+    assert "unknown source 'sst2'" in _refused(score, batches["flat"], tmp_path, "--source", "sst2")
+    assert "no rows (header only)" in _refused(score, files / "header_only.csv", tmp_path, "--source", "csv")
+    assert "no .txt documents" in _refused(score, bad / "empty", tmp_path)
+    assert "no .txt documents" in _refused(score, files / "images", tmp_path)  # medical's / defects' format
+    assert "binary data" in _refused(score, files / "binary", tmp_path)
+    assert "decoding:utf8 [pandera]: 1 of 1 rows fail utf8; e.g. pos/0.txt" in _refused(score, files / "latin1", tmp_path, gate=True)
+    assert "label:in_classes" in _refused(score, files / "other_classes", tmp_path, gate=True)
+    assert "no reviews found" in _refused(score, batches["flat"], tmp_path, "--source", "aclimdb")
+
+
+def test_a_batch_unlike_the_training_text_is_blocked_by_drift(score, tmp_path):
+    """Reviews in words the model never saw: the unseen-token share drifts, the batch is blocked, nothing written."""
+    rng = np.random.default_rng(3)
+    words = ["".join(rng.choice(list("bcdfghjklmnpqrstvwxz"), 6)) for _ in range(300)]
+    batch = write_files(tmp_path / "foreign", {f"{i}.txt": " ".join(rng.choice(words, 40)).encode() for i in range(120)})
+    error = _refused(score, batch, tmp_path, gate=True)
+    assert "drift blocked the sentiment batch" in error and "drift unseen_share: PSI" in error
