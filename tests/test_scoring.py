@@ -155,6 +155,20 @@ def test_a_model_altered_in_the_cache_is_refused_before_loading(repo, batches, t
         cached.write_bytes(original)
 
 
+def test_a_champion_missing_from_cache_and_remote_is_refused(repo, batches, tmp_path):
+    registry_file = repo / "registry" / "fraud.json"
+    original = registry_file.read_text()
+    registry = json.loads(original)
+    registry["champion"]["train_md5"] = "0" * 32 + ".dir"
+    registry_file.write_text(json.dumps(registry))
+    try:
+        proc = score(repo, batches["new"], "--out", tmp_path / "s", check=False)
+    finally:
+        registry_file.write_text(original)
+    assert_refused(proc, "is neither in the DVC cache nor on the remote")
+    assert not (tmp_path / "s").exists()
+
+
 def test_no_champion_says_how_to_get_one(tmp_path, batches):
     root = copy_repo_with(tmp_path / "fresh", "fraud", small_fraud_params())
     proc = score(root, batches["new"], check=False)
