@@ -16,8 +16,8 @@ from flows.pipeline import StageFailed, _artifact
 
 
 def inbox(domain: str) -> Path:
-    """Where a scheduled scoring run looks for its batch by default (relative to the project root)."""
-    return Path("data") / domain / "inbox"
+    """Where a scheduled scoring run looks for its batch by default, relative to the project root."""
+    return paths.inbox_dir(Path(), domain)
 
 
 @task(task_run_name="score@{domain}")

@@ -55,5 +55,15 @@ def decision_file(root: Path, domain: str) -> Path:
     return stage_dir(root, domain, "evaluate") / DECISION_FILE
 
 
+def scores_dir(root: Path, domain: str) -> Path:
+    """`aiflow score`'s default output folders, one per input (not DVC outputs: scoring is not a stage)."""
+    return root / "data" / domain / "scores"
+
+
+def inbox_dir(root: Path, domain: str) -> Path:
+    """Where the scheduled scoring deployment looks for new data by default."""
+    return root / "data" / domain / "inbox"
+
+
 def report_html(root: Path, domain: str) -> Path:
     return stage_dir(root, domain, "report") / "report.html"

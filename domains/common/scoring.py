@@ -80,7 +80,7 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
     input_path = request.input.resolve()
     if not input_path.exists():
         raise DataError(f"{request.input}: not found")
-    out = (request.out or paths.stage_dir(root, spec.name, "scores") / input_path.name.split(".")[0]).resolve()
+    out = (request.out or paths.scores_dir(root, spec.name) / input_path.name.split(".")[0]).resolve()
     if out == input_path or input_path in out.parents or out in input_path.parents:
         raise PipelineError(f"--out {out}: would overwrite or sit inside the input {input_path}; choose another folder")
     ref = modelstore.resolve(root, spec.name, request.model, params.evaluate.candidate)
