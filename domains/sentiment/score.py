@@ -66,7 +66,8 @@ def score_batch(p: SentimentParams, model_dir: Path, model: str, table: pd.DataF
     tokens = [tokenise(t, p.prepare.strip_markup) for t in table["text"]]
     counts = count_over(tokens, vocabulary["ngram"], p.prepare.ngram_max)
     members = p.train.ensemble if model == ENSEMBLE else [model]
-    probability = np.mean([_predict(model_dir, name, counts) for name in members], axis=0)  # as evaluate's ensemble
+    probability = (np.mean([_predict(model_dir, name, counts) for name in members], axis=0)  # as evaluate's ensemble
+                   if len(table) else np.empty(0))  # every row quarantined (where params allow it): nothing to predict
 
     negative, positive = p.data.classes
     predictions = pd.DataFrame({
