@@ -184,8 +184,10 @@ def _with_provenance(predictions: pd.DataFrame, quarantine: pd.DataFrame, id_col
 
 
 def _label_counts(predictions: pd.DataFrame) -> dict[str, Any]:
-    if "decision" in predictions:
-        return {"decisions": {str(k): int(v) for k, v in predictions["decision"].value_counts().sort_index().items()}}
+    """How many of each decision or predicted class: the share the model flags is itself a signal."""
+    for column, key in (("decision", "decisions"), ("label", "labels"), ("class", "classes")):
+        if column in predictions:
+            return {key: {str(k): int(v) for k, v in predictions[column].value_counts().sort_index().items()}}
     return {}
 
 
