@@ -30,6 +30,7 @@ examples:
   aiflow deploy --pool local         # or register them on a work pool, for `prefect worker start --pool local`
   aiflow score fraud new_tx.csv      # score new transactions with the champion: gate, drift, predictions
   aiflow score fraud new.csv --history last_month.csv --model v2 --out scores/today
+  aiflow export fraud --int8         # the champion as ONNX (parity proven on its test split), plus int8
   aiflow champion list fraud         # promotions and rollbacks of the fraud champion
   aiflow champion rollback fraud     # restore the previous champion
   dvc exp run -S fraud.train.lr=0.003   # an experiment with one param changed
@@ -90,6 +91,18 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--csv", action="store_true", help="predictions as CSV instead of Parquet")
     score.add_argument("--history", type=Path, help="fraud: earlier labelled transactions the window features look back on")
     score.add_argument("--explain", action="store_true", help="medical: Grad-CAM maps of each image")
+
+    export = sub.add_parser(
+        "export", help="export a trained model to ONNX, written only when proven equal to the evaluated model",
+        description="Convert every model of the version (torch through torch.onnx.export, scikit-learn through "
+                    "skl2onnx), score the whole test split it was evaluated on in onnxruntime and write the .onnx "
+                    "files, the pre-processing they need, the threshold, class names and a manifest with parity "
+                    "figures, only if every model is within its tolerance. --int8 adds quantized models kept when "
+                    "the primary metric moves by at most one point.")
+    export.add_argument("domain")
+    export.add_argument("--model", default="champion", help="champion (default), candidate, or v<N> from the registry")
+    export.add_argument("--int8", action="store_true", help="also int8 models, with size, metric change and latency")
+    export.add_argument("--out", type=Path, help="output folder (default: data/<domain>/exports/<version>)")
 
     champ = sub.add_parser("champion", help="list, promote or roll back a domain's champion model")
     champ.add_argument("action", choices=["list", "promote", "rollback"])
@@ -160,6 +173,31 @@ def _score(root: Path, args: argparse.Namespace) -> None:
     print(f"{shown / manifest['predictions']}\n{shown / 'report.html'}")
 
 
+def _export(root: Path, args: argparse.Namespace) -> None:
+    from domains.common.export import ExportRequest, export
+
+    _domains(root, [args.domain])
+    manifest = export(root, ExportRequest(args.domain, args.model, args.int8, args.out))
+    model = manifest["model"]
+    print(f"{args.domain}: exported {model['version']} (DVC {model['dvc_md5']}), parity on {manifest['test_items']} "
+          "test items:")
+    for name, figures in manifest["models"].items():
+        parity = figures["parity"]
+        line = (f"  {name}: max |p_onnx - p_ref| {parity['max_abs_diff']:.2g} (<= {parity['tolerance']:g}), "
+                f"{parity['near_threshold']} near the threshold")
+        q = figures.get("int8")
+        if q and "size_ratio" in q:
+            line += (f"; int8 {q['size_ratio']:.2f}x size, {q['metric']} {q['change_points']:+.2f} points, "
+                     f"{q['speedup_batch_1']:.2f}x at batch 1" + ("" if q["exported"] else f" ({q['reason']})"))
+        elif q:
+            line += f"; {q['reason']}"
+        print(line)
+    for name, reason in manifest["not_converted"].items():
+        print(f"  {name}: not exported: {reason}")
+    out = Path(manifest["out"])
+    print(out.relative_to(root) if out.is_relative_to(root) else out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = paths.project_root()
@@ -207,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"deployment {deployment_id} on pool {args.pool}")
         elif args.command == "score":
             _score(root, args)
+        elif args.command == "export":
+            _export(root, args)
         elif args.command == "champion":
             _champion(root, args.action, args.domain)
     except PipelineError as err:

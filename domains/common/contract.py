@@ -145,3 +145,5 @@ class DomainSpec(Generic[P]):
     train: Callable[[P, Path, Path, TrainEnv], None]
     evaluate: Callable[[P, Path, Path, Path], Evaluation]
     scoring: ScoringSpec[P] | None = None  # None: the domain cannot score new data yet
+    # (params, trained model dir, prepared dir) -> domains.common.export.Exportable; None: no `aiflow export` yet
+    export: Callable[[P, Path, Path], Any] | None = None

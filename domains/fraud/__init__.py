@@ -25,4 +25,5 @@ DOMAIN = DomainSpec(
         score=lazy("domains.fraud.score:score_batch"),
         id_column="transaction_id",
     ),
+    export=lazy("domains.fraud.export:export_models"),
 )

@@ -1,0 +1,345 @@
+"""A trained model outside Python (`aiflow export`): ONNX files, proven equal to the evaluated model.
+
+resolve the model (champion, candidate or v<N>) and materialise it verified by its DVC hash ->
+materialise the prepared split it was trained and evaluated on (its hash is in the dvc.lock that
+trained it) -> the domain converts each model and scores the whole test split with the model as
+evaluate scored it -> onnxruntime scores the same items from the .onnx -> parity: max |p_onnx -
+p_ref| within the tolerance of the model's kind, decisions identical except items within that
+tolerance of the threshold -> optional int8 (onnxruntime quantization), kept only when the primary
+metric moves by at most one point -> files and manifest written under a temporary name and renamed.
+An export outside its bounds writes nothing and names the model and the largest difference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import yaml
+
+from domains.common import modelstore, paths, provenance
+from domains.common.champion import read_registry
+from domains.common.errors import PipelineError
+from domains.common.registry import load_params, load_spec
+
+# Parity bounds on P(positive), by what computes it. torch and linear models run float32 in both
+# runtimes (linear: sklearn float64 vs ONNX float32 differ by ~1e-7); trees compare float32 inputs
+# with thresholds rounded to float32 in ONNX, and sum hundreds of leaves (sklearn #1051, #1192).
+TOLERANCES = {"torch": 1e-5, "linear": 1e-5, "tree": 1e-4}
+METRIC_POINT = 0.01  # "within 1 point" of AUROC or accuracy
+OPSET = 18
+ML_OPSET = 3  # ai.onnx.ml, for skl2onnx's tree ensembles
+MANIFEST = "manifest.json"
+PREPROCESSING = "preprocessing.json"
+CHUNK = 4096  # items per onnxruntime call on the test split: bounded memory for padded text inputs
+
+
+@dataclass
+class Convertible:
+    """One converted model and what its parity is measured on."""
+
+    name: str
+    kind: str  # torch | linear | tree: picks the tolerance
+    onnx: bytes  # the serialised ModelProto
+    test: dict[str, np.ndarray]  # the graph's inputs for every test item (first axis: items)
+    reference: np.ndarray  # P(positive) of the model as evaluate ran it, same items
+    output: str  # the graph output holding probabilities
+    column: int | None = None  # that output's positive-class column (None: it is P(positive) itself)
+    quantize: str | None = None  # dynamic | static (calibrated) | None: no int8 version
+    calibration: dict[str, np.ndarray] | None = None  # training items, for static quantization
+
+
+@dataclass
+class Exportable:
+    """What a domain's export function returns (see DomainSpec.export)."""
+
+    models: list[Convertible]
+    labels: np.ndarray  # the test items' 0/1 labels, for the int8 metric check
+    threshold: float  # P(positive) >= threshold decides the positive class
+    class_names: list[str]  # [negative, positive]
+    metric: str  # auroc | accuracy: the primary metric int8 must keep within one point
+    preprocessing: dict[str, Any]  # what the graphs do not contain, documented
+    not_converted: dict[str, str] = field(default_factory=dict)  # model -> why, one line each
+    files: dict[str, bytes] = field(default_factory=dict)  # extra files the preprocessing refers to
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    domain: str
+    model: str = "champion"  # champion | candidate | v<N>
+    int8: bool = False
+    out: Path | None = None  # default: data/<domain>/exports/<version>
+    tolerances: dict[str, float] | None = None  # overrides of TOLERANCES (tests prove the failure path with 0)
+
+
+def export(root: Path, request: ExportRequest) -> dict[str, Any]:
+    """Export one model version; return its manifest. A one-line PipelineError on anything that stops it."""
+    spec = load_spec(request.domain)
+    if spec.export is None:
+        raise PipelineError(f"{spec.name}: export is not available for this domain yet")
+    params = load_params(root, spec.name)
+    ref = modelstore.resolve(root, spec.name, request.model, params.evaluate.candidate)
+    tolerances = {**TOLERANCES, **(request.tolerances or {})}
+    out = (request.out or paths.stage_dir(root, spec.name, "exports") / ref.version).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".aiflow-model-") as model_tmp, \
+            tempfile.TemporaryDirectory(prefix=".aiflow-prepared-") as prepared_tmp, \
+            tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as staging_tmp:
+        model_dir, prepared_dir, staging = Path(model_tmp), Path(prepared_tmp), Path(staging_tmp)
+        modelstore.materialise(root, ref, model_dir)
+        modelstore.materialise(root, modelstore.ModelRef(spec.name, ref.version, "prepared split",
+                                                         _prepared_md5(root, ref)), prepared_dir)
+        from domains.common.scoring import _trained_params  # the params the model was trained with
+
+        trained = _trained_params(spec, params, model_dir)
+        exportable: Exportable = spec.export(trained, model_dir, prepared_dir)
+        models = {}
+        for model in exportable.models:
+            file = staging / f"{model.name}.onnx"
+            file.write_bytes(model.onnx)
+            session = _session(file)
+            figures = parity(model, session, exportable.threshold, tolerances[model.kind])
+            if not figures["passed"]:
+                raise PipelineError(
+                    f"{spec.name} {ref.version} {model.name}: ONNX export outside parity bounds: max |p_onnx - p_ref| = "
+                    f"{figures['max_abs_diff']:.3g} (tolerance {figures['tolerance']:g}), {figures['decisions_differ']} "
+                    f"decision(s) differ away from the threshold; nothing written")
+            models[model.name] = {"file": file.name, "kind": model.kind, "inputs": list(model.test),
+                                  "output": model.output, "column": model.column, "parity": figures}
+            if request.int8 and model.quantize:
+                models[model.name]["int8"] = int8(model, file, session, exportable)
+            elif request.int8:
+                models[model.name]["int8"] = {"exported": False, "reason": f"no int8 version for {model.kind} models"}
+        for name, content in exportable.files.items():
+            (staging / name).write_bytes(content)
+        (staging / PREPROCESSING).write_text(json.dumps(exportable.preprocessing, indent=2))
+        manifest = {
+            "domain": spec.name,
+            "model": {"version": ref.version, "scoring_model": ref.model, "dvc_md5": ref.md5,
+                      "metrics": _metrics(root, spec.name, ref)},
+            "git_commit": provenance.git_commit(root),
+            "opset": {"ai.onnx": OPSET, "ai.onnx.ml": ML_OPSET},
+            "packages": {p: metadata.version(p) for p in ("onnx", "onnxruntime", "skl2onnx", "onnxscript", "torch", "scikit-learn")},
+            "threshold": exportable.threshold, "class_names": exportable.class_names,
+            "test_items": int(len(exportable.labels)), "primary_metric": exportable.metric,
+            "preprocessing": PREPROCESSING, "models": models, "not_converted": exportable.not_converted,
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+        staging.mkdir()  # for TemporaryDirectory's clean-up
+    manifest["out"] = str(out)
+    return manifest
+
+
+def parity(model: Convertible, session: Any, threshold: float, tolerance: float) -> dict[str, Any]:
+    """ONNX against the evaluated model on every test item: largest difference and decisions."""
+    p = predict(session, model, model.test)
+    ref = np.asarray(model.reference, dtype=np.float64)
+    diff = np.abs(p - ref)
+    near = np.abs(ref - threshold) <= tolerance  # a difference within tolerance may flip these: counted, allowed
+    flipped = (p >= threshold) != (ref >= threshold)
+    differ = int((flipped & ~near).sum())
+    max_diff = float(diff.max()) if len(diff) else 0.0
+    return {"items": int(len(ref)), "max_abs_diff": max_diff, "mean_abs_diff": float(diff.mean()) if len(diff) else 0.0,
+            "tolerance": tolerance, "near_threshold": int(near.sum()), "near_threshold_flipped": int((flipped & near).sum()),
+            "decisions_differ": differ, "passed": bool(max_diff <= tolerance and differ == 0)}
+
+
+def predict(session: Any, model: Convertible, feed: dict[str, np.ndarray]) -> np.ndarray:
+    """P(positive) from an onnxruntime session, in chunks of items."""
+    n = len(next(iter(feed.values())))
+    outs = []
+    for start in range(0, n, CHUNK):
+        (out,) = session.run([model.output], {k: v[start:start + CHUNK] for k, v in feed.items()})
+        outs.append(out if model.column is None else out[:, model.column])
+    return np.concatenate(outs).astype(np.float64) if outs else np.empty(0)
+
+
+def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Exportable) -> dict[str, Any]:
+    """Quantize, then size, metric change on the test split and latency at batch 1 and 64, against float32.
+    The int8 file stays only when the metric moved by at most one point."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
+
+    file = f32_file.with_name(f"{model.name}.int8.onnx")
+    with _quiet():
+        if model.quantize == "static":
+            quantize_static(f32_file, file, _Calibration(model.calibration or {}), quant_format=_qdq(),
+                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+        else:
+            quantize_dynamic(f32_file, file, weight_type=QuantType.QInt8)
+    session = _session(file)
+    metric = _metric_fn(exportable.metric, exportable.threshold)
+    f32_metric = metric(exportable.labels, predict(f32_session, model, model.test))
+    q_metric = metric(exportable.labels, predict(session, model, model.test))
+    change = q_metric - f32_metric
+    figures = {
+        "method": "static QDQ, calibrated on training items" if model.quantize == "static" else "dynamic (weights int8)",
+        "size_ratio": file.stat().st_size / f32_file.stat().st_size,
+        "size_bytes": {"float32": f32_file.stat().st_size, "int8": file.stat().st_size},
+        "metric": exportable.metric, "float32": f32_metric, "int8": q_metric, "change_points": change * 100,
+        "latency_ms": {f"batch_{b}": {"float32": latency(f32_session, model, b), "int8": latency(session, model, b)}
+                       for b in (1, 64)},
+    }
+    figures["speedup_batch_1"] = figures["latency_ms"]["batch_1"]["float32"] / figures["latency_ms"]["batch_1"]["int8"]
+    figures["goals"] = {"size_ratio <= 0.30": figures["size_ratio"] <= 0.30,
+                        "speedup_batch_1 >= 1.5": figures["speedup_batch_1"] >= 1.5, "metric within 1 point": abs(change) <= METRIC_POINT}
+    figures["exported"] = abs(change) <= METRIC_POINT
+    if figures["exported"]:
+        figures["file"] = file.name
+    else:
+        file.unlink()
+        figures["reason"] = (f"int8 {exportable.metric} moved by {change * 100:+.2f} points (bound: 1): "
+                             "exported in float32 only")
+    return figures
+
+
+def latency(session: Any, model: Convertible, batch: int, seconds: float = 0.3) -> float:
+    """Median milliseconds of one call on `batch` test items (repeated up to `seconds` or 500 calls)."""
+    feed = {k: v[:batch] for k, v in model.test.items()}
+    for _ in range(3):  # warm-up: first calls allocate
+        session.run([model.output], feed)
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end and len(times) < 500:
+        began = time.perf_counter()
+        session.run([model.output], feed)
+        times.append(time.perf_counter() - began)
+    return float(np.median(times) * 1000)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter and the quantizer print progress, advice and torchvision notes: none of it is the user's."""
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over training items, a batch at a time."""
+
+    def __init__(self, feed: dict[str, np.ndarray], batch: int = 32):
+        n = len(next(iter(feed.values()))) if feed else 0
+        self.batches = iter([{k: v[s:s + batch] for k, v in feed.items()} for s in range(0, n, batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.batches, None)
+
+
+def _qdq() -> Any:
+    from onnxruntime.quantization import QuantFormat
+
+    return QuantFormat.QDQ  # QDQ runs on the CPU provider; dynamic's ConvInteger does not (onnxruntime #12558)
+
+
+def _metric_fn(name: str, threshold: float) -> Callable[[np.ndarray, np.ndarray], float]:
+    if name == "auroc":
+        from sklearn.metrics import roc_auc_score
+
+        return lambda y, p: float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+    return lambda y, p: float(np.mean((p >= threshold) == (y == 1)))
+
+
+def _session(file: Path) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+
+
+def _prepared_md5(root: Path, ref: modelstore.ModelRef) -> str:
+    """The prepared split the model was trained and evaluated on: the prepare dependency of the train
+    stage whose output is this model, in dvc.lock or, for an older model, in a committed dvc.lock."""
+    for text in _lock_versions(root):
+        stage = ((yaml.safe_load(text) or {}).get("stages") or {}).get(f"train@{ref.domain}") or {}
+        if any(out.get("md5") == ref.md5 for out in stage.get("outs", [])):
+            for dep in stage.get("deps", []):
+                if dep.get("path") == f"data/{ref.domain}/prepare" and dep.get("md5"):
+                    return dep["md5"]
+    raise PipelineError(f"{ref.domain} {ref.version}: no dvc.lock (current or committed) names the prepared data model "
+                        f"{ref.md5} was trained on, so its test split is unknown: export it where it was trained")
+
+
+def _lock_versions(root: Path):
+    """dvc.lock as it is, then as each commit had it (newest first), read lazily."""
+    lock = root / "dvc.lock"
+    if lock.is_file():
+        yield lock.read_text()
+    try:
+        commits = subprocess.run(["git", "log", "--format=%H", "--", "dvc.lock"], cwd=root, capture_output=True,
+                                 text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return
+    for commit in commits:
+        shown = subprocess.run(["git", "show", f"{commit}:dvc.lock"], cwd=root, capture_output=True, text=True)
+        if shown.returncode == 0:
+            yield shown.stdout
+
+
+def _metrics(root: Path, domain: str, ref: modelstore.ModelRef) -> dict[str, Any]:
+    """The metrics recorded when the model was promoted (the evaluation's, for a candidate)."""
+    if ref.version == "candidate":
+        decision = paths.decision_file(root, domain)
+        return json.loads(decision.read_text()).get("metrics", {}) if decision.is_file() else {}
+    for event in read_registry(root, domain)["events"]:
+        if event["event"] == "promote" and f"v{event['version']}" == ref.version:
+            return event.get("metrics", {})
+    return {}
+
+
+# Converters the domains call.
+
+def from_sklearn(estimator: Any, n_features: int) -> bytes:
+    """A fitted scikit-learn estimator (or pipeline) as ONNX: float32 input `x` [items, n_features], outputs
+    `label` and `probabilities` [items, classes]."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common import tree_ensemble
+    from skl2onnx.common.data_types import FloatTensorType
+
+    # skl2onnx 1.20 gives leaves a Python False among numpy ints in nodes_missing_value_tracks_true, which
+    # protobuf 7 refuses ("Expected an int, got a boolean"): the same value, as an int.
+    original = tree_ensemble.add_node
+
+    def add_node(*args: Any, nodes_missing_value_tracks_true: Any = 0, **kwargs: Any) -> Any:
+        return original(*args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true), **kwargs)
+
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    tree_ensemble.add_node = add_node
+    try:
+        onx = convert_sklearn(estimator, initial_types=[("x", FloatTensorType([None, n_features]))],
+                              options={id(final): {"zipmap": False}},  # a plain tensor, not a list of dicts
+                              target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET})
+    finally:
+        tree_ensemble.add_node = original
+    return onx.SerializeToString()
+
+
+def from_torch(module: Any, example: tuple[Any, ...], input_names: list[str], output_names: list[str],
+               dynamic: dict[str, dict[int, str]]) -> bytes:
+    """A torch module as ONNX through torch.onnx.export (dynamo), with the named dynamic axes."""
+    import torch
+
+    dims = {label: torch.export.Dim(label) for axes in dynamic.values() for label in axes.values()}  # shared by name
+    shapes = {name: {axis: dims[label] for axis, label in axes.items()} for name, axes in dynamic.items()}
+    module.eval()
+    with _quiet():
+        program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
+                                    dynamic_shapes=shapes, dynamo=True, opset_version=OPSET, external_data=False)
+    return program.model_proto.SerializeToString()

@@ -1,0 +1,91 @@
+"""`aiflow export`: ONNX files proven equal to the evaluated model, int8 within its bounds, nothing written
+when parity fails or there is no champion. One small fraud run serves every test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from tests.conftest import copy_repo_with, run, small_fraud_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fraud_export(tmp_path_factory) -> dict:
+    repo = copy_repo_with(tmp_path_factory.mktemp("export-fraud"), "fraud", small_fraud_params())
+    run(["dvc", "repro", "report@fraud"], repo)
+    before_promotion = run(["aiflow", "export", "fraud"], repo, check=False)
+    run(["aiflow", "champion", "promote", "fraud"], repo)
+    proc = run(["aiflow", "export", "fraud", "--int8"], repo)
+    out = repo / "data" / "fraud" / "exports" / "v1"
+    return {"repo": repo, "out": out, "stdout": proc.stdout, "manifest": json.loads((out / "manifest.json").read_text()),
+            "no_champion": before_promotion}
+
+
+def test_every_fraud_model_is_exported_within_its_parity_bound(fraud_export):
+    manifest, out = fraud_export["manifest"], fraud_export["out"]
+    assert set(manifest["models"]) == {"logreg", "hgb", "mlp"} and manifest["not_converted"] == {}
+    bounds = {"logreg": 1e-5, "hgb": 1e-4, "mlp": 1e-5}
+    for name, figures in manifest["models"].items():
+        parity = figures["parity"]
+        assert parity["passed"] and parity["max_abs_diff"] <= bounds[name] == parity["tolerance"], (name, parity)
+        assert parity["items"] == manifest["test_items"] > 0 and parity["decisions_differ"] == 0
+        assert (out / figures["file"]).is_file()
+    assert manifest["model"]["version"] == "v1" and manifest["model"]["dvc_md5"].endswith(".dir")
+    assert manifest["model"]["metrics"] and manifest["threshold"] == 0.5 and manifest["class_names"] == ["legit", "fraud"]
+    assert "mlp: max |p_onnx - p_ref|" in fraud_export["stdout"]
+
+
+def test_the_written_files_reproduce_the_trained_models(fraud_export):
+    """Independently of the manifest: the files on disk against the trained models on the test split."""
+    from domains.fraud.models import load_split, score_all
+
+    repo, out = fraud_export["repo"], fraud_export["out"]
+    frame, names = load_split(repo / "data" / "fraud" / "prepare")
+    preprocessing = json.loads((out / "preprocessing.json").read_text())
+    assert preprocessing["features"] == names and preprocessing["input"]["shape"] == ["items", len(names)]
+    x = frame.loc[frame["split"] == "test", names].to_numpy(np.float32)
+    reference = score_all(repo / "data" / "fraud" / "train", x)
+    for name, figures in fraud_export["manifest"]["models"].items():
+        session = ort.InferenceSession(str(out / figures["file"]), providers=["CPUExecutionProvider"])
+        (p,) = session.run([figures["output"]], {"x": x})
+        p = p if figures["column"] is None else p[:, figures["column"]]
+        assert np.abs(p - reference[name]).max() <= figures["parity"]["tolerance"], name
+
+
+def test_int8_mlp_within_one_point_and_measured(fraud_export):
+    models = fraud_export["manifest"]["models"]
+    q = models["mlp"]["int8"]
+    assert q["exported"] and abs(q["change_points"]) <= 1.0 and (fraud_export["out"] / q["file"]).is_file()
+    assert 0 < q["size_ratio"] < 1 and q["size_bytes"]["int8"] < q["size_bytes"]["float32"]
+    assert all(v > 0 for batch in q["latency_ms"].values() for v in batch.values())
+    assert set(q["latency_ms"]) == {"batch_1", "batch_64"}
+    # Trees and the linear model have no int8 version, and say so.
+    assert not models["hgb"]["int8"]["exported"] and "tree" in models["hgb"]["int8"]["reason"]
+
+
+def test_parity_outside_its_bound_writes_nothing(fraud_export, tmp_path):
+    from domains.common.errors import PipelineError
+    from domains.common.export import ExportRequest, export
+
+    repo = fraud_export["repo"]
+    out = tmp_path / "exports" / "strict"
+    # Tolerance 0 for the linear model: float32 ONNX against float64 scikit-learn is never bit-equal.
+    with pytest.raises(PipelineError) as err:
+        export(repo, ExportRequest("fraud", out=out, tolerances={"linear": 0.0}))
+    message = str(err.value)
+    assert "\n" not in message and "logreg" in message and "max |p_onnx - p_ref| = " in message
+    assert "nothing written" in message
+    assert not out.exists() and list(out.parent.iterdir()) == []  # no half-written folder either
+
+
+def test_no_champion_is_one_line_and_writes_nothing(fraud_export):
+    proc = fraud_export["no_champion"]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "no champion yet" in proc.stderr
+    assert not (fraud_export["repo"] / "data" / "fraud" / "exports" / "champion").exists()
