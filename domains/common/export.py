@@ -52,8 +52,8 @@ class Convertible:
 
     name: str
     kind: str  # torch | linear | tree: picks the tolerance
-    onnx: bytes  # the serialised ModelProto
-    test: dict[str, np.ndarray]  # the graph's inputs for every test item (first axis: items)
+    convert: Callable[[], bytes]  # -> the serialised ModelProto; called in turn, so a parity failure stops early
+    test: dict[str, Any]  # the graph's inputs for every test item (first axis: items; numpy or scipy sparse)
     reference: np.ndarray  # P(positive) of the model as evaluate ran it, same items
     output: str  # the graph output holding probabilities
     column: int | None = None  # that output's positive-class column (None: it is P(positive) itself)
@@ -108,7 +108,7 @@ def export(root: Path, request: ExportRequest) -> dict[str, Any]:
         models = {}
         for model in exportable.models:
             file = staging / f"{model.name}.onnx"
-            file.write_bytes(model.onnx)
+            file.write_bytes(model.convert())
             session = _session(file)
             figures = parity(model, session, exportable.threshold, tolerances[model.kind])
             if not figures["passed"]:
@@ -161,10 +161,10 @@ def parity(model: Convertible, session: Any, threshold: float, tolerance: float)
 
 def predict(session: Any, model: Convertible, feed: dict[str, np.ndarray]) -> np.ndarray:
     """P(positive) from an onnxruntime session, in chunks of items."""
-    n = len(next(iter(feed.values())))
+    n = next(iter(feed.values())).shape[0]
     outs = []
     for start in range(0, n, CHUNK):
-        (out,) = session.run([model.output], {k: v[start:start + CHUNK] for k, v in feed.items()})
+        (out,) = session.run([model.output], _rows(feed, start, start + CHUNK))
         outs.append(out if model.column is None else out[:, model.column])
     return np.concatenate(outs).astype(np.float64) if outs else np.empty(0)
 
@@ -209,7 +209,7 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
 
 def latency(session: Any, model: Convertible, batch: int, seconds: float = 0.3) -> float:
     """Median milliseconds of one call on `batch` test items (repeated up to `seconds` or 500 calls)."""
-    feed = {k: v[:batch] for k, v in model.test.items()}
+    feed = _rows(model.test, 0, batch)
     for _ in range(3):  # warm-up: first calls allocate
         session.run([model.output], feed)
     times: list[float] = []
@@ -219,6 +219,11 @@ def latency(session: Any, model: Convertible, batch: int, seconds: float = 0.3) 
         session.run([model.output], feed)
         times.append(time.perf_counter() - began)
     return float(np.median(times) * 1000)
+
+
+def _rows(feed: dict[str, Any], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Items start..stop of every input, dense (sparse counts are densified a chunk at a time)."""
+    return {k: (v[start:stop].toarray() if hasattr(v, "toarray") else v[start:stop]) for k, v in feed.items()}
 
 
 @contextlib.contextmanager
@@ -237,7 +242,7 @@ class _Calibration:
     """onnxruntime's CalibrationDataReader protocol over training items, a batch at a time."""
 
     def __init__(self, feed: dict[str, np.ndarray], batch: int = 32):
-        n = len(next(iter(feed.values()))) if feed else 0
+        n = next(iter(feed.values())).shape[0] if feed else 0
         self.batches = iter([{k: v[s:s + batch] for k, v in feed.items()} for s in range(0, n, batch)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -261,7 +266,9 @@ def _metric_fn(name: str, threshold: float) -> Callable[[np.ndarray, np.ndarray]
 def _session(file: Path) -> Any:
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: skl2onnx declares some outputs [1, n], which onnxruntime notes per call
+    return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
 
 
 def _prepared_md5(root: Path, ref: modelstore.ModelRef) -> str:

@@ -38,12 +38,12 @@ def export_models(p: FraudParams, model_dir: Path, prepared_dir: Path) -> Export
     x = test[names].to_numpy(np.float32)
     reference = score_all(model_dir, x)  # what evaluate scored, the same function
     feed = {"x": x}
-    models = [Convertible(name, kind, from_sklearn(joblib.load(model_dir / f"{name}.joblib"), len(names)), feed,
-                          reference[name], "probabilities", column=1)
+    models = [Convertible(name, kind, lambda name=name: from_sklearn(joblib.load(model_dir / f"{name}.joblib"), len(names)),
+                          feed, reference[name], "probabilities", column=1)
               for name, kind in (("logreg", "linear"), ("hgb", "tree"))]
     mlp = _Probability(load_mlp(model_dir / "mlp.pt"))
-    models.append(Convertible("mlp", "torch", from_torch(mlp, (torch.from_numpy(x[:2]),), ["x"], ["probability"],
-                                                         {"x": {0: "items"}}),
+    models.append(Convertible("mlp", "torch", lambda: from_torch(mlp, (torch.from_numpy(x[:2]),), ["x"], ["probability"],
+                                                                 {"x": {0: "items"}}),
                               feed, reference["mlp"], "probability", quantize="dynamic"))
     q = p.prepare
     preprocessing = {

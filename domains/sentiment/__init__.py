@@ -25,4 +25,5 @@ DOMAIN = DomainSpec(
         reference=lazy("domains.sentiment.score:reference"),
         score=lazy("domains.sentiment.score:score_batch"),
     ),
+    export=lazy("domains.sentiment.export:export_models"),
 )
