@@ -89,3 +89,70 @@ def test_no_champion_is_one_line_and_writes_nothing(fraud_export):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "no champion yet" in proc.stderr
     assert not (fraud_export["repo"] / "data" / "fraud" / "exports" / "champion").exists()
+
+
+@pytest.fixture(scope="module")
+def sentiment_export(tmp_path_factory) -> dict:
+    from domains.common.export import ExportRequest, export
+    from tests.sentiment.conftest import small_sentiment_params
+
+    params = small_sentiment_params()
+    params["evaluate"]["candidate"] = "ensemble"  # the small fasttext alone is below the promotion threshold
+    repo = copy_repo_with(tmp_path_factory.mktemp("export-sentiment"), "sentiment", params)
+    run(["dvc", "repro", "report@sentiment"], repo)
+    run(["aiflow", "champion", "promote", "sentiment"], repo)
+    # In this process: torch's exporter is already imported by the fraud tests.
+    manifest = export(repo, ExportRequest("sentiment", int8=True))
+    return {"repo": repo, "manifest": manifest, "out": Path(manifest["out"])}
+
+
+def test_sentiment_models_exported_within_parity_and_the_rest_named(sentiment_export):
+    manifest, out = sentiment_export["manifest"], sentiment_export["out"]
+    assert set(manifest["models"]) == {"nbsvm", "fasttext"}
+    assert set(manifest["not_converted"]) == {"tfidf_logreg", "ensemble"}  # one line each, with the reason
+    assert all("\n" not in reason for reason in manifest["not_converted"].values())
+    for name, figures in manifest["models"].items():
+        assert figures["parity"]["passed"] and figures["parity"]["max_abs_diff"] <= 1e-5, name
+    assert manifest["model"]["scoring_model"] == "ensemble" and manifest["class_names"] == ["neg", "pos"]
+    vocabulary = (out / "fasttext_vocabulary.tsv").read_text().splitlines()
+    assert vocabulary and all(len(line.split("\t")) == 2 for line in vocabulary)
+    preprocessing = json.loads((out / "preprocessing.json").read_text())
+    assert set(preprocessing["models"]["fasttext"]["inputs"]) == {"ids", "lengths"}
+    q = manifest["models"]["fasttext"]["int8"]
+    assert q["size_ratio"] < 1 and (q["exported"] == (abs(q["change_points"]) <= 1.0))
+    assert (out / "fasttext.int8.onnx").is_file() == q["exported"]
+
+
+def test_sentiment_export_scores_text_through_its_documented_preprocessing(sentiment_export):
+    """From raw text to P(positive) with only the export folder: tokenise, n-grams, vocabulary, graph."""
+    from domains.sentiment.export import padded
+    from domains.sentiment.score import count_over
+    from domains.sentiment.text import tokenise
+    from tests.sentiment.conftest import small_sentiment_params
+
+    out = sentiment_export["out"]
+    rows = dict(line.split("\t") for line in (out / "fasttext_vocabulary.tsv").read_text().splitlines())
+    texts = ["a truly wonderful film, not boring at all!", "dull and badly acted; not good"]
+    tokens = [tokenise(t) for t in texts]
+    ngram_max = json.loads((out / "preprocessing.json").read_text())["models"]["fasttext"]["ngram_max"]
+    grams = [{" ".join(t[i:i + n]) for n in range(1, ngram_max + 1) for i in range(len(t) - n + 1)} for t in tokens]
+    ids = [[int(rows[g]) for g in doc if g in rows] for doc in grams]
+    width = max(2, *map(len, ids))
+    feed = {"ids": np.array([d + [0] * (width - len(d)) for d in ids], dtype=np.int64),
+            "lengths": np.array([len(d) for d in ids], dtype=np.int64)}
+    session = ort.InferenceSession(str(out / "fasttext.onnx"), providers=["CPUExecutionProvider"])
+    (p,) = session.run(["probabilities"], feed)
+    # The same documents through the scoring path's own counting and padding.
+    import pandas as pd
+    import torch
+
+    from domains.sentiment.fasttext import load_fasttext
+
+    repo = sentiment_export["repo"]
+    vocabulary = pd.read_parquet(repo / "data" / "sentiment" / "train" / "vocabulary.parquet")
+    counts = count_over(tokens, vocabulary["ngram"], small_sentiment_params()["prepare"]["ngram_max"])
+    reference = load_fasttext(repo / "data" / "sentiment" / "train" / "fasttext.pt")(counts)[:, 1]
+    assert np.abs(p[:, 1] - reference).max() <= 1e-5
+    saved = torch.load(repo / "data" / "sentiment" / "train" / "fasttext.pt", weights_only=True)
+    ids_ref, lengths_ref = padded(counts, saved["columns"].numpy(), saved["rows"].numpy())
+    assert sorted(map(sorted, ids)) == sorted(sorted(r[:n].tolist()) for r, n in zip(ids_ref, lengths_ref))
