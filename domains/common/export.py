@@ -93,11 +93,10 @@ def export(root: Path, request: ExportRequest) -> dict[str, Any]:
     ref = modelstore.resolve(root, spec.name, request.model, params.evaluate.candidate)
     tolerances = {**TOLERANCES, **(request.tolerances or {})}
     out = (request.out or paths.stage_dir(root, spec.name, "exports") / ref.version).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".aiflow-model-") as model_tmp, \
             tempfile.TemporaryDirectory(prefix=".aiflow-prepared-") as prepared_tmp, \
-            tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as staging_tmp:
-        model_dir, prepared_dir, staging = Path(model_tmp), Path(prepared_tmp), Path(staging_tmp)
+            tempfile.TemporaryDirectory(prefix=".aiflow-export-") as work_tmp:
+        model_dir, prepared_dir, staging = Path(model_tmp), Path(prepared_tmp), Path(work_tmp)
         modelstore.materialise(root, ref, model_dir)
         modelstore.materialise(root, modelstore.ModelRef(spec.name, ref.version, "prepared split",
                                                          _prepared_md5(root, ref)), prepared_dir)
@@ -137,12 +136,21 @@ def export(root: Path, request: ExportRequest) -> dict[str, Any]:
             "preprocessing": PREPROCESSING, "models": models, "not_converted": exportable.not_converted,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        _publish(staging, out)
+    manifest["out"] = str(out)
+    return manifest
+
+
+def _publish(files: Path, out: Path) -> None:
+    """Copy the finished export next to `out` under a temporary name, then rename it into place: `out` is
+    either the old export or the whole new one, never a part (nothing at all is created before this)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
+        staging = Path(tmp) / out.name
+        shutil.copytree(files, staging)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
-        staging.mkdir()  # for TemporaryDirectory's clean-up
-    manifest["out"] = str(out)
-    return manifest
 
 
 def parity(model: Convertible, session: Any, threshold: float, tolerance: float) -> dict[str, Any]:
@@ -320,11 +328,16 @@ def from_sklearn(estimator: Any, n_features: int) -> bytes:
     from skl2onnx.common import tree_ensemble
     from skl2onnx.common.data_types import FloatTensorType
 
-    # skl2onnx 1.20 gives leaves a Python False among numpy ints in nodes_missing_value_tracks_true, which
-    # protobuf 7 refuses ("Expected an int, got a boolean"): the same value, as an int.
+    # Two fixes to skl2onnx 1.20's tree nodes. (1) Leaves get a Python False among numpy ints in
+    # nodes_missing_value_tracks_true, which protobuf 7 refuses ("Expected an int, got a boolean"): the same
+    # value, as an int. (2) scikit-learn compares a float32 feature, widened, with a float64 threshold; ONNX
+    # compares float32 with the threshold rounded to nearest, so features between the two go the other way
+    # (0.03 apart on pixel features, sklearn-onnx #1051): skl2onnx's own sklearn_threshold gives the float32
+    # threshold that splits every float32 alike, which its HistGradientBoosting converter does not ask for.
     original = tree_ensemble.add_node
 
     def add_node(*args: Any, nodes_missing_value_tracks_true: Any = 0, **kwargs: Any) -> Any:
+        kwargs.update(adjust_threshold_for_sklearn=True, dtype=np.float32)
         return original(*args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true), **kwargs)
 
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator

@@ -26,4 +26,5 @@ DOMAIN = DomainSpec(
         reference=lazy("domains.medical.score:reference"),
         score=lazy("domains.medical.score:score_batch"),
     ),
+    export=lazy("domains.medical.export:export_models"),
 )
