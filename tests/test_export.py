@@ -92,34 +92,58 @@ def test_no_champion_is_one_line_and_writes_nothing(fraud_export):
     assert not fraud_export["written_before_promotion"]
 
 
+def _trained_in_process(root: Path, domain: str, section: dict) -> Path:
+    """acquire -> train in this process (its torch and exporter imports are shared), no DVC: the domain's own
+    export function and the shared checks are what these tests are about; `aiflow export`'s model and split
+    lookup through DVC is proven on fraud above."""
+    from aiflow.cli import main
+    from tests.conftest import write_params
+
+    (root / "registry").mkdir(parents=True)
+    write_params(root, domain, section)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIFLOW_ROOT", str(root))
+        for stage in ("acquire", "validate", "prepare", "train"):
+            assert main(["stage", stage, domain]) == 0, f"{stage} {domain} failed"
+    return root
+
+
+def _exported(root: Path, domain: str, section: dict, out: Path) -> tuple[dict, object]:
+    from domains.common.export import TOLERANCES, convert_all
+    from domains.common.registry import load_spec
+
+    spec = load_spec(domain)
+    exportable = spec.export(spec.params_model.model_validate(section), root / "data" / domain / "train",
+                             root / "data" / domain / "prepare")
+    out.mkdir()
+    return convert_all(exportable, out, TOLERANCES, True, domain), exportable
+
+
 @pytest.fixture(scope="module")
 def sentiment_export(tmp_path_factory) -> dict:
-    from domains.common.export import ExportRequest, export
     from tests.sentiment.conftest import small_sentiment_params
 
-    params = small_sentiment_params()
-    params["evaluate"]["candidate"] = "ensemble"  # the small fasttext alone is below the promotion threshold
-    repo = copy_repo_with(tmp_path_factory.mktemp("export-sentiment"), "sentiment", params)
-    run(["dvc", "repro", "report@sentiment"], repo)
-    run(["aiflow", "champion", "promote", "sentiment"], repo)
-    # In this process: torch's exporter is already imported by the fraud tests.
-    manifest = export(repo, ExportRequest("sentiment", int8=True))
-    return {"repo": repo, "manifest": manifest, "out": Path(manifest["out"])}
+    section = small_sentiment_params()
+    repo = _trained_in_process(tmp_path_factory.mktemp("export-sentiment"), "sentiment", section)
+    out = repo / "export"
+    models, exportable = _exported(repo, "sentiment", section, out)
+    return {"repo": repo, "out": out, "models": models, "exportable": exportable}
 
 
 def test_sentiment_models_exported_within_parity_and_the_rest_named(sentiment_export):
-    manifest, out = sentiment_export["manifest"], sentiment_export["out"]
-    assert set(manifest["models"]) == {"nbsvm", "fasttext"}
-    assert set(manifest["not_converted"]) == {"tfidf_logreg", "ensemble"}  # one line each, with the reason
-    assert all("\n" not in reason for reason in manifest["not_converted"].values())
-    for name, figures in manifest["models"].items():
+    models, exportable, out = sentiment_export["models"], sentiment_export["exportable"], sentiment_export["out"]
+    assert set(models) == {"nbsvm", "fasttext"}
+    assert set(exportable.not_converted) == {"tfidf_logreg", "ensemble"}  # one line each, with the reason
+    assert all("\n" not in reason for reason in exportable.not_converted.values())
+    for name, figures in models.items():
         assert figures["parity"]["passed"] and figures["parity"]["max_abs_diff"] <= 1e-5, name
-    assert manifest["model"]["scoring_model"] == "ensemble" and manifest["class_names"] == ["neg", "pos"]
+        assert figures["parity"]["items"] == len(exportable.labels) > 0
+    assert exportable.class_names == ["neg", "pos"]
     vocabulary = (out / "fasttext_vocabulary.tsv").read_text().splitlines()
     assert vocabulary and all(len(line.split("\t")) == 2 for line in vocabulary)
     preprocessing = json.loads((out / "preprocessing.json").read_text())
     assert set(preprocessing["models"]["fasttext"]["inputs"]) == {"ids", "lengths"}
-    q = manifest["models"]["fasttext"]["int8"]
+    q = models["fasttext"]["int8"]
     assert q["size_ratio"] < 1 and (q["exported"] == (abs(q["change_points"]) <= 1.0))
     assert (out / "fasttext.int8.onnx").is_file() == q["exported"]
 
@@ -157,3 +181,24 @@ def test_sentiment_export_scores_text_through_its_documented_preprocessing(senti
     saved = torch.load(repo / "data" / "sentiment" / "train" / "fasttext.pt", weights_only=True)
     ids_ref, lengths_ref = padded(counts, saved["columns"].numpy(), saved["rows"].numpy())
     assert sorted(map(sorted, ids)) == sorted(sorted(r[:n].tolist()) for r, n in zip(ids_ref, lengths_ref))
+
+
+def test_medical_cnn_and_baselines_exported_and_int8_is_static_qdq(tmp_path):
+    import onnx
+
+    from tests.medical.conftest import small_medical_params
+
+    section = small_medical_params()
+    root = _trained_in_process(tmp_path / "repo", "medical", section)
+    models, exportable = _exported(root, "medical", section, tmp_path / "export")
+    assert set(models) == {"logreg", "hgb", "cnn"}
+    for name, figures in models.items():
+        assert figures["parity"]["passed"], (name, figures["parity"])
+    assert models["hgb"]["parity"]["max_abs_diff"] <= 1e-4 and models["cnn"]["parity"]["max_abs_diff"] <= 1e-5
+    q = models["cnn"]["int8"]
+    assert q["method"].startswith("static QDQ") and q["exported"] == (abs(q["change_points"]) <= 1.0)
+    if not q["exported"]:  # float32 only, and it says why
+        assert "float32 only" in q["reason"] and not (tmp_path / "export" / "cnn.int8.onnx").exists()
+    else:
+        ops = {node.op_type for node in onnx.load(tmp_path / "export" / "cnn.int8.onnx").graph.node}
+        assert "QuantizeLinear" in ops and "ConvInteger" not in ops  # runs on the CPU provider

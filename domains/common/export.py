@@ -104,26 +104,7 @@ def export(root: Path, request: ExportRequest) -> dict[str, Any]:
 
         trained = _trained_params(spec, params, model_dir)
         exportable: Exportable = spec.export(trained, model_dir, prepared_dir)
-        models = {}
-        for model in exportable.models:
-            file = staging / f"{model.name}.onnx"
-            file.write_bytes(model.convert())
-            session = _session(file)
-            figures = parity(model, session, exportable.threshold, tolerances[model.kind])
-            if not figures["passed"]:
-                raise PipelineError(
-                    f"{spec.name} {ref.version} {model.name}: ONNX export outside parity bounds: max |p_onnx - p_ref| = "
-                    f"{figures['max_abs_diff']:.3g} (tolerance {figures['tolerance']:g}), {figures['decisions_differ']} "
-                    f"decision(s) differ away from the threshold; nothing written")
-            models[model.name] = {"file": file.name, "kind": model.kind, "inputs": list(model.test),
-                                  "output": model.output, "column": model.column, "parity": figures}
-            if request.int8 and model.quantize:
-                models[model.name]["int8"] = int8(model, file, session, exportable)
-            elif request.int8:
-                models[model.name]["int8"] = {"exported": False, "reason": f"no int8 version for {model.kind} models"}
-        for name, content in exportable.files.items():
-            (staging / name).write_bytes(content)
-        (staging / PREPROCESSING).write_text(json.dumps(exportable.preprocessing, indent=2))
+        models = convert_all(exportable, staging, tolerances, request.int8, f"{spec.name} {ref.version}")
         manifest = {
             "domain": spec.name,
             "model": {"version": ref.version, "scoring_model": ref.model, "dvc_md5": ref.md5,
@@ -139,6 +120,33 @@ def export(root: Path, request: ExportRequest) -> dict[str, Any]:
         _publish(staging, out)
     manifest["out"] = str(out)
     return manifest
+
+
+def convert_all(exportable: Exportable, folder: Path, tolerances: dict[str, float], with_int8: bool,
+                label: str) -> dict[str, Any]:
+    """Convert, prove parity and (optionally) quantize each model into `folder`, with the preprocessing
+    files; each model's figures. The first model outside its bound raises (`label` names the version)."""
+    models: dict[str, Any] = {}
+    for model in exportable.models:
+        file = folder / f"{model.name}.onnx"
+        file.write_bytes(model.convert())
+        session = _session(file)
+        figures = parity(model, session, exportable.threshold, tolerances[model.kind])
+        if not figures["passed"]:
+            raise PipelineError(
+                f"{label} {model.name}: ONNX export outside parity bounds: max |p_onnx - p_ref| = "
+                f"{figures['max_abs_diff']:.3g} (tolerance {figures['tolerance']:g}), {figures['decisions_differ']} "
+                f"decision(s) differ away from the threshold; nothing written")
+        models[model.name] = {"file": file.name, "kind": model.kind, "inputs": list(model.test),
+                              "output": model.output, "column": model.column, "parity": figures}
+        if with_int8 and model.quantize:
+            models[model.name]["int8"] = int8(model, file, session, exportable)
+        elif with_int8:
+            models[model.name]["int8"] = {"exported": False, "reason": f"no int8 version for {model.kind} models"}
+    for name, content in exportable.files.items():
+        (folder / name).write_bytes(content)
+    (folder / PREPROCESSING).write_text(json.dumps(exportable.preprocessing, indent=2))
+    return models
 
 
 def _publish(files: Path, out: Path) -> None:
