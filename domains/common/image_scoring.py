@@ -24,7 +24,8 @@ import pandera.pandas as pa
 from PIL import Image
 
 from domains.common.errors import DataError
-from domains.common.images import IMAGE_SUFFIXES, MEMBER, PATH, file_facts, gated_pixels, image_columns, image_table_checks, to_size
+from domains.common.images import (IMAGE_SUFFIXES, MEMBER, PATH, file_facts, gated_pixels, image_columns,
+                                   image_table_checks, pixel_hash, to_size)
 from domains.common.items import HASH, ID, LABEL
 from domains.common.modelstore import PROFILE
 from domains.common.params import ImageGateParams
@@ -80,7 +81,25 @@ def model_inputs(table: pd.DataFrame, size: int, channels: int) -> np.ndarray:
     if table.empty:
         return np.zeros((0, channels, size, size), dtype=np.uint8)
     root = Path(table[ROOT].iloc[0])
-    return np.stack([to_size(x, (size, size), channels) for x in gated_pixels(root, table)])
+    return np.stack([to_size(x, (size, size), channels) for x in _gated(root, table)])
+
+
+def _gated(root: Path, table: pd.DataFrame) -> list[np.ndarray]:
+    """gated_pixels, with an .npz opened afresh: images.read_pixels caches arrays by file name, and a
+    long-lived process (the scoring deployment) scores a new file at the same path every day."""
+    if root.is_dir():
+        return gated_pixels(root, table)
+    with np.load(root, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in {member.rpartition("/")[0] for member in table[MEMBER]}}
+    images = []
+    for member, expected in zip(table[MEMBER], table[HASH]):
+        key, _, index = member.rpartition("/")
+        array = arrays[key][int(index)]
+        array = array[:, :, None] if array.ndim == 2 else array
+        if pixel_hash(array) != expected:
+            raise DataError(f"{member}: changed since it passed the gate; score the batch again")
+        images.append(array)
+    return images
 
 
 def intensity(images: np.ndarray) -> pd.DataFrame:

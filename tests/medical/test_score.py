@@ -168,3 +168,15 @@ def test_bad_inputs_stop_in_one_line_and_write_nothing(repo, tmp_path, monkeypat
         assert code == 1 and expected in err, (name, err)
         assert lines[0].startswith("error:") and all(line.startswith("  ") for line in lines[1:]), (name, err)
         assert "Traceback" not in err and not out.exists() and digest(data) == before, name
+
+
+def test_a_new_npz_at_the_same_path_is_scored_afresh_in_one_process(repo, tmp_path, monkeypatch, capsys):
+    """The scoring deployment scores its inbox file in-process day after day: no stale cached pixels."""
+    arrays = synthetic_arrays(seed=4, size=16)
+    inbox = tmp_path / "inbox.npz"
+    for day, images in enumerate((arrays["test_images"], arrays["test_images"][::-1].copy())):
+        write_npz(inbox, {"test_images": images})
+        code, err = in_process(repo, monkeypatch, capsys, str(inbox), "--out", str(tmp_path / f"day{day}"))
+        assert code == 0, err
+    first, second = (read(tmp_path / f"day{day}")[0]["probability"].to_numpy() for day in (0, 1))
+    assert np.allclose(first[::-1], second)
