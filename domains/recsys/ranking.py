@@ -243,7 +243,8 @@ def _fit_torch(name: str, x: sp.csr_matrix, val: Validation, t: RecsysTrainParam
     began = time.perf_counter()
     model = _torch_model(name, x.shape, m, seed, device)
     fit(model, _torch_data(name, x), _torch_loss(name, m), lambda _: float(next(ticks)),
-        trainer.model_copy(update={"epochs": epochs}), seed, checkpoint_dir / f"{name}.ckpt", fingerprint, name=name)
+        trainer.model_copy(update={"epochs": epochs}), seed, checkpoint_dir / f"{name}.ckpt", fingerprint,
+        name=f"{name} refit (val_score: epochs done)")
     model.cpu().eval()
     return Fitted(TorchRanker(name, model, user_index.to_numpy(), item_index.to_numpy(), m.model_dump()),
                   time.perf_counter() - began, selection, {"epochs": epochs})
