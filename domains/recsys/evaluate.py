@@ -87,10 +87,15 @@ def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_di
 
 
 def selection_table(ranking: dict) -> pd.DataFrame:
-    """Every hyperparameter setting tried per ranking model, its validation NDCG@10, and which was kept."""
+    """The settings tried per ranking model (of an early-stopping curve: the kept epoch and the last), their
+    validation NDCG@10, and which was kept."""
     rows = []
     for name, info in ranking.items():
-        for tried in info["selection"]:
+        tried_all = info["selection"]
+        if tried_all and "epochs" in tried_all[0]:  # an early-stopping curve: the kept epoch and the last one
+            tried_all = [t for t in tried_all if t["epochs"] == info["chosen"]["epochs"]] + tried_all[-1:]
+            tried_all = list({t["epochs"]: t for t in tried_all}.values())
+        for tried in tried_all:
             setting = {k: v for k, v in tried.items() if k not in ("val_ndcg_at_10", "train_loss")}
             rows.append({"model": name, "setting": ", ".join(f"{k}={v}" for k, v in setting.items()),
                          "val_ndcg_at_10": tried["val_ndcg_at_10"], "chosen": setting.items() <= info["chosen"].items()})
