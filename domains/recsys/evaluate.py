@@ -186,8 +186,8 @@ def _notes(p: RecsysParams, metrics: dict, models: list[str], rankers: list[str]
         "distinct items in the catalogue.",
         f"Ranking models ({', '.join(rankers)}) learn from interactions (every training rating, its value ignored); "
         "their hyperparameters were chosen by NDCG@10 on a validation slice of the training ratings (each user's last "
-        f"{p.prepare.holdout_per_user} in time, every one relevant), never on the hold-out; novelty is the mean "
-        "-log2(share of users who rated the item) of the recommended items.",
+        f"{p.prepare.holdout_per_user} in time, every one relevant), never on the hold-out; their fit_seconds are the final refit's (the selection "
+        "comes before); novelty is the mean -log2(share of users who rated the item) of the recommended items.",
         f"Best ranking model: {best_ranker} (NDCG@{K} {metrics[best_ranker][ndcg]:.4f}, "
         f"x{metrics[best_ranker]['ndcg_over_popularity']:.2f} the popularity ranking's {metrics[POPULARITY][ndcg]:.4f}); "
         f"promotion metric: {p.evaluate.primary}, candidate {p.evaluate.candidate}.",

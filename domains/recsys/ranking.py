@@ -171,7 +171,7 @@ class Validation:
         return ranking_metrics(top, self.relevant, self.fit.shape[1])[f"ndcg_at_{K}"]
 
 
-def validation(x: sp.csr_matrix, frame: pd.DataFrame, val_mask: np.ndarray, relevant_min: float,
+def validation(frame: pd.DataFrame, val_mask: np.ndarray, relevant_min: float,
                user_index: pd.Index, item_index: pd.Index) -> Validation:
     """The training interactions minus the validation slice, and the slice's relevant items per user."""
     fit_x = interactions(frame[~val_mask], user_index, item_index)
@@ -200,7 +200,7 @@ def fit_ranking(name: str, frame: pd.DataFrame, val_mask: np.ndarray, relevant_m
     """Choose `name`'s hyperparameters on the validation slice, then refit on every interaction of `frame`."""
     user_index, item_index = pd.Index(np.unique(frame["user_id"])), pd.Index(np.unique(frame["item_id"]))
     x = interactions(frame, user_index, item_index)
-    val = validation(x, frame, val_mask, relevant_min, user_index, item_index)
+    val = validation(frame, val_mask, relevant_min, user_index, item_index)
     if name in (EASE, ITEM_KNN):
         grid = [{"lambda": v} for v in t.ease.lambdas] if name == EASE else [{"neighbours": v} for v in t.item_knn.neighbours]
 
