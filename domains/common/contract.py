@@ -46,7 +46,10 @@ def lazy(target: str) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class MetricContract:
-    """Which metric decides promotion, and the direction of every metric a domain reports."""
+    """Which metric decides promotion, and the direction of every metric a domain reports.
+
+    A domain whose evaluate params have a `primary` field lets params choose it (stages.primary_metric).
+    """
 
     primary: str
     higher_is_better: dict[str, bool]

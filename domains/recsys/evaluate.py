@@ -87,10 +87,15 @@ def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_di
 
 
 def selection_table(ranking: dict) -> pd.DataFrame:
-    """Every hyperparameter setting tried per ranking model, its validation NDCG@10, and which was kept."""
+    """The settings tried per ranking model (of an early-stopping curve: the kept epoch and the last), their
+    validation NDCG@10, and which was kept."""
     rows = []
     for name, info in ranking.items():
-        for tried in info["selection"]:
+        tried_all = info["selection"]
+        if tried_all and "epochs" in tried_all[0]:  # an early-stopping curve: the kept epoch and the last one
+            tried_all = [t for t in tried_all if t["epochs"] == info["chosen"]["epochs"]] + tried_all[-1:]
+            tried_all = list({t["epochs"]: t for t in tried_all}.values())
+        for tried in tried_all:
             setting = {k: v for k, v in tried.items() if k not in ("val_ndcg_at_10", "train_loss")}
             rows.append({"model": name, "setting": ", ".join(f"{k}={v}" for k, v in setting.items()),
                          "val_ndcg_at_10": tried["val_ndcg_at_10"], "chosen": setting.items() <= info["chosen"].items()})
@@ -181,8 +186,8 @@ def _notes(p: RecsysParams, metrics: dict, models: list[str], rankers: list[str]
         "distinct items in the catalogue.",
         f"Ranking models ({', '.join(rankers)}) learn from interactions (every training rating, its value ignored); "
         "their hyperparameters were chosen by NDCG@10 on a validation slice of the training ratings (each user's last "
-        f"{p.prepare.holdout_per_user} in time, every one relevant), never on the hold-out; novelty is the mean "
-        "-log2(share of users who rated the item) of the recommended items.",
+        f"{p.prepare.holdout_per_user} in time, every one relevant), never on the hold-out; their fit_seconds are the final refit's (the selection "
+        "comes before); novelty is the mean -log2(share of users who rated the item) of the recommended items.",
         f"Best ranking model: {best_ranker} (NDCG@{K} {metrics[best_ranker][ndcg]:.4f}, "
         f"x{metrics[best_ranker]['ndcg_over_popularity']:.2f} the popularity ranking's {metrics[POPULARITY][ndcg]:.4f}); "
         f"promotion metric: {p.evaluate.primary}, candidate {p.evaluate.candidate}.",

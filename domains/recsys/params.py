@@ -99,10 +99,10 @@ class BprParams(StrictModel):
     """BPR matrix factorisation; epochs are chosen by early stopping on the validation slice's NDCG@10."""
 
     factors: int = Field(64, ge=1)
-    reg: float = Field(1e-4, ge=0, description="L2 penalty on the user, positive and negative item rows of each triple")
+    reg: float = Field(0.01, ge=0, description="L2 penalty on the user, positive and negative item rows of each triple")
     epochs: int = Field(60, ge=1)
     batch_size: int = Field(1024, ge=1)
-    lr: float = Field(5e-3, gt=0)
+    lr: float = Field(0.01, gt=0)
     patience: int = Field(4, ge=1)
 
 
@@ -117,7 +117,7 @@ class VaeParams(StrictModel):
     epochs: int = Field(150, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
-    patience: int = Field(10, ge=1)
+    patience: int = Field(5, ge=1)
 
 
 class RecsysTrainParams(TrainerParams):

@@ -125,11 +125,12 @@ class MultVAE(nn.Module):
 
     def __init__(self, n_items: int, v: VaeParams, steps_per_epoch: int, seed: int):
         super().__init__()
-        torch.manual_seed(seed)  # nn.Linear draws from the global RNG
-        self.encoder = nn.Linear(n_items, v.hidden)
-        self.to_latent = nn.Linear(v.hidden, 2 * v.latent)
-        self.decoder = nn.Linear(v.latent, v.hidden)
-        self.to_items = nn.Linear(v.hidden, n_items)
+        with torch.random.fork_rng():  # nn.Linear draws from the global RNG: seed it here, leave it as it was
+            torch.manual_seed(seed)
+            self.encoder = nn.Linear(n_items, v.hidden)
+            self.to_latent = nn.Linear(v.hidden, 2 * v.latent)
+            self.decoder = nn.Linear(v.latent, v.hidden)
+            self.to_items = nn.Linear(v.hidden, n_items)
         self.dropout = nn.Dropout(v.dropout)
         self.beta, self.anneal_steps = v.beta, max(v.anneal_epochs * steps_per_epoch, 1)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # checkpointed with the weights
@@ -170,7 +171,7 @@ class Validation:
         return ranking_metrics(top, self.relevant, self.fit.shape[1])[f"ndcg_at_{K}"]
 
 
-def validation(x: sp.csr_matrix, frame: pd.DataFrame, val_mask: np.ndarray, relevant_min: float,
+def validation(frame: pd.DataFrame, val_mask: np.ndarray, relevant_min: float,
                user_index: pd.Index, item_index: pd.Index) -> Validation:
     """The training interactions minus the validation slice, and the slice's relevant items per user."""
     fit_x = interactions(frame[~val_mask], user_index, item_index)
@@ -199,7 +200,7 @@ def fit_ranking(name: str, frame: pd.DataFrame, val_mask: np.ndarray, relevant_m
     """Choose `name`'s hyperparameters on the validation slice, then refit on every interaction of `frame`."""
     user_index, item_index = pd.Index(np.unique(frame["user_id"])), pd.Index(np.unique(frame["item_id"]))
     x = interactions(frame, user_index, item_index)
-    val = validation(x, frame, val_mask, relevant_min, user_index, item_index)
+    val = validation(frame, val_mask, relevant_min, user_index, item_index)
     if name in (EASE, ITEM_KNN):
         grid = [{"lambda": v} for v in t.ease.lambdas] if name == EASE else [{"neighbours": v} for v in t.item_knn.neighbours]
 
@@ -233,7 +234,7 @@ def _fit_torch(name: str, x: sp.csr_matrix, val: Validation, t: RecsysTrainParam
     def score_fn(model: nn.Module) -> float:
         return val.ndcg(lambda rows: _torch_scores(model, rows, val.fit, device))
 
-    model = _torch_model(name, x.shape, m, seed, device)
+    model = _torch_model(name, x.shape, m, seed)
     history = fit(model, _torch_data(name, val.fit), _torch_loss(name, m), score_fn, trainer, seed,
                   checkpoint_dir / f"{name}_select.ckpt", fingerprint, name=f"{name} select")
     epochs = max(history.best_epoch, 1)
@@ -241,15 +242,16 @@ def _fit_torch(name: str, x: sp.csr_matrix, val: Validation, t: RecsysTrainParam
     _log(f"{name}: best validation NDCG@{K} {history.best_score:.4f} after {epochs} epoch(s); refit on all interactions")
     ticks = count(1)  # the refit keeps its last epoch: each one scores higher than the one before
     began = time.perf_counter()
-    model = _torch_model(name, x.shape, m, seed, device)
+    model = _torch_model(name, x.shape, m, seed)
     fit(model, _torch_data(name, x), _torch_loss(name, m), lambda _: float(next(ticks)),
-        trainer.model_copy(update={"epochs": epochs}), seed, checkpoint_dir / f"{name}.ckpt", fingerprint, name=name)
+        trainer.model_copy(update={"epochs": epochs}), seed, checkpoint_dir / f"{name}.ckpt", fingerprint,
+        name=f"{name} refit (val_score: epochs done)")
     model.cpu().eval()
     return Fitted(TorchRanker(name, model, user_index.to_numpy(), item_index.to_numpy(), m.model_dump()),
                   time.perf_counter() - began, selection, {"epochs": epochs})
 
 
-def _torch_model(name: str, shape: tuple[int, int], m: BprParams | VaeParams, seed: int, device: torch.device) -> nn.Module:
+def _torch_model(name: str, shape: tuple[int, int], m: BprParams | VaeParams, seed: int) -> nn.Module:
     if name == BPR:
         return BPRMF(shape[0], shape[1], m.factors, seed)
     return MultVAE(shape[1], m, -(-shape[0] // m.batch_size), seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from domains.common.paths import STAGES
@@ -12,7 +13,7 @@ from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_re
 from tests.recsys.conftest import small_recsys_params
 
 pytestmark = pytest.mark.slow
-MODELS = {"baseline_only", "svd", "svdpp", "knn_baseline", "mf", "popularity"}
+MODELS = {"baseline_only", "svd", "svdpp", "knn_baseline", "mf", "ease", "item_knn", "bpr", "vae", "popularity"}
 
 
 @pytest.fixture(scope="module")
@@ -30,21 +31,29 @@ def test_cold_repro_produces_every_output(repo):
                 "prepare/ratings.parquet", "prepare/noise_floor.json", "prepare/profile.json",
                 "train/mf.pt", "train/svd.joblib", "train/svdpp.joblib", "train/knn_baseline.joblib",
                 "train/baseline_only.joblib", "train/popularity.parquet", "train/predictions.parquet",
+                "train/ease.npz", "train/item_knn.npz", "train/bpr.pt", "train/vae.pt", "train/ranking.json",
                 "train/times.json", "train/history.json",
                 "evaluate/metrics.json", "evaluate/decision.json", "evaluate/plots/model_rmse.csv",
                 "evaluate/plots/topk_ndcg.csv", "evaluate/plots/rmse_by_activity.csv",
                 "evaluate/tables/top10_examples.csv", "evaluate/tables/noise_floor.csv",
+                "evaluate/tables/ranking_model_selection.csv",
                 "report/report.html", "report/report.md", "report/provenance.json"]:
         assert (data / rel).is_file(), rel
     metrics = json.loads((data / "evaluate/metrics.json").read_text())
     assert set(metrics) == MODELS
-    assert {"rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "coverage",
+    assert {"rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "coverage", "novelty",
             "fit_seconds", "predict_seconds"} <= set(metrics["mf"])
+    assert {"precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "coverage", "novelty", "ndcg_over_popularity",
+            "fit_seconds"} == set(metrics["ease"])
     assert json.loads((data / "validate/gate.json").read_text())["verdict"] == "pass"
-    assert json.loads((data / "evaluate/decision.json").read_text())["candidate"] == "mf"
+    decision = json.loads((data / "evaluate/decision.json").read_text())
+    assert (decision["candidate"], decision["primary_metric"], decision["decision"]) == ("ease", "ndcg_at_10", "promote"), decision
+    examples = pd.read_csv(data / "evaluate/tables/top10_examples.csv")  # the candidate's lists
+    assert len(examples) == 2 * 10 and examples["title"].str.startswith("Item ").all()
     html = (data / "report/report.html").read_text()
     assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
     assert "Noise floor" in html and "Top10 examples" in html and "Error by user activity" in html
+    assert "NDCG@10 per model" in html and "Long tail" in html
     assert "ndcg_at_10" in run(["dvc", "metrics", "show"], repo).stdout
 
 

@@ -59,3 +59,10 @@ def test_a_rating_model_can_still_be_promoted_on_rmse():
     decision = decide(DOMAIN, _params(primary="rmse", candidate="mf", thresholds_min={}), METRICS, GATE_OK,
                       {"version": 1, "metrics": {"rmse": 0.95}})
     assert decision["decision"] == "promote" and decision["reason"].startswith("rmse 0.9000 beats champion v1")
+
+
+def test_a_champion_never_scored_on_the_primary_is_replaced_by_a_passing_candidate():
+    old = {"version": 2, "metrics": {"rmse": 0.91}}  # promoted when rmse decided
+    decision = decide(DOMAIN, _params(), METRICS, GATE_OK, old)
+    assert decision["decision"] == "promote"
+    assert decision["reason"] == "champion v2 was not scored on ndcg_at_10; ease passes every threshold"

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 
 from domains.common.errors import PipelineError
-from domains.recsys.baselines import popularity
+from domains.recsys.baselines import make_surprise, popularity, to_trainset
 from domains.recsys.metrics import ranking_metrics
+from domains.recsys.mf import fit_mf, save_mf
 from domains.recsys.params import RecsysTrainParams
 from domains.recsys.ranking import BPR, EASE, ITEM_KNN, VAE, ItemItem, fit_ease, fit_item_knn, fit_ranking
 from domains.recsys.recommend import recommend
 from domains.recsys.split import per_user_random_split
-from domains.recsys.train import POPULARITY, model_file
+from domains.recsys.train import MF, POPULARITY, model_file
 
 X = sp.csr_matrix(np.array([[1, 1, 0, 0, 1],
                             [1, 0, 1, 0, 0],
@@ -145,3 +147,23 @@ def test_top_k_larger_than_the_catalogue_is_a_one_line_error(fitted):
     train_dir, train, _ = fitted
     with pytest.raises(PipelineError, match=r"^top-k: k=500 is more than the 120 items of the catalogue$"):
         recommend(train_dir, EASE, train, np.unique(train["user_id"])[:2], "cpu", k=500)
+
+
+def test_rating_models_recommend_through_the_same_interface(fitted, tmp_path):
+    """Surprise and the torch MF, saved as train saves them: block equals per-user, strangers get popularity."""
+    train_dir, train, _ = fitted
+    rated = train.assign(rating=np.where(train["item_id"] % 2 == 0, 5.0, 3.0))
+    joblib.dump(make_surprise("svd", 0).fit(to_trainset(rated, (1.0, 5.0))), model_file(train_dir, "svd"))
+    user_ids, item_ids = np.unique(rated["user_id"]), np.unique(rated["item_id"])
+    mf, _ = fit_mf(np.searchsorted(user_ids, rated["user_id"]), np.searchsorted(item_ids, rated["item_id"]),
+                   rated["rating"].to_numpy(float), len(user_ids), len(item_ids),
+                   RecsysTrainParams(epochs=2, passes=1, device="cpu", num_threads=1), (1.0, 5.0), 0,
+                   tmp_path / "mf.ckpt", "f", "mf")
+    save_mf(mf, user_ids, item_ids, model_file(train_dir, MF))
+    users = np.array([user_ids[5], 10_000, user_ids[0]])
+    top_popular = list(train["item_id"].value_counts().sort_index().sort_values(ascending=False, kind="stable").index[:10])
+    for name in ("svd", MF):
+        recs, _ = recommend(train_dir, name, train, users, "cpu")
+        for row in (0, 2):
+            np.testing.assert_array_equal(recs[row], recommend(train_dir, name, train, users[[row]], "cpu")[0][0])
+        assert list(recs[1]) == top_popular

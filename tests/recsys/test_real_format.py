@@ -1,12 +1,16 @@
-"""A user's own data in MovieLens format runs through every stage, in-process, to a report with titles."""
+"""A user's own data in MovieLens format runs through every stage, in-process, to a report with titles; a long-tail
+catalogue promotes a model with the default gate and evaluate params."""
 
 import json
 
 import pandas as pd
+import yaml
 
 from aiflow.cli import main
 from domains.common.paths import STAGES
-from tests.conftest import write_params
+from domains.recsys.params import SyntheticParams
+from domains.recsys.synthetic import generate_ratings
+from tests.conftest import ROOT, write_params
 from tests.recsys.conftest import small_recsys_params
 from tests.recsys.test_bad_inputs import ratings_frame, write_ratings
 
@@ -31,3 +35,25 @@ def test_movielens_100k_files_run_to_a_report(recsys_root, capsys):
     examples = pd.read_csv(data / "evaluate/tables/top10_examples.csv")
     assert examples["title"].str.startswith("Film n\xb0").all()
     assert "Film n\xb0" in (data / "report/report.html").read_text()
+
+
+def test_a_long_tail_catalogue_promotes_with_default_gate_and_evaluate_params(recsys_root, capsys):
+    """Many items rated once or twice, as in every real MovieLens release: reported, not blocking; the candidate
+    ranking model beats popularity and is promoted on NDCG@10."""
+    frame = generate_ratings(SyntheticParams(n_users=200, n_items=600, n_ratings=8000, min_item_ratings=1,
+                                             popularity_exponent=1.1, selection_strength=2.0), seed=4).ratings
+    data_file = write_ratings(recsys_root / "u.data", frame)
+    defaults = yaml.safe_load((ROOT / "params.yaml").read_text())["recsys"]
+    params = small_recsys_params()
+    params.update(data={"source": "ml-100k", "path": str(data_file)}, gate=defaults["gate"], evaluate=defaults["evaluate"])
+    params["train"].update(surprise_models=["baseline_only"], ranking_models=["ease"])  # speed: only the candidate decides
+    write_params(recsys_root, "recsys", params)
+    for stage in STAGES[:-1]:
+        assert main(["stage", stage, "recsys"]) == 0, capsys.readouterr().err
+    data = recsys_root / "data" / "recsys"
+    gate = json.loads((data / "validate/gate.json").read_text())
+    rare = next(c for c in gate["checks"] if c["name"] == "item_id:enough_ratings")
+    assert gate["verdict"] == "pass" and rare["severity"] == "info" and not rare["passed"]
+    assert json.loads((data / "prepare/profile.json").read_text())["items_below_3_ratings_share"] > 0.1
+    decision = json.loads((data / "evaluate/decision.json").read_text())
+    assert (decision["candidate"], decision["primary_metric"], decision["decision"]) == ("ease", "ndcg_at_10", "promote"), decision
