@@ -43,6 +43,7 @@ OPSET = 18
 ML_OPSET = 3  # ai.onnx.ml, for skl2onnx's tree ensembles
 MANIFEST = "manifest.json"
 PREPROCESSING = "preprocessing.json"
+PACKAGES = ("onnx", "onnxruntime", "skl2onnx", "onnxscript", "torch", "scikit-learn")  # recorded in the manifest
 CHUNK = 4096  # items per onnxruntime call on the test split: bounded memory for padded text inputs
 
 
@@ -111,7 +112,7 @@ def export(root: Path, request: ExportRequest) -> dict[str, Any]:
                       "metrics": _metrics(root, spec.name, ref)},
             "git_commit": provenance.git_commit(root),
             "opset": {"ai.onnx": OPSET, "ai.onnx.ml": ML_OPSET},
-            "packages": {p: metadata.version(p) for p in ("onnx", "onnxruntime", "skl2onnx", "onnxscript", "torch", "scikit-learn")},
+            "packages": {p: metadata.version(p) for p in PACKAGES},
             "threshold": exportable.threshold, "class_names": exportable.class_names,
             "test_items": int(len(exportable.labels)), "primary_metric": exportable.metric,
             "preprocessing": PREPROCESSING, "models": models, "not_converted": exportable.not_converted,
@@ -210,9 +211,11 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
         "latency_ms": {f"batch_{b}": {"float32": latency(f32_session, model, b), "int8": latency(session, model, b)}
                        for b in (1, 64)},
     }
-    figures["speedup_batch_1"] = figures["latency_ms"]["batch_1"]["float32"] / figures["latency_ms"]["batch_1"]["int8"]
-    figures["goals"] = {"size_ratio <= 0.30": figures["size_ratio"] <= 0.30,
-                        "speedup_batch_1 >= 1.5": figures["speedup_batch_1"] >= 1.5, "metric within 1 point": abs(change) <= METRIC_POINT}
+    batch_1 = figures["latency_ms"]["batch_1"]
+    figures["speedup_batch_1"] = batch_1["float32"] / batch_1["int8"]
+    figures["goals"] = {"size_ratio <= 0.30": figures["size_ratio"] <= 0.30,  # issue 16's goals, recorded, not enforced
+                        "speedup_batch_1 >= 1.5": figures["speedup_batch_1"] >= 1.5,
+                        "metric within 1 point": abs(change) <= METRIC_POINT}
     figures["exported"] = abs(change) <= METRIC_POINT
     if figures["exported"]:
         figures["file"] = file.name

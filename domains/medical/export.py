@@ -53,9 +53,11 @@ def export_models(p: MedicalParams, model_dir: Path, prepared_dir: Path) -> Expo
     reference = predict_proba(cnn, torch.from_numpy(test), p.train.tta)[:, 1]  # as evaluate and scoring compute it
     graph = _Probabilities(cnn, p.train.tta).eval()
     example = (torch.from_numpy(test[:2]),)
-    models.append(Convertible(CNN, "torch", lambda: from_torch(graph, example, ["x"], ["probabilities"], {"x": {0: "items"}}),
+    calibration = train[np.random.default_rng(p.seed).permutation(len(train))[:CALIBRATION_IMAGES]]
+    models.append(Convertible(CNN, "torch",
+                              lambda: from_torch(graph, example, ["x"], ["probabilities"], {"x": {0: "items"}}),
                               {"x": test}, reference, "probabilities", column=1, quantize="static",
-                              calibration={"x": train[np.random.default_rng(p.seed).permutation(len(train))[:CALIBRATION_IMAGES]]}))
+                              calibration={"x": calibration}))
     channels, side = images.shape[1], images.shape[-1]
     preprocessing = {
         "image": {"size": [side, side], "channels": channels, "resize": "to image_size x image_size as prepare does "

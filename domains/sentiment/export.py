@@ -38,7 +38,8 @@ class PaddedBags(nn.Module):
         self.out = out
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        present = (torch.arange(ids.shape[1], device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)).to(self.embedding.dtype)
+        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
+        present = (positions < lengths.unsqueeze(1)).to(self.embedding.dtype)
         summed = (nn.functional.embedding(ids, self.embedding) * present.unsqueeze(-1)).sum(1)
         return torch.softmax(self.out(summed / lengths.clamp(min=1).unsqueeze(1).to(summed.dtype)), dim=-1)
 
