@@ -6,7 +6,7 @@ candidate`) where dvc.lock has one, else a throwaway copy of the repository trai
 mean |p_onnx - p_ref|, items within tolerance of the threshold) and, for the int8 models, size
 ratio, primary-metric change and CPU latency at batch 1 and 64 against float32. Goals (issue 16):
 parity within 1e-5 (torch, linear) or 1e-4 (trees); int8 size <= 0.30x, metric within 1 point,
->= 1.5x faster at batch 1. Results: benchmarks/results/export_<domain>.json (git-ignored).
+>= 1.5x faster at batch 1. Results: benchmarks/results/export_<domain>.json (committed, with machine and load).
 """
 
 from __future__ import annotations
