@@ -373,4 +373,12 @@ def from_torch(module: Any, example: tuple[Any, ...], input_names: list[str], ou
     with _quiet():
         program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
                                     dynamic_shapes=shapes, dynamo=True, opset_version=OPSET, external_data=False)
-    return program.model_proto.SerializeToString()
+    proto = program.model_proto
+    # The exporter annotates every node and value with its Python stack trace (this machine's file paths):
+    # debugging aids, a third of a small model's bytes, and nothing a runtime reads.
+    for item in [*proto.graph.node, *proto.graph.value_info, *proto.graph.input, *proto.graph.output,
+                 *proto.graph.initializer]:
+        del item.metadata_props[:]
+    for node in proto.graph.node:
+        node.doc_string = ""
+    return proto.SerializeToString()
