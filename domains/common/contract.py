@@ -133,6 +133,7 @@ class ScoringSpec(Generic[P]):
     reference: Callable[[P, Path, Path], Reference]
     score: Callable[[P, Path, str, pd.DataFrame, ScoreOptions], Scored]
     id_column: str = "item_id"
+    default_source: str | None = None  # None: the training source's format when scoring reads it, else sources[0]
 
 
 @dataclass(frozen=True)

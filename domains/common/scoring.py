@@ -74,7 +74,8 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
     spec = load_spec(request.domain)
     scoring = _scoring(spec)
     params = load_params(root, request.domain)
-    source = request.source or (params.data.source if params.data.source in scoring.sources else scoring.sources[0])
+    source = request.source or scoring.default_source or (
+        params.data.source if params.data.source in scoring.sources else scoring.sources[0])
     if source not in scoring.sources:
         raise ParamsError(f"--source: unknown source '{source}' for {spec.name}; accepted: {', '.join(scoring.sources)}")
     input_path = request.input.resolve()

@@ -24,5 +24,6 @@ DOMAIN = DomainSpec(
         reference=lazy("domains.recsys.score:reference"),
         score=lazy("domains.recsys.score:score_batch"),
         id_column="user_id",
+        default_source="users",  # top-k for user ids; a MovieLens file needs --source
     ),
 )

@@ -49,7 +49,8 @@ def test_top_k_for_user_ids_excludes_seen_items_and_falls_back_for_unknown_users
     unknown = top[top["user_id"] == 10_000_001]
     assert not unknown["known_user"].any()
     popular = ratings.loc[~ratings["holdout"], "item_id"].value_counts()
-    assert set(unknown["item_id"]) == set(popular.index[:10])  # ties aside, the 10 most rated
+    counts = popular.reindex(unknown["item_id"]).to_numpy()
+    assert (counts >= popular.iloc[9]).all() and (counts[:-1] >= counts[1:]).all()  # the 10 most rated, ties either way
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert "1 unknown user(s) got the popularity ranking" in manifest["notes"][0]
     assert manifest["shadow_metrics"] is None
