@@ -18,7 +18,7 @@ EXAMPLES = """\
 examples:
   aiflow run                         # dvc repro every domain in params.yaml, then list the reports
   aiflow run fraud                   # only the finance-fraud pipeline
-  aiflow run recsys                  # only the recommender (Surprise baselines vs a torch MF)
+  aiflow run recsys                  # only the recommender (ranking models vs popularity, rating models)
   aiflow run sentiment               # NLP sentiment (TF-IDF, NBSVM, a fastText-style torch model)
   aiflow run medical                 # medical imaging (pixel baselines vs a ResNet-style CNN, Grad-CAM)
   aiflow run defects                 # defect detection from good images only (patch Gaussian vs a segmenter)
