@@ -60,6 +60,22 @@ def fraud_batches(folder: Path) -> dict[str, Path]:
     return files
 
 
+def score_in_process(domain: str, repo: Path, monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, str]:
+    """`aiflow score <domain> ...` in this process (no interpreter start-up): exit code and stderr."""
+    from aiflow.cli import main
+
+    monkeypatch.setenv("AIFLOW_ROOT", str(repo))
+    code = main(["score", domain, *args])
+    return code, capsys.readouterr().err
+
+
+def read_scores(out: Path) -> tuple[Any, dict]:
+    """A scoring output folder's predictions and manifest."""
+    import pandas as pd
+
+    return pd.read_parquet(out / "predictions.parquet"), json.loads((out / "manifest.json").read_text())
+
+
 def write_params(root: Path, domain: str, section: dict) -> None:
     """A params.yaml holding only one domain's section (for in-process stage runs)."""
     (root / "params.yaml").write_text(yaml.safe_dump({domain: section}, sort_keys=False))

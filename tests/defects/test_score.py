@@ -7,6 +7,7 @@ Bad inputs run in-process and must stop with one `error:` line, no output, the i
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import copy_repo_with, digest, run
+from tests.conftest import copy_repo_with, digest, run, read_scores, score_in_process
 from tests.defects.conftest import small_defects_params, write_small_mvtec
 
 pytestmark = pytest.mark.slow
@@ -38,16 +39,8 @@ def category(tmp_path_factory) -> Path:
     return write_small_mvtec(tmp_path_factory.mktemp("batch") / "tiles", seed=9)
 
 
-def in_process(repo: Path, monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    from aiflow.cli import main
-
-    monkeypatch.setenv("AIFLOW_ROOT", str(repo))
-    code = main(["score", "defects", *args])
-    return code, capsys.readouterr().err
-
-
-def read(out: Path) -> tuple[pd.DataFrame, dict]:
-    return pd.read_parquet(out / "predictions.parquet"), json.loads((out / "manifest.json").read_text())
+in_process = functools.partial(score_in_process, "defects")
+read = read_scores
 
 
 def test_mvtec_category_scores_each_image_at_the_threshold_with_maps_and_image_auroc(repo, category, tmp_path):

@@ -7,6 +7,7 @@ torch for all of them) and must stop with one `error:` line, no output folder, t
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from PIL import Image
 
 from domains.medical.params import SyntheticParams
 from domains.medical.synthetic import generate_images
-from tests.conftest import copy_repo_with, digest, run
+from tests.conftest import copy_repo_with, digest, run, read_scores, score_in_process
 from tests.medical.conftest import small_medical_params, synthetic_arrays, write_image_folder, write_npz
 
 pytestmark = pytest.mark.slow
@@ -56,16 +57,8 @@ def score(repo: Path, *args: str, check: bool = True):
     return run(["aiflow", "score", "medical", *args], repo, check=check)
 
 
-def in_process(repo: Path, monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    from aiflow.cli import main
-
-    monkeypatch.setenv("AIFLOW_ROOT", str(repo))
-    code = main(["score", "medical", *args])
-    return code, capsys.readouterr().err
-
-
-def read(out: Path) -> tuple[pd.DataFrame, dict]:
-    return pd.read_parquet(out / "predictions.parquet"), json.loads((out / "manifest.json").read_text())
+in_process = functools.partial(score_in_process, "medical")
+read = read_scores
 
 
 def test_labelled_npz_scores_every_image_with_provenance_and_shadow_metrics(repo, batches, tmp_path):
