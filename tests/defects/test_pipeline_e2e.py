@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from domains.common.paths import STAGES
-from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, stages_ran
+from tests.conftest import assert_noop_repro, assert_retrain_reproduces, built_repo, run, stages_ran, trained_copy
 from tests.defects.conftest import small_defects_params
 
 pytestmark = pytest.mark.slow
@@ -16,12 +16,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    return copy_repo_with(tmp_path_factory.mktemp("repo"), "defects", small_defects_params())
+    return trained_copy(tmp_path_factory, "defects", small_defects_params())
 
 
 
-def test_cold_repro_produces_every_output(repo):
-    proc = run(["dvc", "repro", "report@defects"], repo)
+def test_cold_repro_produces_every_output(repo, tmp_path_factory):
+    _, proc = built_repo(tmp_path_factory, "defects", small_defects_params())  # the cold run this copy was made from
     assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "defects"
     for rel in ["acquire/table.parquet", "acquire/mvtec/train/good/000.png", "acquire/mvtec/ground_truth/crack/000_mask.png",

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import copy_repo_with, digest, run, read_scores, score_in_process
+from tests.conftest import digest, read_scores, run, score_in_process, set_domain_params, trained_copy
 from tests.defects.conftest import small_defects_params, write_small_mvtec
 
 pytestmark = pytest.mark.slow
@@ -25,11 +25,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    params = small_defects_params()
-    params["gate"]["max_quarantine_fraction"] = 0.2  # so one blank image in a small batch is set aside, not blocking
-    root = copy_repo_with(tmp_path_factory.mktemp("repo"), "defects", params)
-    run(["dvc", "repro", "report@defects"], root)
+    root = trained_copy(tmp_path_factory, "defects", small_defects_params())
     run(["aiflow", "champion", "promote", "defects"], root)
+    # Scoring applies the gate policy in params now (not the one training ran with): one blank image in a
+    # small batch is set aside rather than blocking it.
+    params = small_defects_params()
+    params["gate"]["max_quarantine_fraction"] = 0.2
+    set_domain_params(root, "defects", params)
     return root
 
 
