@@ -31,6 +31,7 @@ examples:
   aiflow score fraud new_tx.csv      # score new transactions with the champion: gate, drift, predictions
   aiflow score fraud new.csv --history last_month.csv --model v2 --out scores/today
   aiflow export fraud --int8         # the champion as ONNX (parity proven on its test split), plus int8
+  aiflow serve-model fraud --port 8000   # the champion over HTTP on 127.0.0.1: POST /predict, /health, /docs
   aiflow champion list fraud         # promotions and rollbacks of the fraud champion
   aiflow champion rollback fraud     # restore the previous champion
   dvc exp run -S fraud.train.lr=0.003   # an experiment with one param changed
@@ -103,6 +104,29 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--model", default="champion", help="champion (default), candidate, or v<N> from the registry")
     export.add_argument("--int8", action="store_true", help="also int8 models, with size, metric change and latency")
     export.add_argument("--out", type=Path, help="output folder (default: data/<domain>/exports/<version>)")
+
+    serve_model = sub.add_parser(
+        "serve-model", help="serve the champion over HTTP (POST /predict, GET /health, /metadata, /docs)",
+        description="Load the domain's champion (verified by its DVC hash) and answer POST /predict with what "
+                    "`aiflow score` would write for the same items: each request passes the scoring gate's row-level "
+                    "checks (a bad one gets a 422 naming the field and the check), requests arriving together are "
+                    "scored together, and a newly promoted champion is picked up without a restart.",
+        epilog="example:\n  aiflow serve-model fraud --port 8000 --history last_37_days.csv\n"
+               "  curl -s localhost:8000/predict -H 'content-type: application/json' -d '{\"items\": [{\"transaction_id\": 1, "
+               "\"tx_datetime\": \"2018-06-01T10:00:00\", \"customer_id\": 5, \"terminal_id\": 9, \"tx_amount\": 42.5}]}'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve_model.add_argument("domain")
+    serve_model.add_argument("--runtime", default="torch", choices=["torch", "onnx", "int8"],
+                             help="torch: the trained model as evaluated (default); onnx/int8: its ONNX export")
+    serve_model.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve_model.add_argument("--port", type=int, default=8000)
+    serve_model.add_argument("--no-batching", action="store_true", help="score each request alone")
+    serve_model.add_argument("--window-ms", type=float, default=2.0, help="batching window (default 2 ms)")
+    serve_model.add_argument("--max-batch", type=int, default=64, help="requests per scoring call (default 64)")
+    serve_model.add_argument("--max-body-mb", type=float, default=8.0, help="larger bodies get a 413 (default 8)")
+    serve_model.add_argument("--threads", type=int, default=1, help="torch threads for scoring (default 1)")
+    serve_model.add_argument("--history", type=Path,
+                             help="fraud: earlier labelled transactions, the past of every request's windows")
 
     champ = sub.add_parser("champion", help="list, promote or roll back a domain's champion model")
     champ.add_argument("action", choices=["list", "promote", "rollback"])
@@ -198,6 +222,15 @@ def _export(root: Path, args: argparse.Namespace) -> None:
     print(out.relative_to(root) if out.is_relative_to(root) else out)
 
 
+def _serve_model(root: Path, args: argparse.Namespace) -> None:
+    from aiflow.serve import ServeConfig, serve
+
+    _domains(root, [args.domain])
+    serve(root, ServeConfig(args.domain, args.runtime, args.host, args.port, not args.no_batching, args.window_ms,
+                            args.max_batch, int(args.max_body_mb * 1024 * 1024), threads=args.threads,
+                            history=args.history))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = paths.project_root()
@@ -247,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             _score(root, args)
         elif args.command == "export":
             _export(root, args)
+        elif args.command == "serve-model":
+            _serve_model(root, args)
         elif args.command == "champion":
             _champion(root, args.action, args.domain)
     except PipelineError as err:

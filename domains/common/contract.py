@@ -100,6 +100,9 @@ class ScoreOptions:
     """What a user may add to a scoring run (`aiflow score --help`)."""
 
     history: Path | None = None  # fraud: labelled earlier transactions the window features may look back on
+    history_rows: pd.DataFrame | None = None  # fraud: the same, already read (the HTTP endpoint; wins over `history`)
+    past_from: np.ndarray | None = None  # fraud: per row, the time (ns) its past is known from (default: the earliest
+    # row of batch and history; the endpoint scores requests together, each with its own)
     explain: bool = False  # medical: Grad-CAM maps
     maps_dir: Path | None = None  # where a domain writes per-item images (anomaly maps, Grad-CAM)
 
@@ -113,6 +116,26 @@ class Scored:
     scores: np.ndarray | None  # the model's score per item (None: no score drift)
     shadow_metrics: dict[str, float] | None = None  # on the batch's own labels, when it has them
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ServingSpec(Generic[P]):
+    """How the HTTP endpoint (`aiflow serve-model`) turns a request into what `read` gives a batch, so a
+    request goes through the same gate and the same `score` as a file (see domains/common/serving.py).
+
+        request(params)                        -> the pydantic model of one request body (limits, types)
+        table(params, body, scratch)           -> the table `read` would give (payload files go in scratch)
+        combine(params, tables, bodies, context) -> one table and options for several requests scored
+                                                  together, each as if alone (default: concatenated)
+        respond(params, predictions, scratch)  -> one request's output rows (default: the prediction rows)
+        describe(params, model_dir, model)     -> what /metadata adds (threshold, classes, ...)
+    """
+
+    request: Callable[[P], type[Any]]
+    table: Callable[[P, Any, Path], pd.DataFrame]
+    combine: Callable[[P, list[pd.DataFrame], list[Any], dict[str, Any]], tuple[pd.DataFrame, ScoreOptions]] | None = None
+    respond: Callable[[P, pd.DataFrame, Path], list[dict[str, Any]]] | None = None
+    describe: Callable[[P, Path, str], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +157,7 @@ class ScoringSpec(Generic[P]):
     score: Callable[[P, Path, str, pd.DataFrame, ScoreOptions], Scored]
     id_column: str = "item_id"
     default_source: str | None = None  # None: the training source's format when scoring reads it, else sources[0]
+    serving: ServingSpec[P] | None = None  # None: no HTTP endpoint for this domain yet
 
 
 @dataclass(frozen=True)

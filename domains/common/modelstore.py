@@ -18,12 +18,14 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from domains.common.champion import read_registry, train_md5
 from domains.common.errors import PipelineError
 
 TRAINED_PARAMS = "trained_params.json"  # the domain's params the model was trained with
 PROFILE = "reference_profile.json"  # the drift reference, built from the training split
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,23 @@ def _md5(file: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+_LOADED: dict[tuple[str, str, int, int, int], object] = {}
+_LOADED_MAX = 16
+
+
+def cached_load(file: Path, loader: Callable[[Path], T]) -> T:
+    """`loader(file)`, kept for the next call with the same loader while the file is unchanged (path, inode,
+    size, mtime).
+
+    A long-lived scorer (the HTTP endpoint) would otherwise unpickle its model for every request. Only
+    files under a folder `materialise` filled and verified are passed here, and nothing writes to them.
+    """
+    stat = file.stat()
+    key = (f"{loader.__module__}.{loader.__qualname__}", str(file), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _LOADED:
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))  # the oldest: a replaced champion's files
+        _LOADED[key] = loader(file)
+    return _LOADED[key]  # type: ignore[return-value]

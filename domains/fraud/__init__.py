@@ -1,6 +1,6 @@
 """Finance fraud: card transactions (handbook simulator, handbook table, ULB creditcard.csv)."""
 
-from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
+from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
 from domains.fraud.params import FraudParams
 
 DOMAIN = DomainSpec(
@@ -24,6 +24,12 @@ DOMAIN = DomainSpec(
         reference=lazy("domains.fraud.score:reference"),
         score=lazy("domains.fraud.score:score_batch"),
         id_column="transaction_id",
+        serving=ServingSpec(
+            request=lazy("domains.fraud.serve:request_model"),
+            table=lazy("domains.fraud.serve:to_table"),
+            combine=lazy("domains.fraud.serve:combine"),
+            describe=lazy("domains.fraud.serve:describe"),
+        ),
     ),
     export=lazy("domains.fraud.export:export_models"),
 )

@@ -19,6 +19,7 @@ import torch
 
 from domains.common.contract import Reference, ScoreOptions, Scored
 from domains.common.errors import DataError
+from domains.common.modelstore import cached_load
 from domains.common.trainer import predict
 from domains.fraud.features import NS_PER_DAY, build_features
 from domains.fraud.loaders import read_handbook, read_ulb
@@ -38,14 +39,14 @@ def reference(p: FraudParams, prepared_dir: Path, train_dir: Path) -> Reference:
 
 
 def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame, options: ScoreOptions) -> Scored:
-    history = _history(options.history)
+    history = options.history_rows if options.history_rows is not None else _history(options.history)
     labelled = "tx_fraud" in table
     batch = table.assign(tx_fraud=table["tx_fraud"] if labelled else 0, _batch=True, _order=np.arange(len(table)))
     both = pd.concat([history.assign(_batch=False, _order=-1), batch], ignore_index=True) if len(history) else batch
     both = both.sort_values(["tx_datetime", "_batch", "_order"], kind="stable").reset_index(drop=True)
     q = p.prepare
     features = build_features(both, q.customer_windows_days, q.terminal_windows_days, q.delay_days)
-    names = torch.load(model_dir / "mlp.pt", map_location="cpu", weights_only=True)["features"]
+    names = cached_load(model_dir / "mlp.pt", lambda f: torch.load(f, map_location="cpu", weights_only=True))["features"]
     missing = [n for n in names if n not in features]
     if missing:
         raise DataError(f"fraud: the batch lacks what the model's features need ({', '.join(missing[:4])}); "
@@ -56,7 +57,8 @@ def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame
     probability = _predict(model_dir, model, x)
 
     t = both.loc[rows, "tx_datetime"].to_numpy(dtype="datetime64[ns]").view(np.int64)[order]
-    known_days = (t - both["tx_datetime"].min().value) / NS_PER_DAY
+    start = options.past_from if options.past_from is not None else both["tx_datetime"].min().value
+    known_days = (t - start) / NS_PER_DAY
     needed = max([0, *(q.customer_windows_days if "customer_id" in table else []),
                   *((w + q.delay_days for w in q.terminal_windows_days) if "terminal_id" in table else [])])
     threshold = p.evaluate.decision_threshold
@@ -65,7 +67,7 @@ def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame
         "decision": (probability >= threshold).astype(np.int64), "short_history": known_days < needed,
     }, index=table.index)
     notes = [f"decision: fraud_probability >= {threshold} (fraud.evaluate.decision_threshold)",
-             f"history: {len(history)} earlier transaction(s) from --history" if len(history) else
+             f"history: {len(history)} earlier transaction(s)" if len(history) else
              "history: the batch's own earlier rows only (pass --history for the windows' past)",
              f"{int(predictions['short_history'].sum())} of {len(predictions)} rows have less than {needed} days of "
              "past (short_history)"]
@@ -88,8 +90,8 @@ def _predict(model_dir: Path, model: str, x: np.ndarray) -> np.ndarray:
     if model not in MODELS:
         raise DataError(f"fraud: unknown model '{model}'; trained: {', '.join(MODELS)}")
     if model == "mlp":
-        return torch.sigmoid(torch.from_numpy(predict(load_mlp(model_dir / "mlp.pt"), torch.from_numpy(x)))).numpy()
-    return joblib.load(model_dir / f"{model}.joblib").predict_proba(x)[:, 1]  # verified against its DVC hash first
+        return torch.sigmoid(torch.from_numpy(predict(cached_load(model_dir / "mlp.pt", load_mlp), torch.from_numpy(x)))).numpy()
+    return cached_load(model_dir / f"{model}.joblib", joblib.load).predict_proba(x)[:, 1]  # verified against its DVC hash first
 
 
 def _shadow(y: np.ndarray, probability: np.ndarray) -> dict[str, float] | None:

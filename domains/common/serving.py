@@ -1,0 +1,290 @@
+"""Scoring requests with the champion (`aiflow serve-model`), through the batch scorer's own steps.
+
+A request body becomes the table the domain's `read` gives a file (ServingSpec.table), passes the
+scoring gate's row-level checks (the same pandera suite and severities; the batch statistics of its
+Great Expectations half and the drift check need a batch, not one request, and are not run here), and
+is scored by the domain's own `score` with the model loaded once, by its DVC hash and verified
+(modelstore). An item failing a block or quarantine check makes its request a 422 naming the item,
+the field and the check; warnings do not stop it. Several requests scored together (the endpoint's
+batching) are combined so that each is scored as if alone (ServingSpec.combine).
+
+`ModelHolder` keeps the current champion and swaps in a newly promoted one when registry/<domain>.json
+changes: the new model is loaded and verified aside, then replaces the old in one assignment; batches
+already running finish on the model they started with, whose files are removed after the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from domains.common import modelstore
+from domains.common.champion import read_registry
+from domains.common.contract import DomainSpec, ScoreOptions, ScoringSpec, ServingSpec
+from domains.common.errors import PipelineError
+from domains.common.gate import resolve_severities, run_pandera
+from domains.common.params import DomainParams
+from domains.common.registry import load_params, load_spec
+
+RUNTIMES = ("torch", "onnx", "int8")
+
+
+class RequestError(Exception):
+    """A request the endpoint refuses (422): one entry per problem, each naming where and why."""
+
+    def __init__(self, errors: list[dict[str, Any]]):
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+        self.errors = errors
+
+
+def error(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
+    """One problem in FastAPI's validation-error shape, so every 422 reads alike."""
+    return {"loc": ["body", *loc], "msg": msg, "type": kind}
+
+
+@dataclass
+class Outcome:
+    """One request's answer: rows to return, or the errors that refuse it."""
+
+    rows: list[dict[str, Any]] | None = None
+    errors: list[dict[str, Any]] | None = None
+    internal: bool = False  # a fault of the server, not of the request (500)
+
+
+@dataclass
+class ServedModel:
+    """A champion loaded for serving: its verified files, the params it was trained with, its gate."""
+
+    spec: DomainSpec
+    ref: modelstore.ModelRef
+    params: DomainParams  # the trained params (features are made as in training)
+    model_dir: Path
+    severities: dict[str, str]
+    record: dict[str, Any]  # the registry's champion record (metrics, promotion time)
+    context: dict[str, Any] = field(default_factory=dict)  # server-wide extras (fraud: the history rows)
+    runtime: str = "torch"
+    in_flight: int = 0
+    retired: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def scoring(self) -> ScoringSpec:
+        return self.spec.scoring  # type: ignore[return-value]
+
+    @property
+    def serving(self) -> ServingSpec:
+        return self.scoring.serving  # type: ignore[return-value]
+
+    def metadata(self) -> dict[str, Any]:
+        described = self.serving.describe(self.params, self.model_dir, self.ref.model) if self.serving.describe else {}
+        return {"domain": self.spec.name, "version": self.ref.version, "model": self.ref.model,
+                "dvc_md5": self.ref.md5, "metrics": self.record.get("metrics", {}),
+                "promoted_at": self.record.get("promoted_at"), "git_commit": self.record.get("git_commit"),
+                "runtime": self.runtime, **described}
+
+    def score(self, bodies: list[Any]) -> list[Outcome]:
+        """Score requests together; each gets its rows or its reasons, as if it had been sent alone."""
+        outcomes = [Outcome() for _ in bodies]
+        with tempfile.TemporaryDirectory(prefix=".aiflow-request-") as tmp:
+            scratch = Path(tmp)
+            tables: dict[int, pd.DataFrame] = {}
+            for i, body in enumerate(bodies):
+                try:
+                    table = self.serving.table(self.params, body, scratch / str(i))
+                    tables[i] = self._gate(table)
+                except RequestError as err:
+                    outcomes[i].errors = err.errors
+                except PipelineError as err:  # what a reader refuses in a file, it refuses in a request
+                    outcomes[i].errors = [error(["items"], str(err), "read")]
+            if tables:
+                self._score_gated(tables, bodies, outcomes, scratch)
+        return outcomes
+
+    def _gate(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The scoring gate's row-level checks on one request: its items coerced to the schema, or a RequestError."""
+        suite = self.scoring.gate_suite(self.params)
+        checks, failing_rows = run_pandera(table, suite.schema, self.severities, suite.id_column)
+        errors = []
+        for check in checks:
+            if check.passed or check.severity not in ("block", "quarantine"):
+                continue  # warn and info record facts; they never refuse an item
+            column, _, name = check.name.rpartition(":")
+            what = check.detail.split(" rows fail ", 1)[-1]
+            rows = failing_rows.get(check.name)
+            for row in (rows if rows is not None else [None]):
+                item = [int(row)] if row is not None else []
+                errors.append(error(["items", *item, *([column] if column else [])],
+                                    f"{check.name} ({check.severity} in the scoring gate): {what}",
+                                    f"gate.{name or check.name}"))
+        if errors:
+            raise RequestError(errors)
+        return suite.schema.coerce_dtype(table)
+
+    def _score_gated(self, tables: dict[int, pd.DataFrame], bodies: list[Any], outcomes: list[Outcome],
+                     scratch: Path) -> None:
+        """One `score` call for every gated request; a refusal inside it is put down to each request alone."""
+        try:
+            for i, rows in self._score_together(tables, bodies, scratch).items():
+                outcomes[i].rows = rows
+        except PipelineError as err:
+            if len(tables) == 1:
+                outcomes[next(iter(tables))].errors = [error(["items"], str(err), "scoring")]
+                return
+            for i, table in tables.items():  # which one? each alone says
+                self._score_gated({i: table}, bodies, outcomes, scratch)
+
+    def _score_together(self, tables: dict[int, pd.DataFrame], bodies: list[Any], scratch: Path) -> dict[int, list[dict]]:
+        which = list(tables)
+        owner = np.concatenate([np.full(len(tables[i]), i) for i in which])
+        if self.serving.combine:
+            table, options = self.serving.combine(self.params, [tables[i] for i in which], [bodies[i] for i in which],
+                                                  self.context)
+        else:
+            table, options = pd.concat([tables[i] for i in which], ignore_index=True), ScoreOptions()
+        table.index = pd.RangeIndex(len(table))
+        options = replace(options, maps_dir=scratch / "maps")
+        scored = self.scoring.score(self.params, self.model_dir, self.ref.model, table, options)
+        predictions = scored.predictions
+        rows_of = owner[predictions.index.to_numpy()]
+        answers = {}
+        for i in which:
+            mine = predictions[rows_of == i]
+            first = int(np.flatnonzero(owner == i)[0])
+            mine = mine.set_axis(mine.index.to_numpy() - first)  # the request's own item numbers
+            answers[i] = (self.serving.respond(self.params, mine, scratch) if self.serving.respond
+                          else records(mine))
+        return answers
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts (NaN -> null, numpy scalars -> Python)."""
+    return json.loads(frame.to_json(orient="records", double_precision=15, date_format="iso"))
+
+
+def load(root: Path, domain: str, runtime: str = "torch", context: dict[str, Any] | None = None) -> ServedModel:
+    """The domain's champion, verified by its DVC hash and ready to score requests."""
+    spec = load_spec(domain)
+    if spec.scoring is None or spec.scoring.serving is None:
+        raise PipelineError(f"{domain}: the HTTP endpoint is not available for this domain yet")
+    if runtime not in RUNTIMES:
+        raise PipelineError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got '{runtime}'")
+    if runtime != "torch":
+        raise PipelineError(f"{domain}: --runtime {runtime} is not served yet; serve the trained model "
+                            "(--runtime torch) or score the ONNX export with onnxruntime directly")
+    params = load_params(root, domain)
+    ref = modelstore.resolve(root, domain, "champion", params.evaluate.candidate)
+    record = read_registry(root, domain)["champion"] or {}
+    model_dir = Path(tempfile.mkdtemp(prefix=f".aiflow-serve-{domain}-"))
+    try:
+        modelstore.materialise(root, ref, model_dir)
+        from domains.common.scoring import _trained_params
+
+        trained = _trained_params(spec, params, model_dir)
+        suite = spec.scoring.gate_suite(trained)
+        gate_params = params.gate.model_copy(update={"severity": {
+            k: v for k, v in params.gate.severity.items() if k in set(_names(suite))}})
+        severities = resolve_severities(suite, gate_params)
+    except BaseException:
+        shutil.rmtree(model_dir, ignore_errors=True)
+        raise
+    return ServedModel(spec, ref, trained, model_dir, severities, record, context or {}, runtime)
+
+
+def _names(suite: Any) -> list[str]:
+    from domains.common.gate import check_names
+
+    return check_names(suite)
+
+
+class ModelHolder:
+    """The champion being served, swapped for a newly promoted one without a restart or a failed request.
+
+    `acquire` hands out the current model and counts it in use; `release` gives it back. A change of
+    registry/<domain>.json (checked at most every `poll_seconds`) loads the new champion aside; if it
+    loads and warms up, one assignment makes it current; the old one's files go once nothing uses it.
+    A champion that fails to load (hash mismatch, missing) leaves the old one serving, with the reason in
+    `reload_error`.
+    """
+
+    def __init__(self, root: Path, domain: str, runtime: str = "torch", context: dict[str, Any] | None = None,
+                 poll_seconds: float = 0.5, warm: Any = None):
+        self.root, self.domain, self.runtime, self.context = root, domain, runtime, context or {}
+        self.poll_seconds = poll_seconds
+        self.warm = warm  # a body scored once by each new model before it serves (the endpoint keeps the last good one)
+        self.registry = root / "registry" / f"{domain}.json"
+        self._stamp = self._registry_stamp()
+        self.current = load(root, domain, runtime, self.context)
+        self._warm_up(self.current)
+        self.reload_error: str | None = None
+        self.reloads = 0
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _registry_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.registry.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _warm_up(self, model: ServedModel) -> None:
+        if self.warm is not None:
+            model.score([self.warm])  # loads and caches what the first request would wait for
+
+    def acquire(self) -> ServedModel:
+        with self._lock:
+            model = self.current
+            with model.lock:
+                model.in_flight += 1
+            return model
+
+    def release(self, model: ServedModel) -> None:
+        with model.lock:
+            model.in_flight -= 1
+            done = model.retired and model.in_flight == 0
+        if done:
+            shutil.rmtree(model.model_dir, ignore_errors=True)
+
+    def check(self) -> bool:
+        """Reload when the registry changed; True when a new champion now serves. Called from one thread."""
+        now = time.monotonic()
+        if now - self._checked < self.poll_seconds:
+            return False
+        self._checked = now
+        stamp = self._registry_stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            champion = read_registry(self.root, self.domain)["champion"]
+            if champion and champion.get("train_md5") == self.current.ref.md5 and \
+                    f"v{champion['version']}" == self.current.ref.version:
+                return False  # the file changed, the champion did not
+            fresh = load(self.root, self.domain, self.runtime, self.context)
+            self._warm_up(fresh)
+        except Exception as err:  # the old champion keeps serving; /health says why
+            self.reload_error = f"{type(err).__name__}: {err}"
+            return False
+        with self._lock:
+            old, self.current = self.current, fresh
+        self.reload_error = None
+        self.reloads += 1
+        with old.lock:
+            old.retired = True
+            done = old.in_flight == 0
+        if done:
+            shutil.rmtree(old.model_dir, ignore_errors=True)
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            shutil.rmtree(self.current.model_dir, ignore_errors=True)
