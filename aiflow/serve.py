@@ -60,7 +60,7 @@ class Batcher:
         self.batches = 0
         self.requests = 0
 
-    async def submit(self, body: Any) -> Outcome:
+    async def submit(self, body: Any) -> tuple[ServedModel, Outcome]:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         await self.queue.put((body, future))
         return await future

@@ -127,14 +127,15 @@ class ServingSpec(Generic[P]):
         table(params, body, scratch)           -> the table `read` would give (payload files go in scratch)
         combine(params, tables, bodies, context) -> one table and options for several requests scored
                                                   together, each as if alone (default: concatenated)
-        respond(params, predictions, scratch)  -> one request's output rows (default: the prediction rows)
+        respond(params, predictions, body, scratch) -> one request's output rows (default: the prediction
+                                                  rows); may refuse it (serving.RequestError) on what scoring found
         describe(params, model_dir, model)     -> what /metadata adds (threshold, classes, ...)
     """
 
     request: Callable[[P], type[Any]]
     table: Callable[[P, Any, Path], pd.DataFrame]
     combine: Callable[[P, list[pd.DataFrame], list[Any], dict[str, Any]], tuple[pd.DataFrame, ScoreOptions]] | None = None
-    respond: Callable[[P, pd.DataFrame, Path], list[dict[str, Any]]] | None = None
+    respond: Callable[[P, pd.DataFrame, Any, Path], list[dict[str, Any]]] | None = None
     describe: Callable[[P, Path, str], dict[str, Any]] | None = None
 
 

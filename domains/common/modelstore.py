@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -132,6 +133,7 @@ def _md5(file: Path) -> str:
 
 
 _LOADED: dict[tuple[str, str, int, int, int], object] = {}
+_LOADED_LOCK = threading.Lock()  # the endpoint warms a new champion on one thread while another scores
 _LOADED_MAX = 16
 
 
@@ -144,8 +146,12 @@ def cached_load(file: Path, loader: Callable[[Path], T]) -> T:
     """
     stat = file.stat()
     key = (f"{loader.__module__}.{loader.__qualname__}", str(file), stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    if key not in _LOADED:
+    with _LOADED_LOCK:
+        if key in _LOADED:
+            return _LOADED[key]  # type: ignore[return-value]
+    loaded = loader(file)
+    with _LOADED_LOCK:
         if len(_LOADED) >= _LOADED_MAX:
             _LOADED.pop(next(iter(_LOADED)))  # the oldest: a replaced champion's files
-        _LOADED[key] = loader(file)
-    return _LOADED[key]  # type: ignore[return-value]
+        _LOADED[key] = loaded
+    return loaded

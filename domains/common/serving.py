@@ -69,6 +69,7 @@ class ServedModel:
     params: DomainParams  # the trained params (features are made as in training)
     model_dir: Path
     severities: dict[str, str]
+    suite: Any  # the scoring GateSuite, built once
     record: dict[str, Any]  # the registry's champion record (metrics, promotion time)
     context: dict[str, Any] = field(default_factory=dict)  # server-wide extras (fraud: the history rows)
     runtime: str = "torch"
@@ -99,42 +100,65 @@ class ServedModel:
             tables: dict[int, pd.DataFrame] = {}
             for i, body in enumerate(bodies):
                 try:
-                    table = self.serving.table(self.params, body, scratch / str(i))
-                    tables[i] = self._gate(table)
-                except RequestError as err:
-                    outcomes[i].errors = err.errors
+                    tables[i] = self.serving.table(self.params, body, scratch / str(i))
                 except PipelineError as err:  # what a reader refuses in a file, it refuses in a request
                     outcomes[i].errors = [error(["items"], str(err), "read")]
-            if tables:
-                self._score_gated(tables, bodies, outcomes, scratch)
+            gated = self._gate_together(tables, outcomes)
+            if gated:
+                self._score_gated(gated, bodies, outcomes, scratch)
         return outcomes
 
-    def _gate(self, table: pd.DataFrame) -> pd.DataFrame:
-        """The scoring gate's row-level checks on one request: its items coerced to the schema, or a RequestError."""
-        suite = self.scoring.gate_suite(self.params)
+    def _gate_together(self, tables: dict[int, pd.DataFrame], outcomes: list[Outcome]) -> dict[int, pd.DataFrame]:
+        """The gate once over every request's items; a request with a failing item is gated again alone,
+        so a check that looks across rows (unique ids, duplicates) never sees another request's rows."""
+        if not tables:
+            return {}
+        which = list(tables)
+        owner = np.concatenate([np.full(len(tables[i]), i) for i in which])
+        merged = pd.concat([tables[i] for i in which], ignore_index=True)
+        _, failing = self._failures(merged)
+        suspect = set(which) if any(rows is None for rows in failing.values()) else \
+            {int(owner[r]) for rows in failing.values() for r in rows}
+        for i in suspect:
+            errors, _ = self._failures(tables[i])
+            if errors:
+                outcomes[i].errors = errors
+        keep = [i for i in which if outcomes[i].errors is None]
+        if not keep:
+            return {}
+        coerced = self.suite.schema.coerce_dtype(merged[np.isin(owner, keep)])
+        owner = owner[np.isin(owner, keep)]
+        return {i: coerced[owner == i].reset_index(drop=True) for i in keep}
+
+    def _failures(self, table: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[str, list[int] | None]]:
+        """The scoring gate's row-level checks (pandera, the same severities): a 422 entry per failing item
+        and the failing rows per check (None: the check failed for the table as a whole)."""
+        suite = self.suite
         checks, failing_rows = run_pandera(table, suite.schema, self.severities, suite.id_column)
-        errors = []
+        errors, failing = [], {}
         for check in checks:
             if check.passed or check.severity not in ("block", "quarantine"):
                 continue  # warn and info record facts; they never refuse an item
             column, _, name = check.name.rpartition(":")
             what = check.detail.split(" rows fail ", 1)[-1]
             rows = failing_rows.get(check.name)
+            failing[check.name] = [int(r) for r in rows] if rows is not None else None
             for row in (rows if rows is not None else [None]):
                 item = [int(row)] if row is not None else []
                 errors.append(error(["items", *item, *([column] if column else [])],
                                     f"{check.name} ({check.severity} in the scoring gate): {what}",
                                     f"gate.{name or check.name}"))
-        if errors:
-            raise RequestError(errors)
-        return suite.schema.coerce_dtype(table)
+        return errors, failing
 
     def _score_gated(self, tables: dict[int, pd.DataFrame], bodies: list[Any], outcomes: list[Outcome],
                      scratch: Path) -> None:
         """One `score` call for every gated request; a refusal inside it is put down to each request alone."""
         try:
             for i, rows in self._score_together(tables, bodies, scratch).items():
-                outcomes[i].rows = rows
+                if isinstance(rows, RequestError):
+                    outcomes[i].errors = rows.errors
+                else:
+                    outcomes[i].rows = rows
         except PipelineError as err:
             if len(tables) == 1:
                 outcomes[next(iter(tables))].errors = [error(["items"], str(err), "scoring")]
@@ -142,7 +166,7 @@ class ServedModel:
             for i, table in tables.items():  # which one? each alone says
                 self._score_gated({i: table}, bodies, outcomes, scratch)
 
-    def _score_together(self, tables: dict[int, pd.DataFrame], bodies: list[Any], scratch: Path) -> dict[int, list[dict]]:
+    def _score_together(self, tables: dict[int, pd.DataFrame], bodies: list[Any], scratch: Path) -> dict[int, list[dict] | RequestError]:
         which = list(tables)
         owner = np.concatenate([np.full(len(tables[i]), i) for i in which])
         if self.serving.combine:
@@ -160,8 +184,11 @@ class ServedModel:
             mine = predictions[rows_of == i]
             first = int(np.flatnonzero(owner == i)[0])
             mine = mine.set_axis(mine.index.to_numpy() - first)  # the request's own item numbers
-            answers[i] = (self.serving.respond(self.params, mine, scratch) if self.serving.respond
-                          else records(mine))
+            try:
+                answers[i] = (self.serving.respond(self.params, mine, bodies[i], scratch) if self.serving.respond
+                              else records(mine))
+            except RequestError as err:
+                answers[i] = err
         return answers
 
 
@@ -196,7 +223,7 @@ def load(root: Path, domain: str, runtime: str = "torch", context: dict[str, Any
     except BaseException:
         shutil.rmtree(model_dir, ignore_errors=True)
         raise
-    return ServedModel(spec, ref, trained, model_dir, severities, record, context or {}, runtime)
+    return ServedModel(spec, ref, trained, model_dir, severities, suite, record, context or {}, runtime)
 
 
 def _names(suite: Any) -> list[str]:

@@ -1,7 +1,7 @@
 """Vision defect detection: unsupervised anomaly detection on images of good parts (synthetic, mvtec,
 magnetic-tile); a scikit-learn patch Gaussian, a torch anomaly segmenter, optionally PatchCore."""
 
-from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
+from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
 from domains.defects.params import DefectsParams
 
 SOURCES = ("synthetic", "mvtec", "magnetic-tile")
@@ -28,5 +28,11 @@ DOMAIN = DomainSpec(
         gate_suite=lazy("domains.defects.checks:scoring_suite"),
         reference=lazy("domains.defects.score:reference"),
         score=lazy("domains.defects.score:score_batch"),
+        serving=ServingSpec(
+            request=lazy("domains.defects.serve:request_model"),
+            table=lazy("domains.defects.serve:to_table"),
+            respond=lazy("domains.defects.serve:respond"),
+            describe=lazy("domains.defects.serve:describe"),
+        ),
     ),
 )

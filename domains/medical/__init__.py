@@ -2,7 +2,7 @@
 from scratch against scikit-learn baselines on the pixels."""
 
 from domains.common.classification import DIRECTIONS
-from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
+from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
 from domains.medical.params import MedicalParams
 
 SOURCES = ("synthetic", "medmnist", "image-folder")
@@ -25,6 +25,12 @@ DOMAIN = DomainSpec(
         gate_suite=lazy("domains.medical.checks:scoring_suite"),
         reference=lazy("domains.medical.score:reference"),
         score=lazy("domains.medical.score:score_batch"),
+        serving=ServingSpec(
+            request=lazy("domains.medical.serve:request_model"),
+            table=lazy("domains.medical.serve:to_table"),
+            respond=lazy("domains.medical.serve:respond"),
+            describe=lazy("domains.medical.serve:describe"),
+        ),
     ),
     export=lazy("domains.medical.export:export_models"),
 )

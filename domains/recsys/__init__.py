@@ -1,7 +1,7 @@
 """Recommender: MovieLens-style ratings (synthetic, ml-100k, ml-latest-small, ml-1m); rating models (Surprise, a torch
 MF) and implicit-feedback ranking models (EASE, item-kNN, BPR, Mult-VAE) against popularity."""
 
-from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
+from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
 from domains.recsys.loaders import FORMATS
 from domains.recsys.metrics import DIRECTIONS
 from domains.recsys.params import RecsysParams
@@ -25,5 +25,11 @@ DOMAIN = DomainSpec(
         score=lazy("domains.recsys.score:score_batch"),
         id_column="user_id",
         default_source="users",  # top-k for user ids; a MovieLens file needs --source
+        serving=ServingSpec(
+            request=lazy("domains.recsys.serve:request_model"),
+            table=lazy("domains.recsys.serve:to_table"),
+            respond=lazy("domains.recsys.serve:respond"),
+            describe=lazy("domains.recsys.serve:describe"),
+        ),
     ),
 )

@@ -21,6 +21,7 @@ import pandera.pandas as pa
 
 from domains.common.contract import Reference, ScoreOptions, Scored
 from domains.common.errors import DataError
+from domains.common.modelstore import cached_load
 from domains.common.gate import GateSuite
 from domains.recsys.loaders import FORMATS, read_movielens
 from domains.recsys.metrics import K
@@ -97,7 +98,7 @@ def _drift_frame(seen: pd.DataFrame, users: np.ndarray | None = None, pairs: pd.
 
 
 def score_batch(p: RecsysParams, model_dir: Path, model: str, table: pd.DataFrame, options: ScoreOptions) -> Scored:
-    seen = pd.read_parquet(model_dir / INTERACTIONS)
+    seen = cached_load(model_dir / INTERACTIONS, pd.read_parquet)
     if "item_id" in table:
         return _score_pairs(model_dir, model, model in rating_models(p), seen, table)
     users = table["user_id"].to_numpy(np.int64)

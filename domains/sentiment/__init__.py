@@ -2,7 +2,7 @@
 regression, NBSVM and a fastText-style torch model."""
 
 from domains.common.classification import DIRECTIONS
-from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
+from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
 from domains.sentiment.params import SentimentParams
 
 SOURCES = ("synthetic", "aclimdb", "sst2", "text-folder", "csv")
@@ -24,6 +24,11 @@ DOMAIN = DomainSpec(
         gate_suite=lazy("domains.sentiment.checks:scoring_suite"),
         reference=lazy("domains.sentiment.score:reference"),
         score=lazy("domains.sentiment.score:score_batch"),
+        serving=ServingSpec(
+            request=lazy("domains.sentiment.serve:request_model"),
+            table=lazy("domains.sentiment.serve:to_table"),
+            describe=lazy("domains.sentiment.serve:describe"),
+        ),
     ),
     export=lazy("domains.sentiment.export:export_models"),
 )

@@ -19,6 +19,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 from domains.common.contract import Reference, ScoreOptions, Scored
 from domains.common.errors import DataError
+from domains.common.modelstore import cached_load
 from domains.sentiment.checks import LABEL_INDEX, with_scoring_columns
 from domains.sentiment.features import load_features
 from domains.sentiment.loaders import read_aclimdb_batch, read_csv, read_text_folder
@@ -62,9 +63,9 @@ def score_batch(p: SentimentParams, model_dir: Path, model: str, table: pd.DataF
     trained = [*p.train.models, *([ENSEMBLE] if len(p.train.ensemble) > 1 else [])]
     if model not in trained:
         raise DataError(f"sentiment: unknown model '{model}'; trained: {', '.join(trained)}")
-    vocabulary = pd.read_parquet(model_dir / VOCABULARY)
+    counter, words = cached_load(model_dir / VOCABULARY, lambda f: _counter(f, p.prepare.ngram_max))
     tokens = [tokenise(t, p.prepare.strip_markup) for t in table["text"]]
-    counts = count_over(tokens, vocabulary["ngram"], p.prepare.ngram_max)
+    counts = counter.transform(tokens).tocsr()
     members = p.train.ensemble if model == ENSEMBLE else [model]
     probability = (np.mean([_predict(model_dir, name, counts) for name in members], axis=0)  # as evaluate's ensemble
                    if len(table) else np.empty(0))  # every row quarantined (where params allow it): nothing to predict
@@ -83,17 +84,25 @@ def score_batch(p: SentimentParams, model_dir: Path, model: str, table: pd.DataF
         labelled = table[LABEL_INDEX].to_numpy() >= 0  # a label outside the classes gets past the gate only as a warning
         shadow = _shadow(table[LABEL_INDEX].to_numpy()[labelled], probability[labelled])
         notes.append(f"shadow evaluation on the {int(labelled.sum())} of {len(table)} documents that have a label")
-    drift = drift_frame(tokens, _words(vocabulary)).set_index(table.index)
+    drift = drift_frame(tokens, words).set_index(table.index)
     return Scored(predictions, drift, probability, shadow, notes)
 
 
 def count_over(tokens: list[list[str]], ngrams: pd.Series, ngram_max: int) -> sp.csr_matrix:
     """Counts of each document's 1- to ngram_max-grams over the training vocabulary, in its column order
     (as prepare counted the test documents: n-grams outside it are dropped)."""
-    vectorizer = CountVectorizer(tokenizer=_as_is, preprocessor=_as_is, lowercase=False, token_pattern=None,
-                                 ngram_range=(1, ngram_max), vocabulary={g: i for i, g in enumerate(ngrams)},
-                                 dtype=np.int32)
-    return vectorizer.transform(tokens).tocsr()
+    return _vectorizer(ngrams, ngram_max).transform(tokens).tocsr()
+
+
+def _vectorizer(ngrams: pd.Series, ngram_max: int) -> CountVectorizer:
+    return CountVectorizer(tokenizer=_as_is, preprocessor=_as_is, lowercase=False, token_pattern=None,
+                           ngram_range=(1, ngram_max), vocabulary={g: i for i, g in enumerate(ngrams)}, dtype=np.int32)
+
+
+def _counter(file: Path, ngram_max: int) -> tuple[CountVectorizer, frozenset[str]]:
+    """The saved vocabulary as a counter and its words: built once per model (a long-lived scorer reuses it)."""
+    vocabulary = pd.read_parquet(file)
+    return _vectorizer(vocabulary["ngram"], ngram_max), _words(vocabulary)
 
 
 def _as_is(tokens: list[str]) -> list[str]:
@@ -116,8 +125,8 @@ def _predict(model_dir: Path, name: str, counts: sp.csr_matrix) -> np.ndarray:
     if name == TORCH_MODEL:
         from domains.sentiment.fasttext import load_fasttext  # torch only when the torch model scores
 
-        return load_fasttext(file)(counts)[:, 1]
-    return joblib.load(file).predict_proba(counts)[:, 1]  # opened only after modelstore checked its DVC hash
+        return cached_load(file, load_fasttext)(counts)[:, 1]
+    return cached_load(file, joblib.load).predict_proba(counts)[:, 1]  # opened only after modelstore checked its DVC hash
 
 
 def _shadow(y: np.ndarray, probability: np.ndarray) -> dict[str, float] | None:

@@ -1,0 +1,34 @@
+"""Defect-image requests for the HTTP endpoint (base64 images in JSON; see domains/common/image_serving.py):
+anomaly_score, decision at the model's saved threshold and the anomaly map (a PNG, base64) per image,
+as `aiflow score defects` writes them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from domains.common import image_serving
+from domains.defects.params import DefectsParams
+from domains.defects.score import read_batch
+from domains.defects.train import THRESHOLDS
+
+
+def request_model(p: DefectsParams) -> type[BaseModel]:
+    return image_serving.request_model("DefectsRequest")
+
+
+def to_table(p: DefectsParams, body: Any, scratch: Path) -> pd.DataFrame:
+    return image_serving.to_table(lambda folder: read_batch(p, folder, "mvtec"), body, scratch)
+
+
+def respond(p: DefectsParams, predictions: pd.DataFrame, body: Any, scratch: Path) -> list[dict[str, Any]]:
+    return image_serving.respond(predictions, scratch, maps=True)
+
+
+def describe(p: DefectsParams, model_dir: Path, model: str) -> dict[str, Any]:
+    return {"threshold": float(json.loads((model_dir / THRESHOLDS).read_text())[model]),
+            "image_size": p.prepare.image_size, "decision": "1 (defective) when anomaly_score >= threshold"}

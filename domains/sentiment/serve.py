@@ -1,0 +1,46 @@
+"""Sentiment requests for the HTTP endpoint: `{"items": [{"text": "...", "id": "optional"}, ...]}`.
+
+Each text becomes the document row the CSV reader makes of a CSV row (`_document`), then the scoring
+columns the gate checks (`with_scoring_columns`). Text that is not UTF-8 never gets this far: the body's
+JSON parser refuses bytes that are not UTF-8 and escapes of unpaired surrogates (422 `json_invalid`).
+An item without an id is named `item <n>`; ids must be unique within a request (`item_id:unique`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from domains.sentiment.checks import with_scoring_columns
+from domains.sentiment.loaders import _document, _frame
+from domains.sentiment.params import SentimentParams
+
+MAX_ITEMS = 1000  # documents per request
+MAX_CHARS = 200_000  # characters per document (IMDB's longest review: about 14,000)
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class Document(BaseModel):
+    model_config = STRICT
+    text: str = Field(max_length=MAX_CHARS)
+    id: str | None = Field(None, max_length=200, description="your name for it (default: item <n>)")
+
+
+def request_model(p: SentimentParams) -> type[BaseModel]:
+    return create_model("SentimentRequest", __config__=STRICT,
+                        items=(list[Document], Field(min_length=1, max_length=MAX_ITEMS)))
+
+
+def to_table(p: SentimentParams, body: Any, scratch: Path) -> pd.DataFrame:
+    rows = [_document(item.id if item.id is not None else f"item {n}", None, None, item.text.encode("utf-8"))
+            for n, item in enumerate(body.items)]
+    return with_scoring_columns(_frame(rows), p.data.classes)
+
+
+def describe(p: SentimentParams, model_dir: Path, model: str) -> dict[str, Any]:
+    negative, positive = p.data.classes
+    return {"threshold": 0.5, "classes": list(p.data.classes),
+            "decision": f"label '{positive}' when positive_probability >= 0.5, else '{negative}'"}
