@@ -91,7 +91,7 @@ def fraud_bodies(n: int = 500, seed: int = 3) -> list[dict[str, Any]]:
     from domains.fraud.params import SyntheticParams
     from domains.fraud.synthetic import generate_transactions
 
-    tx = generate_transactions(SyntheticParams(n_customers=300, n_terminals=600, n_days=10), seed=seed).head(n)
+    tx = generate_transactions(SyntheticParams(n_customers=300, n_terminals=600, n_days=14), seed=seed).head(n)
     return [{"items": [{"transaction_id": int(r.TRANSACTION_ID), "tx_datetime": pd.Timestamp(r.TX_DATETIME).isoformat(),
                         "customer_id": int(r.CUSTOMER_ID), "terminal_id": int(r.TERMINAL_ID),
                         "tx_amount": float(r.TX_AMOUNT)}]} for r in tx.itertuples()]
@@ -102,7 +102,7 @@ def sentiment_bodies(n: int = 500, seed: int = 3) -> list[dict[str, Any]]:
     from domains.sentiment.params import SyntheticParams
     from domains.sentiment.synthetic import generate_reviews
 
-    docs = generate_reviews(SyntheticParams(n_train=n, n_test=10), ["neg", "pos"], seed).documents.head(n)
+    docs = generate_reviews(SyntheticParams(n_train=n, n_test=20), ["neg", "pos"], seed).documents.head(n)
     return [{"items": [{"text": text}]} for text in docs["text"]]
 
 

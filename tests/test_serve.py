@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.serve import fraud_bodies, load, sentiment_bodies, start_server
-from tests.conftest import GIT, _free_port, copy_repo_with, fraud_batches, run, set_domain_params, small_fraud_params, stop
+from tests.conftest import GIT, ROOT, _free_port, copy_repo_with, fraud_batches, run, set_domain_params, small_fraud_params, stop
 from tests.sentiment.conftest import small_sentiment_params
 
 pytestmark = pytest.mark.slow
@@ -27,6 +28,8 @@ MAX_BODY = 256 * 1024  # the servers' --max-body-mb in bytes, small so an oversi
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
+    if os.environ.get("AIFLOW_SERVE_TEST_REPO"):  # a repo with both champions already: iterate without a rebuild
+        return Path(os.environ["AIFLOW_SERVE_TEST_REPO"])
     root = copy_repo_with(tmp_path_factory.mktemp("repo"), "fraud", small_fraud_params())
     sentiment = small_sentiment_params()
     sentiment["evaluate"]["candidate"] = "ensemble"  # the small fastText alone is below the promotion threshold
@@ -47,7 +50,7 @@ def _server(repo: Path, domain: str, *args: str) -> Iterator[str]:
     port = _free_port()
     with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as log:
         proc = start_server(repo, domain, port, "--max-body-mb", str(MAX_BODY / 1024 / 1024), "--window-ms", "5",
-                            *args, log=Path(log.name))
+                            *args, code_root=ROOT, log=Path(log.name))
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -125,6 +125,8 @@ class ServingSpec(Generic[P]):
 
         request(params)                        -> the pydantic model of one request body (limits, types)
         table(params, body, scratch)           -> the table `read` would give (payload files go in scratch)
+        tables(params, bodies, scratch)        -> the same for several requests at once, one table each (optional:
+                                                  one conversion for a whole batch, where per call costs dominate)
         combine(params, tables, bodies, context) -> one table and options for several requests scored
                                                   together, each as if alone (default: concatenated)
         respond(params, predictions, body, scratch) -> one request's output rows (default: the prediction
@@ -134,6 +136,7 @@ class ServingSpec(Generic[P]):
 
     request: Callable[[P], type[Any]]
     table: Callable[[P, Any, Path], pd.DataFrame]
+    tables: Callable[[P, list[Any], Path], list[pd.DataFrame]] | None = None
     combine: Callable[[P, list[pd.DataFrame], list[Any], dict[str, Any]], tuple[pd.DataFrame, ScoreOptions]] | None = None
     respond: Callable[[P, pd.DataFrame, Any, Path], list[dict[str, Any]]] | None = None
     describe: Callable[[P, Path, str], dict[str, Any]] | None = None

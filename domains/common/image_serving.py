@@ -5,7 +5,7 @@ are written as files into the request's scratch folder and read by the domain's 
 an image passes exactly the per-image facts and checks a file in a scored folder passes (decoding,
 channels, size as trained). Multipart uploads need python-multipart, which this stack does not
 install: base64 in JSON is the one format. Item ids are made unique across requests scored together
-(`<request>|<id>`) and given back as the caller named them.
+(serving.item_prefix) and given back as the caller named them.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from domains.common.image_scoring import safe_name
 from domains.common.images import IMAGE_SUFFIXES
 from domains.common.items import ID
-from domains.common.serving import RequestError, error, records
+from domains.common.serving import RequestError, error, item_prefix, records
 
 MAX_ITEMS = 256  # images per request
 MAX_IMAGE_CHARS = 8 * 1024 * 1024  # base64 characters per image (6 MB of file)
 STRICT = ConfigDict(extra="forbid", strict=True)
-SEPARATOR = "|"
 
 
 class ImageItem(BaseModel):
@@ -55,14 +54,14 @@ def to_table(read: Callable[[Path], pd.DataFrame], body: Any, scratch: Path) -> 
     if errors:
         raise RequestError(errors)
     table = read(scratch).reset_index(drop=True)  # sorted by file name: request order
-    table[ID] = [f"{scratch.name}{SEPARATOR}{item.id if item.id is not None else f'item {n}'}"
+    table[ID] = [f"{item_prefix(int(scratch.name))}{item.id if item.id is not None else f'item {n}'}"
                  for n, item in enumerate(body.items)]
     return table
 
 
 def respond(predictions: pd.DataFrame, scratch: Path, maps: bool) -> list[dict[str, Any]]:
     """The prediction rows under the caller's ids; with `maps`, each item's map PNG as base64."""
-    rows = records(predictions.assign(**{ID: [i.split(SEPARATOR, 1)[1] for i in predictions[ID]]}))
+    rows = records(predictions.assign(**{ID: [i.split("|", 1)[1] for i in predictions[ID]]}))
     if maps:
         for row, item in zip(rows, predictions[ID]):
             file = scratch / "maps" / f"{safe_name(item)}.png"

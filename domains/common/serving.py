@@ -98,9 +98,18 @@ class ServedModel:
         with tempfile.TemporaryDirectory(prefix=".aiflow-request-") as tmp:
             scratch = Path(tmp)
             tables: dict[int, pd.DataFrame] = {}
+            if self.serving.tables is not None and len(bodies) > 1:
+                try:
+                    tables = dict(enumerate(self.serving.tables(self.params, bodies, scratch)))
+                except PipelineError:
+                    tables = {}  # one of them: each alone says which
             for i, body in enumerate(bodies):
+                if i in tables:
+                    continue
                 try:
                     tables[i] = self.serving.table(self.params, body, scratch / str(i))
+                except RequestError as err:
+                    outcomes[i].errors = err.errors
                 except PipelineError as err:  # what a reader refuses in a file, it refuses in a request
                     outcomes[i].errors = [error(["items"], str(err), "read")]
             gated = self._gate_together(tables, outcomes)
@@ -161,7 +170,8 @@ class ServedModel:
                     outcomes[i].rows = rows
         except PipelineError as err:
             if len(tables) == 1:
-                outcomes[next(iter(tables))].errors = [error(["items"], str(err), "scoring")]
+                i = next(iter(tables))
+                outcomes[i].errors = [error(["items"], str(err).replace(item_prefix(i), ""), "scoring")]
                 return
             for i, table in tables.items():  # which one? each alone says
                 self._score_gated({i: table}, bodies, outcomes, scratch)
@@ -190,6 +200,12 @@ class ServedModel:
             except RequestError as err:
                 answers[i] = err
         return answers
+
+
+def item_prefix(request: int) -> str:
+    """What makes an item id unique among requests scored together (`<request>|<id>`), where a domain needs
+    that (files named by item); taken off again in answers and messages."""
+    return f"{request}|"
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ DOMAIN = DomainSpec(
         serving=ServingSpec(
             request=lazy("domains.fraud.serve:request_model"),
             table=lazy("domains.fraud.serve:to_table"),
+            tables=lazy("domains.fraud.serve:to_tables"),
             combine=lazy("domains.fraud.serve:combine"),
             describe=lazy("domains.fraud.serve:describe"),
         ),

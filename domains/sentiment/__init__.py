@@ -27,6 +27,7 @@ DOMAIN = DomainSpec(
         serving=ServingSpec(
             request=lazy("domains.sentiment.serve:request_model"),
             table=lazy("domains.sentiment.serve:to_table"),
+            tables=lazy("domains.sentiment.serve:to_tables"),
             describe=lazy("domains.sentiment.serve:describe"),
         ),
     ),

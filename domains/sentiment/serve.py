@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -38,6 +39,15 @@ def to_table(p: SentimentParams, body: Any, scratch: Path) -> pd.DataFrame:
     rows = [_document(item.id if item.id is not None else f"item {n}", None, None, item.text.encode("utf-8"))
             for n, item in enumerate(body.items)]
     return with_scoring_columns(_frame(rows), p.data.classes)
+
+
+def to_tables(p: SentimentParams, bodies: list[Any], scratch: Path) -> list[pd.DataFrame]:
+    """to_table for several requests in one conversion."""
+    rows = [_document(item.id if item.id is not None else f"item {n}", None, None, item.text.encode("utf-8"))
+            for body in bodies for n, item in enumerate(body.items)]
+    whole = with_scoring_columns(_frame(rows), p.data.classes)
+    ends = np.cumsum([len(body.items) for body in bodies])
+    return [whole.iloc[end - len(body.items):end].reset_index(drop=True) for end, body in zip(ends, bodies)]
 
 
 def describe(p: SentimentParams, model_dir: Path, model: str) -> dict[str, Any]:
