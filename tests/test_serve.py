@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.common import BIN, subprocess_env
 from benchmarks.serve import fraud_bodies, load, sentiment_bodies, start_server
 from tests.conftest import GIT, ROOT, _free_port, copy_repo_with, fraud_batches, run, set_domain_params, small_fraud_params, stop
 from tests.sentiment.conftest import small_sentiment_params
@@ -264,3 +266,24 @@ def test_a_new_champion_is_served_without_a_restart_or_a_failed_request(repo, fr
     result, versions = asyncio.run(under_load(lambda: run(["aiflow", "champion", "rollback", "fraud"], repo)))
     assert result["errors"] == 0 and {"v1", "v2"} <= versions, (result, versions)
     assert httpx.get(f"{fraud}/health").json()["version"] == "v1"
+
+
+def test_the_onnx_runtime_answers_as_the_trained_model(repo, batches, fraud):
+    """--runtime onnx: the champion exported and proven equal at start-up (as `aiflow export`), then scored by
+    onnxruntime after the same reader, gate and features; the same answers within the export's parity bound."""
+    body = {"items": _transactions(batches["new"], 40)}
+    expected = pd.DataFrame(httpx.post(f"{fraud}/predict", json=body, timeout=60).json()["predictions"])
+    for exported in _server(repo, "fraud", "--runtime", "onnx", "--history", str(batches["history"])):
+        answer = httpx.post(f"{exported}/predict", json=body, timeout=60).json()
+        assert answer["model"]["runtime"] == "onnx"
+        got = pd.DataFrame(answer["predictions"])
+        assert np.abs(got["fraud_probability"] - expected["fraud_probability"]).max() <= 1e-5
+        assert httpx.get(f"{exported}/metadata").json()["onnx_files"] == {"mlp": "mlp.onnx"}
+
+
+@pytest.mark.parametrize("domain", ["recsys", "medical"])
+def test_a_runtime_without_an_onnx_path_is_refused_in_one_line(repo, domain):
+    proc = subprocess.run([str(BIN / "aiflow"), "serve-model", domain, "--runtime", "onnx"], cwd=repo,
+                          env=subprocess_env(ROOT), capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: {domain}: --runtime onnx:"), proc.stderr
+    assert "--runtime torch" in proc.stderr and "Traceback" not in proc.stderr

@@ -103,6 +103,9 @@ class ScoreOptions:
     history_rows: pd.DataFrame | None = None  # fraud: the same, already read (the HTTP endpoint; wins over `history`)
     past_from: np.ndarray | None = None  # fraud: per row, the time (ns) its past is known from (default: the earliest
     # row of batch and history; the endpoint scores requests together, each with its own)
+    # (model name, the features score computed for it) -> P(positive): another runtime of the same model (the
+    # endpoint's ONNX); None: the trained model itself
+    predict: Callable[[str, Any], np.ndarray] | None = None
     explain: bool = False  # medical: Grad-CAM maps
     maps_dir: Path | None = None  # where a domain writes per-item images (anomaly maps, Grad-CAM)
 
@@ -132,6 +135,7 @@ class ServingSpec(Generic[P]):
         respond(params, predictions, body, scratch) -> one request's output rows (default: the prediction
                                                   rows); may refuse it (serving.RequestError) on what scoring found
         describe(params, model_dir, model)     -> what /metadata adds (threshold, classes, ...)
+        onnx(params, model_dir, export_dir, model, int8) -> `model`'s P(positive) from its ONNX export (--runtime)
     """
 
     request: Callable[[P], type[Any]]
@@ -140,6 +144,8 @@ class ServingSpec(Generic[P]):
     combine: Callable[[P, list[pd.DataFrame], list[Any], dict[str, Any]], tuple[pd.DataFrame, ScoreOptions]] | None = None
     respond: Callable[[P, pd.DataFrame, Any, Path], list[dict[str, Any]]] | None = None
     describe: Callable[[P, Path, str], dict[str, Any]] | None = None
+    # (params, model dir, export dir, model, int8) -> ScoreOptions.predict from the verified ONNX export; None: torch only
+    onnx: Callable[[P, Path, Path, str, bool], Callable[[str, Any], np.ndarray]] | None = None
 
 
 @dataclass(frozen=True)

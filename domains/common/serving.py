@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -73,6 +73,7 @@ class ServedModel:
     record: dict[str, Any]  # the registry's champion record (metrics, promotion time)
     context: dict[str, Any] = field(default_factory=dict)  # server-wide extras (fraud: the history rows)
     runtime: str = "torch"
+    predict: Any = None  # ScoreOptions.predict: the ONNX runtime's P(positive); None: the trained model
     in_flight: int = 0
     retired: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -90,7 +91,7 @@ class ServedModel:
         return {"domain": self.spec.name, "version": self.ref.version, "model": self.ref.model,
                 "dvc_md5": self.ref.md5, "metrics": self.record.get("metrics", {}),
                 "promoted_at": self.record.get("promoted_at"), "git_commit": self.record.get("git_commit"),
-                "runtime": self.runtime, **described}
+                "runtime": self.runtime, **({"onnx_files": self.predict.files} if self.predict else {}), **described}
 
     def score(self, bodies: list[Any]) -> list[Outcome]:
         """Score requests together; each gets its rows or its reasons, as if it had been sent alone."""
@@ -185,7 +186,7 @@ class ServedModel:
         else:
             table, options = pd.concat([tables[i] for i in which], ignore_index=True), ScoreOptions()
         table.index = pd.RangeIndex(len(table))
-        options = replace(options, maps_dir=scratch / "maps")
+        options = replace(options, maps_dir=scratch / "maps", predict=self.predict)
         scored = self.scoring.score(self.params, self.model_dir, self.ref.model, table, options)
         predictions = scored.predictions
         rows_of = owner[predictions.index.to_numpy()]
@@ -220,9 +221,10 @@ def load(root: Path, domain: str, runtime: str = "torch", context: dict[str, Any
         raise PipelineError(f"{domain}: the HTTP endpoint is not available for this domain yet")
     if runtime not in RUNTIMES:
         raise PipelineError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got '{runtime}'")
-    if runtime != "torch":
-        raise PipelineError(f"{domain}: --runtime {runtime} is not served yet; serve the trained model "
-                            "(--runtime torch) or score the ONNX export with onnxruntime directly")
+    if runtime != "torch" and (spec.export is None or spec.scoring.serving.onnx is None):
+        raise PipelineError(f"{domain}: --runtime {runtime}: the endpoint has no ONNX runtime for this domain "
+                            + ("(its export exists, `aiflow export`, but serving it is not built yet)" if spec.export
+                               else "(no ONNX export yet)") + "; serve the trained model with --runtime torch")
     params = load_params(root, domain)
     ref = modelstore.resolve(root, domain, "champion", params.evaluate.candidate)
     record = read_registry(root, domain)["champion"] or {}
@@ -236,10 +238,52 @@ def load(root: Path, domain: str, runtime: str = "torch", context: dict[str, Any
         gate_params = params.gate.model_copy(update={"severity": {
             k: v for k, v in params.gate.severity.items() if k in set(_names(suite))}})
         severities = resolve_severities(suite, gate_params)
+        predict = None if runtime == "torch" else _onnx(root, spec, ref, trained, model_dir, runtime == "int8")
     except BaseException:
         shutil.rmtree(model_dir, ignore_errors=True)
         raise
-    return ServedModel(spec, ref, trained, model_dir, severities, suite, record, context or {}, runtime)
+    return ServedModel(spec, ref, trained, model_dir, severities, suite, record, context or {}, runtime, predict)
+
+
+def _onnx(root: Path, spec: DomainSpec, ref: modelstore.ModelRef, trained: DomainParams, model_dir: Path,
+          int8: bool) -> Any:
+    """The version's ONNX export, made and proven equal to it on its test split now (as `aiflow export` does;
+    nothing else is trusted), inside the model's folder; its P(positive) function."""
+    from domains.common.export import ExportRequest, export
+
+    out = model_dir / ".onnx"
+    export(root, ExportRequest(spec.name, ref.version if ref.version != "candidate" else "candidate", int8, out))
+    return spec.scoring.serving.onnx(trained, model_dir, out, ref.model, int8)  # type: ignore[union-attr]
+
+
+def onnx_predictor(export_dir: Path, models: list[str], int8: bool,
+                   feeds: dict[str, Callable[[Any], dict[str, np.ndarray]]]) -> Callable[[str, Any], np.ndarray]:
+    """P(positive) of each of `models` from its exported graph (the int8 one where `int8` and one was kept,
+    else float32), fed by `feeds[name](features)`; one thread each: the endpoint batches instead."""
+    import onnxruntime as ort
+
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    sessions, files = {}, {}
+    for name in models:
+        figures = manifest["models"].get(name)
+        if figures is None:
+            raise PipelineError(f"--runtime onnx: {name} was not exported: "
+                                f"{manifest['not_converted'].get(name, 'not convertible')}; serve --runtime torch")
+        quantized = (figures.get("int8") or {}).get("file") if int8 else None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.log_severity_level = 1, 3
+        session = ort.InferenceSession(str(export_dir / (quantized or figures["file"])), options,
+                                       providers=["CPUExecutionProvider"])
+        sessions[name] = (session, figures["output"], figures["column"])
+        files[name] = quantized or figures["file"]
+
+    def predict(name: str, features: Any) -> np.ndarray:
+        session, output, column = sessions[name]
+        (out,) = session.run([output], feeds[name](features))
+        return np.asarray(out if column is None else out[:, column], dtype=np.float64)
+
+    predict.files = files  # type: ignore[attr-defined]  # which graph serves each model, for /metadata
+    return predict
 
 
 def _names(suite: Any) -> list[str]:

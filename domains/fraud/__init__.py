@@ -30,6 +30,7 @@ DOMAIN = DomainSpec(
             tables=lazy("domains.fraud.serve:to_tables"),
             combine=lazy("domains.fraud.serve:combine"),
             describe=lazy("domains.fraud.serve:describe"),
+            onnx=lazy("domains.fraud.serve:onnx"),
         ),
     ),
     export=lazy("domains.fraud.export:export_models"),

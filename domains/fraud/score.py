@@ -54,7 +54,7 @@ def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame
     rows = both["_batch"].to_numpy()
     order = np.argsort(both.loc[rows, "_order"].to_numpy())  # back to input order
     x = features.loc[rows, names].to_numpy(np.float32)[order]
-    probability = _predict(model_dir, model, x)
+    probability = options.predict(model, x) if options.predict is not None else _predict(model_dir, model, x)
 
     t = both.loc[rows, "tx_datetime"].to_numpy(dtype="datetime64[ns]").view(np.int64)[order]
     start = options.past_from if options.past_from is not None else both["tx_datetime"].min().value

@@ -154,3 +154,10 @@ def describe(p: FraudParams, model_dir: Path, model: str) -> dict[str, Any]:
     return {"threshold": p.evaluate.decision_threshold, "decision": "fraud when fraud_probability >= threshold",
             "windows": {"customer_days": p.prepare.customer_windows_days,
                         "terminal_days": p.prepare.terminal_windows_days, "delay_days": p.prepare.delay_days}}
+
+
+def onnx(p: FraudParams, model_dir: Path, export_dir: Path, model: str, int8: bool) -> Any:
+    """Every exported fraud graph takes the feature rows as `x` (float32), in the trained order."""
+    from domains.common.serving import onnx_predictor
+
+    return onnx_predictor(export_dir, [model], int8, {model: lambda x: {"x": np.ascontiguousarray(x, dtype=np.float32)}})

@@ -29,6 +29,7 @@ DOMAIN = DomainSpec(
             table=lazy("domains.sentiment.serve:to_table"),
             tables=lazy("domains.sentiment.serve:to_tables"),
             describe=lazy("domains.sentiment.serve:describe"),
+            onnx=lazy("domains.sentiment.serve:onnx"),
         ),
     ),
     export=lazy("domains.sentiment.export:export_models"),

@@ -67,7 +67,8 @@ def score_batch(p: SentimentParams, model_dir: Path, model: str, table: pd.DataF
     tokens = [tokenise(t, p.prepare.strip_markup) for t in table["text"]]
     counts = counter.transform(tokens).tocsr()
     members = p.train.ensemble if model == ENSEMBLE else [model]
-    probability = (np.mean([_predict(model_dir, name, counts) for name in members], axis=0)  # as evaluate's ensemble
+    predict = options.predict or (lambda name, x: _predict(model_dir, name, x))
+    probability = (np.mean([predict(name, counts) for name in members], axis=0)  # as evaluate's ensemble
                    if len(table) else np.empty(0))  # every row quarantined (where params allow it): nothing to predict
 
     negative, positive = p.data.classes

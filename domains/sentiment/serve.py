@@ -54,3 +54,27 @@ def describe(p: SentimentParams, model_dir: Path, model: str) -> dict[str, Any]:
     negative, positive = p.data.classes
     return {"threshold": 0.5, "classes": list(p.data.classes),
             "decision": f"label '{positive}' when positive_probability >= 0.5, else '{negative}'"}
+
+
+def onnx(p: SentimentParams, model_dir: Path, export_dir: Path, model: str, int8: bool) -> Any:
+    """The champion's models from their graphs, fed as the export documents: the fastText graph the
+    distinct n-grams' embedding rows (padded), the linear ones the counts of the n-grams they read."""
+    import joblib
+    import torch
+
+    from domains.common.serving import onnx_predictor
+    from domains.sentiment.export import padded
+    from domains.sentiment.params import ENSEMBLE
+    from domains.sentiment.train import TORCH_MODEL, model_file
+
+    members = list(p.train.ensemble) if model == ENSEMBLE else [model]
+    feeds = {}
+    for name in members:
+        if name == TORCH_MODEL:
+            saved = torch.load(model_file(model_dir, name), map_location="cpu", weights_only=True)
+            columns, rows = saved["columns"].numpy(), saved["rows"].numpy()
+            feeds[name] = lambda counts, c=columns, r=rows: dict(zip(("ids", "lengths"), padded(counts, c, r)))
+        else:
+            columns = joblib.load(model_file(model_dir, name)).columns  # opened after the hash check
+            feeds[name] = lambda counts, c=columns: {"x": counts[:, c].astype(np.float32).toarray()}
+    return onnx_predictor(export_dir, members, int8, feeds)
