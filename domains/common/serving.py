@@ -126,7 +126,12 @@ class ServedModel:
         which = list(tables)
         owner = np.concatenate([np.full(len(tables[i]), i) for i in which])
         merged = pd.concat([tables[i] for i in which], ignore_index=True)
-        _, failing = self._failures(merged)
+        named = self.suite.id_column
+        if named in merged and not pd.api.types.is_numeric_dtype(merged[named]):  # "item 0" of one request is not
+            prefixes = pd.Series([item_prefix(int(i)) for i in owner], index=merged.index)  # another's "item 0"
+            _, failing = self._failures(merged.assign(**{named: prefixes + merged[named].astype(str)}))
+        else:
+            _, failing = self._failures(merged)
         suspect = set(which) if any(rows is None for rows in failing.values()) else \
             {int(owner[r]) for rows in failing.values() for r in rows}
         for i in suspect:
