@@ -6,10 +6,8 @@ and a champion swap (a promotion, then a rollback) under load with zero failed r
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.common import BIN, subprocess_env
 from benchmarks.serve import fraud_bodies, load, sentiment_bodies, start_server
 from tests.conftest import GIT, ROOT, _free_port, copy_repo_with, fraud_batches, run, set_domain_params, small_fraud_params, stop
 from tests.sentiment.conftest import small_sentiment_params
@@ -282,8 +279,10 @@ def test_the_onnx_runtime_answers_as_the_trained_model(repo, batches, fraud):
 
 
 @pytest.mark.parametrize("domain", ["recsys", "medical"])
-def test_a_runtime_without_an_onnx_path_is_refused_in_one_line(repo, domain):
-    proc = subprocess.run([str(BIN / "aiflow"), "serve-model", domain, "--runtime", "onnx"], cwd=repo,
-                          env=subprocess_env(ROOT), capture_output=True, text=True)
-    assert proc.returncode == 1 and proc.stderr.startswith(f"error: {domain}: --runtime onnx:"), proc.stderr
-    assert "--runtime torch" in proc.stderr and "Traceback" not in proc.stderr
+def test_a_runtime_without_an_onnx_path_is_refused_in_one_line(repo, domain, monkeypatch, capsys):
+    from aiflow.cli import main
+
+    monkeypatch.setenv("AIFLOW_ROOT", str(repo))
+    assert main(["serve-model", domain, "--runtime", "onnx"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {domain}: --runtime onnx:") and "--runtime torch" in err and len(err.splitlines()) == 1

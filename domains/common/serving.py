@@ -182,7 +182,8 @@ class ServedModel:
             for i, table in tables.items():  # which one? each alone says
                 self._score_gated({i: table}, bodies, outcomes, scratch)
 
-    def _score_together(self, tables: dict[int, pd.DataFrame], bodies: list[Any], scratch: Path) -> dict[int, list[dict] | RequestError]:
+    def _score_together(self, tables: dict[int, pd.DataFrame], bodies: list[Any],
+                        scratch: Path) -> dict[int, list[dict] | RequestError]:
         which = list(tables)
         owner = np.concatenate([np.full(len(tables[i]), i) for i in which])
         if self.serving.combine:

@@ -160,4 +160,5 @@ def onnx(p: FraudParams, model_dir: Path, export_dir: Path, model: str, int8: bo
     """Every exported fraud graph takes the feature rows as `x` (float32), in the trained order."""
     from domains.common.serving import onnx_predictor
 
-    return onnx_predictor(export_dir, [model], int8, {model: lambda x: {"x": np.ascontiguousarray(x, dtype=np.float32)}})
+    feed = {model: lambda x: {"x": np.ascontiguousarray(x, dtype=np.float32)}}
+    return onnx_predictor(export_dir, [model], int8, feed)

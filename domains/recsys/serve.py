@@ -61,8 +61,8 @@ def respond(p: RecsysParams, predictions: pd.DataFrame, body: Any, scratch: Path
         raise RequestError(sorted(unknown, key=lambda e: e["loc"][2]))
     if "rank" not in predictions:
         return records(predictions.drop(columns=["known_user", "known_item"]))
-    return [{"user_id": int(group["user_id"].iloc[0]),
-             "items": records(group[["rank", "item_id", "score"]])} for _, group in predictions.groupby(level=0, sort=True)]
+    return [{"user_id": int(group["user_id"].iloc[0]), "items": records(group[["rank", "item_id", "score"]])}
+            for _, group in predictions.groupby(level=0, sort=True)]
 
 
 def describe(p: RecsysParams, model_dir: Path, model: str) -> dict[str, Any]:
