@@ -107,10 +107,11 @@ def _parser() -> argparse.ArgumentParser:
 
     serve_model = sub.add_parser(
         "serve-model", help="serve the champion over HTTP (POST /predict, GET /health, /metadata, /docs)",
-        description="Load the domain's champion (verified by its DVC hash) and answer POST /predict with what "
-                    "`aiflow score` would write for the same items: each request passes the scoring gate's row-level "
-                    "checks (a bad one gets a 422 naming the field and the check), requests arriving together are "
-                    "scored together, and a newly promoted champion is picked up without a restart.",
+        description="Load the domain's champion (verified by its DVC hash) and answer POST /predict with what\n"
+                    "`aiflow score` would write for the same items: each request passes the scoring gate's row-level\n"
+                    "checks (a bad one gets a 422 naming the field and the check), requests arriving together are\n"
+                    "scored together, and a newly promoted champion is picked up without a restart. GET /health,\n"
+                    "/metadata and /docs (OpenAPI) describe it.",
         epilog="example:\n  aiflow serve-model fraud --port 8000 --history last_37_days.csv\n"
                "  curl -s localhost:8000/predict -H 'content-type: application/json' -d '{\"items\": [{\"transaction_id\": 1, "
                "\"tx_datetime\": \"2018-06-01T10:00:00\", \"customer_id\": 5, \"terminal_id\": 9, \"tx_amount\": 42.5}]}'",
