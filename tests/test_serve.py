@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -263,6 +264,23 @@ def test_a_new_champion_is_served_without_a_restart_or_a_failed_request(repo, fr
     result, versions = asyncio.run(under_load(lambda: run(["aiflow", "champion", "rollback", "fraud"], repo)))
     assert result["errors"] == 0 and {"v1", "v2"} <= versions, (result, versions)
     assert httpx.get(f"{fraud}/health").json()["version"] == "v1"
+
+    # A champion whose files are nowhere (not in the cache, not on the remote): v1 keeps serving, /health says why.
+    registry = read_registry(repo, "fraud")
+    ghost = {**registry["champion"], "version": 3, "train_md5": "0" * 32 + ".dir", "reason": "test: missing files"}
+    registry["champion"] = ghost
+    registry["events"].append({"event": "promote", **ghost})
+    _write(repo, "fraud", registry)
+    try:
+        for _ in range(120):
+            health = httpx.get(f"{fraud}/health").json()
+            if health["reload_error"]:
+                break
+            time.sleep(0.5)
+        assert health["version"] == "v1" and "neither in the DVC cache nor on the remote" in health["reload_error"]
+        assert httpx.post(f"{fraud}/predict", content=TX, timeout=60).status_code == 200
+    finally:
+        run(["aiflow", "champion", "rollback", "fraud"], repo)
 
 
 def test_the_onnx_runtime_answers_as_the_trained_model(repo, batches, fraud):

@@ -36,6 +36,7 @@ from domains.common.params import DomainParams
 from domains.common.registry import load_params, load_spec
 
 RUNTIMES = ("torch", "onnx", "int8")
+RETRY_SECONDS = 30.0  # a champion that failed to load (a remote down, a bad file) is tried again after this
 
 
 class RequestError(Exception):
@@ -305,7 +306,7 @@ class ModelHolder:
     registry/<domain>.json (checked at most every `poll_seconds`) loads the new champion aside; if it
     loads and warms up, one assignment makes it current; the old one's files go once nothing uses it.
     A champion that fails to load (hash mismatch, missing) leaves the old one serving, with the reason in
-    `reload_error`.
+    `reload_error`, and is tried again every RETRY_SECONDS.
     """
 
     def __init__(self, root: Path, domain: str, runtime: str = "torch", context: dict[str, Any] | None = None,
@@ -320,6 +321,7 @@ class ModelHolder:
         self.reload_error: str | None = None
         self.reloads = 0
         self._checked = time.monotonic()
+        self._retry_at = 0.0
         self._lock = threading.Lock()
 
     def _registry_stamp(self) -> tuple[int, int] | None:
@@ -350,13 +352,12 @@ class ModelHolder:
     def check(self) -> bool:
         """Reload when the registry changed; True when a new champion now serves. Called from one thread."""
         now = time.monotonic()
-        if now - self._checked < self.poll_seconds:
+        if now - self._checked < self.poll_seconds or now < self._retry_at:
             return False
         self._checked = now
         stamp = self._registry_stamp()
         if stamp == self._stamp:
             return False
-        self._stamp = stamp
         try:
             champion = read_registry(self.root, self.domain)["champion"]
             if champion and champion.get("train_md5") == self.current.ref.md5 and \
@@ -364,9 +365,13 @@ class ModelHolder:
                 return False  # the file changed, the champion did not
             fresh = load(self.root, self.domain, self.runtime, self.context)
             self._warm_up(fresh)
-        except Exception as err:  # the old champion keeps serving; /health says why
+        except Exception as err:  # the old champion keeps serving; /health says why; tried again later
             self.reload_error = f"{type(err).__name__}: {err}"
+            self._retry_at = now + RETRY_SECONDS
             return False
+        finally:
+            if self._retry_at <= now:
+                self._stamp = stamp
         with self._lock:
             old, self.current = self.current, fresh
         self.reload_error = None
