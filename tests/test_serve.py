@@ -1,5 +1,5 @@
-"""`aiflow serve-model` as a real uvicorn process on 127.0.0.1, for fraud and sentiment trained in one throwaway
-repo: what it answers equals what batch scoring computes for the same items, a corpus of bad requests each
+"""`aiflow serve-model` as a real uvicorn process on 127.0.0.1, for fraud and sentiment (the session's trained
+copies): what it answers equals what batch scoring computes for the same items, a corpus of bad requests each
 answered 4xx with the field and the reason (the server keeps serving), a bounded load with no answer but 200,
 and a champion swap (a promotion, then a rollback) under load with zero failed requests."""
 
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.serve import fraud_bodies, load, sentiment_bodies, start_server
-from tests.conftest import GIT, ROOT, _free_port, copy_repo_with, fraud_batches, run, set_domain_params, small_fraud_params, stop
+from tests.conftest import ROOT, _free_port, fraud_batches, run, small_fraud_params, stop, trained_copy
 from tests.sentiment.conftest import small_sentiment_params
 
 pytestmark = pytest.mark.slow
@@ -28,16 +28,22 @@ MAX_BODY = 256 * 1024  # the servers' --max-body-mb in bytes, small so an oversi
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
+    """Fraud's session training (shared with the scoring tests), its champion promoted."""
     if os.environ.get("AIFLOW_SERVE_TEST_REPO"):  # a repo with both champions already: iterate without a rebuild
         return Path(os.environ["AIFLOW_SERVE_TEST_REPO"])
-    root = copy_repo_with(tmp_path_factory.mktemp("repo"), "fraud", small_fraud_params())
-    sentiment = small_sentiment_params()
-    sentiment["evaluate"]["candidate"] = "ensemble"  # the small fastText alone is below the promotion threshold
-    set_domain_params(root, "sentiment", sentiment)
-    run([*GIT, "commit", "-qam", "sentiment params"], root)
-    run(["dvc", "repro", "report@fraud", "report@sentiment"], root)
-    for domain in ("fraud", "sentiment"):
-        run(["aiflow", "champion", "promote", domain], root)
+    root = trained_copy(tmp_path_factory, "fraud", small_fraud_params())
+    run(["aiflow", "champion", "promote", "fraud"], root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sentiment_repo(tmp_path_factory, repo) -> Path:
+    """Sentiment's session training with the ensemble as candidate (as its scoring tests), promoted."""
+    if os.environ.get("AIFLOW_SERVE_TEST_REPO"):
+        return repo
+    # nbsvm's joblib and fasttext's torch weights; the small fasttext alone is below the promotion threshold
+    root = trained_copy(tmp_path_factory, "sentiment", small_sentiment_params(), evaluate={"candidate": "ensemble"})
+    run(["aiflow", "champion", "promote", "sentiment"], root)
     return root
 
 
@@ -63,8 +69,8 @@ def fraud(repo, batches) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def sentiment(repo) -> Iterator[str]:
-    yield from _server(repo, "sentiment")
+def sentiment(sentiment_repo) -> Iterator[str]:
+    yield from _server(sentiment_repo, "sentiment")
 
 
 def _transactions(csv: Path, n: int) -> list[dict[str, Any]]:
@@ -128,7 +134,7 @@ def test_fraud_answers_what_batch_scoring_computes(repo, batches, fraud, tmp_pat
     assert "FraudRequest" in schema["components"]["schemas"] and httpx.get(f"{fraud}/docs").status_code == 200
 
 
-def test_sentiment_answers_what_batch_scoring_computes(repo, sentiment):
+def test_sentiment_answers_what_batch_scoring_computes(sentiment_repo, sentiment):
     from domains.sentiment.checks import with_scoring_columns
     from domains.sentiment.loaders import _document, _frame
 
@@ -138,7 +144,7 @@ def test_sentiment_answers_what_batch_scoring_computes(repo, sentiment):
     got = pd.DataFrame(response.json()["predictions"])
     table = with_scoring_columns(_frame([_document(f"item {n}", None, None, t.encode()) for n, t in enumerate(texts)]),
                                  ["neg", "pos"])
-    expected = _batch_scored(repo, "sentiment", table)
+    expected = _batch_scored(sentiment_repo, "sentiment", table)
     assert got["item_id"].tolist() == [f"item {n}" for n in range(len(texts))]
     assert np.abs(got["positive_probability"] - expected["positive_probability"]).max() < 1e-9
     assert (got["label"] == expected["label"]).all()

@@ -32,7 +32,7 @@ from domains.common.champion import read_registry
 from domains.common.contract import DomainSpec, ScoreOptions, ScoringSpec, ServingSpec
 from domains.common.errors import PipelineError
 from domains.common.gate import resolve_severities, run_pandera
-from domains.common.params import DomainParams
+from domains.common.params import DomainParams, Severity
 from domains.common.registry import load_params, load_spec
 
 RUNTIMES = ("torch", "onnx", "int8")
@@ -69,7 +69,7 @@ class ServedModel:
     ref: modelstore.ModelRef
     params: DomainParams  # the trained params (features are made as in training)
     model_dir: Path
-    severities: dict[str, str]
+    severities: dict[str, Severity]
     suite: Any  # the scoring GateSuite, built once
     record: dict[str, Any]  # the registry's champion record (metrics, promotion time)
     context: dict[str, Any] = field(default_factory=dict)  # server-wide extras (fraud: the history rows)
@@ -133,8 +133,8 @@ class ServedModel:
             _, failing = self._failures(merged.assign(**{named: prefixes + merged[named].astype(str)}))
         else:
             _, failing = self._failures(merged)
-        suspect = set(which) if any(rows is None for rows in failing.values()) else \
-            {int(owner[r]) for rows in failing.values() for r in rows}
+        rows = [r for found in failing.values() for r in (found or [])]
+        suspect = set(which) if any(found is None for found in failing.values()) else {int(owner[r]) for r in rows}
         for i in suspect:
             errors, _ = self._failures(tables[i])
             if errors:
@@ -197,7 +197,7 @@ class ServedModel:
         scored = self.scoring.score(self.params, self.model_dir, self.ref.model, table, options)
         predictions = scored.predictions
         rows_of = owner[predictions.index.to_numpy()]
-        answers = {}
+        answers: dict[int, list[dict] | RequestError] = {}
         for i in which:
             mine = predictions[rows_of == i]
             first = int(np.flatnonzero(owner == i)[0])
@@ -260,7 +260,10 @@ def _onnx(root: Path, spec: DomainSpec, ref: modelstore.ModelRef, trained: Domai
 
     out = model_dir / ".onnx"
     export(root, ExportRequest(spec.name, ref.version if ref.version != "candidate" else "candidate", int8, out))
-    return spec.scoring.serving.onnx(trained, model_dir, out, ref.model, int8)  # type: ignore[union-attr]
+    serving = spec.scoring.serving if spec.scoring else None
+    if serving is None or serving.onnx is None:
+        raise PipelineError(f"{spec.name}: no ONNX runtime")  # load() checked it: not reached
+    return serving.onnx(trained, model_dir, out, ref.model, int8)
 
 
 def onnx_predictor(export_dir: Path, models: list[str], int8: bool,

@@ -51,9 +51,9 @@ class PastTransaction(Transaction):
     tx_fraud: Literal[0, 1]
 
 
-UlbTransaction = create_model(  # ULB's creditcard.csv columns, lower-case: no card or terminal ids
-    "UlbTransaction", __config__=STRICT, transaction_id=(int, ...), time=(float, ...), amount=(float, ...),
-    **{v.lower(): (float, ...) for v in V_COLUMNS})
+_ULB_FIELDS: dict[str, Any] = {"transaction_id": (int, ...), "time": (float, ...), "amount": (float, ...),
+                               **{v.lower(): (float, ...) for v in V_COLUMNS}}
+UlbTransaction = create_model("UlbTransaction", __config__=STRICT, **_ULB_FIELDS)  # ULB's columns, lower-case
 
 
 def request_model(p: FraudParams) -> type[BaseModel]:

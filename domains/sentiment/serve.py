@@ -8,8 +8,9 @@ An item without an id is named `item <n>`; ids must be unique within a request (
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -63,18 +64,27 @@ def onnx(p: SentimentParams, model_dir: Path, export_dir: Path, model: str, int8
     import torch
 
     from domains.common.serving import onnx_predictor
-    from domains.sentiment.export import padded
     from domains.sentiment.params import ENSEMBLE
     from domains.sentiment.train import TORCH_MODEL, model_file
 
-    members = list(p.train.ensemble) if model == ENSEMBLE else [model]
-    feeds = {}
+    members: list[str] = list(p.train.ensemble) if model == ENSEMBLE else [model]
+    feeds: dict[str, Callable[[Any], dict[str, np.ndarray]]] = {}
     for name in members:
         if name == TORCH_MODEL:
             saved = torch.load(model_file(model_dir, name), map_location="cpu", weights_only=True)
-            columns, rows = saved["columns"].numpy(), saved["rows"].numpy()
-            feeds[name] = lambda counts, c=columns, r=rows: dict(zip(("ids", "lengths"), padded(counts, c, r)))
+            feeds[name] = partial(_padded_feed, columns=saved["columns"].numpy(), rows=saved["rows"].numpy())
         else:
             columns = joblib.load(model_file(model_dir, name)).columns  # opened after the hash check
-            feeds[name] = lambda counts, c=columns: {"x": counts[:, c].astype(np.float32).toarray()}
+            feeds[name] = partial(_counts_feed, columns=columns)
     return onnx_predictor(export_dir, members, int8, feeds)
+
+
+def _padded_feed(counts: Any, columns: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    from domains.sentiment.export import padded
+
+    ids, lengths = padded(counts, columns, rows)
+    return {"ids": ids, "lengths": lengths}
+
+
+def _counts_feed(counts: Any, columns: np.ndarray) -> dict[str, np.ndarray]:
+    return {"x": counts[:, columns].astype(np.float32).toarray()}
