@@ -44,6 +44,11 @@ def lazy(target: str) -> Callable[..., Any]:
     return call
 
 
+def kind_range(kind: str) -> tuple[float, float]:
+    """The values a metric of this interval kind can take: every kind but rmse is a share or a mean of shares."""
+    return (0.0, float("inf")) if kind.startswith("rmse") else (0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class MetricContract:
     """Which metric decides promotion, and the direction of every metric a domain reports.
@@ -53,6 +58,9 @@ class MetricContract:
 
     primary: str
     higher_is_better: dict[str, bool]
+    # metric -> how it is computed from the per-unit predictions (domains.common.units): these metrics get a
+    # bootstrap interval, and the primary one, when listed, a paired comparison with the champion
+    intervals: dict[str, str] = field(default_factory=dict)
 
     def better(self, metric: str, a: float, b: float) -> bool:
         """True when value `a` is strictly better than `b` for `metric`."""
@@ -85,6 +93,7 @@ class Evaluation:
     figures: list[Figure] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # extra report tables
     notes: list[str] = field(default_factory=list)
+    units: pd.DataFrame | None = None  # per-row predictions on the test split (layout: domains.common.units)
 
 
 @dataclass
@@ -151,3 +160,6 @@ class DomainSpec(Generic[P]):
     scoring: ScoringSpec[P] | None = None  # None: the domain cannot score new data yet
     # (params, trained model dir, prepared dir) -> domains.common.export.Exportable; None: no `aiflow export` yet
     export: Callable[[P, Path, Path], Any] | None = None
+    # what `evaluate.slices` may cut on: column -> what it is (the predictions' `slice:<column>`)
+    slice_columns: dict[str, str] = field(default_factory=dict)
+    slice_sources: dict[str, tuple[str, ...]] = field(default_factory=dict)  # column -> the only sources that have it

@@ -81,10 +81,32 @@ class AugmentParams(StrictModel):
     contrast: float = Field(0.1, ge=0, lt=1, description="scale the contrast by 1 +- this")
 
 
+class SliceParams(StrictModel):
+    """A slice of the test split: groups by a column's bands (`bins`: edges) or by its values."""
+
+    column: str = Field(description="one of the domain's slice columns")
+    bins: list[float] | None = Field(None, min_length=1, description="band edges; null: one group per value")
+    protected: bool = Field(False, description="a protected attribute: the report shows the best-worst group gap")
+
+
+class NonInferiorityParams(StrictModel):
+    """Promote a challenger that is not worse by more than `margin` when policy prefers it."""
+
+    margin: float = Field(gt=0, description="how much worse the lower bound of the difference may be")
+    prefer: Literal["newer", "cheaper"] = Field("newer", description="newer: always; cheaper: lower cost_metric")
+    cost_metric: str = Field("predict_seconds", description="prefer: cheaper compares this metric (lower is cheaper)")
+
+
 class EvaluateParams(StrictModel):
     candidate: str = Field(description="model proposed as challenger to the champion")
     thresholds_min: dict[str, float] = Field(default_factory=dict)
     thresholds_max: dict[str, float] = Field(default_factory=dict)
+    resamples: int = Field(1000, ge=100, description="bootstrap resamples of the test units for 95 % intervals")
+    margin: float = Field(0.0, ge=0, description="promote when the paired difference's lower bound is above this")
+    non_inferiority: NonInferiorityParams | None = None
+    slices: dict[str, SliceParams] = Field(default_factory=dict)
+    min_slice_size: int = Field(30, ge=1, description="units a slice group needs to be judged")
+    min_slice_metric: float | None = Field(None, description="no promotion when a judged group's primary metric is worse")
 
 
 class DriftParams(StrictModel):

@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 import time
+from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -125,10 +126,30 @@ def train_in_process(domain: str, root: Path) -> None:
 
 
 def _evaluate(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
-    evaluation = spec.evaluate(params, paths.stage_dir(root, spec.name, "prepare"), paths.stage_dir(root, spec.name, "train"), out)
+    prepared = paths.stage_dir(root, spec.name, "prepare")
+    evaluation = spec.evaluate(params, prepared, paths.stage_dir(root, spec.name, "train"), out)
+    champion = read_champion(root, spec.name)
+    assessed: dict[str, Any] = {}
+    if evaluation.units is not None:  # intervals, slices and the paired comparison (domains.common.assess)
+        from domains.common import assess, units
+
+        assess.check_slice_columns(spec, params, evaluation.units)
+        evaluation.metrics = assess.with_intervals(evaluation.metrics, evaluation.units, spec, params)
+        evaluation.units.to_parquet(out / units.PREDICTIONS_FILE)
+        verdict = assess.slices(evaluation.units, spec, params)
+        if verdict is not None:
+            evaluation.tables["slices"] = verdict.wide(params.evaluate.candidate)
+            evaluation.figures.append(assess.slice_figure(verdict, params.evaluate.candidate, params.evaluate.min_slice_metric))
+            assessed["slices"] = verdict.summary()
+        assessed["test_split"] = {"hash": units.split_hash(evaluation.units), "rows": len(evaluation.units),
+                                  "units": int(evaluation.units["unit"].nunique())}
+        if champion is not None and champion.get("train_md5") != train_md5(root, spec.name):
+            assessed["comparison"] = assess.compare(root, spec, params, evaluation.units, champion, prepared)
+    else:  # a domain without per-unit predictions yet: point estimates only
+        pd.DataFrame().to_parquet(out / "predictions.parquet")
     write_evaluation(evaluation, out)
     gate = json.loads(paths.gate_file(root, spec.name).read_text())
-    decision = decide(spec, params, evaluation.metrics, gate, read_champion(root, spec.name), train_md5(root, spec.name))
+    decision = decide(spec, params, evaluation.metrics, gate, champion, train_md5(root, spec.name), **assessed)
     (out / paths.DECISION_FILE).write_text(json.dumps(decision, indent=2))
 
 
@@ -182,10 +203,14 @@ def primary_metric(spec: DomainSpec, params: DomainParams) -> str:
 
 
 def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, float]],
-           gate: dict[str, Any], champion: dict[str, Any] | None, model_md5: str | None = None) -> dict[str, Any]:
-    """Challenger vs thresholds, gate warnings and champion: promote or keep, with the reason.
+           gate: dict[str, Any], champion: dict[str, Any] | None, model_md5: str | None = None,
+           comparison: Any = None, slices: dict[str, Any] | None = None,
+           test_split: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Challenger vs thresholds, gate warnings, slices and champion: promote or keep, with the reason.
 
     `model_md5` identifies the trained models (their DVC hash): the champion itself is never a challenger.
+    `comparison` is the paired difference with the champion on the same units (units.Paired), or why there
+    is none (a string: the decision then compares point estimates and says so).
     """
     candidate = params.evaluate.candidate
     if candidate not in metrics:
@@ -204,22 +229,65 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
                             f"(it has: {', '.join(scores)})")
     warnings = sum(1 for c in gate["checks"] if not c["passed"] and c["severity"] == "warn")
     failed = [t for t in thresholds if not t["passed"]]
+    slice_block = _slice_block(spec, params, primary, slices)
     if failed:
         decision, reason = "keep", "threshold failed: " + "; ".join(
             f"{t['metric']} missing" if t["value"] is None else
             f"{t['metric']}={t['value']:.4f} {'<' if t['bound'] == 'min' else '>'} {t['threshold']}" for t in failed)
     elif warnings > params.gate.max_warnings:
         decision, reason = "keep", f"gate raised {warnings} warning(s), more than gate.max_warnings={params.gate.max_warnings}"
+    elif slice_block:
+        decision, reason = "keep", slice_block
     elif champion is None:
         decision, reason = "promote", f"no champion yet; {candidate} passes every threshold"
     elif model_md5 and champion.get("train_md5") == model_md5:
         decision, reason = "keep", f"this model is the champion (v{champion['version']})"
     elif primary not in champion["metrics"]:  # the promotion metric changed since it was promoted
         decision, reason = "promote", f"champion v{champion['version']} was not scored on {primary}; {candidate} passes every threshold"
-    elif spec.metric.better(primary, scores[primary], champion["metrics"][primary]):
-        decision, reason = "promote", f"{primary} {scores[primary]:.4f} beats champion v{champion['version']} ({champion['metrics'][primary]:.4f})"
+    elif comparison is not None and not isinstance(comparison, str):
+        decision, reason = _paired_decision(spec, params, comparison, scores, champion)
     else:
-        decision, reason = "keep", f"{primary} {scores[primary]:.4f} does not beat champion v{champion['version']} ({champion['metrics'][primary]:.4f})"
+        verb = "beats" if spec.metric.better(primary, scores[primary], champion["metrics"][primary]) else "does not beat"
+        decision = "promote" if verb == "beats" else "keep"
+        reason = f"{primary} {scores[primary]:.4f} {verb} champion v{champion['version']} ({champion['metrics'][primary]:.4f})"
+        if isinstance(comparison, str):
+            reason += f"; point estimates only, not paired: {comparison}"
     return {"candidate": candidate, "primary_metric": primary, "metrics": scores, "thresholds": thresholds,
             "gate_verdict": gate["verdict"], "gate_warnings": warnings, "champion": champion,
-            "decision": decision, "reason": reason}
+            "decision": decision, "reason": reason,
+            **({"comparison": {"paired": True, **asdict(comparison)} if is_dataclass(comparison)
+                else {"paired": False, "why": comparison}} if comparison is not None else {}),
+            **({"slices": slices} if slices is not None else {}),
+            **({"test_split": test_split} if test_split is not None else {})}
+
+
+def _slice_block(spec: DomainSpec, params: DomainParams, primary: str, slices: dict[str, Any] | None) -> str | None:
+    """`evaluate.min_slice_metric`: the reason to keep when the worst judged slice group is under it."""
+    limit, worst = params.evaluate.min_slice_metric, (slices or {}).get("worst")
+    if limit is None or worst is None:
+        return None
+    higher = spec.metric.higher_is_better.get(primary, True)
+    if (worst["value"] < limit) if higher else (worst["value"] > limit):
+        return (f"slice {worst['slice']}={worst['group']}: {primary} {worst['value']:.4f} "
+                f"{'<' if higher else '>'} evaluate.min_slice_metric {limit} ({worst['units']} units)")
+    return None
+
+
+def _paired_decision(spec: DomainSpec, params: DomainParams, paired: Any, scores: dict[str, float],
+                     champion: dict[str, Any]) -> tuple[str, str]:
+    """Promote when the difference's lower bound is above the margin, or, under a non-inferiority
+    margin, when it is not worse by more than that and policy prefers it (newer, or cheaper)."""
+    e, version = params.evaluate, f"champion v{champion['version']}"
+    said = f"{paired.describe()} vs {version}"
+    if paired.low > e.margin:
+        return "promote", f"{said}: lower bound above evaluate.margin {e.margin:g}"
+    ni = e.non_inferiority
+    if ni is not None and paired.low > -ni.margin:
+        if ni.prefer == "newer":
+            return "promote", f"{said}: not worse by more than non_inferiority.margin {ni.margin:g}, and newer"
+        ours, theirs = scores.get(ni.cost_metric), champion["metrics"].get(ni.cost_metric)
+        if ours is not None and theirs is not None and ours < theirs:
+            return "promote", (f"{said}: not worse by more than non_inferiority.margin {ni.margin:g}, and cheaper "
+                               f"({ni.cost_metric} {ours:.4g} < {theirs:.4g})")
+        return "keep", f"{said}: not worse by more than {ni.margin:g}, but not cheaper on {ni.cost_metric}"
+    return "keep", f"{said}: lower bound not above evaluate.margin {e.margin:g}"

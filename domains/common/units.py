@@ -32,11 +32,6 @@ PREDICTIONS_FILE = "predictions.parquet"
 SLICE_PREFIX = "slice:"
 
 
-def kind_range(kind: str) -> tuple[float, float]:
-    """The values a metric of this kind can take: every kind but rmse is a share or a mean of shares."""
-    return (0.0, float("inf")) if kind.startswith("rmse") else (0.0, 1.0)
-
-
 def models_in(frame: pd.DataFrame) -> list[str]:
     return sorted({c.split(":", 1)[0] for c in frame.columns if ":" in c and not c.startswith(SLICE_PREFIX)})
 
@@ -126,3 +121,76 @@ def paired(frame: pd.DataFrame, candidate: str, champion: pd.DataFrame, champion
     samples = bs.bootstrap({"d": lambda w: sign * (ours(w) - theirs(w))}, units, n_resamples, seed)["d"]
     low, high = bs.interval(samples)
     return Paired(metric, point, low, high, int(units.max()) + 1, n_resamples, rescored)
+
+
+def bands(values: pd.Series, edges: list[float] | None) -> pd.Series:
+    """Each row's group: its band between consecutive `edges` ('< 50', '50-200', '>= 200'), else its own value."""
+    if edges is None:
+        return values.astype(str)
+    edges = sorted(edges)
+    fmt = lambda x: f"{x:g}"
+    labels = [f"< {fmt(edges[0])}", *(f"{fmt(a)}-{fmt(b)}" for a, b in zip(edges, edges[1:])), f">= {fmt(edges[-1])}"]
+    which = np.searchsorted(np.asarray(edges, dtype=float), values.to_numpy(np.float64), side="right")
+    return pd.Series(np.asarray(labels, dtype=object)[which], index=values.index)
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    name: str
+    column: str  # a `slice:<column>` of the predictions
+    bins: list[float] | None
+    protected: bool
+
+
+def slice_table(frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, kind: str, min_units: int,
+                n_resamples: int, seed: int) -> pd.DataFrame:
+    """One row per (slice, group, model): the metric on the group's rows; the candidate's with its interval.
+
+    Groups with fewer than `min_units` units are listed but not judged (status says why).
+    """
+    rows = []
+    for spec in slices:
+        groups = bands(frame[SLICE_PREFIX + spec.column], spec.bins)
+        values = frame[SLICE_PREFIX + spec.column]
+        order = (values.groupby(groups).min().sort_values().index if spec.bins is not None  # bands low to high
+                 else sorted(groups.unique()))
+        for group in order:
+            part = frame[(groups == group).to_numpy()].reset_index(drop=True)
+            n_units = int(part["unit"].nunique())
+            for model in models_in(part):
+                metric = weighted_metric(part, model, kind)
+                if metric is None:
+                    continue
+                value = float(metric(np.ones((1, len(part)), np.float32))[0])
+                low = high = float("nan")
+                status = "ok" if np.isfinite(value) else "undefined (one class only)"
+                if n_units < min_units:
+                    status = f"too small ({n_units} < {min_units} units)"
+                elif model == candidate and np.isfinite(value):
+                    low, high = bs.interval(bs.bootstrap({"m": metric}, bs.dense_units(part["unit"]), n_resamples, seed)["m"])
+                rows.append({"slice": spec.name, "group": group, "model": model, "units": n_units, "rows": len(part),
+                             "value": value, "ci_low": low, "ci_high": high, "status": status, "protected": spec.protected})
+    return pd.DataFrame(rows, columns=["slice", "group", "model", "units", "rows", "value", "ci_low", "ci_high",
+                                       "status", "protected"])
+
+
+def worst_slice(table: pd.DataFrame, candidate: str, higher_is_better: bool) -> dict | None:
+    """The candidate's worst judged group, or None when no group could be judged."""
+    judged = table[(table["model"] == candidate) & (table["status"] == "ok")]
+    if judged.empty:
+        return None
+    row = judged.loc[judged["value"].idxmin() if higher_is_better else judged["value"].idxmax()]
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+def protected_gaps(table: pd.DataFrame, candidate: str) -> list[dict]:
+    """Per protected slice: the candidate's best and worst judged group and the gap between them."""
+    out = []
+    judged = table[(table["model"] == candidate) & (table["status"] == "ok") & table["protected"]]
+    for name, part in judged.groupby("slice", sort=False):
+        if len(part) < 2:
+            continue
+        best, worst = part.loc[part["value"].idxmax()], part.loc[part["value"].idxmin()]
+        out.append({"slice": name, "best": best["group"], "best_value": float(best["value"]), "worst": worst["group"],
+                    "worst_value": float(worst["value"]), "gap": float(best["value"] - worst["value"])})
+    return out

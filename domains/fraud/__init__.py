@@ -11,6 +11,7 @@ DOMAIN = DomainSpec(
     metric=MetricContract(
         primary="average_precision",
         higher_is_better={"auroc": True, "average_precision": True, "card_precision_at_k": True, "recall_at_fpr": True},
+        intervals={"average_precision": "average_precision", "auroc": "auroc"},
     ),
     acquire=lazy("domains.fraud.pipeline:acquire"),
     gate_suite=lazy("domains.fraud.checks:gate_suite"),
@@ -26,4 +27,7 @@ DOMAIN = DomainSpec(
         id_column="transaction_id",
     ),
     export=lazy("domains.fraud.export:export_models"),
+    slice_columns={"amount": "transaction amount", "hour": "hour of the transaction (0-23)",
+                   "history": "the card's transactions in the longest customer window"},
+    slice_sources={"history": ("synthetic", "handbook")},  # ULB has no card ids
 )
