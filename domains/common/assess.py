@@ -67,14 +67,13 @@ class SliceVerdict:
 def slices(frame: pd.DataFrame, spec: DomainSpec, params: DomainParams) -> SliceVerdict | None:
     e = params.evaluate
     primary = primary_metric(spec, params)
-    if not e.slices or primary not in spec.metric.intervals:
+    specs = [units.SliceSpec(n, d.column, d.bins, d.protected, d.metric or primary, spec.metric.intervals[d.metric or primary])
+             for n, d in e.slices.items() if (d.metric or primary) in spec.metric.intervals]
+    if not specs:
         return None
-    specs = [units.SliceSpec(n, d.column, d.bins, d.protected) for n, d in e.slices.items()]
-    table = units.slice_table(frame, specs, e.candidate, spec.metric.intervals[primary], e.min_slice_size,
-                              e.resamples, params.seed)
-    table.insert(2, "metric", primary)
+    table = units.slice_table(frame, specs, e.candidate, e.min_slice_size, e.resamples, params.seed)
     higher = spec.metric.higher_is_better.get(primary, True)
-    return SliceVerdict(table, units.worst_slice(table, e.candidate, higher), units.protected_gaps(table, e.candidate))
+    return SliceVerdict(table, units.worst_slice(table, e.candidate, primary, higher), units.protected_gaps(table, e.candidate))
 
 
 def compare(root: Path, spec: DomainSpec, params: DomainParams, frame: pd.DataFrame, champion: dict[str, Any],
@@ -162,7 +161,8 @@ def slice_figure(verdict: SliceVerdict, candidate_model: str, limit: float | Non
     table = verdict.table
     candidate = table[table["model"] == candidate_model].reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(candidate), 4) + 1))
-    labels = [f"{r.slice}: {r.group}" for r in candidate.itertuples()]
+    metrics = list(dict.fromkeys(candidate["metric"]))
+    labels = [f"{r.slice}: {r.group}" + (f" ({r.metric})" if len(metrics) > 1 else "") for r in candidate.itertuples()]
     y = range(len(candidate))[::-1]
     judged = (candidate["status"] == "ok").to_numpy()
     low = (candidate["value"] - candidate["ci_low"]).clip(lower=0).fillna(0)
@@ -174,7 +174,7 @@ def slice_figure(verdict: SliceVerdict, candidate_model: str, limit: float | Non
         ax.axvline(limit, color="#cf222e", linestyle=":", label=f"min_slice_metric {limit:g}")
         ax.legend(loc="lower right")
     ax.set_yticks(list(y), labels)
-    metric = candidate["metric"].iloc[0] if len(candidate) else ""
+    metric = " / ".join(metrics)
     ax.set(xlabel=metric, title=f"{candidate_model}: {metric} per slice (95 % interval)")
     worst = verdict.worst
     caption = (f"Worst judged group: {worst['slice']}={worst['group']} ({worst['value']:.4f})." if worst

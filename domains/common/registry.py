@@ -61,6 +61,9 @@ def check_evaluate(spec: DomainSpec, params: DomainParams) -> None:
             known = ", ".join(spec.slice_columns) or "none"
             raise ParamsError(f"{key}.slices.{slice_name}.column: '{definition.column}' is not a slice column of "
                               f"{spec.name} (known: {known})")
+        if definition.metric is not None and definition.metric not in spec.metric.intervals:
+            raise ParamsError(f"{key}.slices.{slice_name}.metric: '{definition.metric}' has no per-unit definition "
+                              f"(known: {', '.join(spec.metric.intervals) or 'none'})")
         having = spec.slice_sources.get(definition.column)
         if having is not None and params.data.source not in having:
             raise ParamsError(f"{key}.slices.{slice_name}.column: '{definition.column}' is not in {params.data.source} "

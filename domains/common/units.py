@@ -140,9 +140,11 @@ class SliceSpec:
     column: str  # a `slice:<column>` of the predictions
     bins: list[float] | None
     protected: bool
+    metric: str  # the metric computed on each group
+    kind: str  # how (MetricContract.intervals)
 
 
-def slice_table(frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, kind: str, min_units: int,
+def slice_table(frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, min_units: int,
                 n_resamples: int, seed: int) -> pd.DataFrame:
     """One row per (slice, group, model): the metric on the group's rows; the candidate's with its interval.
 
@@ -158,7 +160,7 @@ def slice_table(frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, ki
             part = frame[(groups == group).to_numpy()].reset_index(drop=True)
             n_units = int(part["unit"].nunique())
             for model in models_in(part):
-                metric = weighted_metric(part, model, kind)
+                metric = weighted_metric(part, model, spec.kind)
                 if metric is None:
                     continue
                 value = float(metric(np.ones((1, len(part)), np.float32))[0])
@@ -168,15 +170,16 @@ def slice_table(frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, ki
                     status = f"too small ({n_units} < {min_units} units)"
                 elif model == candidate and np.isfinite(value):
                     low, high = bs.interval(bs.bootstrap({"m": metric}, bs.dense_units(part["unit"]), n_resamples, seed)["m"])
-                rows.append({"slice": spec.name, "group": group, "model": model, "units": n_units, "rows": len(part),
+                rows.append({"slice": spec.name, "group": group, "metric": spec.metric, "model": model,
+                             "units": n_units, "rows": len(part),
                              "value": value, "ci_low": low, "ci_high": high, "status": status, "protected": spec.protected})
-    return pd.DataFrame(rows, columns=["slice", "group", "model", "units", "rows", "value", "ci_low", "ci_high",
+    return pd.DataFrame(rows, columns=["slice", "group", "metric", "model", "units", "rows", "value", "ci_low", "ci_high",
                                        "status", "protected"])
 
 
-def worst_slice(table: pd.DataFrame, candidate: str, higher_is_better: bool) -> dict | None:
-    """The candidate's worst judged group, or None when no group could be judged."""
-    judged = table[(table["model"] == candidate) & (table["status"] == "ok")]
+def worst_slice(table: pd.DataFrame, candidate: str, metric: str, higher_is_better: bool) -> dict | None:
+    """The candidate's worst judged group on `metric`, or None when no group could be judged."""
+    judged = table[(table["model"] == candidate) & (table["status"] == "ok") & (table["metric"] == metric)]
     if judged.empty:
         return None
     row = judged.loc[judged["value"].idxmin() if higher_is_better else judged["value"].idxmax()]

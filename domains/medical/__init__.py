@@ -13,7 +13,8 @@ DOMAIN = DomainSpec(
     params_model=MedicalParams,
     sources=SOURCES,
     metric=MetricContract(primary="auroc", higher_is_better={
-        **DIRECTIONS, **{f"{m}_at_threshold": True for m in ("accuracy", "sensitivity", "specificity", "f1")}}),
+        **DIRECTIONS, **{f"{m}_at_threshold": True for m in ("accuracy", "sensitivity", "specificity", "f1")}},
+        intervals={"auroc": "auroc", "accuracy": "accuracy"}),
     acquire=lazy("domains.medical.pipeline:acquire"),
     gate_suite=lazy("domains.medical.checks:gate_suite"),
     prepare=lazy("domains.medical.pipeline:prepare"),
@@ -27,4 +28,6 @@ DOMAIN = DomainSpec(
         score=lazy("domains.medical.score:score_batch"),
     ),
     export=lazy("domains.medical.export:export_models"),
+    slice_columns={"class": "the image's true class", "brightness": "mean pixel value of the prepared image (0-255)",
+                   "contrast": "pixel standard deviation of the prepared image (0-255)"},
 )

@@ -12,7 +12,8 @@ DOMAIN = DomainSpec(
     title="NLP sentiment (movie reviews)",
     params_model=SentimentParams,
     sources=SOURCES,
-    metric=MetricContract(primary="accuracy", higher_is_better=DIRECTIONS),
+    metric=MetricContract(primary="accuracy", higher_is_better=DIRECTIONS,
+                          intervals={"accuracy": "accuracy", "auroc": "auroc"}),
     acquire=lazy("domains.sentiment.pipeline:acquire"),
     gate_suite=lazy("domains.sentiment.checks:gate_suite"),
     prepare=lazy("domains.sentiment.pipeline:prepare"),
@@ -26,4 +27,6 @@ DOMAIN = DomainSpec(
         score=lazy("domains.sentiment.score:score_batch"),
     ),
     export=lazy("domains.sentiment.export:export_models"),
+    slice_columns={"tokens": "the document's length in tokens",
+                   "negation": "whether the document has a negation (not, no, never, -n't, ...)"},
 )
