@@ -44,6 +44,10 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     assert provenance["device"] == train_record["device"]
     assert train_record["device"].startswith("cuda") or train_record["device"].endswith(", 1 torch threads")
     assert "average_precision" in run(["dvc", "metrics", "show"], repo).stdout
+    for model in _metrics(repo).values():  # issue 19: a 95 % interval next to each point value
+        assert model["average_precision_ci_low"] <= model["average_precision"] <= model["average_precision_ci_high"]
+    assert (data / "evaluate/predictions.parquet").is_file() and (data / "evaluate/tables/slices.csv").is_file()
+    assert "Worst slice for mlp" in html
 
 
 def test_second_repro_runs_no_stage(repo):
@@ -51,11 +55,19 @@ def test_second_repro_runs_no_stage(repo):
 
 
 def test_training_param_change_reruns_only_train_and_what_follows(repo):
+    run(["aiflow", "champion", "promote", "fraud"], repo)  # the challenger below is compared with it, paired
+    champion = json.loads((repo / "registry/fraud.json").read_text())["champion"]
+    assert champion["test_hash"] and champion["predictions_md5"]
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["fraud"]["train"]["lr"] = 0.002
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = run(["dvc", "repro", "report@fraud"], repo)
     assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
+    decision = json.loads((repo / "data/fraud/evaluate/decision.json").read_text())
+    # Same split: the champion's saved per-card predictions came back from the DVC cache by their hash.
+    assert decision["comparison"]["paired"] and not decision["comparison"]["rescored"], decision.get("comparison")
+    assert "95% CI" in decision["reason"] and "vs champion v1" in decision["reason"]
+    (repo / "registry/fraud.json").unlink()  # later tests start without a champion, as before
 
 
 def test_same_seed_gives_identical_metrics(repo):
