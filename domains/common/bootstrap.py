@@ -62,17 +62,30 @@ def dense_units(units: np.ndarray) -> np.ndarray:
 
 
 def weighted_mean(values: np.ndarray) -> WeightedMetric:
+    """Mean of a per-row value; rows where it is undefined (NaN: a user with no relevant item) are left out."""
     v = np.asarray(values, dtype=np.float64)
+    defined = np.isfinite(v)
+    v0 = np.where(defined, v, 0.0)
 
     def metric(w: np.ndarray) -> np.ndarray:
-        return (w @ v) / w.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (w @ v0) / (w @ defined.astype(np.float64))
 
     return metric
 
 
-def weighted_rmse(squared_errors: np.ndarray) -> WeightedMetric:
-    mean = weighted_mean(squared_errors)
-    return lambda w: np.sqrt(mean(w))
+def weighted_rmse(squared_errors: np.ndarray, counts: np.ndarray | None = None) -> WeightedMetric:
+    """sqrt(sum of squared errors / number of errors); a row may sum several (a user's ratings: `counts`)."""
+    sse = np.asarray(squared_errors, dtype=np.float64)
+    n = np.ones_like(sse) if counts is None else np.asarray(counts, dtype=np.float64)
+    defined = np.isfinite(sse)
+    sse0, n0 = np.where(defined, sse, 0.0), np.where(defined, n, 0.0)
+
+    def metric(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.sqrt((w @ sse0) / (w @ n0))
+
+    return metric
 
 
 def _tie_groups(sorted_scores: np.ndarray) -> np.ndarray:

@@ -10,12 +10,13 @@ A domain's evaluate returns one row per test row (`Evaluation.units`, saved as
     label             the true class (classification domains)
     <model>:p1        binary: the positive class's probability or score
     <model>:p<k>      several classes: each class's probability
-    <model>:<value>   a per-row value that a metric averages (recsys: a user's ndcg_at_10)
+    <model>:<value>   a per-row value that a metric averages (recsys: a user's ndcg_at_10; NaN: not defined)
+    weight            rmse only: how many errors a row's squared-error sum holds (recsys: the user's ratings)
     slice:<column>    what slices are cut on (amount, hour, document length, brightness, ...)
 
 A metric's kind says how it is computed from these columns (MetricContract.intervals):
 `auroc`, `average_precision`, `accuracy` (threshold 0.5 or argmax), `mean:<value>`, `rmse:<value>`
-(the square root of the mean of a per-row squared error).
+(the square root of the summed squared errors over the number of errors, `weight`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def weighted_metric(frame: pd.DataFrame, model: str, kind: str) -> bs.WeightedMe
         column = f"{model}:{value}"
         if column not in frame:
             return None
-        return (bs.weighted_mean if name == "mean" else bs.weighted_rmse)(frame[column].to_numpy(np.float64))
+        if name == "mean":
+            return bs.weighted_mean(frame[column].to_numpy(np.float64))
+        return bs.weighted_rmse(frame[column].to_numpy(np.float64), frame["weight"].to_numpy() if "weight" in frame else None)
     proba = _proba(frame, model)
     if proba is None or "label" not in frame:
         return None
@@ -126,12 +129,12 @@ def paired(frame: pd.DataFrame, candidate: str, champion: pd.DataFrame, champion
 def bands(values: pd.Series, edges: list[float] | None) -> pd.Series:
     """Each row's group: its band between consecutive `edges` ('< 50', '50-200', '>= 200'), else its own value."""
     if edges is None:
-        return values.astype(str)
+        return values.astype(str).where(values.notna(), "n/a")
     edges = sorted(edges)
     fmt = lambda x: f"{x:g}"
     labels = [f"< {fmt(edges[0])}", *(f"{fmt(a)}-{fmt(b)}" for a, b in zip(edges, edges[1:])), f">= {fmt(edges[-1])}"]
     which = np.searchsorted(np.asarray(edges, dtype=float), values.to_numpy(np.float64), side="right")
-    return pd.Series(np.asarray(labels, dtype=object)[which], index=values.index)
+    return pd.Series(np.where(values.isna(), "n/a", np.asarray(labels, dtype=object)[which]), index=values.index)
 
 
 @dataclass(frozen=True)
