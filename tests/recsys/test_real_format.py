@@ -78,4 +78,4 @@ def test_user_attributes_are_read_from_either_release(tmp_path):
     for source, expected in (("ml-100k", [(1, 24, "M"), (2, 53, "F")]), ("ml-1m", [(1, 1, "F"), (2, 56, "M")])):
         users = read_users(source, tmp_path)
         assert list(users.itertuples(index=False, name=None)) == expected
-    assert read_users("ml-latest-small", tmp_path) is None and read_users("ml-100k", tmp_path / "none") is None
+    assert read_users("ml-latest-small", tmp_path) is None and read_users("ml-100k", tmp_path / "empty" / "u.data") is None
