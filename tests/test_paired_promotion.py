@@ -202,3 +202,21 @@ def test_a_slice_the_source_has_not_got_is_named(tmp_path):
     write_params(tmp_path, "fraud", raw)
     with pytest.raises(ParamsError, match=r"fraud.evaluate.slices.history.column: 'history' is not in ulb data"):
         load_params(tmp_path, "fraud")
+
+
+def test_a_reference_group_joins_every_group_and_is_no_group_itself():
+    """Defects by type: each type's AUROC against the good images, as per_type_auroc computes it."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(9)
+    kinds = np.array(["good"] * 60 + ["crack"] * 20 + ["spot"] * 20)
+    score = rng.normal(size=100) + np.where(kinds == "crack", 2.0, np.where(kinds == "spot", 0.2, 0.0))
+    frame = pd.DataFrame({"row": np.arange(100), "unit": np.arange(100), "label": (kinds != "good").astype(int),
+                          "mlp:p1": score, "slice:type": kinds})
+    spec = units.SliceSpec("type", "type", None, False, "auroc", "auroc", reference="good")
+    table = units.slice_table(frame, [spec], "mlp", 10, 200, 0).set_index("group")
+    assert set(table.index) == {"crack", "spot"} and (table["units"] == 20).all()
+    for kind in ("crack", "spot"):
+        keep = (kinds == kind) | (kinds == "good")
+        assert table.loc[kind, "value"] == pytest.approx(roc_auc_score(kinds[keep] != "good", score[keep]))
+    assert units.worst_slice(table.reset_index(), "mlp", "auroc", True)["group"] == "spot"

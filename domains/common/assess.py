@@ -67,7 +67,8 @@ class SliceVerdict:
 def slices(frame: pd.DataFrame, spec: DomainSpec, params: DomainParams) -> SliceVerdict | None:
     e = params.evaluate
     primary = primary_metric(spec, params)
-    specs = [units.SliceSpec(n, d.column, d.bins, d.protected, d.metric or primary, spec.metric.intervals[d.metric or primary])
+    specs = [units.SliceSpec(n, d.column, d.bins, d.protected, d.metric or primary, spec.metric.intervals[d.metric or primary],
+                             d.reference)
              for n, d in e.slices.items() if (d.metric or primary) in spec.metric.intervals]
     if not specs:
         return None

@@ -87,6 +87,8 @@ class SliceParams(StrictModel):
     column: str = Field(description="one of the domain's slice columns")
     bins: list[float] | None = Field(None, min_length=1, description="band edges; null: one group per value")
     protected: bool = Field(False, description="a protected attribute: the report shows the best-worst group gap")
+    reference: str | None = Field(None, description="a value of the column scored with every group and not a group "
+                                                    "itself: defects by type, each type against the good images")
     metric: str | None = Field(None, description="default: the primary metric; e.g. accuracy for slices by true class, "
                                                  "where AUROC is undefined (only the primary's slices are judged)")
 

@@ -145,6 +145,7 @@ class SliceSpec:
     protected: bool
     metric: str  # the metric computed on each group
     kind: str  # how (MetricContract.intervals)
+    reference: str | None = None  # a value whose rows join every group (and is no group): each type vs the good images
 
 
 def slice_table(frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, min_units: int,
@@ -159,9 +160,11 @@ def slice_table(frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, mi
         values = frame[SLICE_PREFIX + spec.column]
         order = (values.groupby(groups).min().sort_values().index if spec.bins is not None  # bands low to high
                  else sorted(groups.unique()))
-        for group in order:
-            part = frame[(groups == group).to_numpy()].reset_index(drop=True)
-            n_units = int(part["unit"].nunique())
+        reference = (groups == spec.reference).to_numpy() if spec.reference is not None else np.zeros(len(frame), bool)
+        for group in (g for g in order if g != spec.reference):
+            members = (groups == group).to_numpy()
+            part = frame[members | reference].reset_index(drop=True)
+            n_units = int(frame.loc[members, "unit"].nunique())  # the group's own units decide its size
             for model in models_in(part):
                 metric = weighted_metric(part, model, spec.kind)
                 if metric is None:

@@ -16,7 +16,7 @@ DOMAIN = DomainSpec(
     title="Vision defect detection (unsupervised anomaly detection)",
     params_model=DefectsParams,
     sources=SOURCES,
-    metric=MetricContract(primary="image_auroc", higher_is_better=DIRECTIONS),
+    metric=MetricContract(primary="image_auroc", higher_is_better=DIRECTIONS, intervals={"image_auroc": "auroc"}),
     acquire=lazy("domains.defects.pipeline:acquire"),
     gate_suite=lazy("domains.defects.checks:gate_suite"),
     prepare=lazy("domains.defects.pipeline:prepare"),
@@ -29,4 +29,6 @@ DOMAIN = DomainSpec(
         reference=lazy("domains.defects.score:reference"),
         score=lazy("domains.defects.score:score_batch"),
     ),
+    slice_columns={"type": "the test image's defect type ('good' for a good image)",
+                   "brightness": "mean pixel value of the prepared image (0-255)"},
 )

@@ -63,7 +63,18 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
              "per_type_auroc": per_type.melt(id_vars=["defect_type", "images"], var_name="model", value_name="auroc")}
     tables = {"per_type_auroc": per_type, "test_images": _test_table(items)}
     return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables,
-                      notes=_notes(p, info, items, metrics, candidate))
+                      notes=_notes(p, info, items, metrics, candidate), units=test_units(items.iloc[test], images, scores))
+
+
+def test_units(items: pd.DataFrame, images: np.ndarray, scores: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per-image scores (the image is the bootstrap unit; label 1: defective), its defect type and brightness."""
+    ids = items["item_id"].astype(str).to_numpy()
+    frame = pd.DataFrame({"row": ids, "unit": ids, "label": (items[LABEL].to_numpy() != GOOD).astype(np.int64)})
+    for name, s in scores.items():
+        frame[f"{name}:p1"] = np.asarray(s, dtype=np.float64)  # a score, not a probability: AUROC needs only its order
+    frame["slice:type"] = items[LABEL].astype(str).to_numpy()
+    frame["slice:brightness"] = images.reshape(len(images), -1).astype(np.float64).mean(axis=1)
+    return frame
 
 
 def _per_type_table(labels: np.ndarray, scores: dict[str, np.ndarray]) -> pd.DataFrame:

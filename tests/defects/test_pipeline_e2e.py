@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from domains.common.paths import STAGES
@@ -36,7 +37,15 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     metrics = json.loads((data / "evaluate/metrics.json").read_text())
     assert set(metrics) == {"patch_gaussian", "segmenter"}
     assert {"image_auroc", "pixel_auroc", "f1", "precision", "recall", "threshold", "fit_seconds", "images_per_second",
-            "auroc_scratch", "auroc_spot", "auroc_crack", "auroc_missing"} == set(metrics["segmenter"])
+            "auroc_scratch", "auroc_spot", "auroc_crack", "auroc_missing"} == {k for k in metrics["segmenter"] if "_ci_" not in k}
+    # issue 19: an interval over test images; slices by defect type (each against the good images) and brightness
+    for model in metrics.values():
+        assert model["image_auroc_ci_low"] <= model["image_auroc"] <= model["image_auroc_ci_high"]
+    slices = pd.read_csv(data / "evaluate/tables/slices.csv")
+    by_type = slices[slices["slice"] == "type"].set_index("group")
+    assert set(by_type.index) == {"scratch", "spot", "crack", "missing"}
+    for kind in by_type.index:  # the same number as the per-type AUROC
+        assert by_type.loc[kind, "segmenter"] == pytest.approx(metrics["segmenter"][f"auroc_{kind}"])
     assert json.loads((data / "validate/gate.json").read_text())["verdict"] == "pass"
     assert json.loads((data / "evaluate/decision.json").read_text())["candidate"] == "segmenter"
     html = (data / "report/report.html").read_text()
