@@ -185,6 +185,9 @@ def test_protected_slices_show_the_gap_and_small_groups_are_not_judged():
     ({"resamples": 50}, "fraud.evaluate.resamples: Input should be greater than or equal to 100"),
     ({"margin": 1.5}, "fraud.evaluate.margin: 1.5 is outside the range of average_precision differences"),
     ({"non_inferiority": {"margin": 2}}, "fraud.evaluate.non_inferiority.margin: 2"),
+    ({"non_inferiority": {"margin": 0.01, "prefer": "cheaper"}},
+     "fraud.evaluate.non_inferiority.cost_metric: 'predict_seconds' is not a metric of fraud"),
+    ({"slices": {"amt": {"column": "amount", "metric": "f1"}}}, "fraud.evaluate.slices.amt.metric: 'f1' has no per-unit"),
     ({"min_slice_metric": 1.2}, "fraud.evaluate.min_slice_metric: 1.2 is outside average_precision's range"),
 ])
 def test_bad_evaluate_params_stop_in_one_line_naming_the_key(tmp_path, evaluate, message):
@@ -196,12 +199,14 @@ def test_bad_evaluate_params_stop_in_one_line_naming_the_key(tmp_path, evaluate,
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_a_slice_the_source_has_not_got_is_named(tmp_path):
+def test_a_slice_the_source_never_has_is_skipped_and_one_it_should_have_is_named(tmp_path):
     raw = small_fraud_params()
     raw["data"] = {"source": "ulb", "path": "creditcard.csv"}
-    write_params(tmp_path, "fraud", raw)
-    with pytest.raises(ParamsError, match=r"fraud.evaluate.slices.history.column: 'history' is not in ulb data"):
-        load_params(tmp_path, "fraud")
+    params = FraudParams.model_validate(raw)  # the default slices run on every source: ULB has no card history
+    assert assess.unavailable(DOMAIN, params) == {"history": "history is not in ulb data (only in: synthetic, handbook)"}
+    frame = _split(3)[["row", "unit", "label"]].assign(**{"mlp:p1": 0.5, "slice:amount": 1.0})
+    with pytest.raises(ParamsError, match=r"^params.yaml: fraud.evaluate.slices.hour.column: 'hour' is not in ulb data$"):
+        assess.check_slice_columns(DOMAIN, params, frame)
 
 
 def test_a_reference_group_joins_every_group_and_is_no_group_itself():

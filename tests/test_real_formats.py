@@ -15,7 +15,6 @@ def test_ulb_creditcard_csv_runs_to_a_report(stage_root, capsys):
     params["data"] = {"source": "ulb", "path": str(data_file)}
     # ULB covers two days and has no card or terminal ids: split by the hour.
     params["prepare"].update(split_unit="hour", train_length=24, val_length=6, gap_length=2, test_length=20)
-    del params["evaluate"]["slices"]["history"]  # no card ids, so no card history
     write_params(stage_root, "fraud", params)
     for stage in STAGES:
         assert main(["stage", stage, "fraud"]) == 0, capsys.readouterr().err
@@ -24,6 +23,7 @@ def test_ulb_creditcard_csv_runs_to_a_report(stage_root, capsys):
     metrics = json.loads((stage_root / "data/fraud/evaluate/metrics.json").read_text())
     assert set(metrics) == {"logreg", "hgb", "mlp"}
     assert (stage_root / "data/fraud/report/report.html").is_file()
+    assert "Slice history not cut: history is not in ulb data" in (stage_root / "data/fraud/report/report.html").read_text()
 
 
 def test_handbook_table_passes_gate_and_prepares(stage_root, capsys):

@@ -23,10 +23,21 @@ from domains.common.params import DomainParams, validate_section
 from domains.common.stages import primary_metric
 
 
-def check_slice_columns(spec: DomainSpec, params: DomainParams, frame: pd.DataFrame) -> None:
-    """A slice on a column this data has not got (e.g. card history on ULB): one line naming the key."""
+def unavailable(spec: DomainSpec, params: DomainParams) -> dict[str, str]:
+    """Slices on a column this source never has (card history on ULB): skipped, so the defaults run on every source."""
+    out = {}
     for name, definition in params.evaluate.slices.items():
-        if units.SLICE_PREFIX + definition.column not in frame:
+        having = spec.slice_sources.get(definition.column)
+        if having is not None and params.data.source not in having:
+            out[name] = f"{definition.column} is not in {params.data.source} data (only in: {', '.join(having)})"
+    return out
+
+
+def check_slice_columns(spec: DomainSpec, params: DomainParams, frame: pd.DataFrame) -> None:
+    """A slice on a column this data should have and has not (age without u.user): one line naming the key."""
+    skipped = unavailable(spec, params)
+    for name, definition in params.evaluate.slices.items():
+        if name not in skipped and units.SLICE_PREFIX + definition.column not in frame:
             raise ParamsError(f"params.yaml: {spec.name}.evaluate.slices.{name}.column: '{definition.column}' is not "
                               f"in {params.data.source} data")
 
@@ -48,6 +59,7 @@ class SliceVerdict:
     table: pd.DataFrame
     worst: dict[str, Any] | None
     gaps: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # slice -> why it was not cut
 
     def wide(self, candidate: str) -> pd.DataFrame:
         """One row per group: the candidate's value and interval, then the other models' values, then its status."""
@@ -61,20 +73,22 @@ class SliceVerdict:
         return out.reset_index()
 
     def summary(self) -> dict[str, Any]:
-        return {"worst": self.worst, "protected_gaps": self.gaps}
+        return {"worst": self.worst, "protected_gaps": self.gaps, "skipped": self.skipped}
 
 
 def slices(frame: pd.DataFrame, spec: DomainSpec, params: DomainParams) -> SliceVerdict | None:
     e = params.evaluate
     primary = primary_metric(spec, params)
+    skipped = unavailable(spec, params)
     specs = [units.SliceSpec(n, d.column, d.bins, d.protected, d.metric or primary, spec.metric.intervals[d.metric or primary],
                              d.reference)
-             for n, d in e.slices.items() if (d.metric or primary) in spec.metric.intervals]
+             for n, d in e.slices.items() if (d.metric or primary) in spec.metric.intervals and n not in skipped]
     if not specs:
         return None
     table = units.slice_table(frame, specs, e.candidate, e.min_slice_size, e.resamples, params.seed)
     higher = spec.metric.higher_is_better.get(primary, True)
-    return SliceVerdict(table, units.worst_slice(table, e.candidate, primary, higher), units.protected_gaps(table, e.candidate))
+    return SliceVerdict(table, units.worst_slice(table, e.candidate, primary, higher), units.protected_gaps(table, e.candidate),
+                        skipped)
 
 
 def compare(root: Path, spec: DomainSpec, params: DomainParams, frame: pd.DataFrame, champion: dict[str, Any],

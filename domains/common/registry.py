@@ -64,10 +64,10 @@ def check_evaluate(spec: DomainSpec, params: DomainParams) -> None:
         if definition.metric is not None and definition.metric not in spec.metric.intervals:
             raise ParamsError(f"{key}.slices.{slice_name}.metric: '{definition.metric}' has no per-unit definition "
                               f"(known: {', '.join(spec.metric.intervals) or 'none'})")
-        having = spec.slice_sources.get(definition.column)
-        if having is not None and params.data.source not in having:
-            raise ParamsError(f"{key}.slices.{slice_name}.column: '{definition.column}' is not in {params.data.source} "
-                              f"data (only in: {', '.join(having)})")
+    ni = e.non_inferiority
+    if ni is not None and ni.prefer == "cheaper" and ni.cost_metric not in spec.metric.higher_is_better:
+        raise ParamsError(f"{key}.non_inferiority.cost_metric: '{ni.cost_metric}' is not a metric of {spec.name} "
+                          f"(known: {', '.join(spec.metric.higher_is_better)})")
     primary = getattr(e, "primary", None) or spec.metric.primary
     if primary not in spec.metric.intervals:
         return

@@ -124,6 +124,8 @@ def _findings(decision: dict[str, Any]) -> list[str]:
                      f"{worst['value']:.4f} [{worst['ci_low']:.4f}, {worst['ci_high']:.4f}] ({worst['units']} units)")
     elif "slices" in decision:
         lines.append("No slice group had enough units to judge (evaluate.min_slice_size)")
+    for name, why in slices.get("skipped", {}).items():
+        lines.append(f"Slice {name} not cut: {why}")
     for gap in slices.get("protected_gaps", []):
         lines.append(f"Protected attribute {gap['slice']}: best group {gap['best']} ({gap['best_value']:.4f}), worst "
                      f"{gap['worst']} ({gap['worst_value']:.4f}), gap {gap['gap']:.4f}")
