@@ -20,15 +20,21 @@ def test_weighted_metrics_equal_sklearn_at_unit_weights_and_with_weights():
     rng = np.random.default_rng(0)
     y, s = _binormal(rng, 500, 1.0)
     s = np.round(s, 1)  # ties
-    w = rng.integers(0, 3, size=(3, 500)).astype(np.float32)
+    unit = rng.integers(0, 120, 500)  # several rows per unit: a unit's count weights all its rows
+    unit = bs.dense_units(unit)
+    counts = rng.integers(0, 3, size=(3, unit.max() + 1)).astype(np.int32)
     for fn, ref in ((bs.weighted_auroc, roc_auc_score), (bs.weighted_average_precision, average_precision_score)):
-        metric = fn(y, s)
-        assert metric(np.ones((1, 500), np.float32))[0] == pytest.approx(ref(y, s), abs=1e-9)
-        assert metric(w) == pytest.approx([ref(y, s, sample_weight=row) for row in w], abs=1e-6)
+        metric = fn(y, s, unit)
+        assert bs.point(metric, unit.max() + 1) == pytest.approx(ref(y, s), abs=1e-12)
+        assert metric(counts) == pytest.approx([ref(y, s, sample_weight=row[unit]) for row in counts], abs=1e-12)
+    values = rng.random(500)
+    values[::7] = np.nan  # undefined rows are left out
+    expected = [np.nansum(values * row[unit]) / np.sum(np.isfinite(values) * row[unit]) for row in counts]
+    assert bs.weighted_mean(values, unit)(counts) == pytest.approx(expected)
     proba = rng.dirichlet(np.ones(3), size=500)
     y3 = rng.integers(0, 3, 500)
     macro = np.mean([roc_auc_score(y3 == c, proba[:, c]) for c in range(3)])
-    assert bs.weighted_macro_auroc(y3, proba)(np.ones((1, 500), np.float32))[0] == pytest.approx(macro)
+    assert bs.point(bs.weighted_macro_auroc(y3, proba, np.arange(500)), 500) == pytest.approx(macro)
 
 
 def test_resamples_are_seeded_and_counts_sum_to_the_units():
@@ -45,7 +51,7 @@ def test_auroc_interval_covers_the_true_value_at_about_the_nominal_rate():
     truth = norm.cdf(d / np.sqrt(2))
     for trial in range(200):
         y, s = _binormal(rng, 300, d)
-        low, high = bs.interval(bs.bootstrap({"auc": bs.weighted_auroc(y, s)}, np.arange(300), 300, trial)["auc"])
+        low, high = bs.interval(bs.bootstrap({"auc": bs.weighted_auroc(y, s, np.arange(300))}, 300, 300, 300, trial)["auc"])
         hits += low <= truth <= high
     assert 0.90 <= hits / 200 <= 0.99
 

@@ -47,27 +47,37 @@ def _proba(frame: pd.DataFrame, model: str) -> np.ndarray | None:
     return frame[columns].to_numpy(np.float64) if columns else None
 
 
-def weighted_metric(frame: pd.DataFrame, model: str, kind: str) -> bs.WeightedMetric | None:
-    """The metric of `kind` for `model`'s columns as a function of row weights; None when the columns are absent."""
+def weighted_metric(frame: pd.DataFrame, model: str, kind: str, unit: np.ndarray | None = None,
+                    ranked: dict[str, bs.Ranked] | None = None) -> bs.WeightedMetric | None:
+    """The metric of `kind` for `model`'s columns as a function of unit counts; None when the columns are absent.
+
+    `unit`: each row's unit as 0..n_units-1 (default: from the frame's `unit` column); `ranked`: a cache
+    of each model's score order, shared by its rank metrics.
+    """
+    unit = bs.dense_units(frame["unit"]) if unit is None else unit
     name, _, value = kind.partition(":")
     if name in ("mean", "rmse"):
         column = f"{model}:{value}"
         if column not in frame:
             return None
         if name == "mean":
-            return bs.weighted_mean(frame[column].to_numpy(np.float64))
-        return bs.weighted_rmse(frame[column].to_numpy(np.float64), frame["weight"].to_numpy() if "weight" in frame else None)
+            return bs.weighted_mean(frame[column].to_numpy(np.float64), unit)
+        return bs.weighted_rmse(frame[column].to_numpy(np.float64), unit,
+                                frame["weight"].to_numpy() if "weight" in frame else None)
     proba = _proba(frame, model)
     if proba is None or "label" not in frame:
         return None
     y = frame["label"].to_numpy(np.int64)
-    if name == "auroc":
-        return bs.weighted_auroc(y, proba[:, 1]) if proba.shape[1] == 2 else bs.weighted_macro_auroc(y, proba)
-    if name == "average_precision":
-        return bs.weighted_average_precision(y, proba[:, 1])
+    if proba.shape[1] > 2 and name == "auroc":
+        return bs.weighted_macro_auroc(y, proba, unit)
+    if name in ("auroc", "average_precision"):
+        cache = {} if ranked is None else ranked
+        order = cache.get(model) or cache.setdefault(model, bs.Ranked(y, proba[:, 1], unit))
+        fn = bs.weighted_auroc if name == "auroc" else bs.weighted_average_precision
+        return fn(y, proba[:, 1], unit, order)
     if name == "accuracy":
         pred = (proba[:, 1] >= 0.5).astype(np.int64) if proba.shape[1] == 2 else proba.argmax(axis=1)
-        return bs.weighted_mean((pred == y).astype(np.float64))
+        return bs.weighted_mean((pred == y).astype(np.float64), unit)
     raise ValueError(f"unknown metric kind '{kind}'")
 
 
@@ -80,9 +90,10 @@ def split_hash(frame: pd.DataFrame) -> str:
 def intervals(frame: pd.DataFrame, kinds: dict[str, str], n_resamples: int, seed: int,
               confidence: float = bs.CONFIDENCE) -> dict[str, dict[str, tuple[float, float]]]:
     """model -> metric -> (low, high), every model on the same resamples of the units."""
+    unit, ranked = bs.dense_units(frame["unit"]), {}
     metrics = {(m, metric): f for m in models_in(frame) for metric, kind in kinds.items()
-               if (f := weighted_metric(frame, m, kind)) is not None}
-    samples = bs.bootstrap(metrics, bs.dense_units(frame["unit"]), n_resamples, seed)
+               if (f := weighted_metric(frame, m, kind, unit, ranked)) is not None}
+    samples = bs.bootstrap(metrics, int(unit.max()) + 1 if len(unit) else 0, len(frame), n_resamples, seed)
     out: dict[str, dict[str, tuple[float, float]]] = {}
     for (model, metric), values in samples.items():
         out.setdefault(model, {})[metric] = bs.interval(values, confidence)
@@ -114,16 +125,16 @@ def paired(frame: pd.DataFrame, candidate: str, champion: pd.DataFrame, champion
     joined = frame[[c for c in frame.columns if not c.startswith(f"champion{':'}")]].copy()
     for column in (c for c in champion.columns if c.startswith(f"{champion_model}:")):
         joined["champion:" + column.split(":", 1)[1]] = champion[column].to_numpy()
-    ours, theirs = weighted_metric(joined, candidate, kind), weighted_metric(joined, "champion", kind)
+    unit = bs.dense_units(joined["unit"])
+    ours, theirs = weighted_metric(joined, candidate, kind, unit), weighted_metric(joined, "champion", kind, unit)
     if ours is None or theirs is None:
         raise ValueError(f"no {metric} columns for {candidate if ours is None else 'the champion ' + champion_model}")
     sign = 1.0 if higher_is_better else -1.0
-    ones = np.ones((1, len(joined)), dtype=np.float32)
-    point = float(sign * (ours(ones) - theirs(ones))[0])
-    units = bs.dense_units(joined["unit"])
-    samples = bs.bootstrap({"d": lambda w: sign * (ours(w) - theirs(w))}, units, n_resamples, seed)["d"]
+    n_units = int(unit.max()) + 1
+    difference = lambda c: sign * (ours(c) - theirs(c))  # noqa: E731
+    samples = bs.bootstrap({"d": difference}, n_units, len(joined), n_resamples, seed)["d"]
     low, high = bs.interval(samples)
-    return Paired(metric, point, low, high, int(units.max()) + 1, n_resamples, rescored)
+    return Paired(metric, bs.point(difference, n_units), low, high, n_units, n_resamples, rescored)
 
 
 def bands(values: pd.Series, edges: list[float] | None) -> pd.Series:
@@ -165,17 +176,18 @@ def slice_table(frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, mi
             members = (groups == group).to_numpy()
             part = frame[members | reference].reset_index(drop=True)
             n_units = int(frame.loc[members, "unit"].nunique())  # the group's own units decide its size
+            unit = bs.dense_units(part["unit"])
             for model in models_in(part):
-                metric = weighted_metric(part, model, spec.kind)
+                metric = weighted_metric(part, model, spec.kind, unit)
                 if metric is None:
                     continue
-                value = float(metric(np.ones((1, len(part)), np.float32))[0])
+                value = bs.point(metric, int(unit.max()) + 1)
                 low = high = float("nan")
                 status = "ok" if np.isfinite(value) else "undefined (one class only)"
                 if n_units < min_units:
                     status = f"too small ({n_units} < {min_units} units)"
                 elif model == candidate and np.isfinite(value):
-                    low, high = bs.interval(bs.bootstrap({"m": metric}, bs.dense_units(part["unit"]), n_resamples, seed)["m"])
+                    low, high = bs.interval(bs.bootstrap({"m": metric}, int(unit.max()) + 1, len(part), n_resamples, seed)["m"])
                 rows.append({"slice": spec.name, "group": group, "metric": spec.metric, "model": model,
                              "units": n_units, "rows": len(part),
                              "value": value, "ci_low": low, "ci_high": high, "status": status, "protected": spec.protected})
