@@ -144,6 +144,23 @@ def test_seed_noise_keeps_the_champion_and_a_clear_improvement_replaces_it():
     assert newer["decision"] == "promote" and "not worse by more than non_inferiority.margin 0.05, and newer" in newer["reason"]
 
 
+def test_non_inferior_and_cheaper_by_policy():
+    from domains.sentiment import DOMAIN as SENTIMENT
+    from domains.sentiment.params import SentimentParams
+    from tests.sentiment.conftest import small_sentiment_params
+
+    raw = small_sentiment_params()
+    raw["evaluate"].update(non_inferiority={"margin": 0.05, "prefer": "cheaper", "cost_metric": "predict_seconds"})
+    params = SentimentParams.model_validate(raw)
+    champion = {"version": 1, "model": "hgb", "metrics": {"accuracy": 0.9, "predict_seconds": 2.0}}
+    candidate = params.evaluate.candidate
+    tie = dataclasses.replace(_paired(1.0), metric="accuracy")
+    cheaper = decide(SENTIMENT, params, {candidate: {"accuracy": 0.9, "predict_seconds": 1.0}}, GATE_OK, champion, comparison=tie)
+    assert cheaper["decision"] == "promote" and "and cheaper (predict_seconds 1 < 2)" in cheaper["reason"]
+    dearer = decide(SENTIMENT, params, {candidate: {"accuracy": 0.9, "predict_seconds": 3.0}}, GATE_OK, champion, comparison=tie)
+    assert dearer["decision"] == "keep" and "but not cheaper on predict_seconds" in dearer["reason"]
+
+
 def test_a_model_that_fails_one_slice_is_named_and_blocked():
     split = _split(7, n=3000)
     frame = split[["row", "unit", "label"]].copy()
