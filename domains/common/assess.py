@@ -182,9 +182,9 @@ def slice_figure(verdict: SliceVerdict, candidate_model: str, limit: float | Non
     judged = (candidate["status"] == "ok").to_numpy()
     low = (candidate["value"] - candidate["ci_low"]).clip(lower=0).fillna(0)
     high = (candidate["ci_high"] - candidate["value"]).clip(lower=0).fillna(0)
-    for mask, style in ((judged, {"fmt": "o"}), (~judged, {"fmt": "o", "mfc": "none"})):
+    for mask, face in ((judged, None), (~judged, "none")):  # hollow: too few units to judge
         ys = [v for v, m in zip(y, mask) if m]
-        ax.errorbar(candidate["value"][mask], ys, xerr=[low[mask], high[mask]], capsize=3, **style)
+        ax.errorbar(candidate["value"][mask], ys, xerr=[low[mask], high[mask]], fmt="o", capsize=3, mfc=face)
     if limit is not None:
         ax.axvline(limit, color="#cf222e", linestyle=":", label=f"min_slice_metric {limit:g}")
         ax.legend(loc="lower right")

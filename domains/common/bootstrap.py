@@ -11,13 +11,14 @@ unit's rows first, so they cost a (b, n_units) product.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Hashable, Iterator, TypeVar
 
 import numpy as np
 
 CONFIDENCE = 0.95
 MAX_CELLS = 4_000_000  # counts gathered per chunk (b x rows): about 16 MB of int32, whatever the test size
 WeightedMetric = Callable[[np.ndarray], np.ndarray]  # (b, n_units) unit counts -> (b,) metric values
+K = TypeVar("K", bound=Hashable)
 
 
 def resample_counts(n_units: int, n_resamples: int, seed: int, chunk: int) -> Iterator[np.ndarray]:
@@ -29,10 +30,10 @@ def resample_counts(n_units: int, n_resamples: int, seed: int, chunk: int) -> It
         yield np.bincount(draws.ravel(), minlength=b * n_units).reshape(b, n_units).astype(np.int32)
 
 
-def bootstrap(metrics: dict[str, WeightedMetric], n_units: int, n_rows: int, n_resamples: int, seed: int) -> dict[str, np.ndarray]:
+def bootstrap(metrics: dict[K, WeightedMetric], n_units: int, n_rows: int, n_resamples: int, seed: int) -> dict[K, np.ndarray]:
     """Each metric on the same `n_resamples` resamples of `n_units` units: name -> (n_resamples,) values."""
     chunk = max(1, MAX_CELLS // max(n_rows, n_units, 1))
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    parts: dict[K, list[np.ndarray]] = {name: [] for name in metrics}
     for counts in resample_counts(n_units, n_resamples, seed, chunk):
         for name, metric in metrics.items():
             parts[name].append(metric(counts))

@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +27,7 @@ from domains.common.errors import GateBlocked, ParamsError, PipelineError
 from domains.common.gate import GX_DOCS, run_gate, write_gate_result
 from domains.common.params import DomainParams, TrainerParams
 from domains.common.registry import load_params, load_spec
+from domains.common.units import Paired
 
 TABLE = "table.parquet"
 VALIDATED = "validated.parquet"
@@ -204,7 +205,7 @@ def primary_metric(spec: DomainSpec, params: DomainParams) -> str:
 
 def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, float]],
            gate: dict[str, Any], champion: dict[str, Any] | None, model_md5: str | None = None,
-           comparison: Any = None, slices: dict[str, Any] | None = None,
+           comparison: Paired | str | None = None, slices: dict[str, Any] | None = None,
            test_split: dict[str, Any] | None = None) -> dict[str, Any]:
     """Challenger vs thresholds, gate warnings, slices and champion: promote or keep, with the reason.
 
@@ -244,7 +245,7 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
         decision, reason = "keep", f"this model is the champion (v{champion['version']})"
     elif primary not in champion["metrics"]:  # the promotion metric changed since it was promoted
         decision, reason = "promote", f"champion v{champion['version']} was not scored on {primary}; {candidate} passes every threshold"
-    elif comparison is not None and not isinstance(comparison, str):
+    elif isinstance(comparison, Paired):
         decision, reason = _paired_decision(spec, params, comparison, scores, champion)
     else:
         verb = "beats" if spec.metric.better(primary, scores[primary], champion["metrics"][primary]) else "does not beat"
@@ -255,7 +256,7 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
     return {"candidate": candidate, "primary_metric": primary, "metrics": scores, "thresholds": thresholds,
             "gate_verdict": gate["verdict"], "gate_warnings": warnings, "champion": champion,
             "decision": decision, "reason": reason,
-            **({"comparison": {"paired": True, **asdict(comparison)} if is_dataclass(comparison)
+            **({"comparison": {"paired": True, **asdict(comparison)} if isinstance(comparison, Paired)
                 else {"paired": False, "why": comparison}} if comparison is not None else {}),
             **({"slices": slices} if slices is not None else {}),
             **({"test_split": test_split} if test_split is not None else {})}
@@ -273,7 +274,7 @@ def _slice_block(spec: DomainSpec, params: DomainParams, primary: str, slices: d
     return None
 
 
-def _paired_decision(spec: DomainSpec, params: DomainParams, paired: Any, scores: dict[str, float],
+def _paired_decision(spec: DomainSpec, params: DomainParams, paired: Paired, scores: dict[str, float],
                      champion: dict[str, Any]) -> tuple[str, str]:
     """Promote when the difference's lower bound is above the margin, or, under a non-inferiority
     margin, when it is not worse by more than that and policy prefers it (newer, or cheaper)."""

@@ -90,7 +90,8 @@ def split_hash(frame: pd.DataFrame) -> str:
 def intervals(frame: pd.DataFrame, kinds: dict[str, str], n_resamples: int, seed: int,
               confidence: float = bs.CONFIDENCE) -> dict[str, dict[str, tuple[float, float]]]:
     """model -> metric -> (low, high), every model on the same resamples of the units."""
-    unit, ranked = bs.dense_units(frame["unit"]), {}
+    unit = bs.dense_units(frame["unit"])
+    ranked: dict[str, bs.Ranked] = {}
     metrics = {(m, metric): f for m in models_in(frame) for metric, kind in kinds.items()
                if (f := weighted_metric(frame, m, kind, unit, ranked)) is not None}
     samples = bs.bootstrap(metrics, int(unit.max()) + 1 if len(unit) else 0, len(frame), n_resamples, seed)
