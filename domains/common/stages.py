@@ -43,12 +43,15 @@ def run_stage(stage: str, domain: str, root: Path | None = None) -> None:
     if out.exists():
         shutil.rmtree(out)  # a stage's outputs are exactly what this run writes
     out.mkdir(parents=True)
+    record_file = paths.stage_record(root, domain, stage)
+    record_file.unlink(missing_ok=True)  # no record of an earlier run next to this run's outputs
     started = datetime.now(timezone.utc)
     began = time.perf_counter()
     facts = STAGE_FUNCTIONS[stage](spec, params, root, out) or {}
     record = {"stage": stage, "domain": domain, "started_at": started.isoformat(timespec="seconds"),
               "seconds": round(time.perf_counter() - began, 3), **facts}
-    (out / paths.STAGE_RECORD).write_text(json.dumps(record, indent=2))
+    record_file.parent.mkdir(parents=True, exist_ok=True)
+    record_file.write_text(json.dumps(record, indent=2))
 
 
 def _acquire(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
@@ -139,7 +142,7 @@ def _report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> No
     write_report(spec, params, root, out)
 
 
-# Each writes its outputs into the folder it is given; what it returns goes into its _stage.json.
+# Each writes its outputs into the folder it is given; what it returns goes into its run record (paths.stage_record).
 STAGE_FUNCTIONS: dict[str, Callable[[DomainSpec, DomainParams, Path, Path], dict[str, Any] | None]] = {
     "acquire": _acquire, "validate": _validate, "prepare": _prepare,
     "train": _train, "evaluate": _evaluate, "report": _report,
@@ -149,7 +152,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[DomainSpec, DomainParams, Path, Path], dict
 def _fingerprint(params: DomainParams, prepared: Path) -> str:
     """Hash of everything training depends on, so a stale checkpoint is never resumed."""
     digest = hashlib.sha256(params.model_dump_json().encode())
-    for file in sorted(p for p in prepared.rglob("*") if p.is_file() and p.name != paths.STAGE_RECORD):
+    for file in sorted(p for p in prepared.rglob("*") if p.is_file()):
         digest.update(file.name.encode())
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()
