@@ -85,6 +85,7 @@ def recording_reads(reads: dict[str, set[str]]) -> Iterator[None]:
         patch.setattr(stages, "load_params", loading)
         for stage in functions:
             patch.setitem(stages.STAGE_FUNCTIONS, stage, recorded(stage))
+        assert "__getattribute__" not in BaseModel.__dict__  # so deleting ours restores pydantic's behaviour
         BaseModel.__getattribute__ = getattribute
         try:
             yield

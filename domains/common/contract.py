@@ -18,6 +18,7 @@ runs: a light stage does not pay for torch, scikit-learn or matplotlib at start-
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
@@ -44,6 +45,9 @@ def lazy(target: str) -> Callable[..., Any]:
     return call
 
 
+UNIT = (0.0, 1.0)  # the range of AUROC, accuracy, precision, NDCG and other shares
+
+
 @dataclass(frozen=True)
 class MetricContract:
     """Which metric decides promotion, and the direction of every metric a domain reports.
@@ -53,6 +57,11 @@ class MetricContract:
 
     primary: str
     higher_is_better: dict[str, bool]
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # bounded metrics; others are unbounded
+
+    def range(self, metric: str) -> tuple[float, float]:
+        """The values `metric` can take (what a baseline margin is checked against)."""
+        return self.ranges.get(metric, (-math.inf, math.inf))
 
     def better(self, metric: str, a: float, b: float) -> bool:
         """True when value `a` is strictly better than `b` for `metric`."""

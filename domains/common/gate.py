@@ -88,6 +88,11 @@ class GateResult:
     def warnings(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed and c.severity == "warn"]
 
+    @property
+    def facts(self) -> list[CheckResult]:
+        """Failed `info` checks: what the data is like (a long tail, repeats), reported and nothing else."""
+        return [c for c in self.checks if not c.passed and c.severity == "info"]
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

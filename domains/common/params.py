@@ -83,8 +83,18 @@ class AugmentParams(StrictModel):
 
 class EvaluateParams(StrictModel):
     candidate: str = Field(description="model proposed as challenger to the champion")
-    thresholds_min: dict[str, float] = Field(default_factory=dict)
-    thresholds_max: dict[str, float] = Field(default_factory=dict)
+    baselines: list[str] = Field(default_factory=list, description="models the candidate must beat on the promotion "
+                                                                   "metric (same split) before it may be promoted")
+    baseline_margin: float = Field(0.0, description="... by more than this, in the metric's units (checked against "
+                                                    "the metric's range when params load)")
+    thresholds_min: dict[str, float] = Field(default_factory=dict, description="absolute floors (optional)")
+    thresholds_max: dict[str, float] = Field(default_factory=dict, description="absolute ceilings (optional)")
+
+    @model_validator(mode="after")
+    def _candidate_not_a_baseline(self) -> "EvaluateParams":
+        if self.candidate in self.baselines:
+            raise ValueError(f"baselines: the candidate '{self.candidate}' cannot be its own baseline")
+        return self
 
 
 class DriftParams(StrictModel):

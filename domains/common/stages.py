@@ -20,6 +20,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from domains.common import distributed, paths
+from domains.common.baselines import baseline_checks, promotion_metric
 from domains.common.champion import read_champion, train_md5
 from domains.common.contract import DomainSpec, Evaluation, TrainEnv
 from domains.common.errors import GateBlocked, ParamsError, PipelineError
@@ -182,7 +183,7 @@ def _slug(text: str) -> str:
 
 def primary_metric(spec: DomainSpec, params: DomainParams) -> str:
     """The promotion metric: the domain's params may name it (`evaluate.primary`), else its contract's."""
-    return getattr(params.evaluate, "primary", None) or spec.metric.primary
+    return promotion_metric(spec, params)
 
 
 def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, float]],
@@ -201,7 +202,7 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
     ] + [
         {"metric": m, "bound": "max", "threshold": t, "value": scores.get(m), "passed": scores.get(m, float("inf")) <= t}
         for m, t in params.evaluate.thresholds_max.items()
-    ]
+    ] + baseline_checks(spec, params, metrics)
     primary = primary_metric(spec, params)
     if primary not in scores:
         raise PipelineError(f"evaluate.primary: the candidate '{candidate}' has no metric '{primary}' "
@@ -210,7 +211,7 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
     failed = [t for t in thresholds if not t["passed"]]
     if failed:
         decision, reason = "keep", "threshold failed: " + "; ".join(
-            f"{t['metric']} missing" if t["value"] is None else
+            t["why"] if "why" in t else f"{t['metric']} missing" if t["value"] is None else
             f"{t['metric']}={t['value']:.4f} {'<' if t['bound'] == 'min' else '>'} {t['threshold']}" for t in failed)
     elif warnings > params.gate.max_warnings:
         decision, reason = "keep", f"gate raised {warnings} warning(s), more than gate.max_warnings={params.gate.max_warnings}"
