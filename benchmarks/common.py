@@ -75,7 +75,7 @@ def context() -> dict[str, Any]:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
     return {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "machine": f"{platform.machine()} {platform.processor()}".strip(), "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
             "git_commit": head, "uncommitted_files": len(dirty.splitlines())}
 
 
