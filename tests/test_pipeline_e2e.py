@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from domains.common.paths import STAGES
+from domains.common.paths import STAGES, stage_record
 from tests.conftest import (assert_noop_repro, assert_retrain_reproduces, built_repo, run, small_fraud_params, stages_ran,
                             trained_copy)
 
@@ -40,7 +40,7 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     provenance = json.loads((data / "report/provenance.json").read_text())
     assert provenance["dvc_lock"]["train"] and len(provenance["git_commit"]) >= 40
     # The device is the one training ran on (the train process's threads), not the report process's.
-    train_record = json.loads((data / "train/_stage.json").read_text())
+    train_record = json.loads(stage_record(repo, "fraud", "train").read_text())
     assert provenance["device"] == train_record["device"]
     assert train_record["device"].startswith("cuda") or train_record["device"].endswith(", 1 torch threads")
     assert "average_precision" in run(["dvc", "metrics", "show"], repo).stdout
@@ -51,6 +51,15 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
 
 
 def test_second_repro_runs_no_stage(repo):
+    assert_noop_repro(repo, "fraud")
+
+
+def test_forced_stage_with_unchanged_data_stops_there(repo):
+    # Timings are kept out of the outputs, so acquire's outputs come out identical and dvc.lock stays put.
+    lock = (repo / "dvc.lock").read_bytes()
+    proc = run(["dvc", "repro", "--force", "--single-item", "acquire@fraud"], repo)
+    assert stages_ran(proc.stdout) == {"acquire"}
+    assert (repo / "dvc.lock").read_bytes() == lock
     assert_noop_repro(repo, "fraud")
 
 

@@ -18,6 +18,7 @@ runs: a light stage does not pay for torch, scikit-learn or matplotlib at start-
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
@@ -49,6 +50,9 @@ def kind_range(kind: str) -> tuple[float, float]:
     return (0.0, float("inf")) if kind.startswith("rmse") else (0.0, 1.0)
 
 
+UNIT = (0.0, 1.0)  # the range of AUROC, accuracy, precision, NDCG and other shares
+
+
 @dataclass(frozen=True)
 class MetricContract:
     """Which metric decides promotion, and the direction of every metric a domain reports.
@@ -61,6 +65,11 @@ class MetricContract:
     # metric -> how it is computed from the per-unit predictions (domains.common.units): these metrics get a
     # bootstrap interval, and the primary one, when listed, a paired comparison with the champion
     intervals: dict[str, str] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # bounded metrics; others are unbounded
+
+    def range(self, metric: str) -> tuple[float, float]:
+        """The values `metric` can take (what a baseline margin is checked against)."""
+        return self.ranges.get(metric, (-math.inf, math.inf))
 
     def better(self, metric: str, a: float, b: float) -> bool:
         """True when value `a` is strictly better than `b` for `metric`."""

@@ -103,14 +103,24 @@ class NonInferiorityParams(StrictModel):
 
 class EvaluateParams(StrictModel):
     candidate: str = Field(description="model proposed as challenger to the champion")
-    thresholds_min: dict[str, float] = Field(default_factory=dict)
-    thresholds_max: dict[str, float] = Field(default_factory=dict)
+    baselines: list[str] = Field(default_factory=list, description="models the candidate must beat on the promotion "
+                                                                   "metric (same split) before it may be promoted")
+    baseline_margin: float = Field(0.0, description="... by more than this, in the metric's units (checked against "
+                                                    "the metric's range when params load)")
+    thresholds_min: dict[str, float] = Field(default_factory=dict, description="absolute floors (optional)")
+    thresholds_max: dict[str, float] = Field(default_factory=dict, description="absolute ceilings (optional)")
     resamples: int = Field(1000, ge=100, description="bootstrap resamples of the test units for 95 % intervals")
     margin: float = Field(0.0, ge=0, description="promote when the paired difference's lower bound is above this")
     non_inferiority: NonInferiorityParams | None = None
     slices: dict[str, SliceParams] = Field(default_factory=dict)
     min_slice_size: int = Field(30, ge=1, description="units a slice group needs to be judged")
     min_slice_metric: float | None = Field(None, description="no promotion when a judged group's primary metric is worse")
+
+    @model_validator(mode="after")
+    def _candidate_not_a_baseline(self) -> "EvaluateParams":
+        if self.candidate in self.baselines:
+            raise ValueError(f"baselines: the candidate '{self.candidate}' cannot be its own baseline")
+        return self
 
 
 class DriftParams(StrictModel):

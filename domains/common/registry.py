@@ -8,6 +8,7 @@ import pkgutil
 from pathlib import Path
 
 import domains
+from domains.common.baselines import check_margin
 from domains.common.contract import DomainSpec, kind_range
 from domains.common.errors import ParamsError
 from domains.common.params import DomainParams, read_yaml, validate_section
@@ -50,6 +51,7 @@ def load_params(root: Path, name: str) -> DomainParams:
             f"params.yaml: {name}.data.source: unknown source '{params.data.source}'; accepted: {', '.join(spec.sources)}"
         )
     check_evaluate(spec, params)
+    check_margin(spec, params)
     return params
 
 

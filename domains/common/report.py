@@ -44,7 +44,7 @@ pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:12px}
 {% if decision.test_split %}Brackets: 95 % bootstrap interval over the {{ decision.test_split.units }} test units ({{ decision.test_split.rows }} rows).{% endif %}</p>
 {% if findings %}<ul>{% for line in findings %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
 {% if decision.thresholds %}<table><tr><th>threshold</th><th>bound</th><th>value</th><th>result</th></tr>
-{% for t in decision.thresholds %}<tr><td>{{ t.metric }}</td><td>{{ '≥' if t.bound == 'min' else '≤' }} {{ t.threshold }}</td>
+{% for t in decision.thresholds %}<tr><td>{{ t.metric }}{% if t.baseline %} beats {{ t.baseline }}{% endif %}</td><td>{{ (('>' if t.bound == 'min' else '<') if t.baseline else ('≥' if t.bound == 'min' else '≤')) }} {{ '%.4g'|format(t.threshold) }}</td>
 <td>{{ '%.4f'|format(t.value) if t.value is not none else 'missing' }}</td><td class="{{ 'pass' if t.passed else 'fail' }}">{{ 'pass' if t.passed else 'FAIL' }}</td></tr>{% endfor %}</table>{% endif %}
 {% for note in notes %}<p>{{ note }}</p>{% endfor %}
 <h2>Figures</h2>
@@ -176,7 +176,9 @@ def _markdown(spec: DomainSpec, gate: dict, failed: list, decision: dict, frame:
     ]
     for t in decision["thresholds"]:
         value = "missing" if t["value"] is None else f"{t['value']:.4f}"
-        lines.append(f"- threshold {t['metric']} {'>=' if t['bound'] == 'min' else '<='} {t['threshold']}: {value} "
+        beats = f" beats {t['baseline']}" if t.get("baseline") else ""
+        sign = ('>' if t['bound'] == 'min' else '<') if beats else ('>=' if t['bound'] == 'min' else '<=')
+        lines.append(f"- threshold {t['metric']}{beats} {sign} {t['threshold']:.4g}: {value} "
                      f"{'pass' if t['passed'] else 'FAIL'}")
     lines += ["", *notes, "", "## Figures", ""]
     lines += [f"![{f['title']}](figures/{f['file']})  \n*{f['title']}* {f['caption']}\n" for f in figures]

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from domains.common import distributed, paths
+from domains.common.baselines import baseline_checks, promotion_metric
 from domains.common.champion import read_champion, train_md5
 from domains.common.contract import DomainSpec, Evaluation, TrainEnv
 from domains.common.errors import GateBlocked, ParamsError, PipelineError
@@ -45,12 +46,15 @@ def run_stage(stage: str, domain: str, root: Path | None = None) -> None:
     if out.exists():
         shutil.rmtree(out)  # a stage's outputs are exactly what this run writes
     out.mkdir(parents=True)
+    record_file = paths.stage_record(root, domain, stage)
+    record_file.unlink(missing_ok=True)  # no record of an earlier run next to this run's outputs
     started = datetime.now(timezone.utc)
     began = time.perf_counter()
     facts = STAGE_FUNCTIONS[stage](spec, params, root, out) or {}
     record = {"stage": stage, "domain": domain, "started_at": started.isoformat(timespec="seconds"),
               "seconds": round(time.perf_counter() - began, 3), **facts}
-    (out / paths.STAGE_RECORD).write_text(json.dumps(record, indent=2))
+    record_file.parent.mkdir(parents=True, exist_ok=True)
+    record_file.write_text(json.dumps(record, indent=2))
 
 
 def _acquire(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
@@ -160,7 +164,7 @@ def _report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> No
     write_report(spec, params, root, out)
 
 
-# Each writes its outputs into the folder it is given; what it returns goes into its _stage.json.
+# Each writes its outputs into the folder it is given; what it returns goes into its run record (paths.stage_record).
 STAGE_FUNCTIONS: dict[str, Callable[[DomainSpec, DomainParams, Path, Path], dict[str, Any] | None]] = {
     "acquire": _acquire, "validate": _validate, "prepare": _prepare,
     "train": _train, "evaluate": _evaluate, "report": _report,
@@ -170,7 +174,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[DomainSpec, DomainParams, Path, Path], dict
 def _fingerprint(params: DomainParams, prepared: Path) -> str:
     """Hash of everything training depends on, so a stale checkpoint is never resumed."""
     digest = hashlib.sha256(params.model_dump_json().encode())
-    for file in sorted(p for p in prepared.rglob("*") if p.is_file() and p.name != paths.STAGE_RECORD):
+    for file in sorted(p for p in prepared.rglob("*") if p.is_file()):
         digest.update(file.name.encode())
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()
@@ -200,7 +204,7 @@ def _slug(text: str) -> str:
 
 def primary_metric(spec: DomainSpec, params: DomainParams) -> str:
     """The promotion metric: the domain's params may name it (`evaluate.primary`), else its contract's."""
-    return getattr(params.evaluate, "primary", None) or spec.metric.primary
+    return promotion_metric(spec, params)
 
 
 def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, float]],
@@ -223,7 +227,7 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
     ] + [
         {"metric": m, "bound": "max", "threshold": t, "value": scores.get(m), "passed": scores.get(m, float("inf")) <= t}
         for m, t in params.evaluate.thresholds_max.items()
-    ]
+    ] + baseline_checks(spec, params, metrics)
     primary = primary_metric(spec, params)
     if primary not in scores:
         raise PipelineError(f"evaluate.primary: the candidate '{candidate}' has no metric '{primary}' "
@@ -233,7 +237,7 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
     slice_block = _slice_block(spec, params, primary, slices)
     if failed:
         decision, reason = "keep", "threshold failed: " + "; ".join(
-            f"{t['metric']} missing" if t["value"] is None else
+            t["why"] if "why" in t else f"{t['metric']} missing" if t["value"] is None else
             f"{t['metric']}={t['value']:.4f} {'<' if t['bound'] == 'min' else '>'} {t['threshold']}" for t in failed)
     elif warnings > params.gate.max_warnings:
         decision, reason = "keep", f"gate raised {warnings} warning(s), more than gate.max_warnings={params.gate.max_warnings}"

@@ -1,6 +1,6 @@
 """Finance fraud: card transactions (handbook simulator, handbook table, ULB creditcard.csv)."""
 
-from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
+from domains.common.contract import UNIT, DomainSpec, MetricContract, ScoringSpec, lazy
 from domains.fraud.params import FraudParams
 
 DOMAIN = DomainSpec(
@@ -12,11 +12,12 @@ DOMAIN = DomainSpec(
         primary="average_precision",
         higher_is_better={"auroc": True, "average_precision": True, "card_precision_at_k": True, "recall_at_fpr": True},
         intervals={"average_precision": "average_precision", "auroc": "auroc"},
+        ranges={m: UNIT for m in ("auroc", "average_precision", "card_precision_at_k", "recall_at_fpr")},
     ),
     acquire=lazy("domains.fraud.pipeline:acquire"),
     gate_suite=lazy("domains.fraud.checks:gate_suite"),
     prepare=lazy("domains.fraud.pipeline:prepare"),
-    train=lazy("domains.fraud.models:train_models"),
+    train=lazy("domains.fraud.train:train_models"),
     evaluate=lazy("domains.fraud.evaluate:evaluate_models"),
     scoring=ScoringSpec(
         sources=("handbook", "ulb"),

@@ -17,7 +17,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from domains.common.contract import Evaluation, Figure
 from domains.common.figures import confusion_figure, training_curve_figure
 from domains.fraud.metrics import score_metrics
-from domains.fraud.models import MODELS, load_split, score_all
+from domains.fraud.train import MODELS, load_split, score_all
 from domains.fraud.params import FraudParams
 
 CURVE_POINTS = 200  # enough for a smooth curve, small enough for DVC plots

@@ -1,8 +1,8 @@
 """Medical imaging: MedMNIST-style images (synthetic, medmnist .npz, image-folder); a ResNet-style CNN
 from scratch against scikit-learn baselines on the pixels."""
 
-from domains.common.classification import DIRECTIONS
-from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, lazy
+from domains.common.classification import DIRECTIONS, RANGES
+from domains.common.contract import UNIT, DomainSpec, MetricContract, ScoringSpec, lazy
 from domains.medical.params import MedicalParams
 
 SOURCES = ("synthetic", "medmnist", "image-folder")
@@ -14,11 +14,12 @@ DOMAIN = DomainSpec(
     sources=SOURCES,
     metric=MetricContract(primary="auroc", higher_is_better={
         **DIRECTIONS, **{f"{m}_at_threshold": True for m in ("accuracy", "sensitivity", "specificity", "f1")}},
-        intervals={"auroc": "auroc", "accuracy": "accuracy"}),
+        intervals={"auroc": "auroc", "accuracy": "accuracy"},
+        ranges={**RANGES, **{f"{m}_at_threshold": UNIT for m in ("accuracy", "sensitivity", "specificity", "f1")}}),
     acquire=lazy("domains.medical.pipeline:acquire"),
     gate_suite=lazy("domains.medical.checks:gate_suite"),
     prepare=lazy("domains.medical.pipeline:prepare"),
-    train=lazy("domains.medical.models:train_models"),
+    train=lazy("domains.medical.train:train_models"),
     evaluate=lazy("domains.medical.evaluate:evaluate_models"),
     scoring=ScoringSpec(
         sources=("medmnist", "image-folder"),  # synthetic writes a MedMNIST .npz: its format first

@@ -16,7 +16,7 @@ import pandas as pd
 from domains.common.classification import auroc, classification_metrics, decide, roc_rows, youden_threshold
 from domains.common.contract import Evaluation, Figure
 from domains.common.figures import confusion_figure, reliability_figure, roc_figure, training_curve_figure
-from domains.medical.models import CNN, HISTORY, TIMES, load_cnn, model_file, score_all
+from domains.medical.train import CNN, HISTORY, TIMES, load_cnn, model_file, score_all
 from domains.medical.params import MedicalParams
 from domains.medical.pipeline import TRUTH, load_prepared
 from domains.medical.saliency import grad_cam

@@ -14,6 +14,7 @@ DIRECTIONS: dict[str, bool] = {
     "ndcg_over_popularity": True,  # NDCG@10 / the popularity ranking's: above 1, better than a bestseller list
     "fit_seconds": False, "predict_seconds": False,
 }
+RANGES = {m: (0.0, 1.0) for m in (f"precision_at_{K}", f"recall_at_{K}", f"ndcg_at_{K}", f"map_at_{K}", "coverage")}
 ACCURACY = tuple(m for m in DIRECTIONS if not m.endswith("_seconds"))  # reproducible for a seed; times are not
 
 

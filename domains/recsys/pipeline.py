@@ -66,7 +66,15 @@ def prepare(p: RecsysParams, table: pd.DataFrame, acquire_dir: Path, out_dir: Pa
     profile["holdout"] = {"users": int(ratings.loc[ratings["holdout"], "user_id"].nunique()),
                           "ratings": int(ratings["holdout"].sum())}
     profile["fold_sizes"] = ratings["fold"].value_counts().sort_index().tolist()
+    # The declared scale travels with the data: training reads it here, so no other gate param retrains it.
+    profile["scale"] = [p.gate.rating_min, p.gate.rating_max]
     (out_dir / PROFILE).write_text(json.dumps(profile, indent=2))
+
+
+def rating_scale(prepared_dir: Path) -> tuple[float, float]:
+    """The rating scale declared when the data was prepared (recsys.gate.rating_min, rating_max)."""
+    low, high = json.loads((prepared_dir / PROFILE).read_text())["scale"]
+    return float(low), float(high)
 
 
 def noise_floor(ratings: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:

@@ -23,7 +23,7 @@ def small_defects_params() -> dict:
     params["gate"].update(min_train_good=10)
     params["prepare"].update(image_size=48)
     params["train"].update(epochs=2, width=4, num_threads=1, baseline_patches_per_image=40, baseline_components=6)
-    params["evaluate"].update(thresholds_min={"image_auroc": 0.0}, overlays=2)
+    params["evaluate"].update(thresholds_min={"image_auroc": 0.0}, baselines=[], overlays=2)
     return params
 
 
