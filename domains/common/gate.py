@@ -338,7 +338,7 @@ def _strip_volatile(docs_dir: Path) -> None:
     """GX stamps its pages with build and load times and random element ids: times go, ids are numbered in order."""
     fixed = _GX_RUN_TIME.strftime("%Y%m%dT%H%M%S.%fZ")
     for page in docs_dir.rglob("*.html"):
-        text, ids = page.read_text(encoding="utf-8"), {}
+        text, ids = page.read_text(encoding="utf-8"), dict[str, str]()
 
         def stable(match: re.Match) -> str:
             if match.group(1):
