@@ -16,8 +16,13 @@ class DefectsDataParams(DataParams):
 
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="share of the good training images held out to choose "
                                 "the decision threshold (and to validate the torch model); seeded")
-    test_good_fraction: float = Field(0.3, gt=0, lt=0.9, description="magnetic-tile only: share of MT_Free tested "
-                                      "(the rest is trained on); every defect image is tested")
+    split: Literal["published", "seeded"] = Field("published", description="magnetic-tile only: 'published' "
+                                                  "(DifferNet's 761 MT_Free training names, the rest tested) or "
+                                                  "'seeded' (test_good_fraction of MT_Free tested)")
+    train_list: str | None = Field(None, description="magnetic-tile, published split: the file of MT_Free training "
+                                   "names; default: <path>/differnet_train_filenames.txt")
+    test_good_fraction: float = Field(0.3, gt=0, lt=0.9, description="magnetic-tile, seeded split: share of MT_Free "
+                                      "tested (the rest is trained on); every defect image is tested")
 
 
 class SyntheticParams(StrictModel):
