@@ -20,7 +20,7 @@ from domains.defects.loaders import GOOD
 from domains.defects.metrics import image_metrics, image_scores, per_type_auroc, pixel_auroc
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, INFO, ITEMS, MASKS
-from domains.defects.train import HISTORY, SEGMENTER, THRESHOLDS, TIMES, load_model, score_maps
+from domains.defects.train import HISTORY, THRESHOLDS, TIMES, TORCH_MODELS, load_model, score_maps
 
 NEAR_CHANCE = 0.6  # image AUROC under this: the model barely ranks defective above good images
 
@@ -60,8 +60,8 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         comparison_figure(images, masks if info["pixel_metrics"] else None, labels, maps, scores, thresholds, GOOD),
     ]
     history = json.loads((train_dir / HISTORY).read_text())
-    if SEGMENTER in history:
-        figures.append(training_curve_figure(history[SEGMENTER], "validation pixel AP on pasted anomalies", SEGMENTER))
+    for name in (n for n in TORCH_MODELS if n in history):
+        figures.append(training_curve_figure(history[name], "validation pixel AP on simulated anomalies", name))
     plots = {"roc_curve": roc_rows(defective.astype(int), as_columns),
              "per_type_auroc": per_type.melt(id_vars=["defect_type", "images"], var_name="model", value_name="auroc")}
     tables = {"per_type_auroc": per_type, "test_images": _test_table(items)}

@@ -61,7 +61,11 @@ class PrepareParams(StrictModel):
 
 
 class DefectsTrainParams(TrainerParams):
-    """The torch segmenter (shared trainer keys + its own), the scikit-learn baseline, the optional feature model."""
+    """The torch models (shared trainer keys + their own), the scikit-learn baseline, the optional PatchCore."""
+
+    models: list[Literal["patch_gaussian", "segmenter", "draem"]] = Field(
+        default_factory=lambda: ["patch_gaussian", "segmenter", "draem"], min_length=1,
+        description="models trained from scratch (PatchCore joins when backbone_weights names a file)")
 
     width: int = Field(16, ge=4, description="channels of the segmenter's first stage (doubled at each of 3 stages)")
     crop: int | None = Field(None, ge=16, description="train on random square crops of this size (the network is "
@@ -69,6 +73,15 @@ class DefectsTrainParams(TrainerParams):
     anomaly_share: float = Field(0.5, gt=0, le=1, description="share of each training batch given a pasted anomaly")
     val_anomalies: int = Field(2, ge=1, description="validation: copies of each held-out good image with a pasted "
                                "anomaly (seeded), scored against the images as they are")
+    draem_width: int = Field(8, ge=2, description="DRAEM: channels of the reconstructive network's first stage "
+                             "(the discriminative network gets half); the paper's: 128")
+    draem_size: int | None = Field(None, ge=32, description="DRAEM: the square resolution both networks work at "
+                                   "(maps are upsampled to prepare.image_size); default: prepare.image_size; paper: 256")
+    draem_sources: list[Literal["texture", "image"]] = Field(default_factory=lambda: ["texture", "image"], min_length=1,
+                                                              description="DRAEM: what fills a simulated anomaly: "
+                                                              "generated textures, other training images")
+    draem_foreground: bool = Field(True, description="DRAEM: anomalies only where an image differs from its border "
+                                   "(an object's foreground); textures, all foreground, are unaffected")
     baseline_patch: int = Field(8, ge=2, description="baseline: side of the patches its PCA reconstructs")
     baseline_components: int = Field(12, ge=1, description="baseline: principal components kept")
     baseline_patches_per_image: int = Field(400, ge=10, description="baseline: patches sampled per training image")
@@ -92,6 +105,14 @@ class DefectsParams(DomainParams):
     prepare: PrepareParams = PrepareParams()
     train: DefectsTrainParams = DefectsTrainParams()
     evaluate: DefectsEvaluateParams
+
+    @model_validator(mode="after")
+    def _candidate_is_trained(self) -> "DefectsParams":
+        trained = [*self.train.models, *(["patchcore"] if self.train.backbone_weights else [])]
+        if self.evaluate.candidate not in trained:
+            raise ValueError(f"evaluate.candidate: '{self.evaluate.candidate}' is not trained "
+                             f"(train.models and backbone_weights give {', '.join(trained)})")
+        return self
 
     @model_validator(mode="after")
     def _crop_fits(self) -> "DefectsParams":
