@@ -26,8 +26,13 @@ class DefectsDataParams(DataParams):
 
 
 class SyntheticParams(StrictModel):
-    """Textured surfaces (grain, gradients, noise) with injected defects, written in MVTec AD's layout."""
+    """Textured surfaces (grain, gradients, noise) or parts on a background, with injected defects, written
+    in MVTec AD's layout."""
 
+    category: Literal["surface", "part"] = Field("surface", description="surface: a texture filling the image; "
+                                                 "part: an object on a background at a random pose, defects on it")
+    pose_shift: float = Field(0.06, ge=0, le=0.15, description="part: the largest shift of its centre, as a share "
+                              "of the side (it is also turned by any angle)")
     image_size: int = Field(128, ge=32, le=1024, description="square images of this many pixels a side")
     channels: Literal[1, 3] = Field(1, description="1: grey (PNG 'L'); 3: tinted RGB")
     n_train: int = Field(200, ge=2, description="good images in train/good")
