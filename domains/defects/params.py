@@ -90,8 +90,9 @@ class DefectsTrainParams(TrainerParams):
     baseline_patch: int = Field(8, ge=2, description="baseline: side of the patches its PCA reconstructs")
     baseline_components: int = Field(12, ge=1, description="baseline: principal components kept")
     baseline_patches_per_image: int = Field(400, ge=10, description="baseline: patches sampled per training image")
-    backbone_weights: str | None = Field(None, description="a local torchvision ResNet-18 state dict (ImageNet "
-                                         "weights): adds the PatchCore feature model; nothing is downloaded")
+    backbone_weights: str | None = Field(None, description="adds PatchCore: torchvision's ImageNet state dict file "
+                                         "(resnet18-*.pth or wide_resnet50_2-*.pth), or 'resnet18' / "
+                                         "'wide_resnet50_2' to take it from torch's hub cache; nothing is downloaded")
     memory_bank: int = Field(4000, ge=10, description="feature model: patch features kept (a random subsample)")
     score_pool: float = Field(0.04, ge=0, lt=0.5, description="image score: the maximum of the anomaly map after a "
                               "box filter of this share of the image side (0: the raw maximum)")

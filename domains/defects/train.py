@@ -4,7 +4,7 @@ Models (all score anomaly maps at the prepared resolution; see their modules):
 - patch_gaussian: the scikit-learn baseline (a Gaussian per patch position over PCA features);
 - segmenter: a torch model that segments pasted anomalies, through the shared trainer;
 - draem: DRAEM's reconstructive and discriminative sub-networks, through the shared trainer;
-- patchcore: only with `train.backbone_weights` (a local ImageNet ResNet-18 file).
+- patchcore: only with `train.backbone_weights` (a local ImageNet ResNet-18 or Wide ResNet-50-2 file).
 An image's score is the maximum of its smoothed map; a model's threshold is the
 `train.threshold_quantile` of the held-out good images' scores.
 """
@@ -27,7 +27,7 @@ from domains.common.items import SPLIT
 from domains.common.trainer import seed_everything
 from domains.defects.draem import draem_maps, load_draem, save_draem, train_draem
 from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_maps
-from domains.defects.features import fit_patchcore, load_patchcore, patchcore_maps, save_patchcore
+from domains.defects.patchcore import fit_patchcore, load_backbone, load_patchcore, patchcore_maps, save_patchcore
 from domains.defects.metrics import image_scores, threshold_on_good
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, ITEMS
@@ -74,12 +74,14 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
     t = p.train
     # Deterministic mode's first call imports torch's compiler stack (seconds): not inside a timed fit.
     seed_everything(p.seed, t.deterministic, t.num_threads)
+    # The backbone file is read first: a wrong or truncated file stops the stage before any model is fit.
+    backbone = load_backbone(t.backbone_weights) if t.backbone_weights else None
     fitters: dict[str, Callable[[], Any]] = {
         BASELINE: lambda: fit_patch_gaussian(train, t.baseline_patch, t.baseline_components,
                                              t.baseline_patches_per_image, p.seed),
         SEGMENTER: lambda: train_segmenter(train, val, t, p.seed, env),
         DRAEM: lambda: train_draem(train, val, t, p.seed, env),
-        PATCHCORE: lambda: fit_patchcore(train, t.backbone_weights or "", t.memory_bank, p.seed),
+        PATCHCORE: lambda: fit_patchcore(train, backbone, t.memory_bank, p.seed),
     }
     savers: dict[str, Callable[[Any, Path], None]] = {BASELINE: joblib.dump, SEGMENTER: save_segmenter,
                                                       DRAEM: save_draem, PATCHCORE: save_patchcore}
