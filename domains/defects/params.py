@@ -79,12 +79,16 @@ class DefectsTrainParams(TrainerParams):
     val_anomalies: int = Field(2, ge=1, description="validation: copies of each held-out good image with a pasted "
                                "anomaly (seeded), scored against the images as they are")
     draem_width: int = Field(8, ge=2, description="DRAEM: channels of the reconstructive network's first stage "
-                             "(the discriminative network gets half); the paper's: 128")
+                             "(the discriminative network gets half, at least 4); the paper's: 128")
     draem_size: int | None = Field(None, ge=32, description="DRAEM: the square resolution both networks work at "
                                    "(maps are upsampled to prepare.image_size); default: prepare.image_size; paper: 256")
     draem_sources: list[Literal["texture", "image"]] = Field(default_factory=lambda: ["texture", "image"], min_length=1,
                                                               description="DRAEM: what fills a simulated anomaly: "
                                                               "generated textures, other training images")
+    draem_focal_weight: float = Field(1.0, gt=0, description="DRAEM: weight of the focal (segmentation) loss "
+                                      "against L2 + SSIM; paper: 1")
+    draem_dice_weight: float = Field(0.0, ge=0, description="DRAEM: weight of a soft Dice term on the segmentation; "
+                                     "paper: 0 (none)")
     draem_foreground: bool = Field(True, description="DRAEM: anomalies only where an image differs from its border "
                                    "(an object's foreground); textures, all foreground, are unaffected")
     baseline_patch: int = Field(8, ge=2, description="baseline: side of the patches its PCA reconstructs")
