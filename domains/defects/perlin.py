@@ -125,7 +125,7 @@ def textures(n: int, channels: int, height: int, width: int, generator: torch.Ge
     return out
 
 
-def foreground_masks(x: torch.Tensor, threshold: float = 0.08, min_share: float = 0.02,
+def foreground_masks(x: torch.Tensor, threshold: float = 0.15, min_share: float = 0.02,
                      max_share: float = 0.9) -> torch.Tensor:
     """(n, 1, H, W): where an image differs from its border (the background an object lies on).
 

@@ -27,10 +27,18 @@ def small_defects_params() -> dict:
     return params
 
 
-def write_small_mvtec(root: Path, seed: int = 1, size: int = 48, channels: int = 1, types=("crack", "missing")) -> Path:
+def with_draem(params: dict, category: str) -> dict:
+    """The small params with DRAEM at a tiny size among the models, on the `category` synthetic category."""
+    params["synthetic"].update(category=category)
+    params["train"].update(models=["patch_gaussian", "segmenter", "draem"], draem_width=4)
+    return params
+
+
+def write_small_mvtec(root: Path, seed: int = 1, size: int = 48, channels: int = 1, types=("crack", "missing"),
+                      category: str = "surface") -> Path:
     """A small MVTec category folder (the synthetic generator's layout): 20 train, 4 good and 2 x 2 defective tests."""
     params = SyntheticParams(image_size=size, channels=channels, n_train=20, n_test_good=4, n_test_per_type=2,
-                             defect_types=list(types))
+                             defect_types=list(types), category=category)
     return write_mvtec(params, seed, root)
 
 

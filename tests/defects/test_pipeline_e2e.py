@@ -1,4 +1,6 @@
-"""End to end in a throwaway copy of the repository: `dvc repro report@defects` at a small size."""
+"""End to end in a throwaway copy of the repository: `dvc repro report@defects` at a small size, on the
+synthetic surface category with every model trained from scratch (DRAEM at a tiny size); test_score.py
+runs the part category, with DRAEM as the champion."""
 
 from __future__ import annotations
 
@@ -9,14 +11,14 @@ import pytest
 
 from domains.common.paths import STAGES
 from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, stages_ran
-from tests.defects.conftest import small_defects_params
+from tests.defects.conftest import small_defects_params, with_draem
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    return copy_repo_with(tmp_path_factory.mktemp("repo"), "defects", small_defects_params())
+    return copy_repo_with(tmp_path_factory.mktemp("repo"), "defects", with_draem(small_defects_params(), "surface"))
 
 
 
@@ -27,23 +29,27 @@ def test_cold_repro_produces_every_output(repo):
     for rel in ["acquire/table.parquet", "acquire/mvtec/train/good/000.png", "acquire/mvtec/ground_truth/crack/000_mask.png",
                 "validate/validated.parquet", "validate/quarantine.parquet", "validate/gate.json", "validate/gate.html",
                 "prepare/images.npy", "prepare/masks.npy", "prepare/items.parquet", "prepare/info.json",
-                "train/patch_gaussian.joblib", "train/segmenter.pt", "train/thresholds.json", "train/times.json",
+                "train/patch_gaussian.joblib", "train/segmenter.pt", "train/draem.pt", "train/thresholds.json", "train/times.json",
                 "train/history.json", "evaluate/metrics.json", "evaluate/decision.json",
                 "evaluate/plots/roc_curve.csv", "evaluate/plots/per_type_auroc.csv",
                 "evaluate/tables/per_type_auroc.csv", "evaluate/tables/test_images.csv",
                 "report/report.html", "report/report.md", "report/provenance.json"]:
         assert (data / rel).is_file(), rel
     metrics = json.loads((data / "evaluate/metrics.json").read_text())
-    assert set(metrics) == {"patch_gaussian", "segmenter"}
+    assert set(metrics) == {"patch_gaussian", "segmenter", "draem"}
     assert {"image_auroc", "pixel_auroc", "f1", "precision", "recall", "threshold", "fit_seconds", "images_per_second",
-            "auroc_scratch", "auroc_spot", "auroc_crack", "auroc_missing"} == set(metrics["segmenter"])
+            "auroc_scratch", "auroc_spot", "auroc_crack", "auroc_missing"} == set(metrics["segmenter"]) == set(metrics["draem"])
     assert json.loads((data / "validate/gate.json").read_text())["verdict"] == "pass"
     assert json.loads((data / "evaluate/decision.json").read_text())["candidate"] == "segmenter"
     html = (data / "report/report.html").read_text()
     assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
     for title in ("ROC curves", "Image scores per defect type", "Anomaly maps of segmenter",
-                  "Every model on the same defects", "segmenter training curve", "Per type auroc"):
+                  "Every model on the same defects", "segmenter training curve", "draem training curve",
+                  "Per type auroc"):
         assert title in html, title
+    summary = html[html.index("<h2>Summary</h2>"):html.index("<h2>Metrics")]
+    for name, m in metrics.items():  # a model near chance is named next to the decision, and only then
+        assert (f"{name}{' (the candidate)' if name == 'segmenter' else ''} is near chance" in summary) == (m["image_auroc"] < 0.6)
     assert "pixel_auroc" in run(["dvc", "metrics", "show"], repo).stdout
 
 
