@@ -69,7 +69,7 @@ class DefectsTrainParams(TrainerParams):
     """The torch models (shared trainer keys + their own), the scikit-learn baseline, the optional PatchCore."""
 
     models: list[Literal["patch_gaussian", "segmenter", "draem"]] = Field(
-        default_factory=lambda: ["patch_gaussian", "segmenter", "draem"], min_length=1,
+        default_factory=lambda: ["patch_gaussian", "segmenter"], min_length=1,
         description="models trained from scratch (PatchCore joins when backbone_weights names a file)")
 
     width: int = Field(16, ge=4, description="channels of the segmenter's first stage (doubled at each of 3 stages)")
@@ -80,14 +80,14 @@ class DefectsTrainParams(TrainerParams):
                                "anomaly (seeded), scored against the images as they are")
     draem_width: int = Field(8, ge=2, description="DRAEM: channels of the reconstructive network's first stage "
                              "(the discriminative network gets half, at least 4); the paper's: 128")
-    draem_size: int | None = Field(None, ge=32, description="DRAEM: the square resolution both networks work at "
+    draem_size: int | None = Field(64, ge=32, description="DRAEM: the square resolution both networks work at "
                                    "(maps are upsampled to prepare.image_size); default: prepare.image_size; paper: 256")
     draem_sources: list[Literal["texture", "image"]] = Field(default_factory=lambda: ["texture", "image"], min_length=1,
                                                               description="DRAEM: what fills a simulated anomaly: "
                                                               "generated textures, other training images")
-    draem_focal_weight: float = Field(1.0, gt=0, description="DRAEM: weight of the focal (segmentation) loss "
+    draem_focal_weight: float = Field(10.0, gt=0, description="DRAEM: weight of the focal (segmentation) loss "
                                       "against L2 + SSIM; paper: 1")
-    draem_dice_weight: float = Field(0.0, ge=0, description="DRAEM: weight of a soft Dice term on the segmentation; "
+    draem_dice_weight: float = Field(0.5, ge=0, description="DRAEM: weight of a soft Dice term on the segmentation; "
                                      "paper: 0 (none)")
     draem_foreground: bool = Field(True, description="DRAEM: anomalies only where an image differs from its border "
                                    "(an object's foreground); textures, all foreground, are unaffected")

@@ -30,7 +30,7 @@ def small_defects_params() -> dict:
 def with_draem(params: dict, category: str) -> dict:
     """The small params with DRAEM at a tiny size among the models, on the `category` synthetic category."""
     params["synthetic"].update(category=category)
-    params["train"].update(models=["patch_gaussian", "segmenter", "draem"], draem_width=4)
+    params["train"].update(models=["patch_gaussian", "segmenter", "draem"], draem_width=4, draem_size=32)
     return params
 
 

@@ -98,7 +98,7 @@ def test_training_through_the_shared_trainer_is_deterministic(tmp_path):
     rng = np.random.default_rng(0)
     train = rng.integers(90, 160, (8, 1, 32, 32), dtype=np.uint8)
     val = rng.integers(90, 160, (2, 1, 32, 32), dtype=np.uint8)
-    p = DefectsTrainParams(epochs=2, batch_size=4, draem_width=4, num_threads=1, patience=2)
+    p = DefectsTrainParams(epochs=2, batch_size=4, draem_width=4, draem_size=None, num_threads=1, patience=2)
     model, history = train_draem(train, val, p, 0, TrainEnv(tmp_path / "a", "x"))
     again, _ = train_draem(train, val, p, 0, TrainEnv(tmp_path / "b", "x"))
     assert len(history.epochs) == 2 and 0 <= history.best_score <= 1
