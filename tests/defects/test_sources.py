@@ -61,3 +61,16 @@ def test_patchcore_joins_when_a_weights_file_is_named(defects_root, capsys):
     out = _run_all(defects_root, section, capsys)
     assert set(out["metrics"]) == {"patch_gaussian", "segmenter", "patchcore"}
     assert 0 <= out["metrics"]["patchcore"]["image_auroc"] <= 1
+    # a truncated file, or another architecture: one line, and no model at all (the file is read first)
+    capsys.readouterr()
+    for bad, expected in ((weights.read_bytes()[:4096], "not a readable torch state dict, truncated"),
+                          (None, "not a torchvision ResNet state dict; backbone_weights takes resnet18 or wide_resnet50_2")):
+        if bad is not None:
+            weights.write_bytes(bad)
+        else:
+            torch.save({"conv1.weight": torch.zeros(1)}, weights)
+        assert main(["stage", "train", "defects"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
+        train_dir = defects_root / "data" / "defects" / "train"
+        assert not train_dir.exists() or not any(train_dir.iterdir())  # no model, no threshold
