@@ -62,11 +62,23 @@ def fraud_batches(folder: Path) -> dict[str, Path]:
 
 def score_in_process(domain: str, repo: Path, monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, str]:
     """`aiflow score <domain> ...` in this process (no interpreter start-up): exit code and stderr."""
+    proc = aiflow_in_process(repo, monkeypatch, capsys, "score", domain, *args)
+    return proc.returncode, proc.stderr
+
+
+def aiflow_in_process(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys, *args: str,
+                      check: bool = False) -> subprocess.CompletedProcess:
+    """`aiflow ...` run in this process on `repo`, as a finished process (exit code, stdout, stderr): what the
+    command line does, without the ten-odd seconds of interpreter and library start-up per call."""
     from aiflow.cli import main
 
     monkeypatch.setenv("AIFLOW_ROOT", str(repo))
-    code = main(["score", domain, *args])
-    return code, capsys.readouterr().err
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    proc = subprocess.CompletedProcess(["aiflow", *map(str, args)], code, out.out, out.err)
+    if check and code != 0:
+        raise AssertionError(f"aiflow {' '.join(map(str, args))} exited {code}\n{out.out}\n{out.err}")
+    return proc
 
 
 def read_scores(out: Path) -> tuple[Any, dict]:
@@ -195,6 +207,41 @@ def copy_repo_with(dest: Path, domain: str, section: dict) -> Path:
     root = copy_repo(dest)
     set_domain_params(root, domain, section)
     run([*GIT, "commit", "-qam", f"{domain} params"], root)
+    return root
+
+
+_BUILT: dict[str, tuple[Path, subprocess.CompletedProcess]] = {}
+
+
+def built_repo(tmp_path_factory: pytest.TempPathFactory, domain: str, section: dict) -> tuple[Path, subprocess.CompletedProcess]:
+    """One cold `dvc repro report@<domain>` per domain and params in the whole session, with what it printed.
+
+    Never changed once built: tests get a copy (`trained_copy`), so each module still starts from a cold
+    build's outputs while the suite pays for the training once instead of once per module.
+    """
+    key = f"{domain}-{hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:12]}"
+    if key not in _BUILT:
+        root = copy_repo_with(tmp_path_factory.mktemp(f"built-{domain}"), domain, section)
+        _BUILT[key] = (root, run(["dvc", "repro", f"report@{domain}"], root))
+    return _BUILT[key]
+
+
+def trained_copy(tmp_path_factory: pytest.TempPathFactory, domain: str, section: dict, **changes: dict) -> Path:
+    """A copy of the session's trained repository for `section` (git history, DVC cache and outputs included).
+
+    `changes` update sub-sections of the domain's params (e.g. `evaluate={"candidate": "ensemble"}`): they are
+    committed and `dvc repro` brings the copy up to date, rerunning only the stages they concern.
+    """
+    built, _ = built_repo(tmp_path_factory, domain, section)
+    root = tmp_path_factory.mktemp(f"trained-{domain}") / "repo"
+    shutil.copytree(built, root, symlinks=True)
+    if changes:
+        changed = copy.deepcopy(section)
+        for key, values in changes.items():
+            changed[key].update(values)
+        set_domain_params(root, domain, changed)
+        run([*GIT, "commit", "-qam", f"{domain} params for this module"], root)
+        run(["dvc", "repro", f"report@{domain}"], root)
     return root
 
 

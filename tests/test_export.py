@@ -10,15 +10,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import copy_repo_with, run, small_fraud_params
+from tests.conftest import run, small_fraud_params, trained_copy
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def fraud_export(tmp_path_factory) -> dict:
-    repo = copy_repo_with(tmp_path_factory.mktemp("export-fraud"), "fraud", small_fraud_params())
-    run(["dvc", "repro", "report@fraud"], repo)
+    repo = trained_copy(tmp_path_factory, "fraud", small_fraud_params())
     before_promotion = run(["aiflow", "export", "fraud"], repo, check=False)
     written_before_promotion = (repo / "data" / "fraud" / "exports").exists()
     run(["aiflow", "champion", "promote", "fraud"], repo)

@@ -10,22 +10,23 @@ import pytest
 import yaml
 
 from domains.common.paths import STAGES
-from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, small_fraud_params, stages_ran
+from tests.conftest import (assert_noop_repro, assert_retrain_reproduces, built_repo, run, small_fraud_params, stages_ran,
+                            trained_copy)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    return copy_repo_with(tmp_path_factory.mktemp("repo"), "fraud", small_fraud_params())
+    return trained_copy(tmp_path_factory, "fraud", small_fraud_params())
 
 
 def _metrics(root: Path) -> dict:
     return json.loads((root / "data/fraud/evaluate/metrics.json").read_text())
 
 
-def test_cold_repro_produces_every_output(repo):
-    proc = run(["dvc", "repro", "report@fraud"], repo)
+def test_cold_repro_produces_every_output(repo, tmp_path_factory):
+    _, proc = built_repo(tmp_path_factory, "fraud", small_fraud_params())  # the cold run this copy was made from
     assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "fraud"
     for rel in ["acquire/table.parquet", "validate/validated.parquet", "validate/gate.json", "validate/gate.html",

@@ -13,15 +13,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import GIT, copy_repo_with, digest, fraud_batches, run, small_fraud_params
+from tests.conftest import (GIT, aiflow_in_process, copy_repo_with, digest, fraud_batches, run, small_fraud_params,
+                            trained_copy)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    root = copy_repo_with(tmp_path_factory.mktemp("repo"), "fraud", small_fraud_params())
-    run(["dvc", "repro", "report@fraud"], root)
+    root = trained_copy(tmp_path_factory, "fraud", small_fraud_params())
     run(["aiflow", "champion", "promote", "fraud"], root)
     return root
 
@@ -31,8 +31,12 @@ def batches(tmp_path_factory) -> dict[str, Path]:
     return fraud_batches(tmp_path_factory.mktemp("batches"))
 
 
-def score(repo: Path, *args: str, check: bool = True):
-    return run(["aiflow", "score", "fraud", *map(str, args)], repo, check=check)
+@pytest.fixture
+def score(monkeypatch, capsys):
+    """`aiflow score fraud <args>` on a repository, in this process."""
+    def call(repo: Path, *args, check: bool = True):
+        return aiflow_in_process(repo, monkeypatch, capsys, "score", "fraud", *args, check=check)
+    return call
 
 
 def assert_refused(proc, *expected: str) -> None:
@@ -45,7 +49,8 @@ def assert_refused(proc, *expected: str) -> None:
 
 def test_scores_new_transactions_with_the_champion(repo, batches, tmp_path):
     out = tmp_path / "scored"
-    proc = score(repo, batches["new"], "--history", batches["history"], "--out", out)
+    # The command line itself, as a user runs it; the other tests call the same entry point in-process.
+    proc = run(["aiflow", "score", "fraud", str(batches["new"]), "--history", str(batches["history"]), "--out", str(out)], repo)
     assert "scored" in proc.stdout and "with v1 (mlp)" in proc.stdout
     predictions = pd.read_parquet(out / "predictions.parquet")
     new = pd.read_csv(batches["new"])
@@ -64,19 +69,19 @@ def test_scores_new_transactions_with_the_champion(repo, batches, tmp_path):
     assert "Drift" in html and "data:image/png;base64," in html and "no labels" in html
 
 
-def test_labelled_batch_gets_a_shadow_evaluation(repo, batches, tmp_path):
+def test_labelled_batch_gets_a_shadow_evaluation(repo, batches, tmp_path, score):
     score(repo, batches["labelled"], "--history", batches["history"], "--out", tmp_path / "s")
     shadow = json.loads((tmp_path / "s" / "manifest.json").read_text())["shadow_metrics"]
     assert 0.5 < shadow["auroc"] <= 1 and 0 < shadow["average_precision"] <= 1
 
 
-def test_scoring_twice_gives_identical_bytes(repo, batches, tmp_path):
+def test_scoring_twice_gives_identical_bytes(repo, batches, tmp_path, score):
     for name in ("a", "b"):
         score(repo, batches["new"], "--history", batches["history"], "--out", tmp_path / name)
     assert digest(tmp_path / "a" / "predictions.parquet") == digest(tmp_path / "b" / "predictions.parquet")
 
 
-def test_without_history_rows_are_marked_short(repo, batches, tmp_path):
+def test_without_history_rows_are_marked_short(repo, batches, tmp_path, score):
     proc = score(repo, batches["new"], "--out", tmp_path / "s", "--csv", check=False)
     if proc.returncode == 0:  # warm-up days missing from the windows: marked, or blocked as drift
         predictions = pd.read_csv(tmp_path / "s" / "predictions.csv")
@@ -86,7 +91,7 @@ def test_without_history_rows_are_marked_short(repo, batches, tmp_path):
         assert not (tmp_path / "s").exists()
 
 
-def test_quarantined_rows_are_in_the_output_without_a_score(repo, batches, tmp_path):
+def test_quarantined_rows_are_in_the_output_without_a_score(repo, batches, tmp_path, score):
     new = pd.read_csv(batches["new"])
     new.loc[new.index[:2], "TX_AMOUNT"] = 0.0  # $0 authorisations: quarantined by the training gate's rule
     file = tmp_path / "zero.csv"
@@ -98,7 +103,7 @@ def test_quarantined_rows_are_in_the_output_without_a_score(repo, batches, tmp_p
     assert held["quarantine_reason"].str.contains("tx_amount:nonzero").all()
 
 
-def test_a_drifted_batch_is_blocked_and_writes_nothing(repo, batches, tmp_path):
+def test_a_drifted_batch_is_blocked_and_writes_nothing(repo, batches, tmp_path, score):
     new = pd.read_csv(batches["new"])
     new["TX_AMOUNT"] = new["TX_AMOUNT"] * 3 + 100
     file = tmp_path / "drifted.csv"
@@ -111,7 +116,7 @@ def test_a_drifted_batch_is_blocked_and_writes_nothing(repo, batches, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing_column", "empty", "ratings_file", "unknown_source", "out_is_input",
                                   "unknown_version"])
-def test_bad_input_stops_with_one_line(repo, batches, tmp_path, case):
+def test_bad_input_stops_with_one_line(repo, batches, tmp_path, case, score):
     new = pd.read_csv(batches["new"])
     file, extra, expected = tmp_path / "batch.csv", [], ""
     if case == "missing_column":
@@ -139,7 +144,7 @@ def test_bad_input_stops_with_one_line(repo, batches, tmp_path, case):
     assert not (repo / "data" / "fraud" / "scores" / "batch").exists()
 
 
-def test_a_model_altered_in_the_cache_is_refused_before_loading(repo, batches, tmp_path):
+def test_a_model_altered_in_the_cache_is_refused_before_loading(repo, batches, tmp_path, score):
     champion = json.loads((repo / "registry" / "fraud.json").read_text())["champion"]
     listing = json.loads(_cached(repo, champion["train_md5"]).read_text())
     entry = next(e for e in listing if e["relpath"] == "hgb.joblib")
@@ -155,7 +160,7 @@ def test_a_model_altered_in_the_cache_is_refused_before_loading(repo, batches, t
         cached.write_bytes(original)
 
 
-def test_a_champion_missing_from_cache_and_remote_is_refused(repo, batches, tmp_path):
+def test_a_champion_missing_from_cache_and_remote_is_refused(repo, batches, tmp_path, score):
     registry_file = repo / "registry" / "fraud.json"
     original = registry_file.read_text()
     registry = json.loads(original)
@@ -169,13 +174,13 @@ def test_a_champion_missing_from_cache_and_remote_is_refused(repo, batches, tmp_
     assert not (tmp_path / "s").exists()
 
 
-def test_no_champion_says_how_to_get_one(tmp_path, batches):
+def test_no_champion_says_how_to_get_one(tmp_path, batches, score):
     root = copy_repo_with(tmp_path / "fresh", "fraud", small_fraud_params())
     proc = score(root, batches["new"], check=False)
     assert_refused(proc, "no champion yet", "aiflow champion promote fraud")
 
 
-def test_second_clone_fetches_the_champion_from_the_remote(repo, batches, tmp_path):
+def test_second_clone_fetches_the_champion_from_the_remote(repo, batches, tmp_path, score):
     remote = tmp_path / "remote"
     run(["dvc", "remote", "add", "-f", "-d", "local", str(remote)], repo)
     run(["dvc", "push", "train@fraud"], repo)

@@ -203,7 +203,7 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
     f32_metric = metric(exportable.labels, predict(f32_session, model, model.test))
     q_metric = metric(exportable.labels, predict(session, model, model.test))
     change = q_metric - f32_metric
-    figures = {
+    figures: dict[str, Any] = {
         "method": "static QDQ, calibrated on training items" if model.quantize == "static" else "dynamic (weights int8)",
         "size_ratio": file.stat().st_size / f32_file.stat().st_size,
         "size_bytes": {"float32": f32_file.stat().st_size, "int8": file.stat().st_size},
@@ -373,6 +373,7 @@ def from_torch(module: Any, example: tuple[Any, ...], input_names: list[str], ou
     with _quiet():
         program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
                                     dynamic_shapes=shapes, dynamo=True, opset_version=OPSET, external_data=False)
+    assert program is not None  # the dynamo exporter always returns its program
     proto = program.model_proto
     # The exporter annotates every node and value with its Python stack trace (this machine's file paths):
     # debugging aids, a third of a small model's bytes, and nothing a runtime reads.

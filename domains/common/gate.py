@@ -274,7 +274,7 @@ def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], sev
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    actions = []
+    actions: list[gx.checkpoint.ValidationAction] = []
     if docs_dir is not None:
         context.add_data_docs_site(site_name="gate", site_config={
             "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
@@ -290,6 +290,7 @@ def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], sev
     results = []
     for r in outcome.results:
         config = r.expectation_config
+        assert config is not None  # every result of a suite run names its expectation
         name = str(config.meta.get("check")) if config.meta and "check" in config.meta else _gx_name(config)
         kwargs = {k: v for k, v in config.kwargs.items()
                   if k not in ("column", "batch_id", "row_condition", "condition_parser") and v is not None}

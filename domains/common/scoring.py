@@ -256,8 +256,8 @@ def _score_figure(scores: np.ndarray, reference: dict[str, Any] | None) -> str:
     if reference and reference["kind"] == "numeric":
         sample = np.asarray(reference["sample"])
         bins = np.linspace(min(bins[0], sample.min()), max(bins[-1], sample.max()) + 1e-9, 30)
-        ax.hist(sample, bins=bins, density=True, alpha=0.5, label="test split (reference)")
-    ax.hist(scores, bins=bins, density=True, alpha=0.5, label="this batch")
+        ax.hist(sample, bins=bins.tolist(), density=True, alpha=0.5, label="test split (reference)")
+    ax.hist(scores, bins=bins.tolist(), density=True, alpha=0.5, label="this batch")
     ax.set_xlabel("model score")
     ax.set_ylabel("density")
     ax.legend()

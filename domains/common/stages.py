@@ -79,9 +79,8 @@ def _train(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> dic
     from domains.common.provenance import device_description
 
     train = getattr(params, "train", None)
-    processes = train.processes if isinstance(train, TrainerParams) else 1
-    if processes > 1 and not distributed.active():
-        return _train_in_processes(spec.name, train, processes, root, out)
+    if isinstance(train, TrainerParams) and train.processes > 1 and not distributed.active():
+        return _train_in_processes(spec.name, train, train.processes, root, out)
     _train_here(spec, params, root, out)
     return {"device": device_description()}  # where training ran, threads included, for the report
 

@@ -75,7 +75,7 @@ def seed_everything(seed: int, deterministic: bool, num_threads: int) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         # Deterministic mode also fills each new tensor with NaN, a debugging aid that costs a quarter
         # of a step for models made of many small ops; results stay deterministic without it.
-        torch.utils.deterministic.fill_uninitialized_memory = False
+        torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]  # set on a module subclass
         torch.backends.cudnn.benchmark = False
 
 
@@ -166,7 +166,7 @@ def fit(
     seed_everything(seed + rank, params.deterministic, threads_per_process(params.num_threads, world))
     device = distributed.device(select_device(params.device))
     channels_last = channels_last and device.type == "cuda"
-    model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+    model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)  # type: ignore[call-overload]  # untyped overload
     # fused: one kernel per step instead of several per parameter (on CPU as on CUDA); same results.
     adam = torch.optim.AdamW if params.optimizer == "adamw" else torch.optim.Adam
     optimizer = adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
@@ -203,7 +203,7 @@ def fit(
     for epoch in range(start, params.epochs + 1):
         began = time.perf_counter()
         model.train()
-        total, count = 0.0, 0
+        total, count = 0.0, 0.0  # summed across processes as floats
         batches = _shuffled_batches(train, params.batch_size, shuffle, rank, world)
         if _progress_wanted() and rank == 0:
             from tqdm import tqdm

@@ -85,6 +85,9 @@ class ResNet(nn.Module):
     model with `mean`/`std` buffers, so a saved model scores raw pixels.
     """
 
+    mean: torch.Tensor  # buffer
+    std: torch.Tensor  # buffer
+
     def __init__(self, in_channels: int, num_classes: int, widths: Sequence[int], blocks: Sequence[int],
                  imagenet_stem: bool = False, dropout: float = 0.0, bottleneck_width: int = 0):
         super().__init__()

@@ -38,7 +38,7 @@ class SyntheticParams(StrictModel):
     n_train: int = Field(200, ge=2, description="good images in train/good")
     n_test_good: int = Field(40, ge=1, description="good images in test/good")
     n_test_per_type: int = Field(15, ge=1, description="defective test images of each type")
-    defect_types: list[DefectType] = Field(default_factory=lambda: ["scratch", "spot", "crack", "missing"], min_length=1)
+    defect_types: list[DefectType] = Field(["scratch", "spot", "crack", "missing"], min_length=1)
     defect_contrast: float = Field(1.0, gt=0, le=3, description="scales every defect's contrast (lower: harder)")
 
 
@@ -51,7 +51,7 @@ class DefectsGateParams(ImageGateParams):
     """
 
     consistent_shape: bool | None = Field(None, description="every image has the most common height x width x channels; "
-                                          "default: yes, except for magnetic-tile")
+                                          "default: yes, except for magnetic-tile")  # type: ignore[assignment]  # None: per source
     max_soft_mask_fraction: float | None = Field(None, ge=0, le=1, description="share of a mask's non-zero pixels "
                                                  "strictly between 0 and its maximum, at most; default: 0, magnetic-tile 1")
     min_train_good: int = Field(20, ge=1, description="good images to train on, at least")

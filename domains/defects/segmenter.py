@@ -12,6 +12,7 @@ a CPU; thin defects still light up their neighbourhood.
 
 from __future__ import annotations
 
+from typing import cast
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,7 @@ def train_segmenter(train_images: np.ndarray, val_images: np.ndarray, p: Defects
         return paste_anomalies(x, p.anomaly_share)
 
     def score(m: nn.Module) -> float:
-        return average_precision(val_masks.numpy().ravel() > 0.5, anomaly_maps(m, val_x).ravel())
+        return average_precision(val_masks.numpy().ravel() > 0.5, anomaly_maps(cast(Segmenter, m), val_x).ravel())
 
     history = fit(model, Batches(len(images), lambda rows: (images[rows], images[rows])), segmentation_loss, score,
                   p, seed, env.checkpoint_dir / "segmenter.ckpt", env.fingerprint, name="segmenter",

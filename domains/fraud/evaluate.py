@@ -83,7 +83,7 @@ def _curves_figure(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
 
 def _score_distribution(y: np.ndarray, score: np.ndarray, name: str) -> Figure:
     fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(0, 1, 41)
+    bins = np.linspace(0, 1, 41).tolist()
     ax.hist(score[y == 0], bins=bins, alpha=0.6, density=True, label="legitimate")
     ax.hist(score[y == 1], bins=bins, alpha=0.6, density=True, label="fraud")
     ax.set(xlabel="score", ylabel="density", yscale="log", title=f"Score distribution by class ({name})")

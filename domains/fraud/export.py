@@ -6,6 +6,7 @@ are computed before the graph, as `aiflow score` computes them (domains/fraud/fe
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import joblib
@@ -38,7 +39,7 @@ def export_models(p: FraudParams, model_dir: Path, prepared_dir: Path) -> Export
     x = test[names].to_numpy(np.float32)
     reference = score_all(model_dir, x)  # what evaluate scored, the same function
     feed = {"x": x}
-    models = [Convertible(name, kind, lambda name=name: from_sklearn(joblib.load(model_dir / f"{name}.joblib"), len(names)),
+    models = [Convertible(name, kind, partial(_sklearn_graph, model_dir / f"{name}.joblib", len(names)),
                           feed, reference[name], "probabilities", column=1)
               for name, kind in (("logreg", "linear"), ("hgb", "tree"))]
     mlp = _Probability(load_mlp(model_dir / "mlp.pt"))
@@ -63,3 +64,7 @@ def export_models(p: FraudParams, model_dir: Path, prepared_dir: Path) -> Export
     }
     return Exportable(models=models, labels=test["label"].to_numpy(), threshold=p.evaluate.decision_threshold,
                       class_names=["legit", "fraud"], metric="auroc", preprocessing=preprocessing)
+
+
+def _sklearn_graph(file: Path, n_features: int) -> bytes:
+    return from_sklearn(joblib.load(file), n_features)  # opened after modelstore checked its hash

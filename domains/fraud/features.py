@@ -9,6 +9,7 @@ no loop over rows, ~1.7M rows in a few seconds.
 
 from __future__ import annotations
 
+from typing import Literal
 import re
 
 import numpy as np
@@ -137,7 +138,7 @@ class _Groups:
         self.base = codes[self.order] * (len(self.times) + 1)  # ranks lie in [0, len(times)]
         self.key = self.base + self._rank(0, "left")  # non-decreasing
 
-    def _rank(self, offset: int, side: str) -> np.ndarray:
+    def _rank(self, offset: int, side: Literal["left", "right"]) -> np.ndarray:
         """searchsorted(times, t + offset) per row, in (group, time) order."""
         ranks = np.empty(len(self.t), dtype=np.int64)
         ranks[self.by_time] = np.searchsorted(self.times, self.t[self.by_time] + offset, side=side)

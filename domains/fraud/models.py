@@ -26,6 +26,9 @@ MODELS = ("logreg", "hgb", "mlp")  # every model is scored on the same test rows
 class FraudMLP(nn.Module):
     """Standardises its inputs itself (train-set statistics are buffers), outputs a fraud logit."""
 
+    mean: torch.Tensor  # buffer
+    std: torch.Tensor  # buffer
+
     def __init__(self, n_features: int, hidden: list[int], dropout: float):
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))

@@ -6,6 +6,7 @@ provider cannot run (onnxruntime #12558). Two classes: P(second class) >= 0.5 de
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import joblib
@@ -47,7 +48,7 @@ def export_models(p: MedicalParams, model_dir: Path, prepared_dir: Path) -> Expo
     models = []
     for name, kind in ((LOGREG, "linear"), (HGB, "tree")):
         estimator = joblib.load(model_file(model_dir, name))  # opened after modelstore checked its hash
-        models.append(Convertible(name, kind, lambda e=estimator: from_sklearn(e, pixels["x"].shape[1]), pixels,
+        models.append(Convertible(name, kind, partial(from_sklearn, estimator, pixels["x"].shape[1]), pixels,
                                   estimator.predict_proba(pixels["x"])[:, 1], "probabilities", column=1))
     cnn = load_cnn(model_file(model_dir, CNN))
     reference = predict_proba(cnn, torch.from_numpy(test), p.train.tta)[:, 1]  # as evaluate and scoring compute it

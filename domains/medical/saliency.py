@@ -18,6 +18,7 @@ def grad_cam(model: ResNet, images: np.ndarray, classes: np.ndarray) -> np.ndarr
         last = model.features(x)[-1].detach().requires_grad_(True)
         logits = model.head(last)
         logits.gather(1, torch.from_numpy(np.asarray(classes, dtype=np.int64))[:, None]).sum().backward()
+    assert last.grad is not None  # filled by backward()
     weights = last.grad.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * last).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

@@ -24,6 +24,7 @@ from domains.common.image_scoring import (ROOT, check_as_trained, drift_frame, m
                                           read_folder, write_map)
 from domains.common.items import ID, LABEL
 from domains.common.trainer import select_device
+from domains.common.vision import ResNet
 from domains.medical.loaders import read_medmnist_batch
 from domains.medical.models import CNN, MODELS, baseline_features, load_cnn, model_file, predict_proba, score_all
 from domains.medical.params import MedicalParams
@@ -86,7 +87,7 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
     return Scored(predictions, drift, _score_of(proba), shadow, notes)
 
 
-def _explain(cnn: torch.nn.Module | None, images: np.ndarray, predicted: np.ndarray, ids: list[str],
+def _explain(cnn: ResNet | None, images: np.ndarray, predicted: np.ndarray, ids: list[str],
              maps_dir: Path | None) -> str:
     """A Grad-CAM PNG per image (the predicted class's evidence over the image), in batches."""
     if cnn is None or maps_dir is None:

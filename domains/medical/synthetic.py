@@ -12,6 +12,7 @@ opacity load, whose AUC against the labels bounds every model's (the report show
 
 from __future__ import annotations
 
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def generate_images(p: SyntheticParams, seed: int) -> SyntheticImages:
 
 def write_npz(images: SyntheticImages, file: Path) -> None:
     """MedMNIST's layout: <split>_images (N, H, W) uint8 and <split>_labels (N, 1)."""
-    arrays = {}
+    arrays: dict[str, Any] = {}
     for split, (x, y) in images.splits.items():
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = x, y
     np.savez_compressed(file, **arrays)

@@ -256,7 +256,7 @@ def _long_tail_figure(train: pd.DataFrame, lists: dict[str, tuple[np.ndarray, np
                ylabel="cumulative share", title="Long tail: where recommendations fall", xscale="log")
     ax_cum.legend(fontsize=8)
     mean_pop = {name: float(counts.reindex(items.ravel()).fillna(0).mean()) for name, (items, _) in lists.items()}
-    order = sorted(mean_pop, key=mean_pop.get)
+    order = sorted(mean_pop, key=lambda m: mean_pop[m])
     ax_pop.barh(order, [mean_pop[m] for m in order], color="C4")
     ax_pop.axvline(float(counts.mean()), ls="--", color="black", label="catalogue mean")
     ax_pop.set(xlabel="mean training interactions of the recommended items", title="Popularity of recommendations")

@@ -125,7 +125,7 @@ def _check_first_line(file: Path, fmt: Format, line: str) -> None:
             raise DataError(f"{file}: missing required column(s): {', '.join(missing)} "
                             f"(found: {', '.join(f[:30] for f in fields[:8])})")
     elif len(fields) < expected:
-        missing = fmt.columns[len(fields):]
+        missing = list(fmt.columns[len(fields):])
         raise DataError(f"{file}: missing column(s) {', '.join(missing)}: line 1 has {len(fields)} of the "
                         f"{expected} fields of a {fmt.describe()} (line 1: {_show(line)})")
     elif len(fields) > expected:

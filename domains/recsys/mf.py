@@ -29,6 +29,13 @@ class BiasedMF(nn.Module):
     no slices (each costs a zero-filled gradient in the backward pass), makes a step much cheaper.
     """
 
+    mean: torch.Tensor  # buffer
+    user_keep: torch.Tensor  # buffer
+    user_one: torch.Tensor  # buffer
+    item_keep: torch.Tensor  # buffer
+    item_one: torch.Tensor  # buffer
+    penalised: torch.Tensor  # buffer
+
     def __init__(self, n_users: int, n_items: int, factors: int, init_std: float, seed: int):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
@@ -88,7 +95,7 @@ def fit_mf(
         return nn.functional.mse_loss(pred.float(), target) + t.reg * penalty.float().mean()
 
     def neg_val_rmse(m: nn.Module) -> float:
-        device = m.mean.device
+        device = next(m.parameters()).device
         pred = m(val_users.to(device), val_items.to(device)).float().clamp(*scale)
         return -float(torch.sqrt(torch.mean((pred - val_ratings.to(device)) ** 2)))
 

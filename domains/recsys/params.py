@@ -131,9 +131,9 @@ class RecsysTrainParams(TrainerParams):
     lr_decay: float = Field(0.3, gt=0, le=1, description="each pass goes on from the best weights at lr_decay x the last lr")
     val_fraction: float = Field(0.02, gt=0, lt=0.5, description="share of each training fold held out for early stopping")
     surprise_models: list[SurpriseModel] = Field(
-        default_factory=lambda: ["baseline_only", "svd", "svdpp", "knn_baseline"],
+        ["baseline_only", "svd", "svdpp", "knn_baseline"],
         description="Surprise baselines, all with Surprise's defaults; svdpp is by far the slowest")
-    ranking_models: list[RankingModel] = Field(default_factory=lambda: ["ease", "item_knn", "bpr", "vae"],
+    ranking_models: list[RankingModel] = Field(["ease", "item_knn", "bpr", "vae"],
                                                description="implicit-feedback ranking models (popularity always runs)")
     ease: EaseParams = EaseParams()
     item_knn: ItemKnnParams = ItemKnnParams()

@@ -123,6 +123,8 @@ class BPRMF(nn.Module):
 class MultVAE(nn.Module):
     """Liang et al. 2018: L2-normalised item row -> dropout -> tanh(hidden) -> (mu, logvar) -> tanh(hidden) -> logits."""
 
+    steps: torch.Tensor  # buffer
+
     def __init__(self, n_items: int, v: VaeParams, steps_per_epoch: int, seed: int):
         super().__init__()
         with torch.random.fork_rng():  # nn.Linear draws from the global RNG: seed it here, leave it as it was
@@ -234,16 +236,16 @@ def _fit_torch(name: str, x: sp.csr_matrix, val: Validation, t: RecsysTrainParam
     def score_fn(model: nn.Module) -> float:
         return val.ndcg(lambda rows: _torch_scores(model, rows, val.fit, device))
 
-    model = _torch_model(name, x.shape, m, seed)
-    history = fit(model, _torch_data(name, val.fit), _torch_loss(name, m), score_fn, trainer, seed,
+    model = _torch_model(x.shape, m, seed)
+    history = fit(model, _torch_data(name, val.fit), _torch_loss(m), score_fn, trainer, seed,
                   checkpoint_dir / f"{name}_select.ckpt", fingerprint, name=f"{name} select")
     epochs = max(history.best_epoch, 1)
     selection = [{"epochs": e["epoch"], "val_ndcg_at_10": e["val_score"], "train_loss": e["train_loss"]} for e in history.epochs]
     _log(f"{name}: best validation NDCG@{K} {history.best_score:.4f} after {epochs} epoch(s); refit on all interactions")
     ticks = count(1)  # the refit keeps its last epoch: each one scores higher than the one before
     began = time.perf_counter()
-    model = _torch_model(name, x.shape, m, seed)
-    fit(model, _torch_data(name, x), _torch_loss(name, m), lambda _: float(next(ticks)),
+    model = _torch_model(x.shape, m, seed)
+    fit(model, _torch_data(name, x), _torch_loss(m), lambda _: float(next(ticks)),
         trainer.model_copy(update={"epochs": epochs}), seed, checkpoint_dir / f"{name}.ckpt", fingerprint,
         name=f"{name} refit (val_score: epochs done)")
     model.cpu().eval()
@@ -251,8 +253,8 @@ def _fit_torch(name: str, x: sp.csr_matrix, val: Validation, t: RecsysTrainParam
                   time.perf_counter() - began, selection, {"epochs": epochs})
 
 
-def _torch_model(name: str, shape: tuple[int, int], m: BprParams | VaeParams, seed: int) -> nn.Module:
-    if name == BPR:
+def _torch_model(shape: tuple[int, int], m: BprParams | VaeParams, seed: int) -> nn.Module:
+    if isinstance(m, BprParams):
         return BPRMF(shape[0], shape[1], m.factors, seed)
     return MultVAE(shape[1], m, -(-shape[0] // m.batch_size), seed)
 
@@ -266,8 +268,8 @@ def _torch_data(name: str, x: sp.csr_matrix) -> tuple[torch.Tensor, ...]:
     return dense, dense
 
 
-def _torch_loss(name: str, m: BprParams | VaeParams) -> Callable[[Any, torch.Tensor], torch.Tensor]:
-    if name == BPR:
+def _torch_loss(m: BprParams | VaeParams) -> Callable[[Any, torch.Tensor], torch.Tensor]:
+    if isinstance(m, BprParams):
         def bpr_loss(out: tuple[torch.Tensor, torch.Tensor], _: torch.Tensor) -> torch.Tensor:
             margin, penalty = out
             return nn.functional.softplus(-margin.float()).mean() + m.reg * penalty.float().mean()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, cast
 
 import joblib
 import numpy as np
@@ -87,7 +87,7 @@ def load_scorer(train_dir: Path, model: str, train: pd.DataFrame, device: str = 
         return _by_history(train, item_item.item_ids, item_item.score)
     if model in (BPR, VAE):
         ranker = TorchRanker.load(file, device)
-        net, dev = ranker.model, next(ranker.model.parameters()).device
+        net, dev = cast(Any, ranker.model), next(ranker.model.parameters()).device  # BPRMF or MultVAE
         if model == BPR:
             return _by_user_row(pd.Index(ranker.user_ids), ranker.item_ids,
                                 lambda rows: net.score_users(torch.from_numpy(rows).to(dev)).float().cpu().numpy())

@@ -9,6 +9,7 @@ class, [-boring] towards the negative one.
 
 from __future__ import annotations
 
+from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -25,7 +26,7 @@ def top_ngrams(weights: pd.DataFrame, vocabulary: pd.DataFrame, classes: list[st
     """Rank, then per model and class the k n-grams with the largest weight towards it, 'ngram (weight)'.
     `vocabulary` holds each n-gram's train_df (training documents holding it)."""
     names = vocabulary["ngram"].to_numpy()
-    table = {"rank": np.arange(1, k + 1)}
+    table: dict[str, Any] = {"rank": np.arange(1, k + 1)}
     for model in weights.columns:
         w = weights[model].to_numpy()
         for sign, label in ((1, classes[1]), (-1, classes[0])):
@@ -91,7 +92,8 @@ def highlight(tokens: list[str], marks: dict[str, str]) -> str:
     shown = np.zeros(len(tokens), dtype=bool)
     for start, (n, _) in sign_at.items():
         shown[max(0, start - CONTEXT):start + n + CONTEXT] = True
-    pieces, i, used = [], 0, 0
+    pieces: list[str] = []
+    i = used = 0
     while i < len(tokens) and used < EXCERPT_TOKENS:
         if not shown[i]:
             if not pieces or pieces[-1] != "...":

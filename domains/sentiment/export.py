@@ -8,6 +8,7 @@ vocabulary files list the n-grams each model reads."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -61,10 +62,11 @@ def export_models(p: SentimentParams, model_dir: Path, prepared_dir: Path) -> Ex
     test = np.flatnonzero(documents["split"].to_numpy() == "test")
     x = counts[test]
     ngrams = vocabulary["ngram"].to_numpy()
-    models, files, inputs, not_converted = [], {}, {}, {}
+    models, files, inputs = [], {}, {}
+    not_converted: dict[str, str] = {}
     for name in p.train.models:
         file = model_file(model_dir, name)
-        loaded = None if name == TORCH_MODEL else joblib.load(file)  # opened after modelstore checked its hash
+        loaded: Any = None if name == TORCH_MODEL else joblib.load(file)  # opened after modelstore checked its hash
         if name == "tfidf_logreg" and loaded.tfidf.sublinear_tf:
             not_converted[name] = ("skl2onnx 1.20 converts sublinear TF as log(1 + tf) where scikit-learn computes "
                                    "1 + log(tf): the graph would not be this model")
@@ -107,7 +109,8 @@ def _fasttext(file: Path, x: sp.csr_matrix) -> tuple[Convertible, np.ndarray, np
 
     saved = torch.load(file, map_location="cpu", weights_only=True)  # tensors and plain values: no code runs
     columns, rows = saved["columns"].numpy(), saved["rows"].numpy()
-    trained = BagOfNgrams(*saved["state_dict"]["embedding"].shape, seed=0)
+    n_rows, dim = saved["state_dict"]["embedding"].shape
+    trained = BagOfNgrams(n_rows, dim, seed=0)
     trained.load_state_dict(saved["state_dict"])
     graph = PaddedBags(trained.embedding, trained.out).eval()
     ids, lengths = padded(x, columns, rows)
@@ -123,7 +126,7 @@ def _fasttext(file: Path, x: sp.csr_matrix) -> tuple[Convertible, np.ndarray, np
     return model, columns, rows, inputs
 
 
-def _linear(name: str, model: object, x: sp.csr_matrix) -> tuple[Convertible, np.ndarray]:
+def _linear(name: str, model: Any, x: sp.csr_matrix) -> tuple[Convertible, np.ndarray]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import Binarizer

@@ -82,12 +82,12 @@ class FastText:
         self.rows[columns] = bucket_rows(vocabulary["ngram"][columns], t.fasttext_buckets)
         n_rows = t.fasttext_buckets or int(columns.sum())
         self.model = BagOfNgrams(n_rows, t.fasttext_dim, seed)
-        self.vectors_found = self._initialise(vocabulary) if t.word_vectors else None
+        self.vectors_found = self._initialise(vocabulary, Path(t.word_vectors)) if t.word_vectors else None
 
-    def _initialise(self, vocabulary: pd.DataFrame) -> dict[str, int]:
+    def _initialise(self, vocabulary: pd.DataFrame, vector_file: Path) -> dict[str, int]:
         """Word rows from the local vector file; n-gram rows keep their random start."""
         words = vocabulary.loc[self.columns & (vocabulary["order"].to_numpy() == 1), "ngram"]
-        vectors = read_word_vectors(Path(self.t.word_vectors), set(words), self.t.fasttext_dim)
+        vectors = read_word_vectors(vector_file, set(words), self.t.fasttext_dim)
         with torch.no_grad():
             for index, word in words.items():
                 if word in vectors:
@@ -141,6 +141,7 @@ def load_fasttext(path: Path) -> Callable[[sp.csr_matrix], np.ndarray]:
     """The saved model as a function of a count matrix (the training vocabulary's columns) -> P(class) per row."""
     saved = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values: no code runs
     columns, rows = saved["columns"].numpy(), saved["rows"].numpy()
-    model = BagOfNgrams(*saved["state_dict"]["embedding"].shape, seed=0)
+    n_rows, dim = saved["state_dict"]["embedding"].shape
+    model = BagOfNgrams(n_rows, dim, seed=0)
     model.load_state_dict(saved["state_dict"])
     return lambda counts: FastText._proba(model, Bags(counts, columns, rows))

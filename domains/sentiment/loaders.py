@@ -54,12 +54,12 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return frame.astype({"item_id": str, "text": str, "decoding": str, "stars": "Int64"})
 
 
-def _document(item_id: str, split: str | None, label: str, data: bytes, stars: int | None = None) -> dict:
+def _document(item_id: str, split: str | None, label: str | None, data: bytes, stars: int | None = None) -> dict:
     text, problem = decode(data)
     return {"item_id": item_id, "split": split, "label": label, "text": text, "decoding": problem, "stars": stars}
 
 
-def _file_document(item_id: str, split: str | None, label: str, data: bytes, where: str, stars: int | None = None) -> dict:
+def _file_document(item_id: str, split: str | None, label: str | None, data: bytes, where: str, stars: int | None = None) -> dict:
     """A document that is a file of its own: binary content stops the run here, naming the file."""
     if is_binary(data):
         raise DataError(f"{where}: binary data, not a text document (a UTF-16 file? save it as UTF-8)")
@@ -80,7 +80,7 @@ def read_aclimdb(path: Path, classes: list[str]) -> pd.DataFrame:
     polarity = {"neg": classes[0], "pos": classes[1]}
     rows = []
     for name, data in _aclimdb_files(path):
-        split, folder, _, stars = ACLIMDB_REVIEW.search(name).groups()
+        split, folder, _, stars = _parts(ACLIMDB_REVIEW, name)
         item_id = f"{split}/{folder}/{name.rsplit('/', 1)[-1]}"
         rows.append(_file_document(item_id, split, polarity[folder], data, f"{path}: {name}", int(stars)))
     if not rows:
@@ -99,10 +99,18 @@ def _aclimdb_files(path: Path, pattern: re.Pattern = ACLIMDB_REVIEW) -> Iterator
     try:
         with tarfile.open(path, "r:*") as archive:  # read member by member: nothing is unpacked to disk
             for member in archive:
-                if member.isfile() and pattern.search(member.name):
-                    yield member.name, archive.extractfile(member).read()
+                content = archive.extractfile(member) if member.isfile() and pattern.search(member.name) else None
+                if content is not None:
+                    yield member.name, content.read()
     except (tarfile.TarError, EOFError, OSError) as err:
         raise DataError(f"{path}: not a readable tar archive of aclImdb ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+
+
+def _parts(pattern: re.Pattern, name: str) -> tuple[str, ...]:
+    """The groups of a name that `_aclimdb_files` yielded because `pattern` matches it."""
+    match = pattern.search(name)
+    assert match is not None
+    return match.groups()
 
 
 def read_aclimdb_batch(path: Path, classes: list[str]) -> pd.DataFrame:
@@ -111,7 +119,7 @@ def read_aclimdb_batch(path: Path, classes: list[str]) -> pd.DataFrame:
     polarity = {"neg": classes[0], "pos": classes[1]}
     rows = []
     for name, data in _aclimdb_files(path, ACLIMDB_ANY_REVIEW):
-        folder, _, stars = ACLIMDB_ANY_REVIEW.search(name).groups()
+        folder, _, stars = _parts(ACLIMDB_ANY_REVIEW, name)
         label = polarity.get(folder or "")
         rows.append(_file_document(name, None, label, data, f"{path}: {name}", int(stars) if label else None))
     if not rows:
@@ -179,7 +187,7 @@ def read_text_folder(path: Path, classes: list[str], labels: bool = True) -> pd.
         if len(by_split) != len(folders):
             others = sorted({f.name for f in folders} - set(SPLITS))
             raise DataError(f"{path}: mixes split folders with others ({', '.join(others)}); use train/<label>/ and test/<label>/")
-        labelled = [(split.name, label) for split in by_split for label in sorted(split.iterdir())
+        labelled: list[tuple[str | None, Path]] = [(split.name, label) for split in by_split for label in sorted(split.iterdir())
                     if label.is_dir() and not label.name.startswith(".")]
     else:
         labelled = [(None, label) for label in folders]

@@ -59,8 +59,8 @@ class PrepareParams(StrictModel):
 class SentimentTrainParams(TrainerParams):
     """The classical models' settings, the torch fastText-style model's (plus the shared trainer's)."""
 
-    models: list[ModelName] = Field(default_factory=lambda: ["tfidf_logreg", "nbsvm", "fasttext"])
-    ensemble: list[ModelName] = Field(default_factory=lambda: ["nbsvm", "fasttext"],
+    models: list[ModelName] = ["tfidf_logreg", "nbsvm", "fasttext"]
+    ensemble: list[ModelName] = Field(["nbsvm", "fasttext"],
                                       description="models whose mean probability is the 'ensemble' model ([] for none)")
     tfidf_ngram_max: int = Field(2, ge=1)
     logreg_c: float = Field(10.0, gt=0, description="inverse L2 strength of the TF-IDF logistic regression")

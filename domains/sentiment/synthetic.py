@@ -124,7 +124,7 @@ def _opinion(rng: random.Random, p: SyntheticParams, polarity: int) -> tuple[str
 
 
 def _filler(rng: random.Random) -> str:
-    slots = {key: rng.choice(values) for key, values in SLOTS.items()}
+    slots: dict[str, object] = {key: rng.choice(values) for key, values in SLOTS.items()}
     slots.update(minutes=rng.randint(80, 180), year=rng.randint(1950, 2024), name=_name(rng))
     return rng.choice(FILLER).format(**slots)
 

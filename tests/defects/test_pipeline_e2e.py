@@ -1,6 +1,7 @@
 """End to end in a throwaway copy of the repository: `dvc repro report@defects` at a small size, on the
-synthetic surface category with every model trained from scratch (DRAEM at a tiny size); test_score.py
-runs the part category, with DRAEM as the champion."""
+synthetic part category (an object at a random pose) with every model trained from scratch (DRAEM at a
+tiny size); test_score.py scores with the same build, DRAEM as the champion. The surface category runs
+end to end in-process (test_sources.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,21 @@ from pathlib import Path
 import pytest
 
 from domains.common.paths import STAGES
-from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, stages_ran
+from tests.conftest import assert_noop_repro, assert_retrain_reproduces, built_repo, run, stages_ran, trained_copy
 from tests.defects.conftest import small_defects_params, with_draem
 
 pytestmark = pytest.mark.slow
+SECTION = with_draem(small_defects_params(), "part")  # the build test_score.py scores with, too
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    return copy_repo_with(tmp_path_factory.mktemp("repo"), "defects", with_draem(small_defects_params(), "surface"))
+    return trained_copy(tmp_path_factory, "defects", SECTION)
 
 
 
-def test_cold_repro_produces_every_output(repo):
-    proc = run(["dvc", "repro", "report@defects"], repo)
+def test_cold_repro_produces_every_output(repo, tmp_path_factory):
+    _, proc = built_repo(tmp_path_factory, "defects", SECTION)  # the cold run this copy was made from
     assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "defects"
     for rel in ["acquire/table.parquet", "acquire/mvtec/train/good/000.png", "acquire/mvtec/ground_truth/crack/000_mask.png",

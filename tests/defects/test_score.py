@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import copy_repo_with, digest, run, read_scores, score_in_process
+from tests.conftest import digest, read_scores, run, score_in_process, set_domain_params, trained_copy
 from tests.defects.conftest import small_defects_params, with_draem, write_small_mvtec
 
 pytestmark = pytest.mark.slow
@@ -27,11 +27,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     params = with_draem(small_defects_params(), "part")
-    params["evaluate"]["candidate"] = "draem"  # the champion the scoring uses
-    params["gate"]["max_quarantine_fraction"] = 0.2  # so one blank image in a small batch is set aside, not blocking
-    root = copy_repo_with(tmp_path_factory.mktemp("repo"), "defects", params)
-    run(["dvc", "repro", "report@defects"], root)
+    root = trained_copy(tmp_path_factory, "defects", params, evaluate={"candidate": "draem"})  # the champion scoring uses
     run(["aiflow", "champion", "promote", "defects"], root)
+    # Scoring applies the gate policy in params now (not the one training ran with): one blank image in a
+    # small batch is set aside rather than blocking it.
+    params["evaluate"]["candidate"] = "draem"
+    params["gate"]["max_quarantine_fraction"] = 0.2
+    set_domain_params(root, "defects", params)
     return root
 
 

@@ -12,7 +12,7 @@ import torch
 from aiflow.cli import main
 from domains.common.vision import resnet18
 from tests.conftest import digest, write_params
-from tests.defects.conftest import small_defects_params, write_small_magnetic_tile, write_small_mvtec
+from tests.defects.conftest import small_defects_params, with_draem, write_small_magnetic_tile, write_small_mvtec
 
 STAGES = ("acquire", "validate", "prepare", "train", "evaluate")
 
@@ -74,3 +74,11 @@ def test_patchcore_joins_when_a_weights_file_is_named(defects_root, capsys):
         assert len(err) == 1 and expected in err[0], err
         train_dir = defects_root / "data" / "defects" / "train"
         assert not train_dir.exists() or not any(train_dir.iterdir())  # no model, no threshold
+
+
+def test_the_synthetic_surface_category_with_draem_runs_every_stage(defects_root, capsys):
+    """The surface category end to end (the dvc build of test_pipeline_e2e.py runs the part category)."""
+    out = _run_all(defects_root, with_draem(small_defects_params(), "surface"), capsys)
+    assert out["gate"]["verdict"] == "pass" and set(out["metrics"]) == {"patch_gaussian", "segmenter", "draem"}
+    assert {"image_auroc", "pixel_auroc", "auroc_scratch", "auroc_spot", "auroc_crack", "auroc_missing"} <= set(out["metrics"]["draem"])
+    assert any(note.startswith("DRAEM here: 32 px, widths 4 / 4") for note in out["notes"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from domains.common.paths import STAGES
-from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, stages_ran
+from tests.conftest import assert_noop_repro, assert_retrain_reproduces, built_repo, run, stages_ran, trained_copy
 from tests.medical.conftest import small_medical_params
 
 pytestmark = pytest.mark.slow
@@ -16,12 +16,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    return copy_repo_with(tmp_path_factory.mktemp("repo"), "medical", small_medical_params())
+    return trained_copy(tmp_path_factory, "medical", small_medical_params())
 
 
 
-def test_cold_repro_produces_every_output(repo):
-    proc = run(["dvc", "repro", "report@medical"], repo)
+def test_cold_repro_produces_every_output(repo, tmp_path_factory):
+    _, proc = built_repo(tmp_path_factory, "medical", small_medical_params())  # the cold run this copy was made from
     assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "medical"
     for rel in ["acquire/table.parquet", "acquire/synthetic.npz", "acquire/truth.parquet",

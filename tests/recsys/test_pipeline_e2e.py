@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from domains.common.paths import STAGES
-from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, stages_ran
+from tests.conftest import assert_noop_repro, assert_retrain_reproduces, built_repo, run, stages_ran, trained_copy
 from tests.recsys.conftest import small_recsys_params
 
 pytestmark = pytest.mark.slow
@@ -18,12 +18,12 @@ MODELS = {"baseline_only", "svd", "svdpp", "knn_baseline", "mf", "ease", "item_k
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    return copy_repo_with(tmp_path_factory.mktemp("repo"), "recsys", small_recsys_params())
+    return trained_copy(tmp_path_factory, "recsys", small_recsys_params())
 
 
 
-def test_cold_repro_produces_every_output(repo):
-    proc = run(["dvc", "repro", "report@recsys"], repo)
+def test_cold_repro_produces_every_output(repo, tmp_path_factory):
+    _, proc = built_repo(tmp_path_factory, "recsys", small_recsys_params())  # the cold run this copy was made from
     assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "recsys"
     for rel in ["acquire/table.parquet", "acquire/items.parquet", "acquire/truth.parquet",

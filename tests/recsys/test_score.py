@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_repo_with, digest, run
+from tests.conftest import aiflow_in_process, digest, run, trained_copy
 from tests.recsys.conftest import small_recsys_params
 
 pytestmark = pytest.mark.slow
@@ -18,11 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    params = small_recsys_params()
-    params["train"]["ranking_models"] = ["ease"]  # the scoring path, not the model zoo, is under test here
-    params["evaluate"].update(candidate="ease", thresholds_min={})  # promotion policy is not under test
-    root = copy_repo_with(tmp_path_factory.mktemp("repo"), "recsys", params)
-    run(["dvc", "repro", "report@recsys"], root)
+    root = trained_copy(tmp_path_factory, "recsys", small_recsys_params())  # EASE is promoted at this size
     run(["aiflow", "champion", "promote", "recsys"], root)
     return root
 
@@ -32,15 +28,19 @@ def ratings(repo) -> pd.DataFrame:
     return pd.read_parquet(repo / "data/recsys/prepare/ratings.parquet")
 
 
-def score(repo: Path, *args, check: bool = True):
-    return run(["aiflow", "score", "recsys", *map(str, args)], repo, check=check)
+@pytest.fixture
+def score(monkeypatch, capsys):
+    """`aiflow score recsys <args>` on a repository, in this process."""
+    def call(repo: Path, *args, check: bool = True):
+        return aiflow_in_process(repo, monkeypatch, capsys, "score", "recsys", *args, check=check)
+    return call
 
 
 def test_top_k_for_user_ids_excludes_seen_items_and_falls_back_for_unknown_users(repo, ratings, tmp_path):
     users = np.unique(ratings["user_id"])
     file = tmp_path / "users.csv"
     pd.DataFrame({"user_id": [*users, 10_000_001]}).to_csv(file, index=False)
-    proc = score(repo, file, "--out", tmp_path / "s")
+    proc = run(["aiflow", "score", "recsys", str(file), "--out", str(tmp_path / "s")], repo)  # the command line itself
     assert f"scored {len(users) + 1} of {len(users) + 1} rows with v1 (ease)" in proc.stdout
     top = pd.read_parquet(tmp_path / "s" / "predictions.parquet")
     assert len(top) == 10 * (len(users) + 1) and top.groupby("user_id")["rank"].apply(list).map(lambda r: r == list(range(1, 11))).all()
@@ -56,7 +56,7 @@ def test_top_k_for_user_ids_excludes_seen_items_and_falls_back_for_unknown_users
     assert manifest["shadow_metrics"] is None
 
 
-def test_a_plain_list_of_ids_and_byte_identical_rescoring(repo, ratings, tmp_path):
+def test_a_plain_list_of_ids_and_byte_identical_rescoring(repo, ratings, tmp_path, score):
     file = tmp_path / "ids.txt"
     file.write_text("\n".join(map(str, np.unique(ratings["user_id"])[:20])) + "\n")
     for name in ("a", "b"):
@@ -65,7 +65,7 @@ def test_a_plain_list_of_ids_and_byte_identical_rescoring(repo, ratings, tmp_pat
     assert len(pd.read_parquet(tmp_path / "a" / "predictions.parquet")) == 200
 
 
-def test_a_movielens_file_is_scored_as_pairs_with_a_shadow_evaluation(repo, ratings, tmp_path):
+def test_a_movielens_file_is_scored_as_pairs_with_a_shadow_evaluation(repo, ratings, tmp_path, score):
     held = ratings[ratings["holdout"]]
     file = tmp_path / "u.data"
     held[["user_id", "item_id", "rating", "timestamp"]].to_csv(file, sep="\t", header=False, index=False)
@@ -77,7 +77,7 @@ def test_a_movielens_file_is_scored_as_pairs_with_a_shadow_evaluation(repo, rati
 
 
 @pytest.mark.parametrize("case", ["not_integers", "missing_item", "unknown_source", "empty"])
-def test_bad_input_stops_with_one_line(repo, tmp_path, case):
+def test_bad_input_stops_with_one_line(repo, tmp_path, case, score):
     file = tmp_path / "batch.csv"
     extra: list[str] = []
     if case == "not_integers":

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from domains.common.paths import STAGES
-from tests.conftest import assert_noop_repro, assert_retrain_reproduces, copy_repo_with, run, stages_ran
+from tests.conftest import assert_noop_repro, assert_retrain_reproduces, built_repo, run, stages_ran, trained_copy
 from tests.sentiment.conftest import small_sentiment_params
 
 pytestmark = pytest.mark.slow
@@ -17,12 +17,12 @@ MODELS = {"tfidf_logreg", "nbsvm", "fasttext", "ensemble"}
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    return copy_repo_with(tmp_path_factory.mktemp("repo"), "sentiment", small_sentiment_params())
+    return trained_copy(tmp_path_factory, "sentiment", small_sentiment_params())
 
 
 
-def test_cold_repro_produces_every_output(repo):
-    proc = run(["dvc", "repro", "report@sentiment"], repo)
+def test_cold_repro_produces_every_output(repo, tmp_path_factory):
+    _, proc = built_repo(tmp_path_factory, "sentiment", small_sentiment_params())  # the cold run this copy was made from
     assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "sentiment"
     for rel in ["acquire/table.parquet", "acquire/truth.parquet",
