@@ -187,10 +187,12 @@ def torchvision_architecture(state: dict) -> str:
     "wide_resnet50_2", ...); "" when it is no ResNet."""
     if "conv1.weight" not in state or "layer1.0.conv1.weight" not in state:
         return ""
-    blocks = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5))
+    blocks: tuple[int, ...] = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5))
+    basic: dict[tuple[int, ...], str] = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
+    depths: dict[tuple[int, ...], str] = {(3, 4, 6, 3): "50", (3, 4, 23, 3): "101", (3, 8, 36, 3): "152"}
     if "layer1.0.conv3.weight" not in state:
-        return {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}.get(blocks, f"a ResNet of {blocks} basic blocks")
-    depth = {(3, 4, 6, 3): "50", (3, 4, 23, 3): "101", (3, 8, 36, 3): "152"}.get(blocks, "?")
+        return basic.get(blocks, f"a ResNet of {blocks} basic blocks")
+    depth = depths.get(blocks, "?")
     width = state["layer1.0.conv1.weight"].shape[0] // 64
     return f"resnet{depth}" if width == 1 else f"wide_resnet{depth}_{width}"
 

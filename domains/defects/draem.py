@@ -220,6 +220,7 @@ def train_draem(train_images: np.ndarray, val_images: np.ndarray, p: DefectsTrai
         return pasted_x, torch.cat([x, m], 1)
 
     def score(m: nn.Module) -> float:
+        assert isinstance(m, Draem)
         return average_precision(val_masks.numpy().ravel() > 0.5, draem_maps(m, val_x).ravel())
 
     loss = partial(draem_loss, focal_weight=p.draem_focal_weight, dice_weight=p.draem_dice_weight)

@@ -69,7 +69,7 @@ class DefectsTrainParams(TrainerParams):
     """The torch models (shared trainer keys + their own), the scikit-learn baseline, the optional PatchCore."""
 
     models: list[Literal["patch_gaussian", "segmenter", "draem"]] = Field(
-        default_factory=lambda: ["patch_gaussian", "segmenter"], min_length=1,
+        ["patch_gaussian", "segmenter"], min_length=1,
         description="models trained from scratch (PatchCore joins when backbone_weights names a file)")
 
     width: int = Field(16, ge=4, description="channels of the segmenter's first stage (doubled at each of 3 stages)")
@@ -82,7 +82,7 @@ class DefectsTrainParams(TrainerParams):
                              "(the discriminative network gets half, at least 4); the paper's: 128")
     draem_size: int | None = Field(64, ge=32, description="DRAEM: the square resolution both networks work at "
                                    "(maps are upsampled to prepare.image_size); default: prepare.image_size; paper: 256")
-    draem_sources: list[Literal["texture", "image"]] = Field(default_factory=lambda: ["texture", "image"], min_length=1,
+    draem_sources: list[Literal["texture", "image"]] = Field(["texture", "image"], min_length=1,
                                                               description="DRAEM: what fills a simulated anomaly: "
                                                               "generated textures, other training images")
     draem_focal_weight: float = Field(10.0, gt=0, description="DRAEM: weight of the focal (segmentation) loss "

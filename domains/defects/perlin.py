@@ -61,10 +61,10 @@ def perlin_masks(n: int, height: int, width: int, generator: torch.Generator | N
     """(n, 1, height, width) binary masks of thresholded Perlin noise (see the module's docstring)."""
     out = torch.empty(n, 1, height, width, device=device)
     for i in range(n):
-        res = tuple(int(2 ** v) for v in (_rand(2, generator=generator) * max_scale).floor().tolist())
+        ry, rx = (int(2 ** v) for v in (_rand(2, generator=generator) * max_scale).floor().tolist())
         turns = int(_rand(1, generator=generator).item() * 4)
         side_h, side_w = (width, height) if turns % 2 else (height, width)
-        noise = torch.rot90(perlin_noise(side_h, side_w, res, generator, device), turns)
+        noise = torch.rot90(perlin_noise(side_h, side_w, (ry, rx), generator, device), turns)
         mask = noise > threshold
         if mask.float().mean() < min_cover:  # too faint a draw: the highest values make the anomaly
             mask = noise >= torch.quantile(noise.flatten(), 1 - min_cover)

@@ -75,13 +75,13 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
     # Deterministic mode's first call imports torch's compiler stack (seconds): not inside a timed fit.
     seed_everything(p.seed, t.deterministic, t.num_threads)
     # The backbone file is read first: a wrong or truncated file stops the stage before any model is fit.
-    backbone = load_backbone(t.backbone_weights) if t.backbone_weights else None
+    backbone = load_backbone(t.backbone_weights) if t.backbone_weights else None  # PatchCore only when set
     fitters: dict[str, Callable[[], Any]] = {
         BASELINE: lambda: fit_patch_gaussian(train, t.baseline_patch, t.baseline_components,
                                              t.baseline_patches_per_image, p.seed),
         SEGMENTER: lambda: train_segmenter(train, val, t, p.seed, env),
         DRAEM: lambda: train_draem(train, val, t, p.seed, env),
-        PATCHCORE: lambda: fit_patchcore(train, backbone, t.memory_bank, p.seed),
+        PATCHCORE: lambda: fit_patchcore(train, backbone, t.memory_bank, p.seed) if backbone else None,
     }
     savers: dict[str, Callable[[Any, Path], None]] = {BASELINE: joblib.dump, SEGMENTER: save_segmenter,
                                                       DRAEM: save_draem, PATCHCORE: save_patchcore}
