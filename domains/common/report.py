@@ -21,6 +21,7 @@ from domains.common.contract import DomainSpec
 from domains.common.params import DomainParams
 
 MAX_METRIC_COLUMNS = 8
+WARNING = "Warning: "  # a note that starts so is also shown in the summary, next to the decision
 HTML_TEMPLATE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{{ title }} report</title>
 <style>
@@ -37,6 +38,7 @@ pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:12px}
 <li>Data-quality gate: <span class="badge {{ gate.verdict }}">{{ gate.verdict }}</span>
  ({{ gate.rows_in }} rows in, {{ gate.rows_passed }} passed, {{ gate.rows_quarantined }} quarantined, {{ failed_checks|length }} failed check(s))</li>
 <li>Decision for <b>{{ decision.candidate }}</b>: <span class="badge {{ 'pass' if decision.decision == 'promote' else 'warn' }}">{{ decision.decision }}</span> &mdash; {{ decision.reason }}</li>
+{% for w in warnings %}<li class="warn"><b>{{ w }}</b></li>{% endfor %}
 </ul>
 <h2>Metrics (test split, all models on the same rows)</h2>
 {{ metrics_html }}
@@ -97,6 +99,11 @@ def _with_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def _warnings(notes: list[str]) -> list[str]:
+    """A domain's notes that start with WARNING are also shown next to the decision (e.g. a model near chance)."""
+    return [n for n in notes if n.startswith(WARNING)]
+
+
 def _readable(frame: pd.DataFrame) -> pd.DataFrame:
     """Models as rows; with many metrics, metrics as rows instead, so the table fits the page."""
     return frame.T if frame.shape[1] > MAX_METRIC_COLUMNS else frame
@@ -149,7 +156,7 @@ def write_report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) 
     gate["checks"] = failed + [c for c in gate["checks"] if c["passed"]]  # failures first
     html = jinja2.Environment(autoescape=True).from_string(HTML_TEMPLATE).render(
         title=spec.title, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        gate=gate, failed_checks=failed, decision=decision, notes=notes, prov=prov,
+        gate=gate, failed_checks=failed, decision=decision, notes=notes, prov=prov, warnings=_warnings(notes),
         metrics_html=jinja2.utils.markupsafe.Markup(frame.to_html(na_rep="")), findings=_findings(decision),
         tables={k: jinja2.utils.markupsafe.Markup(_table_html(v)) for k, v in tables.items()},
         figures=[{**f, "data": base64.b64encode((evaluate_dir / "figures" / f["file"]).read_bytes()).decode()} for f in figures],
@@ -170,6 +177,7 @@ def _markdown(spec: DomainSpec, gate: dict, failed: list, decision: dict, frame:
         f"- Data-quality gate: **{gate['verdict'].upper()}** ({gate['rows_in']} rows in, {gate['rows_passed']} passed, "
         f"{gate['rows_quarantined']} quarantined, {len(failed)} failed check(s))",
         f"- Decision for **{decision['candidate']}**: **{decision['decision']}**: {decision['reason']}",
+        *[f"- **{w}**" for w in _warnings(notes)],
         f"- Commit `{prov['git_commit']}`, {prov['device']}", "",
         "## Metrics (test split)", "", frame.to_markdown(), "",
         *(f"- {line}" for line in _findings(decision)), "",

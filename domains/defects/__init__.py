@@ -1,5 +1,5 @@
 """Vision defect detection: unsupervised anomaly detection on images of good parts (synthetic, mvtec,
-magnetic-tile); a scikit-learn patch Gaussian, a torch anomaly segmenter, optionally PatchCore."""
+magnetic-tile); a scikit-learn patch Gaussian, a torch anomaly segmenter, DRAEM (opt-in), optionally PatchCore."""
 
 from domains.common.contract import UNIT, DomainSpec, MetricContract, ScoringSpec, lazy
 from domains.defects.params import DefectsParams

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import assert_stopped, digest, run_to_gate
-from tests.defects.conftest import small_defects_params, write_small_mvtec
+from tests.defects.conftest import small_defects_params, write_small_magnetic_tile, write_small_mvtec
 
 
 def _run(root: Path, data: Path, capsys, **gate) -> tuple[int, str]:
@@ -139,3 +139,16 @@ def test_a_truncated_image_can_be_quarantined_instead(defects_root, capsys):
     assert quarantined[["item_id", "quarantine_reason"]].values.tolist() == [["train/good/003.png", "decode_error:decodes"]]
     assert len(pd.read_parquet(validate / "validated.parquet")) == 27
     assert digest(data) == before
+
+
+@pytest.mark.parametrize("names, expected", [
+    ("exp0_num_1000.jpg\nexp0_num_4242.jpg\n", "names 1 file(s) not in MT_Free/Imgs, e.g. exp0_num_4242.jpg"),
+    ("exp0_num_1000.jpg\nMT_Crack/Imgs/exp1_num_1001.jpg\n", "names 1 defect image(s), e.g. MT_Crack/Imgs/exp1_num_1001"),
+])
+def test_a_bad_published_training_list_stops_at_acquire(names, expected, defects_root, capsys):
+    data = write_small_magnetic_tile(defects_root / "mt")
+    (data / "differnet_train_filenames.txt").write_text(names)
+    before = digest(data)
+    code, err = run_to_gate(defects_root, "defects", small_defects_params(), "magnetic-tile", data, capsys)
+    assert_stopped(defects_root, "defects", data, before, code, err, expected)
+    assert len(err.strip().splitlines()) == 1
