@@ -75,7 +75,7 @@ def context() -> dict[str, Any]:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
     return {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "machine": f"{platform.machine()} {platform.processor()}".strip(), "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
             "git_commit": head, "uncommitted_files": len(dirty.splitlines())}
 
 
@@ -170,7 +170,7 @@ def bench_repro(domain: str, cold_target_s: float | None = None, noop_target_s: 
         root = copy_repo(Path(tmp))
         env = subprocess_env(code_root=root)
         cold_s, cold_out = run(["dvc", "repro", f"report@{domain}"], root, env)
-        records = {s: json.loads((paths.stage_dir(root, domain, s) / paths.STAGE_RECORD).read_text()) for s in STAGES}
+        records = {s: json.loads(paths.stage_record(root, domain, s).read_text()) for s in STAGES}
         gate = json.loads(paths.gate_file(root, domain).read_text())
         noop_s, noop_out = run(["dvc", "repro", f"report@{domain}"], root, env)
 

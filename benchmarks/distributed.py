@@ -1,4 +1,4 @@
-"""Training in several processes: epochs of the medical CNN (domains/medical/models.py `train_cnn`, the
+"""Training in several processes: epochs of the medical CNN (domains/medical/train.py `train_cnn`, the
 `medical:` params of params.yaml, its synthetic training split) in 1 and 2 processes under torchrun,
 on CPU, and on CUDA where a GPU is present (one process per GPU).
 
@@ -31,7 +31,7 @@ def worker(out: Path, device: str, processes: int, threads: int) -> None:
     from domains.common import distributed
     from domains.common.contract import TrainEnv
     from domains.common.registry import load_params
-    from domains.medical.models import train_cnn
+    from domains.medical.train import train_cnn
     from domains.medical.synthetic import generate_images
 
     p = load_params(ROOT, "medical")

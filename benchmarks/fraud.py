@@ -265,7 +265,7 @@ def fit_hgb(tx: Transactions, train: np.ndarray, seed: int, **config: Any):
 def fit_mlp(tx: Transactions, start: str, t: FraudTrainParams, seed: int, workdir: Path) -> tuple[Any, Any]:
     """train_mlp on the training week from `start`, its last day held out for early stopping."""
     from domains.common.contract import TrainEnv
-    from domains.fraud.models import train_mlp
+    from domains.fraud.train import train_mlp
 
     fit, stop = tx.days(start, 0, WEEK - 1), tx.days(start, WEEK - 1, 1)
     env = TrainEnv(workdir, fingerprint=f"{start}-{t.model_dump_json()}")
@@ -428,7 +428,7 @@ def bench_gpu(epochs: int = 4) -> dict[str, Any] | None:
         print("skipped: no CUDA device")
         return None
     from domains.common.contract import TrainEnv
-    from domains.fraud.models import load_split, train_mlp
+    from domains.fraud.train import load_split, train_mlp
     from domains.fraud.pipeline import acquire, prepare
 
     params = fraud_params()

@@ -95,7 +95,7 @@ def bench_select() -> dict[str, Any] | None:
 
     from domains.common.classification import auroc, classification_metrics
     from domains.common.contract import TrainEnv
-    from domains.medical.models import predict_proba, train_cnn
+    from domains.medical.train import predict_proba, train_cnn
     from domains.medical.params import MedicalParams
     from domains.medical.pipeline import load_prepared
 
@@ -138,7 +138,7 @@ def bench_gpu() -> dict[str, Any] | None:
 
     from domains.common.contract import TrainEnv
     from domains.common.registry import load_params
-    from domains.medical.models import train_cnn
+    from domains.medical.train import train_cnn
     from domains.medical.synthetic import generate_images
 
     if not torch.cuda.is_available():

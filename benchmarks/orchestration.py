@@ -10,7 +10,7 @@ flow at most 10 % over the bare repro when cold, and at most 5 s when nothing ch
 
 On a shared machine the stages' own seconds vary from run to run by more than the 10 % at stake, so
 cold runs are also compared net of them: each side's wall time minus the seconds its stages
-recorded (`_stage.json`) is what DVC, Prefect and process start-up cost it, and `cold_ratio_net` is
+recorded (`data/<domain>/.runs/<stage>.json`) is what DVC, Prefect and process start-up cost it, and `cold_ratio_net` is
 the bare wall time plus the flow's extra cost, over the bare wall time. Each case is printed and
 saved as soon as it is measured.
 

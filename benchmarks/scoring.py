@@ -80,7 +80,7 @@ def _plain(root: Path, batch: Path, history: Path, out: Path) -> float:
     from domains.common.trainer import predict
     from domains.fraud.features import build_features
     from domains.fraud.loaders import read_handbook
-    from domains.fraud.models import load_mlp
+    from domains.fraud.train import load_mlp
 
     began = time.perf_counter()
     new, past = read_handbook(batch), read_handbook(history)
@@ -161,7 +161,7 @@ def _drift_figures(root: Path, files: dict[str, Path]) -> dict[str, Any]:
     """False alarms and power on resamples of the training features; verdicts of real later weeks."""
     from domains.common import drift
     from domains.common.params import DriftParams
-    from domains.fraud.models import load_split
+    from domains.fraud.train import load_split
 
     d = DriftParams()
     profile = json.loads((root / "data/fraud/train/reference_profile.json").read_text())

@@ -15,6 +15,7 @@ import psutil
 import pytest
 import torch
 
+from domains.common.paths import stage_record
 from domains.common.stages import run_stage
 from tests.conftest import BIN, ROOT, env_with_venv, small_fraud_params, write_params
 
@@ -91,7 +92,7 @@ def test_two_processes_train_the_fraud_mlp_like_one(prepared):
     for metric in ("auroc", "average_precision"):
         assert abs(double["mlp"][metric] - single["mlp"][metric]) <= METRIC_TOLERANCE, (metric, single["mlp"], double["mlp"])
     assert double["logreg"] == single["logreg"] and double["hgb"] == single["hgb"]  # same code, rank 0's copy
-    record = json.loads((train_dir / "_stage.json").read_text())
+    record = json.loads(stage_record(root, "fraud", "train").read_text())
     assert record["processes"] == 2 and record["device"].startswith("2 processes (torchrun), each on cpu")
     assert json.loads((train_dir / "history.json").read_text())["device"] == "cpu x 2 processes"
 

@@ -43,7 +43,7 @@ def test_every_fraud_model_is_exported_within_its_parity_bound(fraud_export):
 
 def test_the_written_files_reproduce_the_trained_models(fraud_export):
     """Independently of the manifest: the files on disk against the trained models on the test split."""
-    from domains.fraud.models import load_split, score_all
+    from domains.fraud.train import load_split, score_all
 
     repo, out = fraud_export["repo"], fraud_export["out"]
     frame, names = load_split(repo / "data" / "fraud" / "prepare")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from domains.common.paths import STAGES
+from domains.common.paths import STAGES, stage_record
 from tests.conftest import (assert_noop_repro, assert_retrain_reproduces, built_repo, run, small_fraud_params, stages_ran,
                             trained_copy)
 
@@ -40,22 +40,43 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     provenance = json.loads((data / "report/provenance.json").read_text())
     assert provenance["dvc_lock"]["train"] and len(provenance["git_commit"]) >= 40
     # The device is the one training ran on (the train process's threads), not the report process's.
-    train_record = json.loads((data / "train/_stage.json").read_text())
+    train_record = json.loads(stage_record(repo, "fraud", "train").read_text())
     assert provenance["device"] == train_record["device"]
     assert train_record["device"].startswith("cuda") or train_record["device"].endswith(", 1 torch threads")
     assert "average_precision" in run(["dvc", "metrics", "show"], repo).stdout
+    for model in _metrics(repo).values():  # issue 19: a 95 % interval next to each point value
+        assert model["average_precision_ci_low"] <= model["average_precision"] <= model["average_precision_ci_high"]
+    assert (data / "evaluate/predictions.parquet").is_file() and (data / "evaluate/tables/slices.csv").is_file()
+    assert "Worst slice for mlp" in html
 
 
 def test_second_repro_runs_no_stage(repo):
     assert_noop_repro(repo, "fraud")
 
 
+def test_forced_stage_with_unchanged_data_stops_there(repo):
+    # Timings are kept out of the outputs, so acquire's outputs come out identical and dvc.lock stays put.
+    lock = (repo / "dvc.lock").read_bytes()
+    proc = run(["dvc", "repro", "--force", "--single-item", "acquire@fraud"], repo)
+    assert stages_ran(proc.stdout) == {"acquire"}
+    assert (repo / "dvc.lock").read_bytes() == lock
+    assert_noop_repro(repo, "fraud")
+
+
 def test_training_param_change_reruns_only_train_and_what_follows(repo):
+    run(["aiflow", "champion", "promote", "fraud"], repo)  # the challenger below is compared with it, paired
+    champion = json.loads((repo / "registry/fraud.json").read_text())["champion"]
+    assert champion["test_hash"] and champion["predictions_md5"]
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["fraud"]["train"]["lr"] = 0.002
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = run(["dvc", "repro", "report@fraud"], repo)
     assert stages_ran(proc.stdout) == {"train", "evaluate", "report"}
+    decision = json.loads((repo / "data/fraud/evaluate/decision.json").read_text())
+    # Same split: the champion's saved per-card predictions came back from the DVC cache by their hash.
+    assert decision["comparison"]["paired"] and not decision["comparison"]["rescored"], decision.get("comparison")
+    assert "95% CI" in decision["reason"] and "vs champion v1" in decision["reason"]
+    (repo / "registry/fraud.json").unlink()  # later tests start without a champion, as before
 
 
 def test_same_seed_gives_identical_metrics(repo):

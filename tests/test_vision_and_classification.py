@@ -34,7 +34,7 @@ def test_a_state_dict_of_another_layout_is_one_clear_error(tmp_path):
     with pytest.raises(DataError, match="not a torchvision ResNet state dict"):
         load_torchvision_state(resnet18(), str(tmp_path / "other.pth"))
     (tmp_path / "junk.pth").write_text("no")
-    with pytest.raises(DataError, match="not a torch state dict"):
+    with pytest.raises(DataError, match="not a readable torch state dict"):
         load_torchvision_state(resnet18(), str(tmp_path / "junk.pth"))
 
 

@@ -42,6 +42,12 @@ def train_md5(root: Path, domain: str) -> str | None:
     return next(iter(provenance.dvc_lock_hashes(root, domain).get("train", {}).values()), None)
 
 
+def predictions_md5(root: Path, domain: str) -> str | None:
+    """The DVC hash of evaluate's per-unit predictions (domains.common.units), when recorded."""
+    outs = provenance.dvc_lock_hashes(root, domain).get("evaluate", {})
+    return next((md5 for path, md5 in outs.items() if path.endswith("/predictions.parquet")), None)
+
+
 def promote(root: Path, domain: str) -> dict[str, Any]:
     """Make the evaluated challenger the champion, if its recorded decision says so."""
     decision_file = paths.decision_file(root, domain)
@@ -60,6 +66,8 @@ def promote(root: Path, domain: str) -> dict[str, Any]:
         "version": version, "model": decision["candidate"], "metrics": decision["metrics"],
         "promoted_at": _now(), "reason": decision["reason"], "git_commit": provenance.git_commit(root),
         "train_md5": model_hash,
+        # what a later paired comparison reuses: the split it was evaluated on and its per-unit predictions
+        "test_hash": (decision.get("test_split") or {}).get("hash"), "predictions_md5": predictions_md5(root, domain),
     }
     registry["champion"] = champion
     registry["events"].append({"event": "promote", **champion})

@@ -18,6 +18,7 @@ DIRECTIONS: dict[str, bool] = {
     "auroc": True, "accuracy": True, "f1": True, "sensitivity": True, "specificity": True,
     "log_loss": False, "ece": False, "fit_seconds": False, "predict_seconds": False,
 }
+RANGES = {m: (0.0, 1.0) for m in ("auroc", "accuracy", "f1", "sensitivity", "specificity", "ece")}
 ECE_BINS = 15
 
 

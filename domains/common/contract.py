@@ -18,6 +18,7 @@ runs: a light stage does not pay for torch, scikit-learn or matplotlib at start-
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
@@ -44,6 +45,14 @@ def lazy(target: str) -> Callable[..., Any]:
     return call
 
 
+def kind_range(kind: str) -> tuple[float, float]:
+    """The values a metric of this interval kind can take: every kind but rmse is a share or a mean of shares."""
+    return (0.0, float("inf")) if kind.startswith("rmse") else (0.0, 1.0)
+
+
+UNIT = (0.0, 1.0)  # the range of AUROC, accuracy, precision, NDCG and other shares
+
+
 @dataclass(frozen=True)
 class MetricContract:
     """Which metric decides promotion, and the direction of every metric a domain reports.
@@ -53,6 +62,14 @@ class MetricContract:
 
     primary: str
     higher_is_better: dict[str, bool]
+    # metric -> how it is computed from the per-unit predictions (domains.common.units): these metrics get a
+    # bootstrap interval, and the primary one, when listed, a paired comparison with the champion
+    intervals: dict[str, str] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # bounded metrics; others are unbounded
+
+    def range(self, metric: str) -> tuple[float, float]:
+        """The values `metric` can take (what a baseline margin is checked against)."""
+        return self.ranges.get(metric, (-math.inf, math.inf))
 
     def better(self, metric: str, a: float, b: float) -> bool:
         """True when value `a` is strictly better than `b` for `metric`."""
@@ -85,6 +102,7 @@ class Evaluation:
     figures: list[Figure] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # extra report tables
     notes: list[str] = field(default_factory=list)
+    units: pd.DataFrame | None = None  # per-row predictions on the test split (layout: domains.common.units)
 
 
 @dataclass
@@ -185,3 +203,6 @@ class DomainSpec(Generic[P]):
     scoring: ScoringSpec[P] | None = None  # None: the domain cannot score new data yet
     # (params, trained model dir, prepared dir) -> domains.common.export.Exportable; None: no `aiflow export` yet
     export: Callable[[P, Path, Path], Any] | None = None
+    # what `evaluate.slices` may cut on: column -> what it is (the predictions' `slice:<column>`)
+    slice_columns: dict[str, str] = field(default_factory=dict)
+    slice_sources: dict[str, tuple[str, ...]] = field(default_factory=dict)  # column -> the only sources that have it

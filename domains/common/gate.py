@@ -16,6 +16,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -86,6 +87,11 @@ class GateResult:
     @property
     def warnings(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed and c.severity == "warn"]
+
+    @property
+    def facts(self) -> list[CheckResult]:
+        """Failed `info` checks: what the data is like (a long tail, repeats), reported and nothing else."""
+        return [c for c in self.checks if not c.passed and c.severity == "info"]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -270,6 +276,7 @@ def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], sev
         return []
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
     import great_expectations as gx  # heavy import (~5 s): only when a suite has expectations
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
@@ -285,7 +292,11 @@ def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], sev
     validation = context.validation_definitions.add(gx.ValidationDefinition(name="gate", data=batch_definition, suite=suite))
     checkpoint = context.checkpoints.add(gx.Checkpoint(name="gate", validation_definitions=[validation],
                                                        actions=actions, result_format="SUMMARY"))
-    outcome = next(iter(checkpoint.run(batch_parameters={"dataframe": table}).run_results.values()))
+    # The same table gives the same Data Docs bytes: a fixed run id, then the pages' stamps removed.
+    run_id = RunIdentifier(run_name="gate", run_time=_GX_RUN_TIME)
+    outcome = next(iter(checkpoint.run(batch_parameters={"dataframe": table}, run_id=run_id).run_results.values()))
+    if docs_dir is not None:
+        _strip_volatile(docs_dir)
 
     results = []
     for r in outcome.results:
@@ -317,6 +328,25 @@ def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], sev
             severity = "block"  # GX results here are not row-indexed; quarantine is pandera's job
         results.append(CheckResult(name, "great_expectations", severity, bool(r.success), failing if not r.success else 0, len(table), detail, examples))
     return results
+
+
+_GX_RUN_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)  # GX's default is the wall clock: a fixed one keeps pages identical
+_VOLATILE = re.compile(r"(\d{8}T\d{6}\.\d+Z)|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
+
+
+def _strip_volatile(docs_dir: Path) -> None:
+    """GX stamps its pages with build and load times and random element ids: times go, ids are numbered in order."""
+    fixed = _GX_RUN_TIME.strftime("%Y%m%dT%H%M%S.%fZ")
+    for page in docs_dir.rglob("*.html"):
+        text, ids = page.read_text(encoding="utf-8"), dict[str, str]()
+
+        def stable(match: re.Match) -> str:
+            if match.group(1):
+                return match.group(1) if match.group(1) == fixed else "-"
+            return ids.setdefault(match.group(2), f"id{len(ids)}")
+
+        if (clean := _VOLATILE.sub(stable, text)) != text:
+            page.write_text(clean, encoding="utf-8")
 
 
 def _row_condition(condition: Any) -> str:

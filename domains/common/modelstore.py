@@ -92,6 +92,19 @@ def materialise(root: Path, ref: ModelRef, dest: Path) -> None:
                                 f"(altered or truncated): refusing to load it")
 
 
+def materialise_file(root: Path, domain: str, version: str, md5: str, dest: Path) -> None:
+    """Copy one file recorded by its DVC hash (a champion's predictions) out of the cache or remote, verified."""
+    cache = _cache_dir(root)
+    if not _object(cache, md5).is_file():
+        _fetch(root, ModelRef(domain, version, "", md5))
+    if not _object(cache, md5).is_file():
+        raise PipelineError(f"{domain} {version}: {dest.name} {md5} is neither in the DVC cache nor on the remote")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_object(cache, md5), dest)
+    if _md5(dest) != md5:
+        raise PipelineError(f"{domain} {version}: {dest.name} does not match its recorded hash (altered or truncated)")
+
+
 def _cache_dir(root: Path) -> Path:
     """The DVC cache's MD5 object folder (honours `dvc cache dir`)."""
     from dvc.repo import Repo

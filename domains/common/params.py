@@ -81,10 +81,46 @@ class AugmentParams(StrictModel):
     contrast: float = Field(0.1, ge=0, lt=1, description="scale the contrast by 1 +- this")
 
 
+class SliceParams(StrictModel):
+    """A slice of the test split: groups by a column's bands (`bins`: edges) or by its values."""
+
+    column: str = Field(description="one of the domain's slice columns")
+    bins: list[float] | None = Field(None, min_length=1, description="band edges; null: one group per value")
+    protected: bool = Field(False, description="a protected attribute: the report shows the best-worst group gap")
+    reference: str | None = Field(None, description="a value of the column scored with every group and not a group "
+                                                    "itself: defects by type, each type against the good images")
+    metric: str | None = Field(None, description="default: the primary metric; e.g. accuracy for slices by true class, "
+                                                 "where AUROC is undefined (only the primary's slices are judged)")
+
+
+class NonInferiorityParams(StrictModel):
+    """Promote a challenger that is not worse by more than `margin` when policy prefers it."""
+
+    margin: float = Field(gt=0, description="how much worse the lower bound of the difference may be")
+    prefer: Literal["newer", "cheaper"] = Field("newer", description="newer: always; cheaper: lower cost_metric")
+    cost_metric: str = Field("predict_seconds", description="prefer: cheaper compares this metric (lower is cheaper)")
+
+
 class EvaluateParams(StrictModel):
     candidate: str = Field(description="model proposed as challenger to the champion")
-    thresholds_min: dict[str, float] = Field(default_factory=dict)
-    thresholds_max: dict[str, float] = Field(default_factory=dict)
+    baselines: list[str] = Field(default_factory=list, description="models the candidate must beat on the promotion "
+                                                                   "metric (same split) before it may be promoted")
+    baseline_margin: float = Field(0.0, description="... by more than this, in the metric's units (checked against "
+                                                    "the metric's range when params load)")
+    thresholds_min: dict[str, float] = Field(default_factory=dict, description="absolute floors (optional)")
+    thresholds_max: dict[str, float] = Field(default_factory=dict, description="absolute ceilings (optional)")
+    resamples: int = Field(1000, ge=100, description="bootstrap resamples of the test units for 95 % intervals")
+    margin: float = Field(0.0, ge=0, description="promote when the paired difference's lower bound is above this")
+    non_inferiority: NonInferiorityParams | None = None
+    slices: dict[str, SliceParams] = Field(default_factory=dict)
+    min_slice_size: int = Field(30, ge=1, description="units a slice group needs to be judged")
+    min_slice_metric: float | None = Field(None, description="no promotion when a judged group's primary metric is worse")
+
+    @model_validator(mode="after")
+    def _candidate_not_a_baseline(self) -> "EvaluateParams":
+        if self.candidate in self.baselines:
+            raise ValueError(f"baselines: the candidate '{self.candidate}' cannot be its own baseline")
+        return self
 
 
 class DriftParams(StrictModel):

@@ -23,7 +23,6 @@ def params_file(root: Path) -> Path:
     return root / "params.yaml"
 
 
-STAGE_RECORD = "_stage.json"  # what a stage records about its own run, inside its output folder
 GATE_FILE = "gate.json"  # validate: the gate's result
 METRICS_FILE = "metrics.json"  # evaluate: metrics[model][metric]
 DECISION_FILE = "decision.json"  # evaluate: promote or keep, with the reason
@@ -31,6 +30,16 @@ DECISION_FILE = "decision.json"  # evaluate: promote or keep, with the reason
 
 def stage_dir(root: Path, domain: str, stage: str) -> Path:
     return root / "data" / domain / stage
+
+
+def stage_record(root: Path, domain: str, stage: str) -> Path:
+    """What a stage records about its own run (start time, seconds, training device).
+
+    Kept next to the stage's output folder, not in it: DVC never hashes a timing, so the same inputs give
+    byte-identical outputs, `dvc.lock` stays put and a forced stage whose data did not change stops there.
+    The report stage gathers these records into its provenance.
+    """
+    return root / "data" / domain / ".runs" / f"{stage}.json"
 
 
 def checkpoint_dir(root: Path, domain: str) -> Path:

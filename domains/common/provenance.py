@@ -61,10 +61,11 @@ def device_description() -> str:
 
 
 def stage_records(root: Path, domain: str) -> dict[str, dict[str, Any]]:
-    """What each stage that ran recorded about itself (seconds; device for train)."""
+    """What each stage that ran here recorded about itself (seconds; device for train). A stage whose
+    outputs DVC restored from its cache has no record, or an earlier run's (its `started_at` says which)."""
     records = {}
     for stage in paths.STAGES:
-        record = paths.stage_dir(root, domain, stage) / paths.STAGE_RECORD
+        record = paths.stage_record(root, domain, stage)
         if record.is_file():
             records[stage] = json.loads(record.read_text())
     return records

@@ -147,7 +147,7 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
                        "output_rows": len(predictions),
                        **_label_counts(scored.predictions)},
             "gate": {"verdict": gate.verdict, "reasons": gate.reasons,
-                     "warnings": [c.line() for c in gate.warnings]},
+                     "warnings": [c.line() for c in gate.warnings], "info": [c.line() for c in gate.facts]},
             "drift": drift_result.to_json(),
             "shadow_metrics": scored.shadow_metrics, "notes": scored.notes,
             "timings": {k: round(v, 3) for k, v in timings.items()},

@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -20,12 +21,14 @@ from typing import Any, Callable
 import pandas as pd
 
 from domains.common import distributed, paths
+from domains.common.baselines import baseline_checks, promotion_metric
 from domains.common.champion import read_champion, train_md5
 from domains.common.contract import DomainSpec, Evaluation, TrainEnv
 from domains.common.errors import GateBlocked, ParamsError, PipelineError
 from domains.common.gate import GX_DOCS, run_gate, write_gate_result
 from domains.common.params import DomainParams, TrainerParams
 from domains.common.registry import load_params, load_spec
+from domains.common.units import Paired
 
 TABLE = "table.parquet"
 VALIDATED = "validated.parquet"
@@ -43,12 +46,15 @@ def run_stage(stage: str, domain: str, root: Path | None = None) -> None:
     if out.exists():
         shutil.rmtree(out)  # a stage's outputs are exactly what this run writes
     out.mkdir(parents=True)
+    record_file = paths.stage_record(root, domain, stage)
+    record_file.unlink(missing_ok=True)  # no record of an earlier run next to this run's outputs
     started = datetime.now(timezone.utc)
     began = time.perf_counter()
     facts = STAGE_FUNCTIONS[stage](spec, params, root, out) or {}
     record = {"stage": stage, "domain": domain, "started_at": started.isoformat(timespec="seconds"),
               "seconds": round(time.perf_counter() - began, 3), **facts}
-    (out / paths.STAGE_RECORD).write_text(json.dumps(record, indent=2))
+    record_file.parent.mkdir(parents=True, exist_ok=True)
+    record_file.write_text(json.dumps(record, indent=2))
 
 
 def _acquire(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
@@ -125,10 +131,30 @@ def train_in_process(domain: str, root: Path) -> None:
 
 
 def _evaluate(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> None:
-    evaluation = spec.evaluate(params, paths.stage_dir(root, spec.name, "prepare"), paths.stage_dir(root, spec.name, "train"), out)
+    prepared = paths.stage_dir(root, spec.name, "prepare")
+    evaluation = spec.evaluate(params, prepared, paths.stage_dir(root, spec.name, "train"), out)
+    champion = read_champion(root, spec.name)
+    assessed: dict[str, Any] = {}
+    if evaluation.units is not None:  # intervals, slices and the paired comparison (domains.common.assess)
+        from domains.common import assess, units
+
+        assess.check_slice_columns(spec, params, evaluation.units)
+        evaluation.metrics = assess.with_intervals(evaluation.metrics, evaluation.units, spec, params)
+        evaluation.units.to_parquet(out / units.PREDICTIONS_FILE)
+        verdict = assess.slices(evaluation.units, spec, params)
+        if verdict is not None:
+            evaluation.tables["slices"] = verdict.wide(params.evaluate.candidate)
+            evaluation.figures.append(assess.slice_figure(verdict, params.evaluate.candidate, params.evaluate.min_slice_metric))
+            assessed["slices"] = verdict.summary()
+        assessed["test_split"] = {"hash": units.split_hash(evaluation.units), "rows": len(evaluation.units),
+                                  "units": int(evaluation.units["unit"].nunique())}
+        if champion is not None and champion.get("train_md5") != train_md5(root, spec.name):
+            assessed["comparison"] = assess.compare(root, spec, params, evaluation.units, champion, prepared)
+    else:  # a domain without per-unit predictions yet: point estimates only
+        pd.DataFrame().to_parquet(out / "predictions.parquet")
     write_evaluation(evaluation, out)
     gate = json.loads(paths.gate_file(root, spec.name).read_text())
-    decision = decide(spec, params, evaluation.metrics, gate, read_champion(root, spec.name), train_md5(root, spec.name))
+    decision = decide(spec, params, evaluation.metrics, gate, champion, train_md5(root, spec.name), **assessed)
     (out / paths.DECISION_FILE).write_text(json.dumps(decision, indent=2))
 
 
@@ -138,7 +164,7 @@ def _report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> No
     write_report(spec, params, root, out)
 
 
-# Each writes its outputs into the folder it is given; what it returns goes into its _stage.json.
+# Each writes its outputs into the folder it is given; what it returns goes into its run record (paths.stage_record).
 STAGE_FUNCTIONS: dict[str, Callable[[DomainSpec, DomainParams, Path, Path], dict[str, Any] | None]] = {
     "acquire": _acquire, "validate": _validate, "prepare": _prepare,
     "train": _train, "evaluate": _evaluate, "report": _report,
@@ -148,7 +174,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[DomainSpec, DomainParams, Path, Path], dict
 def _fingerprint(params: DomainParams, prepared: Path) -> str:
     """Hash of everything training depends on, so a stale checkpoint is never resumed."""
     digest = hashlib.sha256(params.model_dump_json().encode())
-    for file in sorted(p for p in prepared.rglob("*") if p.is_file() and p.name != paths.STAGE_RECORD):
+    for file in sorted(p for p in prepared.rglob("*") if p.is_file()):
         digest.update(file.name.encode())
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()
@@ -178,14 +204,18 @@ def _slug(text: str) -> str:
 
 def primary_metric(spec: DomainSpec, params: DomainParams) -> str:
     """The promotion metric: the domain's params may name it (`evaluate.primary`), else its contract's."""
-    return getattr(params.evaluate, "primary", None) or spec.metric.primary
+    return promotion_metric(spec, params)
 
 
 def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, float]],
-           gate: dict[str, Any], champion: dict[str, Any] | None, model_md5: str | None = None) -> dict[str, Any]:
-    """Challenger vs thresholds, gate warnings and champion: promote or keep, with the reason.
+           gate: dict[str, Any], champion: dict[str, Any] | None, model_md5: str | None = None,
+           comparison: Paired | str | None = None, slices: dict[str, Any] | None = None,
+           test_split: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Challenger vs thresholds, gate warnings, slices and champion: promote or keep, with the reason.
 
     `model_md5` identifies the trained models (their DVC hash): the champion itself is never a challenger.
+    `comparison` is the paired difference with the champion on the same units (units.Paired), or why there
+    is none (a string: the decision then compares point estimates and says so).
     """
     candidate = params.evaluate.candidate
     if candidate not in metrics:
@@ -197,29 +227,72 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
     ] + [
         {"metric": m, "bound": "max", "threshold": t, "value": scores.get(m), "passed": scores.get(m, float("inf")) <= t}
         for m, t in params.evaluate.thresholds_max.items()
-    ]
+    ] + baseline_checks(spec, params, metrics)
     primary = primary_metric(spec, params)
     if primary not in scores:
         raise PipelineError(f"evaluate.primary: the candidate '{candidate}' has no metric '{primary}' "
                             f"(it has: {', '.join(scores)})")
     warnings = sum(1 for c in gate["checks"] if not c["passed"] and c["severity"] == "warn")
     failed = [t for t in thresholds if not t["passed"]]
+    slice_block = _slice_block(spec, params, primary, slices)
     if failed:
         decision, reason = "keep", "threshold failed: " + "; ".join(
-            f"{t['metric']} missing" if t["value"] is None else
+            t["why"] if "why" in t else f"{t['metric']} missing" if t["value"] is None else
             f"{t['metric']}={t['value']:.4f} {'<' if t['bound'] == 'min' else '>'} {t['threshold']}" for t in failed)
     elif warnings > params.gate.max_warnings:
         decision, reason = "keep", f"gate raised {warnings} warning(s), more than gate.max_warnings={params.gate.max_warnings}"
+    elif slice_block:
+        decision, reason = "keep", slice_block
     elif champion is None:
         decision, reason = "promote", f"no champion yet; {candidate} passes every threshold"
     elif model_md5 and champion.get("train_md5") == model_md5:
         decision, reason = "keep", f"this model is the champion (v{champion['version']})"
     elif primary not in champion["metrics"]:  # the promotion metric changed since it was promoted
         decision, reason = "promote", f"champion v{champion['version']} was not scored on {primary}; {candidate} passes every threshold"
-    elif spec.metric.better(primary, scores[primary], champion["metrics"][primary]):
-        decision, reason = "promote", f"{primary} {scores[primary]:.4f} beats champion v{champion['version']} ({champion['metrics'][primary]:.4f})"
+    elif isinstance(comparison, Paired):
+        decision, reason = _paired_decision(spec, params, comparison, scores, champion)
     else:
-        decision, reason = "keep", f"{primary} {scores[primary]:.4f} does not beat champion v{champion['version']} ({champion['metrics'][primary]:.4f})"
+        verb = "beats" if spec.metric.better(primary, scores[primary], champion["metrics"][primary]) else "does not beat"
+        decision = "promote" if verb == "beats" else "keep"
+        reason = f"{primary} {scores[primary]:.4f} {verb} champion v{champion['version']} ({champion['metrics'][primary]:.4f})"
+        if isinstance(comparison, str):
+            reason += f"; point estimates only, not paired: {comparison}"
     return {"candidate": candidate, "primary_metric": primary, "metrics": scores, "thresholds": thresholds,
             "gate_verdict": gate["verdict"], "gate_warnings": warnings, "champion": champion,
-            "decision": decision, "reason": reason}
+            "decision": decision, "reason": reason,
+            **({"comparison": {"paired": True, **asdict(comparison)} if isinstance(comparison, Paired)
+                else {"paired": False, "why": comparison}} if comparison is not None else {}),
+            **({"slices": slices} if slices is not None else {}),
+            **({"test_split": test_split} if test_split is not None else {})}
+
+
+def _slice_block(spec: DomainSpec, params: DomainParams, primary: str, slices: dict[str, Any] | None) -> str | None:
+    """`evaluate.min_slice_metric`: the reason to keep when the worst judged slice group is under it."""
+    limit, worst = params.evaluate.min_slice_metric, (slices or {}).get("worst")
+    if limit is None or worst is None:
+        return None
+    higher = spec.metric.higher_is_better.get(primary, True)
+    if (worst["value"] < limit) if higher else (worst["value"] > limit):
+        return (f"slice {worst['slice']}={worst['group']}: {primary} {worst['value']:.4f} "
+                f"{'<' if higher else '>'} evaluate.min_slice_metric {limit} ({worst['units']} units)")
+    return None
+
+
+def _paired_decision(spec: DomainSpec, params: DomainParams, paired: Paired, scores: dict[str, float],
+                     champion: dict[str, Any]) -> tuple[str, str]:
+    """Promote when the difference's lower bound is above the margin, or, under a non-inferiority
+    margin, when it is not worse by more than that and policy prefers it (newer, or cheaper)."""
+    e, version = params.evaluate, f"champion v{champion['version']}"
+    said = f"{paired.describe()} vs {version}"
+    if paired.low > e.margin:
+        return "promote", f"{said}: lower bound above evaluate.margin {e.margin:g}"
+    ni = e.non_inferiority
+    if ni is not None and paired.low > -ni.margin:
+        if ni.prefer == "newer":
+            return "promote", f"{said}: not worse by more than non_inferiority.margin {ni.margin:g}, and newer"
+        ours, theirs = scores.get(ni.cost_metric), champion["metrics"].get(ni.cost_metric)
+        if ours is not None and theirs is not None and ours < theirs:
+            return "promote", (f"{said}: not worse by more than non_inferiority.margin {ni.margin:g}, and cheaper "
+                               f"({ni.cost_metric} {ours:.4g} < {theirs:.4g})")
+        return "keep", f"{said}: not worse by more than {ni.margin:g}, but not cheaper on {ni.cost_metric}"
+    return "keep", f"{said}: lower bound not above evaluate.margin {e.margin:g}"

@@ -1,8 +1,9 @@
 """Plain-torch vision blocks shared by the image domains (no torchvision, no timm: see DESIGN.md).
 
-- `ResNet`: residual networks of `BasicBlock`s. `resnet18()` has torchvision's ImageNet layout and
-  state-dict keys, so a user's local copy of torchvision's weights loads as is; `small_resnet()`
-  has a 3x3 stem without pooling, for small images (28-64 px) trained from scratch.
+- `ResNet`: residual networks of `BasicBlock`s or `Bottleneck`s. `resnet18()` and `wide_resnet50_2()`
+  have torchvision's ImageNet layout and state-dict keys, so a user's local copy of torchvision's
+  weights loads as is (`torchvision_backbone` tells which from the file); `small_resnet()` has a 3x3
+  stem without pooling, for small images (28-64 px) trained from scratch.
 - `augment_images`: random flips, affine jitter and brightness/contrast on a batch, on its device.
 - `recalibrate_batchnorm`: batch-norm statistics of clean images after training on augmented ones.
 - Images enter models as uint8 (0-255) or float (0-1) tensors (N, C, H, W); `to_unit` tells them apart.
@@ -48,8 +49,36 @@ class BasicBlock(nn.Module):
         return self.relu(out + (x if self.downsample is None else self.downsample(x)))
 
 
+class Bottleneck(nn.Module):
+    """1x1, 3x3 (strided, torchvision's v1.5), 1x1 convolutions with a shortcut; `width_factor` 2 makes
+    Wide ResNet's blocks (Zagoruyko & Komodakis 2016). torchvision's names for its parts."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, width_factor: int = 1):
+        super().__init__()
+        width = planes * width_factor
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or inplanes != planes * 4:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes * 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
 class ResNet(nn.Module):
-    """A ResNet of BasicBlocks: stem, stages (`layer1`...), global average pool, `fc`.
+    """A ResNet of BasicBlocks (or Bottlenecks): stem, stages (`layer1`...), global average pool, `fc`.
 
     `imagenet_stem`: 7x7 stride-2 convolution and max-pool (torchvision's layout); otherwise one 3x3
     convolution at full resolution, which small images need. Inputs are standardised inside the
@@ -60,8 +89,14 @@ class ResNet(nn.Module):
     std: torch.Tensor  # buffer
 
     def __init__(self, in_channels: int, num_classes: int, widths: Sequence[int], blocks: Sequence[int],
-                 imagenet_stem: bool = False, dropout: float = 0.0):
+                 imagenet_stem: bool = False, dropout: float = 0.0, bottleneck_width: int = 0):
         super().__init__()
+        # bottleneck_width 0: BasicBlocks; n > 0: Bottlenecks n times as wide as ResNet-50's (2: Wide ResNet-50-2)
+        def block(inplanes: int, planes: int, stride: int = 1) -> nn.Module:
+            if bottleneck_width:
+                return Bottleneck(inplanes, planes, stride, bottleneck_width)
+            return BasicBlock(inplanes, planes, stride)
+        expansion = Bottleneck.expansion if bottleneck_width else 1
         self.register_buffer("mean", torch.zeros(1, in_channels, 1, 1))
         self.register_buffer("std", torch.ones(1, in_channels, 1, 1))
         stem_width = widths[0]
@@ -75,9 +110,10 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         inplanes, stages = stem_width, []
         for i, (width, count) in enumerate(zip(widths, blocks)):
-            layer = [BasicBlock(inplanes, width, 1 if i == 0 else 2)] + [BasicBlock(width, width) for _ in range(count - 1)]
+            layer = [block(inplanes, width, 1 if i == 0 else 2)]
+            layer += [block(width * expansion, width) for _ in range(count - 1)]
             stages.append(nn.Sequential(*layer))
-            inplanes = width
+            inplanes = width * expansion
         self.stages = len(stages)
         for i, stage in enumerate(stages, 1):
             setattr(self, f"layer{i}", stage)
@@ -90,6 +126,8 @@ class ResNet(nn.Module):
         for m in self.modules():  # each residual branch starts near zero: deep nets train from the start
             if isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
+            elif isinstance(m, Bottleneck):
+                nn.init.zeros_(m.bn3.weight)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The output of every stage (layer1, layer2, ...), for feature-based models and Grad-CAM."""
@@ -114,6 +152,14 @@ def resnet18(in_channels: int = 3, num_classes: int = 1000) -> ResNet:
     return ResNet(in_channels, num_classes, (64, 128, 256, 512), (2, 2, 2, 2), imagenet_stem=True)
 
 
+def wide_resnet50_2(in_channels: int = 3, num_classes: int = 1000) -> ResNet:
+    """Wide ResNet-50-2 with torchvision's layout (`torchvision.models.wide_resnet50_2().state_dict()` keys)."""
+    return ResNet(in_channels, num_classes, (64, 128, 256, 512), (3, 4, 6, 3), imagenet_stem=True, bottleneck_width=2)
+
+
+TORCHVISION_BACKBONES = {"resnet18": resnet18, "wide_resnet50_2": wide_resnet50_2}
+
+
 def small_resnet(in_channels: int, num_classes: int, widths: Sequence[int] = (32, 64, 128),
                  blocks: Sequence[int] = (2, 2, 2), dropout: float = 0.0) -> ResNet:
     return ResNet(in_channels, num_classes, widths, blocks, imagenet_stem=False, dropout=dropout)
@@ -122,19 +168,60 @@ def small_resnet(in_channels: int, num_classes: int, widths: Sequence[int] = (32
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def load_torchvision_state(model: ResNet, file: str) -> None:
-    """Load a torchvision ResNet state dict (e.g. resnet18-f37072fd.pth) and ImageNet's input statistics.
-
-    Keys must match exactly, except `fc.*` (a classifier head of another size is left as it is) and
-    this model's own `mean`/`std` buffers.
-    """
+def _read_state(file: str) -> dict:
     from domains.common.errors import DataError
 
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
-        raise DataError(f"{file}: not a torch state dict ({str(err).splitlines()[0]})") from None
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise DataError(f"{file}: not a readable torch state dict, truncated or of another format ({first})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"{file}: not a torch state dict (a mapping of names to tensors)")
+    return state
+
+
+def torchvision_architecture(state: dict) -> str:
+    """What torchvision ResNet a state dict is, from its keys and shapes ("resnet18", "resnet50",
+    "wide_resnet50_2", ...); "" when it is no ResNet."""
+    if "conv1.weight" not in state or "layer1.0.conv1.weight" not in state:
+        return ""
+    blocks: tuple[int, ...] = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5))
+    basic: dict[tuple[int, ...], str] = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
+    depths: dict[tuple[int, ...], str] = {(3, 4, 6, 3): "50", (3, 4, 23, 3): "101", (3, 8, 36, 3): "152"}
+    if "layer1.0.conv3.weight" not in state:
+        return basic.get(blocks, f"a ResNet of {blocks} basic blocks")
+    depth = depths.get(blocks, "?")
+    width = state["layer1.0.conv1.weight"].shape[0] // 64
+    return f"resnet{depth}" if width == 1 else f"wide_resnet{depth}_{width}"
+
+
+def torchvision_backbone(file: str) -> tuple[ResNet, str]:
+    """The ImageNet backbone in a torchvision state-dict file (resnet18-*.pth or wide_resnet50_2-*.pth as
+    torch's hub cache keeps them), told apart by its contents; another architecture is refused in one line."""
+    from domains.common.errors import DataError
+
+    state = _read_state(file)
+    arch = torchvision_architecture(state)
+    if arch not in TORCHVISION_BACKBONES:
+        what = f"a torchvision {arch} state dict" if arch else "not a torchvision ResNet state dict"
+        raise DataError(f"{file}: {what}; backbone_weights takes {' or '.join(TORCHVISION_BACKBONES)}")
+    model = TORCHVISION_BACKBONES[arch](in_channels=3)
+    _load_state(model, state, file)
+    return model.eval(), arch
+
+
+def load_torchvision_state(model: ResNet, file: str) -> None:
+    """Load a torchvision ResNet state dict (e.g. resnet18-f37072fd.pth) and ImageNet's input statistics."""
+    _load_state(model, _read_state(file), file)
+
+
+def _load_state(model: ResNet, state: dict, file: str) -> None:
+    """Keys must match exactly, except `fc.*` (a classifier head of another size is left as it is) and
+    this model's own `mean`/`std` buffers."""
+    from domains.common.errors import DataError
+
     own = model.state_dict()
     wanted = {k for k in own if k not in ("mean", "std") and not k.startswith("fc.")}
     missing = sorted(wanted - set(state))

@@ -1,7 +1,7 @@
 """Vision defect detection: unsupervised anomaly detection on images of good parts (synthetic, mvtec,
-magnetic-tile); a scikit-learn patch Gaussian, a torch anomaly segmenter, optionally PatchCore."""
+magnetic-tile); a scikit-learn patch Gaussian, a torch anomaly segmenter, DRAEM (opt-in), optionally PatchCore."""
 
-from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
+from domains.common.contract import UNIT, DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
 from domains.defects.params import DefectsParams
 
 SOURCES = ("synthetic", "mvtec", "magnetic-tile")
@@ -16,7 +16,8 @@ DOMAIN = DomainSpec(
     title="Vision defect detection (unsupervised anomaly detection)",
     params_model=DefectsParams,
     sources=SOURCES,
-    metric=MetricContract(primary="image_auroc", higher_is_better=DIRECTIONS),
+    metric=MetricContract(primary="image_auroc", higher_is_better=DIRECTIONS, intervals={"image_auroc": "auroc"},
+                          ranges={m: UNIT for m in ("image_auroc", "pixel_auroc", "f1", "precision", "recall")}),
     acquire=lazy("domains.defects.pipeline:acquire"),
     gate_suite=lazy("domains.defects.checks:gate_suite"),
     prepare=lazy("domains.defects.pipeline:prepare"),
@@ -35,4 +36,6 @@ DOMAIN = DomainSpec(
             describe=lazy("domains.defects.serve:describe"),
         ),
     ),
+    slice_columns={"type": "the test image's defect type ('good' for a good image)",
+                   "brightness": "mean pixel value of the prepared image (0-255)"},
 )

@@ -5,10 +5,10 @@ Row-level checks name the file (the suite's id column is item_id):
 - `mask_present`: every defect image has its mask, where the source has masks;
 - `mask_error:decodes`, `mask_same_size`: masks decode and match their image's size;
 - `mask_soft_fraction:binary`: masks are binary (see DefectsGateParams.max_soft_mask_fraction);
-- `mask_not_empty` (warn): a defect image whose mask marks nothing;
+- `mask_not_empty` (quarantine): a defect image whose mask marks nothing (its annotation is missing: set aside);
 - `mask_empty_on_good`: a good image whose mask marks a defect;
 - `mode:consistent`: one channel count and pixel type (sizes: the shared `shape:consistent`);
-- `split_leakage`: the same pixels in training and test (shared; blocks).
+- `split_leakage`: the same pixels in training and test (shared; the test copy is quarantined).
 Great Expectations checks the counts: enough good images to train on, to choose the threshold
 on and to test, and at least one defective test image.
 """
@@ -20,7 +20,7 @@ import pandera.pandas as pa
 
 from domains.common.gate import GateSuite
 from domains.common.images import DECODE_ERROR, IMAGE_SEVERITIES, image_columns, image_table_checks
-from domains.common.items import ID, LABEL, SPLIT, identity_columns, item_table_checks
+from domains.common.items import ID, ITEM_SEVERITIES, LABEL, SPLIT, identity_columns, item_table_checks
 from domains.common.params import Severity
 from domains.defects.loaders import GOOD, MASK_PATH, MASKS_EXPECTED
 from domains.defects.masks import MASK_ERROR
@@ -39,9 +39,11 @@ COUNTS = {  # constant columns acquire adds: GX reports the observed count again
 
 SEVERITIES: dict[str, Severity] = {
     **IMAGE_SEVERITIES,
-    "split_leakage": "block",
-    "duplicate_items": "warn",
-    "mask_not_empty": "warn",  # Magnetic-Tile has 4 such images: a human decides
+    "split_leakage": ITEM_SEVERITIES["split_leakage"],
+    "duplicate_items": ITEM_SEVERITIES["duplicate_items"],
+    # A defect image with an empty mask has no ground truth to score pixels against (Magnetic-Tile has 4):
+    # set aside with its reason, so the rest is evaluated; more than max_quarantine_fraction blocks.
+    "mask_not_empty": "quarantine",
 }
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from domains.common.classification import roc_rows
 from domains.common.contract import Evaluation
+from domains.common.report import WARNING
 from domains.common.figures import roc_figure, training_curve_figure
 from domains.common.items import LABEL, SPLIT
 from domains.defects.figures import comparison_figure, overlay_figure, score_figure
@@ -19,7 +20,9 @@ from domains.defects.loaders import GOOD
 from domains.defects.metrics import image_metrics, image_scores, per_type_auroc, pixel_auroc
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, INFO, ITEMS, MASKS
-from domains.defects.train import HISTORY, SEGMENTER, THRESHOLDS, TIMES, load_model, score_maps
+from domains.defects.train import HISTORY, THRESHOLDS, TIMES, TORCH_MODELS, load_model, score_maps
+
+NEAR_CHANCE = 0.6  # image AUROC under this: the model barely ranks defective above good images
 
 
 def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_dir: Path) -> Evaluation:
@@ -57,13 +60,24 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         comparison_figure(images, masks if info["pixel_metrics"] else None, labels, maps, scores, thresholds, GOOD),
     ]
     history = json.loads((train_dir / HISTORY).read_text())
-    if SEGMENTER in history:
-        figures.append(training_curve_figure(history[SEGMENTER], "validation pixel AP on pasted anomalies", SEGMENTER))
+    for name in (n for n in TORCH_MODELS if n in history):
+        figures.append(training_curve_figure(history[name], "validation pixel AP on simulated anomalies", name))
     plots = {"roc_curve": roc_rows(defective.astype(int), as_columns),
              "per_type_auroc": per_type.melt(id_vars=["defect_type", "images"], var_name="model", value_name="auroc")}
     tables = {"per_type_auroc": per_type, "test_images": _test_table(items)}
     return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables,
-                      notes=_notes(p, info, items, metrics, candidate))
+                      notes=_notes(p, info, items, metrics, candidate), units=test_units(items.iloc[test], images, scores))
+
+
+def test_units(items: pd.DataFrame, images: np.ndarray, scores: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per-image scores (the image is the bootstrap unit; label 1: defective), its defect type and brightness."""
+    ids = items["item_id"].astype(str).to_numpy()
+    frame = pd.DataFrame({"row": ids, "unit": ids, "label": (items[LABEL].to_numpy() != GOOD).astype(np.int64)})
+    for name, s in scores.items():
+        frame[f"{name}:p1"] = np.asarray(s, dtype=np.float64)  # a score, not a probability: AUROC needs only its order
+    frame["slice:type"] = items[LABEL].astype(str).to_numpy()
+    frame["slice:brightness"] = images.reshape(len(images), -1).astype(np.float64).mean(axis=1)
+    return frame
 
 
 def _per_type_table(labels: np.ndarray, scores: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -95,12 +109,30 @@ def _notes(p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, can
         notes.append("No pixel masks in this source (no ground_truth folder): evaluation is image-level only, "
                      "pixel_auroc is not computed.")
     if info["source"] == "magnetic-tile":
-        notes.append(f"Magnetic-Tile split: every defect image is tested, with a seeded {p.data.test_good_fraction:.0%} "
+        notes.append("Magnetic-Tile split: DifferNet's published one (its list of MT_Free training images; the other "
+                     "MT_Free images and every defect image are tested; the held-out share comes from the training "
+                     "list), as CS-Flow and MSFlow report." if p.data.split == "published" else
+                     f"Magnetic-Tile split: every defect image is tested, with a seeded {p.data.test_good_fraction:.0%} "
                      "of MT_Free; the rest of MT_Free is trained on (minus the held-out share).")
     if info["source"] == "synthetic":
         notes.append("Synthetic data: the segmenter's pasted training anomalies (blobs, strokes, ellipses) resemble "
                      "the generator's defects more than real defects resemble them; real accuracy is measured on "
                      "Magnetic-Tile (benchmarks/defects.py).")
+    if "draem" in metrics:
+        t = p.train
+        notes.append(f"DRAEM here: {t.draem_size or info['image_size']} px, widths {t.draem_width} / "
+                     f"{max(t.draem_width // 2, 4)}, at most {t.epochs} epochs, focal weight {t.draem_focal_weight:g}, "
+                     f"Dice {t.draem_dice_weight:g}; the paper's: 256 px, 128 / 64, 700 epochs on a GPU, focal 1, no "
+                     "Dice (MVTec AD image / pixel AUROC 98.0 / 97.3). A CPU-sized DRAEM is far from converged.")
     best = max(metrics, key=lambda m: metrics[m]["image_auroc"])
     notes.append(f"Best image AUROC: {best} ({metrics[best]['image_auroc']:.4f}); candidate: {candidate}.")
-    return notes
+    return near_chance_notes(metrics, candidate) + notes
+
+
+def near_chance_notes(metrics: dict, candidate: str) -> list[str]:
+    """One warning per model whose test image AUROC is under NEAR_CHANCE: whatever its thresholds say, it
+    barely tells defective from good parts here (the report shows these next to the promotion decision)."""
+    return [f"{WARNING}{name}{' (the candidate)' if name == candidate else ''} is near chance on the test set: image "
+            f"AUROC {m['image_auroc']:.3f} (under {NEAR_CHANCE}; 0.5 is a coin toss). It has not learned what is "
+            "normal for these parts; do not rely on its decisions."
+            for name, m in metrics.items() if m["image_auroc"] < NEAR_CHANCE]

@@ -12,8 +12,11 @@ decode becomes a failed gate check naming it, not an error here. Only an unreada
   is image-level only. Every file in the image folders is listed (a stray non-image fails the
   gate), except hidden ones (".DS_Store" and the like).
 - magnetic-tile: `MT_<class>/Imgs/<stem>.jpg` with `<stem>.png` masks; `MT_Free` holds the
-  defect-free images. No split is published; ours (the benchmark protocol) tests every defect
-  image and a seeded `test_good_fraction` of MT_Free, and trains on the rest of MT_Free.
+  defect-free images. Split `published` (default): DifferNet's (Rudolph et al. 2021), which
+  CS-Flow and MSFlow report on: the MT_Free file names in `differnet_train_filenames.txt` (761)
+  are trained on, the other MT_Free images (191) and every defect image are tested. A list that
+  names a file not in MT_Free/Imgs, or a defect image, stops here in one line. Split `seeded`:
+  every defect image and a seeded `test_good_fraction` of MT_Free are tested.
   Its masks are anti-aliased (values between 0 and 255 on a defect's edge): they are binarised
   at half their maximum.
 
@@ -35,6 +38,7 @@ from domains.common.items import ID, LABEL, SPLIT, stratified_split
 GOOD = "good"
 MASK_PATH, MASKS_EXPECTED = "mask_path", "masks_expected"
 MT_GOOD_CLASS = "MT_Free"
+PUBLISHED_TRAIN_LIST = "differnet_train_filenames.txt"  # DifferNet's mtd_train_filenames.txt, unchanged
 LISTING_COLUMNS = [ID, SPLIT, LABEL, PATH, MASK_PATH, MASKS_EXPECTED]
 
 
@@ -75,8 +79,10 @@ def read_mvtec(root: Path, val_fraction: float, seed: int) -> pd.DataFrame:
     return _hold_out_val(listing, val_fraction, seed)
 
 
-def read_magnetic_tile(root: Path, val_fraction: float, test_good_fraction: float, seed: int) -> pd.DataFrame:
-    """The listing of the Magnetic-Tile-Defect release, split as documented above."""
+def read_magnetic_tile(root: Path, val_fraction: float, test_good_fraction: float, seed: int,
+                       split: str = "published", train_list: Path | None = None) -> pd.DataFrame:
+    """The listing of the Magnetic-Tile-Defect release, split as documented above (`train_list`: the
+    published split's file of training names; default `<root>/differnet_train_filenames.txt`)."""
     root = _folder(Path(root), "Magnetic-Tile-Defect: MT_<class>/Imgs/<stem>.jpg + <stem>.png")
     classes = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("MT_"))
     if not any(c.name == MT_GOOD_CLASS for c in classes):
@@ -98,9 +104,42 @@ def read_magnetic_tile(root: Path, val_fraction: float, test_good_fraction: floa
     good_rows = np.flatnonzero(listing[LABEL] == GOOD)
     if len(good_rows) == 0:
         raise DataError(f"{root / MT_GOOD_CLASS / 'Imgs'}: no images")
-    tested = stratified_split(np.zeros(len(good_rows)), test_good_fraction, seed)
+    if split == "published":
+        names = read_train_list(root, Path(train_list) if train_list else root / PUBLISHED_TRAIN_LIST, listing)
+        tested = ~listing.loc[good_rows, PATH].map(lambda rel: Path(rel).name in names).to_numpy()
+    else:
+        tested = stratified_split(np.zeros(len(good_rows)), test_good_fraction, seed)
     listing.loc[good_rows[tested], SPLIT] = "test"
     return _hold_out_val(listing, val_fraction, seed + 1)
+
+
+def read_train_list(root: Path, file: Path, listing: pd.DataFrame) -> set[str]:
+    """The MT_Free file names a published-split list trains on: one a line, a bare name or a path from
+    the release's root. A defect image (in an MT_<defect> folder), or a name that is no MT_Free image,
+    is refused: training on a defect, or on other images than the protocol's, makes the figures
+    incomparable with the published ones."""
+    if not file.is_file():
+        raise DataError(f"{file}: not found (the published split's MT_Free training names); name the list in "
+                        "defects.data.train_list, or set defects.data.split: seeded")
+    try:
+        entries = [Path(line.strip()) for line in file.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise DataError(f"{file}: not a text file of image names (defects.data.train_list)") from None
+    if not entries:
+        raise DataError(f"{file}: no file names in the training list (defects.data.train_list)")
+    names = listing[PATH].map(lambda rel: Path(rel).name)
+    free = set(names[listing[LABEL] == GOOD])
+    defect_names = set(names[listing[LABEL] != GOOD])
+    defects = sorted(e.as_posix() for e in entries if (e.parts[0] != MT_GOOD_CLASS and e.parts[0].startswith("MT_")
+                                                        or e.name not in free and e.name in defect_names))
+    if defects:
+        raise DataError(f"{file}: the training list names {len(defects)} defect image(s), e.g. {defects[0]} "
+                        "(training images must be defect-free)")
+    missing = sorted({e.name for e in entries} - free)
+    if missing:
+        raise DataError(f"{file}: the training list names {len(missing)} file(s) not in {MT_GOOD_CLASS}/Imgs, "
+                        f"e.g. {missing[0]}")
+    return {e.name for e in entries}
 
 
 def _hold_out_val(listing: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:

@@ -33,7 +33,8 @@ def acquire(p: DefectsParams, out_dir: Path) -> pd.DataFrame:
     if p.data.source == "synthetic":
         write_mvtec(p.synthetic, p.seed, root)
     if p.data.source == "magnetic-tile":
-        listing = read_magnetic_tile(root, p.data.val_fraction, p.data.test_good_fraction, p.seed)
+        listing = read_magnetic_tile(root, p.data.val_fraction, p.data.test_good_fraction, p.seed,
+                                     p.data.split, Path(p.data.train_list) if p.data.train_list else None)
     else:
         listing = read_mvtec(root, p.data.val_fraction, p.seed)
     return with_gate_columns(listing_facts(root, listing))

@@ -1,4 +1,12 @@
-"""Seeded textured surfaces with injected defects, written as an MVTec AD category folder.
+"""Seeded textured surfaces or parts with injected defects, written as an MVTec AD category folder.
+
+Two categories (`synthetic.category`), as MVTec AD has textures and objects:
+- surface: a texture filling the image (below);
+- part: a flanged disc (a central bore, three bolt holes, a tab that shows its orientation) with the
+  surface's brushed texture, on a dark background, at a random pose: turned by any angle, shifted
+  by up to `pose_shift` of the side, scaled by up to 8 %. Defects lie on the part only (a defect
+  mask is clipped to the part, and drawn again until most of it is on the part), so a model must
+  learn what is normal for the part in any pose, and that the background is not part of it.
 
 A surface is a grey level, a linear gradient, a directional grain (brushed or rolled metal) and
 fine noise; every image of one dataset shares the grain's direction, as parts of one production
@@ -104,6 +112,47 @@ def to_pixels(image: np.ndarray, channels: int, tint: np.ndarray) -> np.ndarray:
     return np.clip(np.round(image[:, :, None] * tint * 255), 0, 255).astype(np.uint8)
 
 
+def part(rng: np.random.Generator, size: int, grain_angle: float, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """One defect-free part on its background, in [0, 1], and the part's (size, size) mask."""
+    angle = rng.uniform(0, 2 * math.pi)
+    scale = size * rng.uniform(0.92, 1.08)
+    cy, cx = size / 2 + rng.uniform(-shift, shift, 2) * size
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    dy, dx = yy - cy, xx - cx
+    u = (np.cos(angle) * dx + np.sin(angle) * dy) / scale  # the part's own frame, in part sizes
+    v = (-np.sin(angle) * dx + np.cos(angle) * dy) / scale
+    r = np.hypot(u, v)
+    solid = (r <= 0.3) | ((np.abs(v) <= 0.06) & (u >= 0) & (u <= 0.38))  # disc + tab
+    solid &= r >= 0.09  # the bore
+    for k in range(3):  # bolt holes, 120 degrees apart, none on the tab
+        a = math.pi / 3 + k * 2 * math.pi / 3
+        solid &= np.hypot(u - 0.2 * math.cos(a), v - 0.2 * math.sin(a)) >= 0.035
+    soft = np.clip(ndimage.gaussian_filter(solid.astype(float), 0.7), 0, 1)  # anti-aliased edges
+    texture = surface(rng, size, grain_angle)
+    # the texture turns with the part: sample it in the part's frame
+    texture = ndimage.map_coordinates(texture, [v * scale + size / 2, u * scale + size / 2], order=1, mode="reflect")
+    shading = 1 - 0.5 * r  # a lamp above the centre
+    background = rng.uniform(0.08, 0.14) + rng.normal(0, 0.01, (size, size))
+    return np.clip(soft * texture * shading + (1 - soft) * background, 0, 1), solid
+
+
+def inject_on_part(rng: np.random.Generator, image: np.ndarray, solid: np.ndarray, kind: str,
+                   contrast: float) -> tuple[np.ndarray, np.ndarray]:
+    """A defect of `kind` on the part: the mask is drawn until most of it lies on the part, then clipped to it."""
+    for _ in range(50):
+        mask = defect_mask(rng, kind, image.shape[0])
+        if (mask & solid).sum() >= 0.8 * mask.sum() and (mask & solid).sum() >= 4:
+            break
+    mask &= solid
+    soft = ndimage.gaussian_filter(mask.astype(float), 0.6) * solid  # edges blend in, on the part only
+    if kind == "missing":  # a chunk broken off: the background shows
+        change = (rng.uniform(0.08, 0.14) + rng.normal(0, 0.01, image.shape) - image) * soft
+    else:
+        level = {"scratch": rng.uniform(0.2, 0.35), "spot": -rng.uniform(0.15, 0.3), "crack": -rng.uniform(0.15, 0.3)}
+        change = level[kind] * soft
+    return np.clip(image + contrast * change, 0, 1), mask
+
+
 def write_mvtec(p: SyntheticParams, seed: int, root: Path) -> Path:
     """Generate the dataset into `root` (MVTec layout) and return it."""
     rng = np.random.default_rng(seed)
@@ -115,12 +164,19 @@ def write_mvtec(p: SyntheticParams, seed: int, root: Path) -> Path:
         file.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(array).save(file)
 
+    def good() -> tuple[np.ndarray, np.ndarray]:
+        if p.category == "part":
+            return part(rng, size, grain_angle, p.pose_shift)
+        return surface(rng, size, grain_angle), np.ones((size, size), dtype=bool)
+
     for split, count in (("train", p.n_train), ("test", p.n_test_good)):
         for i in range(count):
-            save(to_pixels(surface(rng, size, grain_angle), p.channels, tint), root / split / "good" / f"{i:03d}.png")
+            save(to_pixels(good()[0], p.channels, tint), root / split / "good" / f"{i:03d}.png")
     for kind in p.defect_types:
         for i in range(p.n_test_per_type):
-            image, mask = inject(rng, surface(rng, size, grain_angle), kind, p.defect_contrast)
+            clean, solid = good()
+            image, mask = (inject_on_part(rng, clean, solid, kind, p.defect_contrast) if p.category == "part"
+                           else inject(rng, clean, kind, p.defect_contrast))
             save(to_pixels(image, p.channels, tint), root / "test" / kind / f"{i:03d}.png")
             save(mask.astype(np.uint8) * 255, root / "ground_truth" / kind / f"{i:03d}_mask.png")
     return root

@@ -2,8 +2,9 @@
 
 Models (all score anomaly maps at the prepared resolution; see their modules):
 - patch_gaussian: the scikit-learn baseline (a Gaussian per patch position over PCA features);
-- segmenter: the torch model (segments pasted anomalies), through the shared trainer;
-- patchcore: only with `train.backbone_weights` (a local ImageNet ResNet-18 file).
+- segmenter: a torch model that segments pasted anomalies, through the shared trainer;
+- draem: DRAEM's reconstructive and discriminative sub-networks, through the shared trainer;
+- patchcore: only with `train.backbone_weights` (a local ImageNet ResNet-18 or Wide ResNet-50-2 file).
 An image's score is the maximum of its smoothed map; a model's threshold is the
 `train.threshold_quantile` of the held-out good images' scores.
 """
@@ -24,20 +25,22 @@ import torch
 from domains.common.contract import TrainEnv
 from domains.common.items import SPLIT
 from domains.common.trainer import seed_everything
+from domains.defects.draem import draem_maps, load_draem, save_draem, train_draem
 from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_maps
-from domains.defects.features import fit_patchcore, load_patchcore, patchcore_maps, save_patchcore
+from domains.defects.patchcore import fit_patchcore, load_backbone, load_patchcore, patchcore_maps, save_patchcore
 from domains.defects.metrics import image_scores, threshold_on_good
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, ITEMS
 from domains.defects.segmenter import anomaly_maps, load_segmenter, save_segmenter, train_segmenter
 
-BASELINE, SEGMENTER, PATCHCORE = "patch_gaussian", "segmenter", "patchcore"
+BASELINE, SEGMENTER, DRAEM, PATCHCORE = "patch_gaussian", "segmenter", "draem", "patchcore"
+TORCH_MODELS = (SEGMENTER, DRAEM)  # trained epoch by epoch: each has a training history
 THRESHOLDS, TIMES, HISTORY = "thresholds.json", "times.json", "history.json"
-SUFFIX = {BASELINE: ".joblib", SEGMENTER: ".pt", PATCHCORE: ".pt"}
+SUFFIX = {BASELINE: ".joblib", SEGMENTER: ".pt", DRAEM: ".pt", PATCHCORE: ".pt"}
 
 
 def model_names(p: DefectsParams) -> list[str]:
-    return [BASELINE, SEGMENTER, *([PATCHCORE] if p.train.backbone_weights else [])]
+    return [*p.train.models, *([PATCHCORE] if p.train.backbone_weights else [])]
 
 
 def model_file(train_dir: Path, name: str) -> Path:
@@ -46,7 +49,7 @@ def model_file(train_dir: Path, name: str) -> Path:
 
 def load_model(train_dir: Path, name: str) -> Any:
     file = model_file(train_dir, name)
-    return {BASELINE: joblib.load, SEGMENTER: load_segmenter, PATCHCORE: load_patchcore}[name](file)
+    return {BASELINE: joblib.load, SEGMENTER: load_segmenter, DRAEM: load_draem, PATCHCORE: load_patchcore}[name](file)
 
 
 def score_maps(name: str, model: Any, images: np.ndarray) -> np.ndarray:
@@ -55,6 +58,8 @@ def score_maps(name: str, model: Any, images: np.ndarray) -> np.ndarray:
         return patch_gaussian_maps(model, images)
     if name == SEGMENTER:
         return anomaly_maps(model, torch.from_numpy(images))
+    if name == DRAEM:
+        return draem_maps(model, torch.from_numpy(images))
     return patchcore_maps(model, images)
 
 
@@ -69,21 +74,24 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
     t = p.train
     # Deterministic mode's first call imports torch's compiler stack (seconds): not inside a timed fit.
     seed_everything(p.seed, t.deterministic, t.num_threads)
+    # The backbone file is read first: a wrong or truncated file stops the stage before any model is fit.
+    backbone = load_backbone(t.backbone_weights) if t.backbone_weights else None  # PatchCore only when set
     fitters: dict[str, Callable[[], Any]] = {
         BASELINE: lambda: fit_patch_gaussian(train, t.baseline_patch, t.baseline_components,
                                              t.baseline_patches_per_image, p.seed),
         SEGMENTER: lambda: train_segmenter(train, val, t, p.seed, env),
-        PATCHCORE: lambda: fit_patchcore(train, t.backbone_weights or "", t.memory_bank, p.seed),
+        DRAEM: lambda: train_draem(train, val, t, p.seed, env),
+        PATCHCORE: lambda: fit_patchcore(train, backbone, t.memory_bank, p.seed) if backbone else None,
     }
     savers: dict[str, Callable[[Any, Path], None]] = {BASELINE: joblib.dump, SEGMENTER: save_segmenter,
-                                                      PATCHCORE: save_patchcore}
+                                                      DRAEM: save_draem, PATCHCORE: save_patchcore}
     thresholds, times, histories = {}, {}, {}
     for name in model_names(p):
         _log(f"fit {name} on {len(train)} good images")
         began = time.perf_counter()
         model = fitters[name]()
         times[name] = time.perf_counter() - began
-        if name == SEGMENTER:
+        if name in TORCH_MODELS:
             model, history = model
             histories[name] = history.to_json()
         savers[name](model, model_file(out_dir, name))

@@ -1,6 +1,6 @@
 """Finance fraud: card transactions (handbook simulator, handbook table, ULB creditcard.csv)."""
 
-from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
+from domains.common.contract import UNIT, DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
 from domains.fraud.params import FraudParams
 
 DOMAIN = DomainSpec(
@@ -11,11 +11,13 @@ DOMAIN = DomainSpec(
     metric=MetricContract(
         primary="average_precision",
         higher_is_better={"auroc": True, "average_precision": True, "card_precision_at_k": True, "recall_at_fpr": True},
+        intervals={"average_precision": "average_precision", "auroc": "auroc"},
+        ranges={m: UNIT for m in ("auroc", "average_precision", "card_precision_at_k", "recall_at_fpr")},
     ),
     acquire=lazy("domains.fraud.pipeline:acquire"),
     gate_suite=lazy("domains.fraud.checks:gate_suite"),
     prepare=lazy("domains.fraud.pipeline:prepare"),
-    train=lazy("domains.fraud.models:train_models"),
+    train=lazy("domains.fraud.train:train_models"),
     evaluate=lazy("domains.fraud.evaluate:evaluate_models"),
     scoring=ScoringSpec(
         sources=("handbook", "ulb"),
@@ -34,4 +36,7 @@ DOMAIN = DomainSpec(
         ),
     ),
     export=lazy("domains.fraud.export:export_models"),
+    slice_columns={"amount": "transaction amount", "hour": "hour of the transaction (0-23)",
+                   "history": "the card's transactions in the longest customer window"},
+    slice_sources={"history": ("synthetic", "handbook")},  # ULB has no card ids
 )

@@ -17,7 +17,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from domains.common.contract import Evaluation, Figure
 from domains.common.figures import confusion_figure, training_curve_figure
 from domains.fraud.metrics import score_metrics
-from domains.fraud.models import MODELS, load_split, score_all
+from domains.fraud.train import MODELS, load_split, score_all
 from domains.fraud.params import FraudParams
 
 CURVE_POINTS = 200  # enough for a smooth curve, small enough for DVC plots
@@ -50,7 +50,25 @@ def evaluate_models(p: FraudParams, prepared_dir: Path, train_dir: Path, out_dir
              f"card_precision_at_k uses k={s.top_k} cards per day; recall_at_fpr is recall at FPR <= {s.fpr:.2%}.",
              f"MLP: best epoch {history['best_epoch']} of {len(history['epochs'])} on {history['device']}"
              f"{' (stopped early)' if history['stopped_early'] else ''}."]
-    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables={"feature_importance": importance}, notes=notes)
+    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables={"feature_importance": importance}, notes=notes,
+                      units=test_units(test, scores))
+
+
+def test_units(test: pd.DataFrame, scores: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per-transaction predictions; the bootstrap unit is the card (its transactions are not independent),
+    each transaction without card ids (ULB)."""
+    frame = pd.DataFrame({"row": test["transaction_id"].to_numpy(),
+                          "unit": test["card_id"].to_numpy() if "card_id" in test else test["transaction_id"].to_numpy(),
+                          "label": test["label"].to_numpy(np.int64)})
+    for name, score in scores.items():
+        frame[f"{name}:p1"] = np.asarray(score, dtype=np.float64)
+    frame["slice:amount"] = test["tx_amount"].to_numpy(np.float64)
+    history = sorted((c for c in test.columns if c.startswith("customer_nb_tx_")), key=lambda c: int(c[15:-1]))
+    if history:  # the card's transactions in the longest customer window, the current one included
+        frame["slice:history"] = test[history[-1]].to_numpy(np.float64)
+    if "hour" in test:
+        frame["slice:hour"] = test["hour"].to_numpy(np.int64)
+    return frame
 
 
 def _curve_rows(y: np.ndarray, scores: dict[str, np.ndarray], kind: str) -> pd.DataFrame:

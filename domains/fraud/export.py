@@ -15,7 +15,7 @@ import torch
 
 from domains.common.errors import PipelineError
 from domains.common.export import Convertible, Exportable, from_sklearn, from_torch
-from domains.fraud.models import load_mlp, load_split, score_all
+from domains.fraud.train import load_mlp, load_split, score_all
 from domains.fraud.params import FraudParams
 
 

@@ -33,6 +33,7 @@ def prepare(p: FraudParams, table: pd.DataFrame, acquire_dir: Path, out_dir: Pat
     split = np.select([masks["train"], masks["val"], masks["test"]], ["train", "val", "test"], default="")
     frame = features[names].assign(
         split=split, label=table["tx_fraud"].to_numpy(), day=table["tx_datetime"].dt.normalize(),
+        hour=table["tx_datetime"].dt.hour.to_numpy(),  # not a feature: evaluate's hour slices
         transaction_id=table["transaction_id"].to_numpy())
     if "customer_id" in table:
         frame["card_id"] = table["customer_id"].to_numpy()

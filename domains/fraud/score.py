@@ -23,7 +23,7 @@ from domains.common.modelstore import cached_load
 from domains.common.trainer import predict
 from domains.fraud.features import NS_PER_DAY, build_features
 from domains.fraud.loaders import read_handbook, read_ulb
-from domains.fraud.models import MODELS, load_mlp, load_split, score_all
+from domains.fraud.train import MODELS, load_mlp, load_split, score_all
 from domains.fraud.params import FraudParams
 
 def read_batch(p: FraudParams, path: Path, source: str) -> pd.DataFrame:

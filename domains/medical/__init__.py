@@ -1,8 +1,8 @@
 """Medical imaging: MedMNIST-style images (synthetic, medmnist .npz, image-folder); a ResNet-style CNN
 from scratch against scikit-learn baselines on the pixels."""
 
-from domains.common.classification import DIRECTIONS
-from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
+from domains.common.classification import DIRECTIONS, RANGES
+from domains.common.contract import UNIT, DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
 from domains.medical.params import MedicalParams
 
 SOURCES = ("synthetic", "medmnist", "image-folder")
@@ -13,11 +13,13 @@ DOMAIN = DomainSpec(
     params_model=MedicalParams,
     sources=SOURCES,
     metric=MetricContract(primary="auroc", higher_is_better={
-        **DIRECTIONS, **{f"{m}_at_threshold": True for m in ("accuracy", "sensitivity", "specificity", "f1")}}),
+        **DIRECTIONS, **{f"{m}_at_threshold": True for m in ("accuracy", "sensitivity", "specificity", "f1")}},
+        intervals={"auroc": "auroc", "accuracy": "accuracy"},
+        ranges={**RANGES, **{f"{m}_at_threshold": UNIT for m in ("accuracy", "sensitivity", "specificity", "f1")}}),
     acquire=lazy("domains.medical.pipeline:acquire"),
     gate_suite=lazy("domains.medical.checks:gate_suite"),
     prepare=lazy("domains.medical.pipeline:prepare"),
-    train=lazy("domains.medical.models:train_models"),
+    train=lazy("domains.medical.train:train_models"),
     evaluate=lazy("domains.medical.evaluate:evaluate_models"),
     scoring=ScoringSpec(
         sources=("medmnist", "image-folder"),  # synthetic writes a MedMNIST .npz: its format first
@@ -33,4 +35,6 @@ DOMAIN = DomainSpec(
         ),
     ),
     export=lazy("domains.medical.export:export_models"),
+    slice_columns={"class": "the image's true class", "brightness": "mean pixel value of the prepared image (0-255)",
+                   "contrast": "pixel standard deviation of the prepared image (0-255)"},
 )

@@ -16,7 +16,7 @@ import pandas as pd
 from domains.common.classification import auroc, classification_metrics, decide, roc_rows, youden_threshold
 from domains.common.contract import Evaluation, Figure
 from domains.common.figures import confusion_figure, reliability_figure, roc_figure, training_curve_figure
-from domains.medical.models import CNN, HISTORY, TIMES, load_cnn, model_file, score_all
+from domains.medical.train import CNN, HISTORY, TIMES, load_cnn, model_file, score_all
 from domains.medical.params import MedicalParams
 from domains.medical.pipeline import TRUTH, load_prepared
 from domains.medical.saliency import grad_cam
@@ -63,7 +63,25 @@ def evaluate_models(p: MedicalParams, prepared_dir: Path, train_dir: Path, out_d
     notes = _notes(p, items, classes, history, thresholds)
     plots = {"roc_curve": roc_rows(y_test, probas),
              "model_auroc": pd.DataFrame({"model": list(metrics), "auroc": [metrics[m]["auroc"] for m in metrics]})}
-    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables, notes=notes)
+    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables, notes=notes,
+                      units=test_units(items[test], images[test], probas, classes))
+
+
+def test_units(items: pd.DataFrame, images: np.ndarray, probas: dict[str, np.ndarray], classes: list[str]) -> pd.DataFrame:
+    """Per-image predictions (the image is the bootstrap unit), with its class, brightness and contrast."""
+    ids = items["item_id"].astype(str).to_numpy()
+    frame = pd.DataFrame({"row": ids, "unit": ids, "label": items["y"].to_numpy(np.int64)})
+    for name, proba in probas.items():
+        if proba.shape[1] == 2:
+            frame[f"{name}:p1"] = proba[:, 1]
+        else:
+            for k in range(proba.shape[1]):
+                frame[f"{name}:p{k}"] = proba[:, k]
+    pixels = images.reshape(len(images), -1).astype(np.float64)  # the prepared uint8 image, every channel: 0-255
+    frame["slice:class"] = np.asarray(classes, dtype=object)[frame["label"].to_numpy()]
+    frame["slice:brightness"] = pixels.mean(axis=1)
+    frame["slice:contrast"] = pixels.std(axis=1)
+    return frame
 
 
 def split_counts(items: pd.DataFrame, classes: list[str]) -> pd.DataFrame:

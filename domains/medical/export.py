@@ -15,7 +15,7 @@ import torch
 
 from domains.common.errors import PipelineError
 from domains.common.export import Convertible, Exportable, from_sklearn, from_torch
-from domains.medical.models import CNN, HGB, LOGREG, baseline_features, load_cnn, model_file, predict_proba
+from domains.medical.train import CNN, HGB, LOGREG, baseline_features, load_cnn, model_file, predict_proba
 from domains.medical.params import MedicalParams
 from domains.medical.pipeline import load_prepared
 

@@ -26,7 +26,7 @@ from domains.common.items import ID, LABEL
 from domains.common.trainer import select_device
 from domains.common.vision import ResNet
 from domains.medical.loaders import read_medmnist_batch
-from domains.medical.models import CNN, MODELS, baseline_features, load_cnn, model_file, predict_proba, score_all
+from domains.medical.train import CNN, MODELS, baseline_features, load_cnn, model_file, predict_proba, score_all
 from domains.medical.params import MedicalParams
 from domains.medical.pipeline import load_prepared
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from domains.common.contract import Evaluation, Figure
-from domains.recsys.metrics import K, mae, novelty, ranking_metrics, rmse
+from domains.recsys.metrics import K, mae, novelty, per_user_ranking, ranking_metrics, rmse
 from domains.recsys.params import RecsysParams
-from domains.recsys.pipeline import ITEMS, NOISE_FLOOR, PROFILE, RATINGS
+from domains.recsys.pipeline import ITEMS, NOISE_FLOOR, PROFILE, RATINGS, USERS
 from domains.recsys.recommend import recommend, sample_users
 from domains.recsys.train import HISTORY, MF, POPULARITY, PREDICTIONS, RANKING, TIMES
 
@@ -83,7 +83,39 @@ def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_di
         "rmse_by_activity": activity,
     }
     notes = _notes(p, metrics, models, rankers, floor, profile, len(users), sum(1 for r in relevant if r), int(cold.sum()))
-    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables, notes=notes)
+    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables, notes=notes,
+                      units=test_units(predictions.assign(user_id=ratings["user_id"].to_numpy()), models, lists, users,
+                                       relevant, train, holdout, prepared_dir))
+
+
+def test_units(predictions: pd.DataFrame, models: list[str], lists: dict[str, tuple[np.ndarray, np.ndarray]],
+               users: np.ndarray, relevant: list[set], train: pd.DataFrame, holdout: pd.DataFrame,
+               prepared_dir: Path) -> pd.DataFrame:
+    """One row per user, the bootstrap unit: each rating model's squared errors over the user's fold predictions
+    (`predictions`: one row per rating, with its user_id)
+    (`weight`: how many), each model's top-k metrics (NaN: not ranked, or nothing relevant held out), and what
+    slices cut on: the user's training ratings, the median training popularity of the user's held-out items and,
+    where the release has them (MovieLens 100K's u.user, 1M's users.dat), age and gender."""
+    everyone = np.union1d(predictions["user_id"].unique(), users)
+    frame = pd.DataFrame({"row": everyone, "unit": everyone})
+    by_user = predictions.groupby("user_id")
+    frame["weight"] = frame["row"].map(by_user.size()).fillna(0).to_numpy(np.float64)
+    for m in models:
+        sse = ((predictions[m] - predictions["rating"]) ** 2).groupby(predictions["user_id"]).sum()
+        frame[f"{m}:sse"] = frame["row"].map(sse).to_numpy(np.float64)
+    ranked = pd.Index(users)
+    position = ranked.get_indexer(frame["row"])
+    for name, (items, _) in lists.items():
+        for metric, values in per_user_ranking(items, relevant).items():
+            frame[f"{name}:{metric}"] = np.where(position >= 0, values[position], np.nan)
+    frame["slice:activity"] = frame["row"].map(train["user_id"].value_counts()).fillna(0).to_numpy(np.float64)
+    held_popularity = holdout["item_id"].map(train["item_id"].value_counts()).fillna(0).groupby(holdout["user_id"]).median()
+    frame["slice:popularity"] = frame["row"].map(held_popularity).to_numpy(np.float64)
+    if (prepared_dir / USERS).is_file():
+        people = pd.read_parquet(prepared_dir / USERS).drop_duplicates("user_id").set_index("user_id")
+        frame["slice:age"] = frame["row"].map(people["age"]).to_numpy(np.float64)
+        frame["slice:gender"] = frame["row"].map(people["gender"]).to_numpy(object)
+    return frame
 
 
 def selection_table(ranking: dict) -> pd.DataFrame:

@@ -133,6 +133,29 @@ def _check_first_line(file: Path, fmt: Format, line: str) -> None:
                         f"line 1: {_show(line)})")
 
 
+USER_FILES = {"ml-100k": ("u.user", ["user_id", "age", "gender"]),  # id|age|gender|occupation|zip
+              "ml-1m": ("users.dat", ["user_id", "gender", "age"])}  # id::gender::age::occupation::zip
+
+
+def read_users(source: str, path: Path) -> pd.DataFrame | None:
+    """user_id, age, gender from u.user or users.dat next to the ratings, when the release has them (slices only)."""
+    if source not in USER_FILES:
+        return None
+    name, names = USER_FILES[source]
+    path = Path(path)
+    file = (path if path.is_dir() else path.parent) / name
+    if not file.is_file():
+        return None
+    try:
+        raw = file.read_bytes().replace(b"::", b"|")
+        frame = pd.read_csv(io.BytesIO(raw), sep="|", header=None, usecols=[0, 1, 2], names=names, encoding="latin-1")
+    except (ValueError, OSError) as e:
+        raise DataError(f"{file}: cannot read users ({_first_line(e)})") from None
+    return pd.DataFrame({"user_id": pd.to_numeric(frame["user_id"], errors="coerce"),
+                         "age": pd.to_numeric(frame["age"], errors="coerce"),
+                         "gender": frame["gender"].astype(str).str.strip()}).dropna(subset=["user_id"]).astype({"user_id": "int64"})
+
+
 def read_titles(file: Path, fmt: Format) -> pd.DataFrame:
     """item_id, title from u.item, movies.dat or movies.csv (display only: titles are not gated)."""
     try:

@@ -14,6 +14,7 @@ DIRECTIONS: dict[str, bool] = {
     "ndcg_over_popularity": True,  # NDCG@10 / the popularity ranking's: above 1, better than a bestseller list
     "fit_seconds": False, "predict_seconds": False,
 }
+RANGES = {m: (0.0, 1.0) for m in (f"precision_at_{K}", f"recall_at_{K}", f"ndcg_at_{K}", f"map_at_{K}", "coverage")}
 ACCURACY = tuple(m for m in DIRECTIONS if not m.endswith("_seconds"))  # reproducible for a seed; times are not
 
 
@@ -37,24 +38,24 @@ def ranking_metrics(recommended: np.ndarray, relevant: list[set], catalogue: int
     `recommended`: (users, k) item ids, best first; `relevant`: per user, the held-out items that
     count as hits; `catalogue`: the number of items that could have been recommended.
     """
+    per_user = per_user_ranking(recommended, relevant)
+    return {**{name: float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+               for name, values in per_user.items()},
+            "coverage": len(np.unique(recommended)) / catalogue if catalogue else float("nan")}
+
+
+def per_user_ranking(recommended: np.ndarray, relevant: list[set]) -> dict[str, np.ndarray]:
+    """precision, recall, NDCG and MAP at k of each user; NaN for users without a relevant item."""
     k = recommended.shape[1]
     hits = np.array([[item in rel for item in row] for row, rel in zip(recommended, relevant)], dtype=float).reshape(-1, k)
     n_rel = np.array([len(r) for r in relevant], dtype=float)
-    users = n_rel > 0
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     ideal = np.array([discount[: int(min(n, k))].sum() for n in n_rel])
     precision_at = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        recall = hits.sum(axis=1) / n_rel
-        ndcg = (hits @ discount) / ideal
-        ap = (precision_at * hits).sum(axis=1) / np.minimum(n_rel, k)
-    return {
-        f"precision_at_{k}": _mean(hits.sum(axis=1)[users] / k),
-        f"recall_at_{k}": _mean(recall[users]),
-        f"ndcg_at_{k}": _mean(ndcg[users]),
-        f"map_at_{k}": _mean(ap[users]),
-        "coverage": len(np.unique(recommended)) / catalogue if catalogue else float("nan"),
-    }
+        values = {f"precision_at_{k}": hits.sum(axis=1) / k, f"recall_at_{k}": hits.sum(axis=1) / n_rel,
+                  f"ndcg_at_{k}": (hits @ discount) / ideal, f"map_at_{k}": (precision_at * hits).sum(axis=1) / np.minimum(n_rel, k)}
+    return {name: np.where(n_rel > 0, v, np.nan) for name, v in values.items()}
 
 
 def novelty(recommended: np.ndarray, counts: dict, n_users: int) -> float:
@@ -62,6 +63,3 @@ def novelty(recommended: np.ndarray, counts: dict, n_users: int) -> float:
     shares = np.array([max(counts.get(item, 0), 1) for item in recommended.ravel()], dtype=float) / max(n_users, 1)
     return float(np.mean(-np.log2(shares))) if len(shares) else float("nan")
 
-
-def _mean(values: np.ndarray) -> float:
-    return float(values.mean()) if len(values) else float("nan")

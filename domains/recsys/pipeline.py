@@ -11,7 +11,7 @@ import pandas as pd
 
 from domains.common.errors import PipelineError
 from domains.recsys.checks import with_gate_columns
-from domains.recsys.loaders import read_movielens
+from domains.recsys.loaders import read_movielens, read_users
 from domains.recsys.params import RecsysParams
 from domains.recsys.split import assign_folds, data_profile, time_holdout
 from domains.recsys.synthetic import generate_ratings
@@ -21,6 +21,7 @@ TRUTH = "truth.parquet"  # synthetic only: each rating's expected value and vari
 RATINGS = "ratings.parquet"  # prepared: user_id, item_id, rating, timestamp, fold, holdout
 NOISE_FLOOR = "noise_floor.json"
 PROFILE = "profile.json"
+USERS = "users.parquet"  # user_id, age, gender: acquire writes it when the release has u.user / users.dat (slices)
 
 
 def acquire(p: RecsysParams, out_dir: Path) -> pd.DataFrame:
@@ -33,6 +34,9 @@ def acquire(p: RecsysParams, out_dir: Path) -> pd.DataFrame:
     ratings, titles = read_movielens(p.data.source, Path(p.data.path))
     if titles is not None:
         titles.to_parquet(out_dir / ITEMS)
+    users = read_users(p.data.source, Path(p.data.path))
+    if users is not None:
+        users.to_parquet(out_dir / USERS)
     return with_gate_columns(ratings)
 
 
@@ -52,8 +56,9 @@ def prepare(p: RecsysParams, table: pd.DataFrame, acquire_dir: Path, out_dir: Pa
         raise PipelineError(f"prepare: no user has the {q.holdout_per_user} + {q.min_train_ratings} ratings a top-k "
                             "hold-out needs (prepare.holdout_per_user + prepare.min_train_ratings)")
     ratings.to_parquet(out_dir / RATINGS)
-    if (acquire_dir / ITEMS).is_file():
-        shutil.copy(acquire_dir / ITEMS, out_dir / ITEMS)
+    for extra in (ITEMS, USERS):
+        if (acquire_dir / extra).is_file():
+            shutil.copy(acquire_dir / extra, out_dir / extra)
     if (acquire_dir / TRUTH).is_file():
         floor = noise_floor(ratings, pd.read_parquet(acquire_dir / TRUTH))
         (out_dir / NOISE_FLOOR).write_text(json.dumps(floor, indent=2))
@@ -61,7 +66,15 @@ def prepare(p: RecsysParams, table: pd.DataFrame, acquire_dir: Path, out_dir: Pa
     profile["holdout"] = {"users": int(ratings.loc[ratings["holdout"], "user_id"].nunique()),
                           "ratings": int(ratings["holdout"].sum())}
     profile["fold_sizes"] = ratings["fold"].value_counts().sort_index().tolist()
+    # The declared scale travels with the data: training reads it here, so no other gate param retrains it.
+    profile["scale"] = [p.gate.rating_min, p.gate.rating_max]
     (out_dir / PROFILE).write_text(json.dumps(profile, indent=2))
+
+
+def rating_scale(prepared_dir: Path) -> tuple[float, float]:
+    """The rating scale declared when the data was prepared (recsys.gate.rating_min, rating_max)."""
+    low, high = json.loads((prepared_dir / PROFILE).read_text())["scale"]
+    return float(low), float(high)
 
 
 def noise_floor(ratings: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:

@@ -32,6 +32,7 @@ from domains.recsys.train import ranking_models, rating_models
 
 SOURCES = ("users", "pairs", *FORMATS)
 INTERACTIONS = "interactions.parquet"  # saved with the models: what they learned from
+REFERENCE_USERS = 2000  # held-out users whose top-1 scores make the drift reference (recsys.evaluate.topk_max_users's default)
 
 
 def read_batch(p: RecsysParams, path: Path, source: str) -> pd.DataFrame:
@@ -75,7 +76,8 @@ def reference(p: RecsysParams, prepared_dir: Path, train_dir: Path) -> Reference
     seen = ratings.loc[~ratings["holdout"], ["user_id", "item_id", "rating"]].reset_index(drop=True)
     seen.to_parquet(train_dir / INTERACTIONS)
     frame = _drift_frame(seen, users=np.unique(seen["user_id"]), pairs=seen)
-    users = sample_users(ratings[ratings["holdout"]], p.evaluate.topk_max_users, p.seed)
+    # A fixed sample size, not evaluate.topk_max_users: training (which saves this) reads no evaluate param.
+    users = sample_users(ratings[ratings["holdout"]], REFERENCE_USERS, p.seed)
     scores = {name: recommend(train_dir, name, seen, users, "cpu", k=1)[1][:, 0]
               for name in [*rating_models(p), *ranking_models(p)] if name not in p.train.surprise_models}
     return Reference(frame, scores)

@@ -25,7 +25,7 @@ from domains.common.trainer import seed_everything
 from domains.recsys.baselines import make_surprise, popularity, predict_surprise, to_trainset
 from domains.recsys.mf import fit_mf, predict_mf, save_mf
 from domains.recsys.params import RecsysParams
-from domains.recsys.pipeline import RATINGS
+from domains.recsys.pipeline import RATINGS, rating_scale
 from domains.recsys.ranking import BPR, EASE, ITEM_KNN, VAE, fit_ranking
 from domains.recsys.split import time_holdout
 
@@ -54,7 +54,7 @@ def model_file(train_dir: Path, name: str) -> Path:
 
 def train_models(p: RecsysParams, prepared_dir: Path, out_dir: Path, env: TrainEnv) -> None:
     ratings = pd.read_parquet(prepared_dir / RATINGS)
-    scale = (p.gate.rating_min, p.gate.rating_max)
+    scale = rating_scale(prepared_dir)
     # MF tables hold a row for every user and item of the data; one never trained stays near 0.
     user_ids, item_ids = np.unique(ratings["user_id"]), np.unique(ratings["item_id"])
     users = np.searchsorted(user_ids, ratings["user_id"].to_numpy())

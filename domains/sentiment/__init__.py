@@ -1,7 +1,7 @@
 """NLP sentiment: labelled documents (synthetic, aclimdb, sst2, text-folder, csv); TF-IDF + logistic
 regression, NBSVM and a fastText-style torch model."""
 
-from domains.common.classification import DIRECTIONS
+from domains.common.classification import DIRECTIONS, RANGES
 from domains.common.contract import DomainSpec, MetricContract, ScoringSpec, ServingSpec, lazy
 from domains.sentiment.params import SentimentParams
 
@@ -12,7 +12,8 @@ DOMAIN = DomainSpec(
     title="NLP sentiment (movie reviews)",
     params_model=SentimentParams,
     sources=SOURCES,
-    metric=MetricContract(primary="accuracy", higher_is_better=DIRECTIONS),
+    metric=MetricContract(primary="accuracy", higher_is_better=DIRECTIONS, ranges=RANGES,
+                          intervals={"accuracy": "accuracy", "auroc": "auroc"}),
     acquire=lazy("domains.sentiment.pipeline:acquire"),
     gate_suite=lazy("domains.sentiment.checks:gate_suite"),
     prepare=lazy("domains.sentiment.pipeline:prepare"),
@@ -33,4 +34,6 @@ DOMAIN = DomainSpec(
         ),
     ),
     export=lazy("domains.sentiment.export:export_models"),
+    slice_columns={"tokens": "the document's length in tokens",
+                   "negation": "whether the document has a negation (not, no, never, -n't, ...)"},
 )

@@ -6,8 +6,8 @@ class_share_in_split:in_band, <split>:every_class_present) and
 
 - decoding:utf8            the document's bytes are UTF-8 (block; the failure names the file / line / row)
 - text:not_blank           not empty or whitespace only (quarantine)
-- n_tokens:typical_length  log(tokens) within length_outlier_z robust standard deviations (warn)
-- markup:no_residue        no HTML tags or entities left, e.g. IMDB's <br /> (warn)
+- n_tokens:typical_length  log(tokens) within length_outlier_z robust standard deviations (info: long reviews exist)
+- markup:no_residue        no HTML tags or entities left, e.g. IMDB's <br /> (info: prepare.strip_markup removes it)
 - stars_agree_with_label   aclimdb: a positive review has over 5 stars, a negative one 5 or fewer (warn)
 - <split>:enough_docs      train and test hold at least min_docs_per_split documents (block)
 """
@@ -31,8 +31,8 @@ LABEL_INDEX = "label_index"  # position of the label in data.classes (1: positiv
 SEVERITIES: dict[str, Severity] = {
     **ITEM_SEVERITIES,
     "text:not_blank": "quarantine",
-    "n_tokens:typical_length": "warn",
-    "markup:no_residue": "warn",
+    "n_tokens:typical_length": "info",  # a fact about the corpus, reported; not a fault
+    "markup:no_residue": "info",  # stripped before tokenising (prepare.strip_markup): reported, not a fault
     "stars_agree_with_label": "warn",
 }
 

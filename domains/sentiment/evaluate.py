@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -73,7 +74,22 @@ def evaluate_models(p: SentimentParams, prepared_dir: Path, train_dir: Path, out
     plots = {"roc_curve": roc_rows(y, probas),
              "model_accuracy": pd.DataFrame({"model": models, "accuracy": [metrics[m]["accuracy"] for m in models]})}
     notes = _notes(p, metrics, models, history, floor, profile, explained)
-    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables, notes=notes)
+    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables, notes=notes,
+                      units=test_units(test, test_documents, y, models))
+
+
+NEGATION = re.compile(r"\b(?:not|no|never|nothing|nobody|none|neither|nor|without|hardly|\w+n't)\b", re.IGNORECASE)
+
+
+def test_units(test: pd.DataFrame, documents: pd.DataFrame, y: np.ndarray, models: list[str]) -> pd.DataFrame:
+    """Per-document predictions (the document is the bootstrap unit), with its length and whether it negates."""
+    frame = pd.DataFrame({"row": test["item_id"].astype(str).to_numpy(), "unit": test["item_id"].astype(str).to_numpy(),
+                          "label": np.asarray(y, dtype=np.int64)})
+    for m in models:
+        frame[f"{m}:p1"] = test[m].to_numpy(np.float64)
+    frame["slice:tokens"] = documents["n_tokens"].to_numpy(np.float64)
+    frame["slice:negation"] = np.where(documents["text"].str.contains(NEGATION), "negation", "no negation")
+    return frame
 
 
 def accuracy_by_length(n_tokens: np.ndarray, y: np.ndarray, probas: dict[str, np.ndarray], groups: int) -> pd.DataFrame:

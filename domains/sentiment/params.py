@@ -104,4 +104,6 @@ class SentimentParams(DomainParams):
         trained = [*t.models, *([ENSEMBLE] if len(t.ensemble) > 1 else [])]
         if self.evaluate.candidate not in trained:
             raise ValueError(f"evaluate.candidate '{self.evaluate.candidate}' is not trained; models: {', '.join(trained)}")
+        if untrained := [b for b in self.evaluate.baselines if b not in trained]:
+            raise ValueError(f"evaluate.baselines: '{untrained[0]}' is not trained; models: {', '.join(trained)}")
         return self

@@ -23,20 +23,31 @@ def small_defects_params() -> dict:
     params["gate"].update(min_train_good=10)
     params["prepare"].update(image_size=48)
     params["train"].update(epochs=2, width=4, num_threads=1, baseline_patches_per_image=40, baseline_components=6)
-    params["evaluate"].update(thresholds_min={"image_auroc": 0.0}, overlays=2)
+    params["evaluate"].update(thresholds_min={"image_auroc": 0.0}, baselines=[], overlays=2)
     return params
 
 
-def write_small_mvtec(root: Path, seed: int = 1, size: int = 48, channels: int = 1, types=("crack", "missing")) -> Path:
+def with_draem(params: dict, category: str) -> dict:
+    """The small params with DRAEM at a tiny size among the models, on the `category` synthetic category."""
+    params["synthetic"].update(category=category)
+    params["train"].update(models=["patch_gaussian", "segmenter", "draem"], draem_width=4, draem_size=32)
+    return params
+
+
+def write_small_mvtec(root: Path, seed: int = 1, size: int = 48, channels: int = 1, types=("crack", "missing"),
+                      category: str = "surface") -> Path:
     """A small MVTec category folder (the synthetic generator's layout): 20 train, 4 good and 2 x 2 defective tests."""
     params = SyntheticParams(image_size=size, channels=channels, n_train=20, n_test_good=4, n_test_per_type=2,
-                             defect_types=list(types))
+                             defect_types=list(types), category=category)
     return write_mvtec(params, seed, root)
 
 
-def write_small_magnetic_tile(root: Path, seed: int = 2, free: int = 20, per_type: int = 2) -> Path:
+def write_small_magnetic_tile(root: Path, seed: int = 2, free: int = 20, per_type: int = 2,
+                              train_share: float = 0.8) -> Path:
     """A small Magnetic-Tile release: MT_<class>/Imgs/<stem>.jpg + <stem>.png, crops of varying size,
-    anti-aliased masks (values between 0 and 255 on the edges), empty masks for MT_Free."""
+    anti-aliased masks (values between 0 and 255 on the edges), empty masks for MT_Free; and the
+    published split's `differnet_train_filenames.txt` naming the first `train_share` of MT_Free in
+    shuffled order (as DifferNet's list is)."""
     rng = np.random.default_rng(seed)
     for cls, count in (("MT_Free", free), ("MT_Crack", per_type), ("MT_Blowhole", per_type)):
         folder = root / cls / "Imgs"
@@ -52,6 +63,8 @@ def write_small_magnetic_tile(root: Path, seed: int = 2, free: int = 20, per_typ
             stem = f"exp{i % 3}_num_{1000 + i}"
             Image.fromarray(image, "L").save(folder / f"{stem}.jpg", quality=95)
             Image.fromarray(mask, "L").save(folder / f"{stem}.png")
+    names = [f"exp{i % 3}_num_{1000 + i}.jpg" for i in rng.permutation(free)[:round(train_share * free)]]
+    (root / "differnet_train_filenames.txt").write_text("\n".join(names) + "\n")
     return root
 
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import assert_stopped, digest, run_to_gate
-from tests.defects.conftest import small_defects_params, write_small_mvtec
+from tests.defects.conftest import small_defects_params, write_small_magnetic_tile, write_small_mvtec
 
 
 def _run(root: Path, data: Path, capsys, **gate) -> tuple[int, str]:
@@ -61,7 +61,7 @@ GATE_CASES = {
                                         "train/good/readme.txt (not an image"]),
     "images of mixed sizes": (lambda r: _resize(r / "test/good/001.png", (40, 48)),
                               ["1 check(s) failed", "shape:consistent [pandera]: 1 of 28 rows", "test/good/001.png (48x40x1)"]),
-    "a test image identical to a training image": (
+    "a test image identical to a training image, blocked by params": (
         lambda r: shutil.copy(r / "train/good/007.png", r / "test/good/002.png"),
         ["1 check(s) failed", "split_leakage [pandera]: 1 of 28 rows", "e.g. test/good/002.png"]),
     "a mask that is not binary": (_soft_mask, ["1 check(s) failed", "mask_soft_fraction:binary [pandera]: 1 of 28 rows",
@@ -83,20 +83,24 @@ def test_bad_mvtec_input_stops_at_the_gate(case, defects_root, capsys):
     data = write_small_mvtec(defects_root / "category")
     mutate(data)
     before = digest(data)
-    code, err = _run(defects_root, data, capsys)
+    severity = {"split_leakage": "block"} if "blocked by params" in case else {}  # leaks are quarantined by default
+    code, err = _run(defects_root, data, capsys, severity=severity)
     assert_stopped(defects_root, "defects", data, before, code, err, *expected)
 
 
-def test_an_empty_mask_on_a_defect_image_is_a_warning(defects_root, capsys):
+def test_an_empty_mask_on_a_defect_image_is_quarantined(defects_root, capsys):
     data = write_small_mvtec(defects_root / "category")
     file = data / "ground_truth/crack/001_mask.png"
     Image.fromarray(np.zeros((48, 48), dtype=np.uint8)).save(file)
-    code, err = _run(defects_root, data, capsys)
+    code, err = _run(defects_root, data, capsys, max_quarantine_fraction=0.05)
     assert code == 0, err
-    gate = pd.read_json(defects_root / "data/defects/validate/gate.json", typ="series")
+    validate = defects_root / "data/defects/validate"
+    gate = pd.read_json(validate / "gate.json", typ="series")
     failed = [c for c in gate["checks"] if not c["passed"]]
     assert gate["verdict"] == "warn" and [(c["name"], c["severity"], c["examples"]) for c in failed] == \
-        [("mask_not_empty", "warn", ["test/crack/001.png"])]
+        [("mask_not_empty", "quarantine", ["test/crack/001.png"])]
+    quarantined = pd.read_parquet(validate / "quarantine.parquet")
+    assert quarantined["item_id"].tolist() == ["test/crack/001.png"]  # no ground truth to score it against
 
 
 def test_too_few_good_training_images_stop_at_the_gate(defects_root, capsys):
@@ -135,3 +139,16 @@ def test_a_truncated_image_can_be_quarantined_instead(defects_root, capsys):
     assert quarantined[["item_id", "quarantine_reason"]].values.tolist() == [["train/good/003.png", "decode_error:decodes"]]
     assert len(pd.read_parquet(validate / "validated.parquet")) == 27
     assert digest(data) == before
+
+
+@pytest.mark.parametrize("names, expected", [
+    ("exp0_num_1000.jpg\nexp0_num_4242.jpg\n", "names 1 file(s) not in MT_Free/Imgs, e.g. exp0_num_4242.jpg"),
+    ("exp0_num_1000.jpg\nMT_Crack/Imgs/exp1_num_1001.jpg\n", "names 1 defect image(s), e.g. MT_Crack/Imgs/exp1_num_1001"),
+])
+def test_a_bad_published_training_list_stops_at_acquire(names, expected, defects_root, capsys):
+    data = write_small_magnetic_tile(defects_root / "mt")
+    (data / "differnet_train_filenames.txt").write_text(names)
+    before = digest(data)
+    code, err = run_to_gate(defects_root, "defects", small_defects_params(), "magnetic-tile", data, capsys)
+    assert_stopped(defects_root, "defects", data, before, code, err, expected)
+    assert len(err.strip().splitlines()) == 1

@@ -60,17 +60,62 @@ def test_unreadable_mvtec_layouts_raise_one_line(tmp_path, layout, expected):
     assert "\n" not in str(err.value)
 
 
-def test_magnetic_tile_split_protocol(tmp_path):
+def test_magnetic_tile_published_split_trains_on_the_listed_names(tmp_path):
+    root = write_small_magnetic_tile(tmp_path / "mt", free=40, per_type=3, train_share=0.75)
+    listing = read_magnetic_tile(root, val_fraction=0.1, test_good_fraction=0.5, seed=7)  # the fraction is unused
+    named = set((root / "differnet_train_filenames.txt").read_text().split())
+    good = listing[listing["label"] == "good"]
+    assert good["split"].value_counts().to_dict() == {"train": 27, "test": 10, "val": 3}
+    in_list = good["path"].map(lambda rel: Path(rel).name in named)
+    assert in_list.eq(good["split"] != "test").all()  # listed: train or val; the rest of MT_Free: test
+    assert (listing.loc[listing["label"] != "good", "split"] == "test").all()
+    assert listing.equals(read_magnetic_tile(root, 0.1, 0.5, seed=7))
+    other_list = tmp_path / "mine.txt"
+    other_list.write_text("\n".join(f"MT_Free/Imgs/{n}" for n in sorted(named)[:20]))  # a folder prefix is ignored
+    assert (read_magnetic_tile(root, 0.1, 0.5, 7, train_list=other_list)["split"] != "test").sum() == 20
+
+
+@pytest.mark.parametrize("names, expected", [
+    (["exp0_num_1000.jpg", "exp2_num_9999.jpg"], "names 1 file.* not in MT_Free/Imgs, e.g. exp2_num_9999.jpg"),
+    (["exp0_num_1000.jpg", "exp1_num_1001.png"], "names 1 file.* not in MT_Free/Imgs, e.g. exp1_num_1001.png"),
+    (["exp0_num_1000.jpg", "MT_Crack/Imgs/exp0_num_1000.jpg"], "names 1 defect image.*MT_Crack/Imgs/exp0_num_1000"),
+    (["exp1_num_1001.jpg", "exp0_num_1000.jpg"], None),
+    ([], "no file names"),
+])
+def test_a_published_list_naming_what_is_not_there_stops_in_one_line(tmp_path, names, expected):
+    root = write_small_magnetic_tile(tmp_path / "mt", free=10, per_type=2)
+    (root / "differnet_train_filenames.txt").write_text("\n".join(names))
+    if expected is None:
+        assert (read_magnetic_tile(root, 0.1, 0.3, 1)["split"] != "test").sum() == 2
+        return
+    with pytest.raises(DataError, match=expected) as err:
+        read_magnetic_tile(root, 0.1, 0.3, seed=1)
+    assert "\n" not in str(err.value)
+
+
+def test_a_published_list_naming_defect_images_stops(tmp_path):
+    root = write_small_magnetic_tile(tmp_path / "mt", free=10, per_type=2)
+    crack = sorted((root / "MT_Crack" / "Imgs").glob("*.jpg"))[0]
+    (root / "MT_Crack" / "Imgs" / crack.name).rename(root / "MT_Crack" / "Imgs" / "crack_0.jpg")
+    (root / "differnet_train_filenames.txt").write_text("exp1_num_1001.jpg\ncrack_0.jpg\n")
+    with pytest.raises(DataError, match="names 1 defect image.*crack_0.jpg"):
+        read_magnetic_tile(root, 0.1, 0.3, seed=1)
+    (root / "differnet_train_filenames.txt").unlink()
+    with pytest.raises(DataError, match="differnet_train_filenames.txt: not found .*defects.data.split: seeded"):
+        read_magnetic_tile(root, 0.1, 0.3, seed=1)
+
+
+def test_magnetic_tile_seeded_split_protocol(tmp_path):
     root = write_small_magnetic_tile(tmp_path / "mt", free=40, per_type=3)
-    listing = read_magnetic_tile(root, val_fraction=0.1, test_good_fraction=0.25, seed=7)
+    listing = read_magnetic_tile(root, val_fraction=0.1, test_good_fraction=0.25, seed=7, split="seeded")
     good = listing[listing["label"] == "good"]
     assert good["split"].value_counts().to_dict() == {"train": 27, "test": 10, "val": 3}
     assert (listing.loc[listing["label"] != "good", "split"] == "test").all()  # every defect image is tested
     assert set(listing["label"]) == {"good", "crack", "blowhole"}
     assert listing["path"].str.endswith(".jpg").all()
     assert (listing["mask_path"] == listing["path"].str.replace(".jpg", ".png")).all()
-    assert listing.equals(read_magnetic_tile(root, 0.1, 0.25, seed=7))
-    other = read_magnetic_tile(root, 0.1, 0.25, seed=8)
+    assert listing.equals(read_magnetic_tile(root, 0.1, 0.25, seed=7, split="seeded"))
+    other = read_magnetic_tile(root, 0.1, 0.25, seed=8, split="seeded")
     assert not other["split"].equals(listing["split"])
 
 

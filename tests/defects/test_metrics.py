@@ -55,3 +55,13 @@ def test_per_type_auroc_compares_each_type_with_the_good_images():
 
 def test_threshold_is_a_quantile_of_good_scores():
     assert threshold_on_good(np.arange(101.0), 0.95) == 95.0
+
+
+def test_models_near_chance_are_named_in_a_warning():
+    from domains.common.report import WARNING, _warnings
+    from domains.defects.evaluate import near_chance_notes
+
+    notes = near_chance_notes({"a": {"image_auroc": 0.55}, "b": {"image_auroc": 0.61}, "c": {"image_auroc": float("nan")}},
+                              candidate="a")
+    assert len(notes) == 1 and notes[0].startswith(f"{WARNING}a (the candidate) is near chance") and "0.550" in notes[0]
+    assert _warnings(["Source: x.", *notes]) == notes  # the report lists these next to the decision

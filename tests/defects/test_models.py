@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from domains.common.contract import TrainEnv
 from domains.common.errors import DataError
-from domains.common.vision import resnet18
+from domains.common.vision import ResNet, resnet18, wide_resnet50_2
 from domains.defects.anomalies import anomaly_masks, blob_masks, ellipse_masks, paste_anomalies, stroke_masks
 from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_maps
-from domains.defects.features import fit_patchcore, load_patchcore, patchcore_maps, save_patchcore
+from domains.defects.patchcore import fit_patchcore, load_backbone, load_patchcore, patchcore_maps, save_patchcore
 from domains.defects.params import DefectsTrainParams
 from domains.defects.segmenter import (Segmenter, anomaly_maps, load_segmenter, save_segmenter, segmentation_loss,
                                        train_segmenter)
@@ -117,16 +120,48 @@ def random_weights(tmp_path_factory) -> str:
 
 def test_patchcore_from_a_local_weights_file(random_weights, tmp_path):
     train = surfaces(4, size=64)
-    model = fit_patchcore(train, random_weights, memory=100, seed=0)
-    assert model.bank.shape == (100, 384)  # of 4 x 8 x 8 patches
+    model = fit_patchcore(train, load_backbone(random_weights), memory=100, seed=0)
+    assert model.bank.shape == (100, 384) and model.arch == "resnet18"  # of 4 x 8 x 8 patches
     maps = patchcore_maps(model, train[:2])
     assert maps.shape == (2, 64, 64) and np.isfinite(maps).all()
     save_patchcore(model, tmp_path / "patchcore.pt")
     assert np.allclose(patchcore_maps(load_patchcore(tmp_path / "patchcore.pt"), train[:2]), maps)
 
 
-def test_patchcore_refuses_a_file_that_is_not_a_resnet18(tmp_path):
+def test_the_hub_cache_file_is_found_by_architecture(random_weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(DataError, match="no resnet18-\\*.pth in .*hub/checkpoints .*nothing is downloaded"):
+        load_backbone("resnet18")
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    shutil.copy(random_weights, cache / "resnet18-f37072fd.pth")  # the name torchvision gives it
+    assert load_backbone("resnet18")[1] == "resnet18"
+
+
+def test_a_wide_resnet50_2_file_is_read_by_its_layout(tmp_path):
+    torch.manual_seed(0)
+    state = {k: v for k, v in wide_resnet50_2().state_dict().items() if k not in ("mean", "std")}
+    torch.save(state, tmp_path / "wide_resnet50_2-95faca4d.pth")
+    model = fit_patchcore(surfaces(1, size=32), load_backbone(str(tmp_path / "wide_resnet50_2-95faca4d.pth")), 20, 0)
+    assert model.arch == "wide_resnet50_2" and model.bank.shape == (16, 1536)  # layer2 512 + layer3 1024
+
+
+def _resnet34_state() -> dict:
+    return {k: v for k, v in ResNet(3, 10, (64, 128, 256, 512), (3, 4, 6, 3), imagenet_stem=True).state_dict().items()
+            if k not in ("mean", "std")}
+
+
+@pytest.mark.parametrize("content, expected", [
+    (lambda: {"conv1.weight": torch.zeros(3)}, "not a torchvision ResNet state dict; backbone_weights takes resnet18 or"),
+    (_resnet34_state, "a torchvision resnet34 state dict; backbone_weights takes resnet18 or wide_resnet50_2"),
+    (None, "not a readable torch state dict, truncated or of another format"),
+])
+def test_patchcore_refuses_another_architecture_or_a_truncated_file(random_weights, tmp_path, content, expected):
     file = tmp_path / "other.pth"
-    torch.save({"conv1.weight": torch.zeros(3)}, file)
-    with pytest.raises(DataError, match="not a torchvision ResNet state dict"):
-        fit_patchcore(surfaces(2, size=64), str(file), memory=10, seed=0)
+    if content is None:
+        file.write_bytes(Path(random_weights).read_bytes()[:5000])
+    else:
+        torch.save(content(), file)
+    with pytest.raises(DataError, match=expected) as err:
+        load_backbone(str(file))
+    assert "\n" not in str(err.value)

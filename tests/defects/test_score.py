@@ -1,7 +1,8 @@
 """`aiflow score defects`: a trained, promoted champion scores new images end to end.
 
-One throwaway repository (tiny params) serves every test: `dvc repro report@defects`, promotion,
-then folders written here by the synthetic generator (MVTec layout, <type>/ folders, flat).
+One throwaway repository (tiny params) serves every test: `dvc repro report@defects` on the synthetic
+part category (an object at a random pose) with DRAEM as the candidate, promotion, then folders of new
+parts written here by the synthetic generator (MVTec layout, <type>/ folders, flat).
 Bad inputs run in-process and must stop with one `error:` line, no output, the input untouched.
 """
 
@@ -18,18 +19,20 @@ import pytest
 from PIL import Image
 
 from tests.conftest import digest, read_scores, run, score_in_process, set_domain_params, trained_copy
-from tests.defects.conftest import small_defects_params, write_small_mvtec
+from tests.defects.conftest import small_defects_params, with_draem, write_small_mvtec
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    root = trained_copy(tmp_path_factory, "defects", small_defects_params())
+    params = with_draem(small_defects_params(), "part")
+    # DRAEM is the champion scoring uses; at this tiny size it is not expected to beat the patch Gaussian.
+    root = trained_copy(tmp_path_factory, "defects", params, evaluate={"candidate": "draem", "baselines": []})
     run(["aiflow", "champion", "promote", "defects"], root)
     # Scoring applies the gate policy in params now (not the one training ran with): one blank image in a
     # small batch is set aside rather than blocking it.
-    params = small_defects_params()
+    params["evaluate"].update(candidate="draem", baselines=[])
     params["gate"]["max_quarantine_fraction"] = 0.2
     set_domain_params(root, "defects", params)
     return root
@@ -37,8 +40,8 @@ def repo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def category(tmp_path_factory) -> Path:
-    """A new MVTec category (another seed than training): test/good, test/crack, test/missing."""
-    return write_small_mvtec(tmp_path_factory.mktemp("batch") / "tiles", seed=9)
+    """New parts in MVTec's layout (another seed than training): test/good, test/crack, test/missing."""
+    return write_small_mvtec(tmp_path_factory.mktemp("batch") / "tiles", seed=9, category="part")
 
 
 in_process = functools.partial(score_in_process, "defects")
@@ -50,7 +53,7 @@ def test_mvtec_category_scores_each_image_at_the_threshold_with_maps_and_image_a
     proc = run(["aiflow", "score", "defects", str(category), "--out", str(out)], repo)
     assert "scored 8 of 8" in proc.stdout
     predictions, manifest = read(out)
-    threshold = json.loads((repo / "data/defects/train/thresholds.json").read_text())["segmenter"]
+    threshold = json.loads((repo / "data/defects/train/thresholds.json").read_text())["draem"]
     assert list(predictions.columns[:4]) == ["item_id", "anomaly_score", "decision", "label"]
     assert predictions["item_id"].tolist()[:2] == ["crack/000.png", "crack/001.png"]
     assert (predictions["decision"] == (predictions["anomaly_score"] >= threshold).astype(int)).all()

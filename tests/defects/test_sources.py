@@ -12,7 +12,7 @@ import torch
 from aiflow.cli import main
 from domains.common.vision import resnet18
 from tests.conftest import digest, write_params
-from tests.defects.conftest import small_defects_params, write_small_magnetic_tile, write_small_mvtec
+from tests.defects.conftest import small_defects_params, with_draem, write_small_magnetic_tile, write_small_mvtec
 
 STAGES = ("acquire", "validate", "prepare", "train", "evaluate")
 
@@ -34,9 +34,9 @@ def test_magnetic_tile_runs_with_varying_sizes_and_soft_masks(defects_root, caps
     section = {**small_defects_params(), "data": {"source": "magnetic-tile", "path": str(data), "test_good_fraction": 0.3}}
     out = _run_all(defects_root, section, capsys)
     assert out["gate"]["verdict"] == "pass"  # sizes may vary and masks be anti-aliased here, unlike MVTec
-    assert out["info"]["images"] == {"train": 19, "val": 2, "test": 15}
+    assert out["info"]["images"] == {"train": 22, "val": 2, "test": 12}  # published split: 24 of 30 listed
     assert {"pixel_auroc", "auroc_crack", "auroc_blowhole"} <= set(out["metrics"]["segmenter"])
-    assert any("Magnetic-Tile split" in note for note in out["notes"])
+    assert any("Magnetic-Tile split: DifferNet's published one" in note for note in out["notes"])
     assert digest(data) == before
 
 
@@ -61,3 +61,24 @@ def test_patchcore_joins_when_a_weights_file_is_named(defects_root, capsys):
     out = _run_all(defects_root, section, capsys)
     assert set(out["metrics"]) == {"patch_gaussian", "segmenter", "patchcore"}
     assert 0 <= out["metrics"]["patchcore"]["image_auroc"] <= 1
+    # a truncated file, or another architecture: one line, and no model at all (the file is read first)
+    capsys.readouterr()
+    for bad, expected in ((weights.read_bytes()[:4096], "not a readable torch state dict, truncated"),
+                          (None, "not a torchvision ResNet state dict; backbone_weights takes resnet18 or wide_resnet50_2")):
+        if bad is not None:
+            weights.write_bytes(bad)
+        else:
+            torch.save({"conv1.weight": torch.zeros(1)}, weights)
+        assert main(["stage", "train", "defects"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
+        train_dir = defects_root / "data" / "defects" / "train"
+        assert not train_dir.exists() or not any(train_dir.iterdir())  # no model, no threshold
+
+
+def test_the_synthetic_surface_category_with_draem_runs_every_stage(defects_root, capsys):
+    """The surface category end to end (the dvc build of test_pipeline_e2e.py runs the part category)."""
+    out = _run_all(defects_root, with_draem(small_defects_params(), "surface"), capsys)
+    assert out["gate"]["verdict"] == "pass" and set(out["metrics"]) == {"patch_gaussian", "segmenter", "draem"}
+    assert {"image_auroc", "pixel_auroc", "auroc_scratch", "auroc_spot", "auroc_crack", "auroc_missing"} <= set(out["metrics"]["draem"])
+    assert any(note.startswith("DRAEM here: 32 px, widths 4 / 4") for note in out["notes"])

@@ -23,7 +23,7 @@ def small_medical_params() -> dict:
     params["gate"].update(min_per_class=3)
     params["prepare"].update(image_size=16)
     params["train"].update(epochs=2, batch_size=32, widths=[8, 16], blocks=[1, 1], hgb_max_iter=10, num_threads=1)
-    params["evaluate"].update(thresholds_min={"auroc": 0.5}, n_examples=4)
+    params["evaluate"].update(thresholds_min={"auroc": 0.5}, baselines=[], n_examples=4)
     return params
 
 

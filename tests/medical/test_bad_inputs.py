@@ -70,7 +70,8 @@ BAD_INPUTS = {
     "images of the wrong rank": (_npz_case(lambda a: a.update(val_images=a["val_images"].reshape(20, -1))),
                                  "val_images has shape (20, 256); expected (N, H, W) or (N, H, W, 3)"),
     "a file that is not an npz": (_not_npz, "not an .npz archive"),
-    "the same images in train and test": (_npz_case(_test_copies_train), "split_leakage [pandera]: 2 of 110 rows fail"),
+    "the same images in train and test, blocked by params": (_npz_case(_test_copies_train),
+                                                             "split_leakage [pandera]: 2 of 110 rows fail"),
     "a truncated PNG": (_truncated_png, "decode_error:decodes [pandera]: 1 of 90 rows fail"),
     "an empty class folder": (_empty_class_folder, "test/covid: empty class folder"),
 }
@@ -81,7 +82,8 @@ def test_bad_input_stops_before_training(case, medical_root, tmp_path, capsys):
     make, expected = BAD_INPUTS[case]
     source, data = make(tmp_path)
     before = digest(data)
-    code, err = _run(medical_root, source, data, capsys)
+    severity = {"split_leakage": "block"} if "blocked by params" in case else {}  # leaks are quarantined by default
+    code, err = _run(medical_root, source, data, capsys, severity=severity)
     assert_stopped(medical_root, "medical", data, before, code, err, expected)
 
 
@@ -113,12 +115,11 @@ def test_constant_images_block_when_params_say_so(medical_root, tmp_path, capsys
     assert_stopped(medical_root, "medical", data, before, code, err, "pixel_std:not_constant [pandera]: 1 of 110 rows fail")
 
 
-def test_leaked_test_images_can_be_quarantined_instead(medical_root, tmp_path, capsys):
+def test_leaked_test_images_are_quarantined(medical_root, tmp_path, capsys):
     arrays = synthetic_arrays()
     _test_copies_train(arrays)
     data = write_npz(tmp_path / "p.npz", arrays)
-    code, err = _run(medical_root, "medmnist", data, capsys, severity={"split_leakage": "quarantine"},
-                     max_quarantine_fraction=0.05)
+    code, err = _run(medical_root, "medmnist", data, capsys, max_quarantine_fraction=0.05)
     assert code == 0, err
     quarantined = pd.read_parquet(medical_root / "data" / "medical" / "validate" / "quarantine.parquet")
     assert quarantined["item_id"].tolist() == ["test/0", "test/1"]  # the training copies stay

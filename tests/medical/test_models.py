@@ -9,7 +9,7 @@ import torch
 from domains.common.classification import auroc
 from aiflow.cli import main
 from domains.common.vision import small_resnet
-from domains.medical.models import baseline_features
+from domains.medical.train import baseline_features
 from domains.medical.params import SyntheticParams
 from domains.medical.saliency import grad_cam
 from domains.medical.synthetic import generate_images

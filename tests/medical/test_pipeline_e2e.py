@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from domains.common.paths import STAGES
@@ -38,6 +39,16 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     html = (data / "report/report.html").read_text()
     assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
     assert "Saliency (Grad-CAM)" in html and "Reliability diagram" in html and "Achievable" in html
+    # issue 19: intervals next to the point values, per-image predictions, slices by class, brightness, contrast
+    for model in metrics.values():
+        assert model["auroc_ci_low"] <= model["auroc"] <= model["auroc_ci_high"]
+    predictions = pd.read_parquet(data / "evaluate/predictions.parquet")
+    assert {"row", "unit", "label", "cnn:p1", "slice:class", "slice:brightness", "slice:contrast"} <= set(predictions)
+    slices = pd.read_csv(data / "evaluate/tables/slices.csv")
+    assert set(slices["slice"]) == {"class", "brightness", "contrast"}
+    assert set(slices.loc[slices["slice"] == "class", "metric"]) == {"accuracy"}
+    decision = json.loads((data / "evaluate/decision.json").read_text())
+    assert decision["slices"]["worst"]["metric"] == "auroc" and "Worst slice for cnn" in html
 
 
 def test_second_repro_runs_no_stage(repo):

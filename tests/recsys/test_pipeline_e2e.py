@@ -44,7 +44,12 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     assert {"rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "coverage", "novelty",
             "fit_seconds", "predict_seconds"} <= set(metrics["mf"])
     assert {"precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "coverage", "novelty", "ndcg_over_popularity",
-            "fit_seconds"} == set(metrics["ease"])
+            "fit_seconds"} == {k for k in metrics["ease"] if "_ci_" not in k}
+    # issue 19: intervals over users next to the point values; slices by activity and held-out item popularity
+    assert metrics["ease"]["ndcg_at_10_ci_low"] <= metrics["ease"]["ndcg_at_10"] <= metrics["ease"]["ndcg_at_10_ci_high"]
+    assert metrics["mf"]["rmse_ci_low"] < metrics["mf"]["rmse_ci_high"]
+    slices = pd.read_csv(data / "evaluate/tables/slices.csv")
+    assert set(slices["slice"]) == {"activity", "popularity"}
     assert json.loads((data / "validate/gate.json").read_text())["verdict"] == "pass"
     decision = json.loads((data / "evaluate/decision.json").read_text())
     assert (decision["candidate"], decision["primary_metric"], decision["decision"]) == ("ease", "ndcg_at_10", "promote"), decision

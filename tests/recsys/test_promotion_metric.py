@@ -45,18 +45,24 @@ def test_ndcg_decides_promotion_against_the_champion():
 
 
 def test_the_candidate_must_beat_popularity():
-    weak = {**METRICS, "ease": {"ndcg_at_10": 0.21, "ndcg_over_popularity": 1.05}}
+    weak = {**METRICS, "ease": {"ndcg_at_10": 0.19, "ndcg_over_popularity": 0.95}}
     decision = decide(DOMAIN, _params(), weak, GATE_OK, None)
-    assert decision["decision"] == "keep" and decision["reason"] == "threshold failed: ndcg_over_popularity=1.0500 < 1.1"
+    assert decision["decision"] == "keep"
+    assert decision["reason"] == "threshold failed: ease's ndcg_at_10 0.1900 does not beat popularity's 0.2000"
+    # A stricter, relative floor is still a param away: 10% over popularity.
+    slight = {**METRICS, "ease": {"ndcg_at_10": 0.21, "ndcg_over_popularity": 1.05}}
+    assert decide(DOMAIN, _params(), slight, GATE_OK, None)["decision"] == "promote"
+    decision = decide(DOMAIN, _params(thresholds_min={"ndcg_over_popularity": 1.1}), slight, GATE_OK, None)
+    assert decision["reason"] == "threshold failed: ndcg_over_popularity=1.0500 < 1.1"
 
 
 def test_a_primary_the_candidate_lacks_is_a_one_line_error():
     with pytest.raises(PipelineError, match=r"^evaluate.primary: the candidate 'ease' has no metric 'rmse' \(it has: "):
-        decide(DOMAIN, _params(primary="rmse", thresholds_min={}), METRICS, GATE_OK, None)
+        decide(DOMAIN, _params(primary="rmse", thresholds_min={}, baselines=[]), METRICS, GATE_OK, None)
 
 
 def test_a_rating_model_can_still_be_promoted_on_rmse():
-    decision = decide(DOMAIN, _params(primary="rmse", candidate="mf", thresholds_min={}), METRICS, GATE_OK,
+    decision = decide(DOMAIN, _params(primary="rmse", candidate="mf", thresholds_min={}, baselines=[]), METRICS, GATE_OK,
                       {"version": 1, "metrics": {"rmse": 0.95}})
     assert decision["decision"] == "promote" and decision["reason"].startswith("rmse 0.9000 beats champion v1")
 

@@ -22,9 +22,14 @@ def test_movielens_100k_files_run_to_a_report(recsys_root, capsys):
     write_ratings(folder / "u.data", frame)
     (folder / "u.item").write_bytes("".join(f"{i}|Film n\xb0{i} (1997)|01-Jan-1997||http://x|0\n"
                                             for i in sorted(frame["item_id"].unique())).encode("latin-1"))
+    users = sorted(frame["user_id"].unique())  # u.user: id|age|gender|occupation|zip, for the protected slices
+    (folder / "u.user").write_text("".join(f"{u}|{20 + 7 * (u % 6)}|{'MF'[u % 2]}|other|00000\n" for u in users))
     params = small_recsys_params()
     params["data"] = {"source": "ml-100k", "path": str(folder)}
     params["train"]["surprise_models"] = ["baseline_only", "svd"]  # the others are covered by the synthetic run
+    params["evaluate"]["slices"] = {"age": {"column": "age", "bins": [30, 45], "protected": True},
+                                    "gender": {"column": "gender", "protected": True}}
+    params["evaluate"]["min_slice_size"] = 5
     write_params(recsys_root, "recsys", params)
     for stage in STAGES:
         assert main(["stage", stage, "recsys"]) == 0, capsys.readouterr().err
@@ -35,6 +40,12 @@ def test_movielens_100k_files_run_to_a_report(recsys_root, capsys):
     examples = pd.read_csv(data / "evaluate/tables/top10_examples.csv")
     assert examples["title"].str.startswith("Film n\xb0").all()
     assert "Film n\xb0" in (data / "report/report.html").read_text()
+    slices = pd.read_csv(data / "evaluate/tables/slices.csv")
+    assert set(slices.loc[slices["slice"] == "gender", "group"]) == {"F", "M"}
+    assert set(slices.loc[slices["slice"] == "age", "group"]) == {"< 30", "30-45", ">= 45"}
+    gaps = json.loads((data / "evaluate/decision.json").read_text())["slices"]["protected_gaps"]
+    assert {g["slice"] for g in gaps} == {"age", "gender"}
+    assert "Protected attribute gender: best group" in (data / "report/report.html").read_text()
 
 
 def test_a_long_tail_catalogue_promotes_with_default_gate_and_evaluate_params(recsys_root, capsys):
@@ -57,3 +68,14 @@ def test_a_long_tail_catalogue_promotes_with_default_gate_and_evaluate_params(re
     assert json.loads((data / "prepare/profile.json").read_text())["items_below_3_ratings_share"] > 0.1
     decision = json.loads((data / "evaluate/decision.json").read_text())
     assert (decision["candidate"], decision["primary_metric"], decision["decision"]) == ("ease", "ndcg_at_10", "promote"), decision
+
+
+def test_user_attributes_are_read_from_either_release(tmp_path):
+    from domains.recsys.loaders import read_users
+
+    (tmp_path / "u.user").write_text("1|24|M|technician|85711\n2|53|F|other|94043\n")
+    (tmp_path / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
+    for source, expected in (("ml-100k", [(1, 24, "M"), (2, 53, "F")]), ("ml-1m", [(1, 1, "F"), (2, 56, "M")])):
+        users = read_users(source, tmp_path)
+        assert list(users.itertuples(index=False, name=None)) == expected
+    assert read_users("ml-latest-small", tmp_path) is None and read_users("ml-100k", tmp_path / "empty" / "u.data") is None

@@ -22,7 +22,7 @@ def small_sentiment_params() -> dict:
     params["synthetic"].update(n_train=400, n_test=200)
     params["gate"].update(min_per_class=10, min_docs_per_split=20)
     params["train"].update(epochs=3, fasttext_buckets=4096, fasttext_dim=8, num_threads=1)
-    params["evaluate"].update(thresholds_min={"accuracy": 0.55}, top_ngrams=5, mistakes=3)
+    params["evaluate"].update(thresholds_min={"accuracy": 0.55}, baselines=[], top_ngrams=5, mistakes=3)
     return params
 
 

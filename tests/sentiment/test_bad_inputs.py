@@ -86,7 +86,8 @@ CASES = {
     "an empty folder": (_empty_folder, "no label subfolders; expected one subfolder per label"),
     "a missing split": (_no_test_folder, "missing split folder(s): test"),
 }
-SEVERITY = {"an empty document, blocked by params": {"text:not_blank": "block"}}
+SEVERITY = {"an empty document, blocked by params": {"text:not_blank": "block"},
+            "the same review in train and test": {"split_leakage": "block"}}  # quarantined by default
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -126,7 +127,7 @@ def test_a_file_that_is_not_utf8_can_be_quarantined_instead(sentiment_root, tmp_
     assert quarantined["quarantine_reason"].tolist() == ["decoding:utf8"]
 
 
-def test_markup_residue_and_odd_lengths_only_warn(sentiment_root, tmp_path, capsys):
+def test_markup_residue_and_odd_lengths_are_reported_not_warned(sentiment_root, tmp_path, capsys):
     folder = _folder(tmp_path / "input")
     _first(folder).write_text("A fine film.<br /><br />Really &amp; truly.")
     _first(folder, "test", "neg").write_text("bad " * 5000)
@@ -134,7 +135,8 @@ def test_markup_residue_and_odd_lengths_only_warn(sentiment_root, tmp_path, caps
     assert code == 0, err
     gate = pd.read_json(sentiment_root / "data" / "sentiment" / "validate" / "gate.json", typ="series")
     failed = {c["name"]: c for c in gate["checks"] if not c["passed"]}
-    assert gate["verdict"] == "warn" and set(failed) == {"markup:no_residue", "n_tokens:typical_length"}
+    assert gate["verdict"] == "pass" and set(failed) == {"markup:no_residue", "n_tokens:typical_length"}
+    assert {c["severity"] for c in failed.values()} == {"info"}
     assert failed["markup:no_residue"]["examples"][0].endswith(".txt (3)")
 
 

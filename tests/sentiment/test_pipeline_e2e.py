@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from domains.common.paths import STAGES
@@ -48,6 +49,14 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     assert "[+" in html or "[-" in html  # highlighted n-grams, as text
     assert "label flipped by the generator" in (data / "evaluate/tables/confident_mistakes.csv").read_text()
     assert "accuracy" in run(["dvc", "metrics", "show"], repo).stdout
+    # issue 19: intervals next to the point values, per-document predictions, slices by length and negation
+    for model in metrics.values():
+        assert model["accuracy_ci_low"] <= model["accuracy"] <= model["accuracy_ci_high"]
+    predictions = pd.read_parquet(data / "evaluate/predictions.parquet")
+    assert {"row", "unit", "label", "fasttext:p1", "slice:tokens", "slice:negation"} <= set(predictions)
+    slices = pd.read_csv(data / "evaluate/tables/slices.csv")
+    assert set(slices["slice"]) == {"length", "negation"} and "95% low" in slices
+    assert "Worst slice for fasttext" in html and "95 % bootstrap interval" in html
 
 
 def test_second_repro_runs_no_stage(repo):

@@ -97,8 +97,8 @@ def test_scores_each_layout_with_the_champion(score, batches, tmp_path, layout, 
     assert predictions["input_sha256"].iloc[0] == manifest["input_sha256"]
     if layout == "flat":
         assert predictions["item_id"].iloc[0] == "000.txt"
-    if layout == "unsup":  # IMDB's <br /> is stripped before tokenising, as in training; the gate warns of it
-        assert any("markup:no_residue" in w for w in manifest["gate"]["warnings"])
+    if layout == "unsup":  # IMDB's <br /> is stripped before tokenising, as in training; the gate reports it
+        assert any("markup:no_residue" in w for w in manifest["gate"]["info"])
     assert {c["column"] for c in manifest["drift"]["checks"]} == {"n_tokens", "unseen_share", "model_score"}
     assert manifest["drift"]["verdict"] in ("pass", "warn")
     if labelled:  # another seed of the training generator: the model does about as well as on its test split
