@@ -53,8 +53,11 @@ Point a domain at your own data in params.yaml, e.g.
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="aiflow", description="Applied-AI reference pipelines: gate, train, evaluate and report per domain.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="aiflow",
+        description="Applied-AI reference pipelines: gate, train, evaluate and report per domain.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     stage = sub.add_parser("stage", help="run one stage of one domain (called by dvc.yaml)")
@@ -79,46 +82,58 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--pool", required=True, help="work pool name (e.g. one made by `prefect work-pool create`)")
 
     score = sub.add_parser(
-        "score", help="score new data with a trained model, through the data gate and a drift check",
+        "score",
+        help="score new data with a trained model, through the data gate and a drift check",
         description="Read INPUT in one of the domain's formats (labels optional), pass it through the training gate "
-                    "(minus label checks) and the drift check against the model's training data, then write "
-                    "predictions (each row naming the model version, its DVC hash and the input's hash), a manifest "
-                    "and an HTML report. A blocked batch writes nothing.")
+        "(minus label checks) and the drift check against the model's training data, then write "
+        "predictions (each row naming the model version, its DVC hash and the input's hash), a manifest "
+        "and an HTML report. A blocked batch writes nothing.",
+    )
     score.add_argument("domain")
     score.add_argument("input", type=Path, help="file or folder to score (only read)")
     score.add_argument("--source", help="input format (default: the training source's format)")
     score.add_argument("--out", type=Path, help="output folder (default: data/<domain>/scores/<input name>)")
     score.add_argument("--model", default="champion", help="champion (default), candidate, or v<N> from the registry")
     score.add_argument("--csv", action="store_true", help="predictions as CSV instead of Parquet")
-    score.add_argument("--history", type=Path, help="fraud: earlier labelled transactions the window features look back on")
+    score.add_argument(
+        "--history", type=Path, help="fraud: earlier labelled transactions the window features look back on"
+    )
     score.add_argument("--explain", action="store_true", help="medical: Grad-CAM maps of each image")
 
     export = sub.add_parser(
-        "export", help="export a trained model to ONNX, written only when proven equal to the evaluated model",
+        "export",
+        help="export a trained model to ONNX, written only when proven equal to the evaluated model",
         description="Convert every model of the version (torch through torch.onnx.export, scikit-learn through "
-                    "skl2onnx), score the whole test split it was evaluated on in onnxruntime and write the .onnx "
-                    "files, the pre-processing they need, the threshold, class names and a manifest with parity "
-                    "figures, only if every model is within its tolerance. --int8 adds quantized models kept when "
-                    "the primary metric moves by at most one point.")
+        "skl2onnx), score the whole test split it was evaluated on in onnxruntime and write the .onnx "
+        "files, the pre-processing they need, the threshold, class names and a manifest with parity "
+        "figures, only if every model is within its tolerance. --int8 adds quantized models kept when "
+        "the primary metric moves by at most one point.",
+    )
     export.add_argument("domain")
     export.add_argument("--model", default="champion", help="champion (default), candidate, or v<N> from the registry")
     export.add_argument("--int8", action="store_true", help="also int8 models, with size, metric change and latency")
     export.add_argument("--out", type=Path, help="output folder (default: data/<domain>/exports/<version>)")
 
     serve_model = sub.add_parser(
-        "serve-model", help="serve the champion over HTTP (POST /predict, GET /health, /metadata, /docs)",
+        "serve-model",
+        help="serve the champion over HTTP (POST /predict, GET /health, /metadata, /docs)",
         description="Load the domain's champion (verified by its DVC hash) and answer POST /predict with what\n"
-                    "`aiflow score` would write for the same items: each request passes the scoring gate's row-level\n"
-                    "checks (a bad one gets a 422 naming the field and the check), requests arriving together are\n"
-                    "scored together, and a newly promoted champion is picked up without a restart. GET /health,\n"
-                    "/metadata and /docs (OpenAPI) describe it.",
+        "`aiflow score` would write for the same items: each request passes the scoring gate's row-level\n"
+        "checks (a bad one gets a 422 naming the field and the check), requests arriving together are\n"
+        "scored together, and a newly promoted champion is picked up without a restart. GET /health,\n"
+        "/metadata and /docs (OpenAPI) describe it.",
         epilog="example:\n  aiflow serve-model fraud --port 8000 --history last_37_days.csv\n"
-               "  curl -s localhost:8000/predict -H 'content-type: application/json' -d '{\"items\": [{\"transaction_id\": 1, "
-               "\"tx_datetime\": \"2018-06-01T10:00:00\", \"customer_id\": 5, \"terminal_id\": 9, \"tx_amount\": 42.5}]}'",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        '  curl -s localhost:8000/predict -H \'content-type: application/json\' -d \'{"items": [{"transaction_id": 1, '
+        '"tx_datetime": "2018-06-01T10:00:00", "customer_id": 5, "terminal_id": 9, "tx_amount": 42.5}]}\'',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve_model.add_argument("domain")
-    serve_model.add_argument("--runtime", default="torch", choices=["torch", "onnx", "int8"],
-                             help="torch: the trained model as evaluated (default); onnx/int8: its ONNX export")
+    serve_model.add_argument(
+        "--runtime",
+        default="torch",
+        choices=["torch", "onnx", "int8"],
+        help="torch: the trained model as evaluated (default); onnx/int8: its ONNX export",
+    )
     serve_model.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve_model.add_argument("--port", type=int, default=8000)
     serve_model.add_argument("--no-batching", action="store_true", help="score each request alone")
@@ -126,8 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_model.add_argument("--max-batch", type=int, default=64, help="requests per scoring call (default 64)")
     serve_model.add_argument("--max-body-mb", type=float, default=8.0, help="larger bodies get a 413 (default 8)")
     serve_model.add_argument("--threads", type=int, default=1, help="torch threads for scoring (default 1)")
-    serve_model.add_argument("--history", type=Path,
-                             help="fraud: earlier labelled transactions, the past of every request's windows")
+    serve_model.add_argument(
+        "--history", type=Path, help="fraud: earlier labelled transactions, the past of every request's windows"
+    )
 
     champ = sub.add_parser("champion", help="list, promote or roll back a domain's champion model")
     champ.add_argument("action", choices=["list", "promote", "rollback"])
@@ -156,7 +172,9 @@ def _reports(root: Path, domains: list[str]) -> None:
             print(f"{name}: no report yet (run `aiflow run {name}`)")
             continue
         decision = json.loads(decision_file.read_text())
-        print(f"{name}: {html.relative_to(root)}  (gate {decision['gate_verdict']}, {decision['decision']}: {decision['reason']})")
+        print(
+            f"{name}: {html.relative_to(root)}  (gate {decision['gate_verdict']}, {decision['decision']}: {decision['reason']})"
+        )
 
 
 def _champion(root: Path, action: str, domain: str) -> None:
@@ -185,12 +203,24 @@ def _score(root: Path, args: argparse.Namespace) -> None:
     from domains.common.scoring import ScoreRequest, score
 
     _domains(root, [args.domain])
-    manifest = score(root, ScoreRequest(args.domain, args.input, args.source, args.out, args.model, args.csv,
-                                        ScoreOptions(history=args.history, explain=args.explain)))
+    manifest = score(
+        root,
+        ScoreRequest(
+            args.domain,
+            args.input,
+            args.source,
+            args.out,
+            args.model,
+            args.csv,
+            ScoreOptions(history=args.history, explain=args.explain),
+        ),
+    )
     counts, drift = manifest["counts"], manifest["drift"]
-    print(f"{args.domain}: scored {counts['scored']} of {counts['rows_in']} rows with {manifest['model']['version']} "
-          f"({manifest['model']['name']}); {counts['quarantined']} quarantined; gate {manifest['gate']['verdict']}, "
-          f"drift {drift['verdict']}")
+    print(
+        f"{args.domain}: scored {counts['scored']} of {counts['rows_in']} rows with {manifest['model']['version']} "
+        f"({manifest['model']['name']}); {counts['quarantined']} quarantined; gate {manifest['gate']['verdict']}, "
+        f"drift {drift['verdict']}"
+    )
     for line in [*manifest["gate"]["warnings"], *drift["reasons"]]:
         print(f"  {line}")
     out = Path(manifest["out"])
@@ -204,16 +234,22 @@ def _export(root: Path, args: argparse.Namespace) -> None:
     _domains(root, [args.domain])
     manifest = export(root, ExportRequest(args.domain, args.model, args.int8, args.out))
     model = manifest["model"]
-    print(f"{args.domain}: exported {model['version']} (DVC {model['dvc_md5']}), parity on {manifest['test_items']} "
-          "test items:")
+    print(
+        f"{args.domain}: exported {model['version']} (DVC {model['dvc_md5']}), parity on {manifest['test_items']} "
+        "test items:"
+    )
     for name, figures in manifest["models"].items():
         parity = figures["parity"]
-        line = (f"  {name}: max |p_onnx - p_ref| {parity['max_abs_diff']:.2g} (<= {parity['tolerance']:g}), "
-                f"{parity['near_threshold']} near the threshold")
+        line = (
+            f"  {name}: max |p_onnx - p_ref| {parity['max_abs_diff']:.2g} (<= {parity['tolerance']:g}), "
+            f"{parity['near_threshold']} near the threshold"
+        )
         q = figures.get("int8")
         if q and "size_ratio" in q:
-            line += (f"; int8 {q['size_ratio']:.2f}x size, {q['metric']} {q['change_points']:+.2f} points, "
-                     f"{q['speedup_batch_1']:.2f}x at batch 1" + ("" if q["exported"] else f" ({q['reason']})"))
+            line += (
+                f"; int8 {q['size_ratio']:.2f}x size, {q['metric']} {q['change_points']:+.2f} points, "
+                f"{q['speedup_batch_1']:.2f}x at batch 1" + ("" if q["exported"] else f" ({q['reason']})")
+            )
         elif q:
             line += f"; {q['reason']}"
         print(line)
@@ -227,9 +263,21 @@ def _serve_model(root: Path, args: argparse.Namespace) -> None:
     from aiflow.serve import ServeConfig, serve
 
     _domains(root, [args.domain])
-    serve(root, ServeConfig(args.domain, args.runtime, args.host, args.port, not args.no_batching, args.window_ms,
-                            args.max_batch, int(args.max_body_mb * 1024 * 1024), threads=args.threads,
-                            history=args.history))
+    serve(
+        root,
+        ServeConfig(
+            args.domain,
+            args.runtime,
+            args.host,
+            args.port,
+            not args.no_batching,
+            args.window_ms,
+            args.max_batch,
+            int(args.max_body_mb * 1024 * 1024),
+            threads=args.threads,
+            history=args.history,
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
             from flows.pipeline import all_domains_flow
 
-            state = all_domains_flow(domains=chosen, force=args.force, promote=not args.no_promote,
-                                     push=args.push, return_state=True)
+            state = all_domains_flow(
+                domains=chosen, force=args.force, promote=not args.no_promote, push=args.push, return_state=True
+            )
             if state.is_failed():
                 print(f"error: flow run failed: {state.message}", file=sys.stderr)
                 return 1

@@ -81,15 +81,20 @@ class Batcher:
                     break
                 try:
                     batch.append(await asyncio.wait_for(self.queue.get(), left))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             model = self.holder.acquire()
             try:
                 outcomes = await loop.run_in_executor(self.executor, model.score, [body for body, _ in batch])
             except Exception as err:  # a bug, not bad input: those requests get a 500, the server goes on
                 log.error("scoring failed:\n%s", traceback.format_exc())
-                outcomes = [Outcome(errors=[{"loc": [], "msg": f"internal error: {type(err).__name__}: {err}",
-                                             "type": "internal"}], internal=True) for _ in batch]
+                outcomes = [
+                    Outcome(
+                        errors=[{"loc": [], "msg": f"internal error: {type(err).__name__}: {err}", "type": "internal"}],
+                        internal=True,
+                    )
+                    for _ in batch
+                ]
             finally:
                 self.holder.release(model)
             self.batches += 1
@@ -141,12 +146,22 @@ def create_app(root: Path, config: ServeConfig) -> FastAPI:
         batcher.executor.shutdown(wait=True)
         holder.close()
 
-    app = FastAPI(title=f"aiflow {config.domain} model", lifespan=lifespan,
-                  description=f"The {config.domain} champion, scored as `aiflow score` scores a batch: the same reader, "
-                              "row-level gate checks and score function. Bad requests get 4xx with the reason.")
+    app = FastAPI(
+        title=f"aiflow {config.domain} model",
+        lifespan=lifespan,
+        description=f"The {config.domain} champion, scored as `aiflow score` scores a batch: the same reader, "
+        "row-level gate checks and score function. Bad requests get 4xx with the reason.",
+    )
 
-    @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{request_model.__name__}"}}}}})
+    @app.post(
+        "/predict",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request_model.__name__}"}}},
+            }
+        },
+    )
     async def predict(request: Request) -> JSONResponse:
         raw, refusal = await _read_body(request, config.max_body_bytes)
         if refusal is not None:
@@ -154,8 +169,12 @@ def create_app(root: Path, config: ServeConfig) -> FastAPI:
         try:
             body = request_model.model_validate_json(raw)
         except ValidationError as err:
-            return _unprocessable([error(list(e["loc"]), e["msg"], e["type"])
-                                   for e in err.errors(include_url=False, include_input=False, include_context=False)])
+            return _unprocessable(
+                [
+                    error(list(e["loc"]), e["msg"], e["type"])
+                    for e in err.errors(include_url=False, include_input=False, include_context=False)
+                ]
+            )
         model, outcome = await batcher.submit(body)
         if outcome.internal:
             return JSONResponse({"detail": outcome.errors}, status_code=500)
@@ -166,15 +185,26 @@ def create_app(root: Path, config: ServeConfig) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         current = holder.current
-        return {"status": "ok", "domain": config.domain, "version": current.ref.version, "dvc_md5": current.ref.md5,
-                "runtime": current.runtime, "reloads": holder.reloads, "reload_error": holder.reload_error,
-                "queued": batcher.queue.qsize(), "batches": batcher.batches, "requests": batcher.requests}
+        return {
+            "status": "ok",
+            "domain": config.domain,
+            "version": current.ref.version,
+            "dvc_md5": current.ref.md5,
+            "runtime": current.runtime,
+            "reloads": holder.reloads,
+            "reload_error": holder.reload_error,
+            "queued": batcher.queue.qsize(),
+            "batches": batcher.batches,
+            "requests": batcher.requests,
+        }
 
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
-        return {**holder.current.metadata(), "serving": {k: str(v) if isinstance(v, Path) else v
-                                                        for k, v in asdict(config).items()},
-                "request_schema": request_model.model_json_schema()}
+        return {
+            **holder.current.metadata(),
+            "serving": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+            "request_schema": request_model.model_json_schema(),
+        }
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -209,9 +239,19 @@ async def _read_body(request: Request, limit: int) -> tuple[bytes, JSONResponse 
 
 
 def _too_large(size: int, limit: int) -> JSONResponse:
-    return JSONResponse({"detail": [error([], f"body of {size} bytes or more is over the limit of {limit} bytes "
-                                             "(--max-body-mb); send fewer items per request", "too_large")]},
-                        status_code=413)
+    return JSONResponse(
+        {
+            "detail": [
+                error(
+                    [],
+                    f"body of {size} bytes or more is over the limit of {limit} bytes "
+                    "(--max-body-mb); send fewer items per request",
+                    "too_large",
+                )
+            ]
+        },
+        status_code=413,
+    )
 
 
 def _unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
@@ -227,6 +267,9 @@ def serve(root: Path, config: ServeConfig) -> None:
     import uvicorn
 
     app = create_app(root, config)
-    print(f"{config.domain}: serving {app.state.holder.current.ref.version} ({app.state.holder.current.ref.model}) "
-          f"on http://{config.host}:{config.port} (docs: /docs)", flush=True)
+    print(
+        f"{config.domain}: serving {app.state.holder.current.ref.version} ({app.state.holder.current.ref.model}) "
+        f"on http://{config.host}:{config.port} (docs: /docs)",
+        flush=True,
+    )
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)

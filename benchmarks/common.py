@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,12 @@ def subprocess_env(code_root: Path | None = None) -> dict[str, str]:
 
     The package is installed editable, so without PYTHONPATH a copy would run this checkout's code.
     """
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        "GX_ANALYTICS_ENABLED": "false",
+    }
     env.pop("AIFLOW_ROOT", None)
     if code_root is not None:
         env["PYTHONPATH"] = str(code_root)
@@ -74,9 +78,15 @@ def context() -> dict[str, Any]:
     """Where and when the figures were taken: they mean little without the machine and its load."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-    return {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
-            "machine": f"{platform.machine()} {platform.processor()}".strip(), "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
-            "git_commit": head, "uncommitted_files": len(dirty.splitlines())}
+    return {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "git_commit": head,
+        "uncommitted_files": len(dirty.splitlines()),
+    }
 
 
 def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
@@ -139,13 +149,18 @@ def stage_root(domain: str, section: dict, stages: tuple[str, ...]) -> Iterator[
         yield root, seconds
 
 
-def main_for(domain: str, benchmarks: dict[str, Callable[[], dict[str, Any] | None]], doc: str | None,
-             argv: list[str] | None = None) -> int:
+def main_for(
+    domain: str,
+    benchmarks: dict[str, Callable[[], dict[str, Any] | None]],
+    doc: str | None,
+    argv: list[str] | None = None,
+) -> int:
     """`python -m benchmarks.<domain> NAME|all`: run each, print its table, save its result."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{domain}", description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m benchmarks.{domain}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("name", choices=[*benchmarks, "all"])
     run_benchmarks(domain, benchmarks, parser.parse_args(argv).name)
     return 0
@@ -176,16 +191,26 @@ def bench_repro(domain: str, cold_target_s: float | None = None, noop_target_s: 
 
     stages = {s: r["seconds"] for s, r in records.items()}
     result = {
-        "command": f"dvc repro report@{domain}", "cold_s": cold_s, "cold_stages_ran": sorted(stages_ran(cold_out)),
-        "stage_s": stages, "dvc_and_process_overhead_s": round(cold_s - sum(stages.values()), 3),
-        "noop_s": noop_s, "noop_stages_ran": sorted(stages_ran(noop_out)),
-        "rows": gate["rows_in"], "gate_verdict": gate["verdict"], "device": records["train"].get("device"),
+        "command": f"dvc repro report@{domain}",
+        "cold_s": cold_s,
+        "cold_stages_ran": sorted(stages_ran(cold_out)),
+        "stage_s": stages,
+        "dvc_and_process_overhead_s": round(cold_s - sum(stages.values()), 3),
+        "noop_s": noop_s,
+        "noop_stages_ran": sorted(stages_ran(noop_out)),
+        "rows": gate["rows_in"],
+        "gate_verdict": gate["verdict"],
+        "device": records["train"].get("device"),
     }
     rows: list[list[Any]] = [[f"  {s}", stages[s], ""] for s in STAGES]
-    rows += [["  dvc + process start-up", result["dvc_and_process_overhead_s"], ""],
-             ["cold repro", cold_s, f"< {cold_target_s:.0f} s: {verdict(cold_s, cold_target_s)}" if cold_target_s else ""],
-             ["no-op repro", noop_s, f"< {noop_target_s:.0f} s: {verdict(noop_s, noop_target_s)}"]]
-    print_table(f"dvc repro report@{domain}, {result['rows']} rows at the gate (seconds)", ["", "seconds", "target"], rows)
+    rows += [
+        ["  dvc + process start-up", result["dvc_and_process_overhead_s"], ""],
+        ["cold repro", cold_s, f"< {cold_target_s:.0f} s: {verdict(cold_s, cold_target_s)}" if cold_target_s else ""],
+        ["no-op repro", noop_s, f"< {noop_target_s:.0f} s: {verdict(noop_s, noop_target_s)}"],
+    ]
+    print_table(
+        f"dvc repro report@{domain}, {result['rows']} rows at the gate (seconds)", ["", "seconds", "target"], rows
+    )
     return result
 
 

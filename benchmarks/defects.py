@@ -31,8 +31,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from benchmarks.common import DATASETS, RESULTS, ROOT, bench_repro, domain_section, main_for, print_table, stage_root
 
@@ -49,9 +50,17 @@ MAGNETIC_TILE = {
 }
 MAGNETIC_TILE_DRAEM = {
     **MAGNETIC_TILE,
-    "train": {"models": ["draem"], "epochs": 4, "patience": 4, "num_threads": 1, "draem_width": 8,
-              "draem_size": 64, "draem_focal_weight": 10, "draem_dice_weight": 0.5,
-              "draem_foreground": False},  # tiles are a texture: anomalies anywhere
+    "train": {
+        "models": ["draem"],
+        "epochs": 4,
+        "patience": 4,
+        "num_threads": 1,
+        "draem_width": 8,
+        "draem_size": 64,
+        "draem_focal_weight": 10,
+        "draem_dice_weight": 0.5,
+        "draem_foreground": False,
+    },  # tiles are a texture: anomalies anywhere
     "evaluate": {"candidate": "draem"},
 }
 # `select`: each candidate changes these keys of MAGNETIC_TILE's train section. Training length was
@@ -68,7 +77,6 @@ def _section(overrides: dict) -> dict:
     return domain_section("defects", overrides)
 
 
-
 def _missing() -> bool:
     if MAGNETIC_TILE_DATA.is_dir():
         return False
@@ -81,7 +89,10 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
     if _missing():
         return None
     section = _section(overrides or MAGNETIC_TILE)
-    with stage_root("defects", section, ("acquire", "validate", "prepare", "train", "evaluate", "report")) as (root, seconds):
+    with stage_root("defects", section, ("acquire", "validate", "prepare", "train", "evaluate", "report")) as (
+        root,
+        seconds,
+    ):
         data = root / "data" / "defects"
         report = RESULTS / f"defects_{name}_report"  # the domain's report of this run, to look at
         shutil.rmtree(report, ignore_errors=True)
@@ -93,24 +104,55 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
 
     candidate = section["evaluate"]["candidate"]
     kinds = sorted(k.removeprefix("auroc_") for k in metrics[candidate] if k.startswith("auroc_"))
-    result = {"params": section, "stage_s": seconds, "metrics": metrics, "images": info["images"],
-              "gate": {k: gate[k] for k in ("verdict", "rows_in", "rows_passed", "rows_quarantined")},
-              "gate_failed": [c["name"] for c in gate["checks"] if not c["passed"]],
-              "training": {model: {"epochs_run": len(h["epochs"]), "best_epoch": h["best_epoch"],
-                                   "best_val_pixel_ap": h["best_score"], "device": h["device"],
-                                   "mean_epoch_s": round(statistics.mean(e["seconds"] for e in h["epochs"]), 2)}
-                           for model, h in histories.items()}}
-    rows = [[name, m["image_auroc"], m.get("pixel_auroc"), *[m[f"auroc_{k}"] for k in kinds], m["f1"],
-             m["fit_seconds"], m["images_per_second"]] for name, m in metrics.items()]
-    print_table(f"Magnetic-Tile-Defect, {info['images']['test']} test images ({info['image_size']} px): "
-                "AUROC (image, pixel, per type), F1 at the held-out threshold, train seconds, inference images/s",
-                ["model", "image", "pixel", *kinds, "F1", "train s", "img/s"], rows)
+    result = {
+        "params": section,
+        "stage_s": seconds,
+        "metrics": metrics,
+        "images": info["images"],
+        "gate": {k: gate[k] for k in ("verdict", "rows_in", "rows_passed", "rows_quarantined")},
+        "gate_failed": [c["name"] for c in gate["checks"] if not c["passed"]],
+        "training": {
+            model: {
+                "epochs_run": len(h["epochs"]),
+                "best_epoch": h["best_epoch"],
+                "best_val_pixel_ap": h["best_score"],
+                "device": h["device"],
+                "mean_epoch_s": round(statistics.mean(e["seconds"] for e in h["epochs"]), 2),
+            }
+            for model, h in histories.items()
+        },
+    }
+    rows = [
+        [
+            name,
+            m["image_auroc"],
+            m.get("pixel_auroc"),
+            *[m[f"auroc_{k}"] for k in kinds],
+            m["f1"],
+            m["fit_seconds"],
+            m["images_per_second"],
+        ]
+        for name, m in metrics.items()
+    ]
+    print_table(
+        f"Magnetic-Tile-Defect, {info['images']['test']} test images ({info['image_size']} px): "
+        "AUROC (image, pixel, per type), F1 at the held-out threshold, train seconds, inference images/s",
+        ["model", "image", "pixel", *kinds, "F1", "train s", "img/s"],
+        rows,
+    )
     best = metrics[candidate]
-    print(f"goals ({candidate}): " + "; ".join(
-        f"{k} >= {GOALS[k]}: {'met' if best[k] >= GOALS[k] else 'MISSED'} ({best[k]:.4f})" for k in ("image_auroc", "pixel_auroc"))
+    print(
+        f"goals ({candidate}): "
+        + "; ".join(
+            f"{k} >= {GOALS[k]}: {'met' if best[k] >= GOALS[k] else 'MISSED'} ({best[k]:.4f})"
+            for k in ("image_auroc", "pixel_auroc")
+        )
         + f"; train < {GOALS['train_s']:.0f} s: {'met' if best['fit_seconds'] < GOALS['train_s'] else 'MISSED'} "
-        f"({best['fit_seconds']:.0f} s)")
-    print(f"gate: {gate['verdict']} (failed: {', '.join(result['gate_failed']) or 'none'}); training {result['training']}")
+        f"({best['fit_seconds']:.0f} s)"
+    )
+    print(
+        f"gate: {gate['verdict']} (failed: {', '.join(result['gate_failed']) or 'none'}); training {result['training']}"
+    )
     print(f"report: {report.relative_to(ROOT)}/report.html")
     return result
 
@@ -135,11 +177,18 @@ def bench_select() -> dict[str, Any] | None:
             began = time.perf_counter()
             with tempfile.TemporaryDirectory() as ckpt:
                 _, history = train_segmenter(train, val, p, base.seed, TrainEnv(Path(ckpt), name))
-            result[name] = {"change": change, "val_pixel_ap": history.best_score, "best_epoch": history.best_epoch,
-                            "train_s": round(time.perf_counter() - began, 1)}
+            result[name] = {
+                "change": change,
+                "val_pixel_ap": history.best_score,
+                "best_epoch": history.best_epoch,
+                "train_s": round(time.perf_counter() - began, 1),
+            }
             rows.append([name, history.best_score, history.best_epoch, result[name]["train_s"]])
-    print_table("Segmenter candidates on Magnetic-Tile, validation only (pixel AP, pasted anomalies on held-out good images)",
-                ["candidate", "val AP", "best epoch", "train s"], rows)
+    print_table(
+        "Segmenter candidates on Magnetic-Tile, validation only (pixel AP, pasted anomalies on held-out good images)",
+        ["candidate", "val AP", "best epoch", "train s"],
+        rows,
+    )
     return result
 
 
@@ -179,7 +228,10 @@ def bench_gpu() -> dict[str, Any] | None:
 
 BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "magnetic-tile": bench_magnetic_tile,
-    "magnetic-tile-draem": lambda: bench_magnetic_tile(MAGNETIC_TILE_DRAEM, "magnetic_tile_draem"), "select": bench_select, "repro": bench_repro_defects, "gpu": bench_gpu,
+    "magnetic-tile-draem": lambda: bench_magnetic_tile(MAGNETIC_TILE_DRAEM, "magnetic_tile_draem"),
+    "select": bench_select,
+    "repro": bench_repro_defects,
+    "gpu": bench_gpu,
 }
 
 

@@ -31,17 +31,32 @@ def worker(out: Path, device: str, processes: int, threads: int) -> None:
     from domains.common import distributed
     from domains.common.contract import TrainEnv
     from domains.common.registry import load_params
-    from domains.medical.train import train_cnn
     from domains.medical.synthetic import generate_images
+    from domains.medical.train import train_cnn
 
     p = load_params(ROOT, "medical")
     images = generate_images(p.synthetic, p.seed)
     (x, y), (xv, yv) = images.splits["train"], images.splits["val"]
-    t = p.train.model_copy(update={"device": device, "epochs": EPOCHS, "patience": EPOCHS, "processes": processes,
-                                   "num_threads": threads * processes})
+    t = p.train.model_copy(
+        update={
+            "device": device,
+            "epochs": EPOCHS,
+            "patience": EPOCHS,
+            "processes": processes,
+            "num_threads": threads * processes,
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        _, history = train_cnn(t, p.seed, x[:, None], y[:, 0].astype(np.int64), xv[:, None], yv[:, 0].astype(np.int64),
-                               2, TrainEnv(Path(tmp), "benchmark"))
+        _, history = train_cnn(
+            t,
+            p.seed,
+            x[:, None],
+            y[:, 0].astype(np.int64),
+            xv[:, None],
+            yv[:, 0].astype(np.int64),
+            2,
+            TrainEnv(Path(tmp), "benchmark"),
+        )
     if distributed.rank() == 0:
         out.write_text(json.dumps({"train_images": len(x), "epochs": history.epochs, "device": history.device}))
 
@@ -49,7 +64,16 @@ def worker(out: Path, device: str, processes: int, threads: int) -> None:
 def bench(device: str, processes: int, threads: int, tmp: Path) -> dict[str, Any]:
     """`processes` training processes of `threads` CPU threads each."""
     out = tmp / f"{device}-{processes}-{threads}.json"
-    command = [str(BIN / "python"), "-m", "benchmarks.distributed", "worker", str(out), device, str(processes), str(threads)]
+    command = [
+        str(BIN / "python"),
+        "-m",
+        "benchmarks.distributed",
+        "worker",
+        str(out),
+        device,
+        str(processes),
+        str(threads),
+    ]
     if processes > 1:
         command = [str(BIN / "torchrun"), "--standalone", f"--nproc-per-node={processes}", *command[1:]]
     env = {**subprocess_env(), "OMP_NUM_THREADS": str(threads)}
@@ -60,9 +84,17 @@ def bench(device: str, processes: int, threads: int, tmp: Path) -> dict[str, Any
         raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     result = json.loads(out.read_text())
     seconds = [e["seconds"] for e in result["epochs"]]
-    return {"device": device, "processes": processes, "threads_per_process": threads, "train_images": result["train_images"], "wall_s": wall,
-            "first_epoch_s": round(seconds[0], 2), "later_epoch_s": round(statistics.median(seconds[1:]), 2),
-            "val_auc": [round(e["val_score"], 4) for e in result["epochs"]], "trainer_device": result["device"]}
+    return {
+        "device": device,
+        "processes": processes,
+        "threads_per_process": threads,
+        "train_images": result["train_images"],
+        "wall_s": wall,
+        "first_epoch_s": round(seconds[0], 2),
+        "later_epoch_s": round(statistics.median(seconds[1:]), 2),
+        "val_auc": [round(e["val_score"], 4) for e in result["epochs"]],
+        "trainer_device": result["device"],
+    }
 
 
 def main() -> int:
@@ -78,10 +110,21 @@ def main() -> int:
             for processes, threads in ((1, 2), (1, 1), (2, 1)) if device == "cpu" else ((1, 1), (2, 1)):
                 print(f"== {device}, {processes} process(es) x {threads} thread(s) ==", flush=True)
                 runs.append(bench(device, processes, threads, Path(tmp)))
-    rows = [[f"{r['device']}, {r['processes']} process(es) x {r['threads_per_process']} thread(s)", r["first_epoch_s"], r["later_epoch_s"], r["wall_s"],
-             ", ".join(f"{v:.3f}" for v in r["val_auc"])] for r in runs]
-    print_table(f"Medical CNN, {runs[0]['train_images']} training images: seconds per epoch, and the whole run "
-                f"with start-up", ["", "epoch 1", "epoch 2", "run (wall)", "val AUC per epoch"], rows)
+    rows = [
+        [
+            f"{r['device']}, {r['processes']} process(es) x {r['threads_per_process']} thread(s)",
+            r["first_epoch_s"],
+            r["later_epoch_s"],
+            r["wall_s"],
+            ", ".join(f"{v:.3f}" for v in r["val_auc"]),
+        ]
+        for r in runs
+    ]
+    print_table(
+        f"Medical CNN, {runs[0]['train_images']} training images: seconds per epoch, and the whole run with start-up",
+        ["", "epoch 1", "epoch 2", "run (wall)", "val AUC per epoch"],
+        rows,
+    )
     save("distributed", {"epochs": EPOCHS, "runs": runs}, before)
     return 0
 

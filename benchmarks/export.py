@@ -46,26 +46,71 @@ def bench(domain: str) -> dict[str, Any]:
     rows, int8_rows = [], []
     for name, figures in manifest["models"].items():
         p = figures["parity"]
-        rows.append([name, figures["kind"], p["items"], p["max_abs_diff"], p["mean_abs_diff"], p["tolerance"],
-                     p["near_threshold"], p["decisions_differ"]])
+        rows.append(
+            [
+                name,
+                figures["kind"],
+                p["items"],
+                p["max_abs_diff"],
+                p["mean_abs_diff"],
+                p["tolerance"],
+                p["near_threshold"],
+                p["decisions_differ"],
+            ]
+        )
         q = figures.get("int8", {})
         if "size_ratio" in q:
             lat = q["latency_ms"]
-            int8_rows.append([name, q["size_ratio"], q["metric"], q["float32"], q["int8"], q["change_points"],
-                              lat["batch_1"]["float32"], lat["batch_1"]["int8"], q["speedup_batch_1"],
-                              lat["batch_64"]["float32"], lat["batch_64"]["int8"], "yes" if q["exported"] else "no"])
-    print_table(f"{domain}: parity on the test split (max |p_onnx - p_ref|)",
-                ["model", "kind", "items", "max diff", "mean diff", "tolerance", "near thr.", "differ"],
-                [[r[0], r[1], r[2], f"{r[3]:.2e}", f"{r[4]:.2e}", f"{r[5]:g}", r[6], r[7]] for r in rows])
+            int8_rows.append(
+                [
+                    name,
+                    q["size_ratio"],
+                    q["metric"],
+                    q["float32"],
+                    q["int8"],
+                    q["change_points"],
+                    lat["batch_1"]["float32"],
+                    lat["batch_1"]["int8"],
+                    q["speedup_batch_1"],
+                    lat["batch_64"]["float32"],
+                    lat["batch_64"]["int8"],
+                    "yes" if q["exported"] else "no",
+                ]
+            )
+    print_table(
+        f"{domain}: parity on the test split (max |p_onnx - p_ref|)",
+        ["model", "kind", "items", "max diff", "mean diff", "tolerance", "near thr.", "differ"],
+        [[r[0], r[1], r[2], f"{r[3]:.2e}", f"{r[4]:.2e}", f"{r[5]:g}", r[6], r[7]] for r in rows],
+    )
     if int8_rows:
-        print_table(f"{domain}: int8 against float32 (latency ms, CPU)",
-                    ["model", "size x", "metric", "float32", "int8", "change pts", "b1 f32", "b1 int8", "b1 speedup",
-                     "b64 f32", "b64 int8", "kept"], int8_rows)
+        print_table(
+            f"{domain}: int8 against float32 (latency ms, CPU)",
+            [
+                "model",
+                "size x",
+                "metric",
+                "float32",
+                "int8",
+                "change pts",
+                "b1 f32",
+                "b1 int8",
+                "b1 speedup",
+                "b64 f32",
+                "b64 int8",
+                "kept",
+            ],
+            int8_rows,
+        )
     for name, reason in manifest["not_converted"].items():
         print(f"  {name}: not exported: {reason}")
-    result = {"domain": domain, "model": manifest["model"], "test_items": manifest["test_items"],
-              "models": manifest["models"], "not_converted": manifest["not_converted"],
-              "packages": manifest["packages"]}
+    result = {
+        "domain": domain,
+        "model": manifest["model"],
+        "test_items": manifest["test_items"],
+        "models": manifest["models"],
+        "not_converted": manifest["not_converted"],
+        "packages": manifest["packages"],
+    }
     save(f"export_{domain}", result, before)
     return result
 

@@ -28,8 +28,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks.common import (DATASETS, ROOT, Clock, best_of, bench_repro, print_table, run, run_benchmarks,
-                               subprocess_env, verdict)
+from benchmarks.common import (
+    DATASETS,
+    ROOT,
+    Clock,
+    bench_repro,
+    best_of,
+    print_table,
+    run,
+    run_benchmarks,
+    subprocess_env,
+    verdict,
+)
 
 if TYPE_CHECKING:
     from domains.fraud.params import FraudParams, FraudTrainParams
@@ -46,6 +56,7 @@ def fraud_params() -> FraudParams:
 
 
 # --- repro: the whole pipeline under DVC --------------------------------------------------------
+
 
 def bench_repro_fraud() -> dict[str, Any]:
     """Cold `dvc repro` of the fraud pipeline with this checkout's params.yaml, then a no-op one."""
@@ -73,12 +84,22 @@ def bench_gate(repeats: int = 3) -> dict[str, Any]:
         path = Path(tmp) / "table.parquet"
         table.to_parquet(path)
         # A fresh interpreter, so that import costs are measured, not hidden by this process's imports.
-        _, out = run([sys.executable, "-m", "benchmarks.fraud", "gate-worker", str(path), "--repeats", str(repeats)],
-                     ROOT, subprocess_env())
+        _, out = run(
+            [sys.executable, "-m", "benchmarks.fraud", "gate-worker", str(path), "--repeats", str(repeats)],
+            ROOT,
+            subprocess_env(),
+        )
     worker = json.loads(out.strip().splitlines()[-1])
     rows_n = len(table)
-    result = {"rows": rows_n, "frauds": int(table["tx_fraud"].sum()), "synthetic": GATE_SYNTHETIC,
-              "prepare_s": clock.laps, "repeats": repeats, **worker, "target_s": TARGETS["gate_s"]}
+    result = {
+        "rows": rows_n,
+        "frauds": int(table["tx_fraud"].sum()),
+        "synthetic": GATE_SYNTHETIC,
+        "prepare_s": clock.laps,
+        "repeats": repeats,
+        **worker,
+        "target_s": TARGETS["gate_s"],
+    }
 
     imports, first, warm = worker["import_s"], worker["first_call_s"], worker["best_s"]
     cold_total = round(sum(imports.values()) + first, 3)
@@ -87,17 +108,24 @@ def bench_gate(repeats: int = 3) -> dict[str, Any]:
     gate_s, docs_s = warm["run_gate"], warm["run_gate + Data Docs"]
     rows += [
         ["run_gate + Data Docs, first call in the process", first, verdict(first, TARGETS["gate_s"])],
-        [f"run_gate + Data Docs (as the validate stage), best of {repeats}", docs_s, verdict(docs_s, TARGETS["gate_s"])],
+        [
+            f"run_gate + Data Docs (as the validate stage), best of {repeats}",
+            docs_s,
+            verdict(docs_s, TARGETS["gate_s"]),
+        ],
         [f"run_gate without Data Docs, best of {repeats}", gate_s, verdict(gate_s, TARGETS["gate_s"])],
         ["  pandera: schema.validate (run_gate does it twice)", warm["pandera"], ""],
         ["  great_expectations: 5 expectations", warm["great_expectations"], ""],
         ["  great_expectations + Data Docs", warm["great_expectations + Data Docs"], ""],
         ["fresh process: imports + first run_gate", cold_total, ""],
     ]
-    print_table(f"gate on {rows_n} transactions (seconds; target < {TARGETS['gate_s']:.0f} s)",
-                ["", "seconds", "target"], rows)
-    print(f"verdict {worker['verdict']}, {worker['rows_quarantined']} quarantined, {rows_n / docs_s:,.0f} rows/s "
-          f"as the stage runs it; generating the table took {clock.laps['generate']} s")
+    print_table(
+        f"gate on {rows_n} transactions (seconds; target < {TARGETS['gate_s']:.0f} s)", ["", "seconds", "target"], rows
+    )
+    print(
+        f"verdict {worker['verdict']}, {worker['rows_quarantined']} quarantined, {rows_n / docs_s:,.0f} rows/s "
+        f"as the stage runs it; generating the table took {clock.laps['generate']} s"
+    )
     return result
 
 
@@ -110,7 +138,7 @@ def gate_worker(path: Path, repeats: int) -> dict[str, Any]:
         import pandera.pandas  # noqa: F401
         from pandera.errors import SchemaErrors
     with imports("domains.common.gate + domains.fraud.checks"):
-        from domains.common.gate import run_great_expectations, resolve_severities, run_gate
+        from domains.common.gate import resolve_severities, run_gate, run_great_expectations
         from domains.fraud.checks import gate_suite
     with imports("great_expectations"):
         import great_expectations
@@ -134,17 +162,21 @@ def gate_worker(path: Path, repeats: int) -> dict[str, Any]:
 
     return {
         "great_expectations_version": great_expectations.__version__,
-        "verdict": result.verdict, "rows_quarantined": result.rows_quarantined,
+        "verdict": result.verdict,
+        "rows_quarantined": result.rows_quarantined,
         "failed_checks": [f"{c.name} ({c.severity})" for c in result.checks if not c.passed],
-        "import_s": imports.laps, "first_call_s": first,
+        "import_s": imports.laps,
+        "first_call_s": first,
         "best_s": {
             "run_gate + Data Docs": best_of(lambda: run_gate(table, suite, params.gate, docs_dir=docs()), repeats),
             "run_gate": best_of(lambda: run_gate(table, suite, params.gate), repeats),
             "pandera": best_of(pandera_only, repeats),
-            "great_expectations": best_of(lambda: run_great_expectations(kept, suite.expectations, severities, None),
-                                          repeats),
+            "great_expectations": best_of(
+                lambda: run_great_expectations(kept, suite.expectations, severities, None), repeats
+            ),
             "great_expectations + Data Docs": best_of(
-                lambda: run_great_expectations(kept, suite.expectations, severities, docs()), repeats),
+                lambda: run_great_expectations(kept, suite.expectations, severities, docs()), repeats
+            ),
         },
     }
 
@@ -165,8 +197,12 @@ VALID_START = "2018-07-11"  # model selection: train 07-11..17, delay, validate 
 WEEK = DELAY = 7
 TOP_K = 100
 WINDOWS = [1, 7, 30]
-HGB_GRID = {"learning_rate": (0.05, 0.1), "max_leaf_nodes": (7, 15),
-            "min_samples_leaf": (50, 200), "l2_regularization": (0.0, 10.0)}
+HGB_GRID = {
+    "learning_rate": (0.05, 0.1),
+    "max_leaf_nodes": (7, 15),
+    "min_samples_leaf": (50, 200),
+    "l2_regularization": (0.0, 10.0),
+}
 HGB_ITERS = (100, 200, 400)  # every grid point is fitted once and scored at each of these sizes
 # Earlier runs, judged on validation only: batch size 2048 gave a lower AP in 6 of 8 pairs with 512
 # (dropped, to keep the benchmark near 10 minutes); with a cap of 30 epochs the selected
@@ -216,8 +252,12 @@ def handbook_scores(tx: Transactions, mask: np.ndarray, scores: np.ndarray) -> d
 
     y, day, card = tx.y[mask], tx.day[mask], tx.card[mask]
     m = score_metrics(y, scores, day, card, TOP_K, 0.01)
-    return {"auroc": m["auroc"], "average_precision": m["average_precision"],
-            "card_precision": m["card_precision_at_k"], "recall_at_1pct_fpr": m["recall_at_fpr"]}
+    return {
+        "auroc": m["auroc"],
+        "average_precision": m["average_precision"],
+        "card_precision": m["card_precision_at_k"],
+        "recall_at_1pct_fpr": m["recall_at_fpr"],
+    }
 
 
 def load_handbook(params: FraudParams, clock: Clock) -> tuple[Transactions, dict[str, Any]]:
@@ -231,17 +271,25 @@ def load_handbook(params: FraudParams, clock: Clock) -> tuple[Transactions, dict
         table = read_handbook(HANDBOOK_DATA)
     with clock("gate"):
         result, kept, _ = run_gate(table, gate_suite(params), params.gate)
-    gate = {"verdict": result.verdict, "rows_in": result.rows_in, "rows_passed": result.rows_passed,
-            "rows_quarantined": result.rows_quarantined,
-            "failed_checks": [f"{c.name} ({c.severity}): {c.detail}" for c in result.checks if not c.passed]}
+    gate = {
+        "verdict": result.verdict,
+        "rows_in": result.rows_in,
+        "rows_passed": result.rows_passed,
+        "rows_quarantined": result.rows_quarantined,
+        "failed_checks": [f"{c.name} ({c.severity}): {c.detail}" for c in result.checks if not c.passed],
+    }
     if result.verdict == "block":
         raise RuntimeError(f"the gate blocked the handbook data: {result.reasons}")
     with clock("features"):
         kept = kept.sort_values(["tx_datetime", "transaction_id"], kind="stable").reset_index(drop=True)
         features = build_features(kept, WINDOWS, WINDOWS, DELAY)
         names = feature_columns(features)
-    tx = Transactions(features[names].to_numpy(np.float32), kept["tx_fraud"].to_numpy(),
-                      kept["tx_datetime"].to_numpy().astype("datetime64[D]"), kept["customer_id"].to_numpy())
+    tx = Transactions(
+        features[names].to_numpy(np.float32),
+        kept["tx_fraud"].to_numpy(),
+        kept["tx_datetime"].to_numpy().astype("datetime64[D]"),
+        kept["customer_id"].to_numpy(),
+    )
     return tx, {**gate, "features": names}
 
 
@@ -251,7 +299,9 @@ def fit_logreg(tx: Transactions, train: np.ndarray, c: float, balanced: bool):
     from sklearn.preprocessing import StandardScaler
 
     weights = "balanced" if balanced else None
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight=weights, max_iter=2000, random_state=0))
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=c, class_weight=weights, max_iter=2000, random_state=0)
+    )
     return model.fit(tx.x[train], tx.y[train])
 
 
@@ -291,7 +341,9 @@ def search_hgb(tx: Transactions, seed: int) -> tuple[list[dict[str, Any]], np.nd
         model = fit_hgb(tx, train, seed, max_iter=max(HGB_ITERS), **config)
         for n, proba in enumerate(model.staged_predict_proba(tx.x[valid]), start=1):
             if n in HGB_ITERS:
-                rows.append({**config, "max_iter": n, "val_ap": float(average_precision_score(tx.y[valid], proba[:, 1]))})
+                rows.append(
+                    {**config, "max_iter": n, "val_ap": float(average_precision_score(tx.y[valid], proba[:, 1]))}
+                )
                 best = proba[:, 1] if rows[-1]["val_ap"] >= max(r["val_ap"] for r in rows) else best
     return sorted(rows, key=lambda r: -r["val_ap"]), best
 
@@ -307,11 +359,19 @@ def search_mlp(tx: Transactions, seed: int, workdir: Path) -> tuple[list[dict[st
     for config in grid(MLP_GRID):
         model, history = fit_mlp(tx, VALID_START, FraudTrainParams(**MLP_FIXED, **config), seed, workdir)
         scores = mlp_scores(model, tx.x[valid])
-        rows.append({**config, "best_epoch": history.best_epoch, "epochs_run": len(history.epochs),
-                     "val_ap": float(average_precision_score(tx.y[valid], scores))})
+        rows.append(
+            {
+                **config,
+                "best_epoch": history.best_epoch,
+                "epochs_run": len(history.epochs),
+                "val_ap": float(average_precision_score(tx.y[valid], scores)),
+            }
+        )
         best = scores if rows[-1]["val_ap"] >= max(r["val_ap"] for r in rows) else best
-        print(f"  mlp {config}: val AP {rows[-1]['val_ap']:.3f}, best epoch {history.best_epoch}/{len(history.epochs)}",
-              flush=True)
+        print(
+            f"  mlp {config}: val AP {rows[-1]['val_ap']:.3f}, best epoch {history.best_epoch}/{len(history.epochs)}",
+            flush=True,
+        )
     return sorted(rows, key=lambda r: -r["val_ap"]), best
 
 
@@ -358,7 +418,9 @@ def run_handbook(workdir: Path) -> dict[str, Any]:
     train, test = handbook_split(tx, TRAIN_START)
     data["train"] = {"rows": int(train.sum()), "frauds": int(tx.y[train].sum())}
     data["test"] = {"rows": int(test.sum()), "frauds": int(tx.y[test].sum())}
-    print(f"gate {data['verdict']} ({data['rows_quarantined']} quarantined); train {data['train']}, test {data['test']}")
+    print(
+        f"gate {data['verdict']} ({data['rows_quarantined']} quarantined); train {data['train']}, test {data['test']}"
+    )
 
     with clock("search hgb"):
         hgb_grid, hgb_valid = search_hgb(tx, seed)
@@ -368,15 +430,19 @@ def run_handbook(workdir: Path) -> dict[str, Any]:
     hgb_best = {k: v for k, v in hgb_grid[0].items() if k != "val_ap"}
     mlp_best = {**MLP_FIXED, **{k: mlp_grid[0][k] for k in MLP_GRID}}
     valid = handbook_split(tx, VALID_START)[1]
-    validation_ap = {"hgb, tuned": hgb_grid[0]["val_ap"], "mlp, tuned": mlp_grid[0]["val_ap"],
-                     "hgb + mlp, mean rank": float(average_precision_score(tx.y[valid], mean_rank(hgb_valid, mlp_valid)))}
+    validation_ap = {
+        "hgb, tuned": hgb_grid[0]["val_ap"],
+        "mlp, tuned": mlp_grid[0]["val_ap"],
+        "hgb + mlp, mean rank": float(average_precision_score(tx.y[valid], mean_rank(hgb_valid, mlp_valid))),
+    }
 
     x = tx.x[test]
     fits: dict[str, Callable[[], np.ndarray]] = {
         "logreg, handbook recipe": lambda: fit_logreg(tx, train, 1.0, balanced=False).predict_proba(x)[:, 1],
         "logreg, domain": lambda: fit_logreg(tx, train, defaults.logreg_c, balanced=True).predict_proba(x)[:, 1],
-        "hgb, domain defaults": lambda: fit_hgb(tx, train, seed, max_iter=defaults.hgb_max_iter,
-                                                learning_rate=defaults.hgb_learning_rate).predict_proba(x)[:, 1],
+        "hgb, domain defaults": lambda: fit_hgb(
+            tx, train, seed, max_iter=defaults.hgb_max_iter, learning_rate=defaults.hgb_learning_rate
+        ).predict_proba(x)[:, 1],
         "hgb, tuned": lambda: fit_hgb(tx, train, seed, **hgb_best).predict_proba(x)[:, 1],
         "mlp, defaults": lambda: mlp_scores(fit_mlp(tx, TRAIN_START, defaults, seed, workdir)[0], x),
         "mlp, tuned": lambda: mlp_scores(fit_mlp(tx, TRAIN_START, FraudTrainParams(**mlp_best), seed, workdir)[0], x),
@@ -387,38 +453,70 @@ def run_handbook(workdir: Path) -> dict[str, Any]:
             scores[name] = fit()
     scores["hgb + mlp, mean rank"] = mean_rank(scores["hgb, tuned"], scores["mlp, tuned"])
     ours = {name: handbook_scores(tx, test, s) for name, s in scores.items()}
-    return {"data": data,
-            "protocol": {"train_start": TRAIN_START, "validation_train_start": VALID_START, "week_days": WEEK,
-                         "delay_days": DELAY, "top_k": TOP_K, "selection": "average precision on the validation week",
-                         "mlp_early_stopping": "last day of the training week held out", "threads": THREADS},
-            "handbook": HANDBOOK, "ours": ours, "comparison": compare(ours),
-            "selected": {"hgb": hgb_best, "mlp": mlp_best}, "validation_ap": validation_ap,
-            "mlp_defaults": defaults.model_dump(), "grids": {"hgb": hgb_grid, "mlp": mlp_grid}, "seconds": clock.laps}
+    return {
+        "data": data,
+        "protocol": {
+            "train_start": TRAIN_START,
+            "validation_train_start": VALID_START,
+            "week_days": WEEK,
+            "delay_days": DELAY,
+            "top_k": TOP_K,
+            "selection": "average precision on the validation week",
+            "mlp_early_stopping": "last day of the training week held out",
+            "threads": THREADS,
+        },
+        "handbook": HANDBOOK,
+        "ours": ours,
+        "comparison": compare(ours),
+        "selected": {"hgb": hgb_best, "mlp": mlp_best},
+        "validation_ap": validation_ap,
+        "mlp_defaults": defaults.model_dump(),
+        "grids": {"hgb": hgb_grid, "mlp": mlp_grid},
+        "seconds": clock.laps,
+    }
 
 
 def print_handbook(result: dict[str, Any]) -> None:
     ours, test = result["ours"], result["data"]["test"]
-    rows: list[list[Any]] = [[f"handbook: {n}", f.get("auroc"), f.get("average_precision"), f.get("card_precision"),
-                              None] for n, f in HANDBOOK.items()]
-    rows += [[n, f["auroc"], f["average_precision"], f["card_precision"], f["recall_at_1pct_fpr"]]
-             for n, f in ours.items()]
-    print_table(f"test week 2018-08-08..14: {test['rows']} transactions, {test['frauds']} frauds",
-                ["model", "AUC ROC", "AP", "CP@100", "recall@1%FPR"], rows)
+    rows: list[list[Any]] = [
+        [f"handbook: {n}", f.get("auroc"), f.get("average_precision"), f.get("card_precision"), None]
+        for n, f in HANDBOOK.items()
+    ]
+    rows += [
+        [n, f["auroc"], f["average_precision"], f["card_precision"], f["recall_at_1pct_fpr"]] for n, f in ours.items()
+    ]
+    print_table(
+        f"test week 2018-08-08..14: {test['rows']} transactions, {test['frauds']} frauds",
+        ["model", "AUC ROC", "AP", "CP@100", "recall@1%FPR"],
+        rows,
+    )
     refs = [(r, m) for r, f in HANDBOOK.items() for m in f]
-    short = {"auroc": "AUC", "average_precision": "AP", "card_precision": "CP",
-             "logistic regression": "LR", "random forest": "RF", "XGBoost": "XGB", "XGBoost tuned": "XGB tuned"}
+    short = {
+        "auroc": "AUC",
+        "average_precision": "AP",
+        "card_precision": "CP",
+        "logistic regression": "LR",
+        "random forest": "RF",
+        "XGBoost": "XGB",
+        "XGBoost tuned": "XGB tuned",
+    }
     mark = {"beats": "+", "ties": "=", "below": "-"}
-    print_table("vs the handbook's figures (+ beats, = ties, - below, at 3 decimals)",
-                ["model", *(f"{short[r]} {short[m]}" for r, m in refs)],
-                [[n, *(mark[result["comparison"][n][f"{r} {m}"]] for r, m in refs)] for n in ours])
+    print_table(
+        "vs the handbook's figures (+ beats, = ties, - below, at 3 decimals)",
+        ["model", *(f"{short[r]} {short[m]}" for r, m in refs)],
+        [[n, *(mark[result["comparison"][n][f"{r} {m}"]] for r, m in refs)] for n in ours],
+    )
     selected = result["selected"]
-    print(f"\nselected on validation (train {VALID_START}..+6 days, validate 2018-07-25..31, by AP):\n"
-          f"  hgb {selected['hgb']}\n  mlp {selected['mlp']} (best epoch {result['grids']['mlp'][0]['best_epoch']})\n"
-          "  validation AP: " + ", ".join(f"{k} {v:.3f}" for k, v in result["validation_ap"].items()))
+    print(
+        f"\nselected on validation (train {VALID_START}..+6 days, validate 2018-07-25..31, by AP):\n"
+        f"  hgb {selected['hgb']}\n  mlp {selected['mlp']} (best epoch {result['grids']['mlp'][0]['best_epoch']})\n"
+        "  validation AP: " + ", ".join(f"{k} {v:.3f}" for k, v in result["validation_ap"].items())
+    )
     print("seconds: " + ", ".join(f"{k} {v}" for k, v in result["seconds"].items()))
 
 
 # --- gpu: MLP epochs on CPU and CUDA --------------------------------------------------------------
+
 
 def bench_gpu(epochs: int = 4) -> dict[str, Any] | None:
     """Seconds per MLP epoch on the pipeline's own training split, CPU vs CUDA, two batch sizes."""
@@ -428,8 +526,8 @@ def bench_gpu(epochs: int = 4) -> dict[str, Any] | None:
         print("skipped: no CUDA device")
         return None
     from domains.common.contract import TrainEnv
-    from domains.fraud.train import load_split, train_mlp
     from domains.fraud.pipeline import acquire, prepare
+    from domains.fraud.train import load_split, train_mlp
 
     params = fraud_params()
     with tempfile.TemporaryDirectory(prefix="aiflow-bench-gpu-") as tmp:
@@ -437,35 +535,53 @@ def bench_gpu(epochs: int = 4) -> dict[str, Any] | None:
         prepare(params, acquire(params, work), work, work)
         frame, names = load_split(work)
         train, val = frame[frame["split"] == "train"], frame[frame["split"] == "val"]
-        result: dict[str, Any] = {"train_rows": len(train), "device_name": torch.cuda.get_device_name(0), "epochs": epochs,
-                                  "cpu_threads": params.train.num_threads}
+        result: dict[str, Any] = {
+            "train_rows": len(train),
+            "device_name": torch.cuda.get_device_name(0),
+            "epochs": epochs,
+            "cpu_threads": params.train.num_threads,
+        }
         rows = []
         for batch_size in (params.train.batch_size, 8192):
             for device in ("cpu", "cuda"):
-                t = params.train.model_copy(update={"device": device, "epochs": epochs, "patience": epochs,
-                                                    "batch_size": batch_size})
+                t = params.train.model_copy(
+                    update={"device": device, "epochs": epochs, "patience": epochs, "batch_size": batch_size}
+                )
                 with contextlib.redirect_stderr(io.StringIO()):
-                    _, history = train_mlp(t, params.seed, train[names].to_numpy("float32"), train["label"].to_numpy(),
-                                           val[names].to_numpy("float32"), val["label"].to_numpy(),
-                                           TrainEnv(work, fingerprint=f"{device}-{batch_size}"))
+                    _, history = train_mlp(
+                        t,
+                        params.seed,
+                        train[names].to_numpy("float32"),
+                        train["label"].to_numpy(),
+                        val[names].to_numpy("float32"),
+                        val["label"].to_numpy(),
+                        TrainEnv(work, fingerprint=f"{device}-{batch_size}"),
+                    )
                 per_epoch = statistics.median(e["seconds"] for e in history.epochs[1:])  # epoch 1 warms up
                 result[f"{device}_batch{batch_size}_epoch_s"] = round(per_epoch, 3)
                 rows.append([f"{device}, batch {batch_size}", per_epoch])
-    print_table(f"MLP seconds per epoch ({result['train_rows']} rows, median of epochs 2..{epochs}; "
-                f"{result['device_name']})", ["", "seconds"], rows)
+    print_table(
+        f"MLP seconds per epoch ({result['train_rows']} rows, median of epochs 2..{epochs}; {result['device_name']})",
+        ["", "seconds"],
+        rows,
+    )
     return result
 
 
 # --- command line ---------------------------------------------------------------------------------
 
 BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
-    "repro": bench_repro_fraud, "gate": bench_gate, "handbook": bench_handbook, "gpu": bench_gpu,
+    "repro": bench_repro_fraud,
+    "gate": bench_gate,
+    "handbook": bench_handbook,
+    "gpu": bench_gpu,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fraud", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.fraud", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="name", required=True, metavar="BENCHMARK")
     for name, fn in BENCHMARKS.items():
         sub.add_parser(name, help=(fn.__doc__ or "").splitlines()[0])

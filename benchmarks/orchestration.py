@@ -41,12 +41,18 @@ def stage_seconds(root: Path, domains: list[str]) -> float:
     return round(sum(r["seconds"] for d in domains for r in stage_records(root, d).values()), 3)
 
 
-def timed_pair(kind: str, domains: list[str], bare: Path, flowed: Path, api: dict, force: bool = False) -> dict[str, Any]:
+def timed_pair(
+    kind: str, domains: list[str], bare: Path, flowed: Path, api: dict, force: bool = False
+) -> dict[str, Any]:
     """One bare `dvc repro` and one flow run of `domains`, one after the other."""
     extra = ["--force"] if force else []
     repro = ["dvc", "repro", *extra, *(f"report@{d}" for d in domains)]
     flow = ["aiflow", "flow", *domains, "--no-promote", *extra]
-    flow_env = {**subprocess_env(code_root=flowed), "PREFECT_API_URL": api["url"], "PREFECT_HOME": api["env"]["PREFECT_HOME"]}
+    flow_env = {
+        **subprocess_env(code_root=flowed),
+        "PREFECT_API_URL": api["url"],
+        "PREFECT_HOME": api["env"]["PREFECT_HOME"],
+    }
     result: dict[str, Any] = {f"{kind}_repro_command": " ".join(repro), f"{kind}_flow_command": " ".join(flow)}
     result[f"{kind}_repro_s"], _ = run(repro, bare, subprocess_env(code_root=bare))
     result[f"{kind}_flow_s"], _ = run(flow, flowed, flow_env)
@@ -66,16 +72,27 @@ def timed_pair(kind: str, domains: list[str], bare: Path, flowed: Path, api: dic
 
 def row(label: str, r: dict[str, Any]) -> list[Any]:
     met = [r[k] for k in ("cold_met", "noop_met") if k in r]
-    return [label, r.get("cold_repro_s"), r.get("cold_flow_s"), r.get("cold_ratio"), r.get("cold_ratio_net"),
-            r.get("noop_repro_s"), r.get("noop_flow_s"), "error" if "error" in r else ("met" if all(met) else "MISSED")]
+    return [
+        label,
+        r.get("cold_repro_s"),
+        r.get("cold_flow_s"),
+        r.get("cold_ratio"),
+        r.get("cold_ratio_net"),
+        r.get("noop_repro_s"),
+        r.get("noop_flow_s"),
+        "error" if "error" in r else ("met" if all(met) else "MISSED"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     from domains.common.registry import configured_domains
     from tests.conftest import copy_repo, prefect_server
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.orchestration", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.orchestration",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("domains", nargs="*", help="default: every domain in params.yaml")
     parser.add_argument("--together", action="store_true", help="only the domains together, not one by one")
     args = parser.parse_args(argv)
@@ -107,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
                 except RuntimeError as err:  # a domain that fails is reported, the others still measured
                     print(f"failed: {str(err).splitlines()[0]}", flush=True)
                     measured(label, {"error": str(err)[-2000:]})
-    print_table(f"Prefect flow run vs bare dvc repro (seconds; targets: cold ratio <= {COLD_RATIO_TARGET}, "
-                f"no-op flow <= {NOOP_TARGET_S:.0f} s)", HEADER, [row(label, r) for label, r in cases.items()])
+    print_table(
+        f"Prefect flow run vs bare dvc repro (seconds; targets: cold ratio <= {COLD_RATIO_TARGET}, "
+        f"no-op flow <= {NOOP_TARGET_S:.0f} s)",
+        HEADER,
+        [row(label, r) for label, r in cases.items()],
+    )
     return 0
 
 

@@ -22,10 +22,20 @@ from domains.common.paths import STAGES
 
 DATA = {
     "recsys": {"data": {"source": "ml-100k", "path": str(DATASETS / "recommender/ml-100k")}},
-    "fraud": {"data": {"source": "handbook", "path": str(DATASETS / "finance-fraud/handbook-simulated/transactions.csv.gz")}},
-    "medical": {"data": {"source": "medmnist", "path": str(DATASETS / "medical-imaging/medmnist/pneumoniamnist.npz"),
-                         "classes": ["normal", "pneumonia"]}, "prepare": {"image_size": 28}},
-    "sentiment": {"data": {"source": "aclimdb", "path": str(DATASETS / "nlp-sentiment/imdb-aclImdb-v1/aclImdb_v1_labeled.tar.gz")}},
+    "fraud": {
+        "data": {"source": "handbook", "path": str(DATASETS / "finance-fraud/handbook-simulated/transactions.csv.gz")}
+    },
+    "medical": {
+        "data": {
+            "source": "medmnist",
+            "path": str(DATASETS / "medical-imaging/medmnist/pneumoniamnist.npz"),
+            "classes": ["normal", "pneumonia"],
+        },
+        "prepare": {"image_size": 28},
+    },
+    "sentiment": {
+        "data": {"source": "aclimdb", "path": str(DATASETS / "nlp-sentiment/imdb-aclImdb-v1/aclImdb_v1_labeled.tar.gz")}
+    },
     "defects": {"data": {"source": "magnetic-tile", "path": str(DATASETS / "vision-defect/magnetic-tile-defect")}},
 }
 # Shorter training than the defaults, so each run fits a few minutes on a busy 2-core machine; the models that
@@ -44,27 +54,41 @@ def promotion(domain: str, through: str) -> dict[str, Any] | None:
     if not (DATASETS / DATA[domain]["data"]["path"]).exists():
         print(f"skipped {domain}: {DATA[domain]['data']['path']} is absent")
         return None
-    stages = STAGES[:STAGES.index(through) + 1]
+    stages = STAGES[: STAGES.index(through) + 1]
     with stage_root(domain, domain_section(domain, overrides), stages) as (root, seconds):
         gate = json.loads(paths.gate_file(root, domain).read_text())
         result: dict[str, Any] = {
-            "overrides": overrides, "stage_seconds": seconds, "gate_verdict": gate["verdict"],
-            "rows_in": gate["rows_in"], "rows_quarantined": gate["rows_quarantined"],
-            "not_passed": [{k: c[k] for k in ("name", "severity", "failing")} for c in gate["checks"] if not c["passed"]]}
+            "overrides": overrides,
+            "stage_seconds": seconds,
+            "gate_verdict": gate["verdict"],
+            "rows_in": gate["rows_in"],
+            "rows_quarantined": gate["rows_quarantined"],
+            "not_passed": [
+                {k: c[k] for k in ("name", "severity", "failing")} for c in gate["checks"] if not c["passed"]
+            ],
+        }
         if paths.decision_file(root, domain).is_file():
             decision = json.loads(paths.decision_file(root, domain).read_text())
             metrics = json.loads(paths.metrics_file(root, domain).read_text())
             primary = decision["primary_metric"]
-            result.update(primary=primary, candidate=decision["candidate"], decision=decision["decision"],
-                          reason=decision["reason"], gate_warnings=decision["gate_warnings"],
-                          scores={m: v[primary] for m, v in metrics.items() if primary in v})
-    print(json.dumps({k: result.get(k) for k in ("gate_verdict", "not_passed", "scores", "decision", "reason")}, indent=1))
+            result.update(
+                primary=primary,
+                candidate=decision["candidate"],
+                decision=decision["decision"],
+                reason=decision["reason"],
+                gate_warnings=decision["gate_warnings"],
+                scores={m: v[primary] for m, v in metrics.items() if primary in v},
+            )
+    print(
+        json.dumps({k: result.get(k) for k in ("gate_verdict", "not_passed", "scores", "decision", "reason")}, indent=1)
+    )
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.promotion", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.promotion", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("domains", nargs="+", choices=list(DATA))
     parser.add_argument("--through", default="evaluate", choices=["validate", "evaluate"])
     args = parser.parse_args(argv)

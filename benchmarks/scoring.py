@@ -98,12 +98,31 @@ def _plain(root: Path, batch: Path, history: Path, out: Path) -> float:
 
 def _peak_rss_mb(root: Path, batch: Path, history: Path, out: Path) -> tuple[float, float]:
     """Peak RSS (MB) and seconds of one `aiflow score` process."""
-    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-             "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - t)")
-    proc = subprocess.run([sys.executable, "-c", probe, "aiflow", "score", "fraud", str(batch), "--history", str(history),
-                           "--out", str(out)], cwd=root, env=subprocess_env(code_root=root), capture_output=True,
-                          text=True, check=True)
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - t)"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            probe,
+            "aiflow",
+            "score",
+            "fraud",
+            str(batch),
+            "--history",
+            str(history),
+            "--out",
+            str(out),
+        ],
+        cwd=root,
+        env=subprocess_env(code_root=root),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rss, seconds = proc.stdout.split()
     return round(float(rss), 1), round(float(seconds), 2)
 
@@ -120,8 +139,13 @@ def bench_fraud() -> dict[str, Any] | None:
         files = _write_inputs(folder)
         root = _trained_repo(folder, files["train"])
         rows = len(pd.read_csv(files["week"], usecols=["TRANSACTION_ID"]))
-        request = ScoreRequest("fraud", files["week"], out=folder / "scored", model="champion",
-                               options=ScoreOptions(history=files["week_history"]))
+        request = ScoreRequest(
+            "fraud",
+            files["week"],
+            out=folder / "scored",
+            model="champion",
+            options=ScoreOptions(history=files["week_history"]),
+        )
         score(root, request)  # warm: imports (Great Expectations, DVC, torch) are paid once per process
         _plain(root, files["week"], files["week_history"], folder / "plain.parquet")
         ours, plain = [], []
@@ -130,30 +154,56 @@ def bench_fraud() -> dict[str, Any] | None:
             manifest = score(root, request)
             ours.append(time.perf_counter() - began)
             plain.append(_plain(root, files["week"], files["week_history"], folder / "plain.parquet"))
-        memory = {name: _peak_rss_mb(root, files[name], files[f"{name}_history"], folder / f"rss_{name}")
-                  for name in ("week", "ten_weeks")}
+        memory = {
+            name: _peak_rss_mb(root, files[name], files[f"{name}_history"], folder / f"rss_{name}")
+            for name in ("week", "ten_weeks")
+        }
         ten_rows = len(pd.read_csv(files["ten_weeks"], usecols=["TRANSACTION_ID"]))
         drift = _drift_figures(root, files)
     result = {
-        "rows": rows, "counts": manifest["counts"], "end_to_end_s": round(min(ours), 3), "plain_s": round(min(plain), 3),
-        "end_to_end_rows_per_s": round(rows / min(ours)), "plain_rows_per_s": round(rows / min(plain)),
-        "ratio": round(min(plain) / min(ours), 3), "stage_seconds": manifest["timings"],
-        "gate": manifest["gate"]["verdict"], "drift": manifest["drift"]["verdict"], "shadow": manifest["shadow_metrics"],
-        "memory": {"week": {"rows": rows, "peak_rss_mb": memory["week"][0], "seconds": memory["week"][1]},
-                   "ten_weeks": {"rows": ten_rows, "peak_rss_mb": memory["ten_weeks"][0], "seconds": memory["ten_weeks"][1]}},
+        "rows": rows,
+        "counts": manifest["counts"],
+        "end_to_end_s": round(min(ours), 3),
+        "plain_s": round(min(plain), 3),
+        "end_to_end_rows_per_s": round(rows / min(ours)),
+        "plain_rows_per_s": round(rows / min(plain)),
+        "ratio": round(min(plain) / min(ours), 3),
+        "stage_seconds": manifest["timings"],
+        "gate": manifest["gate"]["verdict"],
+        "drift": manifest["drift"]["verdict"],
+        "shadow": manifest["shadow_metrics"],
+        "memory": {
+            "week": {"rows": rows, "peak_rss_mb": memory["week"][0], "seconds": memory["week"][1]},
+            "ten_weeks": {"rows": ten_rows, "peak_rss_mb": memory["ten_weeks"][0], "seconds": memory["ten_weeks"][1]},
+        },
         "drift_figures": drift,
     }
     result["memory"]["ratio"] = round(memory["ten_weeks"][0] / memory["week"][0], 2)
-    print_table(f"fraud scoring, handbook week {WEEK[0]}..{WEEK[1]} ({rows} transactions, warm process, best of 3)",
-                ["", "seconds", "rows/s"],
-                [["aiflow score (read, gate, features, drift, score, write)", result["end_to_end_s"], result["end_to_end_rows_per_s"]],
-                 ["plain script (read, features, predict, write)", result["plain_s"], result["plain_rows_per_s"]],
-                 ["end to end / plain (goal >= 0.5)", result["ratio"], ""]])
-    print_table("peak RSS of one `aiflow score` process", ["batch", "rows", "MB", "seconds"],
-                [["1 week", rows, *memory["week"]], ["10 weeks", ten_rows, *memory["ten_weeks"]],
-                 ["ratio (goal <= 1.5)", "", result["memory"]["ratio"], ""]])
-    print_table("drift check on the champion's profile", ["batches", "verdicts"],
-                [[k, json.dumps(v)] for k, v in drift.items()])
+    print_table(
+        f"fraud scoring, handbook week {WEEK[0]}..{WEEK[1]} ({rows} transactions, warm process, best of 3)",
+        ["", "seconds", "rows/s"],
+        [
+            [
+                "aiflow score (read, gate, features, drift, score, write)",
+                result["end_to_end_s"],
+                result["end_to_end_rows_per_s"],
+            ],
+            ["plain script (read, features, predict, write)", result["plain_s"], result["plain_rows_per_s"]],
+            ["end to end / plain (goal >= 0.5)", result["ratio"], ""],
+        ],
+    )
+    print_table(
+        "peak RSS of one `aiflow score` process",
+        ["batch", "rows", "MB", "seconds"],
+        [
+            ["1 week", rows, *memory["week"]],
+            ["10 weeks", ten_rows, *memory["ten_weeks"]],
+            ["ratio (goal <= 1.5)", "", result["memory"]["ratio"], ""],
+        ],
+    )
+    print_table(
+        "drift check on the champion's profile", ["batches", "verdicts"], [[k, json.dumps(v)] for k, v in drift.items()]
+    )
     return result
 
 
@@ -177,9 +227,11 @@ def _drift_figures(root: Path, files: dict[str, Path]) -> dict[str, Any]:
             counts[verdict] = counts.get(verdict, 0) + 1
         return counts
 
-    return {"100 resamples of the training split (2,000 rows)": verdicts(0.0),
-            "the same, tx_amount + 1 sd": verdicts(1.0),
-            "the same, tx_amount + 0.25 sd": verdicts(0.25)}
+    return {
+        "100 resamples of the training split (2,000 rows)": verdicts(0.0),
+        "the same, tx_amount + 1 sd": verdicts(1.0),
+        "the same, tx_amount + 0.25 sd": verdicts(0.25),
+    }
 
 
 ML100K = DATASETS / "recommender" / "ml-100k"
@@ -222,16 +274,33 @@ def bench_recsys() -> dict[str, Any] | None:
         began = time.perf_counter()
         manifest = score(root, request)
         end_to_end_s = time.perf_counter() - began
-    result = {"users": len(users), "items": int(seen["item_id"].nunique()), "vectorised_s": round(ours_s, 3),
-              "surprise_loop_s": round(loop_s, 3), "speed_up": round(loop_s / ours_s, 1), "same_top10_share": same,
-              "end_to_end_s": round(end_to_end_s, 3), "end_to_end_users_per_s": round(len(users) / end_to_end_s),
-              "model": manifest["model"], "drift": manifest["drift"]["verdict"], "timings": manifest["timings"]}
-    print_table(f"top-10 for all {len(users)} MovieLens 100K users, SVD", ["", "seconds", ""],
-                [["vectorised (blocks of users, one matrix product each)", result["vectorised_s"], ""],
-                 ["Surprise predict(u, i, clip=False) for every unseen pair", result["surprise_loop_s"], ""],
-                 ["speed-up (goal >= 10x)", result["speed_up"], f"same top-10: {same:.1%} of users"],
-                 [f"aiflow score, {manifest['model']['name']}, end to end (warm)", result["end_to_end_s"],
-                  f"{result['end_to_end_users_per_s']} users/s"]])
+    result = {
+        "users": len(users),
+        "items": int(seen["item_id"].nunique()),
+        "vectorised_s": round(ours_s, 3),
+        "surprise_loop_s": round(loop_s, 3),
+        "speed_up": round(loop_s / ours_s, 1),
+        "same_top10_share": same,
+        "end_to_end_s": round(end_to_end_s, 3),
+        "end_to_end_users_per_s": round(len(users) / end_to_end_s),
+        "model": manifest["model"],
+        "drift": manifest["drift"]["verdict"],
+        "timings": manifest["timings"],
+    }
+    print_table(
+        f"top-10 for all {len(users)} MovieLens 100K users, SVD",
+        ["", "seconds", ""],
+        [
+            ["vectorised (blocks of users, one matrix product each)", result["vectorised_s"], ""],
+            ["Surprise predict(u, i, clip=False) for every unseen pair", result["surprise_loop_s"], ""],
+            ["speed-up (goal >= 10x)", result["speed_up"], f"same top-10: {same:.1%} of users"],
+            [
+                f"aiflow score, {manifest['model']['name']}, end to end (warm)",
+                result["end_to_end_s"],
+                f"{result['end_to_end_users_per_s']} users/s",
+            ],
+        ],
+    )
     return result
 
 
@@ -258,8 +327,9 @@ BENCHMARKS = {"fraud": bench_fraud, "recsys": bench_recsys}
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.scoring", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.scoring", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("name", choices=[*BENCHMARKS, "all"])
     name = parser.parse_args(argv).name
     for each in BENCHMARKS if name == "all" else [name]:

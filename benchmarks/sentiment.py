@@ -19,14 +19,19 @@ import itertools
 import json
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from benchmarks.common import DATASETS, bench_repro, domain_section, main_for, print_table, stage_root
 
 IMDB_ARCHIVE = DATASETS / "nlp-sentiment" / "imdb-aclImdb-v1" / "aclImdb_v1_labeled.tar.gz"
 # Test accuracy on IMDB's 25,000 test reviews, as published.
-PUBLISHED = {"NBSVM-bigram (Wang & Manning 2012)": 0.9122, "NBSVM-trigram (Mesnil et al. 2015)": 0.9187,
-             "fastText-style bigrams": 0.9056, "DistilBERT, pretrained (not comparable: no pretraining here)": 0.9282}
+PUBLISHED = {
+    "NBSVM-bigram (Wang & Manning 2012)": 0.9122,
+    "NBSVM-trigram (Mesnil et al. 2015)": 0.9187,
+    "fastText-style bigrams": 0.9056,
+    "DistilBERT, pretrained (not comparable: no pretraining here)": 0.9282,
+}
 GOALS = {"best": 0.915, "torch": 0.906, "torch_fit_s": 300.0}
 # What the benchmark changes in params.yaml's sentiment section (the rest is the domain's defaults).
 # train: the settings `select` chose on the validation slice: per model the highest validation accuracy,
@@ -36,22 +41,32 @@ IMDB = {
     # IMDB holds 123 reviews in both train and test, and 295 repeats within a split (the gate finds them):
     # report them rather than stop or set them aside, so that all 25,000 test reviews are scored, as published.
     "gate": {"severity": {"split_leakage": "warn"}, "max_warnings": 10},
-    "train": {"logreg_c": 30.0, "tfidf_ngram_max": 2, "nbsvm_c": 1.0, "nbsvm_ngram_max": 3,
-              "fasttext_ngram_max": 3, "fasttext_buckets": 1 << 20, "fasttext_dim": 10,
-              "epochs": 5, "patience": 2, "lr": 0.02, "batch_size": 256},
+    "train": {
+        "logreg_c": 30.0,
+        "tfidf_ngram_max": 2,
+        "nbsvm_c": 1.0,
+        "nbsvm_ngram_max": 3,
+        "fasttext_ngram_max": 3,
+        "fasttext_buckets": 1 << 20,
+        "fasttext_dim": 10,
+        "epochs": 5,
+        "patience": 2,
+        "lr": 0.02,
+        "batch_size": 256,
+    },
 }
 SELECTION_GRID: dict[str, list[dict[str, Any]]] = {
     "tfidf_logreg": [{"tfidf_ngram_max": n, "logreg_c": c} for n, c in itertools.product((2, 3), (3.0, 10.0, 30.0))],
     "nbsvm": [{"nbsvm_ngram_max": n, "nbsvm_c": c} for n, c in itertools.product((2, 3), (0.3, 1.0, 3.0))],
-    "fasttext": [{"fasttext_ngram_max": n, "lr": lr, "batch_size": b}
-                 for n, (lr, b) in itertools.product((2, 3), ((0.02, 256), (0.01, 64)))],
+    "fasttext": [
+        {"fasttext_ngram_max": n, "lr": lr, "batch_size": b}
+        for n, (lr, b) in itertools.product((2, 3), ((0.02, 256), (0.01, 64)))
+    ],
 }
-
 
 
 def imdb_section() -> dict:
     return domain_section("sentiment", IMDB)
-
 
 
 def bench_imdb() -> dict[str, Any] | None:
@@ -67,22 +82,41 @@ def bench_imdb() -> dict[str, Any] | None:
         gate = json.loads((data / "validate" / "gate.json").read_text())
         profile = json.loads((data / "prepare" / "profile.json").read_text())
 
-    result = {"params": section, "stage_s": seconds, "metrics": metrics, "profile": profile,
-              "gate": {"verdict": gate["verdict"], "warnings": {c["name"]: c["failing"] for c in gate["checks"]
-                                                                 if not c["passed"]}},
-              "fasttext": {"epochs_run": len(history["epochs"]), "best_epoch": history["best_epoch"],
-                           "epoch_s": [round(e["seconds"], 1) for e in history["epochs"]], "device": history["device"]}}
+    result = {
+        "params": section,
+        "stage_s": seconds,
+        "metrics": metrics,
+        "profile": profile,
+        "gate": {
+            "verdict": gate["verdict"],
+            "warnings": {c["name"]: c["failing"] for c in gate["checks"] if not c["passed"]},
+        },
+        "fasttext": {
+            "epochs_run": len(history["epochs"]),
+            "best_epoch": history["best_epoch"],
+            "epoch_s": [round(e["seconds"], 1) for e in history["epochs"]],
+            "device": history["device"],
+        },
+    }
     rows: list[list[Any]] = [[f"published: {name}", acc, None, None] for name, acc in PUBLISHED.items()]
-    rows += [[f"ours: {name}", m["accuracy"], m["fit_seconds"], m["predict_seconds"]]
-             for name, m in sorted(metrics.items(), key=lambda kv: kv[1]["accuracy"])]
-    print_table(f"IMDB test reviews ({profile['documents']['test']}): accuracy, fit seconds ({profile['documents']['train']} "
-                "training reviews), predict seconds (all test reviews)", ["model", "accuracy", "fit s", "predict s"], rows)
+    rows += [
+        [f"ours: {name}", m["accuracy"], m["fit_seconds"], m["predict_seconds"]]
+        for name, m in sorted(metrics.items(), key=lambda kv: kv[1]["accuracy"])
+    ]
+    print_table(
+        f"IMDB test reviews ({profile['documents']['test']}): accuracy, fit seconds ({profile['documents']['train']} "
+        "training reviews), predict seconds (all test reviews)",
+        ["model", "accuracy", "fit s", "predict s"],
+        rows,
+    )
     best = max(metrics, key=lambda m: metrics[m]["accuracy"])
     torch_model = metrics["fasttext"]
-    print(f"goals: best >= {GOALS['best']}: {_met(metrics[best]['accuracy'] >= GOALS['best'])} ({best} "
-          f"{metrics[best]['accuracy']:.4f}); torch >= {GOALS['torch']}: {_met(torch_model['accuracy'] >= GOALS['torch'])} "
-          f"({torch_model['accuracy']:.4f}); torch trained in < {GOALS['torch_fit_s']:.0f} s: "
-          f"{_met(torch_model['fit_seconds'] < GOALS['torch_fit_s'])} ({torch_model['fit_seconds']:.0f} s)")
+    print(
+        f"goals: best >= {GOALS['best']}: {_met(metrics[best]['accuracy'] >= GOALS['best'])} ({best} "
+        f"{metrics[best]['accuracy']:.4f}); torch >= {GOALS['torch']}: {_met(torch_model['accuracy'] >= GOALS['torch'])} "
+        f"({torch_model['accuracy']:.4f}); torch trained in < {GOALS['torch_fit_s']:.0f} s: "
+        f"{_met(torch_model['fit_seconds'] < GOALS['torch_fit_s'])} ({torch_model['fit_seconds']:.0f} s)"
+    )
     print(f"stages (s): {seconds}; gate {gate['verdict']}: {result['gate']['warnings']}")
     return result
 
@@ -132,13 +166,24 @@ def bench_select() -> dict[str, Any] | None:
     for members in [("nbsvm", "fasttext"), ("tfidf_logreg", "nbsvm", "fasttext"), ("tfidf_logreg", "fasttext")]:
         p_val = np.mean([best_val[m][2] for m in members], axis=0)
         ensembles.append({"members": list(members), "val_accuracy": float(np.mean((p_val >= 0.5) == y[val]))})
-    result = {"validation_reviews": int(len(val)), "training_reviews": int(len(train)), "grid": rows,
-              "chosen": {m: {"setting": s, "val_accuracy": a} for m, (a, s, _) in best_val.items()}, "ensembles": ensembles}
-    print_table(f"Chosen setting per model (highest validation accuracy; the torch model's among those trained in "
-                f"under {GOALS['torch_fit_s']:.0f} s)", ["model", "setting", "val accuracy"],
-                [[m, json.dumps(s), a] for m, (a, s, _) in best_val.items()])
-    print_table("Ensembles of the best settings (mean probability)", ["members", "val accuracy"],
-                [[" + ".join(e["members"]), e["val_accuracy"]] for e in ensembles])
+    result = {
+        "validation_reviews": int(len(val)),
+        "training_reviews": int(len(train)),
+        "grid": rows,
+        "chosen": {m: {"setting": s, "val_accuracy": a} for m, (a, s, _) in best_val.items()},
+        "ensembles": ensembles,
+    }
+    print_table(
+        f"Chosen setting per model (highest validation accuracy; the torch model's among those trained in "
+        f"under {GOALS['torch_fit_s']:.0f} s)",
+        ["model", "setting", "val accuracy"],
+        [[m, json.dumps(s), a] for m, (a, s, _) in best_val.items()],
+    )
+    print_table(
+        "Ensembles of the best settings (mean probability)",
+        ["members", "val accuracy"],
+        [[" + ".join(e["members"]), e["val_accuracy"]] for e in ensembles],
+    )
     return result
 
 
@@ -152,7 +197,9 @@ def _met(ok: bool) -> str:
 
 
 BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
-    "imdb": bench_imdb, "select": bench_select, "repro": bench_repro_sentiment,
+    "imdb": bench_imdb,
+    "select": bench_select,
+    "repro": bench_repro_sentiment,
 }
 
 

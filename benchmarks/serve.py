@@ -31,12 +31,24 @@ from benchmarks.common import BIN, context, print_table, save, subprocess_env
 LEVELS = (1, 8, 32)
 
 
-def start_server(repo: Path, domain: str, port: int, *args: str, code_root: Path | None = None,
-                 log: Path | None = None, timeout: float = 180) -> subprocess.Popen:
+def start_server(
+    repo: Path,
+    domain: str,
+    port: int,
+    *args: str,
+    code_root: Path | None = None,
+    log: Path | None = None,
+    timeout: float = 180,
+) -> subprocess.Popen:
     """`aiflow serve-model` in `repo` on 127.0.0.1:`port`, returned once /health answers."""
     out = (log or Path(tempfile.mkstemp(suffix=".log")[1])).open("w")
-    proc = subprocess.Popen([str(BIN / "aiflow"), "serve-model", domain, "--port", str(port), *args], cwd=repo,
-                            env=subprocess_env(code_root or repo), stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(BIN / "aiflow"), "serve-model", domain, "--port", str(port), *args],
+        cwd=repo,
+        env=subprocess_env(code_root or repo),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -51,8 +63,9 @@ def start_server(repo: Path, domain: str, port: int, *args: str, code_root: Path
     raise RuntimeError(f"serve-model did not answer within {timeout} s:\n{Path(out.name).read_text()[-3000:]}")
 
 
-async def load(url: str, bodies: list[dict[str, Any]], clients: int, seconds: float,
-               timeout: float = 30) -> dict[str, Any]:
+async def load(
+    url: str, bodies: list[dict[str, Any]], clients: int, seconds: float, timeout: float = 30
+) -> dict[str, Any]:
     """`clients` concurrent clients, each sending the next body as soon as its answer arrives, for `seconds`."""
     latencies: list[float] = []
     failures: list[str] = []
@@ -77,11 +90,16 @@ async def load(url: str, bodies: list[dict[str, Any]], clients: int, seconds: fl
         await asyncio.gather(*(client(http) for _ in range(clients)))
     wall = time.perf_counter() - began
     ms = np.asarray(latencies) * 1000
-    return {"clients": clients, "requests": len(latencies), "seconds": round(wall, 2),
-            "requests_per_s": round(len(latencies) / wall, 1),
-            "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
-            "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None,
-            "errors": len(failures), "error_examples": failures[:3]}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "seconds": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
+        "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None,
+        "errors": len(failures),
+        "error_examples": failures[:3],
+    }
 
 
 def fraud_bodies(n: int = 500, seed: int = 3) -> list[dict[str, Any]]:
@@ -92,9 +110,20 @@ def fraud_bodies(n: int = 500, seed: int = 3) -> list[dict[str, Any]]:
     from domains.fraud.synthetic import generate_transactions
 
     tx = generate_transactions(SyntheticParams(n_customers=300, n_terminals=600, n_days=14), seed=seed).head(n)
-    return [{"items": [{"transaction_id": int(r.TRANSACTION_ID), "tx_datetime": pd.Timestamp(r.TX_DATETIME).isoformat(),
-                        "customer_id": int(r.CUSTOMER_ID), "terminal_id": int(r.TERMINAL_ID),
-                        "tx_amount": float(r.TX_AMOUNT)}]} for r in tx.itertuples()]
+    return [
+        {
+            "items": [
+                {
+                    "transaction_id": int(r.TRANSACTION_ID),
+                    "tx_datetime": pd.Timestamp(r.TX_DATETIME).isoformat(),
+                    "customer_id": int(r.CUSTOMER_ID),
+                    "terminal_id": int(r.TERMINAL_ID),
+                    "tx_amount": float(r.TX_AMOUNT),
+                }
+            ]
+        }
+        for r in tx.itertuples()
+    ]
 
 
 def sentiment_bodies(n: int = 500, seed: int = 3) -> list[dict[str, Any]]:
@@ -138,16 +167,26 @@ def bench(repo: Path, domain: str, seconds: float, levels: tuple[int, ...], port
         finally:
             server.terminate()
             server.wait(30)
-    rows = [[mode, r["clients"], r["p50_ms"], r["p99_ms"], r["requests_per_s"], r["errors"]]
-            for mode in ("batching", "no_batching") for r in result[mode]]
-    print_table(f"{domain}: single-item requests on loopback, {seconds:g} s per level (load {os.getloadavg()[0]:.1f})",
-                ["mode", "clients", "p50 ms", "p99 ms", "req/s", "errors"], rows)
+    rows = [
+        [mode, r["clients"], r["p50_ms"], r["p99_ms"], r["requests_per_s"], r["errors"]]
+        for mode in ("batching", "no_batching")
+        for r in result[mode]
+    ]
+    print_table(
+        f"{domain}: single-item requests on loopback, {seconds:g} s per level (load {os.getloadavg()[0]:.1f})",
+        ["mode", "clients", "p50 ms", "p99 ms", "req/s", "errors"],
+        rows,
+    )
     at8 = {mode: next((r for r in result[mode] if r["clients"] == 8), None) for mode in ("batching", "no_batching")}
     if at8["batching"] and at8["no_batching"]:
-        result["goals"] = {"p99_ms_at_8_clients": at8["batching"]["p99_ms"], "p99_goal_ms": 50,
-                           "errors": sum(r["errors"] for mode in ("batching", "no_batching") for r in result[mode]),
-                           "batching_speedup_at_8": round(at8["batching"]["requests_per_s"]
-                                                          / max(at8["no_batching"]["requests_per_s"], 1e-9), 2)}
+        result["goals"] = {
+            "p99_ms_at_8_clients": at8["batching"]["p99_ms"],
+            "p99_goal_ms": 50,
+            "errors": sum(r["errors"] for mode in ("batching", "no_batching") for r in result[mode]),
+            "batching_speedup_at_8": round(
+                at8["batching"]["requests_per_s"] / max(at8["no_batching"]["requests_per_s"], 1e-9), 2
+            ),
+        }
         print(json.dumps(result["goals"]))
     return result
 

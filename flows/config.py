@@ -20,9 +20,16 @@ class Orchestration:
     # or bad params are not: the same input fails the same way.
     retries: int = 2
     retry_delay_seconds: int = 30
-    stage_timeout_seconds: dict[str, int] = field(default_factory=lambda: {
-        "acquire": 1800, "validate": 1800, "prepare": 1800, "train": 4 * 3600, "evaluate": 1800, "report": 600,
-    })
+    stage_timeout_seconds: dict[str, int] = field(
+        default_factory=lambda: {
+            "acquire": 1800,
+            "validate": 1800,
+            "prepare": 1800,
+            "train": 4 * 3600,
+            "evaluate": 1800,
+            "report": 600,
+        }
+    )
     status_timeout_seconds: int = 600  # the `dvc status` each run asks first (hashes changed inputs)
     # Prefect global concurrency limits: training runs at once (one per GPU, one on a CPU-only machine; a run
     # of `train.processes: N` takes one slot and N GPUs),

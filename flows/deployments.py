@@ -24,23 +24,41 @@ def deployment_specs(root: Path) -> list[dict]:
     """Name, flow entrypoint, parameters and tags of every deployment (shared by serve and deploy)."""
     schedule = Cron(SETTINGS.cron, timezone=SETTINGS.timezone)
     specs = [
-        {"flow": domain_flow, "entrypoint": "flows/pipeline.py:domain_flow", "name": f"{domain}-nightly",
-         "parameters": {"domain": domain, "force": False, "promote": True, "push": True},
-         "tags": [*SETTINGS.tags, domain, "nightly"], "schedules": [schedule],
-         "description": f"Nightly {domain} pipeline: gate, train, evaluate, report, promote, push."}
+        {
+            "flow": domain_flow,
+            "entrypoint": "flows/pipeline.py:domain_flow",
+            "name": f"{domain}-nightly",
+            "parameters": {"domain": domain, "force": False, "promote": True, "push": True},
+            "tags": [*SETTINGS.tags, domain, "nightly"],
+            "schedules": [schedule],
+            "description": f"Nightly {domain} pipeline: gate, train, evaluate, report, promote, push.",
+        }
         for domain in configured_domains(root)
     ]
-    specs.append({"flow": all_domains_flow, "entrypoint": "flows/pipeline.py:all_domains_flow", "name": "all-domains-nightly",
-                  "parameters": {"domains": None, "force": False, "promote": True, "push": True},
-                  "tags": [*SETTINGS.tags, "all-domains", "nightly"], "schedules": [schedule],
-                  "description": "Every domain's pipeline, domains concurrently."})
+    specs.append(
+        {
+            "flow": all_domains_flow,
+            "entrypoint": "flows/pipeline.py:all_domains_flow",
+            "name": "all-domains-nightly",
+            "parameters": {"domains": None, "force": False, "promote": True, "push": True},
+            "tags": [*SETTINGS.tags, "all-domains", "nightly"],
+            "schedules": [schedule],
+            "description": "Every domain's pipeline, domains concurrently.",
+        }
+    )
     scoring = Cron(SETTINGS.scoring_cron, timezone=SETTINGS.timezone)
     specs += [
-        {"flow": scoring_flow, "entrypoint": "flows/scoring.py:scoring_flow", "name": f"{domain}-scoring",
-         "parameters": {"domain": domain, "input": str(inbox(domain)), "model": "champion"},
-         "tags": [*SETTINGS.tags, domain, "scoring"], "schedules": [scoring],
-         "description": f"Score {inbox(domain)} with the {domain} champion: gate, drift, predictions."}
-        for domain in configured_domains(root) if load_spec(domain).scoring is not None
+        {
+            "flow": scoring_flow,
+            "entrypoint": "flows/scoring.py:scoring_flow",
+            "name": f"{domain}-scoring",
+            "parameters": {"domain": domain, "input": str(inbox(domain)), "model": "champion"},
+            "tags": [*SETTINGS.tags, domain, "scoring"],
+            "schedules": [scoring],
+            "description": f"Score {inbox(domain)} with the {domain} champion: gate, drift, predictions.",
+        }
+        for domain in configured_domains(root)
+        if load_spec(domain).scoring is not None
     ]
     return specs
 
@@ -50,9 +68,14 @@ def serve_deployments() -> None:
     root = paths.project_root()
     ensure_concurrency_limits(configured_domains(root))
     deployments = [
-        spec["flow"].to_deployment(name=spec["name"], parameters=spec["parameters"], tags=spec["tags"],
-                                   schedules=spec["schedules"], description=spec["description"],
-                                   concurrency_limit=ONE_AT_A_TIME)
+        spec["flow"].to_deployment(
+            name=spec["name"],
+            parameters=spec["parameters"],
+            tags=spec["tags"],
+            schedules=spec["schedules"],
+            description=spec["description"],
+            concurrency_limit=ONE_AT_A_TIME,
+        )
         for spec in deployment_specs(root)
     ]
     serve(*deployments)
@@ -67,7 +90,20 @@ def deploy_to_pool(pool: str) -> list[str]:
     ids = []
     for spec in deployment_specs(root):
         flow = Flow.from_source(source=str(root), entrypoint=spec["entrypoint"])
-        ids.append(str(flow.deploy(name=spec["name"], work_pool_name=pool, parameters=spec["parameters"],
-                                   tags=spec["tags"], schedules=spec["schedules"], description=spec["description"],
-                                   concurrency_limit=ONE_AT_A_TIME, build=False, push=False, print_next_steps=False)))
+        ids.append(
+            str(
+                flow.deploy(
+                    name=spec["name"],
+                    work_pool_name=pool,
+                    parameters=spec["parameters"],
+                    tags=spec["tags"],
+                    schedules=spec["schedules"],
+                    description=spec["description"],
+                    concurrency_limit=ONE_AT_A_TIME,
+                    build=False,
+                    push=False,
+                    print_next_steps=False,
+                )
+            )
+        )
     return ids

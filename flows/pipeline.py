@@ -123,8 +123,11 @@ def _slots(names: list[str]) -> Iterator[None]:
     with get_client(sync_client=True) as client:
         while True:
             try:
-                response = _promptly(lambda: client.increment_concurrency_slots_with_lease(
-                    names=names, slots=1, mode="concurrency", lease_duration=LEASE_SECONDS))
+                response = _promptly(
+                    lambda: client.increment_concurrency_slots_with_lease(
+                        names=names, slots=1, mode="concurrency", lease_duration=LEASE_SECONDS
+                    )
+                )
                 break
             except httpx.HTTPStatusError as err:
                 if err.response.status_code != 423:  # 423: no free slot yet, retry when the server says
@@ -178,7 +181,9 @@ def ensure_concurrency_limits(domains: list[str]) -> None:
                     slots = max(1, torch.cuda.device_count())
                 elif name == SETTINGS.stage_limit:
                     slots = max(1, (os.cpu_count() or 1) // SETTINGS.cores_per_stage)
-                _promptly(lambda: client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots)))
+                _promptly(
+                    lambda: client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+                )
 
 
 @task(task_run_name="status")
@@ -195,15 +200,22 @@ def stages_up_to_date(domains: list[str]) -> list[str]:
     except ValueError:
         changed = None
     if not isinstance(changed, dict):
-        get_run_logger().warning(f"dvc status gave no answer: every stage of {', '.join(domains)} goes through dvc repro")
+        get_run_logger().warning(
+            f"dvc status gave no answer: every stage of {', '.join(domains)} goes through dvc repro"
+        )
         return []
     return [target for target in targets if target not in changed]
 
 
-@task(task_run_name="{stage}@{domain}", retries=SETTINGS.retries, retry_delay_seconds=SETTINGS.retry_delay_seconds,
-      retry_condition_fn=_retry_if_transient)
-def run_stage(domain: str, stage: str, force: bool = False, up_to_date: list[str] | None = None,
-              upstream: str | None = None) -> str:
+@task(
+    task_run_name="{stage}@{domain}",
+    retries=SETTINGS.retries,
+    retry_delay_seconds=SETTINGS.retry_delay_seconds,
+    retry_condition_fn=_retry_if_transient,
+)
+def run_stage(
+    domain: str, stage: str, force: bool = False, up_to_date: list[str] | None = None, upstream: str | None = None
+) -> str:
     """`dvc repro --single-item <stage>@<domain>`: runs the stage only if its deps or params changed.
 
     Returns without starting DVC when `<stage>@<domain>` is in `up_to_date` (from `dvc status` at the
@@ -213,11 +225,18 @@ def run_stage(domain: str, stage: str, force: bool = False, up_to_date: list[str
         return UP_TO_DATE
     root = paths.project_root()
     logger = get_run_logger()
-    limits = [SETTINGS.stage_limit, SETTINGS.domain_limit_prefix + domain] + ([SETTINGS.training_limit] if stage == "train" else [])
+    limits = [SETTINGS.stage_limit, SETTINGS.domain_limit_prefix + domain] + (
+        [SETTINGS.training_limit] if stage == "train" else []
+    )
     with _slots(limits):
         try:
-            proc = _session(domain).run("repro", "--single-item", f"{stage}@{domain}", *(["--force"] if force else []),
-                                        timeout=SETTINGS.timeout(stage))
+            proc = _session(domain).run(
+                "repro",
+                "--single-item",
+                f"{stage}@{domain}",
+                *(["--force"] if force else []),
+                timeout=SETTINGS.timeout(stage),
+            )
         except subprocess.TimeoutExpired:
             raise TransientStageError(f"{stage}@{domain} timed out after {SETTINGS.timeout(stage)} s") from None
     output = proc.stdout + proc.stderr
@@ -227,7 +246,9 @@ def run_stage(domain: str, stage: str, force: bool = False, up_to_date: list[str
         # `aiflow stage` printed its own one-line reason (gate, params, data): not worth a retry.
         raise StageFailed(_failure_reason(domain, stage, output, root))
     if proc.returncode != 0:
-        raise TransientStageError(f"{stage}@{domain} exited {proc.returncode}: {_failure_reason(domain, stage, output, root)}")
+        raise TransientStageError(
+            f"{stage}@{domain} exited {proc.returncode}: {_failure_reason(domain, stage, output, root)}"
+        )
     return RAN if "Running stage" in proc.stdout else CACHED
 
 
@@ -238,10 +259,18 @@ def publish_gate(domain: str) -> str | None:
         return None
     gate = json.loads(gate_file.read_text())
     failed = [c for c in gate["checks"] if not c["passed"]]
-    lines = [f"# Data-quality gate: {domain}: **{gate['verdict'].upper()}**", "",
-             f"{gate['rows_in']} rows in, {gate['rows_passed']} passed, {gate['rows_quarantined']} quarantined.", ""]
-    lines += [f"- **{c['severity']}** `{c['name']}` ({c['tool']}): {c['detail']}" for c in failed] or ["All checks passed."]
-    _artifact(create_markdown_artifact, key=f"{domain}-gate", markdown="\n".join(lines), description=f"{domain} gate verdict")
+    lines = [
+        f"# Data-quality gate: {domain}: **{gate['verdict'].upper()}**",
+        "",
+        f"{gate['rows_in']} rows in, {gate['rows_passed']} passed, {gate['rows_quarantined']} quarantined.",
+        "",
+    ]
+    lines += [f"- **{c['severity']}** `{c['name']}` ({c['tool']}): {c['detail']}" for c in failed] or [
+        "All checks passed."
+    ]
+    _artifact(
+        create_markdown_artifact, key=f"{domain}-gate", markdown="\n".join(lines), description=f"{domain} gate verdict"
+    )
     return gate["verdict"]
 
 
@@ -251,18 +280,42 @@ def publish_results(domain: str) -> dict:
     metrics = json.loads(paths.metrics_file(root, domain).read_text())
     decision = json.loads(paths.decision_file(root, domain).read_text())
     table = [{"model": model, **{k: round(v, 4) for k, v in values.items()}} for model, values in metrics.items()]
-    _artifact(create_table_artifact, key=f"{domain}-metrics", table=table,
-              description=f"{domain}: {decision['decision']} {decision['candidate']}: {decision['reason']}")
+    _artifact(
+        create_table_artifact,
+        key=f"{domain}-metrics",
+        table=table,
+        description=f"{domain}: {decision['decision']} {decision['candidate']}: {decision['reason']}",
+    )
     report = paths.report_html(root, domain)
-    _artifact(create_link_artifact, key=f"{domain}-report", link=report.resolve().as_uri(), link_text=f"{domain} report",
-              description=str(report))
+    _artifact(
+        create_link_artifact,
+        key=f"{domain}-report",
+        link=report.resolve().as_uri(),
+        link_text=f"{domain} report",
+        description=str(report),
+    )
     lock = provenance.dvc_lock_hashes(root, domain)
     params = json.loads((paths.stage_dir(root, domain, "report") / "provenance.json").read_text())["params"]
-    _artifact(create_markdown_artifact, key=f"{domain}-provenance", description=f"{domain}: dvc.lock hashes and params",
-              markdown="\n".join([f"# Provenance: {domain}", "", f"commit `{provenance.git_commit(root)}`", "",
-                                   "| stage | output | md5 |", "|---|---|---|",
-                                   *(f"| {s} | {p} | `{h}` |" for s, outs in lock.items() for p, h in outs.items()),
-                                   "", "```json", json.dumps(params, indent=2), "```"]))
+    _artifact(
+        create_markdown_artifact,
+        key=f"{domain}-provenance",
+        description=f"{domain}: dvc.lock hashes and params",
+        markdown="\n".join(
+            [
+                f"# Provenance: {domain}",
+                "",
+                f"commit `{provenance.git_commit(root)}`",
+                "",
+                "| stage | output | md5 |",
+                "|---|---|---|",
+                *(f"| {s} | {p} | `{h}` |" for s, outs in lock.items() for p, h in outs.items()),
+                "",
+                "```json",
+                json.dumps(params, indent=2),
+                "```",
+            ]
+        ),
+    )
     return decision
 
 
@@ -271,7 +324,11 @@ def promote_if_better(domain: str, decision: dict) -> str:
     """Record the challenger as champion when evaluate decided so; publish the decision either way.
     Returns PROMOTED when the registry changed (evaluate depends on it), else KEPT."""
     root = paths.project_root()
-    outcome = {"decision": decision["decision"], "reason": decision["reason"], "champion": champion.read_champion(root, domain)}
+    outcome = {
+        "decision": decision["decision"],
+        "reason": decision["reason"],
+        "champion": champion.read_champion(root, domain),
+    }
     promoted = False
     if decision["decision"] == "promote":
         try:
@@ -280,9 +337,15 @@ def promote_if_better(domain: str, decision: dict) -> str:
         except PipelineError as err:  # e.g. already the champion: nothing to do
             outcome["reason"] = str(err)
     current = outcome["champion"]
-    _artifact(create_markdown_artifact, key=f"{domain}-promotion", description=f"{domain} promotion decision", markdown=(
-        f"# Promotion: {domain}\n\n**{decision['decision']}** `{decision['candidate']}`: {outcome['reason']}\n\n"
-        f"Champion now: {'v' + str(current['version']) + ' (' + current['model'] + ')' if current else 'none'}"))
+    _artifact(
+        create_markdown_artifact,
+        key=f"{domain}-promotion",
+        description=f"{domain} promotion decision",
+        markdown=(
+            f"# Promotion: {domain}\n\n**{decision['decision']}** `{decision['candidate']}`: {outcome['reason']}\n\n"
+            f"Champion now: {'v' + str(current['version']) + ' (' + current['model'] + ')' if current else 'none'}"
+        ),
+    )
     return PROMOTED if promoted else KEPT
 
 
@@ -295,8 +358,9 @@ def push(domain: str) -> str:
     return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "pushed"
 
 
-def _submit_domain(domain: str, force: bool, promote: bool, push_outputs: bool,
-                   up_to_date: PrefectFuture | None) -> list[PrefectFuture]:
+def _submit_domain(
+    domain: str, force: bool, promote: bool, push_outputs: bool, up_to_date: PrefectFuture | None
+) -> list[PrefectFuture]:
     """The domain's stages in order; later stages wait on earlier ones, so a failure stops the chain."""
     futures: dict[str, PrefectFuture] = {}
     previous: PrefectFuture | None = None
@@ -359,8 +423,9 @@ def domain_flow(domain: str, force: bool = False, promote: bool = True, push: bo
 
 
 @flow(name="all-domains")
-def all_domains_flow(domains: list[str] | None = None, force: bool = False, promote: bool = True,
-                     push: bool = False) -> dict[str, str]:
+def all_domains_flow(
+    domains: list[str] | None = None, force: bool = False, promote: bool = True, push: bool = False
+) -> dict[str, str]:
     """Every configured domain, concurrently (each domain's stages in order)."""
     from domains.common.registry import configured_domains
 

@@ -33,10 +33,18 @@ def small_fraud_params() -> dict:
     """The fraud section at a size that runs end to end in seconds, not minutes."""
     params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text())["fraud"])
     params["synthetic"].update(n_customers=300, n_terminals=600, n_days=45)
-    params["prepare"].update(customer_windows_days=[1, 7], terminal_windows_days=[1, 7], delay_days=3,
-                             train_length=14, val_length=4, gap_length=3, test_length=7)
-    params["train"].update(epochs=3, patience=2, hgb_max_iter=20, batch_size=256,
-                           num_threads=1)  # not the machine's default, so the report shows what training used
+    params["prepare"].update(
+        customer_windows_days=[1, 7],
+        terminal_windows_days=[1, 7],
+        delay_days=3,
+        train_length=14,
+        val_length=4,
+        gap_length=3,
+        test_length=7,
+    )
+    params["train"].update(
+        epochs=3, patience=2, hgb_max_iter=20, batch_size=256, num_threads=1
+    )  # not the machine's default, so the report shows what training used
     params["gate"]["min_rows"] = 100
     params["evaluate"].update(thresholds_min={"auroc": 0.6}, baselines=[])  # three epochs: the policy is tested apart
     return params
@@ -66,8 +74,9 @@ def score_in_process(domain: str, repo: Path, monkeypatch: pytest.MonkeyPatch, c
     return proc.returncode, proc.stderr
 
 
-def aiflow_in_process(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys, *args: str,
-                      check: bool = False) -> subprocess.CompletedProcess:
+def aiflow_in_process(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys, *args: str, check: bool = False
+) -> subprocess.CompletedProcess:
     """`aiflow ...` run in this process on `repo`, as a finished process (exit code, stdout, stderr): what the
     command line does, without the ten-odd seconds of interpreter and library start-up per call."""
     from aiflow.cli import main
@@ -113,13 +122,17 @@ def assert_stopped(root: Path, domain: str, data: Path, before: str, code: int, 
     assert not (root / "data" / domain / "train").exists()
 
 
-def run_to_gate(root: Path, domain: str, section: dict, source: str, data_file: Path, capsys,
-                **gate) -> tuple[int, str]:
+def run_to_gate(
+    root: Path, domain: str, section: dict, source: str, data_file: Path, capsys, **gate
+) -> tuple[int, str]:
     """acquire, then validate if acquire passed, in-process on `data_file`: the exit code and stderr."""
     from aiflow.cli import main
 
-    write_params(root, domain, {**section, "data": {"source": source, "path": str(data_file)},
-                                "gate": {**section["gate"], **gate}})
+    write_params(
+        root,
+        domain,
+        {**section, "data": {"source": source, "path": str(data_file)}, "gate": {**section["gate"], **gate}},
+    )
     code = main(["stage", "acquire", domain])
     if code == 0:
         code = main(["stage", "validate", domain])
@@ -188,8 +201,13 @@ def assert_retrain_reproduces(repo: Path, domain: str) -> None:
 
 def copy_repo(dest: Path) -> Path:
     """A fresh git+DVC repository holding this project's tracked (and new, unignored) files."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for rel in listed:
         src = ROOT / rel
         if src.is_file() and not rel.startswith(("data/", "dvc.lock")):
@@ -213,7 +231,9 @@ def copy_repo_with(dest: Path, domain: str, section: dict) -> Path:
 _BUILT: dict[str, tuple[Path, subprocess.CompletedProcess]] = {}
 
 
-def built_repo(tmp_path_factory: pytest.TempPathFactory, domain: str, section: dict) -> tuple[Path, subprocess.CompletedProcess]:
+def built_repo(
+    tmp_path_factory: pytest.TempPathFactory, domain: str, section: dict
+) -> tuple[Path, subprocess.CompletedProcess]:
     """One cold `dvc repro report@<domain>` per domain and params in the whole session, with what it printed.
 
     Never changed once built: tests get a copy (`trained_copy`), so each module still starts from a cold
@@ -273,13 +293,22 @@ def prefect_server(home: Path) -> Iterator[dict]:
     Yields the API URL and the environment that points clients (flows, `aiflow serve`) at it.
     """
     port = _free_port()
-    env = {**env_with_venv(), "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": "false",
-           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+    env = {
+        **env_with_venv(),
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+    }
     env.pop("PREFECT_API_URL", None)
     log = (home / "server.log").open("w")
-    server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + 90

@@ -20,12 +20,30 @@ def main(out: Path) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 1))  # no dropout: no per-process draws
     loss = lambda out, target: nn.functional.binary_cross_entropy_with_logits(out.squeeze(-1), target)  # noqa: E731
-    params = TrainerParams(epochs=4, batch_size=100, lr=0.01, optimizer="adamw", weight_decay=0.01,
-                           lr_schedule="cosine", warmup_epochs=1, patience=10, device="cpu", num_threads=2)
+    params = TrainerParams(
+        epochs=4,
+        batch_size=100,
+        lr=0.01,
+        optimizer="adamw",
+        weight_decay=0.01,
+        lr_schedule="cosine",
+        warmup_epochs=1,
+        patience=10,
+        device="cpu",
+        num_threads=2,
+    )
     # 1000 rows in batches of 100, then 3 rows: with 2 processes the last batch splits 2 + 1.
     take = lambda rows: (x[rows], y[rows])  # noqa: E731
-    history = fit(model, Batches(1003, lambda rows: take(rows % 1000)), loss, lambda m: -float(loss(m(x), y)), params,
-                  seed=3, checkpoint=out.with_suffix(".ckpt"), fingerprint="f")
+    history = fit(
+        model,
+        Batches(1003, lambda rows: take(rows % 1000)),
+        loss,
+        lambda m: -float(loss(m(x), y)),
+        params,
+        seed=3,
+        checkpoint=out.with_suffix(".ckpt"),
+        fingerprint="f",
+    )
     if distributed.rank() == 0:
         torch.save({"state": model.state_dict(), "history": history.to_json()}, out)
 

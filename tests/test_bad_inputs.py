@@ -27,12 +27,19 @@ def handbook_frame(n: int = 2000, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     times = pd.Timestamp("2018-04-01") + pd.to_timedelta(np.sort(rng.integers(0, 30 * 86400, n)), unit="s")
     fraud = (rng.random(n) < 0.01).astype(int)
-    return pd.DataFrame({
-        "TRANSACTION_ID": np.arange(n), "TX_DATETIME": times.strftime("%Y-%m-%d %H:%M:%S"),
-        "CUSTOMER_ID": rng.integers(0, 100, n), "TERMINAL_ID": rng.integers(0, 200, n),
-        "TX_AMOUNT": rng.gamma(2.0, 30.0, n).round(2) + 0.01, "TX_TIME_SECONDS": 0, "TX_TIME_DAYS": 0,
-        "TX_FRAUD": fraud, "TX_FRAUD_SCENARIO": fraud,
-    })
+    return pd.DataFrame(
+        {
+            "TRANSACTION_ID": np.arange(n),
+            "TX_DATETIME": times.strftime("%Y-%m-%d %H:%M:%S"),
+            "CUSTOMER_ID": rng.integers(0, 100, n),
+            "TERMINAL_ID": rng.integers(0, 200, n),
+            "TX_AMOUNT": rng.gamma(2.0, 30.0, n).round(2) + 0.01,
+            "TX_TIME_SECONDS": 0,
+            "TX_TIME_DAYS": 0,
+            "TX_FRAUD": fraud,
+            "TX_FRAUD_SCENARIO": fraud,
+        }
+    )
 
 
 def _run_to_gate(root: Path, source: str, data_file: Path, capsys, **gate) -> tuple[int, str]:
@@ -50,6 +57,7 @@ def _set(column: str, rows: list[int], value):
         if isinstance(value, str):
             frame[column] = frame[column].astype(object)
         frame.loc[rows, column] = value
+
     return mutate
 
 
@@ -61,9 +69,12 @@ BAD_ULB = {
     "negative amounts": (_set("Amount", [5, 6], -12.5), "tx_amount:non_negative [pandera]: 2 of 2000 rows"),
     "labels outside 0/1": (_set("Class", [10], 2), "tx_fraud:binary [pandera]: 1 of 2000 rows"),
     "fraud rate 0%": (lambda f: f.__setitem__("Class", 0), "fraud_rate_in_band [great_expectations]: observed 0"),
-    "fraud rate 60%": (lambda f: f.__setitem__("Class", (np.arange(len(f)) % 5 < 3).astype(int)),
-                       "fraud_rate_in_band [great_expectations]: observed 0.6"),
+    "fraud rate 60%": (
+        lambda f: f.__setitem__("Class", (np.arange(len(f)) % 5 < 3).astype(int)),
+        "fraud_rate_in_band [great_expectations]: observed 0.6",
+    ),
 }
+
 
 @pytest.mark.parametrize("case", list(BAD_ULB))
 def test_bad_ulb_file_stops_before_training(case, stage_root, capsys):
@@ -75,12 +86,15 @@ def test_bad_ulb_file_stops_before_training(case, stage_root, capsys):
     assert_stopped(stage_root, "fraud", data_file, before, code, err, expected)
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"", "file is empty"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10", "binary data, not CSV text"),
-    (b"Time,V1,Amount,Class\n", "no rows (header only)"),
-    (b"this is a note, not a table\nsecond line", "missing required column(s)"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "file is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10", "binary data, not CSV text"),
+        (b"Time,V1,Amount,Class\n", "no rows (header only)"),
+        (b"this is a note, not a table\nsecond line", "missing required column(s)"),
+    ],
+)
 def test_unreadable_files(content, expected, stage_root, capsys):
     data_file = stage_root / "creditcard.csv"
     data_file.write_bytes(content)

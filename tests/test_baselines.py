@@ -17,8 +17,11 @@ from tests.conftest import small_fraud_params, write_params
 from tests.recsys.conftest import small_recsys_params
 
 GATE_OK = {"verdict": "pass", "checks": []}
-METRICS = {"mlp": {"auroc": 0.90, "average_precision": 0.62}, "logreg": {"auroc": 0.91, "average_precision": 0.60},
-           "hgb": {"auroc": 0.88, "average_precision": 0.64}}
+METRICS = {
+    "mlp": {"auroc": 0.90, "average_precision": 0.62},
+    "logreg": {"auroc": 0.91, "average_precision": 0.60},
+    "hgb": {"auroc": 0.88, "average_precision": 0.64},
+}
 
 
 def _fraud(**evaluate) -> FraudParams:
@@ -31,7 +34,12 @@ def test_a_candidate_that_beats_its_baseline_is_promoted():
     decision = decide(FRAUD, _fraud(baselines=["logreg"]), METRICS, GATE_OK, None)
     assert decision["decision"] == "promote", decision["reason"]
     check = decision["thresholds"][0]
-    assert (check["baseline"], check["metric"], check["threshold"], check["passed"]) == ("logreg", "average_precision", 0.60, True)
+    assert (check["baseline"], check["metric"], check["threshold"], check["passed"]) == (
+        "logreg",
+        "average_precision",
+        0.60,
+        True,
+    )
 
 
 def test_the_report_says_which_baseline_was_not_beaten_and_by_how_much():
@@ -53,23 +61,43 @@ def test_lower_is_better_metrics_beat_their_baseline_downwards():
 
 
 def test_a_baseline_that_was_not_trained_or_lacks_the_metric_is_an_error_naming_the_key():
-    with pytest.raises(PipelineError, match=r"^evaluate.baselines: 'svm' is not a trained model; models: mlp, logreg, hgb$"):
+    with pytest.raises(
+        PipelineError, match=r"^evaluate.baselines: 'svm' is not a trained model; models: mlp, logreg, hgb$"
+    ):
         decide(FRAUD, _fraud(baselines=["svm"]), METRICS, GATE_OK, None)
     raw = small_recsys_params()
     raw["evaluate"].update(primary="rmse", candidate="mf", baselines=["popularity"], thresholds_min={})
     with pytest.raises(PipelineError, match=r"^evaluate.baselines: 'popularity' has no rmse .*: baseline_only$"):
-        decide(RECSYS, RecsysParams.model_validate(raw), {"mf": {"rmse": 0.9}, "baseline_only": {"rmse": 0.94},
-                                                          "popularity": {"ndcg_at_10": 0.2}}, GATE_OK, None)
+        decide(
+            RECSYS,
+            RecsysParams.model_validate(raw),
+            {"mf": {"rmse": 0.9}, "baseline_only": {"rmse": 0.94}, "popularity": {"ndcg_at_10": 0.2}},
+            GATE_OK,
+            None,
+        )
 
 
-@pytest.mark.parametrize("domain, section, margin, expected", [
-    ("fraud", small_fraud_params, 1.5, "params.yaml: fraud.evaluate.baseline_margin: 1.5 is outside the range of "
-                                       "average_precision (0 to 1)"),
-    ("fraud", small_fraud_params, -1.0, "params.yaml: fraud.evaluate.baseline_margin: -1.0 is outside the range"),
-    ("recsys", small_recsys_params, 2.0, "params.yaml: recsys.evaluate.baseline_margin: 2.0 is outside the range of ndcg_at_10"),
-])
-def test_a_margin_outside_the_metric_range_is_one_line_before_any_work(domain, section, margin, expected, tmp_path,
-                                                                       monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "domain, section, margin, expected",
+    [
+        (
+            "fraud",
+            small_fraud_params,
+            1.5,
+            "params.yaml: fraud.evaluate.baseline_margin: 1.5 is outside the range of average_precision (0 to 1)",
+        ),
+        ("fraud", small_fraud_params, -1.0, "params.yaml: fraud.evaluate.baseline_margin: -1.0 is outside the range"),
+        (
+            "recsys",
+            small_recsys_params,
+            2.0,
+            "params.yaml: recsys.evaluate.baseline_margin: 2.0 is outside the range of ndcg_at_10",
+        ),
+    ],
+)
+def test_a_margin_outside_the_metric_range_is_one_line_before_any_work(
+    domain, section, margin, expected, tmp_path, monkeypatch, capsys
+):
     raw = section()
     raw["evaluate"]["baseline_margin"] = margin
     write_params(tmp_path, domain, raw)
@@ -93,6 +121,9 @@ def test_the_candidate_cannot_be_its_own_baseline(tmp_path):
     raw = small_fraud_params()
     raw["evaluate"]["baselines"] = ["mlp"]
     write_params(tmp_path, "fraud", raw)
-    with pytest.raises(ParamsError, match=r"^params.yaml: fraud.evaluate: Value error, baselines: the candidate 'mlp' "
-                                          r"cannot be its own baseline"):
+    with pytest.raises(
+        ParamsError,
+        match=r"^params.yaml: fraud.evaluate: Value error, baselines: the candidate 'mlp' "
+        r"cannot be its own baseline",
+    ):
         load_params(tmp_path, "fraud")

@@ -6,8 +6,8 @@ from aiflow.cli import main
 from domains.common.contract import MetricContract
 from domains.common.stages import decide
 from domains.fraud import DOMAIN
-from tests.conftest import small_fraud_params
 from domains.fraud.params import FraudParams
+from tests.conftest import small_fraud_params
 
 
 def test_help_shows_worked_examples(capsys):
@@ -19,8 +19,10 @@ def test_help_shows_worked_examples(capsys):
 
 
 def _gate(warnings: int = 0) -> dict:
-    return {"verdict": "warn" if warnings else "pass",
-            "checks": [{"passed": False, "severity": "warn"}] * warnings + [{"passed": True, "severity": "block"}]}
+    return {
+        "verdict": "warn" if warnings else "pass",
+        "checks": [{"passed": False, "severity": "warn"}] * warnings + [{"passed": True, "severity": "block"}],
+    }
 
 
 def _params(**evaluate) -> FraudParams:

@@ -30,8 +30,12 @@ def test_ddp_under_torchrun_gives_the_single_process_weights(tmp_path):
     draws two processes end with the weights of one, up to float rounding."""
     script = ROOT / "tests" / "distributed_fit.py"
     subprocess.run([BIN / "python", script, tmp_path / "one.pt"], check=True, capture_output=True, env=env_with_venv())
-    two = subprocess.run([BIN / "torchrun", "--standalone", "--nproc-per-node=2", script, tmp_path / "two.pt"],
-                         capture_output=True, text=True, env=env_with_venv())
+    two = subprocess.run(
+        [BIN / "torchrun", "--standalone", "--nproc-per-node=2", script, tmp_path / "two.pt"],
+        capture_output=True,
+        text=True,
+        env=env_with_venv(),
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     one, two_saved = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     for name, weights in one["state"].items():
@@ -61,9 +65,15 @@ def _train_section(**train) -> dict:
 
 def _train_command(root: Path, **popen) -> subprocess.Popen:
     """`aiflow stage train fraud`, as dvc.yaml runs it."""
-    return subprocess.Popen([BIN / "aiflow", "stage", "train", "fraud"], cwd=root, text=True,
-                            env={**env_with_venv(), "AIFLOW_ROOT": str(root)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    return subprocess.Popen(
+        [BIN / "aiflow", "stage", "train", "fraud"],
+        cwd=root,
+        text=True,
+        env={**env_with_venv(), "AIFLOW_ROOT": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **popen,
+    )
 
 
 def _train(root: Path, **train) -> str:
@@ -90,7 +100,11 @@ def test_two_processes_train_the_fraud_mlp_like_one(prepared):
     assert sorted(p.name for p in train_dir.iterdir()) == single_files  # one set of outputs, from rank 0
     assert not any((root / "data/fraud/.checkpoints").iterdir())
     for metric in ("auroc", "average_precision"):
-        assert abs(double["mlp"][metric] - single["mlp"][metric]) <= METRIC_TOLERANCE, (metric, single["mlp"], double["mlp"])
+        assert abs(double["mlp"][metric] - single["mlp"][metric]) <= METRIC_TOLERANCE, (
+            metric,
+            single["mlp"],
+            double["mlp"],
+        )
     assert double["logreg"] == single["logreg"] and double["hgb"] == single["hgb"]  # same code, rank 0's copy
     record = json.loads(stage_record(root, "fraud", "train").read_text())
     assert record["processes"] == 2 and record["device"].startswith("2 processes (torchrun), each on cpu")

@@ -17,7 +17,9 @@ BATCH = 2000
 
 @pytest.fixture(scope="module")
 def features() -> pd.DataFrame:
-    tx = handbook_to_canonical(generate_transactions(SyntheticParams(n_customers=400, n_terminals=800, n_days=40), seed=3))
+    tx = handbook_to_canonical(
+        generate_transactions(SyntheticParams(n_customers=400, n_terminals=800, n_days=40), seed=3)
+    )
     tx = tx.sort_values("tx_datetime", kind="stable").reset_index(drop=True)
     frame = build_features(tx, [1, 7], [1, 7], 3)
     return frame[feature_columns(frame)]
@@ -42,9 +44,17 @@ def test_a_one_sigma_shift_in_one_feature_is_blocked(features):
 def test_resamples_of_the_reference_rarely_warn(features):
     profile = build_profile(features, {}, seed=0)
     warned = sum(
-        compare(profile, features.sample(BATCH, replace=True, random_state=seed).reset_index(drop=True), None,
-                psi_warn=0.1, psi_block=0.25, min_rows=100).verdict != "pass"
-        for seed in range(100))
+        compare(
+            profile,
+            features.sample(BATCH, replace=True, random_state=seed).reset_index(drop=True),
+            None,
+            psi_warn=0.1,
+            psi_block=0.25,
+            min_rows=100,
+        ).verdict
+        != "pass"
+        for seed in range(100)
+    )
     assert warned <= 1  # at most 1 % false warnings
 
 

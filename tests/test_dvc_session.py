@@ -60,6 +60,9 @@ def test_timeout_kills_the_session_and_its_stage(repo):
         session.run("repro", "--single-item", "slow", timeout=3)
     assert time.monotonic() - began < 30 and not session.alive()
     assert not (repo / "slow.txt").exists()
-    left = [p.info for p in psutil.process_iter(["pid", "cmdline", "cwd"])
-            if p.info["cwd"] == str(repo) and "sleep" in " ".join(p.info["cmdline"] or [])]
+    left = [
+        p.info
+        for p in psutil.process_iter(["pid", "cmdline", "cwd"])
+        if p.info["cwd"] == str(repo) and "sleep" in " ".join(p.info["cmdline"] or [])
+    ]
     assert not left, f"the stage outlived its session: {left}"

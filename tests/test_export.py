@@ -23,8 +23,14 @@ def fraud_export(tmp_path_factory) -> dict:
     run(["aiflow", "champion", "promote", "fraud"], repo)
     proc = run(["aiflow", "export", "fraud", "--int8"], repo)
     out = repo / "data" / "fraud" / "exports" / "v1"
-    return {"repo": repo, "out": out, "stdout": proc.stdout, "manifest": json.loads((out / "manifest.json").read_text()),
-            "no_champion": before_promotion, "written_before_promotion": written_before_promotion}
+    return {
+        "repo": repo,
+        "out": out,
+        "stdout": proc.stdout,
+        "manifest": json.loads((out / "manifest.json").read_text()),
+        "no_champion": before_promotion,
+        "written_before_promotion": written_before_promotion,
+    }
 
 
 def test_every_fraud_model_is_exported_within_its_parity_bound(fraud_export):
@@ -37,7 +43,9 @@ def test_every_fraud_model_is_exported_within_its_parity_bound(fraud_export):
         assert parity["items"] == manifest["test_items"] > 0 and parity["decisions_differ"] == 0
         assert (out / figures["file"]).is_file()
     assert manifest["model"]["version"] == "v1" and manifest["model"]["dvc_md5"].endswith(".dir")
-    assert manifest["model"]["metrics"] and manifest["threshold"] == 0.5 and manifest["class_names"] == ["legit", "fraud"]
+    assert (
+        manifest["model"]["metrics"] and manifest["threshold"] == 0.5 and manifest["class_names"] == ["legit", "fraud"]
+    )
     assert "mlp: max |p_onnx - p_ref|" in fraud_export["stdout"]
 
 
@@ -112,8 +120,9 @@ def _exported(root: Path, domain: str, section: dict, out: Path) -> tuple[dict, 
     from domains.common.registry import load_spec
 
     spec = load_spec(domain)
-    exportable = spec.export(spec.params_model.model_validate(section), root / "data" / domain / "train",
-                             root / "data" / domain / "prepare")
+    exportable = spec.export(
+        spec.params_model.model_validate(section), root / "data" / domain / "train", root / "data" / domain / "prepare"
+    )
     out.mkdir()
     return convert_all(exportable, out, TOLERANCES, True, domain), exportable
 
@@ -159,11 +168,13 @@ def test_sentiment_export_scores_text_through_its_documented_preprocessing(senti
     texts = ["a truly wonderful film, not boring at all!", "dull and badly acted; not good"]
     tokens = [tokenise(t) for t in texts]
     ngram_max = json.loads((out / "preprocessing.json").read_text())["models"]["fasttext"]["ngram_max"]
-    grams = [{" ".join(t[i:i + n]) for n in range(1, ngram_max + 1) for i in range(len(t) - n + 1)} for t in tokens]
+    grams = [{" ".join(t[i : i + n]) for n in range(1, ngram_max + 1) for i in range(len(t) - n + 1)} for t in tokens]
     ids = [[int(rows[g]) for g in doc if g in rows] for doc in grams]
     width = max(2, *map(len, ids))
-    feed = {"ids": np.array([d + [0] * (width - len(d)) for d in ids], dtype=np.int64),
-            "lengths": np.array([len(d) for d in ids], dtype=np.int64)}
+    feed = {
+        "ids": np.array([d + [0] * (width - len(d)) for d in ids], dtype=np.int64),
+        "lengths": np.array([len(d) for d in ids], dtype=np.int64),
+    }
     session = ort.InferenceSession(str(out / "fasttext.onnx"), providers=["CPUExecutionProvider"])
     (p,) = session.run(["probabilities"], feed)
     # The same documents through the scoring path's own counting and padding.

@@ -1,9 +1,9 @@
 """The gate engine: pandera and GX behind one result, with block / warn / quarantine / info."""
 
+import great_expectations.expectations as gxe
 import pandas as pd
 import pandera.pandas as pa
 import pytest
-import great_expectations.expectations as gxe
 
 from domains.common.errors import ParamsError
 from domains.common.gate import GateSuite, check_names, render_gate_html, run_gate
@@ -11,18 +11,24 @@ from domains.common.params import GateParams
 
 
 def _suite(**severities) -> GateSuite:
-    schema = pa.DataFrameSchema({
-        "id": pa.Column("int64", unique=True),
-        "amount": pa.Column("float64", pa.Check.ge(0, name="non_negative")),
-        "label": pa.Column("int64", pa.Check.isin([0, 1], name="binary")),
-    }, coerce=True)
-    expectations = [gxe.ExpectColumnMeanToBeBetween(column="label", min_value=0.1, max_value=0.5,
-                                                    meta={"check": "label_rate"})]
+    schema = pa.DataFrameSchema(
+        {
+            "id": pa.Column("int64", unique=True),
+            "amount": pa.Column("float64", pa.Check.ge(0, name="non_negative")),
+            "label": pa.Column("int64", pa.Check.isin([0, 1], name="binary")),
+        },
+        coerce=True,
+    )
+    expectations = [
+        gxe.ExpectColumnMeanToBeBetween(column="label", min_value=0.1, max_value=0.5, meta={"check": "label_rate"})
+    ]
     return GateSuite(schema, expectations, severities)
 
 
 def _table(n: int = 100) -> pd.DataFrame:
-    return pd.DataFrame({"id": range(n), "amount": [float(i) for i in range(n)], "label": [i % 4 == 0 for i in range(n)]})
+    return pd.DataFrame(
+        {"id": range(n), "amount": [float(i) for i in range(n)], "label": [i % 4 == 0 for i in range(n)]}
+    )
 
 
 def test_clean_table_passes_and_every_check_is_listed():
@@ -40,14 +46,18 @@ def test_block_names_the_check_and_examples():
     original = table.copy()
     result, _, _ = run_gate(table, _suite(), GateParams())
     assert result.verdict == "block"
-    assert result.reasons == ["amount:non_negative [pandera]: 1 of 100 rows fail greater_than_or_equal_to(0); e.g. -7.5"]
+    assert result.reasons == [
+        "amount:non_negative [pandera]: 1 of 100 rows fail greater_than_or_equal_to(0); e.g. -7.5"
+    ]
     pd.testing.assert_frame_equal(table, original)  # input untouched
 
 
 def test_quarantine_moves_rows_aside_with_reason():
     table = _table()
     table.loc[[5, 9], "amount"] = -1.0
-    result, kept, quarantine = run_gate(table, _suite(**{"amount:non_negative": "quarantine"}), GateParams(max_quarantine_fraction=0.05))
+    result, kept, quarantine = run_gate(
+        table, _suite(**{"amount:non_negative": "quarantine"}), GateParams(max_quarantine_fraction=0.05)
+    )
     assert result.verdict == "warn" and result.rows_quarantined == 2 and result.rows_passed == 98
     assert list(quarantine.index) == [5, 9]
     assert set(quarantine["quarantine_reason"]) == {"amount:non_negative"}
@@ -80,7 +90,9 @@ def test_row_level_warning_keeps_rows_and_still_runs_gx():
 def test_too_much_quarantine_blocks():
     table = _table()
     table.loc[:9, "amount"] = -1.0
-    result, _, _ = run_gate(table, _suite(**{"amount:non_negative": "quarantine"}), GateParams(max_quarantine_fraction=0.05))
+    result, _, _ = run_gate(
+        table, _suite(**{"amount:non_negative": "quarantine"}), GateParams(max_quarantine_fraction=0.05)
+    )
     assert result.verdict == "block"
     assert "10 of 100 rows (10.00%) failed quarantine checks" in result.reasons[0]
 

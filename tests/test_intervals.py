@@ -51,7 +51,9 @@ def test_auroc_interval_covers_the_true_value_at_about_the_nominal_rate():
     truth = norm.cdf(d / np.sqrt(2))
     for trial in range(200):
         y, s = _binormal(rng, 300, d)
-        low, high = bs.interval(bs.bootstrap({"auc": bs.weighted_auroc(y, s, np.arange(300))}, 300, 300, 300, trial)["auc"])
+        low, high = bs.interval(
+            bs.bootstrap({"auc": bs.weighted_auroc(y, s, np.arange(300))}, 300, 300, 300, trial)["auc"]
+        )
         hits += low <= truth <= high
     assert 0.90 <= hits / 200 <= 0.99
 
@@ -60,9 +62,19 @@ def _frame(rng, n=2000, champion_d=1.0, challenger_d=1.0, shared=0.9):
     """Two models' scores on the same rows; `shared` of the score is the same signal (the models agree)."""
     y = (rng.random(n) < 0.2).astype(int)
     common = rng.normal(size=n)
-    score = lambda d: shared * common + np.sqrt(1 - shared**2) * rng.normal(size=n) + d * y
-    return pd.DataFrame({"row": np.arange(n), "unit": np.arange(n), "label": y,
-                         "new:p1": score(challenger_d), "old:p1": score(champion_d)})
+
+    def score(d: float) -> np.ndarray:
+        return shared * common + np.sqrt(1 - shared**2) * rng.normal(size=n) + d * y
+
+    return pd.DataFrame(
+        {
+            "row": np.arange(n),
+            "unit": np.arange(n),
+            "label": y,
+            "new:p1": score(challenger_d),
+            "old:p1": score(champion_d),
+        }
+    )
 
 
 def test_seed_noise_is_not_a_difference_and_a_clear_improvement_is():

@@ -14,7 +14,9 @@ from domains.common.items import no_duplicates_in_split, no_split_leakage, strat
 
 
 def test_leakage_flags_the_later_copy_only():
-    table = pd.DataFrame({"split": ["train", "test", "val", "test", "train"], "content_hash": ["a", "a", "b", "b", "c"]})
+    table = pd.DataFrame(
+        {"split": ["train", "test", "val", "test", "train"], "content_hash": ["a", "a", "b", "b", "c"]}
+    )
     assert no_split_leakage(table).tolist() == [True, False, True, False, True]
 
 
@@ -24,7 +26,9 @@ def test_duplicates_flag_repeats_within_a_split():
 
 
 def test_class_counts_and_shares_per_split():
-    table = with_item_columns(pd.DataFrame({"split": ["train"] * 4 + ["test"] * 2, "label": ["a", "a", "a", "b", "a", "b"]}))
+    table = with_item_columns(
+        pd.DataFrame({"split": ["train"] * 4 + ["test"] * 2, "label": ["a", "a", "a", "b", "a", "b"]})
+    )
     assert table["class_count_in_split"].tolist() == [3, 3, 3, 1, 1, 1]
     assert table["class_share_in_split"].tolist() == [0.75, 0.75, 0.75, 0.25, 0.5, 0.5]
 

@@ -40,6 +40,12 @@ def test_no_layer_imports_a_layer_above_it(layer):
 
 def test_the_check_sees_lazy_imports(tmp_path):
     file = tmp_path / "probe.py"
-    file.write_text("import flowsy\nfrom domains.common import flows\n\ndef f():\n    from flows.pipeline import domain_flow\n"
-                    "    return lazy('flows.pipeline:x'), importlib.import_module('aiflow.cli')\n")
-    assert [hit.split(": ")[1] for hit in upward_imports(file, ABOVE["domains"])] == ["flows.pipeline", "flows.pipeline:x", "aiflow.cli"]
+    file.write_text(
+        "import flowsy\nfrom domains.common import flows\n\ndef f():\n    from flows.pipeline import domain_flow\n"
+        "    return lazy('flows.pipeline:x'), importlib.import_module('aiflow.cli')\n"
+    )
+    assert [hit.split(": ")[1] for hit in upward_imports(file, ABOVE["domains"])] == [
+        "flows.pipeline",
+        "flows.pipeline:x",
+        "aiflow.cli",
+    ]

@@ -12,10 +12,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from domains.common.registry import configured_domains
+from domains.common.registry import configured_domains, load_spec
 from flows.config import SETTINGS
-from domains.common.registry import load_spec
-from tests.conftest import GIT, api_call, copy_repo_with, fraud_batches, run, set_domain_params, small_fraud_params, stop
+from tests.conftest import (
+    GIT,
+    api_call,
+    copy_repo_with,
+    fraud_batches,
+    run,
+    set_domain_params,
+    small_fraud_params,
+    stop,
+)
 from tests.test_bad_inputs import ulb_frame
 
 pytestmark = pytest.mark.slow
@@ -41,6 +49,7 @@ def _final_state(api: dict, flow_run: dict) -> dict:
     def finished():
         state = api_call("GET", f"{api['url']}/flow_runs/{flow_run['id']}")["state"]
         return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
     return _wait_for(finished, 400, f"flow run {flow_run['name']}")
 
 
@@ -56,12 +65,16 @@ def served(tmp_path_factory, prefect_api):
     log = (root.parent / "serve.log").open("w")
     proc = subprocess.Popen(["aiflow", "serve"], cwd=root, env=prefect_api["env"], stdout=log, stderr=subprocess.STDOUT)
     try:
-        expected = ({f"{d}-nightly" for d in configured_domains(root)} | {"all-domains-nightly"}
-                    | {f"{d}-scoring" for d in configured_domains(root) if load_spec(d).scoring is not None})
+        expected = (
+            {f"{d}-nightly" for d in configured_domains(root)}
+            | {"all-domains-nightly"}
+            | {f"{d}-scoring" for d in configured_domains(root) if load_spec(d).scoring is not None}
+        )
 
         def registered():
             found = [d for d in _post(prefect_api, "/deployments/filter") if d["name"] in expected]
             return found if len(found) == len(expected) else None
+
         deployments = _wait_for(registered, 90, f"deployments {sorted(expected)}")
         yield {"root": root, "remote": remote, "deployments": {d["name"]: d for d in deployments}, "api": prefect_api}
     finally:
@@ -71,7 +84,9 @@ def served(tmp_path_factory, prefect_api):
 
 def test_deployments_are_scheduled_nightly(served):
     deployments = served["deployments"]
-    assert {"fraud-nightly", "all-domains-nightly"} <= set(deployments)  # and one per other domain (the fixture waits for all)
+    assert {"fraud-nightly", "all-domains-nightly"} <= set(
+        deployments
+    )  # and one per other domain (the fixture waits for all)
     for name, deployment in deployments.items():
         cron = SETTINGS.scoring_cron if name.endswith("-scoring") else SETTINGS.cron
         assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [cron]
@@ -91,7 +106,9 @@ def test_triggered_run_completes_promotes_and_pushes(served):
     flow_run = _post(api, f"/deployments/{deployment['id']}/create_flow_run", {})
     state = _final_state(api, flow_run)
     assert state["type"] == "COMPLETED", state["message"]
-    keys = {a["key"] for a in _post(api, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})}
+    keys = {
+        a["key"] for a in _post(api, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
+    }
     assert {"fraud-gate", "fraud-metrics", "fraud-report", "fraud-provenance", "fraud-promotion"} <= keys
     tags = api_call("GET", f"{api['url']}/flow_runs/{flow_run['id']}")["tags"]
     assert any(t.startswith("commit:") for t in tags)
@@ -106,10 +123,14 @@ def test_scoring_deployment_scores_the_inbox_and_fails_a_drifted_batch(served, t
     (root / "data/fraud/inbox").mkdir(parents=True)
     files["new"].rename(root / "data/fraud/inbox/new.csv")
     deployment = served["deployments"]["fraud-scoring"]
-    flow_run = _post(api, f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"history": str(files["history"])}})
+    flow_run = _post(
+        api, f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"history": str(files["history"])}}
+    )
     state = _final_state(api, flow_run)
     assert state["type"] == "COMPLETED", state["message"]
-    keys = {a["key"] for a in _post(api, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})}
+    keys = {
+        a["key"] for a in _post(api, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
+    }
     assert {"fraud-scoring-verdicts", "fraud-scoring-counts", "fraud-scoring-report"} <= keys
     assert (root / "data/fraud/scores/inbox/predictions.parquet").is_file()
 
@@ -118,8 +139,11 @@ def test_scoring_deployment_scores_the_inbox_and_fails_a_drifted_batch(served, t
     drifted = pd.read_csv(files["labelled"])
     drifted["TX_AMOUNT"] = drifted["TX_AMOUNT"] * 3 + 100
     drifted.to_csv(tmp_path / "drifted.csv", index=False)
-    flow_run = _post(api, f"/deployments/{deployment['id']}/create_flow_run",
-                     {"parameters": {"input": str(tmp_path / "drifted.csv"), "history": str(files["history"])}})
+    flow_run = _post(
+        api,
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {"parameters": {"input": str(tmp_path / "drifted.csv"), "history": str(files["history"])}},
+    )
     state = _final_state(api, flow_run)
     assert state["type"] == "FAILED" and "drift blocked the fraud batch" in state["message"], state["message"]
     assert not (root / "data/fraud/scores/drifted").exists()
@@ -135,10 +159,15 @@ def test_a_second_run_with_nothing_to_do_runs_no_stage(served):
 
     def all_logs():  # logs reach the server in batches, after the run's state: wait for the flow's last one
         logs = _post(api, "/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run["id"]]}}})
-        return logs if any(log["task_run_id"] is None and "Finished in state" in log["message"] for log in logs) else None
+        return (
+            logs if any(log["task_run_id"] is None and "Finished in state" in log["message"] for log in logs) else None
+        )
+
     logs = _wait_for(all_logs, 60, "the second run's logs")
     # `dvc status` found every stage up to date: no stage task started `dvc repro` (which logs its output).
-    assert not [log["message"] for log in logs if "Running stage" in log["message"] or "didn't change" in log["message"]]
+    assert not [
+        log["message"] for log in logs if "Running stage" in log["message"] or "didn't change" in log["message"]
+    ]
 
 
 def test_clone_pulls_every_output(served, tmp_path):

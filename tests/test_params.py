@@ -47,7 +47,8 @@ def test_unknown_source_lists_the_accepted_ones(tmp_path):
     params = small_fraud_params()
     params["data"]["source"] = "kaggle"
     assert _error(tmp_path, params) == (
-        "params.yaml: fraud.data.source: unknown source 'kaggle'; accepted: synthetic, handbook, ulb")
+        "params.yaml: fraud.data.source: unknown source 'kaggle'; accepted: synthetic, handbook, ulb"
+    )
 
 
 def test_cli_reports_bad_params_in_one_line_without_traceback(stage_root, capsys):
@@ -63,4 +64,6 @@ def test_cli_reports_bad_params_in_one_line_without_traceback(stage_root, capsys
 def test_unknown_domain_section(stage_root, capsys):
     (stage_root / "params.yaml").write_text("fruad: {}\n")
     assert main(["check-params"]) == 1
-    assert "'fruad' is not a domain (did you mean 'fraud'?); available: defects, fraud, medical" in capsys.readouterr().err
+    assert (
+        "'fruad' is not a domain (did you mean 'fraud'?); available: defects, fraud, medical" in capsys.readouterr().err
+    )

@@ -37,7 +37,9 @@ def test_lock_file_agrees_with_the_pins():
             name, version = line.split("==")
             locked[Requirement(name).name.lower().replace("_", "-")] = Version(version)
     for name, pinned in _pins().items():
-        assert locked.get(name.lower()) == pinned, f"constraints.txt locks {name} at {locked.get(name.lower())}, pyproject pins {pinned}"
+        assert locked.get(name.lower()) == pinned, (
+            f"constraints.txt locks {name} at {locked.get(name.lower())}, pyproject pins {pinned}"
+        )
 
 
 def test_prefect_server_compatible_stack():

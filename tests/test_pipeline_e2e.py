@@ -10,8 +10,15 @@ import pytest
 import yaml
 
 from domains.common.paths import STAGES, stage_record
-from tests.conftest import (assert_noop_repro, assert_retrain_reproduces, built_repo, run, small_fraud_params, stages_ran,
-                            trained_copy)
+from tests.conftest import (
+    assert_noop_repro,
+    assert_retrain_reproduces,
+    built_repo,
+    run,
+    small_fraud_params,
+    stages_ran,
+    trained_copy,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +36,22 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     _, proc = built_repo(tmp_path_factory, "fraud", small_fraud_params())  # the cold run this copy was made from
     assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "fraud"
-    for rel in ["acquire/table.parquet", "validate/validated.parquet", "validate/gate.json", "validate/gate.html",
-                "prepare/features.parquet", "train/mlp.pt", "train/logreg.joblib", "train/hgb.joblib",
-                "evaluate/metrics.json", "evaluate/decision.json", "evaluate/plots/pr_curve.csv",
-                "report/report.html", "report/report.md", "report/provenance.json"]:
+    for rel in [
+        "acquire/table.parquet",
+        "validate/validated.parquet",
+        "validate/gate.json",
+        "validate/gate.html",
+        "prepare/features.parquet",
+        "train/mlp.pt",
+        "train/logreg.joblib",
+        "train/hgb.joblib",
+        "evaluate/metrics.json",
+        "evaluate/decision.json",
+        "evaluate/plots/pr_curve.csv",
+        "report/report.html",
+        "report/report.md",
+        "report/provenance.json",
+    ]:
         assert (data / rel).is_file(), rel
     assert set(_metrics(repo)) == {"logreg", "hgb", "mlp"}
     html = (data / "report/report.html").read_text()

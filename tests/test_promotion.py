@@ -61,5 +61,7 @@ def test_promotion_blocked_by_failed_threshold(tmp_path):
 def test_the_champion_is_not_its_own_challenger():
     champ = {"version": 4, "model": "mlp", "metrics": {"average_precision": 0.5}, "train_md5": "abc.dir"}
     params = FraudParams.model_validate(small_fraud_params())
-    decision = decide(DOMAIN, params, {"mlp": {"auroc": 0.9, "average_precision": 0.9}}, GATE_OK, champ, model_md5="abc.dir")
+    decision = decide(
+        DOMAIN, params, {"mlp": {"auroc": 0.9, "average_precision": 0.9}}, GATE_OK, champ, model_md5="abc.dir"
+    )
     assert decision["decision"] == "keep" and decision["reason"] == "this model is the champion (v4)"

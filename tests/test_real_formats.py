@@ -23,7 +23,10 @@ def test_ulb_creditcard_csv_runs_to_a_report(stage_root, capsys):
     metrics = json.loads((stage_root / "data/fraud/evaluate/metrics.json").read_text())
     assert set(metrics) == {"logreg", "hgb", "mlp"}
     assert (stage_root / "data/fraud/report/report.html").is_file()
-    assert "Slice history not cut: history is not in ulb data" in (stage_root / "data/fraud/report/report.html").read_text()
+    assert (
+        "Slice history not cut: history is not in ulb data"
+        in (stage_root / "data/fraud/report/report.html").read_text()
+    )
 
 
 def test_handbook_table_passes_gate_and_prepares(stage_root, capsys):

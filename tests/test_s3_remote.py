@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import httpx
@@ -24,9 +23,16 @@ def s3(tmp_path) -> Iterator[dict]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "moto.log").open("w")
-    server = subprocess.Popen([BIN / "moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    env = {**env_with_venv(), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    server = subprocess.Popen(
+        [BIN / "moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    env = {
+        **env_with_venv(),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         env.pop(name, None)
     try:
@@ -38,8 +44,13 @@ def s3(tmp_path) -> Iterator[dict]:
             except httpx.HTTPError:
                 assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "moto.log").read_text()
                 time.sleep(0.2)
-        client = boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                              region_name="us-east-1")
+        client = boto3.client(
+            "s3",
+            endpoint_url=url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
         client.create_bucket(Bucket=BUCKET)
         yield {"url": url, "env": env, "client": client}
     finally:
@@ -64,7 +75,11 @@ def test_push_to_s3_and_pull_into_a_second_clone(tmp_path, s3):
     run(["git", "clone", "-q", str(root), str(clone)], tmp_path)
     assert not (clone / "data/fraud/validate").exists()
     run(["dvc", "pull", "validate@fraud", "--with-deps"], clone, env=env)
-    for rel in ("data/fraud/acquire/table.parquet", "data/fraud/validate/validated.parquet", "data/fraud/validate/gate.json"):
+    for rel in (
+        "data/fraud/acquire/table.parquet",
+        "data/fraud/validate/validated.parquet",
+        "data/fraud/validate/gate.json",
+    ):
         assert digest(clone / rel) == digest(root / rel), rel
     status = run(["dvc", "status", "validate@fraud", "--with-deps"], clone, env=env).stdout
     assert "up to date" in status, status

@@ -13,8 +13,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import (GIT, aiflow_in_process, copy_repo_with, digest, fraud_batches, run, small_fraud_params,
-                            trained_copy)
+from tests.conftest import (
+    GIT,
+    aiflow_in_process,
+    copy_repo_with,
+    digest,
+    fraud_batches,
+    run,
+    small_fraud_params,
+    trained_copy,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +42,10 @@ def batches(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def score(monkeypatch, capsys):
     """`aiflow score fraud <args>` on a repository, in this process."""
+
     def call(repo: Path, *args, check: bool = True):
         return aiflow_in_process(repo, monkeypatch, capsys, "score", "fraud", *args, check=check)
+
     return call
 
 
@@ -50,7 +60,9 @@ def assert_refused(proc, *expected: str) -> None:
 def test_scores_new_transactions_with_the_champion(repo, batches, tmp_path):
     out = tmp_path / "scored"
     # The command line itself, as a user runs it; the other tests call the same entry point in-process.
-    proc = run(["aiflow", "score", "fraud", str(batches["new"]), "--history", str(batches["history"]), "--out", str(out)], repo)
+    proc = run(
+        ["aiflow", "score", "fraud", str(batches["new"]), "--history", str(batches["history"]), "--out", str(out)], repo
+    )
     assert "scored" in proc.stdout and "with v1 (mlp)" in proc.stdout
     predictions = pd.read_parquet(out / "predictions.parquet")
     new = pd.read_csv(batches["new"])
@@ -114,8 +126,9 @@ def test_a_drifted_batch_is_blocked_and_writes_nothing(repo, batches, tmp_path, 
     assert not (tmp_path / "s").exists() and digest(file) == before
 
 
-@pytest.mark.parametrize("case", ["missing_column", "empty", "ratings_file", "unknown_source", "out_is_input",
-                                  "unknown_version"])
+@pytest.mark.parametrize(
+    "case", ["missing_column", "empty", "ratings_file", "unknown_source", "out_is_input", "unknown_version"]
+)
 def test_bad_input_stops_with_one_line(repo, batches, tmp_path, case, score):
     new = pd.read_csv(batches["new"])
     file, extra, expected = tmp_path / "batch.csv", [], ""

@@ -10,8 +10,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -55,8 +56,18 @@ def batches(tmp_path_factory) -> dict[str, Path]:
 def _server(repo: Path, domain: str, *args: str) -> Iterator[str]:
     port = _free_port()
     with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as log:
-        proc = start_server(repo, domain, port, "--max-body-mb", str(MAX_BODY / 1024 / 1024), "--window-ms", "5",
-                            *args, code_root=ROOT, log=Path(log.name))
+        proc = start_server(
+            repo,
+            domain,
+            port,
+            "--max-body-mb",
+            str(MAX_BODY / 1024 / 1024),
+            "--window-ms",
+            "5",
+            *args,
+            code_root=ROOT,
+            log=Path(log.name),
+        )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -75,8 +86,16 @@ def sentiment(sentiment_repo) -> Iterator[str]:
 
 def _transactions(csv: Path, n: int) -> list[dict[str, Any]]:
     table = pd.read_csv(csv).head(n)
-    return [{"transaction_id": int(r.TRANSACTION_ID), "tx_datetime": str(r.TX_DATETIME), "customer_id": int(r.CUSTOMER_ID),
-             "terminal_id": int(r.TERMINAL_ID), "tx_amount": float(r.TX_AMOUNT)} for r in table.itertuples()]
+    return [
+        {
+            "transaction_id": int(r.TRANSACTION_ID),
+            "tx_datetime": str(r.TX_DATETIME),
+            "customer_id": int(r.CUSTOMER_ID),
+            "terminal_id": int(r.TERMINAL_ID),
+            "tx_amount": float(r.TX_AMOUNT),
+        }
+        for r in table.itertuples()
+    ]
 
 
 def _batch_scored(repo: Path, domain: str, table: pd.DataFrame, **options: Any) -> pd.DataFrame:
@@ -87,8 +106,9 @@ def _batch_scored(repo: Path, domain: str, table: pd.DataFrame, **options: Any) 
     served = load(repo, domain)
     try:
         kept = served.suite.schema.validate(table)
-        return served.scoring.score(served.params, served.model_dir, served.ref.model, kept,
-                                    ScoreOptions(**options)).predictions.reset_index(drop=True)
+        return served.scoring.score(
+            served.params, served.model_dir, served.ref.model, kept, ScoreOptions(**options)
+        ).predictions.reset_index(drop=True)
     finally:
         import shutil
 
@@ -101,14 +121,19 @@ def test_fraud_answers_what_batch_scoring_computes(repo, batches, fraud, tmp_pat
     assert response.status_code == 200, response.text
     answer = response.json()
     registry = json.loads((repo / "registry" / "fraud.json").read_text())["champion"]
-    assert answer["model"] == {"version": "v1", "name": registry["model"], "dvc_md5": registry["train_md5"],
-                               "runtime": "torch"}
+    assert answer["model"] == {
+        "version": "v1",
+        "name": registry["model"],
+        "dvc_md5": registry["train_md5"],
+        "runtime": "torch",
+    }
     got = pd.DataFrame(answer["predictions"])
     from domains.fraud.loaders import read_handbook
 
     pd.read_csv(batches["new"]).head(120).to_csv(tmp_path / "new.csv", index=False)
-    expected = _batch_scored(repo, "fraud", read_handbook(tmp_path / "new.csv", labels=False),
-                             history=batches["history"])
+    expected = _batch_scored(
+        repo, "fraud", read_handbook(tmp_path / "new.csv", labels=False), history=batches["history"]
+    )
     assert got["transaction_id"].tolist() == expected["transaction_id"].tolist()
     assert np.abs(got["fraud_probability"] - expected["fraud_probability"]).max() < 1e-9
     assert (got["decision"] == expected["decision"]).all() and (got["short_history"] == expected["short_history"]).all()
@@ -116,12 +141,18 @@ def test_fraud_answers_what_batch_scoring_computes(repo, batches, fraud, tmp_pat
     # One transaction a request, sent together: scored in shared batches, each as if alone.
     async def singles() -> list[dict]:
         async with httpx.AsyncClient(timeout=60) as client:
-            answers = await asyncio.gather(*(client.post(f"{fraud}/predict", json={"items": [item]}) for item in items[:24]))
+            answers = await asyncio.gather(
+                *(client.post(f"{fraud}/predict", json={"items": [item]}) for item in items[:24])
+            )
         return [a.json()["predictions"][0] for a in answers]
 
     together = pd.DataFrame(asyncio.run(singles()))
-    alone = pd.DataFrame([httpx.post(f"{fraud}/predict", json={"items": [item]}, timeout=60).json()["predictions"][0]
-                          for item in items[:6]])
+    alone = pd.DataFrame(
+        [
+            httpx.post(f"{fraud}/predict", json={"items": [item]}, timeout=60).json()["predictions"][0]
+            for item in items[:6]
+        ]
+    )
     assert np.abs(together["fraud_probability"][:6] - alone["fraud_probability"]).max() < 1e-6  # float32 MLP
     assert (together["short_history"][:6] == alone["short_history"]).all()
 
@@ -142,8 +173,9 @@ def test_sentiment_answers_what_batch_scoring_computes(sentiment_repo, sentiment
     response = httpx.post(f"{sentiment}/predict", json={"items": [{"text": t} for t in texts]}, timeout=60)
     assert response.status_code == 200, response.text
     got = pd.DataFrame(response.json()["predictions"])
-    table = with_scoring_columns(_frame([_document(f"item {n}", None, None, t.encode()) for n, t in enumerate(texts)]),
-                                 ["neg", "pos"])
+    table = with_scoring_columns(
+        _frame([_document(f"item {n}", None, None, t.encode()) for n, t in enumerate(texts)]), ["neg", "pos"]
+    )
     expected = _batch_scored(sentiment_repo, "sentiment", table)
     assert got["item_id"].tolist() == [f"item {n}" for n in range(len(texts))]
     assert np.abs(got["positive_probability"] - expected["positive_probability"]).max() < 1e-9
@@ -151,11 +183,22 @@ def test_sentiment_answers_what_batch_scoring_computes(sentiment_repo, sentiment
     assert httpx.get(f"{sentiment}/metadata").json()["classes"] == ["neg", "pos"]
 
 
-GOOD_TX = {"transaction_id": 1, "tx_datetime": "2018-05-20T10:00:00", "customer_id": 3, "terminal_id": 7, "tx_amount": 25.0}
+GOOD_TX = {
+    "transaction_id": 1,
+    "tx_datetime": "2018-05-20T10:00:00",
+    "customer_id": 3,
+    "terminal_id": 7,
+    "tx_amount": 25.0,
+}
 TX = json.dumps({"items": [GOOD_TX]})
 
 FRAUD_BAD = {  # name: (raw body, expected status, a part of the reason, the field it names)
-    "missing field": (json.dumps({"items": [{k: v for k, v in GOOD_TX.items() if k != "tx_amount"}]}), 422, "Field required", "tx_amount"),
+    "missing field": (
+        json.dumps({"items": [{k: v for k, v in GOOD_TX.items() if k != "tx_amount"}]}),
+        422,
+        "Field required",
+        "tx_amount",
+    ),
     "extra field": (json.dumps({"items": [{**GOOD_TX, "merchant": "x"}]}), 422, "Extra inputs", "merchant"),
     "wrong type": (json.dumps({"items": [{**GOOD_TX, "tx_amount": "12 EUR"}]}), 422, "valid number", "tx_amount"),
     "float id": (json.dumps({"items": [{**GOOD_TX, "customer_id": 3.5}]}), 422, "valid integer", "customer_id"),
@@ -167,14 +210,23 @@ FRAUD_BAD = {  # name: (raw body, expected status, a part of the reason, the fie
     "implausible amount": (TX.replace("25.0", "1e9"), 422, "tx_amount:plausible", "tx_amount"),
     "out of time range": (TX.replace("2018-05-20", "1990-01-01"), 422, "tx_datetime:in_time_range", "tx_datetime"),
     "duplicate ids": (json.dumps({"items": [GOOD_TX, GOOD_TX]}), 422, "transaction_id:unique", "transaction_id"),
-    "history label": (json.dumps({"items": [GOOD_TX], "history": [{**GOOD_TX, "tx_fraud": 2}]}), 422, "0 or 1", "tx_fraud"),
+    "history label": (
+        json.dumps({"items": [GOOD_TX], "history": [{**GOOD_TX, "tx_fraud": 2}]}),
+        422,
+        "0 or 1",
+        "tx_fraud",
+    ),
     "no items": (json.dumps({"items": []}), 422, "at least 1 item", "items"),
     "not an object": ("[1, 2]", 422, "should be an object", None),
     "empty body": ("", 422, "empty body", None),
     "not JSON": ("{items: [", 422, "Invalid JSON", None),
     "not UTF-8": (b'{"items": [{"tx_amount": "\xff"}]}', 422, "Invalid JSON", None),
-    "batch over the limit": (json.dumps({"items": [{**GOOD_TX, "transaction_id": i} for i in range(1001)]}), 422,
-                             "at most 1000 items", "items"),
+    "batch over the limit": (
+        json.dumps({"items": [{**GOOD_TX, "transaction_id": i} for i in range(1001)]}),
+        422,
+        "at most 1000 items",
+        "items",
+    ),
     "oversize body": (json.dumps({"items": [GOOD_TX], "history": [GOOD_TX] * 5000}), 413, "over the limit", None),
 }
 
@@ -196,7 +248,12 @@ SENTIMENT_BAD = {
     "extra field": ({"items": [{"text": "fine", "stars": 3}]}, 422, "Extra inputs", "stars"),
     "wrong type": ({"items": [{"text": 42}]}, 422, "valid string", "text"),
     "blank text": ({"items": [{"text": "   "}]}, 422, "text:not_blank", "text"),
-    "duplicate ids": ({"items": [{"text": "a", "id": "x"}, {"text": "b", "id": "x"}]}, 422, "item_id:unique", "item_id"),
+    "duplicate ids": (
+        {"items": [{"text": "a", "id": "x"}, {"text": "b", "id": "x"}]},
+        422,
+        "item_id:unique",
+        "item_id",
+    ),
     "text too long": ({"items": [{"text": "word " * 50_000}]}, 422, "at most 200000 characters", "text"),
     "batch over the limit": ({"items": [{"text": "ok"}] * 1001}, 422, "at most 1000 items", "items"),
 }
@@ -309,4 +366,6 @@ def test_a_runtime_without_an_onnx_path_is_refused_in_one_line(repo, domain, mon
     monkeypatch.setenv("AIFLOW_ROOT", str(repo))
     assert main(["serve-model", domain, "--runtime", "onnx"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {domain}: --runtime onnx:") and "--runtime torch" in err and len(err.splitlines()) == 1
+    assert (
+        err.startswith(f"error: {domain}: --runtime onnx:") and "--runtime torch" in err and len(err.splitlines()) == 1
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,8 +34,16 @@ def test_images_are_read_by_the_domains_reader_in_request_order(tmp_path: Path):
 
     p = MedicalParams.model_validate(small_medical_params())
     body = request_model(p).model_validate_json(
-        '{"items": [{"image": "%s", "id": "b.png"}, {"image": "%s"}, {"image": "%s"}]}'
-        % (_png(), _png(20), base64.b64encode(b"not an image").decode()))
+        json.dumps(
+            {
+                "items": [
+                    {"image": _png(), "id": "b.png"},
+                    {"image": _png(20)},
+                    {"image": base64.b64encode(b"not an image").decode()},
+                ]
+            }
+        )
+    )
     table = to_table(p, body, tmp_path / "0")
     assert table[ID].tolist() == ["0|b.png", "0|item 1", "0|item 2"]  # unique among requests scored together
     assert table["height"].tolist()[:2] == [16, 20] and table["decode_error"].iloc[2] != ""
@@ -47,12 +56,15 @@ def test_an_image_that_is_not_base64_names_its_item(tmp_path: Path):
     assert refused.value.errors[0]["loc"] == ["body", "items", 1, "image"]
 
 
-@pytest.mark.parametrize("body, reason", [
-    ('{"items": [{"user_id": 1}, {"user_id": 2, "item_id": 3}]}', "not a mix"),
-    ('{"items": [{"user_id": "1"}]}', "valid integer"),
-    ('{"items": [{"user_id": 1, "rating": 4}]}', "Extra inputs"),
-    ('{"items": []}', "at least 1 item"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ('{"items": [{"user_id": 1}, {"user_id": 2, "item_id": 3}]}', "not a mix"),
+        ('{"items": [{"user_id": "1"}]}', "valid integer"),
+        ('{"items": [{"user_id": 1, "rating": 4}]}', "Extra inputs"),
+        ('{"items": []}', "at least 1 item"),
+    ],
+)
 def test_recsys_requests_are_users_or_pairs(body: str, reason: str):
     with pytest.raises(ValidationError, match=reason):
         recsys_serve.request_model(None).model_validate_json(body)
@@ -61,19 +73,33 @@ def test_recsys_requests_are_users_or_pairs(body: str, reason: str):
 def test_recsys_request_is_the_users_or_pairs_csv_table():
     model = recsys_serve.request_model(None)
     users = recsys_serve.to_table(None, model.model_validate_json('{"items": [{"user_id": 7}]}'), Path("."))
-    pairs = recsys_serve.to_table(None, model.model_validate_json('{"items": [{"user_id": 7, "item_id": 2}]}'), Path("."))
+    pairs = recsys_serve.to_table(
+        None, model.model_validate_json('{"items": [{"user_id": 7, "item_id": 2}]}'), Path(".")
+    )
     assert users.to_dict("list") == {"user_id": ["7"]} and pairs.to_dict("list") == {"user_id": ["7"], "item_id": ["2"]}
 
 
 def test_recsys_refuses_unknown_users_by_name():
     import pandas as pd
 
-    predictions = pd.DataFrame({"user_id": [7, 7, 9, 9], "rank": [1, 2, 1, 2], "item_id": [1, 2, 1, 2],
-                                "score": [0.5, 0.4, 0.3, 0.2], "known_user": [True, True, False, False]},
-                               index=[0, 0, 1, 1])
+    predictions = pd.DataFrame(
+        {
+            "user_id": [7, 7, 9, 9],
+            "rank": [1, 2, 1, 2],
+            "item_id": [1, 2, 1, 2],
+            "score": [0.5, 0.4, 0.3, 0.2],
+            "known_user": [True, True, False, False],
+        },
+        index=[0, 0, 1, 1],
+    )
     with pytest.raises(RequestError) as refused:
         recsys_serve.respond(None, predictions, SimpleNamespace(), Path("."))
-    assert refused.value.errors == [{"loc": ["body", "items", 1, "user_id"], "type": "unknown_user",
-                                     "msg": refused.value.errors[0]["msg"]}] and "user 9" in refused.value.errors[0]["msg"]
+    assert (
+        refused.value.errors
+        == [{"loc": ["body", "items", 1, "user_id"], "type": "unknown_user", "msg": refused.value.errors[0]["msg"]}]
+        and "user 9" in refused.value.errors[0]["msg"]
+    )
     answer = recsys_serve.respond(None, predictions.iloc[:2], SimpleNamespace(), Path("."))
-    assert answer == [{"user_id": 7, "items": [{"rank": 1, "item_id": 1, "score": 0.5}, {"rank": 2, "item_id": 2, "score": 0.4}]}]
+    assert answer == [
+        {"user_id": 7, "items": [{"rank": 1, "item_id": 1, "score": 0.5}, {"rank": 2, "item_id": 2, "score": 0.4}]}
+    ]

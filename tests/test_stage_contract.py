@@ -29,8 +29,13 @@ DATA_STAGES = ("acquire", "validate", "prepare")
 
 def _tiny(domain: str) -> dict:
     """The domain's small test params, smaller still: which keys a stage reads does not depend on size."""
-    section = {"fraud": small_fraud_params, "recsys": small_recsys_params, "sentiment": small_sentiment_params,
-               "medical": small_medical_params, "defects": small_defects_params}[domain]()
+    section = {
+        "fraud": small_fraud_params,
+        "recsys": small_recsys_params,
+        "sentiment": small_sentiment_params,
+        "medical": small_medical_params,
+        "defects": small_defects_params,
+    }[domain]()
     train = section["train"]
     train.update(epochs=1, patience=1)
     if domain == "recsys":
@@ -79,6 +84,7 @@ def recording_reads(reads: dict[str, set[str]]) -> Iterator[None]:
                 return functions[stage](*args)
             finally:
                 current.pop()
+
         return run
 
     with pytest.MonkeyPatch.context() as patch:
@@ -129,8 +135,9 @@ def test_every_param_a_stage_reads_is_declared_in_dvc_yaml(chain):
     declared = declared_params(domain)
     missing = {stage: undeclared(keys, declared[stage]) for stage, keys in reads.items()}
     missing = {stage: keys for stage, keys in missing.items() if keys}
-    assert not missing, f"{domain}: params read but not declared in dvc.yaml (stale outputs when they change): {missing}"
-
+    assert not missing, (
+        f"{domain}: params read but not declared in dvc.yaml (stale outputs when they change): {missing}"
+    )
 
 
 def test_undeclared_reads_are_found():

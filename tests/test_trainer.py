@@ -20,11 +20,23 @@ def _train(tmp_path, epochs=6, patience=10, on_epoch_end=None, fingerprint="f", 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 1))
     x, y = _data()
-    loss = lambda out, target: nn.functional.binary_cross_entropy_with_logits(out.squeeze(-1), target)
+
+    def loss(out, target):
+        return nn.functional.binary_cross_entropy_with_logits(out.squeeze(-1), target)
+
     score = score or (lambda m: -float(loss(m(x), y)))
     params = TrainerParams(epochs=epochs, batch_size=64, lr=0.01, patience=patience, device="cpu")
-    history = fit(model, (x, y), loss, score, params, seed=1, checkpoint=tmp_path / "ck.pt",
-                  fingerprint=fingerprint, on_epoch_end=on_epoch_end)
+    history = fit(
+        model,
+        (x, y),
+        loss,
+        score,
+        params,
+        seed=1,
+        checkpoint=tmp_path / "ck.pt",
+        fingerprint=fingerprint,
+        on_epoch_end=on_epoch_end,
+    )
     return model, history
 
 

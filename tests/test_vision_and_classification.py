@@ -11,9 +11,17 @@ from domains.common.trainer import Batches, fit
 from domains.common.vision import augment_images, load_torchvision_state, recalibrate_batchnorm, resnet18, small_resnet
 
 # A sample of torchvision's resnet18().state_dict() keys (torchvision is not installed here).
-TORCHVISION_KEYS = ["conv1.weight", "bn1.running_var", "layer1.0.conv1.weight", "layer1.1.bn2.num_batches_tracked",
-                    "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_mean", "layer4.1.conv2.weight",
-                    "fc.weight", "fc.bias"]
+TORCHVISION_KEYS = [
+    "conv1.weight",
+    "bn1.running_var",
+    "layer1.0.conv1.weight",
+    "layer1.1.bn2.num_batches_tracked",
+    "layer2.0.downsample.0.weight",
+    "layer2.0.downsample.1.running_mean",
+    "layer4.1.conv2.weight",
+    "fc.weight",
+    "fc.bias",
+]
 
 
 def test_resnet18_has_torchvisions_state_dict_layout(tmp_path):
@@ -21,8 +29,10 @@ def test_resnet18_has_torchvisions_state_dict_layout(tmp_path):
     keys = [k for k in model.state_dict() if k not in ("mean", "std")]
     assert len(keys) == 122 and set(TORCHVISION_KEYS) <= set(keys)  # torchvision's resnet18 has 122 entries
     assert sum(p.numel() for p in model.parameters()) == 11_689_512  # torchvision's count
-    torch.save({k: torch.randn_like(v.float()).to(v.dtype) for k, v in model.state_dict().items()
-                if k not in ("mean", "std")}, tmp_path / "resnet18.pth")
+    torch.save(
+        {k: torch.randn_like(v.float()).to(v.dtype) for k, v in model.state_dict().items() if k not in ("mean", "std")},
+        tmp_path / "resnet18.pth",
+    )
     fresh = resnet18(in_channels=3, num_classes=2)  # another head: fc is left as it is
     load_torchvision_state(fresh, str(tmp_path / "resnet18.pth"))
     assert torch.equal(fresh.layer3[0].conv1.weight, torch.load(tmp_path / "resnet18.pth")["layer3.0.conv1.weight"])
@@ -47,11 +57,28 @@ def test_small_resnet_shapes_and_a_few_steps_reduce_the_loss(tmp_path):
     loss = lambda out, t: torch.nn.functional.cross_entropy(out, t)  # noqa: E731
     with torch.no_grad():
         before = float(loss(model.eval()(x), y))
-    params = TrainerParams(epochs=5, batch_size=16, lr=0.01, device="cpu", lr_schedule="cosine", optimizer="adamw",
-                           weight_decay=1e-4, patience=10, num_threads=1)
-    history = fit(model, Batches(64, lambda rows: (x[rows], y[rows])), loss, lambda m: -float(loss(m(x), y)), params,
-                  seed=0, checkpoint=tmp_path / "ck", fingerprint="f",
-                  augment=lambda b: (augment_images(b[0], AugmentParams(brightness=0, contrast=0)), b[1]))
+    params = TrainerParams(
+        epochs=5,
+        batch_size=16,
+        lr=0.01,
+        device="cpu",
+        lr_schedule="cosine",
+        optimizer="adamw",
+        weight_decay=1e-4,
+        patience=10,
+        num_threads=1,
+    )
+    history = fit(
+        model,
+        Batches(64, lambda rows: (x[rows], y[rows])),
+        loss,
+        lambda m: -float(loss(m(x), y)),
+        params,
+        seed=0,
+        checkpoint=tmp_path / "ck",
+        fingerprint="f",
+        augment=lambda b: (augment_images(b[0], AugmentParams(brightness=0, contrast=0)), b[1]),
+    )
     with torch.no_grad():
         assert float(loss(model.eval()(x), y)) < before and len(history.epochs) == 5
 

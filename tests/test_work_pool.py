@@ -40,12 +40,29 @@ def _run_on_a_pool(root, api: dict, tmp_path) -> None:
     deployed = run(["aiflow", "deploy", "--pool", POOL], root, env=env).stdout
     assert f"on pool {POOL}" in deployed, deployed
     log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen(["prefect", "worker", "start", "--pool", POOL, "--install-policy", "never"],
-                              cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        ["prefect", "worker", "start", "--pool", POOL, "--install-policy", "never"],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         # Promotion and push are tested with `aiflow serve` (test_orchestration.py); here the worker runs the stages.
-        triggered = run(["prefect", "deployment", "run", "domain-pipeline/fraud-nightly", "--param", "promote=false",
-                         "--param", "push=false"], root, env=env).stdout
+        triggered = run(
+            [
+                "prefect",
+                "deployment",
+                "run",
+                "domain-pipeline/fraud-nightly",
+                "--param",
+                "promote=false",
+                "--param",
+                "push=false",
+            ],
+            root,
+            env=env,
+        ).stdout
         flow_run_id = triggered.split("UUID:")[1].split()[0]
 
         def finished():
@@ -57,7 +74,12 @@ def _run_on_a_pool(root, api: dict, tmp_path) -> None:
         stop(worker)
         log.close()
     assert worker.poll() is not None
-    assert flow_run["state_type"] == "COMPLETED", (flow_run["state"]["message"], (tmp_path / "worker.log").read_text()[-3000:])
+    assert flow_run["state_type"] == "COMPLETED", (
+        flow_run["state"]["message"],
+        (tmp_path / "worker.log").read_text()[-3000:],
+    )
     assert flow_run["work_pool_name"] == POOL and flow_run["infrastructure_pid"]  # the worker's own subprocess
-    artifacts = api_call("POST", f"{api['url']}/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+    artifacts = api_call(
+        "POST", f"{api['url']}/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}
+    )
     assert {"fraud-gate", "fraud-metrics", "fraud-report", "fraud-provenance"} <= {a["key"] for a in artifacts}

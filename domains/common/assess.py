@@ -38,12 +38,15 @@ def check_slice_columns(spec: DomainSpec, params: DomainParams, frame: pd.DataFr
     skipped = unavailable(spec, params)
     for name, definition in params.evaluate.slices.items():
         if name not in skipped and units.SLICE_PREFIX + definition.column not in frame:
-            raise ParamsError(f"params.yaml: {spec.name}.evaluate.slices.{name}.column: '{definition.column}' is not "
-                              f"in {params.data.source} data")
+            raise ParamsError(
+                f"params.yaml: {spec.name}.evaluate.slices.{name}.column: '{definition.column}' is not "
+                f"in {params.data.source} data"
+            )
 
 
-def with_intervals(metrics: dict[str, dict[str, float]], frame: pd.DataFrame, spec: DomainSpec,
-                   params: DomainParams) -> dict[str, dict[str, float]]:
+def with_intervals(
+    metrics: dict[str, dict[str, float]], frame: pd.DataFrame, spec: DomainSpec, params: DomainParams
+) -> dict[str, dict[str, float]]:
     """`<metric>_ci_low` and `<metric>_ci_high` next to each point value that has an interval kind."""
     found = units.intervals(frame, spec.metric.intervals, params.evaluate.resamples, params.seed)
     out = {model: dict(values) for model, values in metrics.items()}
@@ -66,7 +69,8 @@ class SliceVerdict:
         t = self.table
         ours = t[t["model"] == candidate].set_index(["slice", "group"])
         out = ours[["metric", "units", "rows", "value", "ci_low", "ci_high"]].rename(
-            columns={"value": candidate, "ci_low": "95% low", "ci_high": "95% high"})
+            columns={"value": candidate, "ci_low": "95% low", "ci_high": "95% high"}
+        )
         for model in (m for m in t["model"].unique() if m != candidate):
             out[model] = t[t["model"] == model].set_index(["slice", "group"])["value"]
         out["status"] = ours["status"]
@@ -80,19 +84,36 @@ def slices(frame: pd.DataFrame, spec: DomainSpec, params: DomainParams) -> Slice
     e = params.evaluate
     primary = primary_metric(spec, params)
     skipped = unavailable(spec, params)
-    specs = [units.SliceSpec(n, d.column, d.bins, d.protected, d.metric or primary, spec.metric.intervals[d.metric or primary],
-                             d.reference)
-             for n, d in e.slices.items() if (d.metric or primary) in spec.metric.intervals and n not in skipped]
+    specs = [
+        units.SliceSpec(
+            n,
+            d.column,
+            d.bins,
+            d.protected,
+            d.metric or primary,
+            spec.metric.intervals[d.metric or primary],
+            d.reference,
+        )
+        for n, d in e.slices.items()
+        if (d.metric or primary) in spec.metric.intervals and n not in skipped
+    ]
     if not specs:
         return None
     table = units.slice_table(frame, specs, e.candidate, e.min_slice_size, e.resamples, params.seed)
     higher = spec.metric.higher_is_better.get(primary, True)
-    return SliceVerdict(table, units.worst_slice(table, e.candidate, primary, higher), units.protected_gaps(table, e.candidate),
-                        skipped)
+    return SliceVerdict(
+        table, units.worst_slice(table, e.candidate, primary, higher), units.protected_gaps(table, e.candidate), skipped
+    )
 
 
-def compare(root: Path, spec: DomainSpec, params: DomainParams, frame: pd.DataFrame, champion: dict[str, Any],
-            prepared_dir: Path) -> units.Paired | str:
+def compare(
+    root: Path,
+    spec: DomainSpec,
+    params: DomainParams,
+    frame: pd.DataFrame,
+    champion: dict[str, Any],
+    prepared_dir: Path,
+) -> units.Paired | str:
     """The paired difference candidate - champion on this split's units, or why it could not be computed."""
     primary = primary_metric(spec, params)
     kind = spec.metric.intervals.get(primary)
@@ -103,15 +124,30 @@ def compare(root: Path, spec: DomainSpec, params: DomainParams, frame: pd.DataFr
         return found
     theirs, rescored = found
     try:
-        return units.paired(frame, params.evaluate.candidate, theirs, champion["model"], primary, kind,
-                            spec.metric.higher_is_better.get(primary, True), params.evaluate.resamples, params.seed,
-                            rescored)
+        return units.paired(
+            frame,
+            params.evaluate.candidate,
+            theirs,
+            champion["model"],
+            primary,
+            kind,
+            spec.metric.higher_is_better.get(primary, True),
+            params.evaluate.resamples,
+            params.seed,
+            rescored,
+        )
     except ValueError as err:
         return f"champion v{champion['version']}'s predictions do not fit: {err}"
 
 
-def champion_predictions(root: Path, spec: DomainSpec, params: DomainParams, champion: dict[str, Any],
-                         frame: pd.DataFrame, prepared_dir: Path) -> tuple[pd.DataFrame, bool] | str:
+def champion_predictions(
+    root: Path,
+    spec: DomainSpec,
+    params: DomainParams,
+    champion: dict[str, Any],
+    frame: pd.DataFrame,
+    prepared_dir: Path,
+) -> tuple[pd.DataFrame, bool] | str:
     """The champion's per-unit predictions on this split: saved ones when the split is the same, else re-scored."""
     version = f"champion v{champion['version']}"
     if champion.get("test_hash") == units.split_hash(frame) and champion.get("predictions_md5"):
@@ -120,7 +156,9 @@ def champion_predictions(root: Path, spec: DomainSpec, params: DomainParams, cha
         except PipelineError as err:
             saved_error = f"its saved predictions are unavailable ({err})"
     else:
-        saved_error = "it was evaluated on another split" if champion.get("test_hash") else "it has no saved predictions"
+        saved_error = (
+            "it was evaluated on another split" if champion.get("test_hash") else "it has no saved predictions"
+        )
     if not champion.get("train_md5"):
         return f"{version} could not be compared on these units: {saved_error}, and it has no recorded model hash"
     try:
@@ -141,7 +179,9 @@ def _saved(root: Path, domain: str, champion: dict[str, Any]) -> pd.DataFrame:
         return pd.read_parquet(file)
 
 
-def rescore(root: Path, spec: DomainSpec, params: DomainParams, champion: dict[str, Any], prepared_dir: Path) -> pd.DataFrame:
+def rescore(
+    root: Path, spec: DomainSpec, params: DomainParams, champion: dict[str, Any], prepared_dir: Path
+) -> pd.DataFrame:
     """Score the champion's trained models on the current prepared split with the domain's own evaluate.
 
     Today's params with the champion's own `train` section (saved next to it), so its models load; the
@@ -156,8 +196,12 @@ def rescore(root: Path, spec: DomainSpec, params: DomainParams, champion: dict[s
         modelstore.materialise(root, ref, train_dir)
         saved = train_dir / modelstore.TRAINED_PARAMS
         trained = json.loads(saved.read_text()) if saved.is_file() else {}
-        own = validate_section(spec.params_model, spec.name, {**params.model_dump(mode="json"),
-                                                              **{k: v for k, v in trained.items() if k == "train"}}, saved.name)
+        own = validate_section(
+            spec.params_model,
+            spec.name,
+            {**params.model_dump(mode="json"), **{k: v for k, v in trained.items() if k == "train"}},
+            saved.name,
+        )
         evaluation = spec.evaluate(own, prepared_dir, train_dir, out_dir)
     if evaluation.units is None:
         raise PipelineError("the domain's evaluate gave no per-unit predictions")
@@ -192,6 +236,9 @@ def slice_figure(verdict: SliceVerdict, candidate_model: str, limit: float | Non
     metric = " / ".join(metrics)
     ax.set(xlabel=metric, title=f"{candidate_model}: {metric} per slice (95 % interval)")
     worst = verdict.worst
-    caption = (f"Worst judged group: {worst['slice']}={worst['group']} ({worst['value']:.4f})." if worst
-               else "No group was large enough to judge.")
+    caption = (
+        f"Worst judged group: {worst['slice']}={worst['group']} ({worst['value']:.4f})."
+        if worst
+        else "No group was large enough to judge."
+    )
     return Figure("Slices", fig, caption + " Hollow: too few units to judge.")

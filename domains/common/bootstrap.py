@@ -11,7 +11,8 @@ unit's rows first, so they cost a (b, n_units) product.
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, Iterator, TypeVar
+from collections.abc import Callable, Hashable, Iterator
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,7 +31,9 @@ def resample_counts(n_units: int, n_resamples: int, seed: int, chunk: int) -> It
         yield np.bincount(draws.ravel(), minlength=b * n_units).reshape(b, n_units).astype(np.int32)
 
 
-def bootstrap(metrics: dict[K, WeightedMetric], n_units: int, n_rows: int, n_resamples: int, seed: int) -> dict[K, np.ndarray]:
+def bootstrap(
+    metrics: dict[K, WeightedMetric], n_units: int, n_rows: int, n_resamples: int, seed: int
+) -> dict[K, np.ndarray]:
     """Each metric on the same `n_resamples` resamples of `n_units` units: name -> (n_resamples,) values."""
     chunk = max(1, MAX_CELLS // max(n_rows, n_units, 1))
     parts: dict[K, list[np.ndarray]] = {name: [] for name in metrics}
@@ -70,8 +73,10 @@ def _per_unit(values: np.ndarray, unit: np.ndarray) -> tuple[np.ndarray, np.ndar
     v = np.asarray(values, dtype=np.float64)
     defined = np.isfinite(v)
     n_units = int(unit.max()) + 1 if len(unit) else 0
-    return (np.bincount(unit, weights=np.where(defined, v, 0.0), minlength=n_units),
-            np.bincount(unit, weights=defined.astype(np.float64), minlength=n_units))
+    return (
+        np.bincount(unit, weights=np.where(defined, v, 0.0), minlength=n_units),
+        np.bincount(unit, weights=defined.astype(np.float64), minlength=n_units),
+    )
 
 
 _FLOAT: list = [None, None]  # the last counts and their float copy: every mean metric of a chunk shares it
@@ -162,8 +167,9 @@ def weighted_auroc(y: np.ndarray, scores: np.ndarray, unit: np.ndarray, ranked: 
     return metric
 
 
-def weighted_average_precision(y: np.ndarray, scores: np.ndarray, unit: np.ndarray,
-                               ranked: Ranked | None = None) -> WeightedMetric:
+def weighted_average_precision(
+    y: np.ndarray, scores: np.ndarray, unit: np.ndarray, ranked: Ranked | None = None
+) -> WeightedMetric:
     """sum over thresholds of (recall step) x precision, thresholds at distinct scores (sklearn's definition)."""
     r = ranked or Ranked(y, scores, unit)
 

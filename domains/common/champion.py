@@ -5,7 +5,7 @@ challenger against it (the registry is a DVC dependency of evaluate)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ def read_champion(root: Path, domain: str) -> dict[str, Any] | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def train_md5(root: Path, domain: str) -> str | None:
@@ -63,11 +63,16 @@ def promote(root: Path, domain: str) -> dict[str, Any]:
         raise PipelineError(f"{domain}: this model is already champion v{current['version']}")
     version = 1 + max((e["version"] for e in registry["events"] if e["event"] == "promote"), default=0)
     champion = {
-        "version": version, "model": decision["candidate"], "metrics": decision["metrics"],
-        "promoted_at": _now(), "reason": decision["reason"], "git_commit": provenance.git_commit(root),
+        "version": version,
+        "model": decision["candidate"],
+        "metrics": decision["metrics"],
+        "promoted_at": _now(),
+        "reason": decision["reason"],
+        "git_commit": provenance.git_commit(root),
         "train_md5": model_hash,
         # what a later paired comparison reuses: the split it was evaluated on and its per-unit predictions
-        "test_hash": (decision.get("test_split") or {}).get("hash"), "predictions_md5": predictions_md5(root, domain),
+        "test_hash": (decision.get("test_split") or {}).get("hash"),
+        "predictions_md5": predictions_md5(root, domain),
     }
     registry["champion"] = champion
     registry["events"].append({"event": "promote", **champion})
@@ -84,8 +89,14 @@ def rollback(root: Path, domain: str) -> dict[str, Any] | None:
     rolled_back = stack.pop()
     restored = stack[-1] if stack else None
     registry["champion"] = restored
-    registry["events"].append({"event": "rollback", "version": rolled_back["version"], "at": _now(),
-                               "restored_version": restored["version"] if restored else None})
+    registry["events"].append(
+        {
+            "event": "rollback",
+            "version": rolled_back["version"],
+            "at": _now(),
+            "restored_version": restored["version"] if restored else None,
+        }
+    )
     _write(root, domain, registry)
     return restored
 

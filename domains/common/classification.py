@@ -15,8 +15,15 @@ if TYPE_CHECKING:
 
 # Direction of every metric below, for the domains' MetricContract.
 DIRECTIONS: dict[str, bool] = {
-    "auroc": True, "accuracy": True, "f1": True, "sensitivity": True, "specificity": True,
-    "log_loss": False, "ece": False, "fit_seconds": False, "predict_seconds": False,
+    "auroc": True,
+    "accuracy": True,
+    "f1": True,
+    "sensitivity": True,
+    "specificity": True,
+    "log_loss": False,
+    "ece": False,
+    "fit_seconds": False,
+    "predict_seconds": False,
 }
 RANGES = {m: (0.0, 1.0) for m in ("auroc", "accuracy", "f1", "sensitivity", "specificity", "ece")}
 ECE_BINS = 15
@@ -67,8 +74,11 @@ def reliability_table(y: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) ->
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     frame = pd.DataFrame({"bin": which, "confidence": confidence, "correct": correct})
-    grouped = frame.groupby("bin").agg(confidence=("confidence", "mean"), accuracy=("correct", "mean"),
-                                       count=("correct", "size")).reset_index()
+    grouped = (
+        frame.groupby("bin")
+        .agg(confidence=("confidence", "mean"), accuracy=("correct", "mean"), count=("correct", "size"))
+        .reset_index()
+    )
     grouped["bin_low"], grouped["bin_high"] = edges[grouped["bin"]], edges[grouped["bin"] + 1]
     return grouped[["bin_low", "bin_high", "confidence", "accuracy", "count"]]
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from domains.common.params import DomainParams
 
@@ -159,7 +160,9 @@ class ServingSpec(Generic[P]):
     request: Callable[[P], type[Any]]
     table: Callable[[P, Any, Path], pd.DataFrame]
     tables: Callable[[P, list[Any], Path], list[pd.DataFrame]] | None = None
-    combine: Callable[[P, list[pd.DataFrame], list[Any], dict[str, Any]], tuple[pd.DataFrame, ScoreOptions]] | None = None
+    combine: Callable[[P, list[pd.DataFrame], list[Any], dict[str, Any]], tuple[pd.DataFrame, ScoreOptions]] | None = (
+        None
+    )
     respond: Callable[[P, pd.DataFrame, Any, Path], list[dict[str, Any]]] | None = None
     describe: Callable[[P, Path, str], dict[str, Any]] | None = None
     # (params, model dir, export dir, model, int8) -> ScoreOptions.predict from the verified ONNX export; None: torch only

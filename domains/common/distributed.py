@@ -41,8 +41,15 @@ def active() -> bool:
 
 def torchrun_args(processes: int, domain: str, root: Path) -> list[str]:
     """torchrun's own arguments, as a user would type them after `torchrun`."""
-    return ["--standalone", f"--nproc-per-node={processes}", "--max-restarts=0",
-            "-m", "domains.common.distributed", domain, str(root)]
+    return [
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "--max-restarts=0",
+        "-m",
+        "domains.common.distributed",
+        domain,
+        str(root),
+    ]
 
 
 def launch(processes: int, domain: str, root: Path, threads: int) -> None:
@@ -84,7 +91,7 @@ def failure_reason(err: Any, processes: int, what: str) -> str:
     return f"{what}: training process {failed_rank} of {processes} {how}; no model written"
 
 
-def device(preferred: "torch.device") -> "torch.device":
+def device(preferred: torch.device) -> torch.device:
     """Under torchrun on CUDA, each process takes the GPU of its local rank."""
     import torch
 
@@ -95,7 +102,7 @@ def device(preferred: "torch.device") -> "torch.device":
     return preferred
 
 
-def join(on: "torch.device") -> None:
+def join(on: torch.device) -> None:
     """Join torchrun's process group once per process (NCCL on CUDA, gloo on CPU); left at exit."""
     import torch.distributed as dist
 
@@ -105,7 +112,7 @@ def join(on: "torch.device") -> None:
     atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
 
 
-def all_sum(values: list[float], on: "torch.device") -> list[float]:
+def all_sum(values: list[float], on: torch.device) -> list[float]:
     import torch
     import torch.distributed as dist
 
@@ -114,7 +121,7 @@ def all_sum(values: list[float], on: "torch.device") -> list[float]:
     return tensor.tolist()
 
 
-def from_rank0(value: float, on: "torch.device") -> float:
+def from_rank0(value: float, on: torch.device) -> float:
     import torch
     import torch.distributed as dist
 

@@ -32,25 +32,40 @@ DriftVerdict = Literal["pass", "warn", "block", "not_judged"]
 def build_profile(frame: pd.DataFrame, scores: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
     """The reference profile of `frame` (one column per drift feature) and of each model's test-split scores."""
     rng = np.random.default_rng(seed)
-    return {"rows": int(len(frame)),
-            "columns": {str(name): _column_profile(frame[name], rng) for name in frame.columns},
-            "scores": {name: _column_profile(pd.Series(np.asarray(s, dtype=float)), rng) for name, s in sorted(scores.items())}}
+    return {
+        "rows": int(len(frame)),
+        "columns": {str(name): _column_profile(frame[name], rng) for name in frame.columns},
+        "scores": {
+            name: _column_profile(pd.Series(np.asarray(s, dtype=float)), rng) for name, s in sorted(scores.items())
+        },
+    }
 
 
 def _column_profile(values: pd.Series, rng: np.random.Generator) -> dict[str, Any]:
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     clean = values.dropna()
-    few_integers = clean.nunique() <= MAX_CATEGORIES and numeric and bool(np.all(np.mod(clean.to_numpy(dtype=float), 1) == 0))
+    few_integers = (
+        clean.nunique() <= MAX_CATEGORIES and numeric and bool(np.all(np.mod(clean.to_numpy(dtype=float), 1) == 0))
+    )
     if numeric and not few_integers:
         x = clean.to_numpy(dtype=float)
         edges = np.unique(np.quantile(x, np.linspace(0, 1, BINS + 1)[1:-1]))
         sample = rng.choice(x, size=min(SAMPLE, len(x)), replace=False)
-        return {"kind": "numeric", "edges": edges.tolist(), "shares": _shares(_bin(x, edges), len(edges) + 1).tolist(),
-                "mean": float(x.mean()), "std": float(x.std()), "sample": np.sort(sample).tolist(),
-                "missing_share": float(values.isna().mean())}
+        return {
+            "kind": "numeric",
+            "edges": edges.tolist(),
+            "shares": _shares(_bin(x, edges), len(edges) + 1).tolist(),
+            "mean": float(x.mean()),
+            "std": float(x.std()),
+            "sample": np.sort(sample).tolist(),
+            "missing_share": float(values.isna().mean()),
+        }
     counts = _categories(clean).value_counts(normalize=True).sort_index()
-    return {"kind": "categorical", "categories": {str(k): float(v) for k, v in counts.items()},
-            "missing_share": float(values.isna().mean())}
+    return {
+        "kind": "categorical",
+        "categories": {str(k): float(v) for k, v in counts.items()},
+        "missing_share": float(values.isna().mean()),
+    }
 
 
 def _categories(values: pd.Series) -> pd.Series:
@@ -98,21 +113,40 @@ class DriftResult:
         return asdict(self)
 
 
-def compare(profile: dict[str, Any], frame: pd.DataFrame, scores: np.ndarray | None,
-            psi_warn: float, psi_block: float, min_rows: int) -> DriftResult:
+def compare(
+    profile: dict[str, Any],
+    frame: pd.DataFrame,
+    scores: np.ndarray | None,
+    psi_warn: float,
+    psi_block: float,
+    min_rows: int,
+) -> DriftResult:
     """Each profiled column of `frame` (and the scores) against the reference: PSI verdict, KS beside it."""
     if len(frame) < min_rows:
-        return DriftResult("not_judged", len(frame), reasons=[
-            f"drift: {len(frame)} rows, fewer than score.drift.min_rows={min_rows}: not judged"])
+        return DriftResult(
+            "not_judged",
+            len(frame),
+            reasons=[f"drift: {len(frame)} rows, fewer than score.drift.min_rows={min_rows}: not judged"],
+        )
     batch = {str(c): frame[c] for c in frame.columns}
     if scores is not None:
         batch[SCORE_COLUMN] = pd.Series(np.asarray(scores, dtype=float))
-    checks = [_check(name, ref, batch[name], psi_warn, psi_block)
-              for name, ref in profile["columns"].items() if name in batch]
-    reasons = [f"drift {c.column}: PSI {c.psi:.3f} >= {psi_block if c.severity == 'block' else psi_warn} "
-               f"(mean {_fmt(c.reference_mean)} -> {_fmt(c.batch_mean)})" for c in checks if c.severity != "pass"]
-    verdict: DriftVerdict = ("block" if any(c.severity == "block" for c in checks)
-                             else "warn" if any(c.severity == "warn" for c in checks) else "pass")
+    checks = [
+        _check(name, ref, batch[name], psi_warn, psi_block) for name, ref in profile["columns"].items() if name in batch
+    ]
+    reasons = [
+        f"drift {c.column}: PSI {c.psi:.3f} >= {psi_block if c.severity == 'block' else psi_warn} "
+        f"(mean {_fmt(c.reference_mean)} -> {_fmt(c.batch_mean)})"
+        for c in checks
+        if c.severity != "pass"
+    ]
+    verdict: DriftVerdict = (
+        "block"
+        if any(c.severity == "block" for c in checks)
+        else "warn"
+        if any(c.severity == "warn" for c in checks)
+        else "pass"
+    )
     return DriftResult(verdict, len(frame), checks, reasons)
 
 
@@ -135,7 +169,9 @@ def _check(name: str, ref: dict[str, Any], values: pd.Series, psi_warn: float, p
         observed = observed.where(observed.isin(list(seen)), UNSEEN).value_counts(normalize=True)
         names = [*seen, UNSEEN]
         value = psi(np.array([seen.get(k, 0.0) for k in names]), np.array([observed.get(k, 0.0) for k in names]))
-    severity: Literal["pass", "warn", "block"] = "block" if value >= psi_block else "warn" if value >= psi_warn else "pass"
+    severity: Literal["pass", "warn", "block"] = (
+        "block" if value >= psi_block else "warn" if value >= psi_warn else "pass"
+    )
     return DriftCheck(name, ref["kind"], round(value, 6), ks_stat, ks_p, ref_mean, batch_mean, severity)
 
 
@@ -149,6 +185,9 @@ def drift_table_html(result: DriftResult) -> str:
         f"<tr><td>{html.escape(c.column)}</td><td>{c.kind}</td><td>{c.psi:.4f}</td>"
         f"<td>{_fmt(c.ks_statistic)}</td><td>{_fmt(c.ks_pvalue)}</td><td>{_fmt(c.reference_mean)}</td>"
         f"<td>{_fmt(c.batch_mean)}</td><td style='color:{colours[c.severity]}'>{c.severity}</td></tr>"
-        for c in result.checks)
-    return ("<table><tr><th>column</th><th>kind</th><th>PSI</th><th>KS statistic</th><th>KS p-value</th>"
-            f"<th>reference mean</th><th>batch mean</th><th>verdict</th></tr>{rows}</table>")
+        for c in result.checks
+    )
+    return (
+        "<table><tr><th>column</th><th>kind</th><th>PSI</th><th>KS statistic</th><th>KS p-value</th>"
+        f"<th>reference mean</th><th>batch mean</th><th>verdict</th></tr>{rows}</table>"
+    )

@@ -24,9 +24,15 @@ def dvc_env() -> dict[str, str]:
 def dvc(root: Path, *args: str, capture: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run `dvc <args>` in `root`. On timeout the whole process group (dvc and its stage) is killed
     and subprocess.TimeoutExpired is raised."""
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=root, env=dvc_env(), text=True,
-                            stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=root,
+        env=dvc_env(),
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if capture else None,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -47,8 +53,15 @@ class DvcSession:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._lock = threading.Lock()
-        self._proc = subprocess.Popen([sys.executable, "-m", "domains.common.dvc"], cwd=root, env=dvc_env(), text=True,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "domains.common.dvc"],
+            cwd=root,
+            env=dvc_env(),
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
 
     def alive(self) -> bool:
         return self._proc.poll() is None

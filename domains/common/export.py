@@ -21,10 +21,11 @@ import subprocess
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import yaml
@@ -94,13 +95,16 @@ def export(root: Path, request: ExportRequest) -> dict[str, Any]:
     ref = modelstore.resolve(root, spec.name, request.model, params.evaluate.candidate)
     tolerances = {**TOLERANCES, **(request.tolerances or {})}
     out = (request.out or paths.stage_dir(root, spec.name, "exports") / ref.version).resolve()
-    with tempfile.TemporaryDirectory(prefix=".aiflow-model-") as model_tmp, \
-            tempfile.TemporaryDirectory(prefix=".aiflow-prepared-") as prepared_tmp, \
-            tempfile.TemporaryDirectory(prefix=".aiflow-export-") as work_tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix=".aiflow-model-") as model_tmp,
+        tempfile.TemporaryDirectory(prefix=".aiflow-prepared-") as prepared_tmp,
+        tempfile.TemporaryDirectory(prefix=".aiflow-export-") as work_tmp,
+    ):
         model_dir, prepared_dir, staging = Path(model_tmp), Path(prepared_tmp), Path(work_tmp)
         modelstore.materialise(root, ref, model_dir)
-        modelstore.materialise(root, modelstore.ModelRef(spec.name, ref.version, "prepared split",
-                                                         _prepared_md5(root, ref)), prepared_dir)
+        modelstore.materialise(
+            root, modelstore.ModelRef(spec.name, ref.version, "prepared split", _prepared_md5(root, ref)), prepared_dir
+        )
         from domains.common.scoring import _trained_params  # the params the model was trained with
 
         trained = _trained_params(spec, params, model_dir)
@@ -108,14 +112,22 @@ def export(root: Path, request: ExportRequest) -> dict[str, Any]:
         models = convert_all(exportable, staging, tolerances, request.int8, f"{spec.name} {ref.version}")
         manifest = {
             "domain": spec.name,
-            "model": {"version": ref.version, "scoring_model": ref.model, "dvc_md5": ref.md5,
-                      "metrics": _metrics(root, spec.name, ref)},
+            "model": {
+                "version": ref.version,
+                "scoring_model": ref.model,
+                "dvc_md5": ref.md5,
+                "metrics": _metrics(root, spec.name, ref),
+            },
             "git_commit": provenance.git_commit(root),
             "opset": {"ai.onnx": OPSET, "ai.onnx.ml": ML_OPSET},
             "packages": {p: metadata.version(p) for p in PACKAGES},
-            "threshold": exportable.threshold, "class_names": exportable.class_names,
-            "test_items": int(len(exportable.labels)), "primary_metric": exportable.metric,
-            "preprocessing": PREPROCESSING, "models": models, "not_converted": exportable.not_converted,
+            "threshold": exportable.threshold,
+            "class_names": exportable.class_names,
+            "test_items": int(len(exportable.labels)),
+            "primary_metric": exportable.metric,
+            "preprocessing": PREPROCESSING,
+            "models": models,
+            "not_converted": exportable.not_converted,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _publish(staging, out)
@@ -123,8 +135,9 @@ def export(root: Path, request: ExportRequest) -> dict[str, Any]:
     return manifest
 
 
-def convert_all(exportable: Exportable, folder: Path, tolerances: dict[str, float], with_int8: bool,
-                label: str) -> dict[str, Any]:
+def convert_all(
+    exportable: Exportable, folder: Path, tolerances: dict[str, float], with_int8: bool, label: str
+) -> dict[str, Any]:
     """Convert, prove parity and (optionally) quantize each model into `folder`, with the preprocessing
     files; each model's figures. The first model outside its bound raises (`label` names the version)."""
     models: dict[str, Any] = {}
@@ -137,9 +150,16 @@ def convert_all(exportable: Exportable, folder: Path, tolerances: dict[str, floa
             raise PipelineError(
                 f"{label} {model.name}: ONNX export outside parity bounds: max |p_onnx - p_ref| = "
                 f"{figures['max_abs_diff']:.3g} (tolerance {figures['tolerance']:g}), {figures['decisions_differ']} "
-                f"decision(s) differ away from the threshold; nothing written")
-        models[model.name] = {"file": file.name, "kind": model.kind, "inputs": list(model.test),
-                              "output": model.output, "column": model.column, "parity": figures}
+                f"decision(s) differ away from the threshold; nothing written"
+            )
+        models[model.name] = {
+            "file": file.name,
+            "kind": model.kind,
+            "inputs": list(model.test),
+            "output": model.output,
+            "column": model.column,
+            "parity": figures,
+        }
         if with_int8 and model.quantize:
             models[model.name]["int8"] = int8(model, file, session, exportable)
         elif with_int8:
@@ -171,9 +191,16 @@ def parity(model: Convertible, session: Any, threshold: float, tolerance: float)
     flipped = (p >= threshold) != (ref >= threshold)
     differ = int((flipped & ~near).sum())
     max_diff = float(diff.max()) if len(diff) else 0.0
-    return {"items": int(len(ref)), "max_abs_diff": max_diff, "mean_abs_diff": float(diff.mean()) if len(diff) else 0.0,
-            "tolerance": tolerance, "near_threshold": int(near.sum()), "near_threshold_flipped": int((flipped & near).sum()),
-            "decisions_differ": differ, "passed": bool(max_diff <= tolerance and differ == 0)}
+    return {
+        "items": int(len(ref)),
+        "max_abs_diff": max_diff,
+        "mean_abs_diff": float(diff.mean()) if len(diff) else 0.0,
+        "tolerance": tolerance,
+        "near_threshold": int(near.sum()),
+        "near_threshold_flipped": int((flipped & near).sum()),
+        "decisions_differ": differ,
+        "passed": bool(max_diff <= tolerance and differ == 0),
+    }
 
 
 def predict(session: Any, model: Convertible, feed: dict[str, np.ndarray]) -> np.ndarray:
@@ -194,8 +221,14 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
     file = f32_file.with_name(f"{model.name}.int8.onnx")
     with _quiet():
         if model.quantize == "static":
-            quantize_static(f32_file, file, _Calibration(model.calibration or {}), quant_format=_qdq(),
-                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+            quantize_static(
+                f32_file,
+                file,
+                _Calibration(model.calibration or {}),
+                quant_format=_qdq(),
+                weight_type=QuantType.QInt8,
+                activation_type=QuantType.QUInt8,
+            )
         else:
             quantize_dynamic(f32_file, file, weight_type=QuantType.QInt8)
     session = _session(file)
@@ -204,25 +237,35 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
     q_metric = metric(exportable.labels, predict(session, model, model.test))
     change = q_metric - f32_metric
     figures: dict[str, Any] = {
-        "method": "static QDQ, calibrated on training items" if model.quantize == "static" else "dynamic (weights int8)",
+        "method": "static QDQ, calibrated on training items"
+        if model.quantize == "static"
+        else "dynamic (weights int8)",
         "size_ratio": file.stat().st_size / f32_file.stat().st_size,
         "size_bytes": {"float32": f32_file.stat().st_size, "int8": file.stat().st_size},
-        "metric": exportable.metric, "float32": f32_metric, "int8": q_metric, "change_points": change * 100,
-        "latency_ms": {f"batch_{b}": {"float32": latency(f32_session, model, b), "int8": latency(session, model, b)}
-                       for b in (1, 64)},
+        "metric": exportable.metric,
+        "float32": f32_metric,
+        "int8": q_metric,
+        "change_points": change * 100,
+        "latency_ms": {
+            f"batch_{b}": {"float32": latency(f32_session, model, b), "int8": latency(session, model, b)}
+            for b in (1, 64)
+        },
     }
     batch_1 = figures["latency_ms"]["batch_1"]
     figures["speedup_batch_1"] = batch_1["float32"] / batch_1["int8"]
-    figures["goals"] = {"size_ratio <= 0.30": figures["size_ratio"] <= 0.30,  # issue 16's goals, recorded, not enforced
-                        "speedup_batch_1 >= 1.5": figures["speedup_batch_1"] >= 1.5,
-                        "metric within 1 point": abs(change) <= METRIC_POINT}
+    figures["goals"] = {
+        "size_ratio <= 0.30": figures["size_ratio"] <= 0.30,  # issue 16's goals, recorded, not enforced
+        "speedup_batch_1 >= 1.5": figures["speedup_batch_1"] >= 1.5,
+        "metric within 1 point": abs(change) <= METRIC_POINT,
+    }
     figures["exported"] = abs(change) <= METRIC_POINT
     if figures["exported"]:
         figures["file"] = file.name
     else:
         file.unlink()
-        figures["reason"] = (f"int8 {exportable.metric} moved by {change * 100:+.2f} points (bound: 1): "
-                             "exported in float32 only")
+        figures["reason"] = (
+            f"int8 {exportable.metric} moved by {change * 100:+.2f} points (bound: 1): exported in float32 only"
+        )
     return figures
 
 
@@ -262,7 +305,7 @@ class _Calibration:
 
     def __init__(self, feed: dict[str, np.ndarray], batch: int = 32):
         n = next(iter(feed.values())).shape[0] if feed else 0
-        self.batches = iter([{k: v[s:s + batch] for k, v in feed.items()} for s in range(0, n, batch)])
+        self.batches = iter([{k: v[s : s + batch] for k, v in feed.items()} for s in range(0, n, batch)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.batches, None)
@@ -286,7 +329,9 @@ def _session(file: Path) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: skl2onnx declares some outputs [1, n], which onnxruntime notes per call
+    options.log_severity_level = (
+        3  # errors only: skl2onnx declares some outputs [1, n], which onnxruntime notes per call
+    )
     return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
 
 
@@ -299,8 +344,10 @@ def _prepared_md5(root: Path, ref: modelstore.ModelRef) -> str:
             for dep in stage.get("deps", []):
                 if dep.get("path") == f"data/{ref.domain}/prepare" and dep.get("md5"):
                     return dep["md5"]
-    raise PipelineError(f"{ref.domain} {ref.version}: no dvc.lock (current or committed) names the prepared data model "
-                        f"{ref.md5} was trained on, so its test split is unknown: export it where it was trained")
+    raise PipelineError(
+        f"{ref.domain} {ref.version}: no dvc.lock (current or committed) names the prepared data model "
+        f"{ref.md5} was trained on, so its test split is unknown: export it where it was trained"
+    )
 
 
 def _lock_versions(root: Path):
@@ -309,8 +356,9 @@ def _lock_versions(root: Path):
     if lock.is_file():
         yield lock.read_text()
     try:
-        commits = subprocess.run(["git", "log", "--format=%H", "--", "dvc.lock"], cwd=root, capture_output=True,
-                                 text=True, check=True).stdout.split()
+        commits = subprocess.run(
+            ["git", "log", "--format=%H", "--", "dvc.lock"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         return
     for commit in commits:
@@ -331,6 +379,7 @@ def _metrics(root: Path, domain: str, ref: modelstore.ModelRef) -> dict[str, Any
 
 
 # Converters the domains call.
+
 
 def from_sklearn(estimator: Any, n_features: int) -> bytes:
     """A fitted scikit-learn estimator (or pipeline) as ONNX: float32 input `x` [items, n_features], outputs
@@ -354,16 +403,24 @@ def from_sklearn(estimator: Any, n_features: int) -> bytes:
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
     tree_ensemble.add_node = add_node
     try:
-        onx = convert_sklearn(estimator, initial_types=[("x", FloatTensorType([None, n_features]))],
-                              options={id(final): {"zipmap": False}},  # a plain tensor, not a list of dicts
-                              target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET})
+        onx = convert_sklearn(
+            estimator,
+            initial_types=[("x", FloatTensorType([None, n_features]))],
+            options={id(final): {"zipmap": False}},  # a plain tensor, not a list of dicts
+            target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
+        )
     finally:
         tree_ensemble.add_node = original
     return onx.SerializeToString()
 
 
-def from_torch(module: Any, example: tuple[Any, ...], input_names: list[str], output_names: list[str],
-               dynamic: dict[str, dict[int, str]]) -> bytes:
+def from_torch(
+    module: Any,
+    example: tuple[Any, ...],
+    input_names: list[str],
+    output_names: list[str],
+    dynamic: dict[str, dict[int, str]],
+) -> bytes:
     """A torch module as ONNX through torch.onnx.export (dynamo), with the named dynamic axes."""
     import torch
 
@@ -371,14 +428,27 @@ def from_torch(module: Any, example: tuple[Any, ...], input_names: list[str], ou
     shapes = {name: {axis: dims[label] for axis, label in axes.items()} for name, axes in dynamic.items()}
     module.eval()
     with _quiet():
-        program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
-                                    dynamic_shapes=shapes, dynamo=True, opset_version=OPSET, external_data=False)
+        program = torch.onnx.export(
+            module,
+            example,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=shapes,
+            dynamo=True,
+            opset_version=OPSET,
+            external_data=False,
+        )
     assert program is not None  # the dynamo exporter always returns its program
     proto = program.model_proto
     # The exporter annotates every node and value with its Python stack trace (this machine's file paths):
     # debugging aids, a third of a small model's bytes, and nothing a runtime reads.
-    for item in [*proto.graph.node, *proto.graph.value_info, *proto.graph.input, *proto.graph.output,
-                 *proto.graph.initializer]:
+    for item in [
+        *proto.graph.node,
+        *proto.graph.value_info,
+        *proto.graph.input,
+        *proto.graph.output,
+        *proto.graph.initializer,
+    ]:
         del item.metadata_props[:]
     for node in proto.graph.node:
         node.doc_string = ""

@@ -15,10 +15,11 @@ import html
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import pandas as pd
 import pandera.pandas as pa
@@ -122,8 +123,9 @@ def resolve_severities(suite: GateSuite, params: GateParams) -> dict[str, Severi
     return {**suite.severities, **params.severity}
 
 
-def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams,
-             docs_dir: Path | None = None) -> tuple[GateResult, pd.DataFrame, pd.DataFrame]:
+def run_gate(
+    table: pd.DataFrame, suite: GateSuite, params: GateParams, docs_dir: Path | None = None
+) -> tuple[GateResult, pd.DataFrame, pd.DataFrame]:
     """Validate `table`; return the result, the rows that passed (coerced to the schema) and the quarantined rows.
 
     The input frame is never modified. With `docs_dir`, GX also writes its Data Docs site there.
@@ -173,13 +175,16 @@ def run_gate(table: pd.DataFrame, suite: GateSuite, params: GateParams,
         )
     if total == 0:
         reasons.append("table: no rows to validate")
-    verdict: Verdict = "block" if reasons else ("warn" if any(not c.passed and c.severity != "info" for c in checks) else "pass")
+    verdict: Verdict = (
+        "block" if reasons else ("warn" if any(not c.passed and c.severity != "info" for c in checks) else "pass")
+    )
     result = GateResult(verdict, total, 0 if reasons else len(kept), len(quarantine), checks, reasons)
     return result, kept, quarantine
 
 
-def run_pandera(table: pd.DataFrame, schema: pa.DataFrameSchema, severities: dict[str, Severity],
-                id_column: str | None = None) -> tuple[list[CheckResult], dict[str, list[Any]]]:
+def run_pandera(
+    table: pd.DataFrame, schema: pa.DataFrameSchema, severities: dict[str, Severity], id_column: str | None = None
+) -> tuple[list[CheckResult], dict[str, list[Any]]]:
     """The row-level half of the gate: every check's result, and the failing row labels per check."""
     failed: list[CheckResult] = []
     rows: dict[str, list[Any]] = {}
@@ -196,15 +201,24 @@ def run_pandera(table: pd.DataFrame, schema: pa.DataFrameSchema, severities: dic
     return failed + passed, rows
 
 
-def _pandera_results(cases: pd.DataFrame, schema: pa.DataFrameSchema, table: pd.DataFrame, severities: dict[str, Severity],
-                     id_column: str | None = None) -> tuple[list[CheckResult], dict[str, list[Any]]]:
+def _pandera_results(
+    cases: pd.DataFrame,
+    schema: pa.DataFrameSchema,
+    table: pd.DataFrame,
+    severities: dict[str, Severity],
+    id_column: str | None = None,
+) -> tuple[list[CheckResult], dict[str, list[Any]]]:
     results: list[CheckResult] = []
     rows: dict[str, list[Any]] = {}
     total = len(table)
-    cases = cases.assign(name=[
-        _pandera_name(schema, ctx, col, chk, num, fc) for ctx, col, chk, num, fc in
-        zip(cases["schema_context"], cases["column"], cases["check"], cases["check_number"], cases["failure_case"])
-    ])
+    cases = cases.assign(
+        name=[
+            _pandera_name(schema, ctx, col, chk, num, fc)
+            for ctx, col, chk, num, fc in zip(
+                cases["schema_context"], cases["column"], cases["check"], cases["check_number"], cases["failure_case"]
+            )
+        ]
+    )
     for name, group in cases.groupby("name", sort=True):
         index = group["index"].dropna()
         row_level = len(index) == len(group) and len(index) > 0
@@ -230,7 +244,9 @@ def _pandera_results(cases: pd.DataFrame, schema: pa.DataFrameSchema, table: pd.
     return results, rows
 
 
-def _pandera_name(schema: pa.DataFrameSchema, context: Any, column: Any, check: Any, number: Any, failure_case: Any) -> str:
+def _pandera_name(
+    schema: pa.DataFrameSchema, context: Any, column: Any, check: Any, number: Any, failure_case: Any
+) -> str:
     """The stable name of a failed check: `<column>:<check name>`, or the table check's name."""
     short = _short(str(check))
     if short == "present":
@@ -269,8 +285,9 @@ def _gx_name(expectation: Any) -> str:
     return f"{column}:{expectation.expectation_type}" if column else expectation.expectation_type
 
 
-def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], severities: dict[str, Severity],
-                           docs_dir: Path | None) -> list[CheckResult]:
+def run_great_expectations(
+    table: pd.DataFrame, expectations: Sequence[Any], severities: dict[str, Severity], docs_dir: Path | None
+) -> list[CheckResult]:
     """The batch-level half of the gate: one GX checkpoint run (Data Docs in docs_dir when given)."""
     if not expectations:
         return []
@@ -283,15 +300,25 @@ def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], sev
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     actions: list[gx.checkpoint.ValidationAction] = []
     if docs_dir is not None:
-        context.add_data_docs_site(site_name="gate", site_config={
-            "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
+        context.add_data_docs_site(
+            site_name="gate",
+            site_config={
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            },
+        )
         actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["gate"])]
-    batch_definition = context.data_sources.add_pandas("gate").add_dataframe_asset("table").add_batch_definition_whole_dataframe("all")
+    batch_definition = (
+        context.data_sources.add_pandas("gate").add_dataframe_asset("table").add_batch_definition_whole_dataframe("all")
+    )
     suite = context.suites.add(gx.ExpectationSuite(name="gate", expectations=[e.copy() for e in expectations]))
-    validation = context.validation_definitions.add(gx.ValidationDefinition(name="gate", data=batch_definition, suite=suite))
-    checkpoint = context.checkpoints.add(gx.Checkpoint(name="gate", validation_definitions=[validation],
-                                                       actions=actions, result_format="SUMMARY"))
+    validation = context.validation_definitions.add(
+        gx.ValidationDefinition(name="gate", data=batch_definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(name="gate", validation_definitions=[validation], actions=actions, result_format="SUMMARY")
+    )
     # The same table gives the same Data Docs bytes: a fixed run id, then the pages' stamps removed.
     run_id = RunIdentifier(run_name="gate", run_time=_GX_RUN_TIME)
     outcome = next(iter(checkpoint.run(batch_parameters={"dataframe": table}, run_id=run_id).run_results.values()))
@@ -303,8 +330,11 @@ def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], sev
         config = r.expectation_config
         assert config is not None  # every result of a suite run names its expectation
         name = str(config.meta.get("check")) if config.meta and "check" in config.meta else _gx_name(config)
-        kwargs = {k: v for k, v in config.kwargs.items()
-                  if k not in ("column", "batch_id", "row_condition", "condition_parser") and v is not None}
+        kwargs = {
+            k: v
+            for k, v in config.kwargs.items()
+            if k not in ("column", "batch_id", "row_condition", "condition_parser") and v is not None
+        }
         where = _row_condition(config.kwargs.get("row_condition"))
         described = f"{config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())}){where}"
         info = r.result or {}
@@ -326,11 +356,22 @@ def run_great_expectations(table: pd.DataFrame, expectations: Sequence[Any], sev
         severity = severities.get(name, "block")
         if severity == "quarantine":
             severity = "block"  # GX results here are not row-indexed; quarantine is pandera's job
-        results.append(CheckResult(name, "great_expectations", severity, bool(r.success), failing if not r.success else 0, len(table), detail, examples))
+        results.append(
+            CheckResult(
+                name,
+                "great_expectations",
+                severity,
+                bool(r.success),
+                failing if not r.success else 0,
+                len(table),
+                detail,
+                examples,
+            )
+        )
     return results
 
 
-_GX_RUN_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)  # GX's default is the wall clock: a fixed one keeps pages identical
+_GX_RUN_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # GX's default is the wall clock: a fixed one keeps pages identical
 _VOLATILE = re.compile(r"(\d{8}T\d{6}\.\d+Z)|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 
 
@@ -357,7 +398,9 @@ def _row_condition(condition: Any) -> str:
     return f" where {text}"
 
 
-_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})  # a value (a text, a field) never breaks a reason's line
+_ONE_LINE = str.maketrans(
+    {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+)  # a value (a text, a field) never breaks a reason's line
 
 
 def _fmt(value: Any) -> str:

@@ -24,8 +24,17 @@ import pandera.pandas as pa
 from PIL import Image
 
 from domains.common.errors import DataError
-from domains.common.images import (IMAGE_SUFFIXES, MEMBER, PATH, file_facts, gated_pixels, image_columns,
-                                   image_table_checks, pixel_hash, to_size)
+from domains.common.images import (
+    IMAGE_SUFFIXES,
+    MEMBER,
+    PATH,
+    file_facts,
+    gated_pixels,
+    image_columns,
+    image_table_checks,
+    pixel_hash,
+    to_size,
+)
 from domains.common.items import HASH, ID, LABEL
 from domains.common.modelstore import PROFILE
 from domains.common.params import ImageGateParams
@@ -46,8 +55,10 @@ def read_folder(root: Path, what: str) -> pd.DataFrame:
     entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
     folders, files = [p for p in entries if p.is_dir()], [p for p in entries if p.is_file()]
     if folders and files:
-        raise DataError(f"{root}: holds both files ({files[0].name}) and folders ({folders[0].name}); "
-                        f"put every image either directly in it or in <label>/ folders ({what})")
+        raise DataError(
+            f"{root}: holds both files ({files[0].name}) and folders ({folders[0].name}); "
+            f"put every image either directly in it or in <label>/ folders ({what})"
+        )
     rows = [{ID: f.name, PATH: f.name} for f in files]
     for folder in folders:
         inside = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -63,8 +74,11 @@ def read_folder(root: Path, what: str) -> pd.DataFrame:
 
 def scoring_schema_columns(p: ImageGateParams) -> dict[str, pa.Column]:
     """Per-image checks of a batch to score: unique ids and the training gate's image checks."""
-    return {ID: pa.Column("str", unique=True, report_duplicates="exclude_first"), HASH: pa.Column("str"),
-            **image_columns(p)}
+    return {
+        ID: pa.Column("str", unique=True, report_duplicates="exclude_first"),
+        HASH: pa.Column("str"),
+        **image_columns(p),
+    }
 
 
 def _no_duplicates(table: pd.DataFrame) -> pd.Series:
@@ -110,16 +124,25 @@ def intensity(images: np.ndarray) -> pd.DataFrame:
 
 def drift_frame(height: np.ndarray, width: np.ndarray, images: np.ndarray) -> pd.DataFrame:
     """The drift columns: native size, the model's channels and intensity of what the model sees."""
-    return pd.DataFrame({"height": np.asarray(height, dtype=np.int64), "width": np.asarray(width, dtype=np.int64),
-                         "channels": np.full(len(images), images.shape[1], dtype=np.int64), **intensity(images)})
+    return pd.DataFrame(
+        {
+            "height": np.asarray(height, dtype=np.int64),
+            "width": np.asarray(width, dtype=np.int64),
+            "channels": np.full(len(images), images.shape[1], dtype=np.int64),
+            **intensity(images),
+        }
+    )
 
 
 def trained_values(model_dir: Path) -> dict[str, list[int]]:
     """The heights, widths and channel counts of the training images, where the profile lists them
     (a column with few distinct values is profiled as categories; many sizes are not checked)."""
     columns = json.loads((model_dir / PROFILE).read_text())["columns"]
-    return {name: sorted(int(float(k)) for k in columns[name]["categories"])
-            for name in SHAPE_COLUMNS if columns.get(name, {}).get("kind") == "categorical"}
+    return {
+        name: sorted(int(float(k)) for k in columns[name]["categories"])
+        for name in SHAPE_COLUMNS
+        if columns.get(name, {}).get("kind") == "categorical"
+    }
 
 
 def model_channels(model_dir: Path) -> int:
@@ -137,10 +160,12 @@ def check_as_trained(model_dir: Path, table: pd.DataFrame, domain: str) -> None:
         odd = table.loc[~table[name].astype(int).isin(values), [ID, name]]
         if len(odd):
             have = ", ".join(sorted({str(v) for v in odd[name]}))
-            raise DataError(f"{domain}: {len(odd)} image(s) have {name} {have} (e.g. {odd[ID].iloc[0]}); the model "
-                            f"was trained on images with {name} {', '.join(map(str, values))}: "
-                            + ("convert them (grey: 1, RGB: 3)" if name == "channels" else "resize them")
-                            + " or score with a model trained on such images")
+            raise DataError(
+                f"{domain}: {len(odd)} image(s) have {name} {have} (e.g. {odd[ID].iloc[0]}); the model "
+                f"was trained on images with {name} {', '.join(map(str, values))}: "
+                + ("convert them (grey: 1, RGB: 3)" if name == "channels" else "resize them")
+                + " or score with a model trained on such images"
+            )
 
 
 def safe_name(item_id: str) -> str:

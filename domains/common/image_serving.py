@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -46,16 +47,17 @@ def to_table(read: Callable[[Path], pd.DataFrame], body: Any, scratch: Path) -> 
         try:
             data = base64.b64decode(item.image, validate=True)
         except (binascii.Error, ValueError):
-            errors.append(error(["items", n, "image"], "not base64 (the image file's bytes, base64-encoded)",
-                                "base64"))
+            errors.append(error(["items", n, "image"], "not base64 (the image file's bytes, base64-encoded)", "base64"))
             continue
         suffix = Path(item.id or "").suffix.lower()
         (scratch / f"{n:06d}{suffix if suffix in IMAGE_SUFFIXES else '.png'}").write_bytes(data)
     if errors:
         raise RequestError(errors)
     table = read(scratch).reset_index(drop=True)  # sorted by file name: request order
-    table[ID] = [f"{item_prefix(int(scratch.name))}{item.id if item.id is not None else f'item {n}'}"
-                 for n, item in enumerate(body.items)]
+    table[ID] = [
+        f"{item_prefix(int(scratch.name))}{item.id if item.id is not None else f'item {n}'}"
+        for n, item in enumerate(body.items)
+    ]
     return table
 
 

@@ -67,8 +67,12 @@ def image_facts(array: np.ndarray) -> dict:
     scale = 255.0 / VALUE_MAX.get(str(array.dtype), 255.0)  # std on a 0-255 scale, whatever the type
     low, high = 0.0, VALUE_MAX.get(str(array.dtype), float(np.nanmax(values)) if finite.any() else 1.0)
     return {
-        DECODE_ERROR: "", "height": int(array.shape[0]), "width": int(array.shape[1]), "channels": int(array.shape[2]),
-        SHAPE: f"{array.shape[0]}x{array.shape[1]}x{array.shape[2]}", "dtype": str(array.dtype),
+        DECODE_ERROR: "",
+        "height": int(array.shape[0]),
+        "width": int(array.shape[1]),
+        "channels": int(array.shape[2]),
+        SHAPE: f"{array.shape[0]}x{array.shape[1]}x{array.shape[2]}",
+        "dtype": str(array.dtype),
         "nan_pixels": int((~finite).sum()),
         "pixel_min": float(values[finite].min()) if finite.any() else float("nan"),
         "pixel_max": float(values[finite].max()) if finite.any() else float("nan"),
@@ -82,9 +86,21 @@ def image_facts(array: np.ndarray) -> dict:
 def failed_facts(error: str) -> dict:
     """The facts row of an image that did not decode: the gate's `decode_error` check names it."""
     nan = float("nan")  # no pixels: only `decodes` fails for this row
-    return {DECODE_ERROR: error, "height": 0, "width": 0, "channels": 0, SHAPE: "", "dtype": "", "nan_pixels": 0,
-            "pixel_min": nan, "pixel_max": nan, "pixel_mean": nan, "pixel_std": nan, "saturated_fraction": nan,
-            HASH: f"undecoded:{error}"}
+    return {
+        DECODE_ERROR: error,
+        "height": 0,
+        "width": 0,
+        "channels": 0,
+        SHAPE: "",
+        "dtype": "",
+        "nan_pixels": 0,
+        "pixel_min": nan,
+        "pixel_max": nan,
+        "pixel_mean": nan,
+        "pixel_std": nan,
+        "saturated_fraction": nan,
+        HASH: f"undecoded:{error}",
+    }
 
 
 def file_facts(base: Path, relative: list[str]) -> pd.DataFrame:
@@ -104,6 +120,7 @@ def list_images(folder: Path) -> list[Path]:
 
 
 # --- checks -------------------------------------------------------------------------------------
+
 
 def _in_value_range(table: pd.DataFrame) -> pd.Series:
     """Pixel values inside their type's range ([0, 1] for float images)."""
@@ -127,7 +144,9 @@ def image_columns(p: ImageGateParams) -> dict[str, pa.Column]:
         "dtype": pa.Column("str", pa.Check(lambda s: (s == "") | s.isin(list(VALUE_MAX)), name="supported")),
         "nan_pixels": pa.Column("int64", pa.Check.equal_to(0, name="none")),
         "pixel_std": pa.Column("float64", pa.Check.gt(p.min_pixel_std, name="not_constant"), nullable=True),
-        "saturated_fraction": pa.Column("float64", pa.Check.le(p.max_saturated_fraction, name="not_saturated"), nullable=True),
+        "saturated_fraction": pa.Column(
+            "float64", pa.Check.le(p.max_saturated_fraction, name="not_saturated"), nullable=True
+        ),
     }
 
 
@@ -136,6 +155,7 @@ def image_table_checks() -> list[pa.Check]:
 
 
 # --- pixels for training ------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=4)
 def _npz_array(file: Path, key: str) -> np.ndarray:
@@ -166,7 +186,9 @@ def gated_pixels(source: Path, table: pd.DataFrame) -> list[np.ndarray]:
 def to_size(array: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
     """(H, W, C) -> (channels, h, w) uint8, resized with antialiasing; grey <-> RGB as asked."""
     if array.dtype != np.uint8:  # 16-bit or float: to the 0-255 range of its type
-        array = np.clip(array.astype(np.float64) / VALUE_MAX.get(str(array.dtype), 255.0) * 255.0, 0, 255).astype(np.uint8)
+        array = np.clip(array.astype(np.float64) / VALUE_MAX.get(str(array.dtype), 255.0) * 255.0, 0, 255).astype(
+            np.uint8
+        )
     mode = "L" if array.shape[2] == 1 else "RGB"
     image = Image.fromarray(array[:, :, 0] if mode == "L" else array[:, :, :3], mode)
     if image.size != (size[1], size[0]):

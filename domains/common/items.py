@@ -19,11 +19,12 @@ Domains add their payload's columns and checks (see `domains.common.images`) nex
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+
 from domains.common.params import ItemGateParams, Severity
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")  # in order: a later copy of an item is the leak
@@ -92,9 +93,16 @@ def class_presence_expectations(classes: Sequence[str], splits: Sequence[str]) -
     """Every declared class present in every split (GX names the absent ones)."""
     import great_expectations.expectations as gxe  # heavy import, only when gating
 
-    return [gxe.ExpectColumnDistinctValuesToContainSet(
-        column=LABEL, value_set=list(classes), row_condition=f'{SPLIT}=="{split}"', condition_parser="pandas",
-        meta={"check": f"{split}:every_class_present"}) for split in splits]
+    return [
+        gxe.ExpectColumnDistinctValuesToContainSet(
+            column=LABEL,
+            value_set=list(classes),
+            row_condition=f'{SPLIT}=="{split}"',
+            condition_parser="pandas",
+            meta={"check": f"{split}:every_class_present"},
+        )
+        for split in splits
+    ]
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

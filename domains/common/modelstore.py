@@ -17,9 +17,10 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from domains.common.champion import read_registry, train_md5
 from domains.common.errors import PipelineError
@@ -43,8 +44,10 @@ def resolve(root: Path, domain: str, selector: str, candidate_model: str) -> Mod
     if selector == "champion":
         champion = registry["champion"]
         if champion is None:
-            raise PipelineError(f"{domain}: no champion yet: run `aiflow run {domain}` and "
-                                f"`aiflow champion promote {domain}` (or score `--model candidate`)")
+            raise PipelineError(
+                f"{domain}: no champion yet: run `aiflow run {domain}` and "
+                f"`aiflow champion promote {domain}` (or score `--model candidate`)"
+            )
         return _from_record(domain, champion)
     if selector == "candidate":
         md5 = train_md5(root, domain)
@@ -74,22 +77,30 @@ def materialise(root: Path, ref: ModelRef, dest: Path) -> None:
     if not listing_file.is_file() or not _all_present(cache, listing_file):
         _fetch(root, ref)
     if not listing_file.is_file():
-        raise PipelineError(f"{ref.domain} {ref.version}: model {ref.md5} is neither in the DVC cache nor on the "
-                            f"remote (run `dvc pull` where it was trained, or `dvc push` there first)")
+        raise PipelineError(
+            f"{ref.domain} {ref.version}: model {ref.md5} is neither in the DVC cache nor on the "
+            f"remote (run `dvc pull` where it was trained, or `dvc push` there first)"
+        )
     listing_bytes = listing_file.read_bytes()
     if hashlib.md5(listing_bytes).hexdigest() != ref.md5.removesuffix(".dir"):
-        raise PipelineError(f"{ref.domain} {ref.version}: the model's file list in the DVC cache does not match "
-                            f"its recorded hash {ref.md5}: refusing to load it")
+        raise PipelineError(
+            f"{ref.domain} {ref.version}: the model's file list in the DVC cache does not match "
+            f"its recorded hash {ref.md5}: refusing to load it"
+        )
     for entry in json.loads(listing_bytes):
         source, target = _object(cache, entry["md5"]), dest / entry["relpath"]
         if not source.is_file():
-            raise PipelineError(f"{ref.domain} {ref.version}: {entry['relpath']} is missing from the DVC cache "
-                                f"and the remote: refusing a half-pulled model")
+            raise PipelineError(
+                f"{ref.domain} {ref.version}: {entry['relpath']} is missing from the DVC cache "
+                f"and the remote: refusing a half-pulled model"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         if _md5(target) != entry["md5"]:  # the copy is what gets loaded: check the copy
-            raise PipelineError(f"{ref.domain} {ref.version}: {entry['relpath']} does not match its recorded hash "
-                                f"(altered or truncated): refusing to load it")
+            raise PipelineError(
+                f"{ref.domain} {ref.version}: {entry['relpath']} does not match its recorded hash "
+                f"(altered or truncated): refusing to load it"
+            )
 
 
 def materialise_file(root: Path, domain: str, version: str, md5: str, dest: Path) -> None:

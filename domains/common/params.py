@@ -33,6 +33,7 @@ class GateParams(StrictModel):
     max_quarantine_fraction: float = Field(0.01, ge=0.0, le=1.0)
     max_warnings: int = Field(0, ge=0, description="warnings tolerated before a model may not be promoted")
 
+
 class ItemGateParams(GateParams):
     """Bounds of the item-table checks, shared by the text and image domains."""
 
@@ -44,10 +45,13 @@ class ItemGateParams(GateParams):
 class ImageGateParams(ItemGateParams):
     """Bounds of the per-image checks (next to the item checks)."""
 
-    min_pixel_std: float = Field(1.0, ge=0, description="images whose pixel std (on a 0-255 scale) is at most this are constant")
-    max_saturated_fraction: float = Field(0.5, gt=0, le=1, description="share of pixels at the type's min or max, at most")
+    min_pixel_std: float = Field(
+        1.0, ge=0, description="images whose pixel std (on a 0-255 scale) is at most this are constant"
+    )
+    max_saturated_fraction: float = Field(
+        0.5, gt=0, le=1, description="share of pixels at the type's min or max, at most"
+    )
     consistent_shape: bool = Field(True, description="every image has the most common height x width x channels")
-
 
 
 class TrainerParams(StrictModel):
@@ -59,14 +63,19 @@ class TrainerParams(StrictModel):
     weight_decay: float = Field(0.0, ge=0)
     optimizer: Literal["adam", "adamw"] = Field("adam", description="adamw: weight decay decoupled from the gradient")
     patience: int = Field(3, ge=1, description="epochs without validation improvement before stopping")
-    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="cosine: decay to 0 over the planned epochs")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="cosine: decay to 0 over the planned epochs"
+    )
     warmup_epochs: int = Field(0, ge=0, description="cosine: linear warm-up epochs first")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: bool = True
     deterministic: bool = True
     num_threads: int = Field(2, ge=1, description="CPU threads of the training, shared among its processes")
-    processes: int = Field(1, ge=1, description="training processes under torchrun, one per GPU on CUDA "
-                                                "(DistributedDataParallel); 1: no torchrun")
+    processes: int = Field(
+        1,
+        ge=1,
+        description="training processes under torchrun, one per GPU on CUDA (DistributedDataParallel); 1: no torchrun",
+    )
 
 
 class AugmentParams(StrictModel):
@@ -87,10 +96,16 @@ class SliceParams(StrictModel):
     column: str = Field(description="one of the domain's slice columns")
     bins: list[float] | None = Field(None, min_length=1, description="band edges; null: one group per value")
     protected: bool = Field(False, description="a protected attribute: the report shows the best-worst group gap")
-    reference: str | None = Field(None, description="a value of the column scored with every group and not a group "
-                                                    "itself: defects by type, each type against the good images")
-    metric: str | None = Field(None, description="default: the primary metric; e.g. accuracy for slices by true class, "
-                                                 "where AUROC is undefined (only the primary's slices are judged)")
+    reference: str | None = Field(
+        None,
+        description="a value of the column scored with every group and not a group "
+        "itself: defects by type, each type against the good images",
+    )
+    metric: str | None = Field(
+        None,
+        description="default: the primary metric; e.g. accuracy for slices by true class, "
+        "where AUROC is undefined (only the primary's slices are judged)",
+    )
 
 
 class NonInferiorityParams(StrictModel):
@@ -103,10 +118,15 @@ class NonInferiorityParams(StrictModel):
 
 class EvaluateParams(StrictModel):
     candidate: str = Field(description="model proposed as challenger to the champion")
-    baselines: list[str] = Field(default_factory=list, description="models the candidate must beat on the promotion "
-                                                                   "metric (same split) before it may be promoted")
-    baseline_margin: float = Field(0.0, description="... by more than this, in the metric's units (checked against "
-                                                    "the metric's range when params load)")
+    baselines: list[str] = Field(
+        default_factory=list,
+        description="models the candidate must beat on the promotion metric (same split) before it may be promoted",
+    )
+    baseline_margin: float = Field(
+        0.0,
+        description="... by more than this, in the metric's units (checked against "
+        "the metric's range when params load)",
+    )
     thresholds_min: dict[str, float] = Field(default_factory=dict, description="absolute floors (optional)")
     thresholds_max: dict[str, float] = Field(default_factory=dict, description="absolute ceilings (optional)")
     resamples: int = Field(1000, ge=100, description="bootstrap resamples of the test units for 95 % intervals")
@@ -114,10 +134,12 @@ class EvaluateParams(StrictModel):
     non_inferiority: NonInferiorityParams | None = None
     slices: dict[str, SliceParams] = Field(default_factory=dict)
     min_slice_size: int = Field(30, ge=1, description="units a slice group needs to be judged")
-    min_slice_metric: float | None = Field(None, description="no promotion when a judged group's primary metric is worse")
+    min_slice_metric: float | None = Field(
+        None, description="no promotion when a judged group's primary metric is worse"
+    )
 
     @model_validator(mode="after")
-    def _candidate_not_a_baseline(self) -> "EvaluateParams":
+    def _candidate_not_a_baseline(self) -> EvaluateParams:
         if self.candidate in self.baselines:
             raise ValueError(f"baselines: the candidate '{self.candidate}' cannot be its own baseline")
         return self
@@ -131,7 +153,7 @@ class DriftParams(StrictModel):
     min_rows: int = Field(100, ge=1, description="batches with fewer rows are too small to judge: drift not checked")
 
     @model_validator(mode="after")
-    def _warn_below_block(self) -> "DriftParams":
+    def _warn_below_block(self) -> DriftParams:
         if self.psi_warn > self.psi_block:
             raise ValueError(f"psi_warn {self.psi_warn} is above psi_block {self.psi_block}")
         return self
@@ -153,7 +175,7 @@ class DomainParams(StrictModel):
     score: ScoreParams = ScoreParams()
 
     @model_validator(mode="after")
-    def _thresholds_disjoint(self) -> "DomainParams":
+    def _thresholds_disjoint(self) -> DomainParams:
         both = set(self.evaluate.thresholds_min) & set(self.evaluate.thresholds_max)
         if both:
             raise ValueError(f"evaluate: metric(s) {sorted(both)} have both a min and a max threshold")

@@ -13,16 +13,32 @@ import yaml
 
 from domains.common import paths
 
-PACKAGES = ("torch", "prefect", "dvc", "great-expectations", "pandera", "scikit-learn",
-            "scikit-surprise", "pandas", "numpy")
+PACKAGES = (
+    "torch",
+    "prefect",
+    "dvc",
+    "great-expectations",
+    "pandera",
+    "scikit-learn",
+    "scikit-surprise",
+    "pandas",
+    "numpy",
+)
 
 
 def git_commit(root: Path) -> str:
     """HEAD's commit, with '+dirty' when tracked files differ from it; 'unknown' outside git."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")

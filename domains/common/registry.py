@@ -61,23 +61,35 @@ def check_evaluate(spec: DomainSpec, params: DomainParams) -> None:
     for slice_name, definition in e.slices.items():
         if definition.column not in spec.slice_columns:
             known = ", ".join(spec.slice_columns) or "none"
-            raise ParamsError(f"{key}.slices.{slice_name}.column: '{definition.column}' is not a slice column of "
-                              f"{spec.name} (known: {known})")
+            raise ParamsError(
+                f"{key}.slices.{slice_name}.column: '{definition.column}' is not a slice column of "
+                f"{spec.name} (known: {known})"
+            )
         if definition.metric is not None and definition.metric not in spec.metric.intervals:
-            raise ParamsError(f"{key}.slices.{slice_name}.metric: '{definition.metric}' has no per-unit definition "
-                              f"(known: {', '.join(spec.metric.intervals) or 'none'})")
+            raise ParamsError(
+                f"{key}.slices.{slice_name}.metric: '{definition.metric}' has no per-unit definition "
+                f"(known: {', '.join(spec.metric.intervals) or 'none'})"
+            )
     ni = e.non_inferiority
     if ni is not None and ni.prefer == "cheaper" and ni.cost_metric not in spec.metric.higher_is_better:
-        raise ParamsError(f"{key}.non_inferiority.cost_metric: '{ni.cost_metric}' is not a metric of {spec.name} "
-                          f"(known: {', '.join(spec.metric.higher_is_better)})")
+        raise ParamsError(
+            f"{key}.non_inferiority.cost_metric: '{ni.cost_metric}' is not a metric of {spec.name} "
+            f"(known: {', '.join(spec.metric.higher_is_better)})"
+        )
     primary = getattr(e, "primary", None) or spec.metric.primary
     if primary not in spec.metric.intervals:
         return
     low, high = kind_range(spec.metric.intervals[primary])
-    margins = {"margin": e.margin, **({"non_inferiority.margin": e.non_inferiority.margin} if e.non_inferiority else {})}
+    margins = {
+        "margin": e.margin,
+        **({"non_inferiority.margin": e.non_inferiority.margin} if e.non_inferiority else {}),
+    }
     for margin_key, value in margins.items():
         if value >= high - low:
-            raise ParamsError(f"{key}.{margin_key}: {value} is outside the range of {primary} differences "
-                              f"(under {high - low:g})")
+            raise ParamsError(
+                f"{key}.{margin_key}: {value} is outside the range of {primary} differences (under {high - low:g})"
+            )
     if e.min_slice_metric is not None and not low <= e.min_slice_metric <= high:
-        raise ParamsError(f"{key}.min_slice_metric: {e.min_slice_metric} is outside {primary}'s range [{low:g}, {high:g}]")
+        raise ParamsError(
+            f"{key}.min_slice_metric: {e.min_slice_metric} is outside {primary}'s range [{low:g}, {high:g}]"
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +113,13 @@ def _table_html(frame: pd.DataFrame) -> str:
     """A domain table: numbers right-aligned (the page's default), text left-aligned (prose reads from the left)."""
     text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
-    return (frame.style.hide(axis="index").format(escape="html", na_rep="")
-            .format(lambda x: f"{x:.4g}", subset=floats, na_rep="")
-            .set_properties(subset=text, **{"text-align": "left"}).to_html())
+    return (
+        frame.style.hide(axis="index")
+        .format(escape="html", na_rep="")
+        .format(lambda x: f"{x:.4g}", subset=floats, na_rep="")
+        .set_properties(subset=text, **{"text-align": "left"})
+        .to_html()
+    )
 
 
 def _findings(decision: dict[str, Any]) -> list[str]:
@@ -127,15 +131,19 @@ def _findings(decision: dict[str, Any]) -> list[str]:
     slices = decision.get("slices") or {}
     worst = slices.get("worst")
     if worst:
-        lines.append(f"Worst slice for {worst['model']}: {worst['slice']} = {worst['group']}, {worst['metric']} "
-                     f"{worst['value']:.4f} [{worst['ci_low']:.4f}, {worst['ci_high']:.4f}] ({worst['units']} units)")
+        lines.append(
+            f"Worst slice for {worst['model']}: {worst['slice']} = {worst['group']}, {worst['metric']} "
+            f"{worst['value']:.4f} [{worst['ci_low']:.4f}, {worst['ci_high']:.4f}] ({worst['units']} units)"
+        )
     elif "slices" in decision:
         lines.append("No slice group had enough units to judge (evaluate.min_slice_size)")
     for name, why in slices.get("skipped", {}).items():
         lines.append(f"Slice {name} not cut: {why}")
     for gap in slices.get("protected_gaps", []):
-        lines.append(f"Protected attribute {gap['slice']}: best group {gap['best']} ({gap['best_value']:.4f}), worst "
-                     f"{gap['worst']} ({gap['worst_value']:.4f}), gap {gap['gap']:.4f}")
+        lines.append(
+            f"Protected attribute {gap['slice']}: best group {gap['best']} ({gap['best_value']:.4f}), worst "
+            f"{gap['worst']} ({gap['worst_value']:.4f}), gap {gap['gap']:.4f}"
+        )
     return lines
 
 
@@ -147,20 +155,36 @@ def write_report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) 
     notes = json.loads((evaluate_dir / "notes.json").read_text())
     figures = json.loads((evaluate_dir / "figures" / "figures.json").read_text())
     # Titles from the file names: "error_by_user_activity.csv" -> "Error by user activity".
-    tables = {p.stem.replace("_", " ").capitalize(): pd.read_csv(p) for p in sorted((evaluate_dir / "tables").glob("*.csv"))}
+    tables = {
+        p.stem.replace("_", " ").capitalize(): pd.read_csv(p) for p in sorted((evaluate_dir / "tables").glob("*.csv"))
+    }
     prov = provenance.collect(root, spec.name, params.model_dump(mode="json"))
     (out / "provenance.json").write_text(json.dumps(prov, indent=2))
 
     frame = _readable(_with_intervals(_metrics_frame(metrics, decision)))
     failed = [c for c in gate["checks"] if not c["passed"]]
     gate["checks"] = failed + [c for c in gate["checks"] if c["passed"]]  # failures first
-    html = jinja2.Environment(autoescape=True).from_string(HTML_TEMPLATE).render(
-        title=spec.title, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        gate=gate, failed_checks=failed, decision=decision, notes=notes, prov=prov, warnings=_warnings(notes),
-        metrics_html=jinja2.utils.markupsafe.Markup(frame.to_html(na_rep="")), findings=_findings(decision),
-        tables={k: jinja2.utils.markupsafe.Markup(_table_html(v)) for k, v in tables.items()},
-        figures=[{**f, "data": base64.b64encode((evaluate_dir / "figures" / f["file"]).read_bytes()).decode()} for f in figures],
-        params_json=json.dumps(prov["params"], indent=2),
+    html = (
+        jinja2.Environment(autoescape=True)
+        .from_string(HTML_TEMPLATE)
+        .render(
+            title=spec.title,
+            generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            gate=gate,
+            failed_checks=failed,
+            decision=decision,
+            notes=notes,
+            prov=prov,
+            warnings=_warnings(notes),
+            metrics_html=jinja2.utils.markupsafe.Markup(frame.to_html(na_rep="")),
+            findings=_findings(decision),
+            tables={k: jinja2.utils.markupsafe.Markup(_table_html(v)) for k, v in tables.items()},
+            figures=[
+                {**f, "data": base64.b64encode((evaluate_dir / "figures" / f["file"]).read_bytes()).decode()}
+                for f in figures
+            ],
+            params_json=json.dumps(prov["params"], indent=2),
+        )
     )
     (out / "report.html").write_text(html)
 
@@ -170,32 +194,49 @@ def write_report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) 
     (out / "report.md").write_text(_markdown(spec, gate, failed, decision, frame, notes, figures, tables, prov))
 
 
-def _markdown(spec: DomainSpec, gate: dict, failed: list, decision: dict, frame: pd.DataFrame,
-              notes: list[str], figures: list[dict], tables: dict[str, pd.DataFrame], prov: dict) -> str:
+def _markdown(
+    spec: DomainSpec,
+    gate: dict,
+    failed: list,
+    decision: dict,
+    frame: pd.DataFrame,
+    notes: list[str],
+    figures: list[dict],
+    tables: dict[str, pd.DataFrame],
+    prov: dict,
+) -> str:
     lines = [
-        f"# {spec.title}", "",
+        f"# {spec.title}",
+        "",
         f"- Data-quality gate: **{gate['verdict'].upper()}** ({gate['rows_in']} rows in, {gate['rows_passed']} passed, "
         f"{gate['rows_quarantined']} quarantined, {len(failed)} failed check(s))",
         f"- Decision for **{decision['candidate']}**: **{decision['decision']}**: {decision['reason']}",
         *[f"- **{w}**" for w in _warnings(notes)],
-        f"- Commit `{prov['git_commit']}`, {prov['device']}", "",
-        "## Metrics (test split)", "", frame.to_markdown(), "",
-        *(f"- {line}" for line in _findings(decision)), "",
+        f"- Commit `{prov['git_commit']}`, {prov['device']}",
+        "",
+        "## Metrics (test split)",
+        "",
+        frame.to_markdown(),
+        "",
+        *(f"- {line}" for line in _findings(decision)),
+        "",
     ]
     for t in decision["thresholds"]:
         value = "missing" if t["value"] is None else f"{t['value']:.4f}"
         beats = f" beats {t['baseline']}" if t.get("baseline") else ""
-        sign = ('>' if t['bound'] == 'min' else '<') if beats else ('>=' if t['bound'] == 'min' else '<=')
-        lines.append(f"- threshold {t['metric']}{beats} {sign} {t['threshold']:.4g}: {value} "
-                     f"{'pass' if t['passed'] else 'FAIL'}")
+        sign = (">" if t["bound"] == "min" else "<") if beats else (">=" if t["bound"] == "min" else "<=")
+        lines.append(
+            f"- threshold {t['metric']}{beats} {sign} {t['threshold']:.4g}: {value} {'pass' if t['passed'] else 'FAIL'}"
+        )
     lines += ["", *notes, "", "## Figures", ""]
     lines += [f"![{f['title']}](figures/{f['file']})  \n*{f['title']}* {f['caption']}\n" for f in figures]
     for name, table in tables.items():
         lines += [f"### {name}", "", table.to_markdown(index=False), ""]
     lines += ["## Data-quality gate", ""]
-    lines += [f"- FAILED ({c['severity']}) {c['name']} [{c['tool']}]: {c['detail']}" for c in failed] or ["- all checks passed"]
+    lines += [f"- FAILED ({c['severity']}) {c['name']} [{c['tool']}]: {c['detail']}" for c in failed] or [
+        "- all checks passed"
+    ]
     lines += ["", "## Provenance", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {s} | {secs:.1f} |" for s, secs in prov["stage_seconds"].items()]
     lines += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in prov["packages"].items()), ""]
     return "\n".join(lines)
-

@@ -56,7 +56,8 @@ def save_reference(spec: DomainSpec, params: DomainParams, prepared_dir: Path, t
     scoring = _scoring(spec)
     trained = params.model_dump(mode="json")
     (train_dir / modelstore.TRAINED_PARAMS).write_text(
-        json.dumps({k: trained[k] for k in TRAINED_SECTIONS if k in trained}, indent=2, sort_keys=True))
+        json.dumps({k: trained[k] for k in TRAINED_SECTIONS if k in trained}, indent=2, sort_keys=True)
+    )
     reference = scoring.reference(params, prepared_dir, train_dir)
     profile = drift.build_profile(reference.frame, reference.scores, params.seed)
     (train_dir / modelstore.PROFILE).write_text(json.dumps(profile, sort_keys=True))
@@ -74,10 +75,15 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
     spec = load_spec(request.domain)
     scoring = _scoring(spec)
     params = load_params(root, request.domain)
-    source = request.source or scoring.default_source or (
-        params.data.source if params.data.source in scoring.sources else scoring.sources[0])
+    source = (
+        request.source
+        or scoring.default_source
+        or (params.data.source if params.data.source in scoring.sources else scoring.sources[0])
+    )
     if source not in scoring.sources:
-        raise ParamsError(f"--source: unknown source '{source}' for {spec.name}; accepted: {', '.join(scoring.sources)}")
+        raise ParamsError(
+            f"--source: unknown source '{source}' for {spec.name}; accepted: {', '.join(scoring.sources)}"
+        )
     input_path = request.input.resolve()
     if not input_path.exists():
         raise DataError(f"{request.input}: not found")
@@ -88,8 +94,10 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
 
     timings: dict[str, float] = {}
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".aiflow-model-") as model_tmp, \
-            tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as staging_tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix=".aiflow-model-") as model_tmp,
+        tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as staging_tmp,
+    ):
         model_dir, staging = Path(model_tmp), Path(staging_tmp)
         t = time.perf_counter()
         modelstore.materialise(root, ref, model_dir)
@@ -106,27 +114,48 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
 
         t = time.perf_counter()
         suite = scoring.gate_suite(trained)
-        gate_params = params.gate.model_copy(update={"severity": {
-            k: v for k, v in params.gate.severity.items() if k in set(check_names(suite))}})
+        gate_params = params.gate.model_copy(
+            update={"severity": {k: v for k, v in params.gate.severity.items() if k in set(check_names(suite))}}
+        )
         gate, kept, quarantine = run_gate(table, suite, gate_params)
         timings["gate_seconds"] = time.perf_counter() - t
         if gate.verdict == "block":
-            raise GateBlocked([f"gate blocked the {spec.name} batch {request.input}: {len(gate.reasons)} check(s) failed; "
-                               "no scores written", *(f"  {r}" for r in gate.reasons)])
+            raise GateBlocked(
+                [
+                    f"gate blocked the {spec.name} batch {request.input}: {len(gate.reasons)} check(s) failed; "
+                    "no scores written",
+                    *(f"  {r}" for r in gate.reasons),
+                ]
+            )
 
         t = time.perf_counter()
-        options = ScoreOptions(history=request.options.history, explain=request.options.explain, maps_dir=staging / MAPS)
+        options = ScoreOptions(
+            history=request.options.history, explain=request.options.explain, maps_dir=staging / MAPS
+        )
         scored = scoring.score(trained, model_dir, ref.model, kept, options)
         timings["score_seconds"] = time.perf_counter() - t
 
         d = params.score.drift
         reference_scores = profile.get("scores", {}).get(ref.model)
-        score_profile = {"columns": {**profile["columns"], **({drift.SCORE_COLUMN: reference_scores} if reference_scores else {})}}
-        drift_result = drift.compare(score_profile, scored.drift, scored.scores if reference_scores else None,
-                                     d.psi_warn, d.psi_block, d.min_rows)
+        score_profile = {
+            "columns": {**profile["columns"], **({drift.SCORE_COLUMN: reference_scores} if reference_scores else {})}
+        }
+        drift_result = drift.compare(
+            score_profile,
+            scored.drift,
+            scored.scores if reference_scores else None,
+            d.psi_warn,
+            d.psi_block,
+            d.min_rows,
+        )
         if drift_result.verdict == "block":
-            raise GateBlocked([f"drift blocked the {spec.name} batch {request.input}: the data no longer looks like "
-                               f"what {ref.version} learned from; no scores written", *(f"  {r}" for r in drift_result.reasons)])
+            raise GateBlocked(
+                [
+                    f"drift blocked the {spec.name} batch {request.input}: the data no longer looks like "
+                    f"what {ref.version} learned from; no scores written",
+                    *(f"  {r}" for r in drift_result.reasons),
+                ]
+            )
 
         t = time.perf_counter()
         predictions = _with_provenance(scored.predictions, quarantine, scoring.id_column, ref, input_hash)
@@ -138,24 +167,40 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
         timings["write_seconds"] = time.perf_counter() - t
         timings["total_seconds"] = time.perf_counter() - began
         manifest = {
-            "domain": spec.name, "input": str(input_path), "input_sha256": input_hash, "source": source,
+            "domain": spec.name,
+            "input": str(input_path),
+            "input_sha256": input_hash,
+            "source": source,
             "model": {"version": ref.version, "name": ref.model, "dvc_md5": ref.md5},
             "git_commit": provenance.git_commit(root),
-            "params": {"score": params.score.model_dump(mode="json"), "gate": params.gate.model_dump(mode="json"),
-                       "trained": {k: getattr(trained, k) for k in ("seed",)}},
-            "counts": {"rows_in": len(table), "scored": len(kept), "quarantined": len(quarantine),
-                       "output_rows": len(predictions),
-                       **_label_counts(scored.predictions)},
-            "gate": {"verdict": gate.verdict, "reasons": gate.reasons,
-                     "warnings": [c.line() for c in gate.warnings], "info": [c.line() for c in gate.facts]},
+            "params": {
+                "score": params.score.model_dump(mode="json"),
+                "gate": params.gate.model_dump(mode="json"),
+                "trained": {k: getattr(trained, k) for k in ("seed",)},
+            },
+            "counts": {
+                "rows_in": len(table),
+                "scored": len(kept),
+                "quarantined": len(quarantine),
+                "output_rows": len(predictions),
+                **_label_counts(scored.predictions),
+            },
+            "gate": {
+                "verdict": gate.verdict,
+                "reasons": gate.reasons,
+                "warnings": [c.line() for c in gate.warnings],
+                "info": [c.line() for c in gate.facts],
+            },
             "drift": drift_result.to_json(),
-            "shadow_metrics": scored.shadow_metrics, "notes": scored.notes,
+            "shadow_metrics": scored.shadow_metrics,
+            "notes": scored.notes,
             "timings": {k: round(v, 3) for k, v in timings.items()},
             "predictions": file.name,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-        (staging / REPORT).write_text(render_report(manifest, gate, drift_result, predictions, scored.scores,
-                                                   reference_scores, staging))
+        (staging / REPORT).write_text(
+            render_report(manifest, gate, drift_result, predictions, scored.scores, reference_scores, staging)
+        )
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -168,18 +213,29 @@ def _trained_params(spec: DomainSpec, params: DomainParams, model_dir: Path) -> 
     """Today's params with the sections the model was trained with (its features depend on them)."""
     file = model_dir / modelstore.TRAINED_PARAMS
     if not file.is_file():
-        raise PipelineError(f"{spec.name}: this model was trained before scoring existed (no {file.name}); "
-                            f"retrain it (`aiflow run {spec.name}`) and promote it")
+        raise PipelineError(
+            f"{spec.name}: this model was trained before scoring existed (no {file.name}); "
+            f"retrain it (`aiflow run {spec.name}`) and promote it"
+        )
     return spec.params_model.model_validate({**params.model_dump(mode="json"), **json.loads(file.read_text())})
 
 
-def _with_provenance(predictions: pd.DataFrame, quarantine: pd.DataFrame, id_column: str, ref: modelstore.ModelRef,
-                     input_hash: str) -> pd.DataFrame:
+def _with_provenance(
+    predictions: pd.DataFrame, quarantine: pd.DataFrame, id_column: str, ref: modelstore.ModelRef, input_hash: str
+) -> pd.DataFrame:
     """Scored rows and quarantined rows (no score, the reason) in input order, each naming what made it."""
-    held = pd.DataFrame({id_column: quarantine[id_column] if id_column in quarantine else quarantine.index,
-                         "quarantine_reason": quarantine.get("quarantine_reason")}, index=quarantine.index)
-    frame = pd.concat([predictions.assign(quarantine_reason=None), held]).sort_index(kind="stable") if len(held) \
+    held = pd.DataFrame(
+        {
+            id_column: quarantine[id_column] if id_column in quarantine else quarantine.index,
+            "quarantine_reason": quarantine.get("quarantine_reason"),
+        },
+        index=quarantine.index,
+    )
+    frame = (
+        pd.concat([predictions.assign(quarantine_reason=None), held]).sort_index(kind="stable")
+        if len(held)
         else predictions.assign(quarantine_reason=None)
+    )
     frame["quarantine_reason"] = frame["quarantine_reason"].astype("string")
     return frame.assign(model_version=ref.version, model_md5=ref.md5, input_sha256=input_hash).reset_index(drop=True)
 
@@ -205,8 +261,15 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def render_report(manifest: dict[str, Any], gate: GateResult, drift_result: drift.DriftResult, predictions: pd.DataFrame,
-                  scores: np.ndarray | None, reference_scores: dict[str, Any] | None, out: Path) -> str:
+def render_report(
+    manifest: dict[str, Any],
+    gate: GateResult,
+    drift_result: drift.DriftResult,
+    predictions: pd.DataFrame,
+    scores: np.ndarray | None,
+    reference_scores: dict[str, Any] | None,
+    out: Path,
+) -> str:
     """The scoring report: one self-contained HTML page."""
     model = manifest["model"]
     shadow = manifest["shadow_metrics"]
@@ -217,28 +280,44 @@ def render_report(manifest: dict[str, Any], gate: GateResult, drift_result: drif
         f"DVC {model['dvc_md5']}); git {html.escape(manifest['git_commit'])}.</p>",
         "<h2>Counts</h2>" + _kv(manifest["counts"]),
         "<h2>Shadow evaluation</h2>" + (_kv(shadow) if shadow else "<p>The batch has no labels: no metrics.</p>"),
-        f"<h2>Drift: {drift_result.verdict}</h2>" + "".join(f"<p>{html.escape(r)}</p>" for r in drift_result.reasons)
+        f"<h2>Drift: {drift_result.verdict}</h2>"
+        + "".join(f"<p>{html.escape(r)}</p>" for r in drift_result.reasons)
         + drift.drift_table_html(drift_result),
     ]
     if scores is not None and len(scores):
         parts.append("<h2>Scores against the test split</h2>" + _score_figure(scores, reference_scores))
     parts.append("<h2>Data-quality gate</h2>" + render_gate_html(gate).split("</h1>", 1)[1])
-    parts.append("<h2>Examples</h2>" + predictions.head(20).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4f}"))
+    parts.append(
+        "<h2>Examples</h2>" + predictions.head(20).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4f}")
+    )
     maps = sorted((out / MAPS).glob("*.png"))[:6] if (out / MAPS).is_dir() else []
     if maps:
-        parts.append("<h2>Maps</h2>" + "".join(
-            f"<figure style='display:inline-block'><img src='data:image/png;base64,{base64.b64encode(m.read_bytes()).decode()}' "
-            f"width='160'><figcaption>{html.escape(m.stem)}</figcaption></figure>" for m in maps))
-    parts.append("<h2>Manifest</h2><pre>" + html.escape(json.dumps(
-        {k: manifest[k] for k in ("timings", "params", "notes")}, indent=2, default=str)) + "</pre>")
-    return ("<!doctype html><meta charset='utf-8'><title>Scoring report</title>"
-            "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}td,th{border:1px solid #ccc;padding:3px 8px;"
-            "text-align:left}table{border-collapse:collapse}</style>" + "".join(parts))
+        parts.append(
+            "<h2>Maps</h2>"
+            + "".join(
+                f"<figure style='display:inline-block'><img src='data:image/png;base64,{base64.b64encode(m.read_bytes()).decode()}' "
+                f"width='160'><figcaption>{html.escape(m.stem)}</figcaption></figure>"
+                for m in maps
+            )
+        )
+    parts.append(
+        "<h2>Manifest</h2><pre>"
+        + html.escape(json.dumps({k: manifest[k] for k in ("timings", "params", "notes")}, indent=2, default=str))
+        + "</pre>"
+    )
+    return (
+        "<!doctype html><meta charset='utf-8'><title>Scoring report</title>"
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:left}table{border-collapse:collapse}</style>" + "".join(parts)
+    )
 
 
 def _kv(values: dict[str, Any]) -> str:
-    return "<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_show(v))}</td></tr>"
-                               for k, v in values.items()) + "</table>"
+    return (
+        "<table>"
+        + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_show(v))}</td></tr>" for k, v in values.items())
+        + "</table>"
+    )
 
 
 def _show(value: Any) -> str:

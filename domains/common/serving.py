@@ -20,9 +20,10 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,10 +90,18 @@ class ServedModel:
 
     def metadata(self) -> dict[str, Any]:
         described = self.serving.describe(self.params, self.model_dir, self.ref.model) if self.serving.describe else {}
-        return {"domain": self.spec.name, "version": self.ref.version, "model": self.ref.model,
-                "dvc_md5": self.ref.md5, "metrics": self.record.get("metrics", {}),
-                "promoted_at": self.record.get("promoted_at"), "git_commit": self.record.get("git_commit"),
-                "runtime": self.runtime, **({"onnx_files": self.predict.files} if self.predict else {}), **described}
+        return {
+            "domain": self.spec.name,
+            "version": self.ref.version,
+            "model": self.ref.model,
+            "dvc_md5": self.ref.md5,
+            "metrics": self.record.get("metrics", {}),
+            "promoted_at": self.record.get("promoted_at"),
+            "git_commit": self.record.get("git_commit"),
+            "runtime": self.runtime,
+            **({"onnx_files": self.predict.files} if self.predict else {}),
+            **described,
+        }
 
     def score(self, bodies: list[Any]) -> list[Outcome]:
         """Score requests together; each gets its rows or its reasons, as if it had been sent alone."""
@@ -159,15 +168,20 @@ class ServedModel:
             what = check.detail.split(" rows fail ", 1)[-1]
             rows = failing_rows.get(check.name)
             failing[check.name] = [int(r) for r in rows] if rows is not None else None
-            for row in (rows if rows is not None else [None]):
+            for row in rows if rows is not None else [None]:
                 item = [int(row)] if row is not None else []
-                errors.append(error(["items", *item, *([column] if column else [])],
-                                    f"{check.name} ({check.severity} in the scoring gate): {what}",
-                                    f"gate.{name or check.name}"))
+                errors.append(
+                    error(
+                        ["items", *item, *([column] if column else [])],
+                        f"{check.name} ({check.severity} in the scoring gate): {what}",
+                        f"gate.{name or check.name}",
+                    )
+                )
         return errors, failing
 
-    def _score_gated(self, tables: dict[int, pd.DataFrame], bodies: list[Any], outcomes: list[Outcome],
-                     scratch: Path) -> None:
+    def _score_gated(
+        self, tables: dict[int, pd.DataFrame], bodies: list[Any], outcomes: list[Outcome], scratch: Path
+    ) -> None:
         """One `score` call for every gated request; a refusal inside it is put down to each request alone."""
         try:
             for i, rows in self._score_together(tables, bodies, scratch).items():
@@ -183,13 +197,15 @@ class ServedModel:
             for i, table in tables.items():  # which one? each alone says
                 self._score_gated({i: table}, bodies, outcomes, scratch)
 
-    def _score_together(self, tables: dict[int, pd.DataFrame], bodies: list[Any],
-                        scratch: Path) -> dict[int, list[dict] | RequestError]:
+    def _score_together(
+        self, tables: dict[int, pd.DataFrame], bodies: list[Any], scratch: Path
+    ) -> dict[int, list[dict] | RequestError]:
         which = list(tables)
         owner = np.concatenate([np.full(len(tables[i]), i) for i in which])
         if self.serving.combine:
-            table, options = self.serving.combine(self.params, [tables[i] for i in which], [bodies[i] for i in which],
-                                                  self.context)
+            table, options = self.serving.combine(
+                self.params, [tables[i] for i in which], [bodies[i] for i in which], self.context
+            )
         else:
             table, options = pd.concat([tables[i] for i in which], ignore_index=True), ScoreOptions()
         table.index = pd.RangeIndex(len(table))
@@ -203,8 +219,11 @@ class ServedModel:
             first = int(np.flatnonzero(owner == i)[0])
             mine = mine.set_axis(mine.index.to_numpy() - first)  # the request's own item numbers
             try:
-                answers[i] = (self.serving.respond(self.params, mine, bodies[i], scratch) if self.serving.respond
-                              else records(mine))
+                answers[i] = (
+                    self.serving.respond(self.params, mine, bodies[i], scratch)
+                    if self.serving.respond
+                    else records(mine)
+                )
             except RequestError as err:
                 answers[i] = err
         return answers
@@ -229,9 +248,15 @@ def load(root: Path, domain: str, runtime: str = "torch", context: dict[str, Any
     if runtime not in RUNTIMES:
         raise PipelineError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got '{runtime}'")
     if runtime != "torch" and (spec.export is None or spec.scoring.serving.onnx is None):
-        raise PipelineError(f"{domain}: --runtime {runtime}: the endpoint has no ONNX runtime for this domain "
-                            + ("(its export exists, `aiflow export`, but serving it is not built yet)" if spec.export
-                               else "(no ONNX export yet)") + "; serve the trained model with --runtime torch")
+        raise PipelineError(
+            f"{domain}: --runtime {runtime}: the endpoint has no ONNX runtime for this domain "
+            + (
+                "(its export exists, `aiflow export`, but serving it is not built yet)"
+                if spec.export
+                else "(no ONNX export yet)"
+            )
+            + "; serve the trained model with --runtime torch"
+        )
     params = load_params(root, domain)
     ref = modelstore.resolve(root, domain, "champion", params.evaluate.candidate)
     record = read_registry(root, domain)["champion"] or {}
@@ -242,8 +267,9 @@ def load(root: Path, domain: str, runtime: str = "torch", context: dict[str, Any
 
         trained = _trained_params(spec, params, model_dir)
         suite = spec.scoring.gate_suite(trained)
-        gate_params = params.gate.model_copy(update={"severity": {
-            k: v for k, v in params.gate.severity.items() if k in set(_names(suite))}})
+        gate_params = params.gate.model_copy(
+            update={"severity": {k: v for k, v in params.gate.severity.items() if k in set(_names(suite))}}
+        )
         severities = resolve_severities(suite, gate_params)
         predict = None if runtime == "torch" else _onnx(root, spec, ref, trained, model_dir, runtime == "int8")
     except BaseException:
@@ -252,8 +278,9 @@ def load(root: Path, domain: str, runtime: str = "torch", context: dict[str, Any
     return ServedModel(spec, ref, trained, model_dir, severities, suite, record, context or {}, runtime, predict)
 
 
-def _onnx(root: Path, spec: DomainSpec, ref: modelstore.ModelRef, trained: DomainParams, model_dir: Path,
-          int8: bool) -> Any:
+def _onnx(
+    root: Path, spec: DomainSpec, ref: modelstore.ModelRef, trained: DomainParams, model_dir: Path, int8: bool
+) -> Any:
     """The version's ONNX export, made and proven equal to it on its test split now (as `aiflow export` does;
     nothing else is trusted), inside the model's folder; its P(positive) function."""
     from domains.common.export import ExportRequest, export
@@ -266,8 +293,9 @@ def _onnx(root: Path, spec: DomainSpec, ref: modelstore.ModelRef, trained: Domai
     return serving.onnx(trained, model_dir, out, ref.model, int8)
 
 
-def onnx_predictor(export_dir: Path, models: list[str], int8: bool,
-                   feeds: dict[str, Callable[[Any], dict[str, np.ndarray]]]) -> Callable[[str, Any], np.ndarray]:
+def onnx_predictor(
+    export_dir: Path, models: list[str], int8: bool, feeds: dict[str, Callable[[Any], dict[str, np.ndarray]]]
+) -> Callable[[str, Any], np.ndarray]:
     """P(positive) of each of `models` from its exported graph (the int8 one where `int8` and one was kept,
     else float32), fed by `feeds[name](features)`; one thread each: the endpoint batches instead."""
     import onnxruntime as ort
@@ -277,13 +305,16 @@ def onnx_predictor(export_dir: Path, models: list[str], int8: bool,
     for name in models:
         figures = manifest["models"].get(name)
         if figures is None:
-            raise PipelineError(f"--runtime onnx: {name} was not exported: "
-                                f"{manifest['not_converted'].get(name, 'not convertible')}; serve --runtime torch")
+            raise PipelineError(
+                f"--runtime onnx: {name} was not exported: "
+                f"{manifest['not_converted'].get(name, 'not convertible')}; serve --runtime torch"
+            )
         quantized = (figures.get("int8") or {}).get("file") if int8 else None
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.log_severity_level = 1, 3
-        session = ort.InferenceSession(str(export_dir / (quantized or figures["file"])), options,
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(export_dir / (quantized or figures["file"])), options, providers=["CPUExecutionProvider"]
+        )
         sessions[name] = (session, figures["output"], figures["column"])
         files[name] = quantized or figures["file"]
 
@@ -312,8 +343,15 @@ class ModelHolder:
     `reload_error`, and is tried again every RETRY_SECONDS.
     """
 
-    def __init__(self, root: Path, domain: str, runtime: str = "torch", context: dict[str, Any] | None = None,
-                 poll_seconds: float = 0.5, warm: Any = None):
+    def __init__(
+        self,
+        root: Path,
+        domain: str,
+        runtime: str = "torch",
+        context: dict[str, Any] | None = None,
+        poll_seconds: float = 0.5,
+        warm: Any = None,
+    ):
         self.root, self.domain, self.runtime, self.context = root, domain, runtime, context or {}
         self.poll_seconds = poll_seconds
         self.warm = warm  # a body scored once by each new model before it serves (the endpoint keeps the last good one)
@@ -363,8 +401,11 @@ class ModelHolder:
             return False
         try:
             champion = read_registry(self.root, self.domain)["champion"]
-            if champion and champion.get("train_md5") == self.current.ref.md5 and \
-                    f"v{champion['version']}" == self.current.ref.version:
+            if (
+                champion
+                and champion.get("train_md5") == self.current.ref.md5
+                and f"v{champion['version']}" == self.current.ref.version
+            ):
                 return False  # the file changed, the champion did not
             fresh = load(self.root, self.domain, self.runtime, self.context)
             self._warm_up(fresh)

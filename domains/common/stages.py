@@ -13,10 +13,11 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -48,11 +49,16 @@ def run_stage(stage: str, domain: str, root: Path | None = None) -> None:
     out.mkdir(parents=True)
     record_file = paths.stage_record(root, domain, stage)
     record_file.unlink(missing_ok=True)  # no record of an earlier run next to this run's outputs
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     began = time.perf_counter()
     facts = STAGE_FUNCTIONS[stage](spec, params, root, out) or {}
-    record = {"stage": stage, "domain": domain, "started_at": started.isoformat(timespec="seconds"),
-              "seconds": round(time.perf_counter() - began, 3), **facts}
+    record = {
+        "stage": stage,
+        "domain": domain,
+        "started_at": started.isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - began, 3),
+        **facts,
+    }
     record_file.parent.mkdir(parents=True, exist_ok=True)
     record_file.write_text(json.dumps(record, indent=2))
 
@@ -68,8 +74,12 @@ def _validate(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> 
     write_gate_result(result, out)
     quarantine.to_parquet(out / QUARANTINE)
     if result.verdict == "block":
-        raise GateBlocked([f"gate blocked {spec.name}: {len(result.reasons)} check(s) failed (see {out / 'gate.html'})",
-                           *(f"  {reason}" for reason in result.reasons)])
+        raise GateBlocked(
+            [
+                f"gate blocked {spec.name}: {len(result.reasons)} check(s) failed (see {out / 'gate.html'})",
+                *(f"  {reason}" for reason in result.reasons),
+            ]
+        )
     kept.to_parquet(out / VALIDATED)
 
 
@@ -109,7 +119,9 @@ def _train_in_processes(domain: str, train: TrainerParams, processes: int, root:
     from domains.common.trainer import select_device, threads_per_process
 
     if select_device(train.device).type == "cuda" and processes > torch.cuda.device_count():
-        raise ParamsError(f"train.processes: {processes} processes need {processes} GPUs; {torch.cuda.device_count()} visible")
+        raise ParamsError(
+            f"train.processes: {processes} processes need {processes} GPUs; {torch.cuda.device_count()} visible"
+        )
     threads = threads_per_process(train.num_threads, processes)
     try:
         distributed.launch(processes, domain, root, threads)
@@ -144,10 +156,15 @@ def _evaluate(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> 
         verdict = assess.slices(evaluation.units, spec, params)
         if verdict is not None:
             evaluation.tables["slices"] = verdict.wide(params.evaluate.candidate)
-            evaluation.figures.append(assess.slice_figure(verdict, params.evaluate.candidate, params.evaluate.min_slice_metric))
+            evaluation.figures.append(
+                assess.slice_figure(verdict, params.evaluate.candidate, params.evaluate.min_slice_metric)
+            )
             assessed["slices"] = verdict.summary()
-        assessed["test_split"] = {"hash": units.split_hash(evaluation.units), "rows": len(evaluation.units),
-                                  "units": int(evaluation.units["unit"].nunique())}
+        assessed["test_split"] = {
+            "hash": units.split_hash(evaluation.units),
+            "rows": len(evaluation.units),
+            "units": int(evaluation.units["unit"].nunique()),
+        }
         if champion is not None and champion.get("train_md5") != train_md5(root, spec.name):
             assessed["comparison"] = assess.compare(root, spec, params, evaluation.units, champion, prepared)
     else:  # a domain without per-unit predictions yet: point estimates only
@@ -166,8 +183,12 @@ def _report(spec: DomainSpec, params: DomainParams, root: Path, out: Path) -> No
 
 # Each writes its outputs into the folder it is given; what it returns goes into its run record (paths.stage_record).
 STAGE_FUNCTIONS: dict[str, Callable[[DomainSpec, DomainParams, Path, Path], dict[str, Any] | None]] = {
-    "acquire": _acquire, "validate": _validate, "prepare": _prepare,
-    "train": _train, "evaluate": _evaluate, "report": _report,
+    "acquire": _acquire,
+    "validate": _validate,
+    "prepare": _prepare,
+    "train": _train,
+    "evaluate": _evaluate,
+    "report": _report,
 }
 
 
@@ -207,10 +228,17 @@ def primary_metric(spec: DomainSpec, params: DomainParams) -> str:
     return promotion_metric(spec, params)
 
 
-def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, float]],
-           gate: dict[str, Any], champion: dict[str, Any] | None, model_md5: str | None = None,
-           comparison: Paired | str | None = None, slices: dict[str, Any] | None = None,
-           test_split: dict[str, Any] | None = None) -> dict[str, Any]:
+def decide(
+    spec: DomainSpec,
+    params: DomainParams,
+    metrics: dict[str, dict[str, float]],
+    gate: dict[str, Any],
+    champion: dict[str, Any] | None,
+    model_md5: str | None = None,
+    comparison: Paired | str | None = None,
+    slices: dict[str, Any] | None = None,
+    test_split: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Challenger vs thresholds, gate warnings, slices and champion: promote or keep, with the reason.
 
     `model_md5` identifies the trained models (their DVC hash): the champion itself is never a challenger.
@@ -221,26 +249,55 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
     if candidate not in metrics:
         raise PipelineError(f"evaluate.candidate: '{candidate}' is not a trained model; models: {', '.join(metrics)}")
     scores = metrics[candidate]
-    thresholds = [
-        {"metric": m, "bound": "min", "threshold": t, "value": scores.get(m), "passed": scores.get(m, float("-inf")) >= t}
-        for m, t in params.evaluate.thresholds_min.items()
-    ] + [
-        {"metric": m, "bound": "max", "threshold": t, "value": scores.get(m), "passed": scores.get(m, float("inf")) <= t}
-        for m, t in params.evaluate.thresholds_max.items()
-    ] + baseline_checks(spec, params, metrics)
+    thresholds = (
+        [
+            {
+                "metric": m,
+                "bound": "min",
+                "threshold": t,
+                "value": scores.get(m),
+                "passed": scores.get(m, float("-inf")) >= t,
+            }
+            for m, t in params.evaluate.thresholds_min.items()
+        ]
+        + [
+            {
+                "metric": m,
+                "bound": "max",
+                "threshold": t,
+                "value": scores.get(m),
+                "passed": scores.get(m, float("inf")) <= t,
+            }
+            for m, t in params.evaluate.thresholds_max.items()
+        ]
+        + baseline_checks(spec, params, metrics)
+    )
     primary = primary_metric(spec, params)
     if primary not in scores:
-        raise PipelineError(f"evaluate.primary: the candidate '{candidate}' has no metric '{primary}' "
-                            f"(it has: {', '.join(scores)})")
+        raise PipelineError(
+            f"evaluate.primary: the candidate '{candidate}' has no metric '{primary}' (it has: {', '.join(scores)})"
+        )
     warnings = sum(1 for c in gate["checks"] if not c["passed"] and c["severity"] == "warn")
     failed = [t for t in thresholds if not t["passed"]]
     slice_block = _slice_block(spec, params, primary, slices)
     if failed:
-        decision, reason = "keep", "threshold failed: " + "; ".join(
-            t["why"] if "why" in t else f"{t['metric']} missing" if t["value"] is None else
-            f"{t['metric']}={t['value']:.4f} {'<' if t['bound'] == 'min' else '>'} {t['threshold']}" for t in failed)
+        decision, reason = (
+            "keep",
+            "threshold failed: "
+            + "; ".join(
+                t["why"]
+                if "why" in t
+                else f"{t['metric']} missing"
+                if t["value"] is None
+                else f"{t['metric']}={t['value']:.4f} {'<' if t['bound'] == 'min' else '>'} {t['threshold']}"
+                for t in failed
+            ),
+        )
     elif warnings > params.gate.max_warnings:
-        decision, reason = "keep", f"gate raised {warnings} warning(s), more than gate.max_warnings={params.gate.max_warnings}"
+        decision, reason = (
+            "keep",
+            f"gate raised {warnings} warning(s), more than gate.max_warnings={params.gate.max_warnings}",
+        )
     elif slice_block:
         decision, reason = "keep", slice_block
     elif champion is None:
@@ -248,22 +305,42 @@ def decide(spec: DomainSpec, params: DomainParams, metrics: dict[str, dict[str, 
     elif model_md5 and champion.get("train_md5") == model_md5:
         decision, reason = "keep", f"this model is the champion (v{champion['version']})"
     elif primary not in champion["metrics"]:  # the promotion metric changed since it was promoted
-        decision, reason = "promote", f"champion v{champion['version']} was not scored on {primary}; {candidate} passes every threshold"
+        decision, reason = (
+            "promote",
+            f"champion v{champion['version']} was not scored on {primary}; {candidate} passes every threshold",
+        )
     elif isinstance(comparison, Paired):
         decision, reason = _paired_decision(spec, params, comparison, scores, champion)
     else:
-        verb = "beats" if spec.metric.better(primary, scores[primary], champion["metrics"][primary]) else "does not beat"
+        verb = (
+            "beats" if spec.metric.better(primary, scores[primary], champion["metrics"][primary]) else "does not beat"
+        )
         decision = "promote" if verb == "beats" else "keep"
         reason = f"{primary} {scores[primary]:.4f} {verb} champion v{champion['version']} ({champion['metrics'][primary]:.4f})"
         if isinstance(comparison, str):
             reason += f"; point estimates only, not paired: {comparison}"
-    return {"candidate": candidate, "primary_metric": primary, "metrics": scores, "thresholds": thresholds,
-            "gate_verdict": gate["verdict"], "gate_warnings": warnings, "champion": champion,
-            "decision": decision, "reason": reason,
-            **({"comparison": {"paired": True, **asdict(comparison)} if isinstance(comparison, Paired)
-                else {"paired": False, "why": comparison}} if comparison is not None else {}),
-            **({"slices": slices} if slices is not None else {}),
-            **({"test_split": test_split} if test_split is not None else {})}
+    return {
+        "candidate": candidate,
+        "primary_metric": primary,
+        "metrics": scores,
+        "thresholds": thresholds,
+        "gate_verdict": gate["verdict"],
+        "gate_warnings": warnings,
+        "champion": champion,
+        "decision": decision,
+        "reason": reason,
+        **(
+            {
+                "comparison": {"paired": True, **asdict(comparison)}
+                if isinstance(comparison, Paired)
+                else {"paired": False, "why": comparison}
+            }
+            if comparison is not None
+            else {}
+        ),
+        **({"slices": slices} if slices is not None else {}),
+        **({"test_split": test_split} if test_split is not None else {}),
+    }
 
 
 def _slice_block(spec: DomainSpec, params: DomainParams, primary: str, slices: dict[str, Any] | None) -> str | None:
@@ -273,13 +350,16 @@ def _slice_block(spec: DomainSpec, params: DomainParams, primary: str, slices: d
         return None
     higher = spec.metric.higher_is_better.get(primary, True)
     if (worst["value"] < limit) if higher else (worst["value"] > limit):
-        return (f"slice {worst['slice']}={worst['group']}: {primary} {worst['value']:.4f} "
-                f"{'<' if higher else '>'} evaluate.min_slice_metric {limit} ({worst['units']} units)")
+        return (
+            f"slice {worst['slice']}={worst['group']}: {primary} {worst['value']:.4f} "
+            f"{'<' if higher else '>'} evaluate.min_slice_metric {limit} ({worst['units']} units)"
+        )
     return None
 
 
-def _paired_decision(spec: DomainSpec, params: DomainParams, paired: Paired, scores: dict[str, float],
-                     champion: dict[str, Any]) -> tuple[str, str]:
+def _paired_decision(
+    spec: DomainSpec, params: DomainParams, paired: Paired, scores: dict[str, float], champion: dict[str, Any]
+) -> tuple[str, str]:
     """Promote when the difference's lower bound is above the margin, or, under a non-inferiority
     margin, when it is not worse by more than that and policy prefers it (newer, or cheaper)."""
     e, version = params.evaluate, f"champion v{champion['version']}"
@@ -292,7 +372,9 @@ def _paired_decision(spec: DomainSpec, params: DomainParams, paired: Paired, sco
             return "promote", f"{said}: not worse by more than non_inferiority.margin {ni.margin:g}, and newer"
         ours, theirs = scores.get(ni.cost_metric), champion["metrics"].get(ni.cost_metric)
         if ours is not None and theirs is not None and ours < theirs:
-            return "promote", (f"{said}: not worse by more than non_inferiority.margin {ni.margin:g}, and cheaper "
-                               f"({ni.cost_metric} {ours:.4g} < {theirs:.4g})")
+            return "promote", (
+                f"{said}: not worse by more than non_inferiority.margin {ni.margin:g}, and cheaper "
+                f"({ni.cost_metric} {ours:.4g} < {theirs:.4g})"
+            )
         return "keep", f"{said}: not worse by more than {ni.margin:g}, but not cheaper on {ni.cost_metric}"
     return "keep", f"{said}: lower bound not above evaluate.margin {e.margin:g}"

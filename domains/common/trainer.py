@@ -20,10 +20,11 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,8 +91,9 @@ def _rows(train: tuple[torch.Tensor, ...] | Batches) -> int:
     return train.size if isinstance(train, Batches) else len(train[0])
 
 
-def _shuffled_batches(train: tuple[torch.Tensor, ...] | Batches, size: int, generator: torch.Generator,
-                      rank: int = 0, world: int = 1):
+def _shuffled_batches(
+    train: tuple[torch.Tensor, ...] | Batches, size: int, generator: torch.Generator, rank: int = 0, world: int = 1
+):
     """(batch, weight): mini-batches in a seeded random order, cut by indexing whole tensors (a DataLoader
     fetches and collates one row at a time, which costs more than the step itself for small models).
 
@@ -107,7 +109,10 @@ def _shuffled_batches(train: tuple[torch.Tensor, ...] | Batches, size: int, gene
             mine = rows[rank::world]
             weight = len(mine) * world / len(rows)
             rows = mine if len(mine) else rows[:1]
-        yield (train.take(rows) if isinstance(train, Batches) else tuple(t.index_select(0, rows) for t in train)), weight
+        yield (
+            (train.take(rows) if isinstance(train, Batches) else tuple(t.index_select(0, rows) for t in train)),
+            weight,
+        )
 
 
 def threads_per_process(num_threads: int, processes: int) -> int:
@@ -126,6 +131,7 @@ def _schedule(optimizer: torch.optim.Optimizer, params: TrainerParams, steps_per
         if step < warmup:
             return (step + 1) / warmup
         return 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(total - warmup, 1)))
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
@@ -208,8 +214,7 @@ def fit(
         if _progress_wanted() and rank == 0:
             from tqdm import tqdm
 
-            batches = tqdm(batches, desc=f"[{name}] epoch {epoch}/{params.epochs}", leave=False,
-                           total=steps_per_epoch)
+            batches = tqdm(batches, desc=f"[{name}] epoch {epoch}/{params.epochs}", leave=False, total=steps_per_epoch)
         for batch, weight in batches:
             batch = tuple(_to_device(t, device, channels_last) for t in batch)
             if augment is not None:
@@ -239,9 +244,14 @@ def fit(
         if world > 1:
             score = distributed.from_rank0(score, device)
         seconds = time.perf_counter() - began
-        history.epochs.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_score": score, "seconds": seconds})
+        history.epochs.append(
+            {"epoch": epoch, "train_loss": total / max(count, 1), "val_score": score, "seconds": seconds}
+        )
         if rank == 0:
-            print(f"[{name}] epoch {epoch}/{params.epochs} train_loss={total / max(count, 1):.4f} val_score={score:.4f} ({seconds:.1f} s)", file=sys.stderr)
+            print(
+                f"[{name}] epoch {epoch}/{params.epochs} train_loss={total / max(count, 1):.4f} val_score={score:.4f} ({seconds:.1f} s)",
+                file=sys.stderr,
+            )
         if score > history.best_score:
             history.best_score, history.best_epoch, bad_epochs = score, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -249,12 +259,22 @@ def fit(
             bad_epochs += 1
         rng_ranks = distributed.all_gather(torch.get_rng_state()) if world > 1 else None  # each process's draws resume
         if rank == 0:
-            _save_checkpoint(checkpoint, {
-                "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None, "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
-                "best_state": best_state, "bad_epochs": bad_epochs, "history": history.to_json(),
-                **({"torch_rng_ranks": rng_ranks} if rng_ranks else {}),
-            })
+            _save_checkpoint(
+                checkpoint,
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler else None,
+                    "shuffle": shuffle.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "best_state": best_state,
+                    "bad_epochs": bad_epochs,
+                    "history": history.to_json(),
+                    **({"torch_rng_ranks": rng_ranks} if rng_ranks else {}),
+                },
+            )
         if on_epoch_end is not None:
             on_epoch_end(epoch)
         if bad_epochs >= params.patience:

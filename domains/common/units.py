@@ -42,13 +42,20 @@ def _proba(frame: pd.DataFrame, model: str) -> np.ndarray | None:
     if f"{model}:p1" in frame and f"{model}:p2" not in frame:
         p1 = frame[f"{model}:p1"].to_numpy(np.float64)
         return np.stack([1 - p1, p1], axis=1)
-    columns = sorted((c for c in frame.columns if c.startswith(f"{model}:p") and c[len(model) + 2:].isdigit()),
-                     key=lambda c: int(c[len(model) + 2:]))
+    columns = sorted(
+        (c for c in frame.columns if c.startswith(f"{model}:p") and c[len(model) + 2 :].isdigit()),
+        key=lambda c: int(c[len(model) + 2 :]),
+    )
     return frame[columns].to_numpy(np.float64) if columns else None
 
 
-def weighted_metric(frame: pd.DataFrame, model: str, kind: str, unit: np.ndarray | None = None,
-                    ranked: dict[str, bs.Ranked] | None = None) -> bs.WeightedMetric | None:
+def weighted_metric(
+    frame: pd.DataFrame,
+    model: str,
+    kind: str,
+    unit: np.ndarray | None = None,
+    ranked: dict[str, bs.Ranked] | None = None,
+) -> bs.WeightedMetric | None:
     """The metric of `kind` for `model`'s columns as a function of unit counts; None when the columns are absent.
 
     `unit`: each row's unit as 0..n_units-1 (default: from the frame's `unit` column); `ranked`: a cache
@@ -62,8 +69,9 @@ def weighted_metric(frame: pd.DataFrame, model: str, kind: str, unit: np.ndarray
             return None
         if name == "mean":
             return bs.weighted_mean(frame[column].to_numpy(np.float64), unit)
-        return bs.weighted_rmse(frame[column].to_numpy(np.float64), unit,
-                                frame["weight"].to_numpy() if "weight" in frame else None)
+        return bs.weighted_rmse(
+            frame[column].to_numpy(np.float64), unit, frame["weight"].to_numpy() if "weight" in frame else None
+        )
     proba = _proba(frame, model)
     if proba is None or "label" not in frame:
         return None
@@ -87,13 +95,18 @@ def split_hash(frame: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(keys, index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 
-def intervals(frame: pd.DataFrame, kinds: dict[str, str], n_resamples: int, seed: int,
-              confidence: float = bs.CONFIDENCE) -> dict[str, dict[str, tuple[float, float]]]:
+def intervals(
+    frame: pd.DataFrame, kinds: dict[str, str], n_resamples: int, seed: int, confidence: float = bs.CONFIDENCE
+) -> dict[str, dict[str, tuple[float, float]]]:
     """model -> metric -> (low, high), every model on the same resamples of the units."""
     unit = bs.dense_units(frame["unit"])
     ranked: dict[str, bs.Ranked] = {}
-    metrics = {(m, metric): f for m in models_in(frame) for metric, kind in kinds.items()
-               if (f := weighted_metric(frame, m, kind, unit, ranked)) is not None}
+    metrics = {
+        (m, metric): f
+        for m in models_in(frame)
+        for metric, kind in kinds.items()
+        if (f := weighted_metric(frame, m, kind, unit, ranked)) is not None
+    }
     samples = bs.bootstrap(metrics, int(unit.max()) + 1 if len(unit) else 0, len(frame), n_resamples, seed)
     out: dict[str, dict[str, tuple[float, float]]] = {}
     for (model, metric), values in samples.items():
@@ -114,12 +127,24 @@ class Paired:
     rescored: bool  # the champion was re-scored on this split (its own predictions were on another)
 
     def describe(self) -> str:
-        return (f"{self.metric} {self.difference:+.4f} [95% CI {self.low:+.4f}, {self.high:+.4f}] "
-                f"(paired bootstrap over {self.units} units{', champion re-scored on this split' if self.rescored else ''})")
+        return (
+            f"{self.metric} {self.difference:+.4f} [95% CI {self.low:+.4f}, {self.high:+.4f}] "
+            f"(paired bootstrap over {self.units} units{', champion re-scored on this split' if self.rescored else ''})"
+        )
 
 
-def paired(frame: pd.DataFrame, candidate: str, champion: pd.DataFrame, champion_model: str, metric: str, kind: str,
-           higher_is_better: bool, n_resamples: int, seed: int, rescored: bool = False) -> Paired:
+def paired(
+    frame: pd.DataFrame,
+    candidate: str,
+    champion: pd.DataFrame,
+    champion_model: str,
+    metric: str,
+    kind: str,
+    higher_is_better: bool,
+    n_resamples: int,
+    seed: int,
+    rescored: bool = False,
+) -> Paired:
     """Paired bootstrap of candidate - champion on `frame`'s units; `champion` holds the champion's columns, same rows."""
     if len(champion) != len(frame):
         raise ValueError(f"the champion's predictions have {len(champion)} rows, this split {len(frame)}")
@@ -143,7 +168,10 @@ def bands(values: pd.Series, edges: list[float] | None) -> pd.Series:
     if edges is None:
         return values.astype(str).where(values.notna(), "n/a")
     edges = sorted(edges)
-    fmt = lambda x: f"{x:g}"
+
+    def fmt(x: float) -> str:
+        return f"{x:g}"
+
     labels = [f"< {fmt(edges[0])}", *(f"{fmt(a)}-{fmt(b)}" for a, b in zip(edges, edges[1:])), f">= {fmt(edges[-1])}"]
     which = np.searchsorted(np.asarray(edges, dtype=float), values.to_numpy(np.float64), side="right")
     return pd.Series(np.where(values.isna(), "n/a", np.asarray(labels, dtype=object)[which]), index=values.index)
@@ -160,8 +188,9 @@ class SliceSpec:
     reference: str | None = None  # a value whose rows join every group (and is no group): each type vs the good images
 
 
-def slice_table(frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, min_units: int,
-                n_resamples: int, seed: int) -> pd.DataFrame:
+def slice_table(
+    frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, min_units: int, n_resamples: int, seed: int
+) -> pd.DataFrame:
     """One row per (slice, group, model): the metric on the group's rows; the candidate's with its interval.
 
     Groups with fewer than `min_units` units are listed but not judged (status says why).
@@ -170,8 +199,11 @@ def slice_table(frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, mi
     for spec in slices:
         groups = bands(frame[SLICE_PREFIX + spec.column], spec.bins)
         values = frame[SLICE_PREFIX + spec.column]
-        order = (values.groupby(groups).min().sort_values().index if spec.bins is not None  # bands low to high
-                 else sorted(groups.unique()))
+        order = (
+            values.groupby(groups).min().sort_values().index
+            if spec.bins is not None  # bands low to high
+            else sorted(groups.unique())
+        )
         reference = (groups == spec.reference).to_numpy() if spec.reference is not None else np.zeros(len(frame), bool)
         for group in (g for g in order if g != spec.reference):
             members = (groups == group).to_numpy()
@@ -188,12 +220,40 @@ def slice_table(frame: pd.DataFrame, slices: list[SliceSpec], candidate: str, mi
                 if n_units < min_units:
                     status = f"too small ({n_units} < {min_units} units)"
                 elif model == candidate and np.isfinite(value):
-                    low, high = bs.interval(bs.bootstrap({"m": metric}, int(unit.max()) + 1, len(part), n_resamples, seed)["m"])
-                rows.append({"slice": spec.name, "group": group, "metric": spec.metric, "model": model,
-                             "units": n_units, "rows": len(part),
-                             "value": value, "ci_low": low, "ci_high": high, "status": status, "protected": spec.protected})
-    return pd.DataFrame(rows, columns=["slice", "group", "metric", "model", "units", "rows", "value", "ci_low", "ci_high",
-                                       "status", "protected"])
+                    low, high = bs.interval(
+                        bs.bootstrap({"m": metric}, int(unit.max()) + 1, len(part), n_resamples, seed)["m"]
+                    )
+                rows.append(
+                    {
+                        "slice": spec.name,
+                        "group": group,
+                        "metric": spec.metric,
+                        "model": model,
+                        "units": n_units,
+                        "rows": len(part),
+                        "value": value,
+                        "ci_low": low,
+                        "ci_high": high,
+                        "status": status,
+                        "protected": spec.protected,
+                    }
+                )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "slice",
+            "group",
+            "metric",
+            "model",
+            "units",
+            "rows",
+            "value",
+            "ci_low",
+            "ci_high",
+            "status",
+            "protected",
+        ],
+    )
 
 
 def worst_slice(table: pd.DataFrame, candidate: str, metric: str, higher_is_better: bool) -> dict | None:
@@ -213,6 +273,14 @@ def protected_gaps(table: pd.DataFrame, candidate: str) -> list[dict]:
         if len(part) < 2:
             continue
         best, worst = part.loc[part["value"].idxmax()], part.loc[part["value"].idxmin()]
-        out.append({"slice": name, "best": best["group"], "best_value": float(best["value"]), "worst": worst["group"],
-                    "worst_value": float(worst["value"]), "gap": float(best["value"] - worst["value"])})
+        out.append(
+            {
+                "slice": name,
+                "best": best["group"],
+                "best_value": float(best["value"]),
+                "worst": worst["group"],
+                "worst_value": float(worst["value"]),
+                "gap": float(best["value"] - worst["value"]),
+            }
+        )
     return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,8 +67,9 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or inplanes != planes * 4:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
-                                            nn.BatchNorm2d(planes * 4))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -88,14 +89,24 @@ class ResNet(nn.Module):
     mean: torch.Tensor  # buffer
     std: torch.Tensor  # buffer
 
-    def __init__(self, in_channels: int, num_classes: int, widths: Sequence[int], blocks: Sequence[int],
-                 imagenet_stem: bool = False, dropout: float = 0.0, bottleneck_width: int = 0):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        widths: Sequence[int],
+        blocks: Sequence[int],
+        imagenet_stem: bool = False,
+        dropout: float = 0.0,
+        bottleneck_width: int = 0,
+    ):
         super().__init__()
+
         # bottleneck_width 0: BasicBlocks; n > 0: Bottlenecks n times as wide as ResNet-50's (2: Wide ResNet-50-2)
         def block(inplanes: int, planes: int, stride: int = 1) -> nn.Module:
             if bottleneck_width:
                 return Bottleneck(inplanes, planes, stride, bottleneck_width)
             return BasicBlock(inplanes, planes, stride)
+
         expansion = Bottleneck.expansion if bottleneck_width else 1
         self.register_buffer("mean", torch.zeros(1, in_channels, 1, 1))
         self.register_buffer("std", torch.ones(1, in_channels, 1, 1))
@@ -160,8 +171,13 @@ def wide_resnet50_2(in_channels: int = 3, num_classes: int = 1000) -> ResNet:
 TORCHVISION_BACKBONES = {"resnet18": resnet18, "wide_resnet50_2": wide_resnet50_2}
 
 
-def small_resnet(in_channels: int, num_classes: int, widths: Sequence[int] = (32, 64, 128),
-                 blocks: Sequence[int] = (2, 2, 2), dropout: float = 0.0) -> ResNet:
+def small_resnet(
+    in_channels: int,
+    num_classes: int,
+    widths: Sequence[int] = (32, 64, 128),
+    blocks: Sequence[int] = (2, 2, 2),
+    dropout: float = 0.0,
+) -> ResNet:
     return ResNet(in_channels, num_classes, widths, blocks, imagenet_stem=False, dropout=dropout)
 
 
@@ -187,7 +203,9 @@ def torchvision_architecture(state: dict) -> str:
     "wide_resnet50_2", ...); "" when it is no ResNet."""
     if "conv1.weight" not in state or "layer1.0.conv1.weight" not in state:
         return ""
-    blocks: tuple[int, ...] = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5))
+    blocks: tuple[int, ...] = tuple(
+        len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5)
+    )
     basic: dict[tuple[int, ...], str] = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
     depths: dict[tuple[int, ...], str] = {(3, 4, 6, 3): "50", (3, 4, 23, 3): "101", (3, 8, 36, 3): "152"}
     if "layer1.0.conv3.weight" not in state:
@@ -226,14 +244,20 @@ def _load_state(model: ResNet, state: dict, file: str) -> None:
     wanted = {k for k in own if k not in ("mean", "std") and not k.startswith("fc.")}
     missing = sorted(wanted - set(state))
     if missing:
-        raise DataError(f"{file}: not a torchvision ResNet state dict of this depth (missing {', '.join(missing[:3])}...)")
+        raise DataError(
+            f"{file}: not a torchvision ResNet state dict of this depth (missing {', '.join(missing[:3])}...)"
+        )
     for key in wanted:
         if state[key].shape != own[key].shape:
             raise DataError(f"{file}: {key} has shape {tuple(state[key].shape)}, expected {tuple(own[key].shape)}")
     model.load_state_dict({k: state[k] for k in wanted}, strict=False)
     channels = model.mean.shape[1]
-    model.mean.copy_(torch.tensor(IMAGENET_MEAN[:channels] if channels == 3 else [sum(IMAGENET_MEAN) / 3]).view(1, -1, 1, 1))
-    model.std.copy_(torch.tensor(IMAGENET_STD[:channels] if channels == 3 else [sum(IMAGENET_STD) / 3]).view(1, -1, 1, 1))
+    model.mean.copy_(
+        torch.tensor(IMAGENET_MEAN[:channels] if channels == 3 else [sum(IMAGENET_MEAN) / 3]).view(1, -1, 1, 1)
+    )
+    model.std.copy_(
+        torch.tensor(IMAGENET_STD[:channels] if channels == 3 else [sum(IMAGENET_STD) / 3]).view(1, -1, 1, 1)
+    )
 
 
 def augment_images(x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
@@ -255,7 +279,11 @@ def augment_images(x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     if p.contrast or p.brightness:
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * (1 + (rand(n, 1, 1, 1) * 2 - 1) * p.contrast) + mean + (rand(n, 1, 1, 1) * 2 - 1) * p.brightness
+        x = (
+            (x - mean) * (1 + (rand(n, 1, 1, 1) * 2 - 1) * p.contrast)
+            + mean
+            + (rand(n, 1, 1, 1) * 2 - 1) * p.brightness
+        )
     return x.clamp(0, 1)
 
 

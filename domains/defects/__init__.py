@@ -7,8 +7,13 @@ from domains.defects.params import DefectsParams
 SOURCES = ("synthetic", "mvtec", "magnetic-tile")
 # Direction of every metric a model gets (per-type AUROCs, "auroc_<type>", default to higher is better).
 DIRECTIONS: dict[str, bool] = {
-    "image_auroc": True, "pixel_auroc": True, "f1": True, "precision": True, "recall": True,
-    "images_per_second": True, "fit_seconds": False,
+    "image_auroc": True,
+    "pixel_auroc": True,
+    "f1": True,
+    "precision": True,
+    "recall": True,
+    "images_per_second": True,
+    "fit_seconds": False,
 }
 
 DOMAIN = DomainSpec(
@@ -16,8 +21,12 @@ DOMAIN = DomainSpec(
     title="Vision defect detection (unsupervised anomaly detection)",
     params_model=DefectsParams,
     sources=SOURCES,
-    metric=MetricContract(primary="image_auroc", higher_is_better=DIRECTIONS, intervals={"image_auroc": "auroc"},
-                          ranges={m: UNIT for m in ("image_auroc", "pixel_auroc", "f1", "precision", "recall")}),
+    metric=MetricContract(
+        primary="image_auroc",
+        higher_is_better=DIRECTIONS,
+        intervals={"image_auroc": "auroc"},
+        ranges={m: UNIT for m in ("image_auroc", "pixel_auroc", "f1", "precision", "recall")},
+    ),
     acquire=lazy("domains.defects.pipeline:acquire"),
     gate_suite=lazy("domains.defects.checks:gate_suite"),
     prepare=lazy("domains.defects.pipeline:prepare"),
@@ -36,6 +45,8 @@ DOMAIN = DomainSpec(
             describe=lazy("domains.defects.serve:describe"),
         ),
     ),
-    slice_columns={"type": "the test image's defect type ('good' for a good image)",
-                   "brightness": "mean pixel value of the prepared image (0-255)"},
+    slice_columns={
+        "type": "the test image's defect type ('good' for a good image)",
+        "brightness": "mean pixel value of the prepared image (0-255)",
+    },
 )

@@ -43,8 +43,14 @@ def _grid(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return coords.view(1, size, 1), coords.view(1, 1, size)  # y, x
 
 
-def stroke_masks(n: int, size: int, device: torch.device, generator: torch.Generator | None = None,
-                 steps: int = 16, per_step: int = 8) -> torch.Tensor:
+def stroke_masks(
+    n: int,
+    size: int,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+    steps: int = 16,
+    per_step: int = 8,
+) -> torch.Tensor:
     """(n, 1, size, size) masks of thin random walks (cracks, scratches), 1 or 3 px wide per 128 px.
 
     Each walk is drawn as points every 1/per_step of a step, set in an empty canvas and widened
@@ -77,8 +83,9 @@ def ellipse_masks(n: int, size: int, device: torch.device, generator: torch.Gene
     y, x = _grid(size, device)
     centre = _rand(n, 2, device=device, generator=generator) * size
     radius = (0.015 + 0.05 * _rand(n, 2, device=device, generator=generator)) * size
-    inside = ((x - centre[:, 0, None, None]) / radius[:, 0, None, None]) ** 2 + \
-             ((y - centre[:, 1, None, None]) / radius[:, 1, None, None]) ** 2
+    inside = ((x - centre[:, 0, None, None]) / radius[:, 0, None, None]) ** 2 + (
+        (y - centre[:, 1, None, None]) / radius[:, 1, None, None]
+    ) ** 2
     return (inside <= 1).float()[:, None]
 
 
@@ -94,7 +101,9 @@ def anomaly_masks(n: int, size: int, device: torch.device, generator: torch.Gene
     return out
 
 
-def paste_anomalies(x: torch.Tensor, share: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def paste_anomalies(
+    x: torch.Tensor, share: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (n, C, H, W) in [0, 1] with anomalies pasted on a `share` of them; and the (n, 1, H, W) masks.
 
     Needs square images (the foreign texture is a turned copy); anomalies must not vanish, so a
@@ -108,8 +117,13 @@ def paste_anomalies(x: torch.Tensor, share: float, generator: torch.Generator | 
     # darker or brighter by 25 % or more: a fill too close to the surface would be a label without a defect
     gain = 0.4 + 0.35 * _rand(n, 1, 1, 1, device=device, generator=generator)
     gain = torch.where(_rand(n, 1, 1, 1, device=device, generator=generator) < 0.5, gain, 1 / gain)
-    level = F.interpolate(_rand(n, 1, 4, 4, device=device, generator=generator), size=(h, w), mode="bicubic",
-                          align_corners=False) * 0.2 + (_rand(n, 1, 1, 1, device=device, generator=generator) < 0.5).float() * 0.75
+    level = (
+        F.interpolate(
+            _rand(n, 1, 4, 4, device=device, generator=generator), size=(h, w), mode="bicubic", align_corners=False
+        )
+        * 0.2
+        + (_rand(n, 1, 1, 1, device=device, generator=generator) < 0.5).float() * 0.75
+    )
     fills = torch.stack([torch.rot90(donor, 1, (2, 3)), x * gain, donor * gain, level.expand(n, c, h, w)])
     kind = (_rand(n, device=device, generator=generator) * len(fills)).long()
     fill = fills[kind, torch.arange(n, device=device)].clamp(0, 1)

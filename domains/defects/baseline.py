@@ -41,8 +41,9 @@ def _patches(images: np.ndarray, patch: int, stride: int) -> np.ndarray:
     return F.unfold(_standardised(images), patch, stride=stride).transpose(1, 2).numpy()
 
 
-def fit_patch_gaussian(images: np.ndarray, patch: int, components: int, patches_per_image: int,
-                       seed: int) -> PatchGaussian:
+def fit_patch_gaussian(
+    images: np.ndarray, patch: int, components: int, patches_per_image: int, seed: int
+) -> PatchGaussian:
     """Fit on good uint8 images (N, C, H, W) of one size."""
     rng = np.random.default_rng(seed)
     stride = max(1, patch // 2)
@@ -63,7 +64,7 @@ def patch_gaussian_maps(model: PatchGaussian, images: np.ndarray, batch_size: in
     cols = (width - model.patch) // model.stride + 1
     maps = []
     for start in range(0, len(images), batch_size):
-        patches = _patches(images[start:start + batch_size], model.patch, model.stride)
+        patches = _patches(images[start : start + batch_size], model.patch, model.stride)
         n, positions, dim = patches.shape
         d = model.pca.transform(patches.reshape(-1, dim)).reshape(n, positions, -1) - model.means
         distance = np.sqrt(np.maximum(np.einsum("npk,pkj,npj->np", d, model.precisions, d), 0))

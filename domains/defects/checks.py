@@ -28,8 +28,11 @@ from domains.defects.params import DefectsGateParams, DefectsParams
 
 MODE = "mode"  # "<channels>x<dtype>", e.g. "1xuint8"
 # source -> (images share one size, masks are binary); what the gate expects unless params say otherwise
-SOURCE_CONVENTIONS: dict[str, tuple[bool, bool]] = {"synthetic": (True, True), "mvtec": (True, True),
-                                                    "magnetic-tile": (False, False)}
+SOURCE_CONVENTIONS: dict[str, tuple[bool, bool]] = {
+    "synthetic": (True, True),
+    "mvtec": (True, True),
+    "magnetic-tile": (False, False),
+}
 COUNTS = {  # constant columns acquire adds: GX reports the observed count against the bound
     "train_good_images": ("train", True, "min_train_good", "enough_good_training_images"),
     "val_good_images": ("val", True, "min_val_good", "enough_good_held_out_images"),
@@ -50,8 +53,10 @@ SEVERITIES: dict[str, Severity] = {
 def split_counts(table: pd.DataFrame) -> dict[str, int]:
     """The counts COUNTS names: good images per split, defective test images."""
     good = table[LABEL] == GOOD
-    return {column: int(((table[SPLIT] == split) & (good if is_good else ~good)).sum())
-            for column, (split, is_good, _, _) in COUNTS.items()}
+    return {
+        column: int(((table[SPLIT] == split) & (good if is_good else ~good)).sum())
+        for column, (split, is_good, _, _) in COUNTS.items()
+    }
 
 
 def with_gate_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -63,10 +68,14 @@ def resolved_gate(p: DefectsParams) -> DefectsGateParams:
     """The gate params with the source's conventions filled in where params leave them open."""
     same_size, binary = SOURCE_CONVENTIONS[p.data.source]
     g = p.gate
-    return g.model_copy(update={
-        "consistent_shape": same_size if g.consistent_shape is None else g.consistent_shape,
-        "max_soft_mask_fraction": (0.0 if binary else 1.0) if g.max_soft_mask_fraction is None else g.max_soft_mask_fraction,
-    })
+    return g.model_copy(
+        update={
+            "consistent_shape": same_size if g.consistent_shape is None else g.consistent_shape,
+            "max_soft_mask_fraction": (0.0 if binary else 1.0)
+            if g.max_soft_mask_fraction is None
+            else g.max_soft_mask_fraction,
+        }
+    )
 
 
 def _decoded(t: pd.DataFrame) -> pd.Series:
@@ -112,10 +121,13 @@ def defects_schema(p: DefectsParams) -> pa.DataFrameSchema:
             MASK_PATH: pa.Column("str"),
             MASKS_EXPECTED: pa.Column("bool"),
             MASK_ERROR: pa.Column("str", pa.Check.equal_to("", name="decodes")),
-            "mask_soft_fraction": pa.Column("float64", pa.Check.le(g.max_soft_mask_fraction, name="binary"), nullable=True),
+            "mask_soft_fraction": pa.Column(
+                "float64", pa.Check.le(g.max_soft_mask_fraction, name="binary"), nullable=True
+            ),
         },
         checks=[
-            *image_table_checks(), *item_table_checks(),
+            *image_table_checks(),
+            *item_table_checks(),
             pa.Check(_no_defect_in_training, name="no_defect_in_training"),
             pa.Check(_mask_present, name="mask_present"),
             pa.Check(_mask_same_size, name="mask_same_size"),
@@ -129,8 +141,10 @@ def defects_schema(p: DefectsParams) -> pa.DataFrameSchema:
 def count_expectations(p: DefectsParams) -> list:
     import great_expectations.expectations as gxe  # heavy import, only when gating
 
-    return [gxe.ExpectColumnMinToBeBetween(column=column, min_value=getattr(p.gate, bound), meta={"check": check})
-            for column, (_, _, bound, check) in COUNTS.items()]
+    return [
+        gxe.ExpectColumnMinToBeBetween(column=column, min_value=getattr(p.gate, bound), meta={"check": check})
+        for column, (_, _, bound, check) in COUNTS.items()
+    ]
 
 
 def gate_suite(p: DefectsParams) -> GateSuite:
@@ -144,6 +158,7 @@ def scoring_suite(p: DefectsParams) -> GateSuite:
 
     schema = pa.DataFrameSchema(
         {**scoring_schema_columns(resolved_gate(p)), MODE: pa.Column("str", pa.Check(_consistent, name="consistent"))},
-        checks=scoring_table_checks(), strict=False,
+        checks=scoring_table_checks(),
+        strict=False,
     )
     return GateSuite(schema=schema, severities=SEVERITIES, id_column=ID)

@@ -34,18 +34,28 @@ RECON_POOLS, DISC_POOLS = 4, 5
 
 def _block(inp: int, out: int) -> nn.Sequential:
     """DRAEM's unit: two 3x3 convolutions, each with batch norm and ReLU."""
-    return nn.Sequential(nn.Conv2d(inp, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True),
-                         nn.Conv2d(out, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(inp, out, 3, padding=1),
+        nn.BatchNorm2d(out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out, out, 3, padding=1),
+        nn.BatchNorm2d(out),
+        nn.ReLU(inplace=True),
+    )
 
 
 def _up(inp: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
-                         nn.Conv2d(inp, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+        nn.Conv2d(inp, out, 3, padding=1),
+        nn.BatchNorm2d(out),
+        nn.ReLU(inplace=True),
+    )
 
 
 def _padded(x: torch.Tensor, pools: int) -> tuple[torch.Tensor, int, int]:
     h, w = x.shape[-2:]
-    step = 2 ** pools
+    step = 2**pools
     ph, pw = -h % step, -w % step
     return (F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x), h, w
 
@@ -56,8 +66,9 @@ class Reconstructive(nn.Module):
     def __init__(self, channels: int, width: int):
         super().__init__()
         widths = [width, 2 * width, 4 * width, 8 * width, 8 * width]
-        self.encoder = nn.ModuleList([_block(channels, widths[0])] +
-                                     [_block(widths[i - 1], widths[i]) for i in range(1, RECON_POOLS + 1)])
+        self.encoder = nn.ModuleList(
+            [_block(channels, widths[0])] + [_block(widths[i - 1], widths[i]) for i in range(1, RECON_POOLS + 1)]
+        )
         ups, blocks = [], []
         for i in range(RECON_POOLS, 0, -1):  # no skip connections: the bottleneck forgets what is anomalous
             ups.append(_up(widths[i], widths[i]))
@@ -80,8 +91,9 @@ class Discriminative(nn.Module):
     def __init__(self, channels: int, width: int):
         super().__init__()
         widths = [width, 2 * width, 4 * width, 8 * width, 8 * width, 8 * width]
-        self.encoder = nn.ModuleList([_block(2 * channels, widths[0])] +
-                                     [_block(widths[i - 1], widths[i]) for i in range(1, DISC_POOLS + 1)])
+        self.encoder = nn.ModuleList(
+            [_block(2 * channels, widths[0])] + [_block(widths[i - 1], widths[i]) for i in range(1, DISC_POOLS + 1)]
+        )
         ups, blocks = [], []
         for i in range(DISC_POOLS, 0, -1):
             ups.append(_up(widths[i], widths[i - 1]))
@@ -125,12 +137,14 @@ class Draem(nn.Module):
 
 def _gaussian_window(size: int, sigma: float, device: torch.device) -> torch.Tensor:
     coords = torch.arange(size, device=device, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
     g = g / g.sum()
     return (g[:, None] * g[None, :])[None, None]
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> torch.Tensor:
+def ssim(
+    x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0
+) -> torch.Tensor:
     """Mean SSIM (Wang et al. 2004) of two (N, C, H, W) batches: Gaussian window, C1 = (0.01 L)^2,
     C2 = (0.03 L)^2; edges padded by reflection (a constant image stays constant up to its border)."""
     x, y = x.float(), y.float()
@@ -146,9 +160,9 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
     # (co)variances of the images less their means: the same values, without float32's cancellation
     xc, yc = x - x.mean(dim=(2, 3), keepdim=True), y - y.mean(dim=(2, 3), keepdim=True)
     mxc, myc = blur(xc), blur(yc)
-    vx, vy, cov = blur(xc * xc) - mxc ** 2, blur(yc * yc) - myc ** 2, blur(xc * yc) - mxc * myc
+    vx, vy, cov = blur(xc * xc) - mxc**2, blur(yc * yc) - myc**2, blur(xc * yc) - mxc * myc
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    return (((2 * mx * my + c1) * (2 * cov + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))).mean()
+    return (((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean()
 
 
 def focal_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
@@ -160,8 +174,9 @@ def focal_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0) ->
     return (ce * (1 - p_true) ** gamma).mean()
 
 
-def draem_loss(output: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, focal_weight: float = 1.0,
-               dice_weight: float = 0.0) -> torch.Tensor:
+def draem_loss(
+    output: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, focal_weight: float = 1.0, dice_weight: float = 0.0
+) -> torch.Tensor:
     """L2 + (1 - SSIM) of the reconstruction against the clean image, plus focal loss of the segmentation
     (DRAEM's: weights 1, no Dice term; a short CPU run learns to segment sooner with more weight on it).
 
@@ -174,7 +189,9 @@ def draem_loss(output: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, 
         clean = F.interpolate(clean, size=size, mode="bilinear", align_corners=False, antialias=True)
         masks = (F.interpolate(masks, size=size, mode="bilinear", align_corners=False) > 0.5).float()
     reconstruction = reconstruction.float()
-    loss = F.mse_loss(reconstruction, clean) + (1 - ssim(reconstruction, clean)) + focal_weight * focal_loss(logits, masks)
+    loss = (
+        F.mse_loss(reconstruction, clean) + (1 - ssim(reconstruction, clean)) + focal_weight * focal_loss(logits, masks)
+    )
     if dice_weight:
         p = torch.sigmoid(logits.float())
         loss = loss + dice_weight * (1 - (2 * (p * masks).sum() + 1) / (p.sum() + masks.sum() + 1))
@@ -188,7 +205,7 @@ def draem_maps(model: Draem, images: torch.Tensor, batch_size: int = 16) -> np.n
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(device)
+        x = images[i : i + batch_size].to(device)
         logits = model(x)[1].float()
         if logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -196,8 +213,9 @@ def draem_maps(model: Draem, images: torch.Tensor, batch_size: int = 16) -> np.n
     return torch.cat(out).numpy() if out else np.empty((0, *images.shape[-2:]), dtype=np.float32)
 
 
-def train_draem(train_images: np.ndarray, val_images: np.ndarray, p: DefectsTrainParams, seed: int,
-                env: TrainEnv) -> tuple[Draem, History]:
+def train_draem(
+    train_images: np.ndarray, val_images: np.ndarray, p: DefectsTrainParams, seed: int, env: TrainEnv
+) -> tuple[Draem, History]:
     """Fit on good images with DRAEM anomalies; keep the epoch with the best validation pixel AP
     (held-out good images with anomalies drawn once, seeded)."""
     torch.manual_seed(seed)
@@ -224,14 +242,26 @@ def train_draem(train_images: np.ndarray, val_images: np.ndarray, p: DefectsTrai
         return average_precision(val_masks.numpy().ravel() > 0.5, draem_maps(m, val_x).ravel())
 
     loss = partial(draem_loss, focal_weight=p.draem_focal_weight, dice_weight=p.draem_dice_weight)
-    history = fit(model, Batches(len(images), lambda rows: (images[rows], images[rows])), loss, score,
-                  p, seed, env.checkpoint_dir / "draem.ckpt", env.fingerprint, name="draem",
-                  augment=augment, channels_last=True)
+    history = fit(
+        model,
+        Batches(len(images), lambda rows: (images[rows], images[rows])),
+        loss,
+        score,
+        p,
+        seed,
+        env.checkpoint_dir / "draem.ckpt",
+        env.fingerprint,
+        name="draem",
+        augment=augment,
+        channels_last=True,
+    )
     return model.cpu(), history
 
 
 def save_draem(model: Draem, file: Path) -> None:
-    torch.save({"channels": model.channels, "width": model.width, "size": model.size, "state": model.state_dict()}, file)
+    torch.save(
+        {"channels": model.channels, "width": model.width, "size": model.size, "state": model.state_dict()}, file
+    )
 
 
 def load_draem(file: Path) -> Draem:

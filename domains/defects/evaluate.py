@@ -12,9 +12,9 @@ import pandas as pd
 
 from domains.common.classification import roc_rows
 from domains.common.contract import Evaluation
-from domains.common.report import WARNING
 from domains.common.figures import roc_figure, training_curve_figure
 from domains.common.items import LABEL, SPLIT
+from domains.common.report import WARNING
 from domains.defects.figures import comparison_figure, overlay_figure, score_figure
 from domains.defects.loaders import GOOD
 from domains.defects.metrics import image_metrics, image_scores, per_type_auroc, pixel_auroc
@@ -43,11 +43,14 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         maps[name] = score_maps(name, model, images)
         scores[name] = image_scores(maps[name], p.train.score_pool)
         seconds = time.perf_counter() - began
-        metrics[name] = {**image_metrics(defective, scores[name], thresholds[name]),
-                         **({"pixel_auroc": pixel_auroc(maps[name], masks)} if info["pixel_metrics"] else {}),
-                         **{f"auroc_{kind}": v for kind, v in per_type_auroc(labels, scores[name], GOOD).items()},
-                         "threshold": thresholds[name], "fit_seconds": times[name],
-                         "images_per_second": len(images) / seconds if seconds > 0 else float("nan")}
+        metrics[name] = {
+            **image_metrics(defective, scores[name], thresholds[name]),
+            **({"pixel_auroc": pixel_auroc(maps[name], masks)} if info["pixel_metrics"] else {}),
+            **{f"auroc_{kind}": v for kind, v in per_type_auroc(labels, scores[name], GOOD).items()},
+            "threshold": thresholds[name],
+            "fit_seconds": times[name],
+            "images_per_second": len(images) / seconds if seconds > 0 else float("nan"),
+        }
 
     candidate = p.evaluate.candidate if p.evaluate.candidate in maps else next(iter(maps))
     per_type = _per_type_table(labels, scores)
@@ -55,18 +58,35 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     figures = [
         roc_figure(defective.astype(int), as_columns, "Image level: defective vs good test images, all models."),
         score_figure(labels, scores, thresholds, GOOD),
-        overlay_figure(candidate, images, masks if info["pixel_metrics"] else None, labels, maps[candidate],
-                       scores[candidate], thresholds[candidate], GOOD, p.evaluate.overlays),
+        overlay_figure(
+            candidate,
+            images,
+            masks if info["pixel_metrics"] else None,
+            labels,
+            maps[candidate],
+            scores[candidate],
+            thresholds[candidate],
+            GOOD,
+            p.evaluate.overlays,
+        ),
         comparison_figure(images, masks if info["pixel_metrics"] else None, labels, maps, scores, thresholds, GOOD),
     ]
     history = json.loads((train_dir / HISTORY).read_text())
     for name in (n for n in TORCH_MODELS if n in history):
         figures.append(training_curve_figure(history[name], "validation pixel AP on simulated anomalies", name))
-    plots = {"roc_curve": roc_rows(defective.astype(int), as_columns),
-             "per_type_auroc": per_type.melt(id_vars=["defect_type", "images"], var_name="model", value_name="auroc")}
+    plots = {
+        "roc_curve": roc_rows(defective.astype(int), as_columns),
+        "per_type_auroc": per_type.melt(id_vars=["defect_type", "images"], var_name="model", value_name="auroc"),
+    }
     tables = {"per_type_auroc": per_type, "test_images": _test_table(items)}
-    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables,
-                      notes=_notes(p, info, items, metrics, candidate), units=test_units(items.iloc[test], images, scores))
+    return Evaluation(
+        metrics=metrics,
+        plots=plots,
+        figures=figures,
+        tables=tables,
+        notes=_notes(p, info, items, metrics, candidate),
+        units=test_units(items.iloc[test], images, scores),
+    )
 
 
 def test_units(items: pd.DataFrame, images: np.ndarray, scores: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -106,24 +126,33 @@ def _notes(p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, can
         "image side wide; f1, precision and recall are those of 'defective' at the threshold.",
     ]
     if not info["pixel_metrics"]:
-        notes.append("No pixel masks in this source (no ground_truth folder): evaluation is image-level only, "
-                     "pixel_auroc is not computed.")
+        notes.append(
+            "No pixel masks in this source (no ground_truth folder): evaluation is image-level only, "
+            "pixel_auroc is not computed."
+        )
     if info["source"] == "magnetic-tile":
-        notes.append("Magnetic-Tile split: DifferNet's published one (its list of MT_Free training images; the other "
-                     "MT_Free images and every defect image are tested; the held-out share comes from the training "
-                     "list), as CS-Flow and MSFlow report." if p.data.split == "published" else
-                     f"Magnetic-Tile split: every defect image is tested, with a seeded {p.data.test_good_fraction:.0%} "
-                     "of MT_Free; the rest of MT_Free is trained on (minus the held-out share).")
+        notes.append(
+            "Magnetic-Tile split: DifferNet's published one (its list of MT_Free training images; the other "
+            "MT_Free images and every defect image are tested; the held-out share comes from the training "
+            "list), as CS-Flow and MSFlow report."
+            if p.data.split == "published"
+            else f"Magnetic-Tile split: every defect image is tested, with a seeded {p.data.test_good_fraction:.0%} "
+            "of MT_Free; the rest of MT_Free is trained on (minus the held-out share)."
+        )
     if info["source"] == "synthetic":
-        notes.append("Synthetic data: the segmenter's pasted training anomalies (blobs, strokes, ellipses) resemble "
-                     "the generator's defects more than real defects resemble them; real accuracy is measured on "
-                     "Magnetic-Tile (benchmarks/defects.py).")
+        notes.append(
+            "Synthetic data: the segmenter's pasted training anomalies (blobs, strokes, ellipses) resemble "
+            "the generator's defects more than real defects resemble them; real accuracy is measured on "
+            "Magnetic-Tile (benchmarks/defects.py)."
+        )
     if "draem" in metrics:
         t = p.train
-        notes.append(f"DRAEM here: {t.draem_size or info['image_size']} px, widths {t.draem_width} / "
-                     f"{max(t.draem_width // 2, 4)}, at most {t.epochs} epochs, focal weight {t.draem_focal_weight:g}, "
-                     f"Dice {t.draem_dice_weight:g}; the paper's: 256 px, 128 / 64, 700 epochs on a GPU, focal 1, no "
-                     "Dice (MVTec AD image / pixel AUROC 98.0 / 97.3). A CPU-sized DRAEM is far from converged.")
+        notes.append(
+            f"DRAEM here: {t.draem_size or info['image_size']} px, widths {t.draem_width} / "
+            f"{max(t.draem_width // 2, 4)}, at most {t.epochs} epochs, focal weight {t.draem_focal_weight:g}, "
+            f"Dice {t.draem_dice_weight:g}; the paper's: 256 px, 128 / 64, 700 epochs on a GPU, focal 1, no "
+            "Dice (MVTec AD image / pixel AUROC 98.0 / 97.3). A CPU-sized DRAEM is far from converged."
+        )
     best = max(metrics, key=lambda m: metrics[m]["image_auroc"])
     notes.append(f"Best image AUROC: {best} ({metrics[best]['image_auroc']:.4f}); candidate: {candidate}.")
     return near_chance_notes(metrics, candidate) + notes
@@ -132,7 +161,10 @@ def _notes(p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, can
 def near_chance_notes(metrics: dict, candidate: str) -> list[str]:
     """One warning per model whose test image AUROC is under NEAR_CHANCE: whatever its thresholds say, it
     barely tells defective from good parts here (the report shows these next to the promotion decision)."""
-    return [f"{WARNING}{name}{' (the candidate)' if name == candidate else ''} is near chance on the test set: image "
-            f"AUROC {m['image_auroc']:.3f} (under {NEAR_CHANCE}; 0.5 is a coin toss). It has not learned what is "
-            "normal for these parts; do not rely on its decisions."
-            for name, m in metrics.items() if m["image_auroc"] < NEAR_CHANCE]
+    return [
+        f"{WARNING}{name}{' (the candidate)' if name == candidate else ''} is near chance on the test set: image "
+        f"AUROC {m['image_auroc']:.3f} (under {NEAR_CHANCE}; 0.5 is a coin toss). It has not learned what is "
+        "normal for these parts; do not rely on its decisions."
+        for name, m in metrics.items()
+        if m["image_auroc"] < NEAR_CHANCE
+    ]

@@ -20,16 +20,28 @@ def score_figure(labels: np.ndarray, scores: dict[str, np.ndarray], thresholds: 
         groups = [s[labels == k] for k in kinds]
         ax.boxplot(groups, showfliers=False, widths=0.6)
         for i, values in enumerate(groups, 1):
-            ax.scatter(i + rng.uniform(-0.18, 0.18, len(values)), values, s=6, alpha=0.5,
-                       color="C2" if kinds[i - 1] == good else "C3")
+            ax.scatter(
+                i + rng.uniform(-0.18, 0.18, len(values)),
+                values,
+                s=6,
+                alpha=0.5,
+                color="C2" if kinds[i - 1] == good else "C3",
+            )
         ax.axhline(thresholds[name], ls="--", color="grey", label="threshold")
-        ax.set_xticks(range(1, len(kinds) + 1), [f"{k}\n({len(g)})" for k, g in zip(kinds, groups)],
-                      rotation=30 if len(kinds) > 4 else 0)
+        ax.set_xticks(
+            range(1, len(kinds) + 1),
+            [f"{k}\n({len(g)})" for k, g in zip(kinds, groups)],
+            rotation=30 if len(kinds) > 4 else 0,
+        )
         ax.set(title=name, ylabel="image score")
         ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    return Figure("Image scores per defect type", fig, "Test images' scores by type (good in green); the dashed "
-                  "line is each model's threshold, set on held-out good images.")
+    return Figure(
+        "Image scores per defect type",
+        fig,
+        "Test images' scores by type (good in green); the dashed "
+        "line is each model's threshold, set on held-out good images.",
+    )
 
 
 def heat_range(maps: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -38,8 +50,14 @@ def heat_range(maps: np.ndarray, threshold: float) -> tuple[float, float]:
     return threshold, max(top, threshold + 1e-6)
 
 
-def _show(ax, image: np.ndarray, heat: np.ndarray | None, mask: np.ndarray | None, title: str,
-          scale: tuple[float, float] = (0.0, 1.0)) -> None:
+def _show(
+    ax,
+    image: np.ndarray,
+    heat: np.ndarray | None,
+    mask: np.ndarray | None,
+    title: str,
+    scale: tuple[float, float] = (0.0, 1.0),
+) -> None:
     """One panel: the image in grey or colour, the anomaly map over it, the true defect outlined."""
     picture = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
     ax.imshow(picture, cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=255)
@@ -51,8 +69,17 @@ def _show(ax, image: np.ndarray, heat: np.ndarray | None, mask: np.ndarray | Non
     ax.axis("off")
 
 
-def overlay_figure(name: str, images: np.ndarray, masks: np.ndarray | None, labels: np.ndarray, maps: np.ndarray,
-                   scores: np.ndarray, threshold: float, good: str, per_group: int) -> Figure:
+def overlay_figure(
+    name: str,
+    images: np.ndarray,
+    masks: np.ndarray | None,
+    labels: np.ndarray,
+    maps: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    good: str,
+    per_group: int,
+) -> Figure:
     """Best and worst good and defective test images of one model, with its anomaly maps."""
     goods, bads = np.flatnonzero(labels == good), np.flatnonzero(labels != good)
     groups = [
@@ -72,18 +99,36 @@ def overlay_figure(name: str, images: np.ndarray, masks: np.ndarray | None, labe
                 continue
             i = rows[c]
             verdict = "flagged" if scores[i] >= threshold else "passed"
-            _show(ax, images[i], maps[i], None if masks is None else masks[i],
-                  f"{labels[i]}: {scores[i]:.3g} ({verdict})", scale)
-        axes[r, 0].text(-0.08, 0.5, title, transform=axes[r, 0].transAxes, rotation=90, va="center", ha="right",
-                        fontsize=9)
+            _show(
+                ax,
+                images[i],
+                maps[i],
+                None if masks is None else masks[i],
+                f"{labels[i]}: {scores[i]:.3g} ({verdict})",
+                scale,
+            )
+        axes[r, 0].text(
+            -0.08, 0.5, title, transform=axes[r, 0].transAxes, rotation=90, va="center", ha="right", fontsize=9
+        )
     fig.tight_layout()
-    return Figure(f"Anomaly maps of {name}", fig, "Test images with the model's anomaly map over them, coloured "
-                  "where it exceeds the model's threshold; the true defect dotted in green; title: type, image score and "
-                  "verdict at the threshold.")
+    return Figure(
+        f"Anomaly maps of {name}",
+        fig,
+        "Test images with the model's anomaly map over them, coloured "
+        "where it exceeds the model's threshold; the true defect dotted in green; title: type, image score and "
+        "verdict at the threshold.",
+    )
 
 
-def comparison_figure(images: np.ndarray, masks: np.ndarray | None, labels: np.ndarray, maps: dict[str, np.ndarray],
-                      scores: dict[str, np.ndarray], thresholds: dict[str, float], good: str) -> Figure:
+def comparison_figure(
+    images: np.ndarray,
+    masks: np.ndarray | None,
+    labels: np.ndarray,
+    maps: dict[str, np.ndarray],
+    scores: dict[str, np.ndarray],
+    thresholds: dict[str, float],
+    good: str,
+) -> Figure:
     """One typical image per defect type (the first model's median-scored one) and every model's map of it."""
     first = next(iter(scores))
     rows = []
@@ -95,9 +140,19 @@ def comparison_figure(images: np.ndarray, masks: np.ndarray | None, labels: np.n
     for r, i in enumerate(rows):
         _show(axes[r, 0], images[i], None, None, f"{labels[i]}")  # the defect as it looks, nothing drawn over it
         for c, (name, m) in enumerate(maps.items(), 1):
-            _show(axes[r, c], images[i], m[i], None if masks is None else masks[i],
-                  f"{name}: {scores[name][i]:.3g}", scales[name])
+            _show(
+                axes[r, c],
+                images[i],
+                m[i],
+                None if masks is None else masks[i],
+                f"{name}: {scores[name][i]:.3g}",
+                scales[name],
+            )
     fig.tight_layout()
-    return Figure("Every model on the same defects", fig, "One test image per defect type (the median-scored one "
-                  "of the first model) as it is, then each model's map, coloured above that model's threshold; true "
-                  "defect dotted in green.")
+    return Figure(
+        "Every model on the same defects",
+        fig,
+        "One test image per defect type (the median-scored one "
+        "of the first model) as it is, then each model's map, coloured above that model's threshold; true "
+        "defect dotted in green.",
+    )

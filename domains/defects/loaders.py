@@ -66,10 +66,16 @@ def read_mvtec(root: Path, val_fraction: float, seed: int) -> pd.DataFrame:
         for label_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             for file in _files(label_dir):
                 mask = truth_dir / label_dir.name / f"{file.stem}_mask.png"  # ground truth is for test images
-                rows.append({ID: f"{split}/{label_dir.name}/{file.name}", SPLIT: split, LABEL: label_dir.name,
-                             PATH: file.relative_to(root).as_posix(),
-                             MASK_PATH: mask.relative_to(root).as_posix() if split == "test" and mask.is_file() else "",
-                             MASKS_EXPECTED: has_truth})
+                rows.append(
+                    {
+                        ID: f"{split}/{label_dir.name}/{file.name}",
+                        SPLIT: split,
+                        LABEL: label_dir.name,
+                        PATH: file.relative_to(root).as_posix(),
+                        MASK_PATH: mask.relative_to(root).as_posix() if split == "test" and mask.is_file() else "",
+                        MASKS_EXPECTED: has_truth,
+                    }
+                )
     listing = pd.DataFrame(rows, columns=LISTING_COLUMNS)
     train_good = (listing[SPLIT] == "train") & (listing[LABEL] == GOOD)
     if not train_good.any():
@@ -79,8 +85,14 @@ def read_mvtec(root: Path, val_fraction: float, seed: int) -> pd.DataFrame:
     return _hold_out_val(listing, val_fraction, seed)
 
 
-def read_magnetic_tile(root: Path, val_fraction: float, test_good_fraction: float, seed: int,
-                       split: str = "published", train_list: Path | None = None) -> pd.DataFrame:
+def read_magnetic_tile(
+    root: Path,
+    val_fraction: float,
+    test_good_fraction: float,
+    seed: int,
+    split: str = "published",
+    train_list: Path | None = None,
+) -> pd.DataFrame:
     """The listing of the Magnetic-Tile-Defect release, split as documented above (`train_list`: the
     published split's file of training names; default `<root>/differnet_train_filenames.txt`)."""
     root = _folder(Path(root), "Magnetic-Tile-Defect: MT_<class>/Imgs/<stem>.jpg + <stem>.png")
@@ -96,10 +108,16 @@ def read_magnetic_tile(root: Path, val_fraction: float, test_good_fraction: floa
         good = class_dir.name == MT_GOOD_CLASS
         for file in (f for f in files if f not in masks.values()):
             mask = masks.get(file.stem)
-            rows.append({ID: file.relative_to(root).as_posix(), SPLIT: "train" if good else "test",
-                         LABEL: GOOD if good else class_dir.name.removeprefix("MT_").lower(),
-                         PATH: file.relative_to(root).as_posix(),
-                         MASK_PATH: mask.relative_to(root).as_posix() if mask else "", MASKS_EXPECTED: True})
+            rows.append(
+                {
+                    ID: file.relative_to(root).as_posix(),
+                    SPLIT: "train" if good else "test",
+                    LABEL: GOOD if good else class_dir.name.removeprefix("MT_").lower(),
+                    PATH: file.relative_to(root).as_posix(),
+                    MASK_PATH: mask.relative_to(root).as_posix() if mask else "",
+                    MASKS_EXPECTED: True,
+                }
+            )
     listing = pd.DataFrame(rows, columns=LISTING_COLUMNS)
     good_rows = np.flatnonzero(listing[LABEL] == GOOD)
     if len(good_rows) == 0:
@@ -119,8 +137,10 @@ def read_train_list(root: Path, file: Path, listing: pd.DataFrame) -> set[str]:
     is refused: training on a defect, or on other images than the protocol's, makes the figures
     incomparable with the published ones."""
     if not file.is_file():
-        raise DataError(f"{file}: not found (the published split's MT_Free training names); name the list in "
-                        "defects.data.train_list, or set defects.data.split: seeded")
+        raise DataError(
+            f"{file}: not found (the published split's MT_Free training names); name the list in "
+            "defects.data.train_list, or set defects.data.split: seeded"
+        )
     try:
         entries = [Path(line.strip()) for line in file.read_text().splitlines() if line.strip()]
     except UnicodeDecodeError:
@@ -130,15 +150,26 @@ def read_train_list(root: Path, file: Path, listing: pd.DataFrame) -> set[str]:
     names = listing[PATH].map(lambda rel: Path(rel).name)
     free = set(names[listing[LABEL] == GOOD])
     defect_names = set(names[listing[LABEL] != GOOD])
-    defects = sorted(e.as_posix() for e in entries if (e.parts[0] != MT_GOOD_CLASS and e.parts[0].startswith("MT_")
-                                                        or e.name not in free and e.name in defect_names))
+    defects = sorted(
+        e.as_posix()
+        for e in entries
+        if (
+            e.parts[0] != MT_GOOD_CLASS
+            and e.parts[0].startswith("MT_")
+            or e.name not in free
+            and e.name in defect_names
+        )
+    )
     if defects:
-        raise DataError(f"{file}: the training list names {len(defects)} defect image(s), e.g. {defects[0]} "
-                        "(training images must be defect-free)")
+        raise DataError(
+            f"{file}: the training list names {len(defects)} defect image(s), e.g. {defects[0]} "
+            "(training images must be defect-free)"
+        )
     missing = sorted({e.name for e in entries} - free)
     if missing:
-        raise DataError(f"{file}: the training list names {len(missing)} file(s) not in {MT_GOOD_CLASS}/Imgs, "
-                        f"e.g. {missing[0]}")
+        raise DataError(
+            f"{file}: the training list names {len(missing)} file(s) not in {MT_GOOD_CLASS}/Imgs, e.g. {missing[0]}"
+        )
     return {e.name for e in entries}
 
 

@@ -32,14 +32,25 @@ def mask_facts(mask: np.ndarray) -> dict:
     top = grey.max()
     nonzero = int((grey > 0).sum())
     soft = int(((grey > 0) & (grey < top)).sum())
-    return {MASK_ERROR: "", "mask_height": int(mask.shape[0]), "mask_width": int(mask.shape[1]),
-            "mask_defect_pixels": int(defect_pixels(mask).sum()),
-            "mask_soft_fraction": soft / nonzero if nonzero else 0.0, MASK_HASH: pixel_hash(mask)}
+    return {
+        MASK_ERROR: "",
+        "mask_height": int(mask.shape[0]),
+        "mask_width": int(mask.shape[1]),
+        "mask_defect_pixels": int(defect_pixels(mask).sum()),
+        "mask_soft_fraction": soft / nonzero if nonzero else 0.0,
+        MASK_HASH: pixel_hash(mask),
+    }
 
 
 def _no_mask(error: str = "") -> dict:
-    return {MASK_ERROR: error, "mask_height": 0, "mask_width": 0, "mask_defect_pixels": 0,
-            "mask_soft_fraction": float("nan"), MASK_HASH: ""}
+    return {
+        MASK_ERROR: error,
+        "mask_height": 0,
+        "mask_width": 0,
+        "mask_defect_pixels": 0,
+        "mask_soft_fraction": float("nan"),
+        MASK_HASH: "",
+    }
 
 
 def listing_facts(root: Path, listing: pd.DataFrame) -> pd.DataFrame:

@@ -11,12 +11,15 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
+
 def image_scores(maps: np.ndarray, pool: float) -> np.ndarray:
     """(N,) scores: each map's maximum after a box filter `pool` x its side wide (0: the raw maximum)."""
     if len(maps) == 0:
         return np.empty(0)
     side = max(1, int(round(pool * min(maps.shape[1:]))))
-    smoothed = ndimage.uniform_filter(maps.astype(np.float32), size=(1, side, side), mode="nearest") if side > 1 else maps
+    smoothed = (
+        ndimage.uniform_filter(maps.astype(np.float32), size=(1, side, side), mode="nearest") if side > 1 else maps
+    )
     return smoothed.reshape(len(maps), -1).max(axis=1).astype(np.float64)
 
 
@@ -48,10 +51,12 @@ def auroc(defective: np.ndarray, scores: np.ndarray) -> float:
 def image_metrics(defective: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     """image AUROC, and F1, precision and recall of 'defective' at `threshold` (score >= threshold)."""
     predicted = scores >= threshold
-    return {"image_auroc": auroc(defective, scores),
-            "f1": float(f1_score(defective, predicted, zero_division=0)),
-            "precision": float(precision_score(defective, predicted, zero_division=0)),
-            "recall": float(recall_score(defective, predicted, zero_division=0))}
+    return {
+        "image_auroc": auroc(defective, scores),
+        "f1": float(f1_score(defective, predicted, zero_division=0)),
+        "precision": float(precision_score(defective, predicted, zero_division=0)),
+        "recall": float(recall_score(defective, predicted, zero_division=0)),
+    }
 
 
 def per_type_auroc(labels: np.ndarray, scores: np.ndarray, good: str) -> dict[str, float]:

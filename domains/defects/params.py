@@ -14,25 +14,48 @@ DefectType = Literal["scratch", "spot", "crack", "missing"]
 class DefectsDataParams(DataParams):
     """The source, and how its good images are shared out between training, threshold and test."""
 
-    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="share of the good training images held out to choose "
-                                "the decision threshold (and to validate the torch model); seeded")
-    split: Literal["published", "seeded"] = Field("published", description="magnetic-tile only: 'published' "
-                                                  "(DifferNet's 761 MT_Free training names, the rest tested) or "
-                                                  "'seeded' (test_good_fraction of MT_Free tested)")
-    train_list: str | None = Field(None, description="magnetic-tile, published split: the file of MT_Free training "
-                                   "names; default: <path>/differnet_train_filenames.txt")
-    test_good_fraction: float = Field(0.3, gt=0, lt=0.9, description="magnetic-tile, seeded split: share of MT_Free "
-                                      "tested (the rest is trained on); every defect image is tested")
+    val_fraction: float = Field(
+        0.1,
+        gt=0,
+        lt=0.5,
+        description="share of the good training images held out to choose "
+        "the decision threshold (and to validate the torch model); seeded",
+    )
+    split: Literal["published", "seeded"] = Field(
+        "published",
+        description="magnetic-tile only: 'published' "
+        "(DifferNet's 761 MT_Free training names, the rest tested) or "
+        "'seeded' (test_good_fraction of MT_Free tested)",
+    )
+    train_list: str | None = Field(
+        None,
+        description="magnetic-tile, published split: the file of MT_Free training "
+        "names; default: <path>/differnet_train_filenames.txt",
+    )
+    test_good_fraction: float = Field(
+        0.3,
+        gt=0,
+        lt=0.9,
+        description="magnetic-tile, seeded split: share of MT_Free "
+        "tested (the rest is trained on); every defect image is tested",
+    )
 
 
 class SyntheticParams(StrictModel):
     """Textured surfaces (grain, gradients, noise) or parts on a background, with injected defects, written
     in MVTec AD's layout."""
 
-    category: Literal["surface", "part"] = Field("surface", description="surface: a texture filling the image; "
-                                                 "part: an object on a background at a random pose, defects on it")
-    pose_shift: float = Field(0.06, ge=0, le=0.15, description="part: the largest shift of its centre, as a share "
-                              "of the side (it is also turned by any angle)")
+    category: Literal["surface", "part"] = Field(
+        "surface",
+        description="surface: a texture filling the image; "
+        "part: an object on a background at a random pose, defects on it",
+    )
+    pose_shift: float = Field(
+        0.06,
+        ge=0,
+        le=0.15,
+        description="part: the largest shift of its centre, as a share of the side (it is also turned by any angle)",
+    )
     image_size: int = Field(128, ge=32, le=1024, description="square images of this many pixels a side")
     channels: Literal[1, 3] = Field(1, description="1: grey (PNG 'L'); 3: tinted RGB")
     n_train: int = Field(200, ge=2, description="good images in train/good")
@@ -50,10 +73,17 @@ class DefectsGateParams(ImageGateParams):
     and its published masks are anti-aliased (the loader binarises them at half their maximum).
     """
 
-    consistent_shape: bool | None = Field(None, description="every image has the most common height x width x channels; "
-                                          "default: yes, except for magnetic-tile")  # type: ignore[assignment]  # None: per source
-    max_soft_mask_fraction: float | None = Field(None, ge=0, le=1, description="share of a mask's non-zero pixels "
-                                                 "strictly between 0 and its maximum, at most; default: 0, magnetic-tile 1")
+    consistent_shape: bool | None = Field(
+        None,
+        description="every image has the most common height x width x channels; default: yes, except for magnetic-tile",
+    )  # type: ignore[assignment]  # None: per source
+    max_soft_mask_fraction: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="share of a mask's non-zero pixels "
+        "strictly between 0 and its maximum, at most; default: 0, magnetic-tile 1",
+    )
     min_train_good: int = Field(20, ge=1, description="good images to train on, at least")
     min_val_good: int = Field(2, ge=1, description="held-out good images to choose the threshold on, at least")
     min_test_good: int = Field(1, ge=1, description="good test images, at least")
@@ -61,47 +91,86 @@ class DefectsGateParams(ImageGateParams):
 
 
 class PrepareParams(StrictModel):
-    image_size: int = Field(128, ge=32, le=1024, description="images and masks are resized to this square size "
-                                                  "(anomaly maps and pixel metrics are at this resolution)")
+    image_size: int = Field(
+        128,
+        ge=32,
+        le=1024,
+        description="images and masks are resized to this square size "
+        "(anomaly maps and pixel metrics are at this resolution)",
+    )
 
 
 class DefectsTrainParams(TrainerParams):
     """The torch models (shared trainer keys + their own), the scikit-learn baseline, the optional PatchCore."""
 
     models: list[Literal["patch_gaussian", "segmenter", "draem"]] = Field(
-        ["patch_gaussian", "segmenter"], min_length=1,
-        description="models trained from scratch (PatchCore joins when backbone_weights names a file)")
+        ["patch_gaussian", "segmenter"],
+        min_length=1,
+        description="models trained from scratch (PatchCore joins when backbone_weights names a file)",
+    )
 
     width: int = Field(16, ge=4, description="channels of the segmenter's first stage (doubled at each of 3 stages)")
-    crop: int | None = Field(None, ge=16, description="train on random square crops of this size (the network is "
-                             "fully convolutional and scores whole images); default: whole images")
+    crop: int | None = Field(
+        None,
+        ge=16,
+        description="train on random square crops of this size (the network is "
+        "fully convolutional and scores whole images); default: whole images",
+    )
     anomaly_share: float = Field(0.5, gt=0, le=1, description="share of each training batch given a pasted anomaly")
-    val_anomalies: int = Field(2, ge=1, description="validation: copies of each held-out good image with a pasted "
-                               "anomaly (seeded), scored against the images as they are")
-    draem_width: int = Field(8, ge=2, description="DRAEM: channels of the reconstructive network's first stage "
-                             "(the discriminative network gets half, at least 4); the paper's: 128")
-    draem_size: int | None = Field(64, ge=32, description="DRAEM: the square resolution both networks work at "
-                                   "(maps are upsampled to prepare.image_size); default: prepare.image_size; paper: 256")
-    draem_sources: list[Literal["texture", "image"]] = Field(["texture", "image"], min_length=1,
-                                                              description="DRAEM: what fills a simulated anomaly: "
-                                                              "generated textures, other training images")
-    draem_focal_weight: float = Field(10.0, gt=0, description="DRAEM: weight of the focal (segmentation) loss "
-                                      "against L2 + SSIM; paper: 1")
-    draem_dice_weight: float = Field(0.5, ge=0, description="DRAEM: weight of a soft Dice term on the segmentation; "
-                                     "paper: 0 (none)")
-    draem_foreground: bool = Field(True, description="DRAEM: anomalies only where an image differs from its border "
-                                   "(an object's foreground); textures, all foreground, are unaffected")
+    val_anomalies: int = Field(
+        2,
+        ge=1,
+        description="validation: copies of each held-out good image with a pasted "
+        "anomaly (seeded), scored against the images as they are",
+    )
+    draem_width: int = Field(
+        8,
+        ge=2,
+        description="DRAEM: channels of the reconstructive network's first stage "
+        "(the discriminative network gets half, at least 4); the paper's: 128",
+    )
+    draem_size: int | None = Field(
+        64,
+        ge=32,
+        description="DRAEM: the square resolution both networks work at "
+        "(maps are upsampled to prepare.image_size); default: prepare.image_size; paper: 256",
+    )
+    draem_sources: list[Literal["texture", "image"]] = Field(
+        ["texture", "image"],
+        min_length=1,
+        description="DRAEM: what fills a simulated anomaly: generated textures, other training images",
+    )
+    draem_focal_weight: float = Field(
+        10.0, gt=0, description="DRAEM: weight of the focal (segmentation) loss against L2 + SSIM; paper: 1"
+    )
+    draem_dice_weight: float = Field(
+        0.5, ge=0, description="DRAEM: weight of a soft Dice term on the segmentation; paper: 0 (none)"
+    )
+    draem_foreground: bool = Field(
+        True,
+        description="DRAEM: anomalies only where an image differs from its border "
+        "(an object's foreground); textures, all foreground, are unaffected",
+    )
     baseline_patch: int = Field(8, ge=2, description="baseline: side of the patches its PCA reconstructs")
     baseline_components: int = Field(12, ge=1, description="baseline: principal components kept")
     baseline_patches_per_image: int = Field(400, ge=10, description="baseline: patches sampled per training image")
-    backbone_weights: str | None = Field(None, description="adds PatchCore: torchvision's ImageNet state dict file "
-                                         "(resnet18-*.pth or wide_resnet50_2-*.pth), or 'resnet18' / "
-                                         "'wide_resnet50_2' to take it from torch's hub cache; nothing is downloaded")
+    backbone_weights: str | None = Field(
+        None,
+        description="adds PatchCore: torchvision's ImageNet state dict file "
+        "(resnet18-*.pth or wide_resnet50_2-*.pth), or 'resnet18' / "
+        "'wide_resnet50_2' to take it from torch's hub cache; nothing is downloaded",
+    )
     memory_bank: int = Field(4000, ge=10, description="feature model: patch features kept (a random subsample)")
-    score_pool: float = Field(0.04, ge=0, lt=0.5, description="image score: the maximum of the anomaly map after a "
-                              "box filter of this share of the image side (0: the raw maximum)")
-    threshold_quantile: float = Field(0.95, gt=0, le=1, description="decision threshold: this quantile of the "
-                                      "held-out good images' scores")
+    score_pool: float = Field(
+        0.04,
+        ge=0,
+        lt=0.5,
+        description="image score: the maximum of the anomaly map after a "
+        "box filter of this share of the image side (0: the raw maximum)",
+    )
+    threshold_quantile: float = Field(
+        0.95, gt=0, le=1, description="decision threshold: this quantile of the held-out good images' scores"
+    )
 
 
 class DefectsEvaluateParams(EvaluateParams):
@@ -117,15 +186,19 @@ class DefectsParams(DomainParams):
     evaluate: DefectsEvaluateParams
 
     @model_validator(mode="after")
-    def _candidate_is_trained(self) -> "DefectsParams":
+    def _candidate_is_trained(self) -> DefectsParams:
         trained = [*self.train.models, *(["patchcore"] if self.train.backbone_weights else [])]
         if self.evaluate.candidate not in trained:
-            raise ValueError(f"evaluate.candidate: '{self.evaluate.candidate}' is not trained "
-                             f"(train.models and backbone_weights give {', '.join(trained)})")
+            raise ValueError(
+                f"evaluate.candidate: '{self.evaluate.candidate}' is not trained "
+                f"(train.models and backbone_weights give {', '.join(trained)})"
+            )
         return self
 
     @model_validator(mode="after")
-    def _crop_fits(self) -> "DefectsParams":
+    def _crop_fits(self) -> DefectsParams:
         if self.train.crop is not None and self.train.crop > self.prepare.image_size:
-            raise ValueError(f"train.crop ({self.train.crop}) is larger than prepare.image_size ({self.prepare.image_size})")
+            raise ValueError(
+                f"train.crop ({self.train.crop}) is larger than prepare.image_size ({self.prepare.image_size})"
+            )
         return self

@@ -48,8 +48,10 @@ def resolve_weights(value: str) -> Path:
     if value in TORCHVISION_BACKBONES:
         found = sorted(hub_dir().glob(f"{value}-*.pth"), key=lambda p: p.stat().st_mtime)
         if not found:
-            raise DataError(f"train.backbone_weights: no {value}-*.pth in {hub_dir()} (torch's hub cache); nothing is "
-                            "downloaded: put torchvision's file there, or name its path")
+            raise DataError(
+                f"train.backbone_weights: no {value}-*.pth in {hub_dir()} (torch's hub cache); nothing is "
+                "downloaded: put torchvision's file there, or name its path"
+            )
         return found[-1]
     path = Path(value).expanduser()
     if not path.is_file():
@@ -68,8 +70,9 @@ def patch_features(backbone: ResNet, images: torch.Tensor) -> torch.Tensor:
     backbone.eval()
     _, layer2, layer3, _ = backbone.features(_rgb(images))  # 128 + 256 or 512 + 1024 channels
     layer2 = F.avg_pool2d(layer2, 3, stride=1, padding=1)
-    layer3 = F.interpolate(F.avg_pool2d(layer3, 3, stride=1, padding=1), size=layer2.shape[-2:], mode="bilinear",
-                           align_corners=False)
+    layer3 = F.interpolate(
+        F.avg_pool2d(layer3, 3, stride=1, padding=1), size=layer2.shape[-2:], mode="bilinear", align_corners=False
+    )
     return torch.cat([layer2, layer3], 1).permute(0, 2, 3, 1)
 
 
@@ -78,12 +81,15 @@ def load_backbone(value: str) -> tuple[ResNet, str]:
     return torchvision_backbone(str(resolve_weights(value)))
 
 
-def fit_patchcore(images: np.ndarray, backbone: tuple[ResNet, str], memory: int, seed: int,
-                  batch_size: int = 16) -> PatchCore:
+def fit_patchcore(
+    images: np.ndarray, backbone: tuple[ResNet, str], memory: int, seed: int, batch_size: int = 16
+) -> PatchCore:
     """The memory bank of good uint8 images (N, C, H, W)."""
     net, arch = backbone
     x = torch.from_numpy(images)
-    features = torch.cat([patch_features(net, x[i:i + batch_size]).flatten(0, 2) for i in range(0, len(x), batch_size)])
+    features = torch.cat(
+        [patch_features(net, x[i : i + batch_size]).flatten(0, 2) for i in range(0, len(x), batch_size)]
+    )
     keep = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))[:memory]
     return PatchCore(net, features[keep].clone(), arch)
 
@@ -95,7 +101,7 @@ def patchcore_maps(model: PatchCore, images: np.ndarray, batch_size: int = 16) -
     x = torch.from_numpy(images)
     maps = []
     for i in range(0, len(x), batch_size):
-        features = patch_features(model.backbone, x[i:i + batch_size])
+        features = patch_features(model.backbone, x[i : i + batch_size])
         n, rows, cols, dim = features.shape
         distance = torch.cdist(features.reshape(-1, dim), model.bank).amin(1).view(n, 1, rows, cols)
         up = F.interpolate(distance, size=(height, width), mode="bilinear", align_corners=False)[:, 0].numpy()

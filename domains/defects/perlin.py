@@ -35,8 +35,13 @@ def _fade(t: torch.Tensor) -> torch.Tensor:
     return t * t * t * (t * (t * 6 - 15) + 10)
 
 
-def perlin_noise(height: int, width: int, res: tuple[int, int], generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+def perlin_noise(
+    height: int,
+    width: int,
+    res: tuple[int, int],
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """(height, width) Perlin noise in about [-1, 1], with res[0] x res[1] lattice cells over the image."""
     ys = torch.arange(height, device=device, dtype=torch.float32) * res[0] / height
     xs = torch.arange(width, device=device, dtype=torch.float32) * res[1] / width
@@ -55,13 +60,20 @@ def perlin_noise(height: int, width: int, res: tuple[int, int], generator: torch
     return math.sqrt(2) * torch.lerp(top, bottom, ty)
 
 
-def perlin_masks(n: int, height: int, width: int, generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu", max_scale: int = 6, threshold: float = 0.5,
-                 min_cover: float = 0.002) -> torch.Tensor:
+def perlin_masks(
+    n: int,
+    height: int,
+    width: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    max_scale: int = 6,
+    threshold: float = 0.5,
+    min_cover: float = 0.002,
+) -> torch.Tensor:
     """(n, 1, height, width) binary masks of thresholded Perlin noise (see the module's docstring)."""
     out = torch.empty(n, 1, height, width, device=device)
     for i in range(n):
-        ry, rx = (int(2 ** v) for v in (_rand(2, generator=generator) * max_scale).floor().tolist())
+        ry, rx = (int(2**v) for v in (_rand(2, generator=generator) * max_scale).floor().tolist())
         turns = int(_rand(1, generator=generator).item() * 4)
         side_h, side_w = (width, height) if turns % 2 else (height, width)
         noise = torch.rot90(perlin_noise(side_h, side_w, (ry, rx), generator, device), turns)
@@ -75,8 +87,7 @@ def perlin_masks(n: int, height: int, width: int, generator: torch.Generator | N
 def _fractal(height: int, width: int, generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
     """Perlin noise summed over octaves (clouds, stains, grain), scaled to [0, 1]."""
     base = int(2 ** int(_rand(1, generator=generator).item() * 4))
-    total = sum(perlin_noise(height, width, (base * 2 ** o, base * 2 ** o), generator, device) / 2 ** o
-                for o in range(3))
+    total = sum(perlin_noise(height, width, (base * 2**o, base * 2**o), generator, device) / 2**o for o in range(3))
     return (total - total.min()) / (total.max() - total.min() + 1e-6)
 
 
@@ -105,8 +116,14 @@ def _pattern(height: int, width: int, generator: torch.Generator | None, device:
     return nearest / (nearest.max() + 1e-6)
 
 
-def textures(n: int, channels: int, height: int, width: int, generator: torch.Generator | None = None,
-             device: torch.device | str = "cpu") -> torch.Tensor:
+def textures(
+    n: int,
+    channels: int,
+    height: int,
+    width: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """(n, channels, height, width) textures in [0, 1], each with DRAEM's random source augmentations."""
     out = torch.empty(n, channels, height, width, device=device)
     for i in range(n):
@@ -125,8 +142,9 @@ def textures(n: int, channels: int, height: int, width: int, generator: torch.Ge
     return out
 
 
-def foreground_masks(x: torch.Tensor, threshold: float = 0.15, min_share: float = 0.02,
-                     max_share: float = 0.9) -> torch.Tensor:
+def foreground_masks(
+    x: torch.Tensor, threshold: float = 0.15, min_share: float = 0.02, max_share: float = 0.9
+) -> torch.Tensor:
     """(n, 1, H, W): where an image differs from its border (the background an object lies on).
 
     The border's median colour is the background; a pixel is foreground where some channel differs
@@ -135,8 +153,15 @@ def foreground_masks(x: torch.Tensor, threshold: float = 0.15, min_share: float 
     """
     n, _, h, w = x.shape
     edge = max(1, min(h, w) // 32)
-    border = torch.cat([x[..., :edge, :].flatten(2), x[..., -edge:, :].flatten(2),
-                        x[..., :, :edge].flatten(2), x[..., :, -edge:].flatten(2)], 2)
+    border = torch.cat(
+        [
+            x[..., :edge, :].flatten(2),
+            x[..., -edge:, :].flatten(2),
+            x[..., :, :edge].flatten(2),
+            x[..., :, -edge:].flatten(2),
+        ],
+        2,
+    )
     background = border.median(dim=2).values[..., None, None]
     fg = ((x - background).abs().amax(1, keepdim=True) > threshold).float()
     k = 2 * edge + 1
@@ -146,8 +171,13 @@ def foreground_masks(x: torch.Tensor, threshold: float = 0.15, min_share: float 
     return torch.where(whole, torch.ones_like(fg), fg)
 
 
-def draem_anomalies(x: torch.Tensor, share: float, sources: tuple[str, ...] = SOURCES, foreground: bool = True,
-                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def draem_anomalies(
+    x: torch.Tensor,
+    share: float,
+    sources: tuple[str, ...] = SOURCES,
+    foreground: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (n, C, H, W) in [0, 1] with DRAEM anomalies on a `share` of them, and the (n, 1, H, W) masks."""
     n, c, h, w = x.shape
     device = x.device

@@ -33,8 +33,14 @@ def acquire(p: DefectsParams, out_dir: Path) -> pd.DataFrame:
     if p.data.source == "synthetic":
         write_mvtec(p.synthetic, p.seed, root)
     if p.data.source == "magnetic-tile":
-        listing = read_magnetic_tile(root, p.data.val_fraction, p.data.test_good_fraction, p.seed,
-                                     p.data.split, Path(p.data.train_list) if p.data.train_list else None)
+        listing = read_magnetic_tile(
+            root,
+            p.data.val_fraction,
+            p.data.test_good_fraction,
+            p.seed,
+            p.data.split,
+            Path(p.data.train_list) if p.data.train_list else None,
+        )
     else:
         listing = read_mvtec(root, p.data.val_fraction, p.seed)
     return with_gate_columns(listing_facts(root, listing))
@@ -53,20 +59,33 @@ def prepare(p: DefectsParams, table: pd.DataFrame, acquire_dir: Path, out_dir: P
             masks[i] = resize_mask(gated_mask(root, rel, expected), size)
     np.save(out_dir / IMAGES, images)
     np.save(out_dir / MASKS, masks)
-    items = pd.DataFrame({ID: table[ID].to_numpy(), SPLIT: table[SPLIT].to_numpy(), LABEL: table[LABEL].to_numpy(),
-                          "has_mask": (table[MASK_PATH] != "").to_numpy(),
-                          "height": table["height"].to_numpy(), "width": table["width"].to_numpy()})
+    items = pd.DataFrame(
+        {
+            ID: table[ID].to_numpy(),
+            SPLIT: table[SPLIT].to_numpy(),
+            LABEL: table[LABEL].to_numpy(),
+            "has_mask": (table[MASK_PATH] != "").to_numpy(),
+            "height": table["height"].to_numpy(),
+            "width": table["width"].to_numpy(),
+        }
+    )
     items.to_parquet(out_dir / ITEMS)
-    info = {"source": p.data.source, "image_size": size, "channels": channels,
-            "pixel_metrics": bool(table[MASKS_EXPECTED].all()),
-            "images": {split: int((items[SPLIT] == split).sum()) for split in ("train", "val", "test")}}
+    info = {
+        "source": p.data.source,
+        "image_size": size,
+        "channels": channels,
+        "pixel_metrics": bool(table[MASKS_EXPECTED].all()),
+        "images": {split: int((items[SPLIT] == split).sum()) for split in ("train", "val", "test")},
+    }
     (out_dir / INFO).write_text(json.dumps(info, indent=2))
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """A boolean mask at (size, size): a pixel is a defect where at least half of it was."""
     image = Image.fromarray(mask.astype(np.uint8) * 255)
-    return (np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)) >= 128).astype(np.uint8)
+    return (np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)) >= 128).astype(
+        np.uint8
+    )
 
 
 def _check_counts(p: DefectsParams, table: pd.DataFrame) -> None:
@@ -74,5 +93,7 @@ def _check_counts(p: DefectsParams, table: pd.DataFrame) -> None:
     for column, have in split_counts(table).items():
         _, _, bound, check = COUNTS[column]
         if have < getattr(p.gate, bound):
-            raise PipelineError(f"prepare: {check}: {have} {column.replace('_', ' ')} passed the gate, "
-                                f"fewer than gate.{bound}={getattr(p.gate, bound)}")
+            raise PipelineError(
+                f"prepare: {check}: {have} {column.replace('_', ' ')} passed the gate, "
+                f"fewer than gate.{bound}={getattr(p.gate, bound)}"
+            )

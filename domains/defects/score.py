@@ -21,9 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from domains.common.contract import Reference, ScoreOptions, Scored
+from domains.common.contract import Reference, Scored, ScoreOptions
 from domains.common.errors import DataError
-from domains.common.image_scoring import check_as_trained, drift_frame, model_channels, model_inputs, read_folder, write_map
+from domains.common.image_scoring import (
+    check_as_trained,
+    drift_frame,
+    model_channels,
+    model_inputs,
+    read_folder,
+    write_map,
+)
 from domains.common.items import ID, LABEL, SPLIT
 from domains.defects.checks import MODE
 from domains.defects.loaders import GOOD
@@ -62,8 +69,9 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
     scores = image_scores(maps, p.train.score_pool)
     threshold = float(thresholds[model])
     decision = (scores >= threshold).astype(np.int64)
-    predictions = pd.DataFrame({ID: table[ID].to_numpy(), "anomaly_score": scores, "decision": decision},
-                               index=table.index)
+    predictions = pd.DataFrame(
+        {ID: table[ID].to_numpy(), "anomaly_score": scores, "decision": decision}, index=table.index
+    )
     labelled = LABEL in table and table[LABEL].notna().all()
     if labelled:
         predictions["label"] = table[LABEL].astype(str).to_numpy()
@@ -71,15 +79,19 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
         heat = np.clip((maps - threshold) / max(abs(threshold), 1e-6), 0, 1)  # colour from the threshold to twice it
         for item, image, h in zip(table[ID], images, heat):
             write_map(options.maps_dir, item, image, h)
-    notes = [f"decision 1 (defective): anomaly_score >= {threshold:.6g}, {model}'s threshold "
-             f"(quantile {p.train.threshold_quantile} of held-out good images' scores)",
-             f"anomaly maps: one PNG per image in maps/ ({p.prepare.image_size} px; red from the threshold to twice it)",
-             "score drift: not judged for an anomaly detector (its scores follow the share of defects)"]
+    notes = [
+        f"decision 1 (defective): anomaly_score >= {threshold:.6g}, {model}'s threshold "
+        f"(quantile {p.train.threshold_quantile} of held-out good images' scores)",
+        f"anomaly maps: one PNG per image in maps/ ({p.prepare.image_size} px; red from the threshold to twice it)",
+        "score drift: not judged for an anomaly detector (its scores follow the share of defects)",
+    ]
     shadow = None
     if labelled:
         defective = (table[LABEL] != GOOD).to_numpy()
         metrics = image_metrics(defective, scores, threshold)
         shadow = {k: v for k, v in metrics.items() if not np.isnan(v)} | {
-            "defective_share": float(defective.mean()), "labelled": float(len(defective))}
+            "defective_share": float(defective.mean()),
+            "labelled": float(len(defective)),
+        }
     drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images)
     return Scored(predictions, drift, scores, shadow, notes)

@@ -12,8 +12,8 @@ a CPU; thin defects still light up their neighbourhood.
 
 from __future__ import annotations
 
-from typing import cast
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -80,8 +80,10 @@ def anomaly_maps(model: Segmenter, images: torch.Tensor, batch_size: int = 32) -
     """(N, H, W) anomaly probabilities of uint8 images (N, C, H, W)."""
     model.eval()
     device = next(model.parameters()).device
-    out = [torch.sigmoid(model(images[i:i + batch_size].to(device)).float())[:, 0].cpu()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        torch.sigmoid(model(images[i : i + batch_size].to(device)).float())[:, 0].cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(out).numpy() if out else np.empty((0, *images.shape[-2:]), dtype=np.float32)
 
 
@@ -96,11 +98,12 @@ def validation_set(images: torch.Tensor, copies: int, seed: int) -> tuple[torch.
 def _random_crops(x: torch.Tensor, crop: int) -> torch.Tensor:
     """One random square crop (the same place) for the whole batch, from torch's seeded RNG."""
     top, left = (torch.randint(0, s - crop + 1, (1,)).item() for s in x.shape[-2:])
-    return x[..., top:top + crop, left:left + crop]
+    return x[..., top : top + crop, left : left + crop]
 
 
-def train_segmenter(train_images: np.ndarray, val_images: np.ndarray, p: DefectsTrainParams, seed: int,
-                    env: TrainEnv) -> tuple[Segmenter, History]:
+def train_segmenter(
+    train_images: np.ndarray, val_images: np.ndarray, p: DefectsTrainParams, seed: int, env: TrainEnv
+) -> tuple[Segmenter, History]:
     """Fit on good images with pasted anomalies; keep the epoch with the best validation pixel AP."""
     torch.manual_seed(seed)  # the weights' initialisation
     images = torch.from_numpy(train_images)
@@ -119,9 +122,19 @@ def train_segmenter(train_images: np.ndarray, val_images: np.ndarray, p: Defects
     def score(m: nn.Module) -> float:
         return average_precision(val_masks.numpy().ravel() > 0.5, anomaly_maps(cast(Segmenter, m), val_x).ravel())
 
-    history = fit(model, Batches(len(images), lambda rows: (images[rows], images[rows])), segmentation_loss, score,
-                  p, seed, env.checkpoint_dir / "segmenter.ckpt", env.fingerprint, name="segmenter",
-                  augment=augment, channels_last=True)
+    history = fit(
+        model,
+        Batches(len(images), lambda rows: (images[rows], images[rows])),
+        segmentation_loss,
+        score,
+        p,
+        seed,
+        env.checkpoint_dir / "segmenter.ckpt",
+        env.fingerprint,
+        name="segmenter",
+        augment=augment,
+        channels_last=True,
+    )
     return model.cpu(), history
 
 

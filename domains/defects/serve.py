@@ -30,5 +30,8 @@ def respond(p: DefectsParams, predictions: pd.DataFrame, body: Any, scratch: Pat
 
 
 def describe(p: DefectsParams, model_dir: Path, model: str) -> dict[str, Any]:
-    return {"threshold": float(json.loads((model_dir / THRESHOLDS).read_text())[model]),
-            "image_size": p.prepare.image_size, "decision": "1 (defective) when anomaly_score >= threshold"}
+    return {
+        "threshold": float(json.loads((model_dir / THRESHOLDS).read_text())[model]),
+        "image_size": p.prepare.image_size,
+        "decision": "1 (defective) when anomaly_score >= threshold",
+    }

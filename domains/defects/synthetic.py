@@ -39,7 +39,7 @@ def surface(rng: np.random.Generator, size: int, grain_angle: float) -> np.ndarr
     canvas = rng.normal(size=(size + 2 * pad, size + 2 * pad))
     grain = ndimage.gaussian_filter(canvas, sigma=(0.7, rng.uniform(6, 12)))
     grain = ndimage.rotate(grain, math.degrees(grain_angle + rng.normal(0, 0.05)), reshape=False, order=1)
-    grain = grain[pad:pad + size, pad:pad + size]
+    grain = grain[pad : pad + size, pad : pad + size]
     grain /= grain.std() + 1e-9
     yy, xx = np.mgrid[0:size, 0:size] / size
     direction = rng.uniform(0, 2 * math.pi)
@@ -136,8 +136,9 @@ def part(rng: np.random.Generator, size: int, grain_angle: float, shift: float) 
     return np.clip(soft * texture * shading + (1 - soft) * background, 0, 1), solid
 
 
-def inject_on_part(rng: np.random.Generator, image: np.ndarray, solid: np.ndarray, kind: str,
-                   contrast: float) -> tuple[np.ndarray, np.ndarray]:
+def inject_on_part(
+    rng: np.random.Generator, image: np.ndarray, solid: np.ndarray, kind: str, contrast: float
+) -> tuple[np.ndarray, np.ndarray]:
     """A defect of `kind` on the part: the mask is drawn until most of it lies on the part, then clipped to it."""
     for _ in range(50):
         mask = defect_mask(rng, kind, image.shape[0])
@@ -175,8 +176,11 @@ def write_mvtec(p: SyntheticParams, seed: int, root: Path) -> Path:
     for kind in p.defect_types:
         for i in range(p.n_test_per_type):
             clean, solid = good()
-            image, mask = (inject_on_part(rng, clean, solid, kind, p.defect_contrast) if p.category == "part"
-                           else inject(rng, clean, kind, p.defect_contrast))
+            image, mask = (
+                inject_on_part(rng, clean, solid, kind, p.defect_contrast)
+                if p.category == "part"
+                else inject(rng, clean, kind, p.defect_contrast)
+            )
             save(to_pixels(image, p.channels, tint), root / "test" / kind / f"{i:03d}.png")
             save(mask.astype(np.uint8) * 255, root / "ground_truth" / kind / f"{i:03d}_mask.png")
     return root

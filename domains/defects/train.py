@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import joblib
 import numpy as np
@@ -25,11 +26,11 @@ import torch
 from domains.common.contract import TrainEnv
 from domains.common.items import SPLIT
 from domains.common.trainer import seed_everything
-from domains.defects.draem import draem_maps, load_draem, save_draem, train_draem
 from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_maps
-from domains.defects.patchcore import fit_patchcore, load_backbone, load_patchcore, patchcore_maps, save_patchcore
+from domains.defects.draem import draem_maps, load_draem, save_draem, train_draem
 from domains.defects.metrics import image_scores, threshold_on_good
 from domains.defects.params import DefectsParams
+from domains.defects.patchcore import fit_patchcore, load_backbone, load_patchcore, patchcore_maps, save_patchcore
 from domains.defects.pipeline import IMAGES, ITEMS
 from domains.defects.segmenter import anomaly_maps, load_segmenter, save_segmenter, train_segmenter
 
@@ -77,14 +78,19 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
     # The backbone file is read first: a wrong or truncated file stops the stage before any model is fit.
     backbone = load_backbone(t.backbone_weights) if t.backbone_weights else None  # PatchCore only when set
     fitters: dict[str, Callable[[], Any]] = {
-        BASELINE: lambda: fit_patch_gaussian(train, t.baseline_patch, t.baseline_components,
-                                             t.baseline_patches_per_image, p.seed),
+        BASELINE: lambda: fit_patch_gaussian(
+            train, t.baseline_patch, t.baseline_components, t.baseline_patches_per_image, p.seed
+        ),
         SEGMENTER: lambda: train_segmenter(train, val, t, p.seed, env),
         DRAEM: lambda: train_draem(train, val, t, p.seed, env),
         PATCHCORE: lambda: fit_patchcore(train, backbone, t.memory_bank, p.seed) if backbone else None,
     }
-    savers: dict[str, Callable[[Any, Path], None]] = {BASELINE: joblib.dump, SEGMENTER: save_segmenter,
-                                                      DRAEM: save_draem, PATCHCORE: save_patchcore}
+    savers: dict[str, Callable[[Any, Path], None]] = {
+        BASELINE: joblib.dump,
+        SEGMENTER: save_segmenter,
+        DRAEM: save_draem,
+        PATCHCORE: save_patchcore,
+    }
     thresholds, times, histories = {}, {}, {}
     for name in model_names(p):
         _log(f"fit {name} on {len(train)} good images")
@@ -97,8 +103,10 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
         savers[name](model, model_file(out_dir, name))
         val_scores = image_scores(score_maps(name, model, val), t.score_pool)
         thresholds[name] = threshold_on_good(val_scores, t.threshold_quantile)
-        _log(f"{name}: {times[name]:.1f} s; threshold {thresholds[name]:.4g} "
-             f"(quantile {t.threshold_quantile} of {len(val)} held-out good images)")
+        _log(
+            f"{name}: {times[name]:.1f} s; threshold {thresholds[name]:.4g} "
+            f"(quantile {t.threshold_quantile} of {len(val)} held-out good images)"
+        )
     (out_dir / THRESHOLDS).write_text(json.dumps(thresholds, indent=2))
     (out_dir / TIMES).write_text(json.dumps(times, indent=2))
     (out_dir / HISTORY).write_text(json.dumps(histories, indent=2))

@@ -36,7 +36,10 @@ DOMAIN = DomainSpec(
         ),
     ),
     export=lazy("domains.fraud.export:export_models"),
-    slice_columns={"amount": "transaction amount", "hour": "hour of the transaction (0-23)",
-                   "history": "the card's transactions in the longest customer window"},
+    slice_columns={
+        "amount": "transaction amount",
+        "hour": "hour of the transaction (0-23)",
+        "history": "the card's transactions in the longest customer window",
+    },
     slice_sources={"history": ("synthetic", "handbook")},  # ULB has no card ids
 )

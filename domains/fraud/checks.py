@@ -27,16 +27,21 @@ def transaction_schema(p: FraudParams, labels: bool = True) -> pa.DataFrameSchem
     return pa.DataFrameSchema(
         {
             "transaction_id": pa.Column("int64", pa.Check.ge(0, name="non_negative"), unique=True),
-            "tx_datetime": pa.Column("datetime64[ns]", pa.Check.in_range(
-                pd.Timestamp(c.time_min), pd.Timestamp(c.time_max), name="in_time_range")),
+            "tx_datetime": pa.Column(
+                "datetime64[ns]",
+                pa.Check.in_range(pd.Timestamp(c.time_min), pd.Timestamp(c.time_max), name="in_time_range"),
+            ),
             "customer_id": pa.Column("int64", pa.Check.ge(0, name="non_negative"), required=False),
             "terminal_id": pa.Column("int64", pa.Check.ge(0, name="non_negative"), required=False),
-            "tx_amount": pa.Column("float64", [
-                pa.Check(_finite, name="finite"),
-                pa.Check.ge(0, name="non_negative"),
-                pa.Check.ne(0, name="nonzero"),  # $0 authorisations: not purchases, set aside
-                pa.Check.le(c.amount_max, name="plausible"),
-            ]),
+            "tx_amount": pa.Column(
+                "float64",
+                [
+                    pa.Check(_finite, name="finite"),
+                    pa.Check.ge(0, name="non_negative"),
+                    pa.Check.ne(0, name="nonzero"),  # $0 authorisations: not purchases, set aside
+                    pa.Check.le(c.amount_max, name="plausible"),
+                ],
+            ),
             "tx_fraud": pa.Column("int64", pa.Check.isin([0, 1], name="binary"), required=labels),
             "tx_fraud_scenario": pa.Column("int64", pa.Check.isin([0, 1, 2, 3], name="known"), required=False),
             r"^v\d+$": pa.Column("float64", pa.Check(_finite, name="finite"), regex=True, required=False),
@@ -51,20 +56,37 @@ def batch_expectations(p: FraudParams, labels: bool = True) -> list:
     import great_expectations.expectations as gxe  # heavy import, only when gating
 
     c = p.gate
-    training = [
-        gxe.ExpectTableRowCountToBeBetween(min_value=c.min_rows, meta={"check": "enough_rows"}),
-        gxe.ExpectColumnMeanToBeBetween(column="tx_fraud", min_value=c.fraud_rate_min, max_value=c.fraud_rate_max,
-                                        meta={"check": "fraud_rate_in_band"}),
-    ] if labels else []  # a scoring batch may be small and has no labels
+    training = (
+        [
+            gxe.ExpectTableRowCountToBeBetween(min_value=c.min_rows, meta={"check": "enough_rows"}),
+            gxe.ExpectColumnMeanToBeBetween(
+                column="tx_fraud",
+                min_value=c.fraud_rate_min,
+                max_value=c.fraud_rate_max,
+                meta={"check": "fraud_rate_in_band"},
+            ),
+        ]
+        if labels
+        else []
+    )  # a scoring batch may be small and has no labels
     return [
         *training,
         # Distribution drift signals: recorded as warnings, a human decides.
-        gxe.ExpectColumnMedianToBeBetween(column="tx_amount", min_value=1.0, max_value=1000.0,
-                                          meta={"check": "amount_median_plausible"}),
-        gxe.ExpectColumnValuesToBeBetween(column="tx_amount", min_value=0.0, max_value=10_000.0, mostly=0.999,
-                                          meta={"check": "amount_tail_small"}),
-        *([gxe.ExpectColumnUniqueValueCountToBeBetween(column="tx_datetime", min_value=2,
-                                                       meta={"check": "timestamps_vary"})] if labels else []),
+        gxe.ExpectColumnMedianToBeBetween(
+            column="tx_amount", min_value=1.0, max_value=1000.0, meta={"check": "amount_median_plausible"}
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="tx_amount", min_value=0.0, max_value=10_000.0, mostly=0.999, meta={"check": "amount_tail_small"}
+        ),
+        *(
+            [
+                gxe.ExpectColumnUniqueValueCountToBeBetween(
+                    column="tx_datetime", min_value=2, meta={"check": "timestamps_vary"}
+                )
+            ]
+            if labels
+            else []
+        ),
     ]
 
 

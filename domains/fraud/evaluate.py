@@ -17,8 +17,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from domains.common.contract import Evaluation, Figure
 from domains.common.figures import confusion_figure, training_curve_figure
 from domains.fraud.metrics import score_metrics
-from domains.fraud.train import MODELS, load_split, score_all
 from domains.fraud.params import FraudParams
+from domains.fraud.train import MODELS, load_split, score_all
 
 CURVE_POINTS = 200  # enough for a smooth curve, small enough for DVC plots
 
@@ -40,26 +40,43 @@ def evaluate_models(p: FraudParams, prepared_dir: Path, train_dir: Path, out_dir
     figures = [
         _curves_figure(y, scores),
         _score_distribution(y, scores[candidate], candidate),
-        confusion_figure(y, (scores[candidate] >= s.decision_threshold).astype(int), ["legit", "fraud"],
-                         f"{candidate} at threshold {s.decision_threshold}", f"Score >= {s.decision_threshold} flags a transaction."),
+        confusion_figure(
+            y,
+            (scores[candidate] >= s.decision_threshold).astype(int),
+            ["legit", "fraud"],
+            f"{candidate} at threshold {s.decision_threshold}",
+            f"Score >= {s.decision_threshold} flags a transaction.",
+        ),
         _importance_figure(importance),
         training_curve_figure(history, "val average precision", "MLP"),
     ]
     n_days = len(np.unique(days))
-    notes = [f"Test period: {n_days} days, {len(y)} transactions, {int(y.sum())} frauds ({y.mean():.2%}). "
-             f"card_precision_at_k uses k={s.top_k} cards per day; recall_at_fpr is recall at FPR <= {s.fpr:.2%}.",
-             f"MLP: best epoch {history['best_epoch']} of {len(history['epochs'])} on {history['device']}"
-             f"{' (stopped early)' if history['stopped_early'] else ''}."]
-    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables={"feature_importance": importance}, notes=notes,
-                      units=test_units(test, scores))
+    notes = [
+        f"Test period: {n_days} days, {len(y)} transactions, {int(y.sum())} frauds ({y.mean():.2%}). "
+        f"card_precision_at_k uses k={s.top_k} cards per day; recall_at_fpr is recall at FPR <= {s.fpr:.2%}.",
+        f"MLP: best epoch {history['best_epoch']} of {len(history['epochs'])} on {history['device']}"
+        f"{' (stopped early)' if history['stopped_early'] else ''}.",
+    ]
+    return Evaluation(
+        metrics=metrics,
+        plots=plots,
+        figures=figures,
+        tables={"feature_importance": importance},
+        notes=notes,
+        units=test_units(test, scores),
+    )
 
 
 def test_units(test: pd.DataFrame, scores: dict[str, np.ndarray]) -> pd.DataFrame:
     """Per-transaction predictions; the bootstrap unit is the card (its transactions are not independent),
     each transaction without card ids (ULB)."""
-    frame = pd.DataFrame({"row": test["transaction_id"].to_numpy(),
-                          "unit": test["card_id"].to_numpy() if "card_id" in test else test["transaction_id"].to_numpy(),
-                          "label": test["label"].to_numpy(np.int64)})
+    frame = pd.DataFrame(
+        {
+            "row": test["transaction_id"].to_numpy(),
+            "unit": test["card_id"].to_numpy() if "card_id" in test else test["transaction_id"].to_numpy(),
+            "label": test["label"].to_numpy(np.int64),
+        }
+    )
     for name, score in scores.items():
         frame[f"{name}:p1"] = np.asarray(score, dtype=np.float64)
     frame["slice:amount"] = test["tx_amount"].to_numpy(np.float64)
@@ -115,10 +132,12 @@ def _importance(train_dir: Path, x: pd.DataFrame, y: np.ndarray, names: list[str
 
     sample = np.random.default_rng(seed).permutation(len(x))[:20_000]
     model = joblib.load(train_dir / "hgb.joblib")
-    result = permutation_importance(model, x.to_numpy(np.float32)[sample], y[sample], scoring="average_precision",
-                                    n_repeats=3, random_state=seed)
-    return (pd.DataFrame({"feature": names, "importance": result.importances_mean, "std": result.importances_std})
-            .sort_values("importance", ascending=False, ignore_index=True))
+    result = permutation_importance(
+        model, x.to_numpy(np.float32)[sample], y[sample], scoring="average_precision", n_repeats=3, random_state=seed
+    )
+    return pd.DataFrame(
+        {"feature": names, "importance": result.importances_mean, "std": result.importances_std}
+    ).sort_values("importance", ascending=False, ignore_index=True)
 
 
 def _importance_figure(importance: pd.DataFrame) -> Figure:

@@ -9,8 +9,8 @@ no loop over rows, ~1.7M rows in a few seconds.
 
 from __future__ import annotations
 
-from typing import Literal
 import re
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,10 @@ def build_features(
     amount = pd.to_numeric(tx["tx_amount"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     bad = int((dt.isna().to_numpy() | ~np.isfinite(amount)).sum())
     if bad:
-        raise PipelineError(f"build_features: {bad} row(s) with a missing tx_datetime or non-finite tx_amount; "
-                            "features need the gated table")
+        raise PipelineError(
+            f"build_features: {bad} row(s) with a missing tx_datetime or non-finite tx_amount; "
+            "features need the gated table"
+        )
     out = pd.DataFrame(index=tx.index)
     out["tx_amount"] = amount
     out["tx_during_weekend"] = (dt.dt.weekday >= 5).to_numpy(dtype=np.int64)
@@ -109,9 +111,11 @@ def time_split(tx_datetime: pd.Series, p: PrepareParams, warmup_days: int) -> di
     def span(a: pd.Timestamp, b: pd.Timestamp) -> str:  # inclusive range of units
         return f"{a:{fmt}}..{b:{fmt}}"
 
-    context = (f"data covers {span(first, last)}; requested train {span(start, val_start - one)}, "
-               f"val {span(val_start, train_end - one)}, gap {p.gap_length} {p.split_unit}(s), "
-               f"test {span(test_start, test_end - one)}")
+    context = (
+        f"data covers {span(first, last)}; requested train {span(start, val_start - one)}, "
+        f"val {span(val_start, train_end - one)}, gap {p.gap_length} {p.split_unit}(s), "
+        f"test {span(test_start, test_end - one)}"
+    )
     if test_end - one > last:
         raise PipelineError(f"time split: test period runs past the data ({context})")
     empty = [name for name, m in masks.items() if not m.any()]

@@ -45,8 +45,10 @@ def handbook_to_canonical(df: pd.DataFrame, source: str = "handbook table", labe
     """
     required = _required_handbook(labels)
     _require(df, required, source)
-    names = {**{k: HANDBOOK_COLUMNS[k] for k in HANDBOOK_COLUMNS if k in required or k in df.columns},
-             **{k: v for k, v in HANDBOOK_OPTIONAL.items() if k in df.columns}}
+    names = {
+        **{k: HANDBOOK_COLUMNS[k] for k in HANDBOOK_COLUMNS if k in required or k in df.columns},
+        **{k: v for k, v in HANDBOOK_OPTIONAL.items() if k in df.columns},
+    }
     out = df[list(names)].rename(columns=names).reset_index(drop=True)
     out["tx_datetime"] = _to_datetime(out["tx_datetime"])
     return out
@@ -60,8 +62,9 @@ def read_handbook(path: Path, labels: bool = True) -> pd.DataFrame:
     """The handbook's transactions table: a .csv/.csv.gz file, or a folder of them (by file name)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted((f for f in path.iterdir() if f.is_file() and f.name.endswith(CSV_SUFFIXES)),
-                       key=lambda f: f.name)
+        files = sorted(
+            (f for f in path.iterdir() if f.is_file() and f.name.endswith(CSV_SUFFIXES)), key=lambda f: f.name
+        )
         if not files:
             raise DataError(f"{path}: folder holds no .csv or .csv.gz file")
     else:

@@ -9,9 +9,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from domains.common.errors import PipelineError
 
 
-def card_precision_at_k(
-    days: np.ndarray, customer_ids: np.ndarray, y: np.ndarray, scores: np.ndarray, k: int
-) -> float:
+def card_precision_at_k(days: np.ndarray, customer_ids: np.ndarray, y: np.ndarray, scores: np.ndarray, k: int) -> float:
     """Mean over days of the fraction of frauds among the k highest-scored cards of the day.
 
     The fraud-detection handbook's definition: a card's score on a day is the max over its
@@ -19,8 +17,14 @@ def card_precision_at_k(
     that day's top k) is left out of the following days, as it would be blocked; days with fewer
     than k cards still divide by k. Equal scores are broken by card id, so row order does not matter.
     """
-    frame = pd.DataFrame({"day": np.asarray(days), "card": np.asarray(customer_ids),
-                          "y": np.asarray(y).astype(np.int64), "score": np.asarray(scores, dtype=float)})
+    frame = pd.DataFrame(
+        {
+            "day": np.asarray(days),
+            "card": np.asarray(customer_ids),
+            "y": np.asarray(y).astype(np.int64),
+            "score": np.asarray(scores, dtype=float),
+        }
+    )
     if frame.empty:
         return float("nan")
     cards = frame.groupby(["day", "card"], dropna=False).agg(score=("score", "max"), y=("y", "max")).reset_index()
@@ -54,8 +58,10 @@ def score_metrics(
     scores = np.asarray(scores, dtype=float)
     n_fraud = int(y.sum())
     if n_fraud == 0 or n_fraud == len(y):
-        raise PipelineError(f"score_metrics: {len(y)} rows with {n_fraud} fraud(s); "
-                            "AUROC and average precision need both frauds and legitimate transactions")
+        raise PipelineError(
+            f"score_metrics: {len(y)} rows with {n_fraud} fraud(s); "
+            "AUROC and average precision need both frauds and legitimate transactions"
+        )
     cards = np.arange(len(y)) if customer_ids is None else customer_ids
     return {
         "auroc": float(roc_auc_score(y, scores)),

@@ -38,8 +38,12 @@ class PrepareParams(StrictModel):
     customer_windows_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
     terminal_windows_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
     delay_days: int = Field(7, ge=0, description="labels are known only this many days after a transaction")
-    split_unit: Literal["day", "hour"] = Field("day", description="unit of the split lengths (hour: for short data such as ULB's 2 days)")
-    train_start: str | None = Field(None, description="start of training; default: first day + the feature windows' warm-up")
+    split_unit: Literal["day", "hour"] = Field(
+        "day", description="unit of the split lengths (hour: for short data such as ULB's 2 days)"
+    )
+    train_start: str | None = Field(
+        None, description="start of training; default: first day + the feature windows' warm-up"
+    )
     train_length: int = Field(42, ge=2, description="train period, in split units, validation included")
     val_length: int = Field(7, ge=1, description="last units of the train period held out for early stopping")
     gap_length: int = Field(7, ge=0, description="units between train and test: labels not yet known at deployment")

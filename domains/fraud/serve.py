@@ -51,26 +51,41 @@ class PastTransaction(Transaction):
     tx_fraud: Literal[0, 1]
 
 
-_ULB_FIELDS: dict[str, Any] = {"transaction_id": (int, ...), "time": (float, ...), "amount": (float, ...),
-                               **{v.lower(): (float, ...) for v in V_COLUMNS}}
+_ULB_FIELDS: dict[str, Any] = {
+    "transaction_id": (int, ...),
+    "time": (float, ...),
+    "amount": (float, ...),
+    **{v.lower(): (float, ...) for v in V_COLUMNS},
+}
 UlbTransaction = create_model("UlbTransaction", __config__=STRICT, **_ULB_FIELDS)  # ULB's columns, lower-case
 
 
 def request_model(p: FraudParams) -> type[BaseModel]:
     if p.data.source == "ulb":
-        return create_model("FraudUlbRequest", __config__=STRICT,
-                            items=(list[UlbTransaction], Field(min_length=1, max_length=MAX_ITEMS)))  # type: ignore[valid-type]
-    return create_model("FraudRequest", __config__=STRICT,
-                        items=(list[Transaction], Field(min_length=1, max_length=MAX_ITEMS)),
-                        history=(list[PastTransaction], Field(default_factory=list, max_length=MAX_HISTORY)))
+        return create_model(
+            "FraudUlbRequest",
+            __config__=STRICT,
+            items=(list[UlbTransaction], Field(min_length=1, max_length=MAX_ITEMS)),
+        )  # type: ignore[valid-type]
+    return create_model(
+        "FraudRequest",
+        __config__=STRICT,
+        items=(list[Transaction], Field(min_length=1, max_length=MAX_ITEMS)),
+        history=(list[PastTransaction], Field(default_factory=list, max_length=MAX_HISTORY)),
+    )
 
 
 def to_table(p: FraudParams, body: Any, scratch: Path) -> pd.DataFrame:
     """The table `read_batch` gives a file of these rows."""
     if p.data.source == "ulb":
         rows = pd.DataFrame([item.model_dump() for item in body.items])
-        out = pd.DataFrame({"transaction_id": rows["transaction_id"], "tx_datetime": _seconds_to_datetime(rows["time"]),
-                            "tx_amount": rows["amount"]})
+        out = pd.DataFrame(
+            {
+                "transaction_id": rows["transaction_id"],
+                "tx_datetime": _seconds_to_datetime(rows["time"]),
+                "tx_amount": rows["amount"],
+            }
+        )
         return out.join(rows[[v.lower() for v in V_COLUMNS]])
     return handbook_to_canonical(_handbook(body.items), "request", labels=False)
 
@@ -81,7 +96,7 @@ def to_tables(p: FraudParams, bodies: list[Any], scratch: Path) -> list[pd.DataF
         return [to_table(p, body, scratch) for body in bodies]
     whole = handbook_to_canonical(_handbook([item for body in bodies for item in body.items]), "request", labels=False)
     ends = np.cumsum([len(body.items) for body in bodies])
-    return [whole.iloc[end - len(body.items):end].reset_index(drop=True) for end, body in zip(ends, bodies)]
+    return [whole.iloc[end - len(body.items) : end].reset_index(drop=True) for end, body in zip(ends, bodies)]
 
 
 def _handbook(items: list[Any]) -> pd.DataFrame:
@@ -119,8 +134,9 @@ def load_history(path: Path) -> dict[str, Any]:
     return {"history": History(path)}
 
 
-def combine(p: FraudParams, tables: list[pd.DataFrame], bodies: list[Any],
-            context: dict[str, Any]) -> tuple[pd.DataFrame, ScoreOptions]:
+def combine(
+    p: FraudParams, tables: list[pd.DataFrame], bodies: list[Any], context: dict[str, Any]
+) -> tuple[pd.DataFrame, ScoreOptions]:
     """Requests as one batch, each with its own past and its own (renumbered) cards and terminals."""
     if "customer_id" not in tables[0]:  # ULB: no windows, nothing to keep apart
         return pd.concat(tables, ignore_index=True), ScoreOptions()
@@ -129,8 +145,11 @@ def combine(p: FraudParams, tables: list[pd.DataFrame], bodies: list[Any],
     for k, (table, body) in enumerate(zip(tables, bodies)):
         own = [handbook_to_canonical(_handbook(body.history), "request history")] if body.history else []
         mine = [m for m in [*own, *([server.relevant(table)] if server else [])] if len(m)]
-        times = [int(table["tx_datetime"].min().value), *(int(m["tx_datetime"].min().value) for m in mine),
-                 *([server.start] if server else [])]
+        times = [
+            int(table["tx_datetime"].min().value),
+            *(int(m["tx_datetime"].min().value) for m in mine),
+            *([server.start] if server else []),
+        ]
         starts.append(np.full(len(table), min(times), dtype=np.int64))
         batch.append(table.assign(_request=k))
         past += [m.assign(_request=k) for m in mine]
@@ -151,9 +170,15 @@ def combine(p: FraudParams, tables: list[pd.DataFrame], bodies: list[Any],
 
 
 def describe(p: FraudParams, model_dir: Path, model: str) -> dict[str, Any]:
-    return {"threshold": p.evaluate.decision_threshold, "decision": "fraud when fraud_probability >= threshold",
-            "windows": {"customer_days": p.prepare.customer_windows_days,
-                        "terminal_days": p.prepare.terminal_windows_days, "delay_days": p.prepare.delay_days}}
+    return {
+        "threshold": p.evaluate.decision_threshold,
+        "decision": "fraud when fraud_probability >= threshold",
+        "windows": {
+            "customer_days": p.prepare.customer_windows_days,
+            "terminal_days": p.prepare.terminal_windows_days,
+            "delay_days": p.prepare.delay_days,
+        },
+    }
 
 
 def onnx(p: FraudParams, model_dir: Path, export_dir: Path, model: str, int8: bool) -> Any:

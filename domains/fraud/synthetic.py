@@ -135,9 +135,7 @@ def _active(picks: np.ndarray, n: int, n_days: int, duration: int) -> np.ndarray
     return np.cumsum(delta, axis=1)[:, :n_days] > 0
 
 
-def _third_of_compromised(
-    rng: np.random.Generator, cust_day: np.ndarray, picks: np.ndarray, n_days: int
-) -> np.ndarray:
+def _third_of_compromised(rng: np.random.Generator, cust_day: np.ndarray, picks: np.ndarray, n_days: int) -> np.ndarray:
     """Scenario 3: per compromise event, a random third of the card's transactions in the next 14 days.
 
     `cust_day` (= customer * n_days + day) is non-decreasing, so each event's transactions form one

@@ -59,18 +59,36 @@ def train_models(p: FraudParams, prepared_dir: Path, out_dir: Path, env: TrainEn
 
     logreg = make_pipeline(StandardScaler(), LogisticRegression(C=t.logreg_c, class_weight="balanced", max_iter=2000))
     joblib.dump(logreg.fit(x_train, y_train), out_dir / "logreg.joblib")
-    hgb = HistGradientBoostingClassifier(max_iter=t.hgb_max_iter, learning_rate=t.hgb_learning_rate,
-                                         early_stopping=False, random_state=p.seed)
+    hgb = HistGradientBoostingClassifier(
+        max_iter=t.hgb_max_iter, learning_rate=t.hgb_learning_rate, early_stopping=False, random_state=p.seed
+    )
     joblib.dump(hgb.fit(x_train, y_train), out_dir / "hgb.joblib")
 
-    model, history = train_mlp(t, p.seed, x_train, y_train, val[names].to_numpy(np.float32), val["label"].to_numpy(), env)
-    torch.save({"state_dict": model.cpu().state_dict(), "n_features": len(names), "hidden": t.hidden,
-                "dropout": t.dropout, "features": names}, out_dir / "mlp.pt")
+    model, history = train_mlp(
+        t, p.seed, x_train, y_train, val[names].to_numpy(np.float32), val["label"].to_numpy(), env
+    )
+    torch.save(
+        {
+            "state_dict": model.cpu().state_dict(),
+            "n_features": len(names),
+            "hidden": t.hidden,
+            "dropout": t.dropout,
+            "features": names,
+        },
+        out_dir / "mlp.pt",
+    )
     (out_dir / "history.json").write_text(json.dumps(history.to_json(), indent=2))
 
 
-def train_mlp(t: FraudTrainParams, seed: int, x_train: np.ndarray, y_train: np.ndarray,
-              x_val: np.ndarray, y_val: np.ndarray, env: TrainEnv):
+def train_mlp(
+    t: FraudTrainParams,
+    seed: int,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    env: TrainEnv,
+):
     torch.manual_seed(seed)  # same initial weights for the same seed
     model = FraudMLP(x_train.shape[1], t.hidden, t.dropout)
     model.mean.copy_(torch.from_numpy(x_train.mean(axis=0)))
@@ -81,13 +99,17 @@ def train_mlp(t: FraudTrainParams, seed: int, x_train: np.ndarray, y_train: np.n
     x_val_t = torch.from_numpy(x_val)
 
     def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.binary_cross_entropy_with_logits(logits.float(), target, pos_weight=pos_weight.to(logits.device))
+        return nn.functional.binary_cross_entropy_with_logits(
+            logits.float(), target, pos_weight=pos_weight.to(logits.device)
+        )
 
     def val_ap(m: nn.Module) -> float:
         return float(average_precision_score(y_val, predict(m, x_val_t))) if y_val.any() else 0.0
 
     tensors = (torch.from_numpy(x_train), torch.from_numpy(y_train.astype(np.float32)))
-    history = fit(model, tensors, loss_fn, val_ap, t, seed, env.checkpoint_dir / "mlp.ckpt", env.fingerprint, name="fraud-mlp")
+    history = fit(
+        model, tensors, loss_fn, val_ap, t, seed, env.checkpoint_dir / "mlp.ckpt", env.fingerprint, name="fraud-mlp"
+    )
     return model, history
 
 
@@ -101,5 +123,7 @@ def load_mlp(path: Path) -> FraudMLP:
 def score_all(train_dir: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     """Fraud scores in [0, 1] from every trained model, on the same rows."""
     scores = {name: joblib.load(train_dir / f"{name}.joblib").predict_proba(x)[:, 1] for name in ("logreg", "hgb")}
-    scores["mlp"] = torch.sigmoid(torch.from_numpy(predict(load_mlp(train_dir / "mlp.pt"), torch.from_numpy(x)))).numpy()
+    scores["mlp"] = torch.sigmoid(
+        torch.from_numpy(predict(load_mlp(train_dir / "mlp.pt"), torch.from_numpy(x)))
+    ).numpy()
     return scores

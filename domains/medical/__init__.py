@@ -12,10 +12,15 @@ DOMAIN = DomainSpec(
     title="Medical imaging (MedMNIST-style classification)",
     params_model=MedicalParams,
     sources=SOURCES,
-    metric=MetricContract(primary="auroc", higher_is_better={
-        **DIRECTIONS, **{f"{m}_at_threshold": True for m in ("accuracy", "sensitivity", "specificity", "f1")}},
+    metric=MetricContract(
+        primary="auroc",
+        higher_is_better={
+            **DIRECTIONS,
+            **{f"{m}_at_threshold": True for m in ("accuracy", "sensitivity", "specificity", "f1")},
+        },
         intervals={"auroc": "auroc", "accuracy": "accuracy"},
-        ranges={**RANGES, **{f"{m}_at_threshold": UNIT for m in ("accuracy", "sensitivity", "specificity", "f1")}}),
+        ranges={**RANGES, **{f"{m}_at_threshold": UNIT for m in ("accuracy", "sensitivity", "specificity", "f1")}},
+    ),
     acquire=lazy("domains.medical.pipeline:acquire"),
     gate_suite=lazy("domains.medical.checks:gate_suite"),
     prepare=lazy("domains.medical.pipeline:prepare"),
@@ -35,6 +40,9 @@ DOMAIN = DomainSpec(
         ),
     ),
     export=lazy("domains.medical.export:export_models"),
-    slice_columns={"class": "the image's true class", "brightness": "mean pixel value of the prepared image (0-255)",
-                   "contrast": "pixel standard deviation of the prepared image (0-255)"},
+    slice_columns={
+        "class": "the image's true class",
+        "brightness": "mean pixel value of the prepared image (0-255)",
+        "contrast": "pixel standard deviation of the prepared image (0-255)",
+    },
 )

@@ -12,7 +12,14 @@ import pandera.pandas as pa
 
 from domains.common.gate import GateSuite
 from domains.common.images import IMAGE_SEVERITIES, image_columns, image_table_checks
-from domains.common.items import ID, ITEM_SEVERITIES, SPLITS, class_presence_expectations, item_columns, item_table_checks
+from domains.common.items import (
+    ID,
+    ITEM_SEVERITIES,
+    SPLITS,
+    class_presence_expectations,
+    item_columns,
+    item_table_checks,
+)
 from domains.medical.params import MedicalParams
 
 
@@ -22,12 +29,14 @@ def gate_suite(p: MedicalParams) -> GateSuite:
     schema = pa.DataFrameSchema(
         {**item_columns(p.data.classes, p.gate), **image_columns(p.gate)},
         checks=[*item_table_checks(), *image_table_checks()],
-        coerce=True, strict=False,
+        coerce=True,
+        strict=False,
     )
     expectations = [
         *class_presence_expectations(p.data.classes, SPLITS),
-        gxe.ExpectTableRowCountToBeBetween(min_value=p.gate.min_per_class * len(p.data.classes) * len(SPLITS),
-                                           meta={"check": "enough_images"}),
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=p.gate.min_per_class * len(p.data.classes) * len(SPLITS), meta={"check": "enough_images"}
+        ),
     ]
     return GateSuite(schema, expectations, {**ITEM_SEVERITIES, **IMAGE_SEVERITIES}, id_column=ID)
 
@@ -39,8 +48,12 @@ def scoring_suite(p: MedicalParams) -> GateSuite:
     from domains.common.items import LABEL
 
     schema = pa.DataFrameSchema(
-        {**scoring_schema_columns(p.gate),
-         LABEL: pa.Column("str", pa.Check.isin(list(p.data.classes), name="in_classes"), required=False)},
-        checks=scoring_table_checks(), coerce=True, strict=False,
+        {
+            **scoring_schema_columns(p.gate),
+            LABEL: pa.Column("str", pa.Check.isin(list(p.data.classes), name="in_classes"), required=False),
+        },
+        checks=scoring_table_checks(),
+        coerce=True,
+        strict=False,
     )
     return GateSuite(schema, (), {**ITEM_SEVERITIES, **IMAGE_SEVERITIES}, id_column=ID)

@@ -15,9 +15,9 @@ import torch
 
 from domains.common.errors import PipelineError
 from domains.common.export import Convertible, Exportable, from_sklearn, from_torch
-from domains.medical.train import CNN, HGB, LOGREG, baseline_features, load_cnn, model_file, predict_proba
 from domains.medical.params import MedicalParams
 from domains.medical.pipeline import load_prepared
+from domains.medical.train import CNN, HGB, LOGREG, baseline_features, load_cnn, model_file, predict_proba
 
 CALIBRATION_IMAGES = 256  # training images the int8 CNN's activation ranges are measured on
 
@@ -39,8 +39,9 @@ class _Probabilities(torch.nn.Module):
 def export_models(p: MedicalParams, model_dir: Path, prepared_dir: Path) -> Exportable:
     images, items, classes = load_prepared(prepared_dir)
     if len(classes) != 2:
-        raise PipelineError(f"medical: export decides between two classes; this model has {len(classes)} "
-                            f"({', '.join(classes)})")
+        raise PipelineError(
+            f"medical: export decides between two classes; this model has {len(classes)} ({', '.join(classes)})"
+        )
     split = items["split"].to_numpy()
     test, train = images[split == "test"], images[split == "train"]
     size = p.train.baseline_size
@@ -48,31 +49,63 @@ def export_models(p: MedicalParams, model_dir: Path, prepared_dir: Path) -> Expo
     models = []
     for name, kind in ((LOGREG, "linear"), (HGB, "tree")):
         estimator = joblib.load(model_file(model_dir, name))  # opened after modelstore checked its hash
-        models.append(Convertible(name, kind, partial(from_sklearn, estimator, pixels["x"].shape[1]), pixels,
-                                  estimator.predict_proba(pixels["x"])[:, 1], "probabilities", column=1))
+        models.append(
+            Convertible(
+                name,
+                kind,
+                partial(from_sklearn, estimator, pixels["x"].shape[1]),
+                pixels,
+                estimator.predict_proba(pixels["x"])[:, 1],
+                "probabilities",
+                column=1,
+            )
+        )
     cnn = load_cnn(model_file(model_dir, CNN))
     reference = predict_proba(cnn, torch.from_numpy(test), p.train.tta)[:, 1]  # as evaluate and scoring compute it
     graph = _Probabilities(cnn, p.train.tta).eval()
     example = (torch.from_numpy(test[:2]),)
     calibration = train[np.random.default_rng(p.seed).permutation(len(train))[:CALIBRATION_IMAGES]]
-    models.append(Convertible(CNN, "torch",
-                              lambda: from_torch(graph, example, ["x"], ["probabilities"], {"x": {0: "items"}}),
-                              {"x": test}, reference, "probabilities", column=1, quantize="static",
-                              calibration={"x": calibration}))
+    models.append(
+        Convertible(
+            CNN,
+            "torch",
+            lambda: from_torch(graph, example, ["x"], ["probabilities"], {"x": {0: "items"}}),
+            {"x": test},
+            reference,
+            "probabilities",
+            column=1,
+            quantize="static",
+            calibration={"x": calibration},
+        )
+    )
     channels, side = images.shape[1], images.shape[-1]
     preprocessing = {
-        "image": {"size": [side, side], "channels": channels, "resize": "to image_size x image_size as prepare does "
-                  "(domains/common/image_scoring.py:model_inputs)", "layout": "NCHW"},
+        "image": {
+            "size": [side, side],
+            "channels": channels,
+            "resize": "to image_size x image_size as prepare does (domains/common/image_scoring.py:model_inputs)",
+            "layout": "NCHW",
+        },
         "models": {
-            CNN: {"input": f"x: uint8 [items, {channels}, {side}, {side}], raw pixels 0-255; the graph scales them to "
-                           "[0, 1] and standardises with the training images' mean and std (held in the graph)"
-                           + ("; it averages the image with its left-right mirror (tta)" if p.train.tta else "")},
-            LOGREG: {"input": f"x: float32 [items, {channels * size * size}]: pixels / 255, area-averaged to "
-                              f"{size} x {size} (adaptive average pooling), flattened channel-major (C, H, W)"},
+            CNN: {
+                "input": f"x: uint8 [items, {channels}, {side}, {side}], raw pixels 0-255; the graph scales them to "
+                "[0, 1] and standardises with the training images' mean and std (held in the graph)"
+                + ("; it averages the image with its left-right mirror (tta)" if p.train.tta else "")
+            },
+            LOGREG: {
+                "input": f"x: float32 [items, {channels * size * size}]: pixels / 255, area-averaged to "
+                f"{size} x {size} (adaptive average pooling), flattened channel-major (C, H, W)"
+            },
             HGB: {"input": f"the same as {LOGREG}"},
         },
         "output": "'probabilities' [items, 2]: column 1 is P(" + classes[1] + ")",
         "decision": f"'{classes[1]}' when P({classes[1]}) >= 0.5, else '{classes[0]}' (the most probable class)",
     }
-    return Exportable(models=models, labels=items["y"].to_numpy()[split == "test"], threshold=0.5,
-                      class_names=list(classes), metric="auroc", preprocessing=preprocessing)
+    return Exportable(
+        models=models,
+        labels=items["y"].to_numpy()[split == "test"],
+        threshold=0.5,
+        class_names=list(classes),
+        metric="auroc",
+        preprocessing=preprocessing,
+    )

@@ -31,8 +31,16 @@ def read_medmnist(file: Path, classes: list[str]) -> pd.DataFrame:
     for split in SPLITS:
         images, labels = _split_arrays(arrays, split, file)
         for i, (image, label) in enumerate(zip(images, labels)):
-            rows.append({ID: f"{split}/{i}", SPLIT: split, LABEL: _class_name(label, classes),
-                         PATH: file.name, MEMBER: f"{split}_images/{i}", **image_facts(_hwc(image))})
+            rows.append(
+                {
+                    ID: f"{split}/{i}",
+                    SPLIT: split,
+                    LABEL: _class_name(label, classes),
+                    PATH: file.name,
+                    MEMBER: f"{split}_images/{i}",
+                    **image_facts(_hwc(image)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -51,17 +59,23 @@ def _open_npz(file: Path) -> dict[str, np.ndarray]:
 def _split_arrays(arrays: dict[str, np.ndarray], split: str, file: Path) -> tuple[np.ndarray, np.ndarray]:
     missing = [k for k in (f"{split}_images", f"{split}_labels") if k not in arrays]
     if missing:
-        raise DataError(f"{file.name}: missing array(s) {', '.join(missing)}; a MedMNIST .npz has "
-                        f"{', '.join(f'{s}_images, {s}_labels' for s in SPLITS)} (has: {', '.join(sorted(arrays))})")
+        raise DataError(
+            f"{file.name}: missing array(s) {', '.join(missing)}; a MedMNIST .npz has "
+            f"{', '.join(f'{s}_images, {s}_labels' for s in SPLITS)} (has: {', '.join(sorted(arrays))})"
+        )
     images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
     if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
         raise DataError(f"{file.name}: {split}_images has shape {images.shape}; expected (N, H, W) or (N, H, W, 3)")
     if labels.ndim == 2 and labels.shape[1] > 1:
-        raise DataError(f"{file.name}: {split}_labels has shape {labels.shape}: multi-label data (e.g. ChestMNIST) "
-                        "is not supported; one class per image, shape (N, 1)")
+        raise DataError(
+            f"{file.name}: {split}_labels has shape {labels.shape}: multi-label data (e.g. ChestMNIST) "
+            "is not supported; one class per image, shape (N, 1)"
+        )
     labels = labels.reshape(len(labels), -1)[:, 0] if labels.ndim else labels
     if len(images) != len(labels):
-        raise DataError(f"{file.name}: {split}_images holds {len(images)} images but {split}_labels {len(labels)} labels")
+        raise DataError(
+            f"{file.name}: {split}_images holds {len(images)} images but {split}_labels {len(labels)} labels"
+        )
     if len(images) == 0:
         raise DataError(f"{file.name}: {split}_images is empty")
     return images, labels
@@ -86,8 +100,10 @@ def read_image_folder(root: Path, val_fraction: float, seed: int) -> pd.DataFram
     missing = [s for s in ("train", "test") if s not in present]
     if missing:
         found = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) or "none"
-        raise DataError(f"{root}: missing split folder(s) {', '.join(missing)} (found: {found}); "
-                        "image-folder needs train/ and test/ (val/ optional)")
+        raise DataError(
+            f"{root}: missing split folder(s) {', '.join(missing)} (found: {found}); "
+            "image-folder needs train/ and test/ (val/ optional)"
+        )
     rows = []
     for split in present:
         class_dirs = sorted(p for p in (root / split).iterdir() if p.is_dir())
@@ -97,8 +113,15 @@ def read_image_folder(root: Path, val_fraction: float, seed: int) -> pd.DataFram
             files = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
             if not files:
                 raise DataError(f"{class_dir}: empty class folder")
-            rows += [{ID: f"{split}/{class_dir.name}/{f.name}", SPLIT: split, LABEL: class_dir.name,
-                      PATH: f"{split}/{class_dir.name}/{f.name}"} for f in files]
+            rows += [
+                {
+                    ID: f"{split}/{class_dir.name}/{f.name}",
+                    SPLIT: split,
+                    LABEL: class_dir.name,
+                    PATH: f"{split}/{class_dir.name}/{f.name}",
+                }
+                for f in files
+            ]
     table = pd.DataFrame(rows)
     facts = file_facts(root, table[PATH].tolist())  # files of other types get a decode error, named by the gate
     table = pd.concat([table, facts.drop(columns=[PATH])], axis=1)
@@ -115,8 +138,10 @@ def read_medmnist_batch(file: Path, classes: list[str]) -> pd.DataFrame:
     arrays = _open_npz(file)
     keys = ["test_images"] if "test_images" in arrays else sorted(k for k in arrays if k.endswith("_images"))
     if not keys:
-        raise DataError(f"{file.name}: no <name>_images array to score (has: {', '.join(sorted(arrays)) or 'nothing'}); "
-                        "a MedMNIST .npz has test_images")
+        raise DataError(
+            f"{file.name}: no <name>_images array to score (has: {', '.join(sorted(arrays)) or 'nothing'}); "
+            "a MedMNIST .npz has test_images"
+        )
     rows = []
     for key in keys:
         name = key.removesuffix("_images")
@@ -126,8 +151,15 @@ def read_medmnist_batch(file: Path, classes: list[str]) -> pd.DataFrame:
         if labels is not None:
             labels = _split_labels(labels, len(images), file, name)
         for i, image in enumerate(images):
-            rows.append({ID: f"{name}/{i}", PATH: file.name, MEMBER: f"{key}/{i}", **image_facts(_hwc(image)),
-                         **({LABEL: _class_name(labels[i], classes)} if labels is not None else {})})
+            rows.append(
+                {
+                    ID: f"{name}/{i}",
+                    PATH: file.name,
+                    MEMBER: f"{key}/{i}",
+                    **image_facts(_hwc(image)),
+                    **({LABEL: _class_name(labels[i], classes)} if labels is not None else {}),
+                }
+            )
     if not rows:
         raise DataError(f"{file.name}: {', '.join(keys)} hold no images")
     return pd.DataFrame(rows)
@@ -135,8 +167,10 @@ def read_medmnist_batch(file: Path, classes: list[str]) -> pd.DataFrame:
 
 def _split_labels(labels: np.ndarray, n: int, file: Path, name: str) -> np.ndarray:
     if labels.ndim == 2 and labels.shape[1] > 1:
-        raise DataError(f"{file.name}: {name}_labels has shape {labels.shape}: multi-label data is not supported; "
-                        "one class per image, shape (N, 1)")
+        raise DataError(
+            f"{file.name}: {name}_labels has shape {labels.shape}: multi-label data is not supported; "
+            "one class per image, shape (N, 1)"
+        )
     labels = labels.reshape(len(labels), -1)[:, 0] if labels.ndim else labels
     if len(labels) != n:
         raise DataError(f"{file.name}: {name}_images holds {n} images but {name}_labels {len(labels)} labels")

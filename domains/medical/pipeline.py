@@ -47,8 +47,14 @@ def prepare(p: MedicalParams, table: pd.DataFrame, acquire_dir: Path, out_dir: P
     pixels = gated_pixels(source(p, acquire_dir), table)
     np.save(out_dir / IMAGES, np.stack([to_size(x, size, channels) for x in pixels]))
     index = {name: i for i, name in enumerate(p.data.classes)}
-    items = pd.DataFrame({ID: table[ID].to_numpy(), SPLIT: table[SPLIT].to_numpy(), LABEL: table[LABEL].to_numpy(),
-                          "y": table[LABEL].map(index).astype("int64").to_numpy()})
+    items = pd.DataFrame(
+        {
+            ID: table[ID].to_numpy(),
+            SPLIT: table[SPLIT].to_numpy(),
+            LABEL: table[LABEL].to_numpy(),
+            "y": table[LABEL].map(index).astype("int64").to_numpy(),
+        }
+    )
     items.to_parquet(out_dir / ITEMS)
     (out_dir / CLASSES).write_text(json.dumps(p.data.classes))
     if (acquire_dir / TRUTH).is_file():
@@ -58,5 +64,8 @@ def prepare(p: MedicalParams, table: pd.DataFrame, acquire_dir: Path, out_dir: P
 
 
 def load_prepared(prepared_dir: Path) -> tuple[np.ndarray, pd.DataFrame, list[str]]:
-    return (np.load(prepared_dir / IMAGES), pd.read_parquet(prepared_dir / ITEMS),
-            json.loads((prepared_dir / CLASSES).read_text()))
+    return (
+        np.load(prepared_dir / IMAGES),
+        pd.read_parquet(prepared_dir / ITEMS),
+        json.loads((prepared_dir / CLASSES).read_text()),
+    )

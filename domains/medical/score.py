@@ -18,17 +18,24 @@ import pandas as pd
 import torch
 
 from domains.common.classification import classification_metrics
-from domains.common.contract import Reference, ScoreOptions, Scored
+from domains.common.contract import Reference, Scored, ScoreOptions
 from domains.common.errors import DataError
-from domains.common.image_scoring import (ROOT, check_as_trained, drift_frame, model_channels, model_inputs,
-                                          read_folder, write_map)
+from domains.common.image_scoring import (
+    ROOT,
+    check_as_trained,
+    drift_frame,
+    model_channels,
+    model_inputs,
+    read_folder,
+    write_map,
+)
 from domains.common.items import ID, LABEL
 from domains.common.trainer import select_device
 from domains.common.vision import ResNet
 from domains.medical.loaders import read_medmnist_batch
-from domains.medical.train import CNN, MODELS, baseline_features, load_cnn, model_file, predict_proba, score_all
 from domains.medical.params import MedicalParams
 from domains.medical.pipeline import load_prepared
+from domains.medical.train import CNN, MODELS, baseline_features, load_cnn, model_file, predict_proba, score_all
 
 LAYOUTS = "a flat folder of images, or <class>/<image>; a MedMNIST .npz with --source medmnist"
 
@@ -70,16 +77,26 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
     if cnn is not None:
         proba = predict_proba(cnn.to(select_device(p.train.device)), torch.from_numpy(images), p.train.tta)
     else:
-        proba = joblib.load(model_file(model_dir, model)).predict_proba(baseline_features(images, p.train.baseline_size))
+        proba = joblib.load(model_file(model_dir, model)).predict_proba(
+            baseline_features(images, p.train.baseline_size)
+        )
     predicted = proba.argmax(axis=1)
-    predictions = pd.DataFrame({ID: table[ID].to_numpy(), "class": np.asarray(classes)[predicted],
-                                "probability": proba[np.arange(len(proba)), predicted],
-                                **{f"p_{name}": proba[:, i] for i, name in enumerate(classes)}}, index=table.index)
+    predictions = pd.DataFrame(
+        {
+            ID: table[ID].to_numpy(),
+            "class": np.asarray(classes)[predicted],
+            "probability": proba[np.arange(len(proba)), predicted],
+            **{f"p_{name}": proba[:, i] for i, name in enumerate(classes)},
+        },
+        index=table.index,
+    )
     labelled = LABEL in table and table[LABEL].notna().all()
     if labelled:
         predictions["label"] = table[LABEL].astype(str).to_numpy()
-    notes = [f"class: the most probable of {', '.join(classes)} ({model}); images resized to "
-             f"{p.prepare.image_size} px as in training"]
+    notes = [
+        f"class: the most probable of {', '.join(classes)} ({model}); images resized to "
+        f"{p.prepare.image_size} px as in training"
+    ]
     if options.explain:
         notes.append(_explain(cnn, images, predicted, table[ID].tolist(), options.maps_dir))
     shadow = _shadow(table[LABEL].map({c: i for i, c in enumerate(classes)}).to_numpy(), proba) if labelled else None
@@ -87,8 +104,9 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
     return Scored(predictions, drift, _score_of(proba), shadow, notes)
 
 
-def _explain(cnn: ResNet | None, images: np.ndarray, predicted: np.ndarray, ids: list[str],
-             maps_dir: Path | None) -> str:
+def _explain(
+    cnn: ResNet | None, images: np.ndarray, predicted: np.ndarray, ids: list[str], maps_dir: Path | None
+) -> str:
     """A Grad-CAM PNG per image (the predicted class's evidence over the image), in batches."""
     if cnn is None or maps_dir is None:
         return "Grad-CAM: needs the cnn model (--model); no maps written"
@@ -105,4 +123,6 @@ def _explain(cnn: ResNet | None, images: np.ndarray, predicted: np.ndarray, ids:
 def _shadow(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """The model on the batch's own labels: accuracy at the most probable class, AUROC where both classes occur."""
     metrics = classification_metrics(y, proba)
-    return {k: v for k, v in metrics.items() if not (isinstance(v, float) and np.isnan(v))} | {"labelled": float(len(y))}
+    return {k: v for k, v in metrics.items() if not (isinstance(v, float) and np.isnan(v))} | {
+        "labelled": float(len(y))
+    }

@@ -27,5 +27,9 @@ def respond(p: MedicalParams, predictions: pd.DataFrame, body: Any, scratch: Pat
 
 
 def describe(p: MedicalParams, model_dir: Path, model: str) -> dict[str, Any]:
-    return {"threshold": None, "classes": list(p.data.classes), "image_size": p.prepare.image_size,
-            "decision": "class: the most probable one"}
+    return {
+        "threshold": None,
+        "classes": list(p.data.classes),
+        "image_size": p.prepare.image_size,
+        "decision": "class: the most probable one",
+    }

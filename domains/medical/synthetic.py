@@ -12,9 +12,9 @@ opacity load, whose AUC against the labels bounds every model's (the report show
 
 from __future__ import annotations
 
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,8 +71,10 @@ def _draw(rng: np.random.Generator, positive: np.ndarray, p: SyntheticParams) ->
     v = (axis[None, :, None] - jitter(0.04)) / zoom
 
     body = _ellipse(u, v, 0, 0.1, 1.2, 1.35, 0.25)  # the torso fills the frame, as in MedMNIST's crops
-    lungs = np.maximum(_ellipse(u, v, -0.42 + jitter(0.02), -0.1, 0.32 + jitter(0.02), 0.72 + jitter(0.03), 0.45),
-                       _ellipse(u, v, 0.42 + jitter(0.02), -0.1, 0.32 + jitter(0.02), 0.72 + jitter(0.03), 0.45))
+    lungs = np.maximum(
+        _ellipse(u, v, -0.42 + jitter(0.02), -0.1, 0.32 + jitter(0.02), 0.72 + jitter(0.03), 0.45),
+        _ellipse(u, v, 0.42 + jitter(0.02), -0.1, 0.32 + jitter(0.02), 0.72 + jitter(0.03), 0.45),
+    )
     heart = _ellipse(u, v, 0.12 + jitter(0.03), 0.42, 0.32 + jitter(0.02), 0.3, 0.6)
     spine = np.clip(1 - np.abs(u) / 0.12, 0, 1) ** 0.5 * body
     # Ribs slope down and outwards from the spine, visible over the lungs.

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import joblib
 import numpy as np
@@ -71,8 +72,16 @@ def build_cnn(channels: int, n_classes: int, t: MedicalTrainParams) -> ResNet:
     return small_resnet(channels, n_classes, t.widths, t.blocks, t.dropout)
 
 
-def train_cnn(t: MedicalTrainParams, seed: int, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-              y_val: np.ndarray, n_classes: int, env: TrainEnv) -> tuple[ResNet, History]:
+def train_cnn(
+    t: MedicalTrainParams,
+    seed: int,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    env: TrainEnv,
+) -> tuple[ResNet, History]:
     torch.manual_seed(seed)  # same initial weights for the same seed
     model = build_cnn(x_train.shape[1], n_classes, t)
     images = torch.from_numpy(x_train)
@@ -93,9 +102,19 @@ def train_cnn(t: MedicalTrainParams, seed: int, x_train: np.ndarray, y_train: np
         x, target = batch
         return augment_images(x, t.augment), target
 
-    history = fit(model, (images, torch.from_numpy(y_train)), loss_fn, val_auc, t, seed,
-                  env.checkpoint_dir / "cnn.ckpt", env.fingerprint, name="medical-cnn", augment=augment,
-                  channels_last=True)
+    history = fit(
+        model,
+        (images, torch.from_numpy(y_train)),
+        loss_fn,
+        val_auc,
+        t,
+        seed,
+        env.checkpoint_dir / "cnn.ckpt",
+        env.fingerprint,
+        name="medical-cnn",
+        augment=augment,
+        channels_last=True,
+    )
     recalibrate_batchnorm(model, images)
     return model, history
 
@@ -117,8 +136,17 @@ def predict_proba(model: torch.nn.Module, images: torch.Tensor, tta: bool, batch
 
 
 def save_cnn(model: ResNet, t: MedicalTrainParams, n_classes: int, file: Path) -> None:
-    torch.save({"state_dict": model.cpu().state_dict(), "channels": int(model.mean.shape[1]), "n_classes": n_classes,
-                "widths": t.widths, "blocks": t.blocks, "dropout": t.dropout}, file)
+    torch.save(
+        {
+            "state_dict": model.cpu().state_dict(),
+            "channels": int(model.mean.shape[1]),
+            "n_classes": n_classes,
+            "widths": t.widths,
+            "blocks": t.blocks,
+            "dropout": t.dropout,
+        },
+        file,
+    )
 
 
 def load_cnn(file: Path) -> ResNet:

@@ -11,9 +11,15 @@ DOMAIN = DomainSpec(
     title="Recommender (MovieLens ratings)",
     params_model=RecsysParams,
     sources=("synthetic", *FORMATS),
-    metric=MetricContract(primary="ndcg_at_10", higher_is_better=DIRECTIONS, ranges=RANGES,  # recsys.evaluate.primary overrides
-                          intervals={**{m: f"mean:{m}" for m in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10")},
-                                     "rmse": "rmse:sse"}),  # per user: the bootstrap resamples users
+    metric=MetricContract(
+        primary="ndcg_at_10",
+        higher_is_better=DIRECTIONS,
+        ranges=RANGES,  # recsys.evaluate.primary overrides
+        intervals={
+            **{m: f"mean:{m}" for m in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10")},
+            "rmse": "rmse:sse",
+        },
+    ),  # per user: the bootstrap resamples users
     acquire=lazy("domains.recsys.pipeline:acquire"),
     gate_suite=lazy("domains.recsys.checks:gate_suite"),
     prepare=lazy("domains.recsys.pipeline:prepare"),
@@ -34,7 +40,11 @@ DOMAIN = DomainSpec(
             describe=lazy("domains.recsys.serve:describe"),
         ),
     ),
-    slice_columns={"activity": "the user's training ratings", "popularity": "median training ratings of the user's "
-                   "held-out items", "age": "the user's age (1M: the release's age code)", "gender": "the user's gender"},
+    slice_columns={
+        "activity": "the user's training ratings",
+        "popularity": "median training ratings of the user's held-out items",
+        "age": "the user's age (1M: the release's age code)",
+        "gender": "the user's gender",
+    },
     slice_sources={"age": ("ml-100k", "ml-1m"), "gender": ("ml-100k", "ml-1m")},  # u.user, users.dat
 )

@@ -96,13 +96,16 @@ def _knn_offsets(algo: KNNBaseline, users: np.ndarray) -> np.ndarray:
         sim = algo.sim[u, order]
         raters = rated[order]
         nearest = raters & (np.cumsum(raters, axis=0, dtype=np.int32) <= algo.k)
-        weight = nearest * np.maximum(sim, 0).astype(np.float32)[:, None]  # non-positive neighbours count for k, add nothing
+        weight = (
+            nearest * np.maximum(sim, 0).astype(np.float32)[:, None]
+        )  # non-positive neighbours count for k, add nothing
         total = weight.sum(axis=0)
         enough = total > 0
         if algo.min_k > 1:
             enough &= (nearest & (sim > 0)[:, None]).sum(axis=0) >= algo.min_k
-        out[row] = np.divide(np.einsum("vi,vi->i", weight, residual[order]), total, out=np.zeros(ts.n_items, np.float32),
-                             where=enough)
+        out[row] = np.divide(
+            np.einsum("vi,vi->i", weight, residual[order]), total, out=np.zeros(ts.n_items, np.float32), where=enough
+        )
     return out
 
 

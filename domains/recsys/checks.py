@@ -37,11 +37,17 @@ def with_gate_columns(table: pd.DataFrame) -> pd.DataFrame:
     - user_ratings / item_ratings: how many ratings each row's user and item have, for the GX
       "enough ratings" expectations. (As pandera warnings they would stop the gate's GX pass.)
     """
-    return table.assign(**{
-        PAIR: table["user_id"].astype(str) + ":" + table["item_id"].astype(str),
-        USER_RATINGS: table.groupby("user_id", dropna=False, sort=False)["user_id"].transform("size").astype("int64"),
-        ITEM_RATINGS: table.groupby("item_id", dropna=False, sort=False)["item_id"].transform("size").astype("int64"),
-    })
+    return table.assign(
+        **{
+            PAIR: table["user_id"].astype(str) + ":" + table["item_id"].astype(str),
+            USER_RATINGS: table.groupby("user_id", dropna=False, sort=False)["user_id"]
+            .transform("size")
+            .astype("int64"),
+            ITEM_RATINGS: table.groupby("item_id", dropna=False, sort=False)["item_id"]
+            .transform("size")
+            .astype("int64"),
+        }
+    )
 
 
 def _numbers(series: pd.Series) -> pd.Series:
@@ -59,6 +65,7 @@ def _between(lo: float, hi: float):
     def check(series: pd.Series) -> pd.Series:
         x = _numbers(series)
         return x.isna() | ((x >= lo) & (x <= hi))
+
     return check
 
 
@@ -67,6 +74,7 @@ def _on_step(lo: float, step: float):
         x = _numbers(series)
         k = (x - lo) / step
         return x.isna() | np.isclose(k, np.round(k))
+
     return check
 
 
@@ -82,14 +90,20 @@ def ratings_schema(p: RecsysParams) -> pa.DataFrameSchema:
             # Nullable Int64 refuses lossy casts (7.5 -> 7), unlike int64; prepare narrows to int64.
             "user_id": pa.Column("Int64", ids),
             "item_id": pa.Column("Int64", ids),
-            "rating": pa.Column("float64", [
-                pa.Check(_between(g.rating_min, g.rating_max), name="in_scale"),
-                pa.Check(_on_step(g.rating_min, g.rating_step), name="on_step"),
-            ]),
-            "timestamp": pa.Column("Int64", [
-                pa.Check(_integer, name="integer"),
-                pa.Check(_between(_seconds(g.time_min), _seconds(g.time_max)), name="plausible"),
-            ]),
+            "rating": pa.Column(
+                "float64",
+                [
+                    pa.Check(_between(g.rating_min, g.rating_max), name="in_scale"),
+                    pa.Check(_on_step(g.rating_min, g.rating_step), name="on_step"),
+                ],
+            ),
+            "timestamp": pa.Column(
+                "Int64",
+                [
+                    pa.Check(_integer, name="integer"),
+                    pa.Check(_between(_seconds(g.time_min), _seconds(g.time_max)), name="plausible"),
+                ],
+            ),
             PAIR: pa.Column("str", unique=True, report_duplicates="all"),
         },
         coerce=True,
@@ -103,13 +117,19 @@ def batch_expectations(p: RecsysParams) -> list:
     g = p.gate
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=g.min_rows, meta={"check": "enough_rows"}),
-        gxe.ExpectColumnUniqueValueCountToBeBetween(column="user_id", min_value=g.min_users, meta={"check": "enough_users"}),
-        gxe.ExpectColumnUniqueValueCountToBeBetween(column="item_id", min_value=g.min_items, meta={"check": "enough_items"}),
+        gxe.ExpectColumnUniqueValueCountToBeBetween(
+            column="user_id", min_value=g.min_users, meta={"check": "enough_users"}
+        ),
+        gxe.ExpectColumnUniqueValueCountToBeBetween(
+            column="item_id", min_value=g.min_items, meta={"check": "enough_items"}
+        ),
         # Users and items with few ratings are learnt badly (the rows of such users / items fail).
-        gxe.ExpectColumnValuesToBeBetween(column=USER_RATINGS, min_value=g.min_user_ratings,
-                                          meta={"check": "user_id:enough_ratings"}),
-        gxe.ExpectColumnValuesToBeBetween(column=ITEM_RATINGS, min_value=g.min_item_ratings,
-                                          meta={"check": "item_id:enough_ratings"}),
+        gxe.ExpectColumnValuesToBeBetween(
+            column=USER_RATINGS, min_value=g.min_user_ratings, meta={"check": "user_id:enough_ratings"}
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column=ITEM_RATINGS, min_value=g.min_item_ratings, meta={"check": "item_id:enough_ratings"}
+        ),
         # A constant rating column (an export that wrote a default) teaches nothing: a human decides.
         gxe.ExpectColumnStdevToBeBetween(column="rating", min_value=0.1, meta={"check": "ratings_vary"}),
     ]

@@ -30,9 +30,14 @@ def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_di
     models = list(times)  # the rating models trained, in training order
     rankers = [*ranking, POPULARITY]  # the implicit-feedback models, then the baseline
 
-    metrics = {name: {**fold_errors(predictions, name),
-                      "fit_seconds": float(np.mean(times[name]["fit_seconds"])),
-                      "predict_seconds": float(np.mean(times[name]["predict_seconds"]))} for name in models}
+    metrics = {
+        name: {
+            **fold_errors(predictions, name),
+            "fit_seconds": float(np.mean(times[name]["fit_seconds"])),
+            "predict_seconds": float(np.mean(times[name]["predict_seconds"])),
+        }
+        for name in models
+    }
     metrics.update({name: {"fit_seconds": float(ranking[name]["fit_seconds"])} for name in ranking})
 
     # Top-k: the final models rank every unseen item for the held-out users.
@@ -48,8 +53,9 @@ def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_di
     lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in [*models, *rankers]:
         lists[name] = recommend(train_dir, name, train, users, p.train.device)
-        metrics.setdefault(name, {}).update(ranking_metrics(lists[name][0], relevant, catalogue),
-                                            novelty=novelty(lists[name][0], counts, n_train_users))
+        metrics.setdefault(name, {}).update(
+            ranking_metrics(lists[name][0], relevant, catalogue), novelty=novelty(lists[name][0], counts, n_train_users)
+        )
     ndcg = f"ndcg_at_{K}"
     for name in lists:
         base = metrics[POPULARITY][ndcg]
@@ -68,8 +74,11 @@ def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_di
         _training_figure(history),
     ]
     tables = {
-        "top10_examples": top10_examples(candidate, lists, users, relevant, holdout, train, titles, p.evaluate.example_users, p.seed)
-        if candidate in lists else pd.DataFrame(),
+        "top10_examples": top10_examples(
+            candidate, lists, users, relevant, holdout, train, titles, p.evaluate.example_users, p.seed
+        )
+        if candidate in lists
+        else pd.DataFrame(),
         "ranking_model_selection": selection_table(ranking),
         "error_by_user_activity": activity,
         "data_profile": _profile_table(profile),
@@ -77,20 +86,44 @@ def evaluate_models(p: RecsysParams, prepared_dir: Path, train_dir: Path, out_di
     if floor:
         tables["noise_floor"] = noise_floor_table(floor, metrics, models)
     plots = {
-        "model_rmse": pd.DataFrame({"model": models, "rmse": [metrics[m]["rmse"] for m in models],
-                                    "mae": [metrics[m]["mae"] for m in models]}),
+        "model_rmse": pd.DataFrame(
+            {"model": models, "rmse": [metrics[m]["rmse"] for m in models], "mae": [metrics[m]["mae"] for m in models]}
+        ),
         "topk_ndcg": pd.DataFrame({"model": list(lists), ndcg: [metrics[m][ndcg] for m in lists]}),
         "rmse_by_activity": activity,
     }
-    notes = _notes(p, metrics, models, rankers, floor, profile, len(users), sum(1 for r in relevant if r), int(cold.sum()))
-    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables, notes=notes,
-                      units=test_units(predictions.assign(user_id=ratings["user_id"].to_numpy()), models, lists, users,
-                                       relevant, train, holdout, prepared_dir))
+    notes = _notes(
+        p, metrics, models, rankers, floor, profile, len(users), sum(1 for r in relevant if r), int(cold.sum())
+    )
+    return Evaluation(
+        metrics=metrics,
+        plots=plots,
+        figures=figures,
+        tables=tables,
+        notes=notes,
+        units=test_units(
+            predictions.assign(user_id=ratings["user_id"].to_numpy()),
+            models,
+            lists,
+            users,
+            relevant,
+            train,
+            holdout,
+            prepared_dir,
+        ),
+    )
 
 
-def test_units(predictions: pd.DataFrame, models: list[str], lists: dict[str, tuple[np.ndarray, np.ndarray]],
-               users: np.ndarray, relevant: list[set], train: pd.DataFrame, holdout: pd.DataFrame,
-               prepared_dir: Path) -> pd.DataFrame:
+def test_units(
+    predictions: pd.DataFrame,
+    models: list[str],
+    lists: dict[str, tuple[np.ndarray, np.ndarray]],
+    users: np.ndarray,
+    relevant: list[set],
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    prepared_dir: Path,
+) -> pd.DataFrame:
     """One row per user, the bootstrap unit: each rating model's squared errors over the user's fold predictions
     (`predictions`: one row per rating, with its user_id)
     (`weight`: how many), each model's top-k metrics (NaN: not ranked, or nothing relevant held out), and what
@@ -109,7 +142,9 @@ def test_units(predictions: pd.DataFrame, models: list[str], lists: dict[str, tu
         for metric, values in per_user_ranking(items, relevant).items():
             frame[f"{name}:{metric}"] = np.where(position >= 0, values[position], np.nan)
     frame["slice:activity"] = frame["row"].map(train["user_id"].value_counts()).fillna(0).to_numpy(np.float64)
-    held_popularity = holdout["item_id"].map(train["item_id"].value_counts()).fillna(0).groupby(holdout["user_id"]).median()
+    held_popularity = (
+        holdout["item_id"].map(train["item_id"].value_counts()).fillna(0).groupby(holdout["user_id"]).median()
+    )
     frame["slice:popularity"] = frame["row"].map(held_popularity).to_numpy(np.float64)
     if (prepared_dir / USERS).is_file():
         people = pd.read_parquet(prepared_dir / USERS).drop_duplicates("user_id").set_index("user_id")
@@ -129,8 +164,14 @@ def selection_table(ranking: dict) -> pd.DataFrame:
             tried_all = list({t["epochs"]: t for t in tried_all}.values())
         for tried in tried_all:
             setting = {k: v for k, v in tried.items() if k not in ("val_ndcg_at_10", "train_loss")}
-            rows.append({"model": name, "setting": ", ".join(f"{k}={v}" for k, v in setting.items()),
-                         "val_ndcg_at_10": tried["val_ndcg_at_10"], "chosen": setting.items() <= info["chosen"].items()})
+            rows.append(
+                {
+                    "model": name,
+                    "setting": ", ".join(f"{k}={v}" for k, v in setting.items()),
+                    "val_ndcg_at_10": tried["val_ndcg_at_10"],
+                    "chosen": setting.items() <= info["chosen"].items(),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -140,7 +181,9 @@ def fold_errors(predictions: pd.DataFrame, name: str) -> dict[str, float]:
     return {"rmse": float(np.mean([r for r, _ in per_fold])), "mae": float(np.mean([m for _, m in per_fold]))}
 
 
-def error_by_activity(ratings: pd.DataFrame, predictions: pd.DataFrame, models: list[str], bins: list[int]) -> pd.DataFrame:
+def error_by_activity(
+    ratings: pd.DataFrame, predictions: pd.DataFrame, models: list[str], bins: list[int]
+) -> pd.DataFrame:
     """RMSE per group of users by how many ratings they have: cold users are where models differ."""
     per_user = ratings["user_id"].map(ratings["user_id"].value_counts())
     edges = sorted(set(bins))
@@ -150,22 +193,50 @@ def error_by_activity(ratings: pd.DataFrame, predictions: pd.DataFrame, models: 
     rows = []
     for g in np.unique(group):
         mask = group == g
-        rows.append({"activity": labels[g], "min_ratings": lows[g], "users": int(ratings.loc[mask, "user_id"].nunique()),
-                     "ratings": int(mask.sum()),
-                     **{m: rmse(predictions.loc[mask, "rating"], predictions.loc[mask, m]) for m in models}})
+        rows.append(
+            {
+                "activity": labels[g],
+                "min_ratings": lows[g],
+                "users": int(ratings.loc[mask, "user_id"].nunique()),
+                "ratings": int(mask.sum()),
+                **{m: rmse(predictions.loc[mask, "rating"], predictions.loc[mask, m]) for m in models},
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def noise_floor_table(floor: dict, metrics: dict, models: list[str]) -> pd.DataFrame:
-    rows = [{"predictor": "expected rating (best possible)", "rmse": floor["oracle_rmse"], "mae": floor["oracle_mae"],
-             "rmse_over_floor": floor["oracle_rmse"] / floor["floor_rmse"]}]
-    rows += [{"predictor": m, "rmse": metrics[m]["rmse"], "mae": metrics[m]["mae"],
-              "rmse_over_floor": metrics[m]["rmse"] / floor["floor_rmse"]} for m in models]
+    rows = [
+        {
+            "predictor": "expected rating (best possible)",
+            "rmse": floor["oracle_rmse"],
+            "mae": floor["oracle_mae"],
+            "rmse_over_floor": floor["oracle_rmse"] / floor["floor_rmse"],
+        }
+    ]
+    rows += [
+        {
+            "predictor": m,
+            "rmse": metrics[m]["rmse"],
+            "mae": metrics[m]["mae"],
+            "rmse_over_floor": metrics[m]["rmse"] / floor["floor_rmse"],
+        }
+        for m in models
+    ]
     return pd.DataFrame(rows)
 
 
-def top10_examples(model: str, lists: dict, users: np.ndarray, relevant: list[set], holdout: pd.DataFrame,
-                   train: pd.DataFrame, titles: pd.Series, n_users: int, seed: int) -> pd.DataFrame:
+def top10_examples(
+    model: str,
+    lists: dict,
+    users: np.ndarray,
+    relevant: list[set],
+    holdout: pd.DataFrame,
+    train: pd.DataFrame,
+    titles: pd.Series,
+    n_users: int,
+    seed: int,
+) -> pd.DataFrame:
     """The candidate's top-10 for a few users who have relevant held-out items, with titles and hits."""
     with_hits = np.flatnonzero([bool(r) for r in relevant])
     if not len(with_hits) or n_users == 0:
@@ -178,9 +249,17 @@ def top10_examples(model: str, lists: dict, users: np.ndarray, relevant: list[se
         user = users[row]
         liked = train[train["user_id"] == user].nlargest(3, ["rating", "timestamp"])["item_id"]
         for rank, (item, score) in enumerate(zip(items[row], scores[row]), start=1):
-            rows.append({"user_id": int(user), "rank": rank, "item_id": int(item), "title": titles.get(item, ""),
-                         "score": float(score), "held_out_rating": held.get((user, item), np.nan),
-                         "user_liked_in_training": "; ".join(titles.get(i, str(i)) for i in liked) if rank == 1 else ""})
+            rows.append(
+                {
+                    "user_id": int(user),
+                    "rank": rank,
+                    "item_id": int(item),
+                    "title": titles.get(item, ""),
+                    "score": float(score),
+                    "held_out_rating": held.get((user, item), np.nan),
+                    "user_liked_in_training": "; ".join(titles.get(i, str(i)) for i in liked) if rank == 1 else "",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -197,14 +276,30 @@ def _titles(prepared_dir: Path) -> pd.Series:
 def _profile_table(profile: dict) -> pd.DataFrame:
     rows = []
     for key, value in profile.items():
-        text = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else (
-            ", ".join(map(str, value)) if isinstance(value, list) else (f"{value:.4g}" if isinstance(value, float) else str(value)))
+        text = (
+            ", ".join(f"{k}: {v}" for k, v in value.items())
+            if isinstance(value, dict)
+            else (
+                ", ".join(map(str, value))
+                if isinstance(value, list)
+                else (f"{value:.4g}" if isinstance(value, float) else str(value))
+            )
+        )
         rows.append({"fact": key.replace("_", " "), "value": text})
     return pd.DataFrame(rows)
 
 
-def _notes(p: RecsysParams, metrics: dict, models: list[str], rankers: list[str], floor: dict | None, profile: dict,
-           n_users: int, n_with_relevant: int, n_cold: int) -> list[str]:
+def _notes(
+    p: RecsysParams,
+    metrics: dict,
+    models: list[str],
+    rankers: list[str],
+    floor: dict | None,
+    profile: dict,
+    n_users: int,
+    n_with_relevant: int,
+    n_cold: int,
+) -> list[str]:
     best = min(models, key=lambda m: metrics[m]["rmse"]) if models else None
     ndcg = f"ndcg_at_{K}"
     best_ranker = max(rankers, key=lambda m: metrics[m][ndcg])
@@ -229,11 +324,15 @@ def _notes(p: RecsysParams, metrics: dict, models: list[str], rankers: list[str]
     if n_cold:
         notes.append(f"{n_cold} held-out user(s) have no training interaction: left out of the top-{K} ranking.")
     if "svd" in metrics and MF in metrics:
-        notes.append(f"Torch MF vs Surprise SVD: fit time x{metrics[MF]['fit_seconds'] / metrics['svd']['fit_seconds']:.2f}, "
-                     f"RMSE x{metrics[MF]['rmse'] / metrics['svd']['rmse']:.4f}.")
+        notes.append(
+            f"Torch MF vs Surprise SVD: fit time x{metrics[MF]['fit_seconds'] / metrics['svd']['fit_seconds']:.2f}, "
+            f"RMSE x{metrics[MF]['rmse'] / metrics['svd']['rmse']:.4f}."
+        )
     if floor:
-        notes.append(f"Synthetic data: noise std {floor['noise_std']}; the best achievable RMSE (predicting each rating's "
-                     f"expected value) is {floor['floor_rmse']:.4f} (noise floor).")
+        notes.append(
+            f"Synthetic data: noise std {floor['noise_std']}; the best achievable RMSE (predicting each rating's "
+            f"expected value) is {floor['floor_rmse']:.4f} (noise floor)."
+        )
     return notes
 
 
@@ -247,8 +346,11 @@ def _comparison_figure(metrics: dict, models: list[str], floor: dict | None) -> 
         ax_rmse.axvline(floor["floor_rmse"], ls="--", color="grey", label="noise floor")
         ax_rmse.legend(loc="lower right")
     low = min(metrics[m]["rmse"] for m in models)
-    ax_rmse.set(xlabel="RMSE (lower is better)", title="Rating prediction",
-                xlim=(min(low, floor["floor_rmse"] if floor else low) * 0.95, max(metrics[m]["rmse"] for m in models) * 1.02))
+    ax_rmse.set(
+        xlabel="RMSE (lower is better)",
+        title="Rating prediction",
+        xlim=(min(low, floor["floor_rmse"] if floor else low) * 0.95, max(metrics[m]["rmse"] for m in models) * 1.02),
+    )
     ranked = [m for m in metrics if f"ndcg_at_{K}" in metrics[m]]
     ax_ndcg.barh(ranked, [metrics[m][f"ndcg_at_{K}"] for m in ranked], color="C1")
     ax_ndcg.set(xlabel=f"NDCG@{K} (higher is better)", title=f"Top-{K} on the time hold-out")
@@ -265,13 +367,21 @@ def _ranking_figure(metrics: dict, ranked: list[str]) -> Figure:
     order = sorted(ranked, key=lambda m: metrics[m][f"ndcg_at_{K}"])
     fig, axes = plt.subplots(1, 3, figsize=(14, max(3, 0.35 * len(order) + 1)), sharey=True)
     for ax, metric, colour in zip(axes, (f"ndcg_at_{K}", f"precision_at_{K}", f"recall_at_{K}"), ("C1", "C0", "C2")):
-        ax.barh(order, [metrics[m][metric] for m in order], color=[("grey" if m == POPULARITY else colour) for m in order])
+        ax.barh(
+            order, [metrics[m][metric] for m in order], color=[("grey" if m == POPULARITY else colour) for m in order]
+        )
         ax.axvline(metrics[POPULARITY][metric], ls="--", color="grey")
-        ax.set(xlabel=metric.replace("_at_", "@"), title=metric.split("_at_")[0].upper() if metric.startswith("ndcg") else
-               metric.split("_at_")[0])
+        ax.set(
+            xlabel=metric.replace("_at_", "@"),
+            title=metric.split("_at_")[0].upper() if metric.startswith("ndcg") else metric.split("_at_")[0],
+        )
     fig.tight_layout()
-    return Figure(f"NDCG@{K} per model", fig, f"Top-{K} quality of every model on the time hold-out; the dashed line "
-                  "is the popularity ranking (a bestseller list): a model left of it recommends worse than that.")
+    return Figure(
+        f"NDCG@{K} per model",
+        fig,
+        f"Top-{K} quality of every model on the time hold-out; the dashed line "
+        "is the popularity ranking (a bestseller list): a model left of it recommends worse than that.",
+    )
 
 
 def _long_tail_figure(train: pd.DataFrame, lists: dict[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
@@ -284,8 +394,12 @@ def _long_tail_figure(train: pd.DataFrame, lists: dict[str, tuple[np.ndarray, np
     for name, (items, _) in lists.items():
         shown = np.bincount(rank.reindex(items.ravel()).fillna(len(counts)).to_numpy(int) - 1, minlength=len(counts))
         ax_cum.plot(x, np.cumsum(shown) / max(shown.sum(), 1), label=name, ls="--" if name == POPULARITY else "-")
-    ax_cum.set(xlabel="items by popularity (share of the catalogue, most popular first)",
-               ylabel="cumulative share", title="Long tail: where recommendations fall", xscale="log")
+    ax_cum.set(
+        xlabel="items by popularity (share of the catalogue, most popular first)",
+        ylabel="cumulative share",
+        title="Long tail: where recommendations fall",
+        xscale="log",
+    )
     ax_cum.legend(fontsize=8)
     mean_pop = {name: float(counts.reindex(items.ravel()).fillna(0).mean()) for name, (items, _) in lists.items()}
     order = sorted(mean_pop, key=lambda m: mean_pop[m])
@@ -294,9 +408,13 @@ def _long_tail_figure(train: pd.DataFrame, lists: dict[str, tuple[np.ndarray, np
     ax_pop.set(xlabel="mean training interactions of the recommended items", title="Popularity of recommendations")
     ax_pop.legend(fontsize=8)
     fig.tight_layout()
-    return Figure("Long tail", fig, "Left: the share of interactions (black) and of each model's top-10 slots taken by the "
-                  "most popular items; a curve near the black one recommends like the catalogue is used, one far above it "
-                  "only recommends hits. Right: mean popularity of recommended items against the catalogue's.")
+    return Figure(
+        "Long tail",
+        fig,
+        "Left: the share of interactions (black) and of each model's top-10 slots taken by the "
+        "most popular items; a curve near the black one recommends like the catalogue is used, one far above it "
+        "only recommends hits. Right: mean popularity of recommended items against the catalogue's.",
+    )
 
 
 def _activity_figure(activity: pd.DataFrame, models: list[str]) -> Figure:
@@ -309,7 +427,9 @@ def _activity_figure(activity: pd.DataFrame, models: list[str]) -> Figure:
     return Figure("Error by user activity", fig, "Out-of-fold RMSE per group of users by their number of ratings.")
 
 
-def _distribution_figure(ratings: pd.DataFrame, predictions: pd.DataFrame, models: list[str], lo: float, hi: float) -> Figure:
+def _distribution_figure(
+    ratings: pd.DataFrame, predictions: pd.DataFrame, models: list[str], lo: float, hi: float
+) -> Figure:
     fig, (ax_obs, ax_pred) = plt.subplots(1, 2, figsize=(11, 4))
     counts = ratings["rating"].value_counts(normalize=True).sort_index()
     ax_obs.bar(counts.index.astype(str), counts.to_numpy(), color="C0")
@@ -319,7 +439,9 @@ def _distribution_figure(ratings: pd.DataFrame, predictions: pd.DataFrame, model
         ax_pred.hist(predictions[m], bins=bins, density=True, histtype="step", label=m)
     ax_pred.set(xlabel="predicted rating", ylabel="density", title="Predicted ratings (out of fold)")
     ax_pred.legend()
-    return Figure("Rating distributions", fig, "Models shrink towards the mean: few predictions reach the ends of the scale.")
+    return Figure(
+        "Rating distributions", fig, "Models shrink towards the mean: few predictions reach the ends of the scale."
+    )
 
 
 def _training_figure(history: dict) -> Figure:
@@ -329,5 +451,8 @@ def _training_figure(history: dict) -> Figure:
         ax.plot(range(1, len(epochs) + 1), [-e["val_score"] for e in epochs], label=name)
     ax.set(xlabel="epoch (all passes)", ylabel="validation RMSE", title="Torch MF training")
     ax.legend(fontsize=8)
-    return Figure("Torch MF training curves", fig, "Validation RMSE per epoch; each pass keeps its best epoch, "
-                  "the second pass goes on at a lower learning rate.")
+    return Figure(
+        "Torch MF training curves",
+        fig,
+        "Validation RMSE per epoch; each pass keeps its best epoch, the second pass goes on at a lower learning rate.",
+    )

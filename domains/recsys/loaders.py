@@ -43,8 +43,12 @@ class Format:
 
 FORMATS: dict[str, Format] = {
     "ml-100k": Format("u.data", "\t", False, ("user", "item", "rating", "timestamp"), "u.item", "|", "latin-1"),
-    "ml-1m": Format("ratings.dat", "::", False, ("UserID", "MovieID", "Rating", "Timestamp"), "movies.dat", "::", "latin-1"),
-    "ml-latest-small": Format("ratings.csv", ",", True, ("userId", "movieId", "rating", "timestamp"), "movies.csv", ",", "utf-8"),
+    "ml-1m": Format(
+        "ratings.dat", "::", False, ("UserID", "MovieID", "Rating", "Timestamp"), "movies.dat", "::", "latin-1"
+    ),
+    "ml-latest-small": Format(
+        "ratings.csv", ",", True, ("userId", "movieId", "rating", "timestamp"), "movies.csv", ",", "utf-8"
+    ),
 }
 
 
@@ -73,9 +77,15 @@ def _read_ratings(file: Path, fmt: Format) -> pd.DataFrame:
         raw = file.read_bytes()
         if fmt.separator == "::":  # pandas' C parser takes one-character separators only
             raw = raw.replace(b"::", b"\t")
-        frame = pd.read_csv(io.BytesIO(raw), sep="\t" if fmt.separator == "::" else fmt.separator,
-                            header=0 if fmt.header else None, names=None if fmt.header else list(fmt.columns),
-                            encoding="utf-8", encoding_errors="replace", skip_blank_lines=True)
+        frame = pd.read_csv(
+            io.BytesIO(raw),
+            sep="\t" if fmt.separator == "::" else fmt.separator,
+            header=0 if fmt.header else None,
+            names=None if fmt.header else list(fmt.columns),
+            encoding="utf-8",
+            encoding_errors="replace",
+            skip_blank_lines=True,
+        )
     except pd.errors.EmptyDataError:
         raise DataError(f"{file}: no rows") from None
     except ValueError as e:  # pandas' ParserError: a line with more fields than the first
@@ -122,19 +132,26 @@ def _check_first_line(file: Path, fmt: Format, line: str) -> None:
     if fmt.header:
         missing = [c for c in fmt.columns if c not in fields]
         if missing:
-            raise DataError(f"{file}: missing required column(s): {', '.join(missing)} "
-                            f"(found: {', '.join(f[:30] for f in fields[:8])})")
+            raise DataError(
+                f"{file}: missing required column(s): {', '.join(missing)} "
+                f"(found: {', '.join(f[:30] for f in fields[:8])})"
+            )
     elif len(fields) < expected:
-        missing = list(fmt.columns[len(fields):])
-        raise DataError(f"{file}: missing column(s) {', '.join(missing)}: line 1 has {len(fields)} of the "
-                        f"{expected} fields of a {fmt.describe()} (line 1: {_show(line)})")
+        missing = list(fmt.columns[len(fields) :])
+        raise DataError(
+            f"{file}: missing column(s) {', '.join(missing)}: line 1 has {len(fields)} of the "
+            f"{expected} fields of a {fmt.describe()} (line 1: {_show(line)})"
+        )
     elif len(fields) > expected:
-        raise DataError(f"{file}: line 1 has {len(fields)} fields, expected {expected} ({fmt.describe()}; "
-                        f"line 1: {_show(line)})")
+        raise DataError(
+            f"{file}: line 1 has {len(fields)} fields, expected {expected} ({fmt.describe()}; line 1: {_show(line)})"
+        )
 
 
-USER_FILES = {"ml-100k": ("u.user", ["user_id", "age", "gender"]),  # id|age|gender|occupation|zip
-              "ml-1m": ("users.dat", ["user_id", "gender", "age"])}  # id::gender::age::occupation::zip
+USER_FILES = {
+    "ml-100k": ("u.user", ["user_id", "age", "gender"]),  # id|age|gender|occupation|zip
+    "ml-1m": ("users.dat", ["user_id", "gender", "age"]),
+}  # id::gender::age::occupation::zip
 
 
 def read_users(source: str, path: Path) -> pd.DataFrame | None:
@@ -151,9 +168,17 @@ def read_users(source: str, path: Path) -> pd.DataFrame | None:
         frame = pd.read_csv(io.BytesIO(raw), sep="|", header=None, usecols=[0, 1, 2], names=names, encoding="latin-1")
     except (ValueError, OSError) as e:
         raise DataError(f"{file}: cannot read users ({_first_line(e)})") from None
-    return pd.DataFrame({"user_id": pd.to_numeric(frame["user_id"], errors="coerce"),
-                         "age": pd.to_numeric(frame["age"], errors="coerce"),
-                         "gender": frame["gender"].astype(str).str.strip()}).dropna(subset=["user_id"]).astype({"user_id": "int64"})
+    return (
+        pd.DataFrame(
+            {
+                "user_id": pd.to_numeric(frame["user_id"], errors="coerce"),
+                "age": pd.to_numeric(frame["age"], errors="coerce"),
+                "gender": frame["gender"].astype(str).str.strip(),
+            }
+        )
+        .dropna(subset=["user_id"])
+        .astype({"user_id": "int64"})
+    )
 
 
 def read_titles(file: Path, fmt: Format) -> pd.DataFrame:
@@ -161,22 +186,40 @@ def read_titles(file: Path, fmt: Format) -> pd.DataFrame:
     try:
         if fmt.items_separator == "::":
             raw = io.BytesIO(file.read_bytes().replace(b"::", b"\t"))
-            frame = pd.read_csv(raw, sep="\t", header=None, usecols=[0, 1], names=["item_id", "title"],
-                                encoding=fmt.items_encoding, quoting=3)  # titles hold quotes: read them as text
+            frame = pd.read_csv(
+                raw,
+                sep="\t",
+                header=None,
+                usecols=[0, 1],
+                names=["item_id", "title"],
+                encoding=fmt.items_encoding,
+                quoting=3,
+            )  # titles hold quotes: read them as text
         elif fmt.items_separator == "|":
-            frame = pd.read_csv(file, sep="|", header=None, usecols=[0, 1], names=["item_id", "title"],
-                                encoding=fmt.items_encoding, quoting=3)
+            frame = pd.read_csv(
+                file,
+                sep="|",
+                header=None,
+                usecols=[0, 1],
+                names=["item_id", "title"],
+                encoding=fmt.items_encoding,
+                quoting=3,
+            )
         else:
             frame = pd.read_csv(file, encoding=fmt.items_encoding, usecols=["movieId", "title"]).set_axis(
-                ["item_id", "title"], axis=1)
+                ["item_id", "title"], axis=1
+            )
     except (ValueError, UnicodeDecodeError, OSError) as e:
         raise DataError(f"{file}: cannot read titles ({_first_line(e)})") from None
     ids = pd.to_numeric(frame["item_id"], errors="coerce")
     bad = frame.loc[ids.isna() | (ids % 1 != 0), "item_id"]
     if len(bad):
         raise DataError(f"{file}: {len(bad)} item id(s) are not integers; e.g. {', '.join(map(_show, bad.head(3)))}")
-    return (pd.DataFrame({"item_id": ids.astype("int64"), "title": frame["title"].astype(str)})
-            .drop_duplicates("item_id").reset_index(drop=True))
+    return (
+        pd.DataFrame({"item_id": ids.astype("int64"), "title": frame["title"].astype(str)})
+        .drop_duplicates("item_id")
+        .reset_index(drop=True)
+    )
 
 
 def _show(value: object) -> str:

@@ -74,8 +74,17 @@ class BiasedMF(nn.Module):
 
 
 def fit_mf(
-    users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
-    t: RecsysTrainParams, scale: tuple[float, float], seed: int, checkpoint: Path, fingerprint: str, name: str,
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    n_users: int,
+    n_items: int,
+    t: RecsysTrainParams,
+    scale: tuple[float, float],
+    seed: int,
+    checkpoint: Path,
+    fingerprint: str,
+    name: str,
 ) -> tuple[BiasedMF, list[History]]:
     """Fit on (user index, item index, rating) arrays; early stopping on a seeded validation slice.
 
@@ -86,7 +95,11 @@ def fit_mf(
     val = rng.random(len(ratings)) < t.val_fraction
     model = BiasedMF(n_users, n_items, t.factors, t.init_std, seed)
     model.mean.fill_(float(ratings[~val].mean()))
-    train = (torch.from_numpy(users[~val]), torch.from_numpy(items[~val]), torch.from_numpy(ratings[~val].astype(np.float32)))
+    train = (
+        torch.from_numpy(users[~val]),
+        torch.from_numpy(items[~val]),
+        torch.from_numpy(ratings[~val].astype(np.float32)),
+    )
     val_users, val_items = torch.from_numpy(users[val]), torch.from_numpy(items[val])
     val_ratings = torch.from_numpy(ratings[val].astype(np.float32))
 
@@ -103,25 +116,44 @@ def fit_mf(
     histories = []
     for k, params in enumerate(passes):
         ckpt = checkpoint.with_name(f"{checkpoint.stem}_pass{k + 1}{checkpoint.suffix}")
-        histories.append(fit(model, train, loss_fn, neg_val_rmse, params, seed + k, ckpt, fingerprint,
-                             name=f"{name} lr={params.lr:g}"))
+        histories.append(
+            fit(
+                model,
+                train,
+                loss_fn,
+                neg_val_rmse,
+                params,
+                seed + k,
+                ckpt,
+                fingerprint,
+                name=f"{name} lr={params.lr:g}",
+            )
+        )
     return model, histories
 
 
 @torch.no_grad()
-def predict_mf(model: BiasedMF, users: np.ndarray, items: np.ndarray, scale: tuple[float, float],
-               batch: int = 65_536) -> np.ndarray:
+def predict_mf(
+    model: BiasedMF, users: np.ndarray, items: np.ndarray, scale: tuple[float, float], batch: int = 65_536
+) -> np.ndarray:
     model.eval()
     device = model.mean.device
-    out = [model(torch.from_numpy(users[s : s + batch]).to(device), torch.from_numpy(items[s : s + batch]).to(device))
-           .float().clamp(*scale).cpu() for s in range(0, len(users), batch)]
+    out = [
+        model(torch.from_numpy(users[s : s + batch]).to(device), torch.from_numpy(items[s : s + batch]).to(device))
+        .float()
+        .clamp(*scale)
+        .cpu()
+        for s in range(0, len(users), batch)
+    ]
     return torch.cat(out).numpy().astype(float) if out else np.empty(0)
 
 
 def save_mf(model: BiasedMF, user_ids: np.ndarray, item_ids: np.ndarray, path: Path) -> None:
     """Weights plus the raw ids of the table rows, so the file alone can recommend."""
-    torch.save({"state_dict": model.cpu().state_dict(), "user_ids": user_ids, "item_ids": item_ids,
-                "factors": model.factors}, path)
+    torch.save(
+        {"state_dict": model.cpu().state_dict(), "user_ids": user_ids, "item_ids": item_ids, "factors": model.factors},
+        path,
+    )
 
 
 def load_mf(path: Path, device: str = "auto") -> tuple[BiasedMF, pd.Index, pd.Index]:

@@ -42,10 +42,14 @@ def acquire(p: RecsysParams, out_dir: Path) -> pd.DataFrame:
 
 def prepare(p: RecsysParams, table: pd.DataFrame, acquire_dir: Path, out_dir: Path) -> None:
     q = p.prepare
-    ratings = pd.DataFrame({
-        "user_id": table["user_id"].astype("int64"), "item_id": table["item_id"].astype("int64"),
-        "rating": table["rating"].astype("float64"), "timestamp": table["timestamp"].astype("int64"),
-    })
+    ratings = pd.DataFrame(
+        {
+            "user_id": table["user_id"].astype("int64"),
+            "item_id": table["item_id"].astype("int64"),
+            "rating": table["rating"].astype("float64"),
+            "timestamp": table["timestamp"].astype("int64"),
+        }
+    )
     if len(ratings) < q.n_folds:
         raise PipelineError(f"prepare: {len(ratings)} ratings cannot be cut into prepare.n_folds={q.n_folds} folds")
     # A canonical order (pairs are unique after the gate): folds depend on the seed, not on file order.
@@ -53,8 +57,10 @@ def prepare(p: RecsysParams, table: pd.DataFrame, acquire_dir: Path, out_dir: Pa
     ratings["fold"] = assign_folds(len(ratings), q.n_folds, p.seed)
     ratings["holdout"] = time_holdout(ratings, q.holdout_per_user, q.min_train_ratings)
     if not ratings["holdout"].any():
-        raise PipelineError(f"prepare: no user has the {q.holdout_per_user} + {q.min_train_ratings} ratings a top-k "
-                            "hold-out needs (prepare.holdout_per_user + prepare.min_train_ratings)")
+        raise PipelineError(
+            f"prepare: no user has the {q.holdout_per_user} + {q.min_train_ratings} ratings a top-k "
+            "hold-out needs (prepare.holdout_per_user + prepare.min_train_ratings)"
+        )
     ratings.to_parquet(out_dir / RATINGS)
     for extra in (ITEMS, USERS):
         if (acquire_dir / extra).is_file():
@@ -63,8 +69,10 @@ def prepare(p: RecsysParams, table: pd.DataFrame, acquire_dir: Path, out_dir: Pa
         floor = noise_floor(ratings, pd.read_parquet(acquire_dir / TRUTH))
         (out_dir / NOISE_FLOOR).write_text(json.dumps(floor, indent=2))
     profile = data_profile(ratings, p.gate.min_user_ratings, p.gate.min_item_ratings)
-    profile["holdout"] = {"users": int(ratings.loc[ratings["holdout"], "user_id"].nunique()),
-                          "ratings": int(ratings["holdout"].sum())}
+    profile["holdout"] = {
+        "users": int(ratings.loc[ratings["holdout"], "user_id"].nunique()),
+        "ratings": int(ratings["holdout"].sum()),
+    }
     profile["fold_sizes"] = ratings["fold"].value_counts().sort_index().tolist()
     # The declared scale travels with the data: training reads it here, so no other gate param retrains it.
     profile["scale"] = [p.gate.rating_min, p.gate.rating_max]

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ class ItemItem:
                 np.savez(f, item_ids=self.item_ids, data=w.data, indices=w.indices, indptr=w.indptr, shape=w.shape)
 
     @classmethod
-    def load(cls, path: Path) -> "ItemItem":
+    def load(cls, path: Path) -> ItemItem:
         z = np.load(path)
         if "weights" in z:
             return cls(z["item_ids"], z["weights"])
@@ -173,8 +174,9 @@ class Validation:
         return ranking_metrics(top, self.relevant, self.fit.shape[1])[f"ndcg_at_{K}"]
 
 
-def validation(frame: pd.DataFrame, val_mask: np.ndarray, relevant_min: float,
-               user_index: pd.Index, item_index: pd.Index) -> Validation:
+def validation(
+    frame: pd.DataFrame, val_mask: np.ndarray, relevant_min: float, user_index: pd.Index, item_index: pd.Index
+) -> Validation:
     """The training interactions minus the validation slice, and the slice's relevant items per user."""
     fit_x = interactions(frame[~val_mask], user_index, item_index)
     liked = frame[val_mask & (frame["rating"].to_numpy() >= relevant_min)]
@@ -197,14 +199,26 @@ class Fitted:
     chosen: dict = field(default_factory=dict)
 
 
-def fit_ranking(name: str, frame: pd.DataFrame, val_mask: np.ndarray, relevant_min: float, t: RecsysTrainParams,
-                seed: int, checkpoint_dir: Path, fingerprint: str) -> Fitted:
+def fit_ranking(
+    name: str,
+    frame: pd.DataFrame,
+    val_mask: np.ndarray,
+    relevant_min: float,
+    t: RecsysTrainParams,
+    seed: int,
+    checkpoint_dir: Path,
+    fingerprint: str,
+) -> Fitted:
     """Choose `name`'s hyperparameters on the validation slice, then refit on every interaction of `frame`."""
     user_index, item_index = pd.Index(np.unique(frame["user_id"])), pd.Index(np.unique(frame["item_id"]))
     x = interactions(frame, user_index, item_index)
     val = validation(frame, val_mask, relevant_min, user_index, item_index)
     if name in (EASE, ITEM_KNN):
-        grid = [{"lambda": v} for v in t.ease.lambdas] if name == EASE else [{"neighbours": v} for v in t.item_knn.neighbours]
+        grid = (
+            [{"lambda": v} for v in t.ease.lambdas]
+            if name == EASE
+            else [{"neighbours": v} for v in t.item_knn.neighbours]
+        )
 
         def weights(m: sp.csr_matrix, setting: dict) -> np.ndarray | sp.csr_matrix:
             return fit_ease(m, setting["lambda"]) if name == EASE else fit_item_knn(m, setting["neighbours"])
@@ -212,7 +226,14 @@ def fit_ranking(name: str, frame: pd.DataFrame, val_mask: np.ndarray, relevant_m
         selection = []
         for setting in grid:
             w = weights(val.fit, setting)
-            selection.append({**setting, "val_ndcg_at_10": val.ndcg(lambda rows: ItemItem(item_index.to_numpy(), w).score(val.fit[rows].toarray()))})
+            selection.append(
+                {
+                    **setting,
+                    "val_ndcg_at_10": val.ndcg(
+                        lambda rows: ItemItem(item_index.to_numpy(), w).score(val.fit[rows].toarray())
+                    ),
+                }
+            )
             _log(f"{name} {setting}: validation NDCG@{K} {selection[-1]['val_ndcg_at_10']:.4f}")
         chosen = max(selection, key=lambda r: r["val_ndcg_at_10"])
         setting = {k: v for k, v in chosen.items() if k != "val_ndcg_at_10"}
@@ -226,31 +247,75 @@ def fit_ranking(name: str, frame: pd.DataFrame, val_mask: np.ndarray, relevant_m
     raise ValueError(f"unknown ranking model '{name}'")
 
 
-def _fit_torch(name: str, x: sp.csr_matrix, val: Validation, t: RecsysTrainParams, m: BprParams | VaeParams,
-               seed: int, checkpoint_dir: Path, fingerprint: str, user_index: pd.Index, item_index: pd.Index) -> Fitted:
+def _fit_torch(
+    name: str,
+    x: sp.csr_matrix,
+    val: Validation,
+    t: RecsysTrainParams,
+    m: BprParams | VaeParams,
+    seed: int,
+    checkpoint_dir: Path,
+    fingerprint: str,
+    user_index: pd.Index,
+    item_index: pd.Index,
+) -> Fitted:
     """Early stopping on the validation slice picks the epochs; the same epochs are then run on all interactions."""
-    trainer = t.model_copy(update={"epochs": m.epochs, "batch_size": m.batch_size, "lr": m.lr, "patience": m.patience,
-                                   "weight_decay": 0.0, "lr_schedule": "constant", "warmup_epochs": 0})
+    trainer = t.model_copy(
+        update={
+            "epochs": m.epochs,
+            "batch_size": m.batch_size,
+            "lr": m.lr,
+            "patience": m.patience,
+            "weight_decay": 0.0,
+            "lr_schedule": "constant",
+            "warmup_epochs": 0,
+        }
+    )
     device = select_device(t.device)
 
     def score_fn(model: nn.Module) -> float:
         return val.ndcg(lambda rows: _torch_scores(model, rows, val.fit, device))
 
     model = _torch_model(x.shape, m, seed)
-    history = fit(model, _torch_data(name, val.fit), _torch_loss(m), score_fn, trainer, seed,
-                  checkpoint_dir / f"{name}_select.ckpt", fingerprint, name=f"{name} select")
+    history = fit(
+        model,
+        _torch_data(name, val.fit),
+        _torch_loss(m),
+        score_fn,
+        trainer,
+        seed,
+        checkpoint_dir / f"{name}_select.ckpt",
+        fingerprint,
+        name=f"{name} select",
+    )
     epochs = max(history.best_epoch, 1)
-    selection = [{"epochs": e["epoch"], "val_ndcg_at_10": e["val_score"], "train_loss": e["train_loss"]} for e in history.epochs]
-    _log(f"{name}: best validation NDCG@{K} {history.best_score:.4f} after {epochs} epoch(s); refit on all interactions")
+    selection = [
+        {"epochs": e["epoch"], "val_ndcg_at_10": e["val_score"], "train_loss": e["train_loss"]} for e in history.epochs
+    ]
+    _log(
+        f"{name}: best validation NDCG@{K} {history.best_score:.4f} after {epochs} epoch(s); refit on all interactions"
+    )
     ticks = count(1)  # the refit keeps its last epoch: each one scores higher than the one before
     began = time.perf_counter()
     model = _torch_model(x.shape, m, seed)
-    fit(model, _torch_data(name, x), _torch_loss(m), lambda _: float(next(ticks)),
-        trainer.model_copy(update={"epochs": epochs}), seed, checkpoint_dir / f"{name}.ckpt", fingerprint,
-        name=f"{name} refit (val_score: epochs done)")
+    fit(
+        model,
+        _torch_data(name, x),
+        _torch_loss(m),
+        lambda _: float(next(ticks)),
+        trainer.model_copy(update={"epochs": epochs}),
+        seed,
+        checkpoint_dir / f"{name}.ckpt",
+        fingerprint,
+        name=f"{name} refit (val_score: epochs done)",
+    )
     model.cpu().eval()
-    return Fitted(TorchRanker(name, model, user_index.to_numpy(), item_index.to_numpy(), m.model_dump()),
-                  time.perf_counter() - began, selection, {"epochs": epochs})
+    return Fitted(
+        TorchRanker(name, model, user_index.to_numpy(), item_index.to_numpy(), m.model_dump()),
+        time.perf_counter() - began,
+        selection,
+        {"epochs": epochs},
+    )
 
 
 def _torch_model(shape: tuple[int, int], m: BprParams | VaeParams, seed: int) -> nn.Module:
@@ -262,22 +327,28 @@ def _torch_model(shape: tuple[int, int], m: BprParams | VaeParams, seed: int) ->
 def _torch_data(name: str, x: sp.csr_matrix) -> tuple[torch.Tensor, ...]:
     if name == BPR:
         coo = x.tocoo()
-        return (torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64)),
-                torch.zeros(coo.nnz))
+        return (
+            torch.from_numpy(coo.row.astype(np.int64)),
+            torch.from_numpy(coo.col.astype(np.int64)),
+            torch.zeros(coo.nnz),
+        )
     dense = torch.from_numpy(x.toarray())
     return dense, dense
 
 
 def _torch_loss(m: BprParams | VaeParams) -> Callable[[Any, torch.Tensor], torch.Tensor]:
     if isinstance(m, BprParams):
+
         def bpr_loss(out: tuple[torch.Tensor, torch.Tensor], _: torch.Tensor) -> torch.Tensor:
             margin, penalty = out
             return nn.functional.softplus(-margin.float()).mean() + m.reg * penalty.float().mean()
+
         return bpr_loss
 
     def vae_loss(out: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         logits, kl = out
         return -(nn.functional.log_softmax(logits.float(), dim=1) * x).sum(-1).mean() + kl.float().mean()
+
     return vae_loss
 
 
@@ -299,11 +370,19 @@ class TorchRanker:
     config: dict
 
     def save(self, path: Path) -> None:
-        torch.save({"name": self.name, "state_dict": self.model.cpu().state_dict(), "user_ids": self.user_ids,
-                    "item_ids": self.item_ids, "config": self.config}, path)
+        torch.save(
+            {
+                "name": self.name,
+                "state_dict": self.model.cpu().state_dict(),
+                "user_ids": self.user_ids,
+                "item_ids": self.item_ids,
+                "config": self.config,
+            },
+            path,
+        )
 
     @classmethod
-    def load(cls, path: Path, device: str = "auto") -> "TorchRanker":
+    def load(cls, path: Path, device: str = "auto") -> TorchRanker:
         saved = torch.load(path, map_location="cpu", weights_only=False)
         n_users, n_items = len(saved["user_ids"]), len(saved["item_ids"])
         if saved["name"] == BPR:
@@ -311,7 +390,9 @@ class TorchRanker:
         else:
             model = MultVAE(n_items, VaeParams(**saved["config"]), 1, 0)
         model.load_state_dict(saved["state_dict"])
-        return cls(saved["name"], model.to(select_device(device)).eval(), saved["user_ids"], saved["item_ids"], saved["config"])
+        return cls(
+            saved["name"], model.to(select_device(device)).eval(), saved["user_ids"], saved["item_ids"], saved["config"]
+        )
 
 
 def _log(message: str) -> None:

@@ -8,9 +8,10 @@ no interaction in `train` for the item-based models) gets the popularity ranking
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 import joblib
 import numpy as np
@@ -35,8 +36,9 @@ def sample_users(holdout: pd.DataFrame, max_users: int, seed: int) -> np.ndarray
     return users
 
 
-def recommend(train_dir: Path, model: str, train: pd.DataFrame, users: np.ndarray, device: str = "auto",
-              k: int = K) -> tuple[np.ndarray, np.ndarray]:
+def recommend(
+    train_dir: Path, model: str, train: pd.DataFrame, users: np.ndarray, device: str = "auto", k: int = K
+) -> tuple[np.ndarray, np.ndarray]:
     """(users, k) recommended item ids, best first, and their scores; items a user rated in `train` are never recommended.
 
     `train` is the interaction history (user_id, item_id): it defines the catalogue (its items), what is
@@ -76,12 +78,18 @@ def load_scorer(train_dir: Path, model: str, train: pd.DataFrame, device: str = 
         raise PipelineError(f"recommend: no trained model '{model}' ({file} not found)")
     if model == POPULARITY:
         counts = pd.read_parquet(file)
-        return Scorer(counts["item_id"].to_numpy(), lambda u: np.ones(len(u), dtype=bool),
-                      lambda u: np.tile(counts["ratings"].to_numpy(np.float64), (len(u), 1)))
+        return Scorer(
+            counts["item_id"].to_numpy(),
+            lambda u: np.ones(len(u), dtype=bool),
+            lambda u: np.tile(counts["ratings"].to_numpy(np.float64), (len(u), 1)),
+        )
     if model == MF:
         mf, user_index, item_index = load_mf(file, device)
-        return _by_user_row(user_index, item_index.to_numpy(),
-                            lambda rows: mf.score_items(torch.from_numpy(rows).to(mf.mean.device)).float().cpu().numpy())
+        return _by_user_row(
+            user_index,
+            item_index.to_numpy(),
+            lambda rows: mf.score_items(torch.from_numpy(rows).to(mf.mean.device)).float().cpu().numpy(),
+        )
     if model in (EASE, ITEM_KNN):
         item_item = ItemItem.load(file)
         return _by_history(train, item_item.item_ids, item_item.score)
@@ -89,22 +97,30 @@ def load_scorer(train_dir: Path, model: str, train: pd.DataFrame, device: str = 
         ranker = TorchRanker.load(file, device)
         net, dev = cast(Any, ranker.model), next(ranker.model.parameters()).device  # BPRMF or MultVAE
         if model == BPR:
-            return _by_user_row(pd.Index(ranker.user_ids), ranker.item_ids,
-                                lambda rows: net.score_users(torch.from_numpy(rows).to(dev)).float().cpu().numpy())
+            return _by_user_row(
+                pd.Index(ranker.user_ids),
+                ranker.item_ids,
+                lambda rows: net.score_users(torch.from_numpy(rows).to(dev)).float().cpu().numpy(),
+            )
         with torch.no_grad():
-            return _by_history(train, ranker.item_ids,
-                               lambda x: net(torch.from_numpy(x).to(dev)).float().cpu().numpy())
+            return _by_history(train, ranker.item_ids, lambda x: net(torch.from_numpy(x).to(dev)).float().cpu().numpy())
     algo = joblib.load(file)  # a Surprise model
     ts = algo.trainset
     surprise_items = np.array([ts.to_raw_iid(i) for i in ts.all_items()])
-    return Scorer(surprise_items, lambda u: np.array([x in ts._raw2inner_id_users for x in u.tolist()], dtype=bool),
-                  lambda u: score_items(algo, u.tolist(), surprise_items.tolist()))
+    return Scorer(
+        surprise_items,
+        lambda u: np.array([x in ts._raw2inner_id_users for x in u.tolist()], dtype=bool),
+        lambda u: score_items(algo, u.tolist(), surprise_items.tolist()),
+    )
 
 
 def _by_user_row(user_index: pd.Index, item_ids: np.ndarray, score_rows: Callable[[np.ndarray], np.ndarray]) -> Scorer:
     """Models with a row per training user (MF, BPR)."""
-    return Scorer(item_ids, lambda u: user_index.get_indexer(u) >= 0,
-                  lambda u: score_rows(user_index.get_indexer(u).astype(np.int64)))
+    return Scorer(
+        item_ids,
+        lambda u: user_index.get_indexer(u) >= 0,
+        lambda u: score_rows(user_index.get_indexer(u).astype(np.int64)),
+    )
 
 
 def _by_history(train: pd.DataFrame, item_ids: np.ndarray, score_history: Callable[[np.ndarray], np.ndarray]) -> Scorer:
@@ -116,14 +132,16 @@ def _by_history(train: pd.DataFrame, item_ids: np.ndarray, score_history: Callab
         rows = train[train["user_id"].isin(users)]
         with torch.no_grad():
             return score_history(interactions(rows, pd.Index(users), item_index).toarray())
+
     return Scorer(item_ids, lambda u: np.array([x in known_users for x in u.tolist()], dtype=bool), score)
 
 
 def _popularity(train_dir: Path, train: pd.DataFrame, catalogue: np.ndarray) -> np.ndarray:
     """Training interactions per catalogue item: the ranking for users a model cannot score."""
     file = model_file(train_dir, POPULARITY)
-    counts = (pd.read_parquet(file).set_index("item_id")["ratings"] if file.is_file()
-              else train["item_id"].value_counts())
+    counts = (
+        pd.read_parquet(file).set_index("item_id")["ratings"] if file.is_file() else train["item_id"].value_counts()
+    )
     return counts.reindex(catalogue, fill_value=0).to_numpy(np.float64)
 
 
@@ -131,5 +149,7 @@ def _seen(train: pd.DataFrame, users: np.ndarray, catalogue: np.ndarray) -> np.n
     """Boolean (users, catalogue): the items each of the (sorted, unique) users rated in training."""
     rows = train[train["user_id"].isin(users)]
     seen = np.zeros((len(users), len(catalogue)), dtype=bool)
-    seen[np.searchsorted(users, rows["user_id"].to_numpy()), np.searchsorted(catalogue, rows["item_id"].to_numpy())] = True
+    seen[np.searchsorted(users, rows["user_id"].to_numpy()), np.searchsorted(catalogue, rows["item_id"].to_numpy())] = (
+        True
+    )
     return seen

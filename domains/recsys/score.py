@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from domains.common.contract import Reference, ScoreOptions, Scored
+from domains.common.contract import Reference, Scored, ScoreOptions
 from domains.common.errors import DataError
-from domains.common.modelstore import cached_load
 from domains.common.gate import GateSuite
+from domains.common.modelstore import cached_load
 from domains.recsys.loaders import FORMATS, read_movielens
 from domains.recsys.metrics import K
 from domains.recsys.params import RecsysParams
@@ -32,7 +32,9 @@ from domains.recsys.train import ranking_models, rating_models
 
 SOURCES = ("users", "pairs", *FORMATS)
 INTERACTIONS = "interactions.parquet"  # saved with the models: what they learned from
-REFERENCE_USERS = 2000  # held-out users whose top-1 scores make the drift reference (recsys.evaluate.topk_max_users's default)
+REFERENCE_USERS = (
+    2000  # held-out users whose top-1 scores make the drift reference (recsys.evaluate.topk_max_users's default)
+)
 
 
 def read_batch(p: RecsysParams, path: Path, source: str) -> pd.DataFrame:
@@ -54,7 +56,9 @@ def read_batch(p: RecsysParams, path: Path, source: str) -> pd.DataFrame:
     needed = ["user_id"] if source == "users" else ["user_id", "item_id"]
     missing = [c for c in needed if c not in frame]
     if missing:
-        raise DataError(f"{path}: missing required column(s): {', '.join(missing)} (found: {', '.join(map(str, frame.columns[:6]))})")
+        raise DataError(
+            f"{path}: missing required column(s): {', '.join(missing)} (found: {', '.join(map(str, frame.columns[:6]))})"
+        )
     keep = needed + (["rating"] if source == "pairs" and "rating" in frame else [])
     return frame[keep]  # as text: the gate's schema converts, and names what does not convert
 
@@ -62,12 +66,18 @@ def read_batch(p: RecsysParams, path: Path, source: str) -> pd.DataFrame:
 def scoring_suite(p: RecsysParams) -> GateSuite:
     """The ratings contract's id and scale rules; nothing that needs a whole training set."""
     c = p.gate
-    ids = {"user_id": pa.Column("int64", pa.Check.ge(0, name="non_negative")),
-           "item_id": pa.Column("int64", pa.Check.ge(0, name="non_negative"), required=False),
-           "rating": pa.Column("float64", pa.Check.in_range(c.rating_min, c.rating_max, name="in_scale"),
-                               required=False, nullable=True)}
-    return GateSuite(pa.DataFrameSchema(ids, coerce=True, strict=False), severities={"user_id:non_negative": "quarantine"},
-                     id_column="user_id")
+    ids = {
+        "user_id": pa.Column("int64", pa.Check.ge(0, name="non_negative")),
+        "item_id": pa.Column("int64", pa.Check.ge(0, name="non_negative"), required=False),
+        "rating": pa.Column(
+            "float64", pa.Check.in_range(c.rating_min, c.rating_max, name="in_scale"), required=False, nullable=True
+        ),
+    }
+    return GateSuite(
+        pa.DataFrameSchema(ids, coerce=True, strict=False),
+        severities={"user_id:non_negative": "quarantine"},
+        id_column="user_id",
+    )
 
 
 def reference(p: RecsysParams, prepared_dir: Path, train_dir: Path) -> Reference:
@@ -78,12 +88,17 @@ def reference(p: RecsysParams, prepared_dir: Path, train_dir: Path) -> Reference
     frame = _drift_frame(seen, users=np.unique(seen["user_id"]), pairs=seen)
     # A fixed sample size, not evaluate.topk_max_users: training (which saves this) reads no evaluate param.
     users = sample_users(ratings[ratings["holdout"]], REFERENCE_USERS, p.seed)
-    scores = {name: recommend(train_dir, name, seen, users, "cpu", k=1)[1][:, 0]
-              for name in [*rating_models(p), *ranking_models(p)] if name not in p.train.surprise_models}
+    scores = {
+        name: recommend(train_dir, name, seen, users, "cpu", k=1)[1][:, 0]
+        for name in [*rating_models(p), *ranking_models(p)]
+        if name not in p.train.surprise_models
+    }
     return Reference(frame, scores)
 
 
-def _drift_frame(seen: pd.DataFrame, users: np.ndarray | None = None, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+def _drift_frame(
+    seen: pd.DataFrame, users: np.ndarray | None = None, pairs: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per user: known, activity; per pair: known user and item, item popularity, rating (columns NaN-padded)."""
     activity = seen["user_id"].value_counts()
     popularity = seen["item_id"].value_counts()
@@ -93,7 +108,9 @@ def _drift_frame(seen: pd.DataFrame, users: np.ndarray | None = None, pairs: pd.
         columns["user_activity"] = pd.Series(activity.reindex(users, fill_value=0).to_numpy(np.float64))
     if pairs is not None:
         columns["pair_item_known"] = pd.Series(pairs["item_id"].isin(popularity.index).to_numpy().astype(np.int64))
-        columns["pair_item_popularity"] = pd.Series(popularity.reindex(pairs["item_id"], fill_value=0).to_numpy(np.float64))
+        columns["pair_item_popularity"] = pd.Series(
+            popularity.reindex(pairs["item_id"], fill_value=0).to_numpy(np.float64)
+        )
         if "rating" in pairs and pairs["rating"].notna().any():
             columns["rating"] = pd.Series(pairs["rating"].to_numpy(np.float64))
     return pd.DataFrame(columns)
@@ -106,12 +123,20 @@ def score_batch(p: RecsysParams, model_dir: Path, model: str, table: pd.DataFram
     users = table["user_id"].to_numpy(np.int64)
     items, scores = recommend(model_dir, model, seen, users, "cpu", k=K)
     known = np.isin(users, seen["user_id"].to_numpy())
-    predictions = pd.DataFrame({
-        "user_id": np.repeat(users, K), "rank": np.tile(np.arange(1, K + 1), len(users)),
-        "item_id": items.ravel(), "score": scores.ravel(), "known_user": np.repeat(known, K),
-    }, index=np.repeat(table.index.to_numpy(), K))
-    notes = [f"top-{K} of {model} for {len(users)} user(s), items seen in training excluded; "
-             f"{int((~known).sum())} unknown user(s) got the popularity ranking"]
+    predictions = pd.DataFrame(
+        {
+            "user_id": np.repeat(users, K),
+            "rank": np.tile(np.arange(1, K + 1), len(users)),
+            "item_id": items.ravel(),
+            "score": scores.ravel(),
+            "known_user": np.repeat(known, K),
+        },
+        index=np.repeat(table.index.to_numpy(), K),
+    )
+    notes = [
+        f"top-{K} of {model} for {len(users)} user(s), items seen in training excluded; "
+        f"{int((~known).sum())} unknown user(s) got the popularity ranking"
+    ]
     return Scored(predictions, _drift_frame(seen, users=users), scores[:, 0], None, notes)
 
 
@@ -130,14 +155,27 @@ def _score_pairs(model_dir: Path, model: str, rates: bool, seen: pd.DataFrame, t
         position[rows] = np.arange(len(rows))
         ok = (position[inverse] >= 0) & (column >= 0)
         score[ok] = block[position[inverse][ok], column[ok]]
-    predictions = pd.DataFrame({"user_id": users, "item_id": items, "score": score,
-                                "known_user": known_user[inverse], "known_item": column >= 0}, index=table.index)
-    notes = [f"pairs scored by {model}: " + ("predicted ratings" if rates else "ranking scores (not ratings)"),
-             f"{int(np.isnan(score).sum())} pair(s) with an unknown user or item have no score"]
+    predictions = pd.DataFrame(
+        {
+            "user_id": users,
+            "item_id": items,
+            "score": score,
+            "known_user": known_user[inverse],
+            "known_item": column >= 0,
+        },
+        index=table.index,
+    )
+    notes = [
+        f"pairs scored by {model}: " + ("predicted ratings" if rates else "ranking scores (not ratings)"),
+        f"{int(np.isnan(score).sum())} pair(s) with an unknown user or item have no score",
+    ]
     shadow = None
     if rates and "rating" in table and table["rating"].notna().any():
         scored = ~np.isnan(score) & table["rating"].notna().to_numpy()
         error = score[scored] - table["rating"].to_numpy(np.float64)[scored]
-        shadow = {"pairs_scored": int(scored.sum()), "rmse": float(np.sqrt(np.mean(error**2))) if scored.any() else float("nan"),
-                  "mae": float(np.mean(np.abs(error))) if scored.any() else float("nan")}
+        shadow = {
+            "pairs_scored": int(scored.sum()),
+            "rmse": float(np.sqrt(np.mean(error**2))) if scored.any() else float("nan"),
+            "mae": float(np.mean(np.abs(error))) if scored.any() else float("nan"),
+        }
     return Scored(predictions, _drift_frame(seen, pairs=table), None, shadow, notes)

@@ -55,10 +55,21 @@ def data_profile(ratings: pd.DataFrame, min_user_ratings: int, min_item_ratings:
     popular = np.sort(per_item.to_numpy())[::-1]
     top_decile = popular[: max(1, n_items // 10)].sum() / n
     return {
-        "ratings": n, "users": n_users, "items": n_items,
-        "density": n / (n_users * n_items), "sparsity": 1 - n / (n_users * n_items),
-        "ratings_per_user": {"min": int(per_user.min()), "median": float(per_user.median()), "max": int(per_user.max())},
-        "ratings_per_item": {"min": int(per_item.min()), "median": float(per_item.median()), "max": int(per_item.max())},
+        "ratings": n,
+        "users": n_users,
+        "items": n_items,
+        "density": n / (n_users * n_items),
+        "sparsity": 1 - n / (n_users * n_items),
+        "ratings_per_user": {
+            "min": int(per_user.min()),
+            "median": float(per_user.median()),
+            "max": int(per_user.max()),
+        },
+        "ratings_per_item": {
+            "min": int(per_item.min()),
+            "median": float(per_item.median()),
+            "max": int(per_item.max()),
+        },
         "top_10pct_items_share": float(top_decile),
         "item_popularity_gini": gini(popular),
         f"users_below_{min_user_ratings}_ratings": int((per_user < min_user_ratings).sum()),

@@ -50,8 +50,9 @@ def generate_ratings(p: SyntheticParams, seed: int) -> SyntheticRatings:
     # What they think: biases and tastes (the noise comes later, on the ratings actually given).
     log_pop = np.log(popularity)
     z_pop = (log_pop - log_pop.mean()) / (log_pop.std() or 1.0)
-    item_bias = p.item_bias_std * (POPULARITY_BIAS_CORRELATION * z_pop
-                                   + np.sqrt(1 - POPULARITY_BIAS_CORRELATION**2) * rng.normal(size=n_i))
+    item_bias = p.item_bias_std * (
+        POPULARITY_BIAS_CORRELATION * z_pop + np.sqrt(1 - POPULARITY_BIAS_CORRELATION**2) * rng.normal(size=n_i)
+    )
     user_bias = rng.normal(0, p.user_bias_std, n_u)
     factor_std = np.sqrt(p.taste_std / np.sqrt(p.rank))  # so that p_u . q_i has std taste_std
     user_factors = rng.normal(0, factor_std, (n_u, p.rank))
@@ -64,8 +65,12 @@ def generate_ratings(p: SyntheticParams, seed: int) -> SyntheticRatings:
     rated = _choose_items(rng, counts, affinity)
     _top_up_items(rng, rated, p.min_item_ratings)
     users, items = np.nonzero(rated)
-    latent = (p.global_mean + user_bias[users] + item_bias[items]
-              + np.einsum("nk,nk->n", user_factors[users], item_factors[items]))
+    latent = (
+        p.global_mean
+        + user_bias[users]
+        + item_bias[items]
+        + np.einsum("nk,nk->n", user_factors[users], item_factors[items])
+    )
     noisy = latent + rng.normal(0, p.noise_std, len(latent))
     rating = np.clip(np.round(noisy), p.rating_min, p.rating_max)
     expected, variance = rating_moments(latent, p.noise_std, p.rating_min, p.rating_max)
@@ -77,18 +82,27 @@ def generate_ratings(p: SyntheticParams, seed: int) -> SyntheticRatings:
     seconds = first[users] + rng.uniform(0, 1, len(users)) * length[users]
 
     order = rng.permutation(len(users))  # files such as u.data are not sorted
-    ratings = pd.DataFrame({
-        "user_id": users[order] + 1,  # 1-based ids, as in MovieLens
-        "item_id": items[order] + 1,
-        "rating": rating[order].astype(np.int64),
-        "timestamp": start + seconds[order].astype(np.int64),
-    })
-    truth = pd.DataFrame({"user_id": ratings["user_id"], "item_id": ratings["item_id"],
-                          "expected_rating": expected[order], "rating_variance": variance[order]})
+    ratings = pd.DataFrame(
+        {
+            "user_id": users[order] + 1,  # 1-based ids, as in MovieLens
+            "item_id": items[order] + 1,
+            "rating": rating[order].astype(np.int64),
+            "timestamp": start + seconds[order].astype(np.int64),
+        }
+    )
+    truth = pd.DataFrame(
+        {
+            "user_id": ratings["user_id"],
+            "item_id": ratings["item_id"],
+            "expected_rating": expected[order],
+            "rating_variance": variance[order],
+        }
+    )
     rank = np.empty(n_i, dtype=np.int64)
     rank[np.argsort(-popularity, kind="stable")] = np.arange(1, n_i + 1)
-    titles = pd.DataFrame({"item_id": np.arange(1, n_i + 1),
-                           "title": [f"Item {i + 1} (popularity #{r})" for i, r in enumerate(rank)]})
+    titles = pd.DataFrame(
+        {"item_id": np.arange(1, n_i + 1), "title": [f"Item {i + 1} (popularity #{r})" for i, r in enumerate(rank)]}
+    )
     return SyntheticRatings(ratings, titles, truth, p.noise_std)
 
 

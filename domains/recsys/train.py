@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import joblib
 import numpy as np
@@ -48,7 +49,9 @@ def ranking_models(p: RecsysParams) -> list[str]:
 
 def model_file(train_dir: Path, name: str) -> Path:
     """The one place that names a saved model's file."""
-    suffix = {MF: ".pt", BPR: ".pt", VAE: ".pt", EASE: ".npz", ITEM_KNN: ".npz", POPULARITY: ".parquet"}.get(name, ".joblib")
+    suffix = {MF: ".pt", BPR: ".pt", VAE: ".pt", EASE: ".npz", ITEM_KNN: ".npz", POPULARITY: ".parquet"}.get(
+        name, ".joblib"
+    )
     return train_dir / f"{name}{suffix}"
 
 
@@ -82,9 +85,21 @@ def train_models(p: RecsysParams, prepared_dir: Path, out_dir: Path, env: TrainE
             algo, fit_s = _timed(lambda: make_surprise(name, p.seed).fit(trainset))
             pred, predict_s = _timed(lambda: predict_surprise(algo, ratings[test]))
             record(name, fold, test, pred, fit_s, predict_s)
-        (model, passes), fit_s = _timed(lambda: fit_mf(
-            users[~test], items[~test], y[~test], len(user_ids), len(item_ids), p.train, scale, p.seed,
-            env.checkpoint_dir / f"mf_fold{fold}.ckpt", env.fingerprint, f"mf fold {fold + 1}"))
+        (model, passes), fit_s = _timed(
+            lambda: fit_mf(
+                users[~test],
+                items[~test],
+                y[~test],
+                len(user_ids),
+                len(item_ids),
+                p.train,
+                scale,
+                p.seed,
+                env.checkpoint_dir / f"mf_fold{fold}.ckpt",
+                env.fingerprint,
+                f"mf fold {fold + 1}",
+            )
+        )
         pred, predict_s = _timed(lambda: predict_mf(model, users[test], items[test], scale))
         record(MF, fold, test, pred, fit_s, predict_s)
         histories[f"fold {fold + 1}"] = [h.to_json() for h in passes]
@@ -96,8 +111,19 @@ def train_models(p: RecsysParams, prepared_dir: Path, out_dir: Path, env: TrainE
         _log(f"top-k fit {name}")
         joblib.dump(make_surprise(name, p.seed).fit(trainset), model_file(out_dir, name))
     _log(f"top-k fit {MF}")
-    model, passes = fit_mf(users[keep], items[keep], y[keep], len(user_ids), len(item_ids), p.train, scale, p.seed,
-                           env.checkpoint_dir / "mf_topk.ckpt", env.fingerprint, "mf top-k")
+    model, passes = fit_mf(
+        users[keep],
+        items[keep],
+        y[keep],
+        len(user_ids),
+        len(item_ids),
+        p.train,
+        scale,
+        p.seed,
+        env.checkpoint_dir / "mf_topk.ckpt",
+        env.fingerprint,
+        "mf top-k",
+    )
     histories["top-k"] = [h.to_json() for h in passes]
     save_mf(model, user_ids, item_ids, model_file(out_dir, MF))
     popularity(ratings[keep]).to_parquet(model_file(out_dir, POPULARITY))
@@ -119,8 +145,7 @@ def fit_ranking_models(p: RecsysParams, train: pd.DataFrame, out_dir: Path, env:
     out: dict[str, Any] = {}
     for name in p.train.ranking_models:
         _log(f"top-k fit {name} (selection on {int(val.sum())} validation ratings)")
-        fitted = fit_ranking(name, train, val, float("-inf"), p.train, p.seed, env.checkpoint_dir,
-                             env.fingerprint)
+        fitted = fit_ranking(name, train, val, float("-inf"), p.train, p.seed, env.checkpoint_dir, env.fingerprint)
         fitted.model.save(model_file(out_dir, name))
         out[name] = {"fit_seconds": fitted.fit_seconds, "chosen": fitted.chosen, "selection": fitted.selection}
     return out

@@ -12,8 +12,12 @@ DOMAIN = DomainSpec(
     title="NLP sentiment (movie reviews)",
     params_model=SentimentParams,
     sources=SOURCES,
-    metric=MetricContract(primary="accuracy", higher_is_better=DIRECTIONS, ranges=RANGES,
-                          intervals={"accuracy": "accuracy", "auroc": "auroc"}),
+    metric=MetricContract(
+        primary="accuracy",
+        higher_is_better=DIRECTIONS,
+        ranges=RANGES,
+        intervals={"accuracy": "accuracy", "auroc": "auroc"},
+    ),
     acquire=lazy("domains.sentiment.pipeline:acquire"),
     gate_suite=lazy("domains.sentiment.checks:gate_suite"),
     prepare=lazy("domains.sentiment.pipeline:prepare"),
@@ -34,6 +38,8 @@ DOMAIN = DomainSpec(
         ),
     ),
     export=lazy("domains.sentiment.export:export_models"),
-    slice_columns={"tokens": "the document's length in tokens",
-                   "negation": "whether the document has a negation (not, no, never, -n't, ...)"},
+    slice_columns={
+        "tokens": "the document's length in tokens",
+        "negation": "whether the document has a negation (not, no, never, -n't, ...)",
+    },
 )

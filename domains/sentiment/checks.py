@@ -19,8 +19,18 @@ import pandas as pd
 import pandera.pandas as pa
 
 from domains.common.gate import GateSuite
-from domains.common.items import (HASH, ID, ITEM_SEVERITIES, LABEL, SPLIT, class_presence_expectations, content_hash,
-                                  item_columns, item_table_checks, with_item_columns)
+from domains.common.items import (
+    HASH,
+    ID,
+    ITEM_SEVERITIES,
+    LABEL,
+    SPLIT,
+    class_presence_expectations,
+    content_hash,
+    item_columns,
+    item_table_checks,
+    with_item_columns,
+)
 from domains.common.params import Severity
 from domains.sentiment.loaders import REQUIRED_SPLITS
 from domains.sentiment.params import SentimentParams
@@ -41,13 +51,15 @@ def with_gate_columns(documents: pd.DataFrame, classes: list[str]) -> pd.DataFra
     """The loaders' table plus what the gate checks: label index, length, tokens, markup, content hash,
     and the shared per-split class counts and shares."""
     text = documents["text"]
-    facts = documents.assign(**{
-        LABEL_INDEX: documents[LABEL].map({c: i for i, c in enumerate(classes)}).fillna(-1).astype("int64"),
-        "length": text.str.len().astype("int64"),
-        "n_tokens": pd.Series([len(tokenise(t)) for t in text], index=text.index, dtype="int64"),
-        "markup": pd.Series([markup_count(t) for t in text], index=text.index, dtype="int64"),
-        HASH: [content_hash(t.encode("utf-8")) for t in text],
-    })
+    facts = documents.assign(
+        **{
+            LABEL_INDEX: documents[LABEL].map({c: i for i, c in enumerate(classes)}).fillna(-1).astype("int64"),
+            "length": text.str.len().astype("int64"),
+            "n_tokens": pd.Series([len(tokenise(t)) for t in text], index=text.index, dtype="int64"),
+            "markup": pd.Series([markup_count(t) for t in text], index=text.index, dtype="int64"),
+            HASH: [content_hash(t.encode("utf-8")) for t in text],
+        }
+    )
     return with_item_columns(facts)
 
 
@@ -57,12 +69,16 @@ def _not_blank(text: pd.Series) -> pd.Series:
 
 def _typical_length(z_max: float):
     """Robust z-score of log(1 + tokens) (median and MAD): lengths vary over orders of magnitude."""
+
     def check(n_tokens: pd.Series) -> pd.Series:
         x = np.log1p(n_tokens.to_numpy(dtype=float))
         spread = 1.4826 * np.median(np.abs(x - np.median(x)))
         if spread == 0:
             return pd.Series(True, index=n_tokens.index)
-        return pd.Series((np.abs(x - np.median(x)) / spread <= z_max) | (n_tokens.to_numpy() == 0), index=n_tokens.index)
+        return pd.Series(
+            (np.abs(x - np.median(x)) / spread <= z_max) | (n_tokens.to_numpy() == 0), index=n_tokens.index
+        )
+
     return check
 
 
@@ -92,18 +108,26 @@ def documents_schema(p: SentimentParams) -> pa.DataFrameSchema:
 def split_expectations(p: SentimentParams) -> list:
     import great_expectations.expectations as gxe  # heavy import, only when gating
 
-    enough = [gxe.ExpectTableRowCountToBeBetween(
-        min_value=p.gate.min_docs_per_split, row_condition=f'{SPLIT}=="{split}"', condition_parser="pandas",
-        meta={"check": f"{split}:enough_docs"}) for split in REQUIRED_SPLITS]
+    enough = [
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=p.gate.min_docs_per_split,
+            row_condition=f'{SPLIT}=="{split}"',
+            condition_parser="pandas",
+            meta={"check": f"{split}:enough_docs"},
+        )
+        for split in REQUIRED_SPLITS
+    ]
     return [*enough, *class_presence_expectations(p.data.classes, REQUIRED_SPLITS)]
 
 
 def gate_suite(p: SentimentParams) -> GateSuite:
-    return GateSuite(schema=documents_schema(p), expectations=split_expectations(p), severities=SEVERITIES,
-                     id_column="item_id")
+    return GateSuite(
+        schema=documents_schema(p), expectations=split_expectations(p), severities=SEVERITIES, id_column="item_id"
+    )
 
 
 # --- scoring: the same document checks on a batch without splits, labels optional ------------------
+
 
 def with_scoring_columns(documents: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     """A batch to score plus the facts its gate checks (as with_gate_columns, without splits). The label
@@ -113,14 +137,19 @@ def with_scoring_columns(documents: pd.DataFrame, classes: list[str]) -> pd.Data
     if labelled:
         facts[LABEL] = facts[LABEL].astype("string")
     text = facts["text"]
-    return facts.assign(**{
-        LABEL_INDEX: (facts[LABEL].map({c: i for i, c in enumerate(classes)}).astype("Float64").fillna(-1).astype("int64")
-                      if labelled else -1),
-        "n_tokens": pd.Series([len(tokenise(t)) for t in text], index=text.index, dtype="int64"),
-        "length": text.str.len().astype("int64"),
-        "markup": pd.Series([markup_count(t) for t in text], index=text.index, dtype="int64"),
-        HASH: [content_hash(t.encode("utf-8")) for t in text],
-    })
+    return facts.assign(
+        **{
+            LABEL_INDEX: (
+                facts[LABEL].map({c: i for i, c in enumerate(classes)}).astype("Float64").fillna(-1).astype("int64")
+                if labelled
+                else -1
+            ),
+            "n_tokens": pd.Series([len(tokenise(t)) for t in text], index=text.index, dtype="int64"),
+            "length": text.str.len().astype("int64"),
+            "markup": pd.Series([markup_count(t) for t in text], index=text.index, dtype="int64"),
+            HASH: [content_hash(t.encode("utf-8")) for t in text],
+        }
+    )
 
 
 def _first_copy(table: pd.DataFrame) -> pd.Series:
@@ -135,9 +164,13 @@ def scoring_schema(p: SentimentParams) -> pa.DataFrameSchema:
         {
             ID: training[ID],
             HASH: training[HASH],
-            LABEL: pa.Column("string", pa.Check.isin(list(p.data.classes), name="in_classes"), nullable=True,
-                             required=False),
-            **{name: training[name] for name in ("text", "decoding", "n_tokens", "markup", "length", LABEL_INDEX, "stars")},
+            LABEL: pa.Column(
+                "string", pa.Check.isin(list(p.data.classes), name="in_classes"), nullable=True, required=False
+            ),
+            **{
+                name: training[name]
+                for name in ("text", "decoding", "n_tokens", "markup", "length", LABEL_INDEX, "stars")
+            },
         },
         checks=[pa.Check(_first_copy, name="duplicate_items")],
         coerce=True,

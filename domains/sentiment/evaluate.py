@@ -44,7 +44,9 @@ def evaluate_models(p: SentimentParams, prepared_dir: Path, train_dir: Path, out
     rows = documents.reset_index().set_index("item_id").loc[test["item_id"], "index"].to_numpy()
     test_documents = documents.iloc[rows].reset_index(drop=True)
     by_length = accuracy_by_length(test_documents["n_tokens"].to_numpy(), y, probas, p.evaluate.length_groups)
-    explained = candidate if candidate in weights.columns else ("nbsvm" if "nbsvm" in weights.columns else weights.columns[0])
+    explained = (
+        candidate if candidate in weights.columns else ("nbsvm" if "nbsvm" in weights.columns else weights.columns[0])
+    )
 
     figures = [
         _comparison_figure(metrics, models, floor),
@@ -60,22 +62,51 @@ def evaluate_models(p: SentimentParams, prepared_dir: Path, train_dir: Path, out
         "accuracy_by_length": by_length,
         "top_ngrams": top_ngrams(weights, vocabulary, classes, p.evaluate.top_ngrams),
         "confident_mistakes": confident_mistakes(
-            explained, test[explained].to_numpy(), y, test_documents, counts[rows], weights[explained].to_numpy(),
-            vocabulary, classes, p.evaluate.mistakes, p.prepare.strip_markup),
-        "validation": pd.DataFrame([{"model": m, **{k: v for k, v in classification_metrics(
-            val[LABEL_INDEX].to_numpy(), binary_proba(val[m].to_numpy())).items() if k in ("accuracy", "auroc", "log_loss")}}
-            for m in models]),
+            explained,
+            test[explained].to_numpy(),
+            y,
+            test_documents,
+            counts[rows],
+            weights[explained].to_numpy(),
+            vocabulary,
+            classes,
+            p.evaluate.mistakes,
+            p.prepare.strip_markup,
+        ),
+        "validation": pd.DataFrame(
+            [
+                {
+                    "model": m,
+                    **{
+                        k: v
+                        for k, v in classification_metrics(
+                            val[LABEL_INDEX].to_numpy(), binary_proba(val[m].to_numpy())
+                        ).items()
+                        if k in ("accuracy", "auroc", "log_loss")
+                    },
+                }
+                for m in models
+            ]
+        ),
         "data_profile": _profile_table(profile),
     }
     if test_documents["stars"].notna().any():
         tables["accuracy_by_stars"] = accuracy_by_stars(test_documents["stars"], y, probas)
     if floor:
         tables["noise_floor"] = noise_floor_table(floor, metrics, models)
-    plots = {"roc_curve": roc_rows(y, probas),
-             "model_accuracy": pd.DataFrame({"model": models, "accuracy": [metrics[m]["accuracy"] for m in models]})}
+    plots = {
+        "roc_curve": roc_rows(y, probas),
+        "model_accuracy": pd.DataFrame({"model": models, "accuracy": [metrics[m]["accuracy"] for m in models]}),
+    }
     notes = _notes(p, metrics, models, history, floor, profile, explained)
-    return Evaluation(metrics=metrics, plots=plots, figures=figures, tables=tables, notes=notes,
-                      units=test_units(test, test_documents, y, models))
+    return Evaluation(
+        metrics=metrics,
+        plots=plots,
+        figures=figures,
+        tables=tables,
+        notes=notes,
+        units=test_units(test, test_documents, y, models),
+    )
 
 
 NEGATION = re.compile(r"\b(?:not|no|never|nothing|nobody|none|neither|nor|without|hardly|\w+n't)\b", re.IGNORECASE)
@@ -83,8 +114,13 @@ NEGATION = re.compile(r"\b(?:not|no|never|nothing|nobody|none|neither|nor|withou
 
 def test_units(test: pd.DataFrame, documents: pd.DataFrame, y: np.ndarray, models: list[str]) -> pd.DataFrame:
     """Per-document predictions (the document is the bootstrap unit), with its length and whether it negates."""
-    frame = pd.DataFrame({"row": test["item_id"].astype(str).to_numpy(), "unit": test["item_id"].astype(str).to_numpy(),
-                          "label": np.asarray(y, dtype=np.int64)})
+    frame = pd.DataFrame(
+        {
+            "row": test["item_id"].astype(str).to_numpy(),
+            "unit": test["item_id"].astype(str).to_numpy(),
+            "label": np.asarray(y, dtype=np.int64),
+        }
+    )
     for m in models:
         frame[f"{m}:p1"] = test[m].to_numpy(np.float64)
     frame["slice:tokens"] = documents["n_tokens"].to_numpy(np.float64)
@@ -98,9 +134,14 @@ def accuracy_by_length(n_tokens: np.ndarray, y: np.ndarray, probas: dict[str, np
     rows = []
     for g in np.unique(group):
         mask = group == g
-        rows.append({"tokens": f"{n_tokens[mask].min()}-{n_tokens[mask].max()}", "max_tokens": int(n_tokens[mask].max()),
-                     "documents": int(mask.sum()),
-                     **{m: float(np.mean(decide(proba[mask]) == y[mask])) for m, proba in probas.items()}})
+        rows.append(
+            {
+                "tokens": f"{n_tokens[mask].min()}-{n_tokens[mask].max()}",
+                "max_tokens": int(n_tokens[mask].max()),
+                "documents": int(mask.sum()),
+                **{m: float(np.mean(decide(proba[mask]) == y[mask])) for m, proba in probas.items()},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -109,25 +150,47 @@ def accuracy_by_stars(stars: pd.Series, y: np.ndarray, probas: dict[str, np.ndar
     rows = []
     for value in sorted(stars.dropna().unique()):
         mask = (stars == value).to_numpy()
-        rows.append({"stars": int(value), "documents": int(mask.sum()),
-                     **{m: float(np.mean(decide(proba[mask]) == y[mask])) for m, proba in probas.items()}})
+        rows.append(
+            {
+                "stars": int(value),
+                "documents": int(mask.sum()),
+                **{m: float(np.mean(decide(proba[mask]) == y[mask])) for m, proba in probas.items()},
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def noise_floor_table(floor: dict, metrics: dict, models: list[str]) -> pd.DataFrame:
-    rows = [{"predictor": "oracle: knows every clean label (best possible)", "accuracy": floor["oracle_accuracy"],
-             "expected accuracy": floor["best_accuracy"], "log_loss": floor["best_log_loss"]}]
+    rows = [
+        {
+            "predictor": "oracle: knows every clean label (best possible)",
+            "accuracy": floor["oracle_accuracy"],
+            "expected accuracy": floor["best_accuracy"],
+            "log_loss": floor["best_log_loss"],
+        }
+    ]
     rows += [{"predictor": m, "accuracy": metrics[m]["accuracy"], "log_loss": metrics[m]["log_loss"]} for m in models]
     return pd.DataFrame(rows)
 
 
 def _profile_table(profile: dict) -> pd.DataFrame:
-    return pd.DataFrame([{"fact": key.replace("_", " "), "value": ", ".join(f"{k}: {v}" for k, v in value.items())}
-                         for key, value in profile.items()])
+    return pd.DataFrame(
+        [
+            {"fact": key.replace("_", " "), "value": ", ".join(f"{k}: {v}" for k, v in value.items())}
+            for key, value in profile.items()
+        ]
+    )
 
 
-def _notes(p: SentimentParams, metrics: dict, models: list[str], history: dict, floor: dict | None, profile: dict,
-           explained: str) -> list[str]:
+def _notes(
+    p: SentimentParams,
+    metrics: dict,
+    models: list[str],
+    history: dict,
+    floor: dict | None,
+    profile: dict,
+    explained: str,
+) -> list[str]:
     docs = profile["documents"]
     best = max(models, key=lambda m: metrics[m]["accuracy"])
     notes = [
@@ -144,14 +207,22 @@ def _notes(p: SentimentParams, metrics: dict, models: list[str], history: dict, 
         notes.append(f"ensemble: the mean probability of {', '.join(p.train.ensemble)}.")
     if history:
         vectors = history.get("word_vectors")
-        notes.append(f"{TORCH_MODEL}: best epoch {history['best_epoch']} of {len(history['epochs'])} on {history['device']}"
-                     f"{' (stopped early)' if history['stopped_early'] else ''}"
-                     + (f"; {vectors['found']} of {vectors['words']} words initialised from {p.train.word_vectors}." if vectors else "."))
+        notes.append(
+            f"{TORCH_MODEL}: best epoch {history['best_epoch']} of {len(history['epochs'])} on {history['device']}"
+            f"{' (stopped early)' if history['stopped_early'] else ''}"
+            + (
+                f"; {vectors['found']} of {vectors['words']} words initialised from {p.train.word_vectors}."
+                if vectors
+                else "."
+            )
+        )
     if floor:
-        notes.append(f"Synthetic data: {floor['noise_rate']:.0%} of the labels were flipped at random, so the best "
-                     f"achievable accuracy is {floor['best_accuracy']:.4f} (an oracle that knows every clean label scores "
-                     f"{floor['oracle_accuracy']:.4f} on this test split) and the best log-loss {floor['best_log_loss']:.4f}: "
-                     "the noise floor.")
+        notes.append(
+            f"Synthetic data: {floor['noise_rate']:.0%} of the labels were flipped at random, so the best "
+            f"achievable accuracy is {floor['best_accuracy']:.4f} (an oracle that knows every clean label scores "
+            f"{floor['oracle_accuracy']:.4f} on this test split) and the best log-loss {floor['best_log_loss']:.4f}: "
+            "the noise floor."
+        )
     return notes
 
 
@@ -171,7 +242,9 @@ def _comparison_figure(metrics: dict, models: list[str], floor: dict | None) -> 
     for i, value in enumerate(accuracy):
         ax_acc.text(value, i, f" {value:.4f}", va="center", fontsize=8)
     ax_time.barh(models, [metrics[m]["fit_seconds"] for m in models], color="C2", label="fit")
-    ax_time.barh(models, [metrics[m]["predict_seconds"] for m in models], color="C1", label="predict (test)", height=0.4)
+    ax_time.barh(
+        models, [metrics[m]["predict_seconds"] for m in models], color="C1", label="predict (test)", height=0.4
+    )
     ax_time.set(xlabel="seconds (log)", xscale="log", title="Time")
     ax_time.legend(fontsize=8)
     fig.tight_layout()
@@ -196,4 +269,6 @@ def _ngram_figure(weights: np.ndarray, vocabulary: pd.DataFrame, classes: list[s
         ax.barh([names[i] for i in best], weights[best], color=colour)
         ax.set(title=f"towards '{label}'", xlabel=f"{model} weight (log-odds of '{classes[1]}')")
     fig.tight_layout()
-    return Figure(f"Top n-grams ({model})", fig, "The n-grams whose presence pushes a document most towards each class.")
+    return Figure(
+        f"Top n-grams ({model})", fig, "The n-grams whose presence pushes a document most towards each class."
+    )

@@ -10,6 +10,7 @@ class, [-boring] towards the negative one.
 from __future__ import annotations
 
 from typing import Any
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -45,9 +46,18 @@ def strongest(weights: np.ndarray, vocabulary: pd.DataFrame, sign: int, k: int) 
     return distinct[np.argsort(-sign * weights[distinct], kind="stable")[:k]]
 
 
-def confident_mistakes(model: str, p_positive: np.ndarray, y: np.ndarray, documents: pd.DataFrame, counts: sp.csr_matrix,
-                       weights: np.ndarray, vocabulary: pd.DataFrame, classes: list[str], k: int,
-                       strip_markup: bool) -> pd.DataFrame:
+def confident_mistakes(
+    model: str,
+    p_positive: np.ndarray,
+    y: np.ndarray,
+    documents: pd.DataFrame,
+    counts: sp.csr_matrix,
+    weights: np.ndarray,
+    vocabulary: pd.DataFrame,
+    classes: list[str],
+    k: int,
+    strip_markup: bool,
+) -> pd.DataFrame:
     """The k test documents `model` got wrong with the highest confidence, their strongest n-grams marked.
 
     `documents` and the rows of `counts` are the test documents in the order of `p_positive` and `y`.
@@ -62,16 +72,23 @@ def confident_mistakes(model: str, p_positive: np.ndarray, y: np.ndarray, docume
         strongest = present[np.argsort(-np.abs(weights[present]), kind="stable")[:HIGHLIGHTS]]
         marks = {names[j]: ("+" if weights[j] > 0 else "-") for j in strongest if weights[j] != 0}
         toward_predicted = present[np.argsort(-weights[present] * (1 if predicted[i] else -1), kind="stable")[:5]]
-        rows.append({
-            "item_id": documents["item_id"].iloc[i],
-            "label": classes[y[i]],
-            "predicted": classes[predicted[i]],
-            f"P({classes[1]})": round(float(p_positive[i]), 4),
-            "excerpt (highlighted: the strongest n-grams)": highlight(tokenise(documents["text"].iloc[i], strip_markup), marks),
-            f"evidence for the prediction ({model} weight towards {classes[1]})": ", ".join(
-                f"{names[j]} {weights[j]:+.2f}" for j in toward_predicted),
-            **({"label flipped by the generator": bool(documents[FLIPPED].iloc[i])} if FLIPPED in documents else {}),
-        })
+        rows.append(
+            {
+                "item_id": documents["item_id"].iloc[i],
+                "label": classes[y[i]],
+                "predicted": classes[predicted[i]],
+                f"P({classes[1]})": round(float(p_positive[i]), 4),
+                "excerpt (highlighted: the strongest n-grams)": highlight(
+                    tokenise(documents["text"].iloc[i], strip_markup), marks
+                ),
+                f"evidence for the prediction ({model} weight towards {classes[1]})": ", ".join(
+                    f"{names[j]} {weights[j]:+.2f}" for j in toward_predicted
+                ),
+                **(
+                    {"label flipped by the generator": bool(documents[FLIPPED].iloc[i])} if FLIPPED in documents else {}
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -84,14 +101,14 @@ def highlight(tokens: list[str], marks: dict[str, str]) -> str:
         parts = gram.split(" ")
         n = len(parts)
         for start in range(len(tokens) - n + 1):
-            if tokens[start:start + n] == parts and not taken[start:start + n].any():
+            if tokens[start : start + n] == parts and not taken[start : start + n].any():
                 sign_at[start] = (n, marks[gram])
-                taken[start:start + n] = True
+                taken[start : start + n] = True
     if not sign_at:
         return " ".join(tokens[:EXCERPT_TOKENS]) + (" ..." if len(tokens) > EXCERPT_TOKENS else "")
     shown = np.zeros(len(tokens), dtype=bool)
     for start, (n, _) in sign_at.items():
-        shown[max(0, start - CONTEXT):start + n + CONTEXT] = True
+        shown[max(0, start - CONTEXT) : start + n + CONTEXT] = True
     pieces: list[str] = []
     i = used = 0
     while i < len(tokens) and used < EXCERPT_TOKENS:
@@ -102,7 +119,7 @@ def highlight(tokens: list[str], marks: dict[str, str]) -> str:
             continue
         if i in sign_at:
             n, sign = sign_at[i]
-            pieces.append(f"[{sign}{' '.join(tokens[i:i + n])}]")
+            pieces.append(f"[{sign}{' '.join(tokens[i : i + n])}]")
             i, used = i + n, used + n
         else:
             pieces.append(tokens[i])

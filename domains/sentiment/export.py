@@ -68,8 +68,10 @@ def export_models(p: SentimentParams, model_dir: Path, prepared_dir: Path) -> Ex
         file = model_file(model_dir, name)
         loaded: Any = None if name == TORCH_MODEL else joblib.load(file)  # opened after modelstore checked its hash
         if name == "tfidf_logreg" and loaded.tfidf.sublinear_tf:
-            not_converted[name] = ("skl2onnx 1.20 converts sublinear TF as log(1 + tf) where scikit-learn computes "
-                                   "1 + log(tf): the graph would not be this model")
+            not_converted[name] = (
+                "skl2onnx 1.20 converts sublinear TF as log(1 + tf) where scikit-learn computes "
+                "1 + log(tf): the graph would not be this model"
+            )
             continue
         if name == TORCH_MODEL:
             model, columns, rows, inputs[name] = _fasttext(file, x)
@@ -78,30 +80,45 @@ def export_models(p: SentimentParams, model_dir: Path, prepared_dir: Path) -> Ex
             rows = None
             model, columns = _linear(name, loaded, x)
             vocab_file = f"{name}_vocabulary.txt"
-            inputs[name] = {"x": f"float32 [items, {int(columns.sum())}]: how often the document holds each n-gram "
-                                 f"of {vocab_file}, in its line order (other n-grams are dropped)"}
+            inputs[name] = {
+                "x": f"float32 [items, {int(columns.sum())}]: how often the document holds each n-gram "
+                f"of {vocab_file}, in its line order (other n-grams are dropped)"
+            }
         models.append(model)
         files[vocab_file] = _vocabulary_file(ngrams, columns, rows)
     t, (negative, positive) = p.train, p.data.classes
     ngram_max = {"tfidf_logreg": t.tfidf_ngram_max, "nbsvm": t.nbsvm_ngram_max, TORCH_MODEL: t.fasttext_ngram_max}
     preprocessing = {
         "tokenise": {
-            "strip_markup": p.prepare.strip_markup, "markup_pattern": MARKUP.pattern,
-            "apostrophes": "U+2019, U+2018, U+00B4 and ` become '", "lowercase": True, "token_pattern": TOKEN.pattern,
+            "strip_markup": p.prepare.strip_markup,
+            "markup_pattern": MARKUP.pattern,
+            "apostrophes": "U+2019, U+2018, U+00B4 and ` become '",
+            "lowercase": True,
+            "token_pattern": TOKEN.pattern,
             "description": "when strip_markup, every markup_pattern match becomes a space; apostrophes are "
-                           "unified; the text is lower-cased; the tokens are token_pattern's matches in order "
-                           "(domains/sentiment/text.py:tokenise)"},
+            "unified; the text is lower-cased; the tokens are token_pattern's matches in order "
+            "(domains/sentiment/text.py:tokenise)",
+        },
         "ngrams": "1- to ngram_max-grams of consecutive tokens, joined by one space ('not very good')",
         "models": {name: {"ngram_max": ngram_max[name], "inputs": inputs[name]} for name in inputs},
         "output": "'probabilities' [items, 2]: column 1 is P(positive)",
         "decision": f"'{positive}' when P(positive) >= 0.5, else '{negative}'",
     }
     if len(t.ensemble) > 1:
-        not_converted[ENSEMBLE] = (f"the mean of the exported {' and '.join(t.ensemble)} P(positive): computed from "
-                                    "their files, no graph of its own")
-    return Exportable(models=models, labels=documents[LABEL_INDEX].to_numpy()[test], threshold=0.5,
-                      class_names=[negative, positive], metric="accuracy", preprocessing=preprocessing,
-                      not_converted=not_converted, files=files)
+        not_converted[ENSEMBLE] = (
+            f"the mean of the exported {' and '.join(t.ensemble)} P(positive): computed from "
+            "their files, no graph of its own"
+        )
+    return Exportable(
+        models=models,
+        labels=documents[LABEL_INDEX].to_numpy()[test],
+        threshold=0.5,
+        class_names=[negative, positive],
+        metric="accuracy",
+        preprocessing=preprocessing,
+        not_converted=not_converted,
+        files=files,
+    )
 
 
 def _fasttext(file: Path, x: sp.csr_matrix) -> tuple[Convertible, np.ndarray, np.ndarray, dict]:
@@ -116,13 +133,27 @@ def _fasttext(file: Path, x: sp.csr_matrix) -> tuple[Convertible, np.ndarray, np
     ids, lengths = padded(x, columns, rows)
     reference = load_fasttext(file)(x)[:, 1]  # as train and scoring compute it
     example = (torch.from_numpy(ids[:2]), torch.from_numpy(lengths[:2]))
-    model = Convertible(TORCH_MODEL, "torch",
-                        lambda: from_torch(graph, example, ["ids", "lengths"], ["probabilities"],
-                                           {"ids": {0: "items", 1: "ngrams"}, "lengths": {0: "items"}}),
-                        {"ids": ids, "lengths": lengths}, reference, "probabilities", column=1, quantize="dynamic")
-    inputs = {"ids": "int64 [items, n]: the embedding rows (fasttext_vocabulary.tsv) of the document's distinct "
-                     "n-grams in the file, any order, padded with 0 to the longest",
-              "lengths": "int64 [items]: how many of each row of ids are the document's"}
+    model = Convertible(
+        TORCH_MODEL,
+        "torch",
+        lambda: from_torch(
+            graph,
+            example,
+            ["ids", "lengths"],
+            ["probabilities"],
+            {"ids": {0: "items", 1: "ngrams"}, "lengths": {0: "items"}},
+        ),
+        {"ids": ids, "lengths": lengths},
+        reference,
+        "probabilities",
+        column=1,
+        quantize="dynamic",
+    )
+    inputs = {
+        "ids": "int64 [items, n]: the embedding rows (fasttext_vocabulary.tsv) of the document's distinct "
+        "n-grams in the file, any order, padded with 0 to the longest",
+        "lengths": "int64 [items]: how many of each row of ids are the document's",
+    }
     return model, columns, rows, inputs
 
 
@@ -142,8 +173,9 @@ def _linear(name: str, model: Any, x: sp.csr_matrix) -> tuple[Convertible, np.nd
         estimator = make_pipeline(Binarizer(threshold=0.0).fit(np.zeros((1, n))), folded)
     reference = model.predict_proba(x)[:, 1]
     feed = {"x": x[:, columns].astype(np.float32).tocsr()}
-    return Convertible(name, "linear", lambda: from_sklearn(estimator, n), feed, reference, "probabilities",
-                       column=1), columns
+    return Convertible(
+        name, "linear", lambda: from_sklearn(estimator, n), feed, reference, "probabilities", column=1
+    ), columns
 
 
 def _vocabulary_file(ngrams: np.ndarray, columns: np.ndarray, rows: np.ndarray | None) -> bytes:

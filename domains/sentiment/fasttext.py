@@ -9,8 +9,8 @@ positive class, w . e divided by the bag's size, so the model is explained like 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -74,8 +74,15 @@ class Bags:
 class FastText:
     """The model with what it needs to train: columns it reads, hashing, trainer settings, checkpoint."""
 
-    def __init__(self, vocabulary: pd.DataFrame, columns: np.ndarray, t: SentimentTrainParams, seed: int,
-                 checkpoint: Path, fingerprint: str):
+    def __init__(
+        self,
+        vocabulary: pd.DataFrame,
+        columns: np.ndarray,
+        t: SentimentTrainParams,
+        seed: int,
+        checkpoint: Path,
+        fingerprint: str,
+    ):
         self.columns, self.t, self.seed = columns, t, seed
         self.checkpoint, self.fingerprint = checkpoint, fingerprint
         self.rows = np.zeros(len(vocabulary), dtype=np.int64)
@@ -104,8 +111,17 @@ class FastText:
         def val_accuracy(model: nn.Module) -> float:
             return float(np.mean((self._proba(model, val_bags)[:, 1] >= 0.5) == val_y))
 
-        self.history = fit(self.model, Batches(bags.count, take), nn.functional.cross_entropy, val_accuracy, self.t,
-                           self.seed, self.checkpoint, self.fingerprint, name="fasttext")
+        self.history = fit(
+            self.model,
+            Batches(bags.count, take),
+            nn.functional.cross_entropy,
+            val_accuracy,
+            self.t,
+            self.seed,
+            self.checkpoint,
+            self.fingerprint,
+            name="fasttext",
+        )
         self.typical_bag = float(np.median(np.diff(bags.starts.numpy()))) if bags.count else 1.0
         return self.history
 
@@ -114,8 +130,12 @@ class FastText:
     def _proba(model: nn.Module, bags: Bags, batch: int = 2048) -> np.ndarray:
         model.eval()
         device = next(model.parameters()).device
-        out = [torch.softmax(model(*(t.to(device) for t in bags.take(torch.arange(s, min(s + batch, bags.count))))).float(), 1).cpu()
-               for s in range(0, bags.count, batch)]
+        out = [
+            torch.softmax(
+                model(*(t.to(device) for t in bags.take(torch.arange(s, min(s + batch, bags.count))))).float(), 1
+            ).cpu()
+            for s in range(0, bags.count, batch)
+        ]
         return torch.cat(out).numpy().astype(np.float64) if out else np.empty((0, 2))
 
     def predict_proba(self, counts: sp.csr_matrix) -> np.ndarray:
@@ -126,15 +146,24 @@ class FastText:
         """(w_pos - w_neg) . e / m of each n-gram's row: its push on the log-odds in a training document of the
         median bag size m (a document of k n-grams: times m / k), comparable with the linear models' weights."""
         direction = (self.model.out.weight[1] - self.model.out.weight[0]).float().cpu()
-        per_row = (self.model.embedding.detach().float().cpu() @ direction).numpy().astype(np.float64) / self.typical_bag
+        per_row = (self.model.embedding.detach().float().cpu() @ direction).numpy().astype(
+            np.float64
+        ) / self.typical_bag
         weights = np.zeros(len(self.columns))
         weights[self.columns] = per_row[self.rows[self.columns]]
         return weights
 
     def save(self, path: Path) -> None:
         # Tensors and plain values only, so scoring can load it with weights_only=True (no pickled code).
-        torch.save({"state_dict": self.model.cpu().state_dict(), "columns": torch.from_numpy(self.columns),
-                    "rows": torch.from_numpy(self.rows), "dim": self.t.fasttext_dim}, path)
+        torch.save(
+            {
+                "state_dict": self.model.cpu().state_dict(),
+                "columns": torch.from_numpy(self.columns),
+                "rows": torch.from_numpy(self.rows),
+                "dim": self.t.fasttext_dim,
+            },
+            path,
+        )
 
 
 def load_fasttext(path: Path) -> Callable[[sp.csr_matrix], np.ndarray]:

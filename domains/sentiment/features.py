@@ -25,23 +25,39 @@ def _as_is(tokens: list[str]) -> list[str]:
     return tokens
 
 
-def count_ngrams(tokens: list[list[str]], fit_rows: np.ndarray, ngram_max: int, min_df: int) -> tuple[sp.csr_matrix, pd.DataFrame]:
+def count_ngrams(
+    tokens: list[list[str]], fit_rows: np.ndarray, ngram_max: int, min_df: int
+) -> tuple[sp.csr_matrix, pd.DataFrame]:
     """Counts of every document over the vocabulary of the `fit_rows` documents (n-grams held by at
     least `min_df` of them)."""
-    vectorizer = CountVectorizer(tokenizer=_as_is, preprocessor=_as_is, lowercase=False, token_pattern=None,
-                                 ngram_range=(1, ngram_max), min_df=min_df, dtype=np.int32)
+    vectorizer = CountVectorizer(
+        tokenizer=_as_is,
+        preprocessor=_as_is,
+        lowercase=False,
+        token_pattern=None,
+        ngram_range=(1, ngram_max),
+        min_df=min_df,
+        dtype=np.int32,
+    )
     fit_rows = np.asarray(fit_rows, dtype=bool)
     try:
         fitted = vectorizer.fit_transform([t for t, f in zip(tokens, fit_rows) if f])
     except ValueError as err:  # "After pruning, no terms remain" / "empty vocabulary"
-        raise PipelineError(f"prepare: no n-gram vocabulary from {int(fit_rows.sum())} training documents "
-                            f"(prepare.min_df={min_df}): {err}") from None
+        raise PipelineError(
+            f"prepare: no n-gram vocabulary from {int(fit_rows.sum())} training documents "
+            f"(prepare.min_df={min_df}): {err}"
+        ) from None
     rest = vectorizer.transform([t for t, f in zip(tokens, fit_rows) if not f])
     order = np.concatenate([np.flatnonzero(fit_rows), np.flatnonzero(~fit_rows)])
     counts = sp.vstack([fitted, rest]).tocsr()[np.argsort(order)]
     names = vectorizer.get_feature_names_out()
-    vocabulary = pd.DataFrame({"ngram": names, "order": np.char.count(names.astype(str), " ").astype(np.int8) + 1,
-                               "train_df": np.diff(fitted.tocsc().indptr).astype(np.int64)})
+    vocabulary = pd.DataFrame(
+        {
+            "ngram": names,
+            "order": np.char.count(names.astype(str), " ").astype(np.int8) + 1,
+            "train_df": np.diff(fitted.tocsc().indptr).astype(np.int64),
+        }
+    )
     return counts, vocabulary
 
 

@@ -29,14 +29,16 @@ class TfidfLogreg:
     def _tfidf_input(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         return counts[:, self.columns].astype(np.float64)
 
-    def fit(self, counts: sp.csr_matrix, y: np.ndarray, *validation: object) -> "TfidfLogreg":
+    def fit(self, counts: sp.csr_matrix, y: np.ndarray, *validation: object) -> TfidfLogreg:
         """Fit on the training documents (the validation slice is not used: the settings come from params)."""
         x = self._tfidf_input(counts)
         self.tfidf = TfidfTransformer(sublinear_tf=True).fit(x)
         z = self.tfidf.transform(x)
         self.model = _logistic_regression(self.c, self.seed, z).fit(z, y)
         unnormalised = TfidfTransformer(sublinear_tf=True, norm=None).fit(x).transform(x)
-        self.typical_norm = float(np.median(np.sqrt(np.asarray(unnormalised.multiply(unnormalised).sum(axis=1)).ravel()))) or 1.0
+        self.typical_norm = (
+            float(np.median(np.sqrt(np.asarray(unnormalised.multiply(unnormalised).sum(axis=1)).ravel()))) or 1.0
+        )
         return self
 
     def predict_proba(self, counts: sp.csr_matrix) -> np.ndarray:
@@ -64,7 +66,7 @@ class NBSVM:
     def __init__(self, columns: np.ndarray, c: float, alpha: float, seed: int):
         self.columns, self.c, self.alpha, self.seed = columns, c, alpha, seed
 
-    def fit(self, counts: sp.csr_matrix, y: np.ndarray, *validation: object) -> "NBSVM":
+    def fit(self, counts: sp.csr_matrix, y: np.ndarray, *validation: object) -> NBSVM:
         """Fit on the training documents (the validation slice is not used: the settings come from params)."""
         x = presence(counts, self.columns)
         self.ratios = log_count_ratios(x, y, self.alpha)

@@ -17,8 +17,8 @@ import csv
 import io
 import re
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -59,7 +59,9 @@ def _document(item_id: str, split: str | None, label: str | None, data: bytes, s
     return {"item_id": item_id, "split": split, "label": label, "text": text, "decoding": problem, "stars": stars}
 
 
-def _file_document(item_id: str, split: str | None, label: str | None, data: bytes, where: str, stars: int | None = None) -> dict:
+def _file_document(
+    item_id: str, split: str | None, label: str | None, data: bytes, where: str, stars: int | None = None
+) -> dict:
     """A document that is a file of its own: binary content stops the run here, naming the file."""
     if is_binary(data):
         raise DataError(f"{where}: binary data, not a text document (a UTF-16 file? save it as UTF-8)")
@@ -75,6 +77,7 @@ def _require_splits(path: Path, docs: pd.DataFrame, splits: tuple[str, ...]) -> 
 
 # --- aclimdb: aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt, as a folder or its .tar.gz -----------
 
+
 def read_aclimdb(path: Path, classes: list[str]) -> pd.DataFrame:
     """The labelled reviews of aclImdb v1 (train/unsup and the vocabulary files are not read)."""
     polarity = {"neg": classes[0], "pos": classes[1]}
@@ -84,8 +87,10 @@ def read_aclimdb(path: Path, classes: list[str]) -> pd.DataFrame:
         item_id = f"{split}/{folder}/{name.rsplit('/', 1)[-1]}"
         rows.append(_file_document(item_id, split, polarity[folder], data, f"{path}: {name}", int(stars)))
     if not rows:
-        raise DataError(f"{path}: no reviews found; expected aclImdb/{{train,test}}/{{pos,neg}}/<id>_<stars>.txt "
-                        "(the folder or its .tar.gz)")
+        raise DataError(
+            f"{path}: no reviews found; expected aclImdb/{{train,test}}/{{pos,neg}}/<id>_<stars>.txt "
+            "(the folder or its .tar.gz)"
+        )
     return _frame(rows)
 
 
@@ -103,7 +108,9 @@ def _aclimdb_files(path: Path, pattern: re.Pattern = ACLIMDB_REVIEW) -> Iterator
                 if content is not None:
                     yield member.name, content.read()
     except (tarfile.TarError, EOFError, OSError) as err:
-        raise DataError(f"{path}: not a readable tar archive of aclImdb ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+        raise DataError(
+            f"{path}: not a readable tar archive of aclImdb ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        ) from None
 
 
 def _parts(pattern: re.Pattern, name: str) -> tuple[str, ...]:
@@ -123,12 +130,15 @@ def read_aclimdb_batch(path: Path, classes: list[str]) -> pd.DataFrame:
         label = polarity.get(folder or "")
         rows.append(_file_document(name, None, label, data, f"{path}: {name}", int(stars) if label else None))
     if not rows:
-        raise DataError(f"{path}: no reviews found; expected aclImdb's <id>_<stars>.txt files (e.g. its train/unsup/ "
-                        "folder, or test/ with pos/ and neg/)")
+        raise DataError(
+            f"{path}: no reviews found; expected aclImdb's <id>_<stars>.txt files (e.g. its train/unsup/ "
+            "folder, or test/ with pos/ and neg/)"
+        )
     return _frame(rows)
 
 
 # --- sst2: GLUE's SST-2 folder, train.tsv and dev.tsv, `sentence<TAB>label` with a header --------------
+
 
 def read_sst2(path: Path, classes: list[str]) -> pd.DataFrame:
     """GLUE SST-2: quotes are literal characters (no CSV quoting); labels 0 / 1 become the declared classes."""
@@ -139,7 +149,9 @@ def read_sst2(path: Path, classes: list[str]) -> pd.DataFrame:
     for split, name in SST2_FILES.items():
         file = path / name
         if not file.is_file():
-            raise DataError(f"{path}: missing split: no {name} (GLUE SST-2's {'labelled dev set, the test split here' if split == 'test' else 'training set'})")
+            raise DataError(
+                f"{path}: missing split: no {name} (GLUE SST-2's {'labelled dev set, the test split here' if split == 'test' else 'training set'})"
+            )
         rows += _sst2_rows(file, split, polarity)
     return _frame(rows)
 
@@ -152,7 +164,9 @@ def _sst2_rows(file: Path, split: str, polarity: dict[str, str]) -> list[dict]:
     header = decode(lines[0])[0].strip().split("\t") if lines else []
     missing = [c for c in ("sentence", "label") if c not in header]
     if missing:
-        raise DataError(f"{file}: missing required column(s): {', '.join(missing)} (header: {'<TAB>'.join(header)[:60] or 'empty file'})")
+        raise DataError(
+            f"{file}: missing required column(s): {', '.join(missing)} (header: {'<TAB>'.join(header)[:60] or 'empty file'})"
+        )
     at_sentence, at_label = header.index("sentence"), header.index("label")
     rows = []
     for number, line in enumerate(lines[1:], start=2):
@@ -167,6 +181,7 @@ def _sst2_rows(file: Path, split: str, polarity: dict[str, str]) -> list[dict]:
 
 
 # --- text-folder: <label>/*.txt, or {train,test}/<label>/*.txt --------------------------------------
+
 
 def read_text_folder(path: Path, classes: list[str], labels: bool = True) -> pd.DataFrame:
     """One subfolder per label holding one .txt per document, directly or under train/ and test/ (and val/).
@@ -183,12 +198,20 @@ def read_text_folder(path: Path, classes: list[str], labels: bool = True) -> pd.
     if by_split:
         missing = [s for s in REQUIRED_SPLITS if not (path / s).is_dir()]
         if missing:
-            raise DataError(f"{path}: missing split folder(s): {', '.join(missing)} (a split layout needs train/ and test/)")
+            raise DataError(
+                f"{path}: missing split folder(s): {', '.join(missing)} (a split layout needs train/ and test/)"
+            )
         if len(by_split) != len(folders):
             others = sorted({f.name for f in folders} - set(SPLITS))
-            raise DataError(f"{path}: mixes split folders with others ({', '.join(others)}); use train/<label>/ and test/<label>/")
-        labelled: list[tuple[str | None, Path]] = [(split.name, label) for split in by_split for label in sorted(split.iterdir())
-                    if label.is_dir() and not label.name.startswith(".")]
+            raise DataError(
+                f"{path}: mixes split folders with others ({', '.join(others)}); use train/<label>/ and test/<label>/"
+            )
+        labelled: list[tuple[str | None, Path]] = [
+            (split.name, label)
+            for split in by_split
+            for label in sorted(split.iterdir())
+            if label.is_dir() and not label.name.startswith(".")
+        ]
     else:
         labelled = [(None, label) for label in folders]
     if not labelled:
@@ -198,15 +221,22 @@ def read_text_folder(path: Path, classes: list[str], labels: bool = True) -> pd.
     rows = []
     for split, folder in labelled:
         for file in sorted(f for f in folder.glob("*.txt") if f.is_file()):
-            rows.append(_file_document(file.relative_to(path).as_posix(), split, folder.name, file.read_bytes(), str(file)))
+            rows.append(
+                _file_document(file.relative_to(path).as_posix(), split, folder.name, file.read_bytes(), str(file))
+            )
     if not rows:
-        raise DataError(f"{path}: no .txt documents in its label folder(s) ({', '.join(sorted({f.name for _, f in labelled}))})")
+        raise DataError(
+            f"{path}: no .txt documents in its label folder(s) ({', '.join(sorted({f.name for _, f in labelled}))})"
+        )
     return _frame(rows)
 
 
 def _unlabelled_folder(path: Path) -> pd.DataFrame:
-    files = sorted(f for f in path.rglob("*.txt") if f.is_file()
-                   and not any(part.startswith(".") for part in f.relative_to(path).parts))
+    files = sorted(
+        f
+        for f in path.rglob("*.txt")
+        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
+    )
     if not files:
         raise DataError(f"{path}: no .txt documents in the folder or its subfolders")
     rows = []
@@ -218,6 +248,7 @@ def _unlabelled_folder(path: Path) -> pd.DataFrame:
 
 
 # --- csv: text,label[,split] -----------------------------------------------------------------------
+
 
 def read_csv(path: Path, classes: list[str], labels: bool = True) -> pd.DataFrame:
     """A CSV with columns text and label, and optionally split (train / val / test).
@@ -233,22 +264,35 @@ def read_csv(path: Path, classes: list[str], labels: bool = True) -> pd.DataFram
         raise DataError(f"{path}: binary data, not a CSV file")
     # Undecodable bytes survive parsing as surrogates, so each row can say where its text went wrong.
     try:
-        frame = pd.read_csv(io.StringIO(data.decode("utf-8-sig", "surrogateescape")), dtype=str, keep_default_na=False,
-                            quoting=csv.QUOTE_MINIMAL)
+        frame = pd.read_csv(
+            io.StringIO(data.decode("utf-8-sig", "surrogateescape")),
+            dtype=str,
+            keep_default_na=False,
+            quoting=csv.QUOTE_MINIMAL,
+        )
     except (ValueError, pd.errors.ParserError) as err:
         raise DataError(f"{path}: not a valid CSV: {str(err).strip().splitlines()[0]}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in ("text", "label") if c not in frame.columns and (labels or c != "label")]
     if missing:
-        raise DataError(f"{path}: missing required column(s): {', '.join(missing)} (found: {', '.join(frame.columns[:8])})")
+        raise DataError(
+            f"{path}: missing required column(s): {', '.join(missing)} (found: {', '.join(frame.columns[:8])})"
+        )
     if frame.empty:
         raise DataError(f"{path}: no rows (header only)")
     has_split = "split" in frame.columns and labels
     given = frame["label"] if "label" in frame.columns else [""] * len(frame)
     rows = []
-    for number, (text, label, split) in enumerate(zip(frame["text"], given,
-                                                      frame["split"] if has_split else [None] * len(frame)), start=1):
+    for number, (text, label, split) in enumerate(
+        zip(frame["text"], given, frame["split"] if has_split else [None] * len(frame)), start=1
+    ):
         label = label.strip() if labels or label.strip() else None
-        rows.append(_document(f"{path.name}:row {number}", split.strip().lower() if has_split else None, label,
-                              text.encode("utf-8", "surrogateescape")))
+        rows.append(
+            _document(
+                f"{path.name}:row {number}",
+                split.strip().lower() if has_split else None,
+                label,
+                text.encode("utf-8", "surrogateescape"),
+            )
+        )
     return _frame(rows)

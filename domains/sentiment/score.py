@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 
-from domains.common.contract import Reference, ScoreOptions, Scored
+from domains.common.contract import Reference, Scored, ScoreOptions
 from domains.common.errors import DataError
 from domains.common.modelstore import cached_load
 from domains.sentiment.checks import LABEL_INDEX, with_scoring_columns
@@ -68,21 +68,29 @@ def score_batch(p: SentimentParams, model_dir: Path, model: str, table: pd.DataF
     counts = counter.transform(tokens).tocsr()
     members = p.train.ensemble if model == ENSEMBLE else [model]
     predict = options.predict or (lambda name, x: _predict(model_dir, name, x))
-    probability = (np.mean([predict(name, counts) for name in members], axis=0)  # as evaluate's ensemble
-                   if len(table) else np.empty(0))  # every row quarantined (where params allow it): nothing to predict
+    probability = (
+        np.mean([predict(name, counts) for name in members], axis=0)  # as evaluate's ensemble
+        if len(table)
+        else np.empty(0)
+    )  # every row quarantined (where params allow it): nothing to predict
 
     negative, positive = p.data.classes
-    predictions = pd.DataFrame({
-        "item_id": table["item_id"].to_numpy(),
-        "label": np.where(probability >= 0.5, positive, negative),
-        "positive_probability": probability,
-    }, index=table.index)
+    predictions = pd.DataFrame(
+        {
+            "item_id": table["item_id"].to_numpy(),
+            "label": np.where(probability >= 0.5, positive, negative),
+            "positive_probability": probability,
+        },
+        index=table.index,
+    )
     notes = [f"label: '{positive}' where positive_probability >= 0.5 (the evaluation's threshold), else '{negative}'"]
     if model == ENSEMBLE:
         notes.append(f"ensemble: the mean probability of {', '.join(members)}")
     shadow = None
     if "label" in table:
-        labelled = table[LABEL_INDEX].to_numpy() >= 0  # a label outside the classes gets past the gate only as a warning
+        labelled = (
+            table[LABEL_INDEX].to_numpy() >= 0
+        )  # a label outside the classes gets past the gate only as a warning
         shadow = _shadow(table[LABEL_INDEX].to_numpy()[labelled], probability[labelled])
         notes.append(f"shadow evaluation on the {int(labelled.sum())} of {len(table)} documents that have a label")
     drift = drift_frame(tokens, words).set_index(table.index)
@@ -96,8 +104,15 @@ def count_over(tokens: list[list[str]], ngrams: pd.Series, ngram_max: int) -> sp
 
 
 def _vectorizer(ngrams: pd.Series, ngram_max: int) -> CountVectorizer:
-    return CountVectorizer(tokenizer=_as_is, preprocessor=_as_is, lowercase=False, token_pattern=None,
-                           ngram_range=(1, ngram_max), vocabulary={g: i for i, g in enumerate(ngrams)}, dtype=np.int32)
+    return CountVectorizer(
+        tokenizer=_as_is,
+        preprocessor=_as_is,
+        lowercase=False,
+        token_pattern=None,
+        ngram_range=(1, ngram_max),
+        vocabulary={g: i for i, g in enumerate(ngrams)},
+        dtype=np.int32,
+    )
 
 
 def _counter(file: Path, ngram_max: int) -> tuple[CountVectorizer, frozenset[str]]:
@@ -127,7 +142,9 @@ def _predict(model_dir: Path, name: str, counts: sp.csr_matrix) -> np.ndarray:
         from domains.sentiment.fasttext import load_fasttext  # torch only when the torch model scores
 
         return cached_load(file, load_fasttext)(counts)[:, 1]
-    return cached_load(file, joblib.load).predict_proba(counts)[:, 1]  # opened only after modelstore checked its DVC hash
+    return cached_load(file, joblib.load).predict_proba(counts)[
+        :, 1
+    ]  # opened only after modelstore checked its DVC hash
 
 
 def _shadow(y: np.ndarray, probability: np.ndarray) -> dict[str, float] | None:
@@ -135,8 +152,11 @@ def _shadow(y: np.ndarray, probability: np.ndarray) -> dict[str, float] | None:
 
     if not len(y):
         return None
-    metrics = {"accuracy": float(np.mean((probability >= 0.5) == (y == 1))), "labelled": float(len(y)),
-               "positive_share": float(np.mean(y == 1))}
+    metrics = {
+        "accuracy": float(np.mean((probability >= 0.5) == (y == 1))),
+        "labelled": float(len(y)),
+        "positive_share": float(np.mean(y == 1)),
+    }
     if len(np.unique(y)) == 2:
         metrics["auroc"] = float(roc_auc_score(y, probability))
     return metrics

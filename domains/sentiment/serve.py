@@ -8,9 +8,10 @@ An item without an id is named `item <n>`; ids must be unique within a request (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,29 +33,38 @@ class Document(BaseModel):
 
 
 def request_model(p: SentimentParams) -> type[BaseModel]:
-    return create_model("SentimentRequest", __config__=STRICT,
-                        items=(list[Document], Field(min_length=1, max_length=MAX_ITEMS)))
+    return create_model(
+        "SentimentRequest", __config__=STRICT, items=(list[Document], Field(min_length=1, max_length=MAX_ITEMS))
+    )
 
 
 def to_table(p: SentimentParams, body: Any, scratch: Path) -> pd.DataFrame:
-    rows = [_document(item.id if item.id is not None else f"item {n}", None, None, item.text.encode("utf-8"))
-            for n, item in enumerate(body.items)]
+    rows = [
+        _document(item.id if item.id is not None else f"item {n}", None, None, item.text.encode("utf-8"))
+        for n, item in enumerate(body.items)
+    ]
     return with_scoring_columns(_frame(rows), p.data.classes)
 
 
 def to_tables(p: SentimentParams, bodies: list[Any], scratch: Path) -> list[pd.DataFrame]:
     """to_table for several requests in one conversion."""
-    rows = [_document(item.id if item.id is not None else f"item {n}", None, None, item.text.encode("utf-8"))
-            for body in bodies for n, item in enumerate(body.items)]
+    rows = [
+        _document(item.id if item.id is not None else f"item {n}", None, None, item.text.encode("utf-8"))
+        for body in bodies
+        for n, item in enumerate(body.items)
+    ]
     whole = with_scoring_columns(_frame(rows), p.data.classes)
     ends = np.cumsum([len(body.items) for body in bodies])
-    return [whole.iloc[end - len(body.items):end].reset_index(drop=True) for end, body in zip(ends, bodies)]
+    return [whole.iloc[end - len(body.items) : end].reset_index(drop=True) for end, body in zip(ends, bodies)]
 
 
 def describe(p: SentimentParams, model_dir: Path, model: str) -> dict[str, Any]:
     negative, positive = p.data.classes
-    return {"threshold": 0.5, "classes": list(p.data.classes),
-            "decision": f"label '{positive}' when positive_probability >= 0.5, else '{negative}'"}
+    return {
+        "threshold": 0.5,
+        "classes": list(p.data.classes),
+        "decision": f"label '{positive}' when positive_probability >= 0.5, else '{negative}'",
+    }
 
 
 def onnx(p: SentimentParams, model_dir: Path, export_dir: Path, model: str, int8: bool) -> Any:

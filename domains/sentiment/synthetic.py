@@ -33,29 +33,64 @@ ADJECTIVES = {  # sign x strength -> adjectives
 INTENSIFIERS = {"very": 2.0, "extremely": 2.0, "really": 2.0, "incredibly": 2.0}
 HEDGES = {"somewhat": 0.5, "fairly": 0.5, "slightly": 0.5, "a bit": 0.5}
 NEGATION_FACTOR = -0.5  # negation flips the sign and halves the strength
-ASPECTS = ["acting", "plot", "script", "direction", "soundtrack", "camera work", "pacing", "ending", "dialogue",
-           "cast", "story", "lead performance", "editing", "special effects", "humour", "score", "second half"]
+ASPECTS = [
+    "acting",
+    "plot",
+    "script",
+    "direction",
+    "soundtrack",
+    "camera work",
+    "pacing",
+    "ending",
+    "dialogue",
+    "cast",
+    "story",
+    "lead performance",
+    "editing",
+    "special effects",
+    "humour",
+    "score",
+    "second half",
+]
 FILMS = ["this movie", "the film", "this picture", "the whole thing", "it"]
 OPINIONS = [  # {subject} {verb}: "the plot was", with the negation slotted in after the verb
-    "{subject} {verb} {words}.", "I thought {subject} {verb} {words}.", "Honestly, {subject} {verb} {words}.",
-    "To be fair, {subject} {verb} {words}.", "In my opinion {subject} {verb} {words}.",
-    "{subject} {verb} {words} from start to finish.", "Overall {subject} {verb} {words}.",
+    "{subject} {verb} {words}.",
+    "I thought {subject} {verb} {words}.",
+    "Honestly, {subject} {verb} {words}.",
+    "To be fair, {subject} {verb} {words}.",
+    "In my opinion {subject} {verb} {words}.",
+    "{subject} {verb} {words} from start to finish.",
+    "Overall {subject} {verb} {words}.",
 ]
 SYLLABLES = ["ka", "ren", "mo", "li", "tas", "ver", "do", "na", "bel", "sor", "fi", "gan", "lu", "tem", "ri", "zo"]
 FILLER = [
-    "I saw it {when} with {who}.", "It runs about {minutes} minutes.", "It came out in {year}.",
-    "It is based on a {origin}.", "The story follows {character} in {place}.", "Most of it was shot in {place}.",
-    "There is a scene with a {thing} near the end.", "{name} plays {character}.",
-    "The director, {name}, made another film about {thing}s in {year}.", "I went in knowing nothing about it.",
-    "The trailer had shown {thing}s and {place}.", "My {who2} recommended it after seeing it {when}.",
+    "I saw it {when} with {who}.",
+    "It runs about {minutes} minutes.",
+    "It came out in {year}.",
+    "It is based on a {origin}.",
+    "The story follows {character} in {place}.",
+    "Most of it was shot in {place}.",
+    "There is a scene with a {thing} near the end.",
+    "{name} plays {character}.",
+    "The director, {name}, made another film about {thing}s in {year}.",
+    "I went in knowing nothing about it.",
+    "The trailer had shown {thing}s and {place}.",
+    "My {who2} recommended it after seeing it {when}.",
 ]
 SLOTS = {
     "when": ["last week", "on a Sunday", "at a festival", "years ago", "on a plane", "last night", "on television"],
     "who": ["my sister", "a friend", "my parents", "the kids", "some colleagues", "my partner"],
     "who2": ["sister", "neighbour", "uncle", "flatmate", "teacher"],
     "origin": ["novel", "true story", "comic book", "stage play", "short story", "video game"],
-    "character": ["a young doctor", "two brothers", "a retired detective", "a small-town teacher", "a family",
-                  "a travelling musician", "an old sailor"],
+    "character": [
+        "a young doctor",
+        "two brothers",
+        "a retired detective",
+        "a small-town teacher",
+        "a family",
+        "a travelling musician",
+        "an old sailor",
+    ],
     "place": ["Paris", "a small village", "New York", "the desert", "a space station", "the 1920s", "Scotland"],
     "thing": ["train", "dog", "storm", "wedding", "piano", "horse", "letter", "lighthouse"],
 }
@@ -81,8 +116,16 @@ def generate_reviews(p: SyntheticParams, classes: list[str], seed: int) -> Synth
             seen.add(text)
             flipped = bool(rng.random() < p.noise_rate)
             item_id = f"{split}/{i:05d}"
-            rows.append({"item_id": item_id, "split": split, "label": classes[target ^ flipped], "text": text,
-                         "decoding": "", "stars": None})
+            rows.append(
+                {
+                    "item_id": item_id,
+                    "split": split,
+                    "label": classes[target ^ flipped],
+                    "text": text,
+                    "decoding": "",
+                    "stars": None,
+                }
+            )
             truth.append({"item_id": item_id, "clean_label": target, "score": score, "flipped": flipped})
     documents = pd.DataFrame(rows).astype({"stars": "Int64"})
     return SyntheticReviews(documents, pd.DataFrame(truth))
@@ -147,5 +190,10 @@ def noise_floor(noise_rate: float, flipped: pd.Series) -> dict[str, float]:
     except where a label was flipped; its best log-loss is the entropy of the noise."""
     eta = noise_rate
     entropy = -(eta * math.log(eta) + (1 - eta) * math.log(1 - eta)) if 0 < eta < 1 else 0.0
-    return {"noise_rate": eta, "best_accuracy": 1 - eta, "oracle_accuracy": float(1 - flipped.mean()),
-            "best_log_loss": entropy, "documents": int(len(flipped))}
+    return {
+        "noise_rate": eta,
+        "best_accuracy": 1 - eta,
+        "oracle_accuracy": float(1 - flipped.mean()),
+        "best_log_loss": entropy,
+        "documents": int(len(flipped)),
+    }

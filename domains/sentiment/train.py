@@ -43,8 +43,14 @@ def make_model(name: str, p: SentimentParams, vocabulary: pd.DataFrame, env: Tra
         return NBSVM(orders_up_to(vocabulary, t.nbsvm_ngram_max), t.nbsvm_c, t.nbsvm_alpha, p.seed)
     from domains.sentiment.fasttext import FastText  # torch only when the torch model is trained
 
-    return FastText(vocabulary, orders_up_to(vocabulary, t.fasttext_ngram_max), t, p.seed,
-                    env.checkpoint_dir / "fasttext.ckpt", env.fingerprint)
+    return FastText(
+        vocabulary,
+        orders_up_to(vocabulary, t.fasttext_ngram_max),
+        t,
+        p.seed,
+        env.checkpoint_dir / "fasttext.ckpt",
+        env.fingerprint,
+    )
 
 
 def train_models(p: SentimentParams, prepared_dir: Path, out_dir: Path, env: TrainEnv) -> None:
@@ -78,16 +84,25 @@ def train_models(p: SentimentParams, prepared_dir: Path, out_dir: Path, env: Tra
             model.save(model_file(out_dir, name))
         else:
             joblib.dump(model, model_file(out_dir, name))
-        _log(f"{name}: fit {fit_s:.2f} s, predict {times[name]['predict_seconds']:.2f} s, "
-             f"val accuracy {np.mean((probabilities[name]['val'] >= 0.5) == y[val]):.4f}")
+        _log(
+            f"{name}: fit {fit_s:.2f} s, predict {times[name]['predict_seconds']:.2f} s, "
+            f"val accuracy {np.mean((probabilities[name]['val'] >= 0.5) == y[val]):.4f}"
+        )
     if p.train.ensemble:
         members = p.train.ensemble
         probabilities[ENSEMBLE] = {s: np.mean([probabilities[m][s] for m in members], axis=0) for s in ("val", "test")}
         times[ENSEMBLE] = {k: sum(times[m][k] for m in members) for k in ("fit_seconds", "predict_seconds")}
 
     scored = {"val": val, "test": test}
-    predictions = pd.concat([documents.iloc[rows][["item_id", "split", LABEL_INDEX]].assign(
-        **{name: probabilities[name][s] for name in probabilities}) for s, rows in scored.items()], ignore_index=True)
+    predictions = pd.concat(
+        [
+            documents.iloc[rows][["item_id", "split", LABEL_INDEX]].assign(
+                **{name: probabilities[name][s] for name in probabilities}
+            )
+            for s, rows in scored.items()
+        ],
+        ignore_index=True,
+    )
     predictions.to_parquet(out_dir / PREDICTIONS)
     pd.DataFrame(weights).to_parquet(out_dir / WEIGHTS)
     (out_dir / TIMES).write_text(json.dumps(times, indent=2))

@@ -27,12 +27,16 @@ def read_word_vectors(path: Path, words: set[str], dim: int) -> dict[str, np.nda
             if header or number == 1:  # the file's dimension, from the header or the first vector
                 file_dim = int(fields[1]) if header else len(fields) - 1
                 if file_dim != dim:
-                    raise DataError(f"train.word_vectors: {path} holds {file_dim}-dimensional vectors; "
-                                    f"set train.fasttext_dim: {file_dim}")
+                    raise DataError(
+                        f"train.word_vectors: {path} holds {file_dim}-dimensional vectors; "
+                        f"set train.fasttext_dim: {file_dim}"
+                    )
                 if header:
                     continue
             if len(fields) < dim + 1:
-                raise DataError(f"train.word_vectors: {path} line {number} has {len(fields) - 1} values, expected {dim}")
+                raise DataError(
+                    f"train.word_vectors: {path} line {number} has {len(fields) - 1} values, expected {dim}"
+                )
             word = " ".join(fields[:-dim])  # a word may hold spaces (GloVe 840B): the vector is the last `dim` fields
             if word in words:
                 try:

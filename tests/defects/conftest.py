@@ -34,16 +34,25 @@ def with_draem(params: dict, category: str) -> dict:
     return params
 
 
-def write_small_mvtec(root: Path, seed: int = 1, size: int = 48, channels: int = 1, types=("crack", "missing"),
-                      category: str = "surface") -> Path:
+def write_small_mvtec(
+    root: Path, seed: int = 1, size: int = 48, channels: int = 1, types=("crack", "missing"), category: str = "surface"
+) -> Path:
     """A small MVTec category folder (the synthetic generator's layout): 20 train, 4 good and 2 x 2 defective tests."""
-    params = SyntheticParams(image_size=size, channels=channels, n_train=20, n_test_good=4, n_test_per_type=2,
-                             defect_types=list(types), category=category)
+    params = SyntheticParams(
+        image_size=size,
+        channels=channels,
+        n_train=20,
+        n_test_good=4,
+        n_test_per_type=2,
+        defect_types=list(types),
+        category=category,
+    )
     return write_mvtec(params, seed, root)
 
 
-def write_small_magnetic_tile(root: Path, seed: int = 2, free: int = 20, per_type: int = 2,
-                              train_share: float = 0.8) -> Path:
+def write_small_magnetic_tile(
+    root: Path, seed: int = 2, free: int = 20, per_type: int = 2, train_share: float = 0.8
+) -> Path:
     """A small Magnetic-Tile release: MT_<class>/Imgs/<stem>.jpg + <stem>.png, crops of varying size,
     anti-aliased masks (values between 0 and 255 on the edges), empty masks for MT_Free; and the
     published split's `differnet_train_filenames.txt` naming the first `train_share` of MT_Free in
@@ -63,7 +72,7 @@ def write_small_magnetic_tile(root: Path, seed: int = 2, free: int = 20, per_typ
             stem = f"exp{i % 3}_num_{1000 + i}"
             Image.fromarray(image, "L").save(folder / f"{stem}.jpg", quality=95)
             Image.fromarray(mask, "L").save(folder / f"{stem}.png")
-    names = [f"exp{i % 3}_num_{1000 + i}.jpg" for i in rng.permutation(free)[:round(train_share * free)]]
+    names = [f"exp{i % 3}_num_{1000 + i}.jpg" for i in rng.permutation(free)[: round(train_share * free)]]
     (root / "differnet_train_filenames.txt").write_text("\n".join(names) + "\n")
     return root
 

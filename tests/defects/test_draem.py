@@ -9,7 +9,17 @@ import pytest
 import torch
 
 from domains.common.contract import TrainEnv
-from domains.defects.draem import Discriminative, Draem, Reconstructive, draem_loss, draem_maps, load_draem, save_draem, ssim, train_draem
+from domains.defects.draem import (
+    Discriminative,
+    Draem,
+    Reconstructive,
+    draem_loss,
+    draem_maps,
+    load_draem,
+    save_draem,
+    ssim,
+    train_draem,
+)
 from domains.defects.params import DefectsTrainParams
 from domains.defects.perlin import draem_anomalies, foreground_masks, perlin_masks, perlin_noise, textures
 
@@ -59,7 +69,7 @@ def test_anomalies_land_on_the_foreground_and_change_only_their_masks():
 
 
 def test_ssim_of_a_hand_computed_case():
-    a, b, c1 = 0.2, 0.6, 0.01 ** 2
+    a, b, c1 = 0.2, 0.6, 0.01**2
     x, y = torch.full((1, 1, 16, 16), a), torch.full((1, 1, 16, 16), b)
     # constant images: no variance or covariance, so SSIM = (2ab + C1) / (a^2 + b^2 + C1) exactly
     assert float(ssim(x, y)) == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), abs=1e-5)

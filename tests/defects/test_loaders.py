@@ -46,12 +46,18 @@ def test_mvtec_lists_stray_files_but_not_hidden_ones(tmp_path):
     assert facts.at["train/good/notes.txt", "decode_error"].endswith("not an image (no known image format)")
 
 
-@pytest.mark.parametrize("layout, expected", [
-    (lambda r: shutil.rmtree(r / "train"), "train: folder not found"),
-    (lambda r: shutil.rmtree(r / "test"), "test: folder not found"),
-    (lambda r: [p.unlink() for p in (r / "train" / "good").iterdir()], r"no training images \(train/good is empty\)"),
-    (lambda r: [shutil.rmtree(p) for p in (r / "test").iterdir()], "no test images"),
-])
+@pytest.mark.parametrize(
+    "layout, expected",
+    [
+        (lambda r: shutil.rmtree(r / "train"), "train: folder not found"),
+        (lambda r: shutil.rmtree(r / "test"), "test: folder not found"),
+        (
+            lambda r: [p.unlink() for p in (r / "train" / "good").iterdir()],
+            r"no training images \(train/good is empty\)",
+        ),
+        (lambda r: [shutil.rmtree(p) for p in (r / "test").iterdir()], "no test images"),
+    ],
+)
 def test_unreadable_mvtec_layouts_raise_one_line(tmp_path, layout, expected):
     root = write_small_mvtec(tmp_path / "cat")
     layout(root)
@@ -75,13 +81,16 @@ def test_magnetic_tile_published_split_trains_on_the_listed_names(tmp_path):
     assert (read_magnetic_tile(root, 0.1, 0.5, 7, train_list=other_list)["split"] != "test").sum() == 20
 
 
-@pytest.mark.parametrize("names, expected", [
-    (["exp0_num_1000.jpg", "exp2_num_9999.jpg"], "names 1 file.* not in MT_Free/Imgs, e.g. exp2_num_9999.jpg"),
-    (["exp0_num_1000.jpg", "exp1_num_1001.png"], "names 1 file.* not in MT_Free/Imgs, e.g. exp1_num_1001.png"),
-    (["exp0_num_1000.jpg", "MT_Crack/Imgs/exp0_num_1000.jpg"], "names 1 defect image.*MT_Crack/Imgs/exp0_num_1000"),
-    (["exp1_num_1001.jpg", "exp0_num_1000.jpg"], None),
-    ([], "no file names"),
-])
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        (["exp0_num_1000.jpg", "exp2_num_9999.jpg"], "names 1 file.* not in MT_Free/Imgs, e.g. exp2_num_9999.jpg"),
+        (["exp0_num_1000.jpg", "exp1_num_1001.png"], "names 1 file.* not in MT_Free/Imgs, e.g. exp1_num_1001.png"),
+        (["exp0_num_1000.jpg", "MT_Crack/Imgs/exp0_num_1000.jpg"], "names 1 defect image.*MT_Crack/Imgs/exp0_num_1000"),
+        (["exp1_num_1001.jpg", "exp0_num_1000.jpg"], None),
+        ([], "no file names"),
+    ],
+)
 def test_a_published_list_naming_what_is_not_there_stops_in_one_line(tmp_path, names, expected):
     root = write_small_magnetic_tile(tmp_path / "mt", free=10, per_type=2)
     (root / "differnet_train_filenames.txt").write_text("\n".join(names))
@@ -137,9 +146,15 @@ def test_magnetic_tile_soft_masks_are_binarised_and_measured(tmp_path):
     assert facts["height"].nunique() > 1  # crops of varying size, as published
 
 
-@pytest.mark.parametrize("values, defects, soft", [
-    ([0, 255], 1, 0.0), ([0, 1], 1, 0.0), ([0, 100, 255], 1, 0.5), ([0, 0], 0, 0.0),
-])
+@pytest.mark.parametrize(
+    "values, defects, soft",
+    [
+        ([0, 255], 1, 0.0),
+        ([0, 1], 1, 0.0),
+        ([0, 100, 255], 1, 0.5),
+        ([0, 0], 0, 0.0),
+    ],
+)
 def test_mask_values(values, defects, soft):
     mask = np.array(values, dtype=np.uint8).reshape(1, -1, 1)
     assert defect_pixels(mask).sum() == defects

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from domains.defects.metrics import (image_metrics, image_scores, per_type_auroc, pixel_auroc, threshold_on_good)
+from domains.defects.metrics import image_metrics, image_scores, per_type_auroc, pixel_auroc, threshold_on_good
 
 
 def test_pixel_auroc_of_a_hand_made_case():
@@ -61,7 +61,8 @@ def test_models_near_chance_are_named_in_a_warning():
     from domains.common.report import WARNING, _warnings
     from domains.defects.evaluate import near_chance_notes
 
-    notes = near_chance_notes({"a": {"image_auroc": 0.55}, "b": {"image_auroc": 0.61}, "c": {"image_auroc": float("nan")}},
-                              candidate="a")
+    notes = near_chance_notes(
+        {"a": {"image_auroc": 0.55}, "b": {"image_auroc": 0.61}, "c": {"image_auroc": float("nan")}}, candidate="a"
+    )
     assert len(notes) == 1 and notes[0].startswith(f"{WARNING}a (the candidate) is near chance") and "0.550" in notes[0]
     assert _warnings(["Source: x.", *notes]) == notes  # the report lists these next to the decision

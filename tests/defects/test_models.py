@@ -14,10 +14,16 @@ from domains.common.errors import DataError
 from domains.common.vision import ResNet, resnet18, wide_resnet50_2
 from domains.defects.anomalies import anomaly_masks, blob_masks, ellipse_masks, paste_anomalies, stroke_masks
 from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_maps
-from domains.defects.patchcore import fit_patchcore, load_backbone, load_patchcore, patchcore_maps, save_patchcore
 from domains.defects.params import DefectsTrainParams
-from domains.defects.segmenter import (Segmenter, anomaly_maps, load_segmenter, save_segmenter, segmentation_loss,
-                                       train_segmenter)
+from domains.defects.patchcore import fit_patchcore, load_backbone, load_patchcore, patchcore_maps, save_patchcore
+from domains.defects.segmenter import (
+    Segmenter,
+    anomaly_maps,
+    load_segmenter,
+    save_segmenter,
+    segmentation_loss,
+    train_segmenter,
+)
 from domains.defects.synthetic import inject, surface
 
 DEVICE = torch.device("cpu")
@@ -147,15 +153,24 @@ def test_a_wide_resnet50_2_file_is_read_by_its_layout(tmp_path):
 
 
 def _resnet34_state() -> dict:
-    return {k: v for k, v in ResNet(3, 10, (64, 128, 256, 512), (3, 4, 6, 3), imagenet_stem=True).state_dict().items()
-            if k not in ("mean", "std")}
+    return {
+        k: v
+        for k, v in ResNet(3, 10, (64, 128, 256, 512), (3, 4, 6, 3), imagenet_stem=True).state_dict().items()
+        if k not in ("mean", "std")
+    }
 
 
-@pytest.mark.parametrize("content, expected", [
-    (lambda: {"conv1.weight": torch.zeros(3)}, "not a torchvision ResNet state dict; backbone_weights takes resnet18 or"),
-    (_resnet34_state, "a torchvision resnet34 state dict; backbone_weights takes resnet18 or wide_resnet50_2"),
-    (None, "not a readable torch state dict, truncated or of another format"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (
+            lambda: {"conv1.weight": torch.zeros(3)},
+            "not a torchvision ResNet state dict; backbone_weights takes resnet18 or",
+        ),
+        (_resnet34_state, "a torchvision resnet34 state dict; backbone_weights takes resnet18 or wide_resnet50_2"),
+        (None, "not a readable torch state dict, truncated or of another format"),
+    ],
+)
 def test_patchcore_refuses_another_architecture_or_a_truncated_file(random_weights, tmp_path, content, expected):
     file = tmp_path / "other.pth"
     if content is None:

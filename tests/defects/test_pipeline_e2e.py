@@ -24,25 +24,59 @@ def repo(tmp_path_factory) -> Path:
     return trained_copy(tmp_path_factory, "defects", SECTION)
 
 
-
 def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     _, proc = built_repo(tmp_path_factory, "defects", SECTION)  # the cold run this copy was made from
     assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "defects"
-    for rel in ["acquire/table.parquet", "acquire/mvtec/train/good/000.png", "acquire/mvtec/ground_truth/crack/000_mask.png",
-                "validate/validated.parquet", "validate/quarantine.parquet", "validate/gate.json", "validate/gate.html",
-                "prepare/images.npy", "prepare/masks.npy", "prepare/items.parquet", "prepare/info.json",
-                "train/patch_gaussian.joblib", "train/segmenter.pt", "train/draem.pt", "train/thresholds.json", "train/times.json",
-                "train/history.json", "evaluate/metrics.json", "evaluate/decision.json",
-                "evaluate/plots/roc_curve.csv", "evaluate/plots/per_type_auroc.csv",
-                "evaluate/tables/per_type_auroc.csv", "evaluate/tables/test_images.csv",
-                "report/report.html", "report/report.md", "report/provenance.json"]:
+    for rel in [
+        "acquire/table.parquet",
+        "acquire/mvtec/train/good/000.png",
+        "acquire/mvtec/ground_truth/crack/000_mask.png",
+        "validate/validated.parquet",
+        "validate/quarantine.parquet",
+        "validate/gate.json",
+        "validate/gate.html",
+        "prepare/images.npy",
+        "prepare/masks.npy",
+        "prepare/items.parquet",
+        "prepare/info.json",
+        "train/patch_gaussian.joblib",
+        "train/segmenter.pt",
+        "train/draem.pt",
+        "train/thresholds.json",
+        "train/times.json",
+        "train/history.json",
+        "evaluate/metrics.json",
+        "evaluate/decision.json",
+        "evaluate/plots/roc_curve.csv",
+        "evaluate/plots/per_type_auroc.csv",
+        "evaluate/tables/per_type_auroc.csv",
+        "evaluate/tables/test_images.csv",
+        "report/report.html",
+        "report/report.md",
+        "report/provenance.json",
+    ]:
         assert (data / rel).is_file(), rel
     metrics = json.loads((data / "evaluate/metrics.json").read_text())
     assert set(metrics) == {"patch_gaussian", "segmenter", "draem"}
-    assert {"image_auroc", "pixel_auroc", "f1", "precision", "recall", "threshold", "fit_seconds", "images_per_second",
-            "auroc_scratch", "auroc_spot", "auroc_crack", "auroc_missing"} == {k for k in metrics["segmenter"] if "_ci_" not in k} \
-            == {k for k in metrics["draem"] if "_ci_" not in k}
+    assert (
+        {
+            "image_auroc",
+            "pixel_auroc",
+            "f1",
+            "precision",
+            "recall",
+            "threshold",
+            "fit_seconds",
+            "images_per_second",
+            "auroc_scratch",
+            "auroc_spot",
+            "auroc_crack",
+            "auroc_missing",
+        }
+        == {k for k in metrics["segmenter"] if "_ci_" not in k}
+        == {k for k in metrics["draem"] if "_ci_" not in k}
+    )
     # issue 19: an interval over test images; slices by defect type (each against the good images) and brightness
     for model in metrics.values():
         assert model["image_auroc_ci_low"] <= model["image_auroc"] <= model["image_auroc_ci_high"]
@@ -55,13 +89,21 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     assert json.loads((data / "evaluate/decision.json").read_text())["candidate"] == "segmenter"
     html = (data / "report/report.html").read_text()
     assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
-    for title in ("ROC curves", "Image scores per defect type", "Anomaly maps of segmenter",
-                  "Every model on the same defects", "segmenter training curve", "draem training curve",
-                  "Per type auroc"):
+    for title in (
+        "ROC curves",
+        "Image scores per defect type",
+        "Anomaly maps of segmenter",
+        "Every model on the same defects",
+        "segmenter training curve",
+        "draem training curve",
+        "Per type auroc",
+    ):
         assert title in html, title
-    summary = html[html.index("<h2>Summary</h2>"):html.index("<h2>Metrics")]
+    summary = html[html.index("<h2>Summary</h2>") : html.index("<h2>Metrics")]
     for name, m in metrics.items():  # a model near chance is named next to the decision, and only then
-        assert (f"{name}{' (the candidate)' if name == 'segmenter' else ''} is near chance" in summary) == (m["image_auroc"] < 0.6)
+        assert (f"{name}{' (the candidate)' if name == 'segmenter' else ''} is near chance" in summary) == (
+            m["image_auroc"] < 0.6
+        )
     assert "pixel_auroc" in run(["dvc", "metrics", "show"], repo).stdout
 
 

@@ -68,8 +68,9 @@ def test_mvtec_category_scores_each_image_at_the_threshold_with_maps_and_image_a
     assert manifest["counts"]["decisions"] and "data:image/png;base64" in (out / "report.html").read_text()
 
 
-def test_flat_folder_quarantines_a_blank_image_and_rescoring_gives_identical_bytes(repo, category, tmp_path,
-                                                                                   monkeypatch, capsys):
+def test_flat_folder_quarantines_a_blank_image_and_rescoring_gives_identical_bytes(
+    repo, category, tmp_path, monkeypatch, capsys
+):
     flat = tmp_path / "flat"
     flat.mkdir()
     for file in sorted((category / "test").rglob("*.png")):

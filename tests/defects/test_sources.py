@@ -22,16 +22,21 @@ def _run_all(root: Path, section: dict, capsys) -> dict:
     for stage in STAGES:
         assert main(["stage", stage, "defects"]) == 0, capsys.readouterr().err
     data = root / "data" / "defects"
-    return {"metrics": json.loads((data / "evaluate/metrics.json").read_text()),
-            "notes": json.loads((data / "evaluate/notes.json").read_text()),
-            "gate": json.loads((data / "validate/gate.json").read_text()),
-            "info": json.loads((data / "prepare/info.json").read_text())}
+    return {
+        "metrics": json.loads((data / "evaluate/metrics.json").read_text()),
+        "notes": json.loads((data / "evaluate/notes.json").read_text()),
+        "gate": json.loads((data / "validate/gate.json").read_text()),
+        "info": json.loads((data / "prepare/info.json").read_text()),
+    }
 
 
 def test_magnetic_tile_runs_with_varying_sizes_and_soft_masks(defects_root, capsys):
     data = write_small_magnetic_tile(defects_root / "mt", free=30, per_type=3)
     before = digest(data)
-    section = {**small_defects_params(), "data": {"source": "magnetic-tile", "path": str(data), "test_good_fraction": 0.3}}
+    section = {
+        **small_defects_params(),
+        "data": {"source": "magnetic-tile", "path": str(data), "test_good_fraction": 0.3},
+    }
     out = _run_all(defects_root, section, capsys)
     assert out["gate"]["verdict"] == "pass"  # sizes may vary and masks be anti-aliased here, unlike MVTec
     assert out["info"]["images"] == {"train": 22, "val": 2, "test": 12}  # published split: 24 of 30 listed
@@ -63,8 +68,10 @@ def test_patchcore_joins_when_a_weights_file_is_named(defects_root, capsys):
     assert 0 <= out["metrics"]["patchcore"]["image_auroc"] <= 1
     # a truncated file, or another architecture: one line, and no model at all (the file is read first)
     capsys.readouterr()
-    for bad, expected in ((weights.read_bytes()[:4096], "not a readable torch state dict, truncated"),
-                          (None, "not a torchvision ResNet state dict; backbone_weights takes resnet18 or wide_resnet50_2")):
+    for bad, expected in (
+        (weights.read_bytes()[:4096], "not a readable torch state dict, truncated"),
+        (None, "not a torchvision ResNet state dict; backbone_weights takes resnet18 or wide_resnet50_2"),
+    ):
         if bad is not None:
             weights.write_bytes(bad)
         else:
@@ -80,5 +87,7 @@ def test_the_synthetic_surface_category_with_draem_runs_every_stage(defects_root
     """The surface category end to end (the dvc build of test_pipeline_e2e.py runs the part category)."""
     out = _run_all(defects_root, with_draem(small_defects_params(), "surface"), capsys)
     assert out["gate"]["verdict"] == "pass" and set(out["metrics"]) == {"patch_gaussian", "segmenter", "draem"}
-    assert {"image_auroc", "pixel_auroc", "auroc_scratch", "auroc_spot", "auroc_crack", "auroc_missing"} <= set(out["metrics"]["draem"])
+    assert {"image_auroc", "pixel_auroc", "auroc_scratch", "auroc_spot", "auroc_crack", "auroc_missing"} <= set(
+        out["metrics"]["draem"]
+    )
     assert any(note.startswith("DRAEM here: 32 px, widths 4 / 4") for note in out["notes"])

@@ -28,7 +28,9 @@ def test_the_dataset_is_written_in_mvtec_layout_and_seeded(tmp_path):
 
 
 def test_rgb_surfaces(tmp_path):
-    root = write_mvtec(SyntheticParams(image_size=32, channels=3, n_train=2, n_test_good=1, n_test_per_type=1), 1, tmp_path)
+    root = write_mvtec(
+        SyntheticParams(image_size=32, channels=3, n_train=2, n_test_good=1, n_test_per_type=1), 1, tmp_path
+    )
     image = Image.open(root / "test/crack/000.png")
     assert image.mode == "RGB" and image.size == (32, 32)
     assert Image.open(root / "ground_truth/crack/000_mask.png").mode == "L"
@@ -97,5 +99,6 @@ def test_the_part_category_is_written_in_mvtec_layout(tmp_path):
     mask = np.asarray(Image.open(root / "ground_truth/missing/000_mask.png")) > 0
     assert mask.any() and image[mask].mean() < 60  # missing material: the dark background shows
     assert digest(root) == digest(write_mvtec(params, 2, tmp_path / "b"))
-    assert digest(root) != digest(write_mvtec(SyntheticParams(**{**params.model_dump(), "category": "surface"}), 2,
-                                              tmp_path / "c"))
+    assert digest(root) != digest(
+        write_mvtec(SyntheticParams(**{**params.model_dump(), "category": "surface"}), 2, tmp_path / "c")
+    )

@@ -58,12 +58,18 @@ def test_matches_brute_force(table):
     for i in rng.choice(len(table), 150, replace=False):
         r = table.iloc[i]
         t = r["tx_datetime"]
-        own = table[(table["customer_id"] == r["customer_id"]) & (table["tx_datetime"] > t - 7 * ONE_DAY)
-                    & (table["tx_datetime"] <= t)]
+        own = table[
+            (table["customer_id"] == r["customer_id"])
+            & (table["tx_datetime"] > t - 7 * ONE_DAY)
+            & (table["tx_datetime"] <= t)
+        ]
         assert f["customer_nb_tx_7d"].iloc[i] == len(own)
         assert f["customer_avg_amount_7d"].iloc[i] == pytest.approx(own["tx_amount"].mean())
-        known = table[(table["terminal_id"] == r["terminal_id"]) & (table["tx_datetime"] >= t - 14 * ONE_DAY)
-                      & (table["tx_datetime"] < t - 7 * ONE_DAY)]
+        known = table[
+            (table["terminal_id"] == r["terminal_id"])
+            & (table["tx_datetime"] >= t - 14 * ONE_DAY)
+            & (table["tx_datetime"] < t - 7 * ONE_DAY)
+        ]
         assert f["terminal_nb_tx_7d"].iloc[i] == len(known)
         assert f["terminal_risk_7d"].iloc[i] == pytest.approx(known["tx_fraud"].mean() if len(known) else 0.0)
 
@@ -74,8 +80,10 @@ def test_labels_not_yet_known_do_not_change_features(table):
     cutoff = table["tx_datetime"].min() + 30 * ONE_DAY
     # Flip every label not yet known at the cutoff (and scramble the scenario column, never a feature).
     unknown = table["tx_datetime"] >= cutoff - delay * ONE_DAY
-    changed = table.assign(tx_fraud=np.where(unknown, 1 - table["tx_fraud"], table["tx_fraud"]),
-                           tx_fraud_scenario=np.random.default_rng(0).integers(0, 4, len(table)))
+    changed = table.assign(
+        tx_fraud=np.where(unknown, 1 - table["tx_fraud"], table["tx_fraud"]),
+        tx_fraud_scenario=np.random.default_rng(0).integers(0, 4, len(table)),
+    )
     after = build_features(changed, [1, 7, 30], [1, 7, 30], delay)
     upto = (table["tx_datetime"] <= cutoff).to_numpy()
     pd.testing.assert_frame_equal(after[upto], base[upto])
@@ -84,8 +92,16 @@ def test_labels_not_yet_known_do_not_change_features(table):
 
 
 def test_without_ids_only_row_features_and_v_columns():
-    tx = pd.DataFrame({"transaction_id": [0, 1], "tx_datetime": [at(0, "01:00"), at(1, "13:00")],
-                       "tx_amount": [1.0, 2.0], "tx_fraud": [0, 1], "v1": [0.5, -0.5], "v2": [1.0, 2.0]})
+    tx = pd.DataFrame(
+        {
+            "transaction_id": [0, 1],
+            "tx_datetime": [at(0, "01:00"), at(1, "13:00")],
+            "tx_amount": [1.0, 2.0],
+            "tx_fraud": [0, 1],
+            "v1": [0.5, -0.5],
+            "v2": [1.0, 2.0],
+        }
+    )
     f = build_features(tx, [1, 7], [1, 7], 7)
     assert list(f.columns) == ["tx_amount", "tx_during_weekend", "tx_during_night", "v1", "v2"]
     assert feature_columns(f.assign(label=0, split="train", card_id=1, day=0)) == list(f.columns)
@@ -125,11 +141,14 @@ def test_time_split_explicit_start_whole_days():
     assert dt[masks["train"]].min() == pd.Timestamp("2018-04-05 00:17")
 
 
-@pytest.mark.parametrize("update,message", [
-    ({"test_length": 60}, "test period runs past the data"),
-    ({"train_start": "2018-03-01"}, "empty train/val split"),
-    ({"val_length": 20}, "empty train split"),
-])
+@pytest.mark.parametrize(
+    "update,message",
+    [
+        ({"test_length": 60}, "test period runs past the data"),
+        ({"train_start": "2018-03-01"}, "empty train/val split"),
+        ({"val_length": 20}, "empty train split"),
+    ],
+)
 def test_time_split_errors(update, message):
     with pytest.raises(PipelineError, match=message) as err:
         time_split(hourly(100), SPLIT.model_copy(update=update), warmup_days=37)

@@ -111,7 +111,8 @@ def test_folder_with_text_in_one_file_keeps_the_column_as_text(tmp_path, handboo
     bad.to_csv(tmp_path / "b.csv", index=False)
     out = read_handbook(tmp_path)
     assert list(out["tx_amount"]) == [str(v) for v in handbook["TX_AMOUNT"][:5]] + ["oops"] + [
-        str(v) for v in handbook["TX_AMOUNT"][6:8]]
+        str(v) for v in handbook["TX_AMOUNT"][6:8]
+    ]
     out.to_parquet(tmp_path / "t.parquet")
 
 
@@ -144,8 +145,9 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("reader,header", [(read_handbook, HANDBOOK_HEADER), (read_ulb, ULB_HEADER)],
-                         ids=["handbook", "ulb"])
+@pytest.mark.parametrize(
+    "reader,header", [(read_handbook, HANDBOOK_HEADER), (read_ulb, ULB_HEADER)], ids=["handbook", "ulb"]
+)
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_file_raises_one_line_and_leaves_file_alone(tmp_path, reader, header, case):
     content, expected = BAD[case]

@@ -26,7 +26,12 @@ def test_card_precision_at_k_by_hand():
 def test_card_precision_at_k_drops_cards_found_on_earlier_days():
     # Day 1: card A is a fraud in the top 1 and is found; day 2: A again scores highest but is
     # blocked already, so the top 1 is B (legit): (1 + 0) / 2, not (1 + 1) / 2.
-    days, cards, y, scores = np.array([1, 2, 2]), np.array(["A", "A", "B"]), np.array([1, 1, 0]), np.array([0.9, 0.9, 0.5])
+    days, cards, y, scores = (
+        np.array([1, 2, 2]),
+        np.array(["A", "A", "B"]),
+        np.array([1, 1, 0]),
+        np.array([0.9, 0.9, 0.5]),
+    )
     assert card_precision_at_k(days, cards, y, scores, k=1) == 0.5
 
 

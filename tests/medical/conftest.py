@@ -41,8 +41,9 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def write_image_folder(root: Path, arrays: dict[str, np.ndarray], classes=("normal", "pneumonia"),
-                       splits=("train", "test")) -> Path:
+def write_image_folder(
+    root: Path, arrays: dict[str, np.ndarray], classes=("normal", "pneumonia"), splits=("train", "test")
+) -> Path:
     """<split>/<class>/<index>.png from MedMNIST-layout arrays."""
     for split in splits:
         for i, (image, label) in enumerate(zip(arrays[f"{split}_images"], arrays[f"{split}_labels"][:, 0])):

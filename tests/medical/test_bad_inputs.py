@@ -13,14 +13,17 @@ import pytest
 from tests.conftest import assert_stopped, digest, run_to_gate
 from tests.medical.conftest import small_medical_params, synthetic_arrays, write_image_folder, write_npz
 
+
 def _run(root: Path, source: str, data: Path, capsys, **gate) -> tuple[int, str]:
     return run_to_gate(root, "medical", small_medical_params(), source, data, capsys, **gate)
+
 
 def _npz_case(mutate):
     def make(tmp: Path) -> tuple[str, Path]:
         arrays = synthetic_arrays()
         mutate(arrays)
         return "medmnist", write_npz(tmp / "pneumoniamnist.npz", arrays)
+
     return make
 
 
@@ -28,6 +31,7 @@ def _set(key: str, index, value):
     def mutate(arrays):
         arrays[key] = arrays[key].copy()
         arrays[key][index] = value
+
     return mutate
 
 
@@ -63,15 +67,24 @@ def _empty_class_folder(tmp: Path) -> tuple[str, Path]:
 
 BAD_INPUTS = {
     "npz without test_labels": (_npz_case(lambda a: a.pop("test_labels")), "missing array(s) test_labels"),
-    "images and labels of different lengths": (_npz_case(lambda a: a.update(train_labels=a["train_labels"][:50])),
-                                               "train_images holds 60 images but train_labels 50 labels"),
-    "a label outside the class set": (_npz_case(_set("train_labels", 5, 2)), "label:in_classes [pandera]: 1 of 110 rows"),
+    "images and labels of different lengths": (
+        _npz_case(lambda a: a.update(train_labels=a["train_labels"][:50])),
+        "train_images holds 60 images but train_labels 50 labels",
+    ),
+    "a label outside the class set": (
+        _npz_case(_set("train_labels", 5, 2)),
+        "label:in_classes [pandera]: 1 of 110 rows",
+    ),
     "float images with NaN": (_npz_case(_nan_images), "nan_pixels:none [pandera]: 1 of 110 rows fail"),
-    "images of the wrong rank": (_npz_case(lambda a: a.update(val_images=a["val_images"].reshape(20, -1))),
-                                 "val_images has shape (20, 256); expected (N, H, W) or (N, H, W, 3)"),
+    "images of the wrong rank": (
+        _npz_case(lambda a: a.update(val_images=a["val_images"].reshape(20, -1))),
+        "val_images has shape (20, 256); expected (N, H, W) or (N, H, W, 3)",
+    ),
     "a file that is not an npz": (_not_npz, "not an .npz archive"),
-    "the same images in train and test, blocked by params": (_npz_case(_test_copies_train),
-                                                             "split_leakage [pandera]: 2 of 110 rows fail"),
+    "the same images in train and test, blocked by params": (
+        _npz_case(_test_copies_train),
+        "split_leakage [pandera]: 2 of 110 rows fail",
+    ),
     "a truncated PNG": (_truncated_png, "decode_error:decodes [pandera]: 1 of 90 rows fail"),
     "an empty class folder": (_empty_class_folder, "test/covid: empty class folder"),
 }
@@ -112,7 +125,9 @@ def test_constant_images_block_when_params_say_so(medical_root, tmp_path, capsys
     data = write_npz(tmp_path / "p.npz", arrays)
     before = digest(data)
     code, err = _run(medical_root, "medmnist", data, capsys, severity={"pixel_std:not_constant": "block"})
-    assert_stopped(medical_root, "medical", data, before, code, err, "pixel_std:not_constant [pandera]: 1 of 110 rows fail")
+    assert_stopped(
+        medical_root, "medical", data, before, code, err, "pixel_std:not_constant [pandera]: 1 of 110 rows fail"
+    )
 
 
 def test_leaked_test_images_are_quarantined(medical_root, tmp_path, capsys):

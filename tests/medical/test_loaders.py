@@ -19,7 +19,12 @@ def test_medmnist_rows_name_the_images_and_their_classes(tmp_path):
     table = read_medmnist(write_npz(tmp_path / "p.npz", arrays), CLASSES)
     assert len(table) == 110 and table["split"].value_counts().to_dict() == {"train": 60, "test": 30, "val": 20}
     first = table.iloc[0]
-    assert (first["item_id"], first["member"], first["shape"], first["path"]) == ("train/0", "train_images/0", "16x16x1", "p.npz")
+    assert (first["item_id"], first["member"], first["shape"], first["path"]) == (
+        "train/0",
+        "train_images/0",
+        "16x16x1",
+        "p.npz",
+    )
     assert first["label"] == CLASSES[arrays["train_labels"][0, 0]]
 
 
@@ -38,12 +43,18 @@ def test_a_label_outside_the_classes_keeps_its_number_for_the_gate(tmp_path):
     assert table.set_index("item_id").loc["test/3", "label"] == "7"
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda a: a.pop("test_labels"), "missing array(s) test_labels"),
-    (lambda a: a.update(val_labels=a["val_labels"][:-2]), "val_images holds 20 images but val_labels 18 labels"),
-    (lambda a: a.update(train_images=a["train_images"][:, :, 0]), "train_images has shape (60, 16); expected (N, H, W)"),
-    (lambda a: a.update(train_labels=np.zeros((60, 14))), "multi-label data (e.g. ChestMNIST) is not supported"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda a: a.pop("test_labels"), "missing array(s) test_labels"),
+        (lambda a: a.update(val_labels=a["val_labels"][:-2]), "val_images holds 20 images but val_labels 18 labels"),
+        (
+            lambda a: a.update(train_images=a["train_images"][:, :, 0]),
+            "train_images has shape (60, 16); expected (N, H, W)",
+        ),
+        (lambda a: a.update(train_labels=np.zeros((60, 14))), "multi-label data (e.g. ChestMNIST) is not supported"),
+    ],
+)
 def test_broken_npz_is_one_line(tmp_path, mutate, message):
     arrays = synthetic_arrays()
     mutate(arrays)
@@ -72,11 +83,14 @@ def test_image_folder_with_its_own_val(tmp_path):
     assert read_image_folder(root, 0.2, 0)["split"].value_counts()["val"] == 20
 
 
-@pytest.mark.parametrize("layout, message", [
-    ("no-test", "missing split folder(s) test"),
-    ("empty-class", "empty class folder"),
-    ("no-classes", "no class folders"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ("no-test", "missing split folder(s) test"),
+        ("empty-class", "empty class folder"),
+        ("no-classes", "no class folders"),
+    ],
+)
 def test_broken_image_folders_are_one_line(tmp_path, layout, message):
     root = write_image_folder(tmp_path / "xray", synthetic_arrays())
     if layout == "no-test":

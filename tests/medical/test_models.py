@@ -6,13 +6,13 @@ import json
 import numpy as np
 import torch
 
-from domains.common.classification import auroc
 from aiflow.cli import main
+from domains.common.classification import auroc
 from domains.common.vision import small_resnet
-from domains.medical.train import baseline_features
 from domains.medical.params import SyntheticParams
 from domains.medical.saliency import grad_cam
 from domains.medical.synthetic import generate_images
+from domains.medical.train import baseline_features
 from tests.conftest import write_params
 from tests.medical.conftest import small_medical_params, write_npz
 
@@ -37,7 +37,9 @@ def test_synthetic_signal_is_there_and_label_noise_is_as_asked():
     labels = data.splits["train"][1][:, 0]
     assert abs(truth["flipped"].mean() - 0.1) < 0.04
     clean = ~truth["flipped"].to_numpy()
-    assert auroc(labels[clean], np.stack([-truth["opacity"], truth["opacity"]], 1)[clean]) == 1.0  # the latent separates
+    assert (
+        auroc(labels[clean], np.stack([-truth["opacity"], truth["opacity"]], 1)[clean]) == 1.0
+    )  # the latent separates
     again = generate_images(SyntheticParams(image_size=24, n_train=400, n_val=10, n_test=10, label_noise=0.1), seed=3)
     assert np.array_equal(again.splits["train"][0], data.splits["train"][0])
 
@@ -52,8 +54,12 @@ def test_multiclass_rgb_runs_every_stage(tmp_path, monkeypatch, capsys):
             x[y == c, :, :, c] += 100  # the class is the dominant colour
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = x, y[:, None]
     params = small_medical_params()
-    params["data"] = {**params["data"], "source": "medmnist", "path": str(write_npz(tmp_path / "blood.npz", arrays)),
-                      "classes": ["red", "green", "blue"]}
+    params["data"] = {
+        **params["data"],
+        "source": "medmnist",
+        "path": str(write_npz(tmp_path / "blood.npz", arrays)),
+        "classes": ["red", "green", "blue"],
+    }
     params["gate"].update(class_share_min=0.1)
     (tmp_path / "registry").mkdir()
     write_params(tmp_path, "medical", params)

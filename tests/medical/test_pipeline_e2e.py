@@ -20,21 +20,44 @@ def repo(tmp_path_factory) -> Path:
     return trained_copy(tmp_path_factory, "medical", small_medical_params())
 
 
-
 def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     _, proc = built_repo(tmp_path_factory, "medical", small_medical_params())  # the cold run this copy was made from
     assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "medical"
-    for rel in ["acquire/table.parquet", "acquire/synthetic.npz", "acquire/truth.parquet",
-                "validate/validated.parquet", "validate/gate.json", "prepare/images.npy", "prepare/items.parquet",
-                "train/cnn.pt", "train/logreg.joblib", "train/hgb.joblib", "train/history.json",
-                "evaluate/metrics.json", "evaluate/decision.json", "evaluate/plots/roc_curve.csv",
-                "evaluate/tables/achievable.csv", "report/report.html", "report/report.md"]:
+    for rel in [
+        "acquire/table.parquet",
+        "acquire/synthetic.npz",
+        "acquire/truth.parquet",
+        "validate/validated.parquet",
+        "validate/gate.json",
+        "prepare/images.npy",
+        "prepare/items.parquet",
+        "train/cnn.pt",
+        "train/logreg.joblib",
+        "train/hgb.joblib",
+        "train/history.json",
+        "evaluate/metrics.json",
+        "evaluate/decision.json",
+        "evaluate/plots/roc_curve.csv",
+        "evaluate/tables/achievable.csv",
+        "report/report.html",
+        "report/report.md",
+    ]:
         assert (data / rel).is_file(), rel
     metrics = json.loads((data / "evaluate/metrics.json").read_text())
     assert set(metrics) == {"logreg", "hgb", "cnn"}
-    assert {"auroc", "accuracy", "accuracy_at_threshold", "sensitivity", "specificity", "f1", "ece", "threshold",
-            "fit_seconds", "predict_seconds"} <= set(metrics["cnn"])
+    assert {
+        "auroc",
+        "accuracy",
+        "accuracy_at_threshold",
+        "sensitivity",
+        "specificity",
+        "f1",
+        "ece",
+        "threshold",
+        "fit_seconds",
+        "predict_seconds",
+    } <= set(metrics["cnn"])
     assert json.loads((data / "validate/gate.json").read_text())["verdict"] == "pass"
     html = (data / "report/report.html").read_text()
     assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained

@@ -29,7 +29,9 @@ PROVENANCE = ("model_version", "model_md5", "input_sha256")
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     # Two epochs at 16 px: promotion, not accuracy, is tested.
-    root = trained_copy(tmp_path_factory, "medical", small_medical_params(), evaluate={"thresholds_min": {"auroc": 0.0}})
+    root = trained_copy(
+        tmp_path_factory, "medical", small_medical_params(), evaluate={"thresholds_min": {"auroc": 0.0}}
+    )
     run(["aiflow", "champion", "promote", "medical"], root)
     return root
 
@@ -44,7 +46,9 @@ def batches(tmp_path_factory) -> dict[str, Path]:
     for i, image in enumerate(arrays["test_images"][:12]):
         Image.fromarray(image).save(flat / f"scan_{i:02d}.png")
     return {
-        "npz": write_npz(base / "labelled.npz", {"test_images": arrays["test_images"], "test_labels": arrays["test_labels"]}),
+        "npz": write_npz(
+            base / "labelled.npz", {"test_images": arrays["test_images"], "test_labels": arrays["test_labels"]}
+        ),
         "npz_unlabelled": write_npz(base / "unlabelled.npz", {"new_images": arrays["test_images"]}),
         "classes": write_image_folder(base / "folder", arrays, splits=("test",)) / "test",
         "flat": flat,
@@ -92,11 +96,14 @@ def test_unlabelled_npz_has_no_shadow_metrics(repo, batches, tmp_path):
 
 def test_class_folders_give_labels_and_explain_writes_a_map_per_image(repo, batches, tmp_path, monkeypatch, capsys):
     out = tmp_path / "folder"
-    code, err = in_process(repo, monkeypatch, capsys, str(batches["classes"]), "--source", "image-folder",
-                           "--out", str(out), "--explain")
+    code, err = in_process(
+        repo, monkeypatch, capsys, str(batches["classes"]), "--source", "image-folder", "--out", str(out), "--explain"
+    )
     assert code == 0, err
     predictions, manifest = read(out)
-    assert set(predictions["label"]) == {"normal", "pneumonia"} and {"auroc", "accuracy"} <= set(manifest["shadow_metrics"])
+    assert set(predictions["label"]) == {"normal", "pneumonia"} and {"auroc", "accuracy"} <= set(
+        manifest["shadow_metrics"]
+    )
     maps = sorted(p.name for p in (out / "maps").glob("*.png"))
     assert len(maps) == 30 and maps == sorted(i.replace("/", "__") for i in predictions["item_id"])  # normal/3.png
     with Image.open(out / "maps" / maps[0]) as image:
@@ -104,10 +111,14 @@ def test_class_folders_give_labels_and_explain_writes_a_map_per_image(repo, batc
     assert "Grad-CAM" in " ".join(manifest["notes"]) and "data:image/png;base64" in (out / "report.html").read_text()
 
 
-def test_flat_folder_scores_without_labels_and_twice_gives_identical_bytes(repo, batches, tmp_path, monkeypatch, capsys):
+def test_flat_folder_scores_without_labels_and_twice_gives_identical_bytes(
+    repo, batches, tmp_path, monkeypatch, capsys
+):
     outs = [tmp_path / "a", tmp_path / "b"]
     for out in outs:
-        code, err = in_process(repo, monkeypatch, capsys, str(batches["flat"]), "--source", "image-folder", "--out", str(out))
+        code, err = in_process(
+            repo, monkeypatch, capsys, str(batches["flat"]), "--source", "image-folder", "--out", str(out)
+        )
         assert code == 0, err
     predictions, manifest = read(outs[0])
     assert predictions["item_id"].tolist() == [f"scan_{i:02d}.png" for i in range(12)]
@@ -117,7 +128,9 @@ def test_flat_folder_scores_without_labels_and_twice_gives_identical_bytes(repo,
 
 def test_a_brighter_batch_is_blocked_by_drift(repo, tmp_path, monkeypatch, capsys):
     images, _ = generate_images(SyntheticParams(image_size=16, n_train=20, n_val=10, n_test=120), 5).splits["test"]
-    batch = write_npz(tmp_path / "bright.npz", {"test_images": np.clip(images.astype(int) + 60, 0, 255).astype(np.uint8)})
+    batch = write_npz(
+        tmp_path / "bright.npz", {"test_images": np.clip(images.astype(int) + 60, 0, 255).astype(np.uint8)}
+    )
     out = tmp_path / "bright"
     code, err = in_process(repo, monkeypatch, capsys, str(batch), "--out", str(out))
     assert code == 1 and err.startswith("error: drift blocked") and "pixel_mean" in err

@@ -33,11 +33,13 @@ def write_ratings(path: Path, frame: pd.DataFrame, source: str = "ml-100k") -> P
 def _run_to_gate(root: Path, source: str, data_file: Path, capsys, **gate) -> tuple[int, str]:
     return run_to_gate(root, "recsys", small_recsys_params(), source, data_file, capsys, **gate)
 
+
 def _set(column: str, rows: list[int], value):
     def mutate(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.astype({column: object})
         frame.loc[rows, column] = value
         return frame
+
     return mutate
 
 
@@ -61,14 +63,21 @@ def test_bad_values_stop_at_the_gate(case, recsys_root, capsys):
     assert_stopped(recsys_root, "recsys", data_file, before, code, err, expected.format(n=len(frame)))
 
 
-@pytest.mark.parametrize("source, content, expected", [
-    ("ml-100k", b"", "file is empty (0 bytes)"),
-    ("ml-100k", b"1,10,4,881250949\n2,10,5,891717742\n", "expected tab-separated u.data (user item rating timestamp), found comma-separated"),
-    ("ml-1m", b"1\t10\t4\t881250949\n", "expected '::'-separated ratings.dat"),
-    ("ml-100k", b"1\t10\t4\n2\t10\t5\n", "missing column(s) timestamp"),
-    ("ml-latest-small", b"userId,movieId,timestamp\n1,10,881250949\n", "missing required column(s): rating"),
-    ("ml-latest-small", b"userId,movieId,rating,timestamp\n", "no rows (header only)"),
-])
+@pytest.mark.parametrize(
+    "source, content, expected",
+    [
+        ("ml-100k", b"", "file is empty (0 bytes)"),
+        (
+            "ml-100k",
+            b"1,10,4,881250949\n2,10,5,891717742\n",
+            "expected tab-separated u.data (user item rating timestamp), found comma-separated",
+        ),
+        ("ml-1m", b"1\t10\t4\t881250949\n", "expected '::'-separated ratings.dat"),
+        ("ml-100k", b"1\t10\t4\n2\t10\t5\n", "missing column(s) timestamp"),
+        ("ml-latest-small", b"userId,movieId,timestamp\n1,10,881250949\n", "missing required column(s): rating"),
+        ("ml-latest-small", b"userId,movieId,rating,timestamp\n", "no rows (header only)"),
+    ],
+)
 def test_unreadable_files_stop_at_acquire(source, content, expected, recsys_root, capsys):
     data_file = recsys_root / FILES[source]
     data_file.write_bytes(content)

@@ -22,7 +22,11 @@ def good(params) -> pd.DataFrame:
 
 
 def gate(params, table, **severity):
-    p = params.model_copy(update={"gate": params.gate.model_copy(update={"severity": severity})}) if severity else params
+    p = (
+        params.model_copy(update={"gate": params.gate.model_copy(update={"severity": severity})})
+        if severity
+        else params
+    )
     return run_gate(with_gate_columns(table), gate_suite(p), p.gate)
 
 
@@ -35,8 +39,17 @@ def test_clean_ratings_pass_and_are_typed(params, good):
 
 def test_every_check_has_a_name_for_severity_overrides(params):
     names = set(check_names(gate_suite(params)))
-    assert {"user_id:integer", "item_id:enough_ratings", "rating:in_scale", "rating:on_step", "timestamp:plausible",
-            "pair:unique", "enough_rows", "enough_users", "ratings_vary"} <= names
+    assert {
+        "user_id:integer",
+        "item_id:enough_ratings",
+        "rating:in_scale",
+        "rating:on_step",
+        "timestamp:plausible",
+        "pair:unique",
+        "enough_rows",
+        "enough_users",
+        "ratings_vary",
+    } <= names
 
 
 def _with(good: pd.DataFrame, column: str, rows: list[int], value) -> pd.DataFrame:
@@ -47,16 +60,19 @@ def _with(good: pd.DataFrame, column: str, rows: list[int], value) -> pd.DataFra
     return table
 
 
-@pytest.mark.parametrize("column, value, expected", [
-    ("rating", 0, "rating:in_scale [pandera]: 2 of"),
-    ("rating", 11, "rating:in_scale [pandera]: 2 of"),
-    ("rating", 3.5, "rating:on_step [pandera]: 2 of"),
-    ("user_id", "abc", "user_id:integer [pandera]: 2 of"),
-    ("item_id", 7.5, "item_id:integer [pandera]: 2 of"),
-    ("user_id", np.nan, "user_id:not_null [pandera]: 2 of"),
-    ("timestamp", 5, "timestamp:plausible [pandera]: 2 of"),
-    ("item_id", -4, "item_id:non_negative [pandera]: 2 of"),
-])
+@pytest.mark.parametrize(
+    "column, value, expected",
+    [
+        ("rating", 0, "rating:in_scale [pandera]: 2 of"),
+        ("rating", 11, "rating:in_scale [pandera]: 2 of"),
+        ("rating", 3.5, "rating:on_step [pandera]: 2 of"),
+        ("user_id", "abc", "user_id:integer [pandera]: 2 of"),
+        ("item_id", 7.5, "item_id:integer [pandera]: 2 of"),
+        ("user_id", np.nan, "user_id:not_null [pandera]: 2 of"),
+        ("timestamp", 5, "timestamp:plausible [pandera]: 2 of"),
+        ("item_id", -4, "item_id:non_negative [pandera]: 2 of"),
+    ],
+)
 def test_bad_values_block_with_a_named_reason(params, good, column, value, expected):
     result, _, _ = gate(params, _with(good, column, [3, 8], value))
     assert result.verdict == "block"
@@ -83,7 +99,9 @@ def test_out_of_scale_ratings_can_be_quarantined_instead(params, good):
 
 
 def test_sparse_users_warn_and_rare_items_are_only_reported(params, good):
-    lonely = pd.DataFrame({"user_id": [9999], "item_id": [8888], "rating": [4], "timestamp": [good["timestamp"].iloc[0]]})
+    lonely = pd.DataFrame(
+        {"user_id": [9999], "item_id": [8888], "rating": [4], "timestamp": [good["timestamp"].iloc[0]]}
+    )
     result, kept, quarantine = gate(params, pd.concat([good, lonely], ignore_index=True))
     assert result.verdict == "warn"
     assert {c.name for c in result.warnings} == {"user_id:enough_ratings"}
@@ -106,8 +124,14 @@ def test_too_few_rows_blocks(params, good):
 
 def test_a_long_tail_of_rare_items_passes_the_gate(params, good):
     """Real catalogues have many items rated once or twice (ml-100k: 209 under 3): not a data error."""
-    rare = pd.DataFrame({"user_id": good["user_id"].iloc[:30].to_numpy(), "item_id": np.arange(5000, 5030),
-                         "rating": 3, "timestamp": good["timestamp"].iloc[0]})
+    rare = pd.DataFrame(
+        {
+            "user_id": good["user_id"].iloc[:30].to_numpy(),
+            "item_id": np.arange(5000, 5030),
+            "rating": 3,
+            "timestamp": good["timestamp"].iloc[0],
+        }
+    )
     result, kept, quarantine = gate(params, pd.concat([good, rare], ignore_index=True))
     assert result.verdict == "pass" and result.reasons == [] and quarantine.empty and len(kept) == len(good) + 30
     assert next(c for c in result.checks if c.name == "item_id:enough_ratings").failing == 30

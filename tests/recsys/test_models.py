@@ -64,14 +64,17 @@ def test_mf_saves_and_loads_with_its_ids(ratings, tmp_path):
 
 def test_mf_reaches_the_noise_floor_on_clean_data(tmp_path):
     """Dense ratings missing at random: the model's error on unseen ratings is within 8% of the best possible."""
-    p = SyntheticParams(n_users=400, n_items=150, n_ratings=45_000, min_user_ratings=50, activity_sigma=0.3,
-                        selection_strength=0.0)
+    p = SyntheticParams(
+        n_users=400, n_items=150, n_ratings=45_000, min_user_ratings=50, activity_sigma=0.3, selection_strength=0.0
+    )
     data = generate_ratings(p, seed=3)
     r = data.ratings
     test = assign_folds(len(r), 5, seed=0) == 0
     u, i, y = r["user_id"].to_numpy() - 1, r["item_id"].to_numpy() - 1, r["rating"].to_numpy(float)
     t = RecsysTrainParams(epochs=40, batch_size=1024, lr=0.02, reg=0.02, factors=8, num_threads=1, device="cpu")
-    model, _ = fit_mf(u[~test], i[~test], y[~test], p.n_users, p.n_items, t, SCALE, 0, tmp_path / "mf.ckpt", "f", "floor")
+    model, _ = fit_mf(
+        u[~test], i[~test], y[~test], p.n_users, p.n_items, t, SCALE, 0, tmp_path / "mf.ckpt", "f", "floor"
+    )
     error = np.sqrt(np.mean((predict_mf(model, u[test], i[test], SCALE) - y[test]) ** 2))
     floor = np.sqrt(data.truth["rating_variance"].to_numpy()[test].mean())
     biases_only = make_surprise("baseline_only", 0).fit(to_trainset(r[~test], SCALE))

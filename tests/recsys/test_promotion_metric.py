@@ -14,8 +14,11 @@ from tests.conftest import write_params
 from tests.recsys.conftest import small_recsys_params
 
 GATE_OK = {"verdict": "pass", "checks": []}
-METRICS = {"ease": {"ndcg_at_10": 0.30, "ndcg_over_popularity": 1.5}, "mf": {"rmse": 0.9, "ndcg_at_10": 0.1},
-           "popularity": {"ndcg_at_10": 0.2, "ndcg_over_popularity": 1.0}}
+METRICS = {
+    "ease": {"ndcg_at_10": 0.30, "ndcg_over_popularity": 1.5},
+    "mf": {"rmse": 0.9, "ndcg_at_10": 0.1},
+    "popularity": {"ndcg_at_10": 0.2, "ndcg_over_popularity": 1.0},
+}
 
 
 def _params(**evaluate) -> RecsysParams:
@@ -62,8 +65,13 @@ def test_a_primary_the_candidate_lacks_is_a_one_line_error():
 
 
 def test_a_rating_model_can_still_be_promoted_on_rmse():
-    decision = decide(DOMAIN, _params(primary="rmse", candidate="mf", thresholds_min={}, baselines=[]), METRICS, GATE_OK,
-                      {"version": 1, "metrics": {"rmse": 0.95}})
+    decision = decide(
+        DOMAIN,
+        _params(primary="rmse", candidate="mf", thresholds_min={}, baselines=[]),
+        METRICS,
+        GATE_OK,
+        {"version": 1, "metrics": {"rmse": 0.95}},
+    )
     assert decision["decision"] == "promote" and decision["reason"].startswith("rmse 0.9000 beats champion v1")
 
 

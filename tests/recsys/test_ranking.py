@@ -21,12 +21,12 @@ from domains.recsys.recommend import recommend
 from domains.recsys.split import per_user_random_split
 from domains.recsys.train import MF, POPULARITY, model_file
 
-X = sp.csr_matrix(np.array([[1, 1, 0, 0, 1],
-                            [1, 0, 1, 0, 0],
-                            [0, 1, 1, 1, 0],
-                            [1, 1, 1, 0, 1],
-                            [0, 0, 1, 1, 1],
-                            [1, 0, 0, 1, 0]], dtype=np.float32))
+X = sp.csr_matrix(
+    np.array(
+        [[1, 1, 0, 0, 1], [1, 0, 1, 0, 0], [0, 1, 1, 1, 0], [1, 1, 1, 0, 1], [0, 0, 1, 1, 1], [1, 0, 0, 1, 0]],
+        dtype=np.float32,
+    )
+)
 
 
 def test_ease_is_the_constrained_ridge_regression():
@@ -70,7 +70,9 @@ def planted(seed: int = 0, n_users: int = 240, n_items: int = 120, groups: int =
     return frame.assign(rating=4.0, timestamp=np.arange(len(frame)))
 
 
-def _train_dir(tmp_path: Path, frame: pd.DataFrame, names: list[str], t: RecsysTrainParams) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+def _train_dir(
+    tmp_path: Path, frame: pd.DataFrame, names: list[str], t: RecsysTrainParams
+) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     test = per_user_random_split(frame, 0.25, seed=1)
     train, held = frame[~test].reset_index(drop=True), frame[test]
     val = per_user_random_split(train, 0.25, seed=2)
@@ -89,10 +91,24 @@ def _ndcg(train_dir: Path, name: str, train: pd.DataFrame, held: pd.DataFrame) -
     return ranking_metrics(recs, [by_user[u] for u in users], train["item_id"].nunique())["ndcg_at_10"]
 
 
-SMALL = RecsysTrainParams(device="cpu", num_threads=1, **{
-    "bpr": {"factors": 16, "epochs": 30, "lr": 0.02, "reg": 0.001, "patience": 3, "batch_size": 512},
-    "vae": {"hidden": 64, "latent": 16, "epochs": 60, "batch_size": 32, "lr": 0.003, "patience": 5, "anneal_epochs": 5},
-    "ease": {"lambdas": [10, 100]}, "item_knn": {"neighbours": [10, 50]}})
+SMALL = RecsysTrainParams(
+    device="cpu",
+    num_threads=1,
+    **{
+        "bpr": {"factors": 16, "epochs": 30, "lr": 0.02, "reg": 0.001, "patience": 3, "batch_size": 512},
+        "vae": {
+            "hidden": 64,
+            "latent": 16,
+            "epochs": 60,
+            "batch_size": 32,
+            "lr": 0.003,
+            "patience": 5,
+            "anneal_epochs": 5,
+        },
+        "ease": {"lambdas": [10, 100]},
+        "item_knn": {"neighbours": [10, 50]},
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -155,13 +171,24 @@ def test_rating_models_recommend_through_the_same_interface(fitted, tmp_path):
     rated = train.assign(rating=np.where(train["item_id"] % 2 == 0, 5.0, 3.0))
     joblib.dump(make_surprise("svd", 0).fit(to_trainset(rated, (1.0, 5.0))), model_file(train_dir, "svd"))
     user_ids, item_ids = np.unique(rated["user_id"]), np.unique(rated["item_id"])
-    mf, _ = fit_mf(np.searchsorted(user_ids, rated["user_id"]), np.searchsorted(item_ids, rated["item_id"]),
-                   rated["rating"].to_numpy(float), len(user_ids), len(item_ids),
-                   RecsysTrainParams(epochs=2, passes=1, device="cpu", num_threads=1), (1.0, 5.0), 0,
-                   tmp_path / "mf.ckpt", "f", "mf")
+    mf, _ = fit_mf(
+        np.searchsorted(user_ids, rated["user_id"]),
+        np.searchsorted(item_ids, rated["item_id"]),
+        rated["rating"].to_numpy(float),
+        len(user_ids),
+        len(item_ids),
+        RecsysTrainParams(epochs=2, passes=1, device="cpu", num_threads=1),
+        (1.0, 5.0),
+        0,
+        tmp_path / "mf.ckpt",
+        "f",
+        "mf",
+    )
     save_mf(mf, user_ids, item_ids, model_file(train_dir, MF))
     users = np.array([user_ids[5], 10_000, user_ids[0]])
-    top_popular = list(train["item_id"].value_counts().sort_index().sort_values(ascending=False, kind="stable").index[:10])
+    top_popular = list(
+        train["item_id"].value_counts().sort_index().sort_values(ascending=False, kind="stable").index[:10]
+    )
     for name in ("svd", MF):
         recs, _ = recommend(train_dir, name, train, users, "cpu")
         for row in (0, 2):

@@ -20,15 +20,20 @@ def test_movielens_100k_files_run_to_a_report(recsys_root, capsys):
     folder.mkdir()
     frame = ratings_frame()
     write_ratings(folder / "u.data", frame)
-    (folder / "u.item").write_bytes("".join(f"{i}|Film n\xb0{i} (1997)|01-Jan-1997||http://x|0\n"
-                                            for i in sorted(frame["item_id"].unique())).encode("latin-1"))
+    (folder / "u.item").write_bytes(
+        "".join(
+            f"{i}|Film n\xb0{i} (1997)|01-Jan-1997||http://x|0\n" for i in sorted(frame["item_id"].unique())
+        ).encode("latin-1")
+    )
     users = sorted(frame["user_id"].unique())  # u.user: id|age|gender|occupation|zip, for the protected slices
     (folder / "u.user").write_text("".join(f"{u}|{20 + 7 * (u % 6)}|{'MF'[u % 2]}|other|00000\n" for u in users))
     params = small_recsys_params()
     params["data"] = {"source": "ml-100k", "path": str(folder)}
     params["train"]["surprise_models"] = ["baseline_only", "svd"]  # the others are covered by the synthetic run
-    params["evaluate"]["slices"] = {"age": {"column": "age", "bins": [30, 45], "protected": True},
-                                    "gender": {"column": "gender", "protected": True}}
+    params["evaluate"]["slices"] = {
+        "age": {"column": "age", "bins": [30, 45], "protected": True},
+        "gender": {"column": "gender", "protected": True},
+    }
     params["evaluate"]["min_slice_size"] = 5
     write_params(recsys_root, "recsys", params)
     for stage in STAGES:
@@ -51,13 +56,26 @@ def test_movielens_100k_files_run_to_a_report(recsys_root, capsys):
 def test_a_long_tail_catalogue_promotes_with_default_gate_and_evaluate_params(recsys_root, capsys):
     """Many items rated once or twice, as in every real MovieLens release: reported, not blocking; the candidate
     ranking model beats popularity and is promoted on NDCG@10."""
-    frame = generate_ratings(SyntheticParams(n_users=200, n_items=600, n_ratings=8000, min_item_ratings=1,
-                                             popularity_exponent=1.1, selection_strength=2.0), seed=4).ratings
+    frame = generate_ratings(
+        SyntheticParams(
+            n_users=200,
+            n_items=600,
+            n_ratings=8000,
+            min_item_ratings=1,
+            popularity_exponent=1.1,
+            selection_strength=2.0,
+        ),
+        seed=4,
+    ).ratings
     data_file = write_ratings(recsys_root / "u.data", frame)
     defaults = yaml.safe_load((ROOT / "params.yaml").read_text())["recsys"]
     params = small_recsys_params()
-    params.update(data={"source": "ml-100k", "path": str(data_file)}, gate=defaults["gate"], evaluate=defaults["evaluate"])
-    params["train"].update(surprise_models=["baseline_only"], ranking_models=["ease"])  # speed: only the candidate decides
+    params.update(
+        data={"source": "ml-100k", "path": str(data_file)}, gate=defaults["gate"], evaluate=defaults["evaluate"]
+    )
+    params["train"].update(
+        surprise_models=["baseline_only"], ranking_models=["ease"]
+    )  # speed: only the candidate decides
     write_params(recsys_root, "recsys", params)
     for stage in STAGES[:-1]:
         assert main(["stage", stage, "recsys"]) == 0, capsys.readouterr().err
@@ -67,7 +85,11 @@ def test_a_long_tail_catalogue_promotes_with_default_gate_and_evaluate_params(re
     assert gate["verdict"] == "pass" and rare["severity"] == "info" and not rare["passed"]
     assert json.loads((data / "prepare/profile.json").read_text())["items_below_3_ratings_share"] > 0.1
     decision = json.loads((data / "evaluate/decision.json").read_text())
-    assert (decision["candidate"], decision["primary_metric"], decision["decision"]) == ("ease", "ndcg_at_10", "promote"), decision
+    assert (decision["candidate"], decision["primary_metric"], decision["decision"]) == (
+        "ease",
+        "ndcg_at_10",
+        "promote",
+    ), decision
 
 
 def test_user_attributes_are_read_from_either_release(tmp_path):
@@ -78,4 +100,6 @@ def test_user_attributes_are_read_from_either_release(tmp_path):
     for source, expected in (("ml-100k", [(1, 24, "M"), (2, 53, "F")]), ("ml-1m", [(1, 1, "F"), (2, 56, "M")])):
         users = read_users(source, tmp_path)
         assert list(users.itertuples(index=False, name=None)) == expected
-    assert read_users("ml-latest-small", tmp_path) is None and read_users("ml-100k", tmp_path / "empty" / "u.data") is None
+    assert (
+        read_users("ml-latest-small", tmp_path) is None and read_users("ml-100k", tmp_path / "empty" / "u.data") is None
+    )

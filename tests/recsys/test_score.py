@@ -31,8 +31,10 @@ def ratings(repo) -> pd.DataFrame:
 @pytest.fixture
 def score(monkeypatch, capsys):
     """`aiflow score recsys <args>` on a repository, in this process."""
+
     def call(repo: Path, *args, check: bool = True):
         return aiflow_in_process(repo, monkeypatch, capsys, "score", "recsys", *args, check=check)
+
     return call
 
 
@@ -43,7 +45,10 @@ def test_top_k_for_user_ids_excludes_seen_items_and_falls_back_for_unknown_users
     proc = run(["aiflow", "score", "recsys", str(file), "--out", str(tmp_path / "s")], repo)  # the command line itself
     assert f"scored {len(users) + 1} of {len(users) + 1} rows with v1 (ease)" in proc.stdout
     top = pd.read_parquet(tmp_path / "s" / "predictions.parquet")
-    assert len(top) == 10 * (len(users) + 1) and top.groupby("user_id")["rank"].apply(list).map(lambda r: r == list(range(1, 11))).all()
+    assert (
+        len(top) == 10 * (len(users) + 1)
+        and top.groupby("user_id")["rank"].apply(list).map(lambda r: r == list(range(1, 11))).all()
+    )
     seen = set(zip(*ratings.loc[~ratings["holdout"], ["user_id", "item_id"]].to_numpy().T))
     assert not any((u, i) in seen for u, i in zip(top["user_id"], top["item_id"]))
     unknown = top[top["user_id"] == 10_000_001]

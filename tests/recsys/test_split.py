@@ -16,11 +16,13 @@ def test_folds_are_balanced_seeded_and_shuffled():
 
 
 def test_holdout_is_each_users_last_ratings_in_time():
-    ratings = pd.DataFrame({
-        "user_id":   [1, 1, 1, 1, 1, 2, 2, 2, 3],
-        "item_id":   [5, 6, 7, 8, 9, 5, 6, 7, 5],
-        "timestamp": [50, 10, 40, 20, 40, 1, 2, 3, 1],
-    })
+    ratings = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 1, 1, 2, 2, 2, 3],
+            "item_id": [5, 6, 7, 8, 9, 5, 6, 7, 5],
+            "timestamp": [50, 10, 40, 20, 40, 1, 2, 3, 1],
+        }
+    )
     held = time_holdout(ratings, per_user=2, min_train=2)
     # user 1: last is item 5 (t=50), then items 7 and 9 tie at t=40: the higher item id is the later one.
     # user 2 would keep 1 < min_train ratings, user 3 has one rating: no hold-out for them.

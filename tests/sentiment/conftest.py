@@ -28,7 +28,9 @@ def small_sentiment_params() -> dict:
 
 def reviews(n_train: int = 60, n_test: int = 40, seed: int = 1) -> pd.DataFrame:
     """Synthetic reviews with clean labels: item_id, split, label (neg / pos), text."""
-    return generate_reviews(SyntheticParams(n_train=n_train, n_test=n_test, noise_rate=0.0), ["neg", "pos"], seed).documents
+    return generate_reviews(
+        SyntheticParams(n_train=n_train, n_test=n_test, noise_rate=0.0), ["neg", "pos"], seed
+    ).documents
 
 
 def write_text_folder(root: Path, docs: pd.DataFrame, splits: bool = True) -> Path:
@@ -43,8 +45,12 @@ def write_text_folder(root: Path, docs: pd.DataFrame, splits: bool = True) -> Pa
 def aclimdb_files(docs: pd.DataFrame) -> dict[str, bytes]:
     """aclImdb v1 paths -> bytes: aclImdb/<split>/<pos|neg>/<id>_<stars>.txt (stars 1-4 negative, 7-10 positive),
     with the release's other files around them."""
-    files = {"aclImdb/README": b"Large Movie Review Dataset v1.0\n", "aclImdb/imdb.vocab": b"the\nand\n",
-             "aclImdb/train/unsup/0_0.txt": b"unlabelled review", "aclImdb/train/urls_pos.txt": b"http://x\n"}
+    files = {
+        "aclImdb/README": b"Large Movie Review Dataset v1.0\n",
+        "aclImdb/imdb.vocab": b"the\nand\n",
+        "aclImdb/train/unsup/0_0.txt": b"unlabelled review",
+        "aclImdb/train/urls_pos.txt": b"http://x\n",
+    }
     for i, row in enumerate(docs.itertuples()):
         stars = 8 + i % 3 if row.label == "pos" else 1 + i % 4
         files[f"aclImdb/{row.split}/{row.label}/{i}_{stars}.txt"] = (row.text + "<br /><br />The end.").encode()
@@ -72,8 +78,10 @@ def write_sst2(root: Path, docs: pd.DataFrame) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for split, name in (("train", "train.tsv"), ("test", "dev.tsv")):
         part = docs[docs["split"] == split]
-        lines = ["sentence\tlabel"] + [f'{t.lower()} "quoted {i}\t{int(label == "pos")}'
-                                       for i, (t, label) in enumerate(zip(part["text"], part["label"]))]
+        lines = ["sentence\tlabel"] + [
+            f'{t.lower()} "quoted {i}\t{int(label == "pos")}'
+            for i, (t, label) in enumerate(zip(part["text"], part["label"]))
+        ]
         (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
 

@@ -12,8 +12,10 @@ import pytest
 from tests.conftest import assert_stopped, digest, run_to_gate
 from tests.sentiment.conftest import reviews, small_sentiment_params, write_csv, write_text_folder
 
+
 def _run(root: Path, source: str, data: Path, capsys, **gate) -> tuple[int, str]:
     return run_to_gate(root, "sentiment", small_sentiment_params(), source, data, capsys, **gate)
+
 
 def _folder(tmp: Path, docs: pd.DataFrame | None = None, **kwargs) -> Path:
     return write_text_folder(tmp / "reviews", reviews() if docs is None else docs, **kwargs)
@@ -77,17 +79,33 @@ def _no_test_folder(tmp: Path) -> tuple[str, Path]:
 CASES = {
     "a file that is not UTF-8": (_not_utf8, "decoding:utf8 [pandera]: 1 of 100 rows fail utf8; e.g. train/pos/"),
     "a binary file posing as .txt": (_binary, "binary data, not a text document"),
-    "a label folder that is the only one": (_one_class, "train:every_class_present [great_expectations]: 1 expected value(s) absent"),
-    "the same review in train and test": (_same_review_in_train_and_test, "split_leakage [pandera]: 1 of 100 rows fail split_leakage; e.g. test/pos/"),
-    "an empty document, blocked by params": (_blank, "text:not_blank [pandera]: 1 of 100 rows fail not_blank; e.g. train/pos/"),
-    "a CSV without its label column": (_csv_without_label, "missing required column(s): label (found: text, sentiment, split)"),
-    "labels outside the declared set": (_labels_outside_the_declared_set,
-                                        "label:in_classes [pandera]: 2 of 100 rows fail isin(['neg', 'pos']); e.g. reviews.csv:row 3 (positive)"),
+    "a label folder that is the only one": (
+        _one_class,
+        "train:every_class_present [great_expectations]: 1 expected value(s) absent",
+    ),
+    "the same review in train and test": (
+        _same_review_in_train_and_test,
+        "split_leakage [pandera]: 1 of 100 rows fail split_leakage; e.g. test/pos/",
+    ),
+    "an empty document, blocked by params": (
+        _blank,
+        "text:not_blank [pandera]: 1 of 100 rows fail not_blank; e.g. train/pos/",
+    ),
+    "a CSV without its label column": (
+        _csv_without_label,
+        "missing required column(s): label (found: text, sentiment, split)",
+    ),
+    "labels outside the declared set": (
+        _labels_outside_the_declared_set,
+        "label:in_classes [pandera]: 2 of 100 rows fail isin(['neg', 'pos']); e.g. reviews.csv:row 3 (positive)",
+    ),
     "an empty folder": (_empty_folder, "no label subfolders; expected one subfolder per label"),
     "a missing split": (_no_test_folder, "missing split folder(s): test"),
 }
-SEVERITY = {"an empty document, blocked by params": {"text:not_blank": "block"},
-            "the same review in train and test": {"split_leakage": "block"}}  # quarantined by default
+SEVERITY = {
+    "an empty document, blocked by params": {"text:not_blank": "block"},
+    "the same review in train and test": {"split_leakage": "block"},
+}  # quarantined by default
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -106,7 +124,9 @@ def test_an_empty_document_is_quarantined_and_the_run_goes_on(sentiment_root, tm
     assert code == 0, err
     validate = sentiment_root / "data" / "sentiment" / "validate"
     quarantined = pd.read_parquet(validate / "quarantine.parquet")
-    assert quarantined["item_id"].str.startswith("train/pos/").all() and quarantined["quarantine_reason"].tolist() == ["text:not_blank"]
+    assert quarantined["item_id"].str.startswith("train/pos/").all() and quarantined["quarantine_reason"].tolist() == [
+        "text:not_blank"
+    ]
     assert len(pd.read_parquet(validate / "validated.parquet")) == 99
 
 
@@ -145,10 +165,17 @@ def test_undeclared_labels_let_through_by_params_are_left_out_of_training(sentim
 
     (tmp_path / "input").mkdir()
     source, data = _labels_outside_the_declared_set(tmp_path / "input")
-    code, err = _run(sentiment_root, source, data, capsys,
-                     severity={"label:in_classes": "warn", "class_count_in_split:enough": "warn"})
+    code, err = _run(
+        sentiment_root,
+        source,
+        data,
+        capsys,
+        severity={"label:in_classes": "warn", "class_count_in_split:enough": "warn"},
+    )
     assert code == 0, err
     assert main(["stage", "prepare", "sentiment"]) == 0
     prepared = sentiment_root / "data" / "sentiment" / "prepare"
     assert set(pd.read_parquet(prepared / "documents.parquet")["label"]) == {"neg", "pos"}
-    assert pd.read_json(prepared / "profile.json", typ="series")["left_out"] == {"documents with an undeclared label": 2}
+    assert pd.read_json(prepared / "profile.json", typ="series")["left_out"] == {
+        "documents with an undeclared label": 2
+    }

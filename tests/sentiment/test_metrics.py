@@ -10,14 +10,18 @@ from domains.common.classification import binary_proba
 from domains.sentiment.evaluate import accuracy_by_length, accuracy_by_stars
 from domains.sentiment.explain import confident_mistakes, highlight, top_ngrams
 
-VOCABULARY = pd.DataFrame({"ngram": ["bad", "good", "not good", "plot"], "order": [1, 1, 2, 1], "train_df": [5, 9, 2, 7]})
+VOCABULARY = pd.DataFrame(
+    {"ngram": ["bad", "good", "not good", "plot"], "order": [1, 1, 2, 1], "train_df": [5, 9, 2, 7]}
+)
 CLASSES = ["neg", "pos"]
 
 
 def test_accuracy_by_length_groups_of_equal_size_shortest_first():
     n_tokens = np.array([5, 50, 6, 60, 7, 70])
     y = np.array([1, 1, 0, 0, 1, 1])
-    probas = {"m": binary_proba(np.array([0.9, 0.9, 0.1, 0.9, 0.2, 0.1]))}  # short: right, right, wrong; long: right, wrong, wrong
+    probas = {
+        "m": binary_proba(np.array([0.9, 0.9, 0.1, 0.9, 0.2, 0.1]))
+    }  # short: right, right, wrong; long: right, wrong, wrong
     table = accuracy_by_length(n_tokens, y, probas, groups=2)
     assert table["tokens"].tolist() == ["5-7", "50-70"] and table["documents"].tolist() == [3, 3]
     np.testing.assert_allclose(table["m"], [2 / 3, 1 / 3])
@@ -51,8 +55,9 @@ def test_highlight_marks_longest_ngrams_first_with_context():
 
 
 def test_confident_mistakes_are_the_wrong_documents_most_sure_of_themselves():
-    documents = pd.DataFrame({"item_id": ["a", "b", "c", "d"],
-                              "text": ["good plot", "not good", "bad plot <br />", "good good"]})
+    documents = pd.DataFrame(
+        {"item_id": ["a", "b", "c", "d"], "text": ["good plot", "not good", "bad plot <br />", "good good"]}
+    )
     counts = sp.csr_matrix(np.array([[0, 1, 0, 1], [0, 1, 1, 0], [1, 0, 0, 1], [0, 2, 0, 0]]))
     y = np.array([0, 1, 1, 1])
     p = np.array([0.9, 0.3, 0.01, 0.99])  # a, b, c wrong; c the surest, then a, then b

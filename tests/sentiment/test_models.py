@@ -52,7 +52,9 @@ def test_nbsvm_weights_are_exactly_its_log_odds(data):
     test = data["counts"][data["test"]]
     p = model.predict_proba(test)[:, 1]
     x = presence(test, np.ones(len(data["vocabulary"]), dtype=bool))
-    np.testing.assert_allclose(np.log(p / (1 - p)), model.model.intercept_[0] + x @ model.ngram_weights(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.log(p / (1 - p)), model.model.intercept_[0] + x @ model.ngram_weights(), rtol=1e-4, atol=1e-4
+    )
     weights = dict(zip(data["vocabulary"]["ngram"], model.ngram_weights()))
     assert weights["superb"] > 0 > weights["awful"] and weights["not good"] < 0 < weights["good"]
 
@@ -71,10 +73,22 @@ def test_tfidf_logreg_learns_and_uses_only_its_orders(data):
 
 
 def _fasttext(data, tmp_path: Path, **settings) -> FastText:
-    t = SentimentTrainParams(**{"epochs": 4, "batch_size": 32, "lr": 0.05, "optimizer": "adamw", "fasttext_ngram_max": 3,
-                                "fasttext_buckets": 8192, "fasttext_dim": 8, "num_threads": 1, **settings})
-    return FastText(data["vocabulary"], orders_up_to(data["vocabulary"], t.fasttext_ngram_max), t, 0,
-                    tmp_path / "ft.ckpt", "test")
+    t = SentimentTrainParams(
+        **{
+            "epochs": 4,
+            "batch_size": 32,
+            "lr": 0.05,
+            "optimizer": "adamw",
+            "fasttext_ngram_max": 3,
+            "fasttext_buckets": 8192,
+            "fasttext_dim": 8,
+            "num_threads": 1,
+            **settings,
+        }
+    )
+    return FastText(
+        data["vocabulary"], orders_up_to(data["vocabulary"], t.fasttext_ngram_max), t, 0, tmp_path / "ft.ckpt", "test"
+    )
 
 
 def test_fasttext_learns_and_its_weights_explain_it_exactly(data, tmp_path):

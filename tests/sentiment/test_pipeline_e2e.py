@@ -21,21 +21,43 @@ def repo(tmp_path_factory) -> Path:
     return trained_copy(tmp_path_factory, "sentiment", small_sentiment_params())
 
 
-
 def test_cold_repro_produces_every_output(repo, tmp_path_factory):
-    _, proc = built_repo(tmp_path_factory, "sentiment", small_sentiment_params())  # the cold run this copy was made from
+    _, proc = built_repo(
+        tmp_path_factory, "sentiment", small_sentiment_params()
+    )  # the cold run this copy was made from
     assert stages_ran(proc.stdout) == set(STAGES)
     data = repo / "data" / "sentiment"
-    for rel in ["acquire/table.parquet", "acquire/truth.parquet",
-                "validate/validated.parquet", "validate/quarantine.parquet", "validate/gate.json", "validate/gate.html",
-                "prepare/documents.parquet", "prepare/counts.npz", "prepare/vocabulary.parquet",
-                "prepare/noise_floor.json", "prepare/profile.json",
-                "train/tfidf_logreg.joblib", "train/nbsvm.joblib", "train/fasttext.pt", "train/predictions.parquet",
-                "train/ngram_weights.parquet", "train/times.json", "train/history.json",
-                "evaluate/metrics.json", "evaluate/decision.json", "evaluate/plots/roc_curve.csv",
-                "evaluate/plots/model_accuracy.csv", "evaluate/tables/confident_mistakes.csv",
-                "evaluate/tables/top_ngrams.csv", "evaluate/tables/accuracy_by_length.csv", "evaluate/tables/noise_floor.csv",
-                "report/report.html", "report/report.md", "report/provenance.json"]:
+    for rel in [
+        "acquire/table.parquet",
+        "acquire/truth.parquet",
+        "validate/validated.parquet",
+        "validate/quarantine.parquet",
+        "validate/gate.json",
+        "validate/gate.html",
+        "prepare/documents.parquet",
+        "prepare/counts.npz",
+        "prepare/vocabulary.parquet",
+        "prepare/noise_floor.json",
+        "prepare/profile.json",
+        "train/tfidf_logreg.joblib",
+        "train/nbsvm.joblib",
+        "train/fasttext.pt",
+        "train/predictions.parquet",
+        "train/ngram_weights.parquet",
+        "train/times.json",
+        "train/history.json",
+        "evaluate/metrics.json",
+        "evaluate/decision.json",
+        "evaluate/plots/roc_curve.csv",
+        "evaluate/plots/model_accuracy.csv",
+        "evaluate/tables/confident_mistakes.csv",
+        "evaluate/tables/top_ngrams.csv",
+        "evaluate/tables/accuracy_by_length.csv",
+        "evaluate/tables/noise_floor.csv",
+        "report/report.html",
+        "report/report.md",
+        "report/provenance.json",
+    ]:
         assert (data / rel).is_file(), rel
     metrics = json.loads((data / "evaluate/metrics.json").read_text())
     assert set(metrics) == MODELS
@@ -44,7 +66,13 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     assert json.loads((data / "evaluate/decision.json").read_text())["candidate"] == "fasttext"
     html = (data / "report/report.html").read_text()
     assert "data:image/png;base64," in html and 'src="http' not in html  # self-contained
-    for part in ("Confident mistakes", "Top ngrams", "Noise floor", "Accuracy by document length", "Reliability diagram"):
+    for part in (
+        "Confident mistakes",
+        "Top ngrams",
+        "Noise floor",
+        "Accuracy by document length",
+        "Reliability diagram",
+    ):
         assert part in html, part
     assert "[+" in html or "[-" in html  # highlighted n-grams, as text
     assert "label flipped by the generator" in (data / "evaluate/tables/confident_mistakes.csv").read_text()

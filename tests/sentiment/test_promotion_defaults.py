@@ -22,8 +22,11 @@ def test_an_imdb_like_archive_promotes_with_default_gate_and_evaluate_params(sen
     data = write_tar_gz(sentiment_root / "aclImdb_v1.tar.gz", aclimdb_files(docs))  # every review ends in <br />
     defaults = yaml.safe_load((ROOT / "params.yaml").read_text())["sentiment"]
     params = small_sentiment_params()
-    params.update(data={**defaults["data"], "source": "aclimdb", "path": str(data)}, gate=defaults["gate"],
-                  evaluate=defaults["evaluate"])
+    params.update(
+        data={**defaults["data"], "source": "aclimdb", "path": str(data)},
+        gate=defaults["gate"],
+        evaluate=defaults["evaluate"],
+    )
     # Small and fast; the baseline on unigrams, so the candidate's n-grams (negation: "not good") beat it here.
     params["train"].update(epochs=10, tfidf_ngram_max=1)
     write_params(sentiment_root, "sentiment", params)
@@ -32,8 +35,12 @@ def test_an_imdb_like_archive_promotes_with_default_gate_and_evaluate_params(sen
     data_dir = sentiment_root / "data" / "sentiment"
     gate = json.loads((data_dir / "validate/gate.json").read_text())
     failed = {c["name"]: c["severity"] for c in gate["checks"] if not c["passed"]}
-    assert failed == {"duplicate_items": "info", "markup:no_residue": "info", "n_tokens:typical_length": "info",
-                      "split_leakage": "quarantine"}, failed
+    assert failed == {
+        "duplicate_items": "info",
+        "markup:no_residue": "info",
+        "n_tokens:typical_length": "info",
+        "split_leakage": "quarantine",
+    }, failed
     assert gate["rows_quarantined"] == 1
     decision = json.loads((data_dir / "evaluate/decision.json").read_text())
     metrics = json.loads((data_dir / "evaluate/metrics.json").read_text())

@@ -5,9 +5,9 @@ shadow evaluation only with labels, the evaluated scores reproduced, byte-identi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -37,12 +37,21 @@ def batches(tmp_path_factory) -> dict[str, Path]:
     """New reviews from another seed, in every layout scoring reads; 150 documents, enough to judge drift."""
     folder = tmp_path_factory.mktemp("batches")
     docs = reviews(n_train=100, n_test=50, seed=7).reset_index(drop=True)
-    classes = write_files(folder / "classes", {f"{row.label}/{i}.txt": row.text.encode() for i, row in enumerate(docs.itertuples())})
+    classes = write_files(
+        folder / "classes", {f"{row.label}/{i}.txt": row.text.encode() for i, row in enumerate(docs.itertuples())}
+    )
     flat = write_files(folder / "flat", {f"{i:03d}.txt": row.text.encode() for i, row in enumerate(docs.itertuples())})
-    unsup = write_files(folder / "unsup", {f"{i}_0.txt": (row.text + "<br /><br />").encode() for i, row in enumerate(docs.itertuples())})
-    return {"classes": classes, "flat": flat, "unsup": unsup,
-            "labelled.csv": write_csv(folder / "labelled.csv", docs, split=False),
-            "new.csv": write_csv(folder / "new.csv", docs.assign(label=""), split=False)}
+    unsup = write_files(
+        folder / "unsup",
+        {f"{i}_0.txt": (row.text + "<br /><br />").encode() for i, row in enumerate(docs.itertuples())},
+    )
+    return {
+        "classes": classes,
+        "flat": flat,
+        "unsup": unsup,
+        "labelled.csv": write_csv(folder / "labelled.csv", docs, split=False),
+        "new.csv": write_csv(folder / "new.csv", docs.assign(label=""), split=False),
+    }
 
 
 @dataclass
@@ -73,6 +82,7 @@ def score(repo, monkeypatch, capsys) -> Callable[..., Result]:
             result = Result(code, captured.out, captured.err)
         assert not check or result.returncode == 0, result.stderr
         return result
+
     return call
 
 
@@ -80,9 +90,16 @@ def scored(out: Path) -> tuple[pd.DataFrame, dict]:
     return pd.read_parquet(out / "predictions.parquet"), json.loads((out / "manifest.json").read_text())
 
 
-@pytest.mark.parametrize("layout, source, labelled", [
-    ("classes", "text-folder", True), ("flat", "text-folder", False), ("labelled.csv", "csv", True),
-    ("new.csv", "csv", False), ("unsup", "aclimdb", False)])
+@pytest.mark.parametrize(
+    "layout, source, labelled",
+    [
+        ("classes", "text-folder", True),
+        ("flat", "text-folder", False),
+        ("labelled.csv", "csv", True),
+        ("new.csv", "csv", False),
+        ("unsup", "aclimdb", False),
+    ],
+)
 def test_scores_each_layout_with_the_champion(score, batches, tmp_path, layout, source, labelled):
     out = tmp_path / "scored"
     proc = score(batches[layout], "--source", source, "--out", out, fresh=layout == "classes")
@@ -120,7 +137,9 @@ def test_scoring_reproduces_the_evaluated_scores(repo, score, tmp_path):
     out = tmp_path / "scored"
     score(batch, "--source", "csv", "--out", out)
     predictions, manifest = scored(out)
-    np.testing.assert_allclose(predictions["positive_probability"], expected.loc[test["item_id"], "ensemble"], atol=1e-6)
+    np.testing.assert_allclose(
+        predictions["positive_probability"], expected.loc[test["item_id"], "ensemble"], atol=1e-6
+    )
     evaluated = json.loads((data / "evaluate" / "metrics.json").read_text())["ensemble"]
     assert manifest["shadow_metrics"]["accuracy"] == pytest.approx(evaluated["accuracy"])
     assert manifest["shadow_metrics"]["auroc"] == pytest.approx(evaluated["auroc"])
@@ -149,22 +168,26 @@ def _refused(score: Callable[..., Result], batch: Path, tmp_path: Path, *args: o
     proc = score(batch, "--out", out, *args, check=False)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and lines and lines[0].startswith("error:"), proc.stderr
-    assert "Traceback" not in proc.stderr and (all(line.startswith("  ") for line in lines[1:]) if gate
-                                               else len(lines) == 1), proc.stderr
+    assert "Traceback" not in proc.stderr and (
+        all(line.startswith("  ") for line in lines[1:]) if gate else len(lines) == 1
+    ), proc.stderr
     assert not out.exists() and digest(batch) == before
     return proc.stderr
 
 
 def test_bad_inputs_stop_with_one_line(score, batches, tmp_path):
     bad = tmp_path / "bad"
-    files = write_files(bad, {
-        "fraud.csv": b"TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT\n0,2018-04-01 00:00:31,596,3156,57.16\n",
-        "header_only.csv": b"text,label\n",
-        "images/0.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(40),
-        "binary/0.txt": b"\xff\xfeg\x00o\x00o\x00d\x00",  # UTF-16: NUL bytes
-        "latin1/pos/0.txt": "Un film tr\u00e8s r\u00e9ussi, good and great.".encode("latin-1"),
-        "other_classes/positive/0.txt": b"good and great",
-    })
+    files = write_files(
+        bad,
+        {
+            "fraud.csv": b"TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT\n0,2018-04-01 00:00:31,596,3156,57.16\n",
+            "header_only.csv": b"text,label\n",
+            "images/0.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(40),
+            "binary/0.txt": b"\xff\xfeg\x00o\x00o\x00d\x00",  # UTF-16: NUL bytes
+            "latin1/pos/0.txt": "Un film tr\u00e8s r\u00e9ussi, good and great.".encode("latin-1"),
+            "other_classes/positive/0.txt": b"good and great",
+        },
+    )
     (bad / "empty").mkdir()
     assert "missing required column(s): text" in _refused(score, files / "fraud.csv", tmp_path, "--source", "csv")
     assert "unknown source 'sst2'" in _refused(score, batches["flat"], tmp_path, "--source", "sst2")
@@ -172,7 +195,9 @@ def test_bad_inputs_stop_with_one_line(score, batches, tmp_path):
     assert "no .txt documents" in _refused(score, bad / "empty", tmp_path)
     assert "no .txt documents" in _refused(score, files / "images", tmp_path)  # medical's / defects' format
     assert "binary data" in _refused(score, files / "binary", tmp_path)
-    assert "decoding:utf8 [pandera]: 1 of 1 rows fail utf8; e.g. pos/0.txt" in _refused(score, files / "latin1", tmp_path, gate=True)
+    assert "decoding:utf8 [pandera]: 1 of 1 rows fail utf8; e.g. pos/0.txt" in _refused(
+        score, files / "latin1", tmp_path, gate=True
+    )
     assert "label:in_classes" in _refused(score, files / "other_classes", tmp_path, gate=True)
     assert "no reviews found" in _refused(score, batches["flat"], tmp_path, "--source", "aclimdb")
 
@@ -181,6 +206,8 @@ def test_a_batch_unlike_the_training_text_is_blocked_by_drift(score, tmp_path):
     """Reviews in words the model never saw: the unseen-token share drifts, the batch is blocked, nothing written."""
     rng = np.random.default_rng(3)
     words = ["".join(rng.choice(list("bcdfghjklmnpqrstvwxz"), 6)) for _ in range(300)]
-    batch = write_files(tmp_path / "foreign", {f"{i}.txt": " ".join(rng.choice(words, 40)).encode() for i in range(120)})
+    batch = write_files(
+        tmp_path / "foreign", {f"{i}.txt": " ".join(rng.choice(words, 40)).encode() for i in range(120)}
+    )
     error = _refused(score, batch, tmp_path, gate=True)
     assert "drift blocked the sentiment batch" in error and "drift unseen_share: PSI" in error
