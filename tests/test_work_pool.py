@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import api_call, copy_repo_with, prefect_server, run, small_fraud_params, stop
+from tests.conftest import GIT, api_call, prefect_server, run, set_domain_params, small_fraud_params, stop, trained_copy
 
 pytestmark = pytest.mark.slow
 POOL = "local-processes"
@@ -25,12 +25,20 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def test_worker_runs_a_deployment_of_the_pool(tmp_path):
-    root = copy_repo_with(tmp_path / "repo", "fraud", small_fraud_params())
+def test_worker_runs_a_deployment_of_the_pool(tmp_path, tmp_path_factory):
+    # The session's trained fraud repository with an evaluate param changed and committed: the worker's run
+    # has real stages to do (evaluate, report) without training again.
+    root = trained_copy(tmp_path_factory, "fraud", small_fraud_params())
+    set_domain_params(
+        root, "fraud", {**small_fraud_params(), "evaluate": {**small_fraud_params()["evaluate"], "resamples": 200}}
+    )
+    run([*GIT, "commit", "-qam", "fewer bootstrap resamples"], root)
+    report = root / "data/fraud/report/report.html"
+    before = report.read_bytes()
     (tmp_path / "home").mkdir()
     with prefect_server(tmp_path / "home") as api:
         _run_on_a_pool(root, api, tmp_path)
-    assert (root / "data/fraud/report/report.html").is_file()
+    assert report.read_bytes() != before  # rewritten by the worker's run
     assert "up to date" in run(["dvc", "status", "report@fraud", "--with-deps"], root).stdout
 
 
