@@ -53,15 +53,21 @@ def recording_reads(reads: dict[str, set[str]]) -> Iterator[None]:
     patched for the duration. A model's own dump (the checkpoint fingerprint, provenance) is not a read.
     """
     keys: dict[int, str] = {}
+    alive: list[BaseModel] = []  # indexed models are kept alive: a freed one's id may be reused by another
     current: list[set[str]] = []
     load_params = stages.load_params
 
     def index(model: BaseModel, prefix: str) -> None:
         keys[id(model)] = prefix
+        alive.append(model)
         for name in type(model).model_fields:
             value = model.__dict__[name]
             if isinstance(value, BaseModel):
                 index(value, f"{prefix}{name}.")
+            elif isinstance(value, dict):  # e.g. evaluate.slices: models under user-chosen keys
+                for key, item in value.items():
+                    if isinstance(item, BaseModel):
+                        index(item, f"{prefix}{name}.{key}.")
 
     def loading(root: Path, domain: str):
         params = load_params(root, domain)
