@@ -202,6 +202,8 @@ def _fingerprint(params: DomainParams, prepared: Path) -> str:
 
 
 def write_evaluation(evaluation: Evaluation, out: Path) -> None:
+    import matplotlib.pyplot as plt  # the figures were made with it (domains/*/figures.py); imported late, as there
+
     (out / paths.METRICS_FILE).write_text(json.dumps(evaluation.metrics, indent=2, sort_keys=True))
     (out / "plots").mkdir()
     for name, frame in evaluation.plots.items():
@@ -211,6 +213,7 @@ def write_evaluation(evaluation: Evaluation, out: Path) -> None:
     for i, fig in enumerate(evaluation.figures):
         file = f"{i:02d}_{_slug(fig.title)}.png"
         fig.figure.savefig(out / "figures" / file, dpi=110, bbox_inches="tight")
+        plt.close(fig.figure)  # pyplot keeps every figure until closed: a leak across in-process runs
         captions.append({"file": file, "title": fig.title, "caption": fig.caption})
     (out / "figures" / "figures.json").write_text(json.dumps(captions, indent=2))
     (out / "tables").mkdir()
