@@ -231,18 +231,39 @@ def copy_repo_with(dest: Path, domain: str, section: dict) -> Path:
 _BUILT: dict[str, tuple[Path, subprocess.CompletedProcess]] = {}
 
 
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This run's temp folder, shared by all its test processes (under pytest-xdist, each worker's own
+    base temp is a folder inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def built_repo(
     tmp_path_factory: pytest.TempPathFactory, domain: str, section: dict
 ) -> tuple[Path, subprocess.CompletedProcess]:
-    """One cold `dvc repro report@<domain>` per domain and params in the whole session, with what it printed.
+    """One cold `dvc repro report@<domain>` per domain and params in the whole run, with what it printed.
 
     Never changed once built: tests get a copy (`trained_copy`), so each module still starts from a cold
-    build's outputs while the suite pays for the training once instead of once per module.
+    build's outputs while the suite pays for the training once instead of once per module. The test
+    processes share it: the first to need it builds it under a file lock, the others wait and reuse it.
     """
+    from filelock import FileLock  # a dependency of DVC's
+
     key = f"{domain}-{hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:12]}"
     if key not in _BUILT:
-        root = copy_repo_with(tmp_path_factory.mktemp(f"built-{domain}"), domain, section)
-        _BUILT[key] = (root, run(["dvc", "repro", f"report@{domain}"], root))
+        folder, shared = session_dir(tmp_path_factory) / f"built-{key}", session_dir(tmp_path_factory)
+        record = folder / "build.json"
+        with FileLock(shared / f"built-{key}.lock"):
+            if not record.is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+                folder.mkdir()
+                proc = run(["dvc", "repro", f"report@{domain}"], copy_repo_with(folder / "repo", domain, section))
+                record.write_text(json.dumps({"stdout": proc.stdout, "stderr": proc.stderr, "args": proc.args}))
+        printed = json.loads(record.read_text())
+        _BUILT[key] = (
+            folder / "repo",
+            subprocess.CompletedProcess(printed["args"], 0, printed["stdout"], printed["stderr"]),
+        )
     return _BUILT[key]
 
 
