@@ -74,10 +74,9 @@ def score_in_process(domain: str, repo: Path, monkeypatch: pytest.MonkeyPatch, c
     return proc.returncode, proc.stderr
 
 
-def drift_psi(repo: Path, domain: str, batch: Path, source: str, model: str) -> dict[str, float]:
-    """PSI per drift column of `batch` against the profile of the workspace's trained model, through the
-    domain's own read and score (no gate, no thresholds): how far each column moved, blocked or not."""
-    from domains.common import drift
+def scored_batch(repo: Path, domain: str, batch: Path, source: str, model: str) -> Any:
+    """The domain's own read and score of `batch` with the workspace's trained model (no gate, no drift
+    verdict): its predictions and drift columns (a contract.Scored)."""
     from domains.common.contract import ScoreOptions
     from domains.common.registry import load_params, load_spec
 
@@ -90,10 +89,17 @@ def drift_psi(repo: Path, domain: str, batch: Path, source: str, model: str) -> 
         }
     )
     assert spec.scoring is not None
-    table = spec.scoring.read(trained, batch, source)
-    scored = spec.scoring.score(trained, model_dir, model, table, ScoreOptions())
-    profile = json.loads((model_dir / "reference_profile.json").read_text())
-    return {c.column: c.psi for c in drift.compare(profile, scored.drift, None, 0.1, 0.25, 1).checks}
+    return spec.scoring.score(trained, model_dir, model, spec.scoring.read(trained, batch, source), ScoreOptions())
+
+
+def drift_psi(repo: Path, domain: str, batch: Path, source: str, model: str) -> dict[str, float]:
+    """PSI per drift column of `batch` against the profile of the workspace's trained model: how far each
+    column moved, blocked or not."""
+    from domains.common import drift
+
+    profile = json.loads((repo / "data" / domain / "train" / "reference_profile.json").read_text())
+    frame = scored_batch(repo, domain, batch, source, model).drift
+    return {c.column: c.psi for c in drift.compare(profile, frame, None, 0.1, 0.25, 1).checks}
 
 
 def aiflow_in_process(
