@@ -74,6 +74,34 @@ def score_in_process(domain: str, repo: Path, monkeypatch: pytest.MonkeyPatch, c
     return proc.returncode, proc.stderr
 
 
+def scored_batch(repo: Path, domain: str, batch: Path, source: str, model: str) -> Any:
+    """The domain's own read and score of `batch` with the workspace's trained model (no gate, no drift
+    verdict): its predictions and drift columns (a contract.Scored)."""
+    from domains.common.contract import ScoreOptions
+    from domains.common.registry import load_params, load_spec
+
+    spec = load_spec(domain)
+    model_dir = repo / "data" / domain / "train"
+    trained = spec.params_model.model_validate(
+        {
+            **load_params(repo, domain).model_dump(mode="json"),
+            **json.loads((model_dir / "trained_params.json").read_text()),
+        }
+    )
+    assert spec.scoring is not None
+    return spec.scoring.score(trained, model_dir, model, spec.scoring.read(trained, batch, source), ScoreOptions())
+
+
+def drift_psi(repo: Path, domain: str, batch: Path, source: str, model: str) -> dict[str, float]:
+    """PSI per drift column of `batch` against the profile of the workspace's trained model: how far each
+    column moved, blocked or not."""
+    from domains.common import drift
+
+    profile = json.loads((repo / "data" / domain / "train" / "reference_profile.json").read_text())
+    frame = scored_batch(repo, domain, batch, source, model).drift
+    return {c.column: c.psi for c in drift.compare(profile, frame, None, 0.1, 0.25, 1).checks}
+
+
 def aiflow_in_process(
     repo: Path, monkeypatch: pytest.MonkeyPatch, capsys, *args: str, check: bool = False
 ) -> subprocess.CompletedProcess:

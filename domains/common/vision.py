@@ -6,6 +6,7 @@
   stem without pooling, for small images (28-64 px) trained from scratch.
 - `augment_images`: random flips, affine jitter and brightness/contrast on a batch, on its device.
 - `recalibrate_batchnorm`: batch-norm statistics of clean images after training on augmented ones.
+- `pooled`: one embedding per image from a feature map (the drift check's embedding distance).
 - Images enter models as uint8 (0-255) or float (0-1) tensors (N, C, H, W); `to_unit` tells them apart.
 """
 
@@ -14,7 +15,9 @@ from __future__ import annotations
 import math
 import pickle
 from collections.abc import Sequence
+from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -285,6 +288,17 @@ def augment_images(x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
             + (rand(n, 1, 1, 1) * 2 - 1) * p.brightness
         )
     return x.clamp(0, 1)
+
+
+def pooled(features: torch.Tensor, how: Literal["mean", "median"]) -> np.ndarray:
+    """(N, D) image embeddings of a feature map (N, D, H, W), each feature's spatial mean or median (drift's
+    embeddings: domains/common/image_scoring.py).
+
+    A classifier's embedding is what its head sees (the mean: global average pooling). An anomaly
+    detector's is the median: a defect on a small part of an image, what the model is there to find,
+    barely moves it, while what changes the whole image (lighting, blur, another part) moves it all."""
+    flat = features.flatten(2).float()
+    return (flat.mean(dim=2) if how == "mean" else flat.median(dim=2).values).cpu().numpy()
 
 
 def set_input_statistics(model: ResNet, images: torch.Tensor) -> None:

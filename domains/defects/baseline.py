@@ -71,3 +71,17 @@ def patch_gaussian_maps(model: PatchGaussian, images: np.ndarray, batch_size: in
         grid = torch.from_numpy(distance.reshape(n, 1, rows, cols)).float()
         maps.append(F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=False)[:, 0].numpy())
     return np.concatenate(maps) if maps else np.empty((0, height, width), dtype=np.float32)
+
+
+def patch_gaussian_embeddings(model: PatchGaussian, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(N, k) embeddings of uint8 images (drift): the PCA features of every patch, averaged over positions.
+
+    The mean, where the deep models take the median (image_scoring.pooled): these are linear projections
+    of standardised patches, whose median sits near zero for most images (on Magnetic-Tile it missed a
+    batch of chest X-rays that the mean blocks)."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        patches = _patches(images[start : start + batch_size], model.patch, model.stride)
+        n, positions, dim = patches.shape
+        out.append(model.pca.transform(patches.reshape(-1, dim)).reshape(n, positions, -1).mean(axis=1))
+    return np.concatenate(out) if out else np.empty((0, model.pca.n_components_))

@@ -24,7 +24,7 @@ from torch import nn
 
 from domains.common.contract import TrainEnv
 from domains.common.trainer import Batches, History, fit
-from domains.common.vision import to_unit
+from domains.common.vision import pooled, to_unit
 from domains.defects.metrics import average_precision
 from domains.defects.params import DefectsTrainParams
 from domains.defects.perlin import draem_anomalies
@@ -76,10 +76,15 @@ class Reconstructive(nn.Module):
         self.ups, self.blocks = nn.ModuleList(ups), nn.ModuleList(blocks)
         self.out = nn.Conv2d(widths[0], channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, h, w = _padded(x, RECON_POOLS)
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck (1/16 of the input) of an input padded to a multiple of 16."""
         for i, block in enumerate(self.encoder):
             x = block(F.max_pool2d(x, 2) if i else x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, h, w = _padded(x, RECON_POOLS)
+        x = self.encode(x)
         for up, block in zip(self.ups, self.blocks):
             x = block(up(x))
         return self.out(x)[..., :h, :w]
@@ -211,6 +216,23 @@ def draem_maps(model: Draem, images: torch.Tensor, batch_size: int = 16) -> np.n
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         out.append(torch.sigmoid(logits)[:, 0].cpu())
     return torch.cat(out).numpy() if out else np.empty((0, *images.shape[-2:]), dtype=np.float32)
+
+
+@torch.no_grad()
+def draem_embeddings(model: Draem, images: torch.Tensor, batch_size: int = 16) -> np.ndarray:
+    """(N, D) embeddings of uint8 images (drift): the reconstructive network's bottleneck, median over positions."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [
+        pooled(
+            model.reconstructive.encode(
+                _padded(model.resize(to_unit(images[i : i + batch_size].to(device))), RECON_POOLS)[0]
+            ),
+            "median",
+        )
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(out) if out else np.empty((0, 8 * model.width), dtype=np.float32)
 
 
 def train_draem(

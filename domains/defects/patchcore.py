@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from domains.common.errors import DataError
-from domains.common.vision import TORCHVISION_BACKBONES, ResNet, torchvision_backbone
+from domains.common.vision import TORCHVISION_BACKBONES, ResNet, pooled, torchvision_backbone
 
 
 @dataclass
@@ -107,6 +107,17 @@ def patchcore_maps(model: PatchCore, images: np.ndarray, batch_size: int = 16) -
         up = F.interpolate(distance, size=(height, width), mode="bilinear", align_corners=False)[:, 0].numpy()
         maps.append(ndimage.gaussian_filter(up, sigma=(0, 4 * height / 256, 4 * width / 256)))
     return np.concatenate(maps) if maps else np.empty((0, height, width), dtype=np.float32)
+
+
+@torch.no_grad()
+def patchcore_embeddings(model: PatchCore, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """(N, D) embeddings of uint8 images (drift): the patch features, median over positions."""
+    x = torch.from_numpy(images)
+    out = [
+        pooled(patch_features(model.backbone, x[i : i + batch_size]).permute(0, 3, 1, 2), "median")
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(out) if out else np.empty((0, model.bank.shape[1]), dtype=np.float32)
 
 
 def save_patchcore(model: PatchCore, file: Path) -> None:

@@ -10,7 +10,10 @@ of held-out good images' scores).
 
 Score drift is not judged here: an anomaly detector's scores move with the share of defective
 parts in a batch, which is what it is there to find; a batch full of defects must be scored, not
-blocked. Input drift (size, channels, intensity) is judged as for every image domain.
+blocked. Input drift (size, channels, intensity) is judged as for every image domain, and so is the
+`embedding_distance` of each image: how far the candidate's features (evaluate.candidate at training,
+the model a champion is promoted as; pooled by their median over positions, so that a local defect
+barely moves them: domains/common/vision.py `pooled`) lie from the training split's.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ from domains.common.errors import DataError
 from domains.common.image_scoring import (
     check_as_trained,
     drift_frame,
+    embedding_distances,
+    embedding_model,
     model_channels,
     model_inputs,
     read_folder,
+    save_embeddings,
     write_map,
 )
 from domains.common.items import ID, LABEL, SPLIT
@@ -37,7 +43,7 @@ from domains.defects.loaders import GOOD
 from domains.defects.metrics import image_metrics, image_scores
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, ITEMS
-from domains.defects.train import THRESHOLDS, load_model, score_maps
+from domains.defects.train import THRESHOLDS, embeddings, load_model, score_maps
 
 LAYOUTS = "an MVTec category folder (test/<type>/), <type>/ folders ('good' is normal), or a flat folder of images"
 
@@ -52,11 +58,15 @@ def read_batch(p: DefectsParams, path: Path, source: str) -> pd.DataFrame:
 
 
 def reference(p: DefectsParams, prepared_dir: Path, train_dir: Path) -> Reference:
-    """The training split's native sizes and the intensity of its prepared images; no score reference (see above)."""
+    """The training split's native sizes, the intensity of its prepared images and the candidate's
+    embeddings of them (saved with the model); no score reference (see above)."""
     items = pd.read_parquet(prepared_dir / ITEMS)
     train = np.flatnonzero(items[SPLIT].to_numpy() == "train")
     images = np.ascontiguousarray(np.load(prepared_dir / IMAGES, mmap_mode="r")[train])
-    return Reference(drift_frame(items["height"].to_numpy()[train], items["width"].to_numpy()[train], images), {})
+    name = p.evaluate.candidate  # the model that is promoted: its embeddings are the ones a champion scores with
+    distance = save_embeddings(train_dir, name, embeddings(name, load_model(train_dir, name), images), p.seed)
+    height, width = items["height"].to_numpy()[train], items["width"].to_numpy()[train]
+    return Reference(drift_frame(height, width, images, distance), {})
 
 
 def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFrame, options: ScoreOptions) -> Scored:
@@ -65,7 +75,8 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
         raise DataError(f"defects: unknown model '{model}'; trained: {', '.join(thresholds)}")
     check_as_trained(model_dir, table, "defects")
     images = model_inputs(table, p.prepare.image_size, model_channels(model_dir))
-    maps = score_maps(model, load_model(model_dir, model), images)  # loaded after the model's hash check
+    scorer = load_model(model_dir, model)  # loaded after the model's hash check
+    maps = score_maps(model, scorer, images)
     scores = image_scores(maps, p.train.score_pool)
     threshold = float(thresholds[model])
     decision = (scores >= threshold).astype(np.int64)
@@ -93,5 +104,8 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
             "defective_share": float(defective.mean()),
             "labelled": float(len(defective)),
         }
-    drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images)
+    embedder = embedding_model(model_dir)
+    embedded = embeddings(embedder, scorer if embedder == model else load_model(model_dir, embedder), images)
+    distance = embedding_distances(model_dir, embedded)
+    drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images, distance)
     return Scored(predictions, drift, scores, shadow, notes)

@@ -22,7 +22,7 @@ from torch import nn
 
 from domains.common.contract import TrainEnv
 from domains.common.trainer import Batches, History, fit
-from domains.common.vision import BasicBlock, to_unit
+from domains.common.vision import BasicBlock, pooled, to_unit
 from domains.defects.anomalies import paste_anomalies
 from domains.defects.metrics import average_precision
 from domains.defects.params import DefectsTrainParams
@@ -50,7 +50,8 @@ class Segmenter(nn.Module):
         self.merge1 = _conv(6 * width, 2 * width)
         self.head = nn.Conv2d(2 * width, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The encoder's 1/4, 1/8 and 1/16 feature maps."""
         x = to_unit(x)
         x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / (x.std(dim=(1, 2, 3), keepdim=True) + 1e-3)
         n, _, h, w = x.shape
@@ -58,7 +59,11 @@ class Segmenter(nn.Module):
         xs = torch.linspace(-1, 1, w, device=x.device).view(1, 1, 1, w).expand(n, 1, h, w)
         quarter = self.stage1(self.stem(torch.cat([x, ys, xs], 1)))
         eighth = self.stage2(quarter)
-        sixteenth = self.stage3(eighth)
+        return quarter, eighth, self.stage3(eighth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        quarter, eighth, sixteenth = self.encode(x)
         eighth = self.merge2(torch.cat([_up(sixteenth, eighth), eighth], 1))
         logits = self.head(self.merge1(torch.cat([_up(eighth, quarter), quarter], 1)))
         return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
@@ -85,6 +90,18 @@ def anomaly_maps(model: Segmenter, images: torch.Tensor, batch_size: int = 32) -
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out).numpy() if out else np.empty((0, *images.shape[-2:]), dtype=np.float32)
+
+
+@torch.no_grad()
+def segmenter_embeddings(model: Segmenter, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+    """(N, D) embeddings of uint8 images (drift): the encoder's deepest (1/16) features, median over positions."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [
+        pooled(model.encode(images[i : i + batch_size].to(device))[2], "median")
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(out) if out else np.empty((0, 8 * model.width), dtype=np.float32)
 
 
 def validation_set(images: torch.Tensor, copies: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,13 +26,26 @@ import torch
 from domains.common.contract import TrainEnv
 from domains.common.items import SPLIT
 from domains.common.trainer import seed_everything
-from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_maps
-from domains.defects.draem import draem_maps, load_draem, save_draem, train_draem
+from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_embeddings, patch_gaussian_maps
+from domains.defects.draem import draem_embeddings, draem_maps, load_draem, save_draem, train_draem
 from domains.defects.metrics import image_scores, threshold_on_good
 from domains.defects.params import DefectsParams
-from domains.defects.patchcore import fit_patchcore, load_backbone, load_patchcore, patchcore_maps, save_patchcore
+from domains.defects.patchcore import (
+    fit_patchcore,
+    load_backbone,
+    load_patchcore,
+    patchcore_embeddings,
+    patchcore_maps,
+    save_patchcore,
+)
 from domains.defects.pipeline import IMAGES, ITEMS
-from domains.defects.segmenter import anomaly_maps, load_segmenter, save_segmenter, train_segmenter
+from domains.defects.segmenter import (
+    anomaly_maps,
+    load_segmenter,
+    save_segmenter,
+    segmenter_embeddings,
+    train_segmenter,
+)
 
 BASELINE, SEGMENTER, DRAEM, PATCHCORE = "patch_gaussian", "segmenter", "draem", "patchcore"
 TORCH_MODELS = (SEGMENTER, DRAEM)  # trained epoch by epoch: each has a training history
@@ -62,6 +75,17 @@ def score_maps(name: str, model: Any, images: np.ndarray) -> np.ndarray:
     if name == DRAEM:
         return draem_maps(model, torch.from_numpy(images))
     return patchcore_maps(model, images)
+
+
+def embeddings(name: str, model: Any, images: np.ndarray) -> np.ndarray:
+    """(N, D) embeddings of uint8 images (N, C, H, W) by the model called `name` (the drift check's)."""
+    if name == BASELINE:
+        return patch_gaussian_embeddings(model, images)
+    if name == SEGMENTER:
+        return segmenter_embeddings(model, torch.from_numpy(images))
+    if name == DRAEM:
+        return draem_embeddings(model, torch.from_numpy(images))
+    return patchcore_embeddings(model, images)
 
 
 def split_images(prepared_dir: Path, split: str) -> np.ndarray:

@@ -6,6 +6,10 @@ through the training gate's per-image checks, must have a size and channel count
 images had, and are resized to the model's input size exactly as `prepare` did. The predicted
 class is the most probable one (MedMNIST's protocol: 0.5 for two classes); the threshold the
 report chooses on validation is a report figure, not saved with the model.
+
+Drift: besides size and intensity, each image's `embedding_distance`: how far the CNN's penultimate
+features (what its head sees) lie from the training split's (image_scoring.save_embeddings). The CNN
+embeds whichever model scores: the baselines' pixel features have no embedding of their own.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from domains.common.image_scoring import (
     ROOT,
     check_as_trained,
     drift_frame,
+    embedding_distances,
     model_channels,
     model_inputs,
     read_folder,
+    save_embeddings,
     write_map,
 )
 from domains.common.items import ID, LABEL
@@ -35,7 +41,16 @@ from domains.common.vision import ResNet
 from domains.medical.loaders import read_medmnist_batch
 from domains.medical.params import MedicalParams
 from domains.medical.pipeline import load_prepared
-from domains.medical.train import CNN, MODELS, baseline_features, load_cnn, model_file, predict_proba, score_all
+from domains.medical.train import (
+    CNN,
+    MODELS,
+    baseline_features,
+    cnn_embeddings,
+    load_cnn,
+    model_file,
+    predict_proba,
+    score_all,
+)
 
 LAYOUTS = "a flat folder of images, or <class>/<image>; a MedMNIST .npz with --source medmnist"
 
@@ -57,12 +72,14 @@ def _score_of(proba: np.ndarray) -> np.ndarray:
 
 
 def reference(p: MedicalParams, prepared_dir: Path, train_dir: Path) -> Reference:
-    """The training split's facts (at the prepared size: native sizes are not kept by prepare) and
-    each model's scores on the test split."""
+    """The training split's facts (at the prepared size: native sizes are not kept by prepare), the CNN's
+    embeddings of it (saved with the model) and each model's scores on the test split."""
     images, items, _ = load_prepared(prepared_dir)
     train = images[(items["split"] == "train").to_numpy()]
     size = images.shape[-1]
-    frame = drift_frame(np.full(len(train), size), np.full(len(train), size), train)
+    cnn = load_cnn(model_file(train_dir, CNN)).to(select_device(p.train.device))
+    distance = save_embeddings(train_dir, CNN, cnn_embeddings(cnn, torch.from_numpy(train)), p.seed)
+    frame = drift_frame(np.full(len(train), size), np.full(len(train), size), train, distance)
     probas, _ = score_all(p, train_dir, images[(items["split"] == "test").to_numpy()])
     return Reference(frame, {name: _score_of(proba) for name, proba in probas.items()})
 
@@ -73,9 +90,10 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
     check_as_trained(model_dir, table, "medical")
     images = model_inputs(table, p.prepare.image_size, model_channels(model_dir))
     classes = p.data.classes
-    cnn = load_cnn(model_file(model_dir, CNN)) if model == CNN else None  # weights only, after the hash check
-    if cnn is not None:
-        proba = predict_proba(cnn.to(select_device(p.train.device)), torch.from_numpy(images), p.train.tta)
+    # weights only, after the hash check; the CNN also embeds for drift, whichever model scores
+    cnn = load_cnn(model_file(model_dir, CNN)).to(select_device(p.train.device))
+    if model == CNN:
+        proba = predict_proba(cnn, torch.from_numpy(images), p.train.tta)
     else:
         proba = joblib.load(model_file(model_dir, model)).predict_proba(
             baseline_features(images, p.train.baseline_size)
@@ -98,9 +116,10 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
         f"{p.prepare.image_size} px as in training"
     ]
     if options.explain:
-        notes.append(_explain(cnn, images, predicted, table[ID].tolist(), options.maps_dir))
+        notes.append(_explain(cnn if model == CNN else None, images, predicted, table[ID].tolist(), options.maps_dir))
     shadow = _shadow(table[LABEL].map({c: i for i, c in enumerate(classes)}).to_numpy(), proba) if labelled else None
-    drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images)
+    distance = embedding_distances(model_dir, cnn_embeddings(cnn, torch.from_numpy(images)))
+    drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images, distance)
     return Scored(predictions, drift, _score_of(proba), shadow, notes)
 
 

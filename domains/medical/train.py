@@ -22,7 +22,14 @@ from sklearn.preprocessing import StandardScaler
 from domains.common.classification import auroc
 from domains.common.contract import TrainEnv
 from domains.common.trainer import History, fit, seed_everything, select_device
-from domains.common.vision import ResNet, augment_images, recalibrate_batchnorm, set_input_statistics, small_resnet
+from domains.common.vision import (
+    ResNet,
+    augment_images,
+    pooled,
+    recalibrate_batchnorm,
+    set_input_statistics,
+    small_resnet,
+)
 from domains.medical.params import MedicalParams, MedicalTrainParams
 from domains.medical.pipeline import load_prepared
 
@@ -133,6 +140,18 @@ def predict_proba(model: torch.nn.Module, images: torch.Tensor, tta: bool, batch
             proba = (proba + torch.softmax(model(x.flip(3)).float(), dim=1)) / 2
         out.append(proba.cpu())
     return torch.cat(out).numpy().astype(np.float64) if out else np.empty((0, 0))
+
+
+@torch.no_grad()
+def cnn_embeddings(model: ResNet, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
+    """(N, D) penultimate features of uint8 images: what the CNN's head sees (the drift check's embedding)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [
+        pooled(model.features(images[start : start + batch_size].to(device))[-1], "mean")
+        for start in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(out) if out else np.empty((0, int(model.fc.in_features)), dtype=np.float32)
 
 
 def save_cnn(model: ResNet, t: MedicalTrainParams, n_classes: int, file: Path) -> None:

@@ -18,7 +18,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import digest, read_scores, run, score_in_process, set_domain_params, trained_copy
+from domains.defects.params import SyntheticParams
+from domains.defects.synthetic import write_mvtec
+from tests.conftest import digest, drift_psi, read_scores, run, score_in_process, set_domain_params, trained_copy
 from tests.defects.conftest import small_defects_params, with_draem, write_small_mvtec
 
 pytestmark = pytest.mark.slow
@@ -87,6 +89,34 @@ def test_flat_folder_quarantines_a_blank_image_and_rescoring_gives_identical_byt
     assert manifest["counts"]["quarantined"] == 1 and predictions["anomaly_score"].notna().sum() == 8
     assert (outs[0] / "predictions.parquet").read_bytes() == (outs[1] / "predictions.parquet").read_bytes()
     assert len(list((outs[0] / "maps").glob("*.png"))) == 8
+
+
+def _good_parts(root: Path, category: str, invert: bool = False) -> Path:
+    """A flat folder of 120 new good images of the trained product (`category` 'part': the training seed and
+    size, so the same grain and tint; 'surface': another kind of image), optionally inverted."""
+    params = with_draem(small_defects_params(), category)
+    synthetic = SyntheticParams(**{**params["synthetic"], "n_test_good": 120, "n_test_per_type": 1})
+    test = write_mvtec(synthetic, params["seed"], root / "mvtec") / "test" / "good"
+    folder = root / "flat"
+    folder.mkdir()
+    for file in sorted(test.glob("*.png")):
+        with Image.open(file) as image:
+            pixels = np.asarray(image)
+        Image.fromarray(255 - pixels if invert else pixels).save(folder / file.name)
+    return folder
+
+
+def test_the_champions_embeddings_tell_another_kind_of_image_from_new_good_parts(repo, tmp_path):
+    """DRAEM's bottleneck features (the champion's) of the batch against those of its ~30 training images."""
+    batches = {
+        "new parts": _good_parts(tmp_path / "new", "part"),
+        "surfaces": _good_parts(tmp_path / "surfaces", "surface"),
+        "inverted parts": _good_parts(tmp_path / "inverted", "part", invert=True),
+    }
+    psi = {name: drift_psi(repo, "defects", batch, "mvtec", "draem") for name, batch in batches.items()}
+    new = psi["new parts"]["embedding_distance"]  # 0.43 here: deciles of 30 training images are coarse
+    for shifted in ("surfaces", "inverted parts"):
+        assert psi[shifted]["embedding_distance"] > max(2.0, 10 * new), psi  # 7.8: beyond every training image
 
 
 def _bad_inputs(base: Path, category: Path) -> dict[str, tuple[Path, list[str], str]]:

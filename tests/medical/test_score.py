@@ -18,7 +18,7 @@ from PIL import Image
 
 from domains.medical.params import SyntheticParams
 from domains.medical.synthetic import generate_images
-from tests.conftest import digest, read_scores, run, score_in_process, trained_copy
+from tests.conftest import digest, drift_psi, read_scores, run, score_in_process, trained_copy
 from tests.medical.conftest import small_medical_params, synthetic_arrays, write_image_folder, write_npz
 
 pytestmark = pytest.mark.slow
@@ -135,6 +135,23 @@ def test_a_brighter_batch_is_blocked_by_drift(repo, tmp_path, monkeypatch, capsy
     code, err = in_process(repo, monkeypatch, capsys, str(batch), "--out", str(out))
     assert code == 1 and err.startswith("error: drift blocked") and "pixel_mean" in err
     assert not out.exists()
+
+
+def test_the_cnns_embeddings_tell_a_shifted_batch_from_a_new_one(repo, tmp_path, monkeypatch, capsys):
+    """Mirrored top to bottom, a batch keeps every pixel statistic but not what the CNN makes of it."""
+    images, _ = generate_images(SyntheticParams(image_size=16, n_train=20, n_val=10, n_test=300), 5).splits["test"]
+    batches = {
+        "new": write_npz(tmp_path / "new.npz", {"test_images": images}),
+        "mirrored": write_npz(tmp_path / "mirrored.npz", {"test_images": np.ascontiguousarray(images[:, ::-1])}),
+        "inverted": write_npz(tmp_path / "inverted.npz", {"test_images": 255 - images}),
+    }
+    psi = {name: drift_psi(repo, "medical", batch, "medmnist", "cnn") for name, batch in batches.items()}
+    new = psi["new"]["embedding_distance"]  # about 0.13 here (a 160-image reference): not blocked
+    assert new < 0.25 and psi["mirrored"]["pixel_mean"] == psi["new"]["pixel_mean"], psi
+    assert psi["mirrored"]["embedding_distance"] > max(0.25, 3 * new), psi  # 0.62
+    assert psi["inverted"]["embedding_distance"] > 10 * new, psi  # 8.3
+    code, err = in_process(repo, monkeypatch, capsys, str(batches["mirrored"]), "--out", str(tmp_path / "out"))
+    assert code == 1 and "drift embedding_distance" in err and not (tmp_path / "out").exists()
 
 
 def _bad_inputs(base: Path) -> dict[str, tuple[Path, list[str], str]]:
