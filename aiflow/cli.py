@@ -244,6 +244,10 @@ def _export(root: Path, args: argparse.Namespace) -> None:
             f"  {name}: max |p_onnx - p_ref| {parity['max_abs_diff']:.2g} (<= {parity['tolerance']:g}), "
             f"{parity['near_threshold']} near the threshold"
         )
+        if "map" in parity:
+            line += (
+                f", max |map_onnx - map_ref| {parity['map']['max_abs_diff']:.2g} (<= {parity['map']['tolerance']:g})"
+            )
         q = figures.get("int8")
         if q and "size_ratio" in q:
             line += (

@@ -212,3 +212,62 @@ def test_medical_cnn_and_baselines_exported_and_int8_is_static_qdq(tmp_path):
     else:
         ops = {node.op_type for node in onnx.load(tmp_path / "export" / "cnn.int8.onnx").graph.node}
         assert "QuantizeLinear" in ops and "ConvInteger" not in ops  # runs on the CPU provider
+
+
+@pytest.fixture(scope="module")
+def defects_export(tmp_path_factory) -> dict:
+    """The session's defects build (the section tests/defects share: every model, DRAEM at a tiny size), exported
+    in-process through `aiflow export`'s own function: model and split found by their DVC hashes."""
+    from domains.common.export import ExportRequest, export
+    from tests.defects.conftest import small_defects_params, with_draem
+
+    repo = trained_copy(tmp_path_factory, "defects", with_draem(small_defects_params(), "part"))
+    out = repo / "export"
+    manifest = export(repo, ExportRequest("defects", "candidate", int8=True, out=out))
+    return {"repo": repo, "out": out, "manifest": manifest}
+
+
+def test_defect_models_exported_with_map_and_score_parity_and_the_rest_named(defects_export):
+    from domains.defects.metrics import image_scores
+    from domains.defects.train import load_model, score_maps, split_images
+
+    manifest, out, repo = defects_export["manifest"], defects_export["out"], defects_export["repo"]
+    thresholds = json.loads((repo / "data/defects/train/thresholds.json").read_text())
+    assert set(manifest["models"]) == {"segmenter", "draem"}
+    assert set(manifest["not_converted"]) == {"patch_gaussian"}  # one line, with the reason
+    assert all("\n" not in reason for reason in manifest["not_converted"].values())
+    images = split_images(repo / "data/defects/prepare", "test")
+    pool = json.loads((out / "preprocessing.json").read_text())["score_pooling"]["score_pool"]
+    for name, figures in manifest["models"].items():
+        parity = figures["parity"]
+        assert parity["passed"] and parity["map"]["passed"], (name, parity)
+        assert parity["max_abs_diff"] <= 1e-5 and parity["map"]["max_abs_diff"] <= 1e-4 == parity["map"]["tolerance"]
+        assert parity["items"] == manifest["test_items"] == len(images) > 0 and parity["decisions_differ"] == 0
+        assert figures["threshold"] == thresholds[name]
+        # The file on disk against the trained model, independently of the manifest.
+        session = ort.InferenceSession(str(out / figures["file"]), providers=["CPUExecutionProvider"])
+        maps, scores = session.run(["map", "score"], {"x": images})
+        reference = score_maps(name, load_model(repo / "data/defects/train", name), images)
+        assert maps.shape == reference.shape and np.abs(maps - reference).max() <= 1e-4
+        ref_scores = image_scores(reference, pool)
+        assert np.abs(scores - ref_scores).max() <= 1e-5
+        assert ((scores >= thresholds[name]) == (ref_scores >= thresholds[name])).all()
+        q = figures["int8"]
+        assert q["method"].startswith("static QDQ") and q["exported"] == (abs(q["change_points"]) <= 1.0)
+        assert (out / f"{name}.int8.onnx").is_file() == q["exported"]
+    preprocessing = json.loads((out / "preprocessing.json").read_text())
+    assert preprocessing["thresholds"] == thresholds and preprocessing["image"]["layout"] == "NCHW"
+    print({n: (f["parity"]["map"]["max_abs_diff"], f["parity"]["max_abs_diff"]) for n, f in manifest["models"].items()})
+
+
+def test_defects_map_outside_its_bound_writes_nothing(defects_export, tmp_path):
+    from domains.common.errors import PipelineError
+    from domains.common.export import ExportRequest, export
+
+    out = tmp_path / "exports" / "strict"
+    with pytest.raises(PipelineError) as err:
+        export(defects_export["repo"], ExportRequest("defects", "candidate", out=out, tolerances={"map": 0.0}))
+    message = str(err.value)
+    assert "\n" not in message and "max |map_onnx - map_ref| = " in message
+    assert any(f"candidate {name}:" in message for name in ("segmenter", "draem"))
+    assert not out.parent.exists()

@@ -38,7 +38,7 @@ from domains.common.registry import load_params, load_spec
 # Parity bounds on P(positive), by what computes it. torch and linear models run float32 in both
 # runtimes (linear: sklearn float64 vs ONNX float32 differ by ~1e-7); trees compare float32 inputs
 # with thresholds rounded to float32 in ONNX, and sum hundreds of leaves (sklearn #1051, #1192).
-TOLERANCES = {"torch": 1e-5, "linear": 1e-5, "tree": 1e-4}
+TOLERANCES = {"torch": 1e-5, "linear": 1e-5, "tree": 1e-4, "map": 1e-4}  # map: anomaly maps (issue 16)
 METRIC_POINT = 0.01  # "within 1 point" of AUROC or accuracy
 OPSET = 18
 ML_OPSET = 3  # ai.onnx.ml, for skl2onnx's tree ensembles
@@ -61,6 +61,10 @@ class Convertible:
     column: int | None = None  # that output's positive-class column (None: it is P(positive) itself)
     quantize: str | None = None  # dynamic | static (calibrated) | None: no int8 version
     calibration: dict[str, np.ndarray] | None = None  # training items, for static quantization
+    threshold: float | None = None  # this model's own decision threshold (None: Exportable.threshold)
+    map_output: str | None = None  # a graph output of per-item maps, compared within TOLERANCES["map"]
+    map_reference: np.ndarray | None = None  # those maps as the evaluated model computed them, same items
+    chunk: int = CHUNK  # items per onnxruntime call on the test split (images: fewer)
 
 
 @dataclass
@@ -145,7 +149,13 @@ def convert_all(
         file = folder / f"{model.name}.onnx"
         file.write_bytes(model.convert())
         session = _session(file)
-        figures = parity(model, session, exportable.threshold, tolerances[model.kind])
+        threshold = exportable.threshold if model.threshold is None else model.threshold
+        figures = parity(model, session, threshold, tolerances[model.kind], tolerances["map"])
+        if "map" in figures and not figures["map"]["passed"]:
+            raise PipelineError(
+                f"{label} {model.name}: ONNX export outside parity bounds: max |map_onnx - map_ref| = "
+                f"{figures['map']['max_abs_diff']:.3g} (tolerance {figures['map']['tolerance']:g}); nothing written"
+            )
         if not figures["passed"]:
             raise PipelineError(
                 f"{label} {model.name}: ONNX export outside parity bounds: max |p_onnx - p_ref| = "
@@ -160,6 +170,10 @@ def convert_all(
             "column": model.column,
             "parity": figures,
         }
+        if model.threshold is not None:
+            models[model.name]["threshold"] = model.threshold
+        if model.map_output:
+            models[model.name]["map_output"] = model.map_output
         if with_int8 and model.quantize:
             models[model.name]["int8"] = int8(model, file, session, exportable)
         elif with_int8:
@@ -182,9 +196,12 @@ def _publish(files: Path, out: Path) -> None:
         staging.rename(out)
 
 
-def parity(model: Convertible, session: Any, threshold: float, tolerance: float) -> dict[str, Any]:
-    """ONNX against the evaluated model on every test item: largest difference and decisions."""
-    p = predict(session, model, model.test)
+def parity(
+    model: Convertible, session: Any, threshold: float, tolerance: float, map_tolerance: float = TOLERANCES["map"]
+) -> dict[str, Any]:
+    """ONNX against the evaluated model on every test item: largest difference and decisions (and, for a
+    model with a map output, the largest difference of any map value, under "map")."""
+    p, map_figures = _predict_with_maps(session, model, map_tolerance)
     ref = np.asarray(model.reference, dtype=np.float64)
     diff = np.abs(p - ref)
     near = np.abs(ref - threshold) <= tolerance  # a difference within tolerance may flip these: counted, allowed
@@ -200,15 +217,36 @@ def parity(model: Convertible, session: Any, threshold: float, tolerance: float)
         "near_threshold_flipped": int((flipped & near).sum()),
         "decisions_differ": differ,
         "passed": bool(max_diff <= tolerance and differ == 0),
+    } | ({"map": map_figures} if map_figures else {})
+
+
+def _predict_with_maps(session: Any, model: Convertible, tolerance: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """predict, and each chunk's maps compared with the reference's as they come (bounded memory)."""
+    if not model.map_output or model.map_reference is None:
+        return predict(session, model, model.test), {}
+    n = next(iter(model.test.values())).shape[0]
+    outs, largest, total, values = [], 0.0, 0.0, 0
+    for start in range(0, n, model.chunk):
+        out, maps = session.run([model.output, model.map_output], _rows(model.test, start, start + model.chunk))
+        outs.append(out if model.column is None else out[:, model.column])
+        diff = np.abs(maps.astype(np.float64) - model.map_reference[start : start + model.chunk])
+        largest, total, values = max(largest, float(diff.max())), total + float(diff.sum()), values + diff.size
+    figures = {
+        "output": model.map_output,
+        "max_abs_diff": largest,
+        "mean_abs_diff": total / values if values else 0.0,
+        "tolerance": tolerance,
+        "passed": bool(largest <= tolerance),
     }
+    return (np.concatenate(outs).astype(np.float64) if outs else np.empty(0)), figures
 
 
 def predict(session: Any, model: Convertible, feed: dict[str, np.ndarray]) -> np.ndarray:
     """P(positive) from an onnxruntime session, in chunks of items."""
     n = next(iter(feed.values())).shape[0]
     outs = []
-    for start in range(0, n, CHUNK):
-        (out,) = session.run([model.output], _rows(feed, start, start + CHUNK))
+    for start in range(0, n, model.chunk):
+        (out,) = session.run([model.output], _rows(feed, start, start + model.chunk))
         outs.append(out if model.column is None else out[:, model.column])
     return np.concatenate(outs).astype(np.float64) if outs else np.empty(0)
 
@@ -232,7 +270,7 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
         else:
             quantize_dynamic(f32_file, file, weight_type=QuantType.QInt8)
     session = _session(file)
-    metric = _metric_fn(exportable.metric, exportable.threshold)
+    metric = _metric_fn(exportable.metric, exportable.threshold if model.threshold is None else model.threshold)
     f32_metric = metric(exportable.labels, predict(f32_session, model, model.test))
     q_metric = metric(exportable.labels, predict(session, model, model.test))
     change = q_metric - f32_metric

@@ -45,6 +45,7 @@ DOMAIN = DomainSpec(
             describe=lazy("domains.defects.serve:describe"),
         ),
     ),
+    export=lazy("domains.defects.export:export_models"),
     slice_columns={
         "type": "the test image's defect type ('good' for a good image)",
         "brightness": "mean pixel value of the prepared image (0-255)",

@@ -1,0 +1,183 @@
+"""Defect models as ONNX: uint8 pixels in, the anomaly `map` and the image `score` out, both computed in the
+graph as evaluate and scoring compute them (the model's map, then metrics.image_scores' box filter and
+maximum, reimplemented in torch by _ImageScore). Each model keeps its own threshold (a quantile of held-out
+good images' scores), so parity decides at that one. The torch models convert (segmenter; DRAEM when
+trained); the patch Gaussian (scikit-learn PCA and numpy distances) and PatchCore (its map ends in
+scipy's Gaussian filter) are not torch graphs and are named with the reason. int8 for the CNNs is static
+QDQ calibrated on training images (dynamic would give ConvInteger: onnxruntime #12558)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from domains.common.export import Convertible, Exportable, from_torch
+from domains.common.items import LABEL, SPLIT
+from domains.defects.draem import Draem
+from domains.defects.loaders import GOOD
+from domains.defects.metrics import image_scores
+from domains.defects.params import DefectsParams
+from domains.defects.pipeline import IMAGES, ITEMS
+from domains.defects.segmenter import Segmenter
+from domains.defects.train import (
+    BASELINE,
+    DRAEM,
+    PATCHCORE,
+    SEGMENTER,
+    THRESHOLDS,
+    load_model,
+    score_maps,
+)
+
+CALIBRATION_IMAGES = 256  # training images the int8 models' activation ranges are measured on
+CHUNK = 32  # test images per onnxruntime call: a map and a CNN's activations per image
+NOT_TORCH = {
+    BASELINE: "scikit-learn PCA and numpy Mahalanobis distances, not a torch module (no ONNX graph is built for it)",
+    PATCHCORE: "its map ends in scipy.ndimage.gaussian_filter after the nearest-neighbour search, not a torch op",
+}
+
+
+def pool_side(pool: float, height: int, width: int) -> int:
+    """The box filter's side image_scores uses."""
+    return max(1, int(round(pool * min(height, width))))
+
+
+class _ImageScore(torch.nn.Module):
+    """metrics.image_scores in torch: scipy's uniform_filter (mode 'nearest': edge values repeated; an even
+    side reaches one pixel further back than forward), then each map's maximum."""
+
+    def __init__(self, pool: float):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        side = pool_side(self.pool, maps.shape[-2], maps.shape[-1])
+        if side > 1:
+            before, after = side // 2, side - 1 - side // 2
+            padded = F.pad(maps[:, None], (before, after, before, after), mode="replicate")
+            maps = F.avg_pool2d(padded, side, stride=1)[:, 0]
+        return maps.flatten(1).amax(1)
+
+
+class _MapAndScore(torch.nn.Module):
+    """uint8 images (N, C, H, W) -> (anomaly map (N, H, W), image score (N,))."""
+
+    def __init__(self, anomaly_map: torch.nn.Module, pool: float):
+        super().__init__()
+        self.anomaly_map, self.score = anomaly_map, _ImageScore(pool)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = self.anomaly_map(x)
+        return maps, self.score(maps)
+
+
+class _SegmenterMap(torch.nn.Module):
+    """segmenter.anomaly_maps for one batch."""
+
+    def __init__(self, model: Segmenter):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model(x).float())[:, 0]
+
+
+class _DraemMap(torch.nn.Module):
+    """draem.draem_maps for one batch: the discriminative network's probability at the input's size."""
+
+    def __init__(self, model: Draem):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)[1].float()
+        if logits.shape[-2:] != x.shape[-2:]:
+            logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.sigmoid(logits)[:, 0]
+
+
+MAPS: dict[str, Callable[[Any], torch.nn.Module]] = {SEGMENTER: _SegmenterMap, DRAEM: _DraemMap}
+
+
+def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Exportable:
+    items = pd.read_parquet(prepared_dir / ITEMS)
+    split = items[SPLIT].to_numpy()
+    images = np.load(prepared_dir / IMAGES, mmap_mode="r")
+    test = np.ascontiguousarray(images[np.flatnonzero(split == "test")])
+    train = np.ascontiguousarray(images[np.flatnonzero(split == "train")])
+    calibration = train[np.random.default_rng(p.seed).permutation(len(train))[:CALIBRATION_IMAGES]]
+    thresholds: dict[str, float] = json.loads((model_dir / THRESHOLDS).read_text())
+    pool = p.train.score_pool
+    models, not_converted = [], {}
+    for name, threshold in thresholds.items():  # the models trained, in training order
+        if name not in MAPS:
+            not_converted[name] = NOT_TORCH.get(name, "not a torch model")
+            continue
+        model = load_model(model_dir, name)  # opened after modelstore checked its hash
+        maps = score_maps(name, model, test)  # as evaluate computed them
+        graph = _MapAndScore(MAPS[name](model), pool).eval()
+        models.append(
+            Convertible(
+                name,
+                "torch",
+                _converter(graph, torch.from_numpy(test[:2])),
+                {"x": test},
+                image_scores(maps, pool),
+                "score",
+                quantize="static",
+                calibration={"x": calibration},
+                threshold=float(threshold),
+                map_output="map",
+                map_reference=maps,
+                chunk=CHUNK,
+            )
+        )
+    channels, side = test.shape[1], test.shape[-1]
+    candidate = p.evaluate.candidate if p.evaluate.candidate in thresholds else next(iter(thresholds))
+    preprocessing = {
+        "image": {
+            "size": [side, side],
+            "channels": channels,
+            "layout": "NCHW",
+            "dtype": "uint8, raw pixels 0-255 (the graphs scale and standardise them)",
+            "resize": "each image to image_size x image_size with PIL bilinear resampling (antialiased, "
+            "reducing_gap=None), converted to grey or RGB as trained, as prepare and scoring do "
+            "(domains/common/images.py:to_size, domains/common/image_scoring.py:model_inputs)",
+        },
+        "input": f"x: uint8 [items, {channels}, {side}, {side}]",
+        "outputs": {
+            "map": f"float32 [items, {side}, {side}]: the anomaly map, higher = more anomalous (segmenter, DRAEM: "
+            "the probability that a pixel is part of a defect)",
+            "score": "float32 [items]: the image's anomaly score, the maximum of its map after a box filter "
+            "(computed in the graph)",
+        },
+        "score_pooling": {
+            "score_pool": pool,
+            "box_side_pixels": pool_side(pool, side, side),
+            "how": "scipy.ndimage.uniform_filter(map, size=box_side, mode='nearest') then the maximum "
+            "(domains/defects/metrics.py:image_scores); box_side = max(1, round(score_pool * image side))",
+        },
+        "thresholds": {name: float(t) for name, t in thresholds.items()},
+        "decision": "defective (1) when score >= the model's threshold (a quantile of held-out good images' "
+        "scores), else good (0)",
+    }
+    return Exportable(
+        models=models,
+        labels=(items[LABEL].to_numpy()[split == "test"] != GOOD).astype(np.int64),
+        threshold=float(thresholds[candidate]),  # the candidate's; each model's own is in its manifest entry
+        class_names=[GOOD, "defective"],
+        metric="auroc",
+        preprocessing=preprocessing,
+        not_converted=not_converted,
+    )
+
+
+def _converter(graph: torch.nn.Module, example: torch.Tensor) -> Callable[[], bytes]:
+    return lambda: from_torch(graph, (example,), ["x"], ["map", "score"], {"x": {0: "items"}})
