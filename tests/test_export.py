@@ -257,7 +257,6 @@ def test_defect_models_exported_with_map_and_score_parity_and_the_rest_named(def
         assert (out / f"{name}.int8.onnx").is_file() == q["exported"]
     preprocessing = json.loads((out / "preprocessing.json").read_text())
     assert preprocessing["thresholds"] == thresholds and preprocessing["image"]["layout"] == "NCHW"
-    print({n: (f["parity"]["map"]["max_abs_diff"], f["parity"]["max_abs_diff"]) for n, f in manifest["models"].items()})
 
 
 def test_defects_map_outside_its_bound_writes_nothing(defects_export, tmp_path):
@@ -271,3 +270,15 @@ def test_defects_map_outside_its_bound_writes_nothing(defects_export, tmp_path):
     assert "\n" not in message and "max |map_onnx - map_ref| = " in message
     assert any(f"candidate {name}:" in message for name in ("segmenter", "draem"))
     assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("pool, size", [(0.04, (48, 48)), (0.04, (128, 128)), (0.1, (30, 40)), (0.0, (20, 20))])
+def test_the_graphs_image_score_is_metrics_image_scores(pool, size):
+    """The box filter and maximum the defect graphs compute, against scipy's (odd and even sides, none)."""
+    import torch
+
+    from domains.defects.export import _ImageScore
+    from domains.defects.metrics import image_scores
+
+    maps = np.random.default_rng(0).random((3, *size)).astype(np.float32)
+    assert np.abs(_ImageScore(pool)(torch.from_numpy(maps)).numpy() - image_scores(maps, pool)).max() <= 1e-6

@@ -8,6 +8,8 @@ p_ref| within the tolerance of the model's kind, decisions identical except item
 tolerance of the threshold -> optional int8 (onnxruntime quantization), kept only when the primary
 metric moves by at most one point -> files and manifest written under a temporary name and renamed.
 An export outside its bounds writes nothing and names the model and the largest difference.
+Anomaly models (defects) also output per-item maps, compared within TOLERANCES["map"], and decide at
+their own thresholds (Convertible.threshold).
 """
 
 from __future__ import annotations
