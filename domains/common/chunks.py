@@ -1,9 +1,10 @@
 """What scoring a batch in chunks needs beyond the domain's own functions (domains/common/scoring.py).
 
-- `GateTally`: the gate's result per chunk, added up into one (counts summed, a failed check's
-  detail per chunk naming its rows);
-- `SeenIds`: ids of earlier chunks, so an id repeated across chunks is caught as the whole batch's
-  `<id>:unique` check would catch it (8 bytes a row: a sorted array of 64-bit hashes);
+- `ChunkGate`: the gate on each chunk; a chunk that blocks stops the batch, naming its rows;
+  - `GateTally`: the results per chunk added up into one (counts summed, a failed check's detail
+    per chunk naming its rows);
+  - `SeenIds`: ids of earlier chunks, so an id repeated across chunks is caught as the whole
+    batch's `<id>:unique` check would catch it (8 bytes a row: a sorted array of 64-bit hashes);
 - `PredictionWriter`: output rows written chunk after chunk, Parquet in row groups of a fixed size
   (the file's bytes do not depend on where the chunks were cut) or CSV appended.
 
@@ -20,7 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from domains.common.gate import MAX_EXAMPLES, CheckResult, GateResult
+from domains.common.errors import GateBlocked
+from domains.common.gate import MAX_EXAMPLES, CheckResult, GateResult, GateSuite, resolve_severities, run_gate
+from domains.common.params import GateParams
 
 ROW_GROUP = 65_536  # Parquet rows per row group, whatever the chunks
 
@@ -87,7 +90,65 @@ class SeenIds:
         return seen
 
 
-def repeated_check(check: CheckResult | None, name: str, severity: Any, ids: pd.Series, total: int) -> CheckResult:
+class ChunkGate:
+    """The gate, chunk after chunk, with the same suite and severities; the quarantined share is left to the
+    caller, who judges it over the whole batch (`gate.quarantine_reason`)."""
+
+    def __init__(self, suite: GateSuite, params: GateParams, id_column: str, chunked: bool, batch: str) -> None:
+        self.suite, self.id_column, self.batch = suite, id_column, batch
+        self.params = params.model_copy(update={"max_quarantine_fraction": 1.0})
+        column = suite.schema.columns.get(id_column)
+        self.seen = SeenIds() if chunked and column is not None and column.unique else None
+        self.tally = GateTally()
+
+    def check(self, table: pd.DataFrame, rows: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The chunk's rows that passed and those quarantined; GateBlocked when it blocks."""
+        result, kept, quarantine = run_gate(table, self.suite, self.params)
+        if result.verdict == "block":
+            self._block(rows, result.reasons)
+        if self.seen is not None:
+            result, kept, quarantine = self._repeated(result, kept, quarantine, rows)
+        self.tally.add(rows, result)
+        return kept, quarantine
+
+    def result(self) -> GateResult:
+        return self.tally.result()
+
+    def _block(self, rows: str, reasons: list[str]) -> None:
+        where = f" ({rows})" if rows else ""
+        raise GateBlocked(
+            [
+                f"gate blocked the {self.batch}{where}: {len(reasons)} check(s) failed; no scores written",
+                *(f"  {r}" for r in reasons),
+            ]
+        )
+
+    def _repeated(
+        self, result: GateResult, kept: pd.DataFrame, quarantine: pd.DataFrame, rows: str
+    ) -> tuple[GateResult, pd.DataFrame, pd.DataFrame]:
+        """Ids an earlier chunk had, judged as the whole batch's `<id>:unique` check would judge them."""
+        assert self.seen is not None
+        column = self.id_column
+        ids = pd.concat([kept[column], quarantine[column]]) if column in quarantine else kept[column]
+        again = ids[self.seen.repeated(ids)]
+        if not len(again):
+            return result, kept, quarantine
+        name = f"{column}:unique"
+        severity = resolve_severities(self.suite, self.params).get(name, "block")
+        own = next((c for c in result.checks if c.name == name), None)
+        check = _with_repeats(own, name, severity, again, result.rows_in)
+        if severity == "block":
+            self._block(rows, [check.line()])
+        if severity == "quarantine":
+            moved = kept[kept[column].isin(again)]
+            kept = kept.drop(index=moved.index)
+            quarantine = pd.concat([quarantine, moved.assign(quarantine_reason=name)]).sort_index()
+        checks = [check if c.name == name else c for c in result.checks] + ([] if own else [check])
+        verdict = result.verdict if severity == "info" else "warn"
+        return GateResult(verdict, result.rows_in, len(kept), len(quarantine), checks, result.reasons), kept, quarantine
+
+
+def _with_repeats(check: CheckResult | None, name: str, severity: Any, ids: pd.Series, total: int) -> CheckResult:
     """The chunk's `<id>:unique` result with the ids an earlier chunk already had (`ids`) added to it."""
     shown = [str(v) for v in ids.head(MAX_EXAMPLES)]
     earlier = f"{len(ids)} of {total} rows repeat an id of earlier rows"

@@ -29,7 +29,9 @@ import json
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,17 +40,10 @@ import numpy as np
 import pandas as pd
 
 from domains.common import drift, modelstore, paths, provenance
-from domains.common.chunks import GateTally, PredictionWriter, SeenIds, repeated_check, rows_label
+from domains.common.chunks import ChunkGate, PredictionWriter, rows_label
 from domains.common.contract import DomainSpec, ScoreOptions, ScoringSpec
 from domains.common.errors import DataError, GateBlocked, ParamsError, PipelineError
-from domains.common.gate import (
-    GateResult,
-    check_names,
-    quarantine_reason,
-    render_gate_html,
-    resolve_severities,
-    run_gate,
-)
+from domains.common.gate import GateResult, check_names, quarantine_reason, render_gate_html
 from domains.common.params import DomainParams
 from domains.common.registry import load_params, load_spec
 
@@ -116,6 +111,7 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
     chunk_rows = params.score.chunk_rows if request.chunk_rows is None else request.chunk_rows
     if chunk_rows < 0:
         raise ParamsError(f"--chunk-rows: expected 0 (whole batch) or more rows, got {chunk_rows}")
+    chunk_rows = chunk_rows if scoring.read_chunks is not None else 0  # the domain reads this format only whole
     timings = dict.fromkeys(("model", "read", "gate", "score", "drift", "write"), 0.0)
     out.parent.mkdir(parents=True, exist_ok=True)
     with (
@@ -123,94 +119,55 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as staging_tmp,
     ):
         model_dir, staging = Path(model_tmp), Path(staging_tmp)
-        t = time.perf_counter()
-        modelstore.materialise(root, ref, model_dir)
-        trained = _trained_params(spec, params, model_dir)
-        profile = json.loads((model_dir / modelstore.PROFILE).read_text())
-        timings["model"] = time.perf_counter() - t
+        with _timed(timings, "model"):
+            modelstore.materialise(root, ref, model_dir)
+            trained = _trained_params(spec, params, model_dir)
+            profile = json.loads((model_dir / modelstore.PROFILE).read_text())
 
-        t = time.perf_counter()
-        input_hash = content_hash(input_path)
-        timings["read"] += time.perf_counter() - t
+        with _timed(timings, "read"):
+            input_hash = content_hash(input_path)
         suite = scoring.gate_suite(trained)
         known = set(check_names(suite))
         gate_params = params.gate.model_copy(
-            # the quarantined share is judged over the whole batch, below
-            update={
-                "severity": {k: v for k, v in params.gate.severity.items() if k in known},
-                "max_quarantine_fraction": 1.0,
-            }
+            update={"severity": {k: v for k, v in params.gate.severity.items() if k in known}}
         )
-        unique_ids = scoring.id_column in suite.schema.columns and suite.schema.columns[scoring.id_column].unique
-        seen = SeenIds() if chunk_rows and unique_ids else None
+        gate = ChunkGate(suite, gate_params, scoring.id_column, bool(chunk_rows), f"{spec.name} batch {request.input}")
         reference_scores = profile.get("scores", {}).get(ref.model)
         batch_drift = drift.Accumulator(
             {"columns": {**profile["columns"], **({drift.SCORE_COLUMN: reference_scores} if reference_scores else {})}}
         )
         file = staging / (f"{PREDICTIONS}.csv" if request.csv else f"{PREDICTIONS}.parquet")
         writer = PredictionWriter(file, request.csv)
-        tally = GateTally()
         options = replace(request.options, maps_dir=staging / MAPS, chunked=bool(chunk_rows))
         counts: dict[str, Any] = {"rows_in": 0, "scored": 0, "quarantined": 0, "chunks": 0}
-        decided: dict[str, dict[str, int]] = {}
+        decided: dict[str, Counter[str]] = {}  # decisions or classes, summed over chunks
         examples = pd.DataFrame()
         scored = None
         chunks = _chunks(scoring, trained, input_path, source, chunk_rows)
         while True:
-            t = time.perf_counter()
-            table = next(chunks, None)
-            timings["read"] += time.perf_counter() - t
+            with _timed(timings, "read"):
+                table = next(chunks, None)
             if table is None:
                 break
-            rows = rows_label(table.index) if chunk_rows else ""
-            t = time.perf_counter()
-            gate, kept, quarantine = run_gate(table, suite, gate_params)
-            if gate.verdict == "block":
-                where = f" ({rows})" if rows else ""
-                raise GateBlocked(
-                    [
-                        f"gate blocked the {spec.name} batch {request.input}{where}: {len(gate.reasons)} check(s) "
-                        "failed; no scores written",
-                        *(f"  {r}" for r in gate.reasons),
-                    ]
-                )
-            if seen is not None:
-                gate, kept, quarantine = _repeated_ids(
-                    seen,
-                    scoring.id_column,
-                    resolve_severities(suite, gate_params),
-                    gate,
-                    kept,
-                    quarantine,
-                    spec.name,
-                    request.input,
-                    rows,
-                )
-            tally.add(rows, gate)
-            timings["gate"] += time.perf_counter() - t
-
+            with _timed(timings, "gate"):
+                kept, quarantine = gate.check(table, rows_label(table.index) if chunk_rows else "")
+            predictions = pd.DataFrame()
             if len(kept):
-                t = time.perf_counter()
-                scored = scoring.score(trained, model_dir, ref.model, kept, options)
-                options = replace(options, carry=scored.carry)
-                timings["score"] += time.perf_counter() - t
-                t = time.perf_counter()
-                batch_drift.add(scored.drift, scored.scores)
-                timings["drift"] += time.perf_counter() - t
-                for key, values in _label_counts(scored.predictions).items():
-                    for label, n in values.items():
-                        decided.setdefault(key, {})[label] = decided.get(key, {}).get(label, 0) + n
-            t = time.perf_counter()
-            predictions = scored.predictions if scored is not None and len(kept) else pd.DataFrame()
-            if len(kept):
-                writer.types(
-                    _with_provenance(predictions.iloc[:0], quarantine.iloc[:0], scoring.id_column, ref, input_hash)
-                )
-            output = _with_provenance(predictions, quarantine, scoring.id_column, ref, input_hash)
-            writer.write(output)
+                with _timed(timings, "score"):
+                    scored = scoring.score(trained, model_dir, ref.model, kept, options)
+                    options = replace(options, carry=scored.carry)
+                with _timed(timings, "drift"):
+                    batch_drift.add(scored.drift, scored.scores)
+                predictions = scored.predictions
+                for key, values in _label_counts(predictions).items():
+                    decided.setdefault(key, Counter()).update(values)
+            with _timed(timings, "write"):
+                if len(kept):  # the types of scored rows: a chunk with quarantined rows writes them too
+                    writer.types(_with_provenance(predictions[:0], quarantine[:0], scoring.id_column, ref, input_hash))
+                output = _with_provenance(predictions, quarantine, scoring.id_column, ref, input_hash)
+                writer.write(output)
             if len(examples) < EXAMPLES:
                 examples = pd.concat([examples, output.head(EXAMPLES - len(examples))], ignore_index=True)
-            timings["write"] += time.perf_counter() - t
             counts["rows_in"] += len(table)
             counts["scored"] += len(kept)
             counts["quarantined"] += len(quarantine)
@@ -232,11 +189,10 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
                 ]
             )
 
-        t = time.perf_counter()
-        writer.close()
-        timings["write"] += time.perf_counter() - t
+        with _timed(timings, "write"):
+            writer.close()
         timings["total"] = time.perf_counter() - began
-        gate = tally.result()
+        gate_result = gate.result()
         manifest = {
             "domain": spec.name,
             "input": str(input_path),
@@ -249,16 +205,12 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
                 "gate": params.gate.model_dump(mode="json"),
                 "trained": {k: getattr(trained, k) for k in ("seed",)},
             },
-            "counts": {
-                **counts,
-                "output_rows": writer.rows,
-                **decided,
-            },
+            "counts": {**counts, "output_rows": writer.rows, **{k: dict(v) for k, v in decided.items()}},
             "gate": {
-                "verdict": gate.verdict,
-                "reasons": gate.reasons,
-                "warnings": [c.line() for c in gate.warnings],
-                "info": [c.line() for c in gate.facts],
+                "verdict": gate_result.verdict,
+                "reasons": gate_result.reasons,
+                "warnings": [c.line() for c in gate_result.warnings],
+                "info": [c.line() for c in gate_result.facts],
             },
             "drift": drift_result.to_json(),
             "shadow_metrics": scored.shadow_metrics if scored else None,  # the last chunk's: the whole batch's
@@ -268,7 +220,9 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         (staging / REPORT).write_text(
-            render_report(manifest, gate, drift_result, examples, batch_drift.score_sample(), reference_scores, staging)
+            render_report(
+                manifest, gate_result, drift_result, examples, batch_drift.score_sample(), reference_scores, staging
+            )
         )
         if out.exists():
             shutil.rmtree(out)
@@ -278,11 +232,20 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
     return manifest
 
 
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] += time.perf_counter() - began
+
+
 def _chunks(
     scoring: ScoringSpec, params: DomainParams, path: Path, source: str, chunk_rows: int
 ) -> Iterator[pd.DataFrame]:
-    """The batch in pieces of at most `chunk_rows` rows, or whole (chunk_rows 0, or a domain that reads only
-    whole), each indexed by its rows' positions in the input; empty pieces skipped."""
+    """The batch in pieces of at most `chunk_rows` rows (0: whole), each indexed by its rows' positions in the
+    input; empty pieces skipped."""
     if chunk_rows and scoring.read_chunks is not None:
         pieces: Iterator[pd.DataFrame] = scoring.read_chunks(params, path, source, chunk_rows)
     else:
@@ -293,46 +256,6 @@ def _chunks(
             piece.index = pd.RangeIndex(first, first + len(piece))
             first += len(piece)
             yield piece
-
-
-def _repeated_ids(
-    seen: SeenIds,
-    column: str,
-    severities: dict[str, Any],
-    gate: GateResult,
-    kept: pd.DataFrame,
-    quarantine: pd.DataFrame,
-    domain: str,
-    input: Path,
-    rows: str,
-) -> tuple[GateResult, pd.DataFrame, pd.DataFrame]:
-    """Ids an earlier chunk had, judged as the whole batch's `<id>:unique` check would judge them."""
-    ids = pd.concat([kept[column], quarantine[column]]) if column in quarantine else kept[column]
-    again = ids[seen.repeated(ids)]
-    if not len(again):
-        return gate, kept, quarantine
-    name = f"{column}:unique"
-    severity = severities.get(name, "block")
-    own = next((c for c in gate.checks if c.name == name), None)
-    check = repeated_check(own, name, severity, again, gate.rows_in)
-    if severity == "block":
-        raise GateBlocked(
-            [
-                f"gate blocked the {domain} batch {input} ({rows}): 1 check(s) failed; no scores written",
-                f"  {check.line()}",
-            ]
-        )
-    checks = [check if c.name == name else c for c in gate.checks] + ([] if own else [check])
-    if severity == "quarantine":
-        moved = kept[kept[column].isin(again)]
-        kept = kept.drop(index=moved.index)
-        quarantine = pd.concat([quarantine, moved.assign(quarantine_reason=name)]).sort_index()
-    verdict = "warn" if severity != "info" or gate.verdict == "warn" else gate.verdict
-    return (
-        GateResult(verdict, gate.rows_in, len(kept), len(quarantine), checks, gate.reasons),
-        kept,
-        quarantine,
-    )
 
 
 def _trained_params(spec: DomainSpec, params: DomainParams, model_dir: Path) -> DomainParams:
