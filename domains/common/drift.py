@@ -74,7 +74,10 @@ def _column_profile(values: pd.Series, rng: np.random.Generator) -> dict[str, An
 def _categories(values: pd.Series) -> pd.Series:
     """Values as category names: numbers by value (1, 1.0 and 1.0f are one category), the rest as text."""
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return pd.Series([f"{v:.6g}" for v in values.to_numpy(dtype=float)], index=values.index, dtype=object)
+        bits = np.ascontiguousarray(values.to_numpy(dtype=float)).view(np.uint64)  # -0.0 stays apart from 0.0
+        distinct, which = np.unique(bits, return_inverse=True)  # few values: each formatted once
+        names = np.array([f"{v:.6g}" for v in distinct.view(np.float64)], dtype=object)
+        return pd.Series(names[which], index=values.index, dtype=object)
     return values.astype(str)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from domains.common.chunks import rows_label
 from domains.common.contract import Reference, Scored, ScoreOptions
 from domains.common.errors import DataError
 from domains.common.modelstore import cached_load
@@ -124,7 +125,7 @@ def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame
             "transaction_id": table["transaction_id"].to_numpy(),
             "fraud_probability": probability,
             "decision": (probability >= threshold).astype(np.int64),
-            "short_history": (known_days < needed) & (needed > 0),  # chunks out of time order: no windows, no past
+            "short_history": (known_days < needed) & (needed > 0),  # no windows (ULB): never short, in any order
         },
         index=table.index,
     )
@@ -138,7 +139,7 @@ def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame
         else "history: the batch's own earlier rows only (pass --history for the windows' past)",
         f"{short} of {scored_rows} rows have less than {needed} days of past (short_history)",
     ]
-    labels = _joined(carry.labels if carry else None, table["tx_fraud"].to_numpy() if labelled else None)
+    labels = _joined(carry.labels if carry else None, table["tx_fraud"].to_numpy(np.int8) if labelled else None)
     probabilities = _joined(carry.probabilities if carry else None, probability if labelled else None)
     shadow = _shadow(labels, probabilities) if labels is not None and probabilities is not None else None
     drift_frame = pd.DataFrame(x, columns=names)
@@ -165,14 +166,13 @@ def _check_order(table: pd.DataFrame, carry: _Carry) -> None:
         and bool(np.isin(table.loc[times == pd.Timestamp(first), "customer_id"], carry.tied).any())
     )
     if first < carry.latest or split_card:
-        where = f"rows {table.index[0]}-{table.index[-1]}"
         why = (
             f"go back to {pd.Timestamp(first)}, before {pd.Timestamp(carry.latest)} already scored in earlier rows"
             if first < carry.latest
             else f"hold a card's transaction at {pd.Timestamp(first)}, as do earlier rows (one instant split)"
         )
         raise DataError(
-            f"fraud: {where} of the batch {why}: scoring in chunks needs the input in time order; "
+            f"fraud: {rows_label(table.index)} of the batch {why}: scoring in chunks needs the input in time order; "
             "sort it by TX_DATETIME or score it whole (--chunk-rows 0)"
         )
 
