@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from domains.common.drift import build_profile, compare, psi
+from domains.common.drift import KS_SAMPLE, Accumulator, build_profile, compare, psi
 from domains.fraud.features import build_features, feature_columns
 from domains.fraud.loaders import handbook_to_canonical
 from domains.fraud.params import SyntheticParams
@@ -69,3 +69,29 @@ def test_unseen_categories_count_as_drift():
     profile = build_profile(reference, {}, seed=0)
     result = compare(profile, pd.DataFrame({"kind": ["a", "c"] * 500}), None, 0.1, 0.25, 100)
     assert result.verdict == "block"
+
+
+def test_chunks_give_the_whole_batchs_drift(features):
+    """PSI from counts (exact), means from sums, the KS test on the same bounded sample whatever the chunks."""
+    profile = build_profile(features, {}, seed=0)
+    batch = features.sample(3000, random_state=2).reset_index(drop=True)
+    batch.loc[::11, "tx_amount"] = np.nan  # missing values are left out, as whole
+    whole = compare(profile, batch, None, 0.1, 0.25, 100)
+    for sample in (KS_SAMPLE, 1000):  # every value kept (as before chunks), and a bound below the batch
+        one, chunked = Accumulator(profile, sample), Accumulator(profile, sample)
+        one.add(batch, None)
+        for start in range(0, len(batch), 701):
+            chunked.add(batch.iloc[start : start + 701], None)
+        a, b = one.result(0.1, 0.25, 100), chunked.result(0.1, 0.25, 100)
+        assert a.verdict == b.verdict and a.rows == b.rows == len(batch)
+        for x, y, w in zip(a.checks, b.checks, whole.checks):
+            assert (x.psi, x.ks_statistic, x.ks_pvalue) == (y.psi, y.ks_statistic, y.ks_pvalue)
+            assert x.batch_mean == (None if y.batch_mean is None else pytest.approx(y.batch_mean, rel=1e-12))
+            if sample == KS_SAMPLE:  # under the bound: exactly what the whole batch gave
+                assert (x.psi, x.ks_statistic, x.ks_pvalue, x.batch_mean) == (
+                    w.psi,
+                    w.ks_statistic,
+                    w.ks_pvalue,
+                    w.batch_mean,
+                )
+    assert len(chunked.columns["tx_amount"].values) == 1000  # the bound holds

@@ -126,6 +126,60 @@ def test_a_drifted_batch_is_blocked_and_writes_nothing(repo, batches, tmp_path, 
     assert not (tmp_path / "s").exists() and digest(file) == before
 
 
+def test_chunks_give_the_whole_batchs_bytes(repo, batches, tmp_path, score):
+    """Chunks of 1,500 rows (each handed the past its windows reach) against the batch at once: the same predictions,
+    byte for byte, short_history marks included, and the same counts, drift and shadow metrics."""
+    month = pd.concat([pd.read_csv(batches["history"]), pd.read_csv(batches["labelled"])])
+    early = pd.to_datetime(month["TX_DATETIME"]) < pd.to_datetime(month["TX_DATETIME"]).min() + pd.Timedelta(days=8)
+    past, whole = tmp_path / "past.csv", tmp_path / "batch.csv"
+    month[early].to_csv(past, index=False)  # 8 days: the batch's first 2 days have less past than the windows
+    month[~early].to_csv(whole, index=False)
+    manifests = {}
+    for rows in (0, 1500):
+        score(repo, whole, "--history", past, "--chunk-rows", rows, "--out", tmp_path / str(rows))
+        manifests[rows] = json.loads((tmp_path / str(rows) / "manifest.json").read_text())
+    assert digest(tmp_path / "0" / "predictions.parquet") == digest(tmp_path / "1500" / "predictions.parquet")
+    predictions = pd.read_parquet(tmp_path / "1500" / "predictions.parquet")
+    assert predictions["short_history"].any() and not predictions["short_history"].all()
+    one, chunked = manifests[0], manifests[1500]
+    assert one["counts"]["chunks"] == 1 and chunked["counts"]["chunks"] == -(-int((~early).sum()) // 1500)
+    assert {k: v for k, v in one["counts"].items() if k != "chunks"} == {
+        k: v for k, v in chunked["counts"].items() if k != "chunks"
+    }
+    assert one["notes"] == chunked["notes"] and one["shadow_metrics"] == chunked["shadow_metrics"]
+    assert [(c["psi"], c["ks_pvalue"]) for c in one["drift"]["checks"]] == [
+        (c["psi"], c["ks_pvalue"]) for c in chunked["drift"]["checks"]
+    ]
+
+
+def test_chunks_out_of_time_order_are_refused_in_one_line(repo, batches, tmp_path, score):
+    new = pd.read_csv(batches["new"])
+    file = tmp_path / "shuffled.csv"
+    pd.concat([new.iloc[1000:], new.iloc[:1000]]).to_csv(file, index=False)  # a later week first
+    proc = score(
+        repo, file, "--history", batches["history"], "--chunk-rows", 1000, "--out", tmp_path / "s", check=False
+    )
+    assert_refused(proc, "time order", "--chunk-rows 0")
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("case", ["bad_row", "id_of_an_earlier_chunk"])
+def test_a_chunk_that_blocks_writes_nothing(repo, batches, tmp_path, case, score):
+    new = pd.read_csv(batches["new"])
+    if case == "bad_row":
+        new.loc[2500, "TX_AMOUNT"] = -5.0  # blocks (tx_amount:non_negative), in the third chunk
+    else:
+        new.loc[2500, "TRANSACTION_ID"] = new.loc[10, "TRANSACTION_ID"]  # unique within each chunk, not across
+    file = tmp_path / "batch.csv"
+    new.to_csv(file, index=False)
+    proc = score(
+        repo, file, "--history", batches["history"], "--chunk-rows", 1000, "--out", tmp_path / "s", check=False
+    )
+    expected = "tx_amount:non_negative" if case == "bad_row" else "repeat an id of earlier rows"
+    assert_refused(proc, "gate blocked", "(rows 2001-3000)", expected, "no scores written")
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize(
     "case", ["missing_column", "empty", "ratings_file", "unknown_source", "out_is_input", "unknown_version"]
 )

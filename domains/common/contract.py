@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -127,6 +127,8 @@ class ScoreOptions:
     predict: Callable[[str, Any], np.ndarray] | None = None
     explain: bool = False  # medical: Grad-CAM maps
     maps_dir: Path | None = None  # where a domain writes per-item images (anomaly maps, Grad-CAM)
+    chunked: bool = False  # the batch comes in chunks (ScoringSpec.read_chunks): return what the next one needs
+    carry: Any = None  # what the previous chunk's score returned in Scored.carry (None: the first chunk)
 
 
 @dataclass
@@ -138,6 +140,7 @@ class Scored:
     scores: np.ndarray | None  # the model's score per item (None: no score drift)
     shadow_metrics: dict[str, float] | None = None  # on the batch's own labels, when it has them
     notes: list[str] = field(default_factory=list)
+    carry: Any = None  # chunked: handed to the next chunk's score (ScoreOptions.carry)
 
 
 @dataclass(frozen=True)
@@ -174,11 +177,16 @@ class ScoringSpec(Generic[P]):
     """How a domain scores new data with a trained model (see domains/common/scoring.py).
 
         read(params, input, source)            -> the table the gate checks (labels optional)
+        read_chunks(params, input, source, rows) -> the same table in pieces of at most `rows` rows, in
+                                                  input order (optional: without it a batch is read whole)
         gate_suite(params)                     -> the training suite minus its label checks
         reference(params, prepared, trained)   -> Reference (at training time, saved with the model)
         score(params, trained, model, table, options) -> Scored
 
-    `params` are the ones the model was trained with (saved next to it), so features match.
+    `params` are the ones the model was trained with (saved next to it), so features match. A batch read in
+    chunks is gated and scored chunk by chunk; `score` gets `options.chunked` and the previous chunk's
+    `Scored.carry` (whatever the domain needs from earlier rows), and the last chunk's `shadow_metrics` and
+    `notes` stand for the whole batch, so a chunked domain carries what they add up.
     """
 
     sources: tuple[str, ...]  # input formats; the training source's format is the default
@@ -187,6 +195,7 @@ class ScoringSpec(Generic[P]):
     reference: Callable[[P, Path, Path], Reference]
     score: Callable[[P, Path, str, pd.DataFrame, ScoreOptions], Scored]
     id_column: str = "item_id"
+    read_chunks: Callable[[P, Path, str, int], Iterator[pd.DataFrame]] | None = None
     default_source: str | None = None  # None: the training source's format when scoring reads it, else sources[0]
     serving: ServingSpec[P] | None = None  # None: no HTTP endpoint for this domain yet
 

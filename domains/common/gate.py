@@ -167,12 +167,9 @@ def run_gate(
         checks += run_great_expectations(kept, suite.expectations, severities, docs_dir)
 
     reasons = [c.line() for c in checks if not c.passed and c.severity == "block"]
-    share = len(quarantine) / total if total else 0.0
-    if share > params.max_quarantine_fraction:
-        reasons.append(
-            f"quarantine: {len(quarantine)} of {total} rows ({share:.2%}) failed quarantine checks, "
-            f"more than gate.max_quarantine_fraction={params.max_quarantine_fraction:.2%}"
-        )
+    held = quarantine_reason(len(quarantine), total, params.max_quarantine_fraction)
+    if held:
+        reasons.append(held)
     if total == 0:
         reasons.append("table: no rows to validate")
     verdict: Verdict = (
@@ -180,6 +177,17 @@ def run_gate(
     )
     result = GateResult(verdict, total, 0 if reasons else len(kept), len(quarantine), checks, reasons)
     return result, kept, quarantine
+
+
+def quarantine_reason(quarantined: int, total: int, limit: float) -> str | None:
+    """The reason a batch blocks when too large a share of its rows is quarantined; None when it is not."""
+    share = quarantined / total if total else 0.0
+    if share <= limit:
+        return None
+    return (
+        f"quarantine: {quarantined} of {total} rows ({share:.2%}) failed quarantine checks, "
+        f"more than gate.max_quarantine_fraction={limit:.2%}"
+    )
 
 
 def run_pandera(

@@ -162,6 +162,12 @@ class DriftParams(StrictModel):
 class ScoreParams(StrictModel):
     """`aiflow score`: the drift gate; the data gate's severities and quarantine limit are `gate`'s."""
 
+    chunk_rows: int = Field(
+        100_000,
+        ge=0,
+        description="rows read, gated and scored at a time where the input format reads in pieces "
+        "(fraud's tables): memory follows this, not the batch; 0: the whole batch at once",
+    )
     drift: DriftParams = DriftParams()
 
 

@@ -7,6 +7,16 @@ name and renamed into place. A batch that the gate or the drift check blocks wri
 input is only ever read. The model is found by its DVC hash and verified before it loads
 (domains/common/modelstore.py); its own training params make the features, so a model scores as
 it was evaluated whatever params.yaml says today.
+
+A batch is read, gated, scored and written in chunks of `score.chunk_rows` rows (`--chunk-rows`;
+0: whole) where the domain reads its format in pieces (`ScoringSpec.read_chunks`: fraud's tables);
+image folders, recsys user lists and text folders are read whole. A whole batch is one chunk through
+the same steps. Per chunk: the gate (a chunk that blocks blocks the batch, its reasons naming the
+chunk's rows; ids repeated across chunks are caught, see domains/common/chunks.py for what per-chunk
+gating does not see), the domain's score (handed what the previous chunk left it), the drift
+counts (domains.common.drift.Accumulator) and the output rows. The quarantined share and the drift
+verdict are judged over the whole batch before the staging folder is renamed into place; the report
+keeps the first rows and a bounded sample of scores. Memory follows the chunk, not the batch.
 """
 
 from __future__ import annotations
@@ -19,7 +29,10 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +40,10 @@ import numpy as np
 import pandas as pd
 
 from domains.common import drift, modelstore, paths, provenance
+from domains.common.chunks import ChunkGate, PredictionWriter, rows_label
 from domains.common.contract import DomainSpec, ScoreOptions, ScoringSpec
 from domains.common.errors import DataError, GateBlocked, ParamsError, PipelineError
-from domains.common.gate import GateResult, check_names, render_gate_html, run_gate
+from domains.common.gate import GateResult, check_names, quarantine_reason, render_gate_html
 from domains.common.params import DomainParams
 from domains.common.registry import load_params, load_spec
 
@@ -37,6 +51,7 @@ PREDICTIONS = "predictions"  # .parquet, or .csv on request
 MANIFEST = "manifest.json"
 REPORT = "report.html"
 MAPS = "maps"  # per-item images a domain writes (anomaly maps, Grad-CAM)
+EXAMPLES = 20  # output rows the report shows
 TRAINED_SECTIONS = ("seed", "data", "prepare", "train")  # what shapes a trained model's features
 
 
@@ -49,6 +64,7 @@ class ScoreRequest:
     model: str = "champion"  # champion | candidate | v<N>
     csv: bool = False
     options: ScoreOptions = ScoreOptions()
+    chunk_rows: int | None = None  # None: params' score.chunk_rows; 0: the whole batch at once
 
 
 def save_reference(spec: DomainSpec, params: DomainParams, prepared_dir: Path, train_dir: Path) -> None:
@@ -92,62 +108,78 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
         raise PipelineError(f"--out {out}: would overwrite or sit inside the input {input_path}; choose another folder")
     ref = modelstore.resolve(root, spec.name, request.model, params.evaluate.candidate)
 
-    timings: dict[str, float] = {}
+    chunk_rows = params.score.chunk_rows if request.chunk_rows is None else request.chunk_rows
+    if chunk_rows < 0:
+        raise ParamsError(f"--chunk-rows: expected 0 (whole batch) or more rows, got {chunk_rows}")
+    chunk_rows = chunk_rows if scoring.read_chunks is not None else 0  # the domain reads this format only whole
+    timings = dict.fromkeys(("model", "read", "gate", "score", "drift", "write"), 0.0)
     out.parent.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix=".aiflow-model-") as model_tmp,
         tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as staging_tmp,
     ):
         model_dir, staging = Path(model_tmp), Path(staging_tmp)
-        t = time.perf_counter()
-        modelstore.materialise(root, ref, model_dir)
-        trained = _trained_params(spec, params, model_dir)
-        profile = json.loads((model_dir / modelstore.PROFILE).read_text())
-        timings["model_seconds"] = time.perf_counter() - t
+        with _timed(timings, "model"):
+            modelstore.materialise(root, ref, model_dir)
+            trained = _trained_params(spec, params, model_dir)
+            profile = json.loads((model_dir / modelstore.PROFILE).read_text())
 
-        t = time.perf_counter()
-        table = scoring.read(trained, input_path, source)
-        input_hash = content_hash(input_path)
-        timings["read_seconds"] = time.perf_counter() - t
-        if table.empty:
-            raise DataError(f"{request.input}: no rows to score")
-
-        t = time.perf_counter()
+        with _timed(timings, "read"):
+            input_hash = content_hash(input_path)
         suite = scoring.gate_suite(trained)
+        known = set(check_names(suite))
         gate_params = params.gate.model_copy(
-            update={"severity": {k: v for k, v in params.gate.severity.items() if k in set(check_names(suite))}}
+            update={"severity": {k: v for k, v in params.gate.severity.items() if k in known}}
         )
-        gate, kept, quarantine = run_gate(table, suite, gate_params)
-        timings["gate_seconds"] = time.perf_counter() - t
-        if gate.verdict == "block":
-            raise GateBlocked(
-                [
-                    f"gate blocked the {spec.name} batch {request.input}: {len(gate.reasons)} check(s) failed; "
-                    "no scores written",
-                    *(f"  {r}" for r in gate.reasons),
-                ]
-            )
-
-        t = time.perf_counter()
-        options = ScoreOptions(
-            history=request.options.history, explain=request.options.explain, maps_dir=staging / MAPS
+        gate = ChunkGate(suite, gate_params, scoring.id_column, bool(chunk_rows), f"{spec.name} batch {request.input}")
+        reference_scores = profile.get("scores", {}).get(ref.model)
+        batch_drift = drift.Accumulator(
+            {"columns": {**profile["columns"], **({drift.SCORE_COLUMN: reference_scores} if reference_scores else {})}}
         )
-        scored = scoring.score(trained, model_dir, ref.model, kept, options)
-        timings["score_seconds"] = time.perf_counter() - t
+        file = staging / (f"{PREDICTIONS}.csv" if request.csv else f"{PREDICTIONS}.parquet")
+        writer = PredictionWriter(file, request.csv)
+        options = replace(request.options, maps_dir=staging / MAPS, chunked=bool(chunk_rows))
+        counts: dict[str, Any] = {"rows_in": 0, "scored": 0, "quarantined": 0, "chunks": 0}
+        decided: dict[str, Counter[str]] = {}  # decisions or classes, summed over chunks
+        examples = pd.DataFrame()
+        scored = None
+        chunks = _chunks(scoring, trained, input_path, source, chunk_rows)
+        while True:
+            with _timed(timings, "read"):
+                table = next(chunks, None)
+            if table is None:
+                break
+            with _timed(timings, "gate"):
+                kept, quarantine = gate.check(table, rows_label(table.index) if chunk_rows else "")
+            predictions = pd.DataFrame()
+            if len(kept):
+                with _timed(timings, "score"):
+                    scored = scoring.score(trained, model_dir, ref.model, kept, options)
+                    options = replace(options, carry=scored.carry)
+                with _timed(timings, "drift"):
+                    batch_drift.add(scored.drift, scored.scores)
+                predictions = scored.predictions
+                for key, values in _label_counts(predictions).items():
+                    decided.setdefault(key, Counter()).update(values)
+            with _timed(timings, "write"):
+                if len(kept):  # the types of scored rows: a chunk with quarantined rows writes them too
+                    writer.types(_with_provenance(predictions[:0], quarantine[:0], scoring.id_column, ref, input_hash))
+                output = _with_provenance(predictions, quarantine, scoring.id_column, ref, input_hash)
+                writer.write(output)
+            if len(examples) < EXAMPLES:
+                examples = pd.concat([examples, output.head(EXAMPLES - len(examples))], ignore_index=True)
+            counts["rows_in"] += len(table)
+            counts["scored"] += len(kept)
+            counts["quarantined"] += len(quarantine)
+            counts["chunks"] += 1
+        if not counts["rows_in"]:
+            raise DataError(f"{request.input}: no rows to score")
+        held = quarantine_reason(counts["quarantined"], counts["rows_in"], params.gate.max_quarantine_fraction)
+        if held:
+            raise GateBlocked([f"gate blocked the {spec.name} batch {request.input}: {held}; no scores written"])
 
         d = params.score.drift
-        reference_scores = profile.get("scores", {}).get(ref.model)
-        score_profile = {
-            "columns": {**profile["columns"], **({drift.SCORE_COLUMN: reference_scores} if reference_scores else {})}
-        }
-        drift_result = drift.compare(
-            score_profile,
-            scored.drift,
-            scored.scores if reference_scores else None,
-            d.psi_warn,
-            d.psi_block,
-            d.min_rows,
-        )
+        drift_result = batch_drift.result(d.psi_warn, d.psi_block, d.min_rows)
         if drift_result.verdict == "block":
             raise GateBlocked(
                 [
@@ -157,15 +189,10 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
                 ]
             )
 
-        t = time.perf_counter()
-        predictions = _with_provenance(scored.predictions, quarantine, scoring.id_column, ref, input_hash)
-        file = staging / (f"{PREDICTIONS}.csv" if request.csv else f"{PREDICTIONS}.parquet")
-        if request.csv:
-            predictions.to_csv(file, index=False)
-        else:
-            predictions.to_parquet(file, index=False)
-        timings["write_seconds"] = time.perf_counter() - t
-        timings["total_seconds"] = time.perf_counter() - began
+        with _timed(timings, "write"):
+            writer.close()
+        timings["total"] = time.perf_counter() - began
+        gate_result = gate.result()
         manifest = {
             "domain": spec.name,
             "input": str(input_path),
@@ -174,32 +201,28 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
             "model": {"version": ref.version, "name": ref.model, "dvc_md5": ref.md5},
             "git_commit": provenance.git_commit(root),
             "params": {
-                "score": params.score.model_dump(mode="json"),
+                "score": {**params.score.model_dump(mode="json"), "chunk_rows": chunk_rows},
                 "gate": params.gate.model_dump(mode="json"),
                 "trained": {k: getattr(trained, k) for k in ("seed",)},
             },
-            "counts": {
-                "rows_in": len(table),
-                "scored": len(kept),
-                "quarantined": len(quarantine),
-                "output_rows": len(predictions),
-                **_label_counts(scored.predictions),
-            },
+            "counts": {**counts, "output_rows": writer.rows, **{k: dict(v) for k, v in decided.items()}},
             "gate": {
-                "verdict": gate.verdict,
-                "reasons": gate.reasons,
-                "warnings": [c.line() for c in gate.warnings],
-                "info": [c.line() for c in gate.facts],
+                "verdict": gate_result.verdict,
+                "reasons": gate_result.reasons,
+                "warnings": [c.line() for c in gate_result.warnings],
+                "info": [c.line() for c in gate_result.facts],
             },
             "drift": drift_result.to_json(),
-            "shadow_metrics": scored.shadow_metrics,
-            "notes": scored.notes,
-            "timings": {k: round(v, 3) for k, v in timings.items()},
+            "shadow_metrics": scored.shadow_metrics if scored else None,  # the last chunk's: the whole batch's
+            "notes": scored.notes if scored else [],
+            "timings": {f"{k}_seconds": round(v, 3) for k, v in timings.items()},
             "predictions": file.name,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         (staging / REPORT).write_text(
-            render_report(manifest, gate, drift_result, predictions, scored.scores, reference_scores, staging)
+            render_report(
+                manifest, gate_result, drift_result, examples, batch_drift.score_sample(), reference_scores, staging
+            )
         )
         if out.exists():
             shutil.rmtree(out)
@@ -207,6 +230,32 @@ def score(root: Path, request: ScoreRequest) -> dict[str, Any]:
         staging.mkdir()  # for TemporaryDirectory's clean-up
     manifest["out"] = str(out)
     return manifest
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] += time.perf_counter() - began
+
+
+def _chunks(
+    scoring: ScoringSpec, params: DomainParams, path: Path, source: str, chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """The batch in pieces of at most `chunk_rows` rows (0: whole), each indexed by its rows' positions in the
+    input; empty pieces skipped."""
+    if chunk_rows and scoring.read_chunks is not None:
+        pieces: Iterator[pd.DataFrame] = scoring.read_chunks(params, path, source, chunk_rows)
+    else:
+        pieces = iter([scoring.read(params, path, source)])
+    first = 0
+    for piece in pieces:
+        if len(piece):
+            piece.index = pd.RangeIndex(first, first + len(piece))
+            first += len(piece)
+            yield piece
 
 
 def _trained_params(spec: DomainSpec, params: DomainParams, model_dir: Path) -> DomainParams:

@@ -296,9 +296,30 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 8192) -> np.ndarray:
-    """Model outputs for `inputs`, batched, on the model's device, as a numpy array."""
+def predict(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    batch_size: int = 8192,
+    pad_to: int = 1,
+    then: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> np.ndarray:
+    """Model outputs for `inputs` (through `then`, e.g. torch.sigmoid, when given), batched, on the model's
+    device, as a numpy array.
+
+    pad_to: each batch is padded with zero rows to a multiple of this many (their outputs dropped). Kernels
+    are chosen by the number of rows, and the rows or elements left over from a kernel's tiles or vectors
+    take another path (a matrix product summed in another order, a vectorised exp against a scalar one):
+    unpadded, a row's last bits depend on how many rows share its batch; padded, and `then` applied before
+    the padding is dropped, they do not (a batch scored in chunks gets the bits of the whole batch).
+    """
     model.eval()
     device = next(model.parameters()).device
-    outs = [model(inputs[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(inputs), batch_size)]
+    outs = []
+    for i in range(0, len(inputs), batch_size):
+        batch = inputs[i : i + batch_size]
+        extra = -len(batch) % pad_to
+        if extra:
+            batch = torch.cat([batch, batch.new_zeros((extra, *batch.shape[1:]))])
+        out = model(batch.to(device))
+        outs.append((then(out) if then else out)[: len(batch) - extra].float().cpu())
     return torch.cat(outs).numpy() if outs else np.empty((0,))

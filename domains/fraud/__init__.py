@@ -22,6 +22,7 @@ DOMAIN = DomainSpec(
     scoring=ScoringSpec(
         sources=("handbook", "ulb"),
         read=lazy("domains.fraud.score:read_batch"),
+        read_chunks=lazy("domains.fraud.score:read_chunks"),
         gate_suite=lazy("domains.fraud.checks:scoring_suite"),
         reference=lazy("domains.fraud.score:reference"),
         score=lazy("domains.fraud.score:score_batch"),

@@ -42,13 +42,12 @@ def build_features(
 
     if "customer_id" in tx:
         g = _Groups(tx["customer_id"], t)
-        amount_sum = g.cumsum(amount)
         for w in customer_windows:
             # (t - w days, t]: the customer's own transactions, the current one included.
             lo, hi = g.bounds(-w * NS_PER_DAY, False, 0, True)
             nb = hi - lo  # >= 1: the current transaction
             out[f"customer_nb_tx_{w}d"] = g.unsort(nb)
-            out[f"customer_avg_amount_{w}d"] = g.unsort((amount_sum[hi] - amount_sum[lo]) / nb)
+            out[f"customer_avg_amount_{w}d"] = g.unsort(g.window_sums(amount, lo, hi) / nb)
 
     if "terminal_id" in tx:
         label = pd.to_numeric(tx["tx_fraud"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
@@ -149,8 +148,15 @@ class _Groups:
         return ranks[self.order]
 
     def cumsum(self, values: np.ndarray) -> np.ndarray:
-        """Prefix sums over the sorted rows, with a leading 0: window sum = s[hi] - s[lo]."""
+        """Prefix sums over the sorted rows, with a leading 0: window sum = s[hi] - s[lo] (exact for integers)."""
         return np.concatenate([[0], np.cumsum(values[self.order])])
+
+    def window_sums(self, values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Sum of the sorted values in [lo, hi) per row, added up over those rows alone (not s[hi] - s[lo], whose
+        rounding depends on every row before the window). Work: the windows' total length."""
+        edges = np.column_stack([lo, hi]).ravel()  # reduceat sums [lo, hi), then [hi, next lo): every other one
+        sums = np.add.reduceat(np.append(values[self.order], 0.0), edges)[::2]
+        return np.where(hi > lo, sums, 0.0)
 
     def bounds(self, lo: int, lo_incl: bool, hi: int, hi_incl: bool) -> tuple[np.ndarray, np.ndarray]:
         """Sorted positions [a, b) of the rows of each row's group timed in the window (t + lo, t + hi).

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,21 +61,25 @@ def _required_handbook(labels: bool) -> list[str]:
 
 def read_handbook(path: Path, labels: bool = True) -> pd.DataFrame:
     """The handbook's transactions table: a .csv/.csv.gz file, or a folder of them (by file name)."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(
-            (f for f in path.iterdir() if f.is_file() and f.name.endswith(CSV_SUFFIXES)), key=lambda f: f.name
-        )
-        if not files:
-            raise DataError(f"{path}: folder holds no .csv or .csv.gz file")
-    else:
-        files = [path]
-    frames = []
-    for f in files:
-        df = _read_csv(f)
-        _require(df, _required_handbook(labels), str(f))
-        frames.append(df)
+    frames = [next(_csv_frames(f, _required_handbook(labels))) for f in _handbook_files(Path(path))]
     return handbook_to_canonical(_concat(frames), str(path), labels)
+
+
+def iter_handbook(path: Path, chunk_rows: int, labels: bool = True) -> Iterator[pd.DataFrame]:
+    """read_handbook in pieces of at most `chunk_rows` rows, file after file: each column's type is inferred
+    per piece (a stray text value makes its own piece's column text, which the gate then reports)."""
+    for f in _handbook_files(Path(path)):
+        for frame in _csv_frames(f, _required_handbook(labels), chunk_rows):
+            yield handbook_to_canonical(frame, str(f), labels)
+
+
+def _handbook_files(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    files = sorted((f for f in path.iterdir() if f.is_file() and f.name.endswith(CSV_SUFFIXES)), key=lambda f: f.name)
+    if not files:
+        raise DataError(f"{path}: folder holds no .csv or .csv.gz file")
+    return files
 
 
 def read_ulb(path: Path, labels: bool = True) -> pd.DataFrame:
@@ -82,17 +87,23 @@ def read_ulb(path: Path, labels: bool = True) -> pd.DataFrame:
 
     labels=False (scoring new transactions): Class may be absent.
     """
-    path = Path(path)
-    df = _read_csv(path)
-    _require(df, [c for c in ULB_COLUMNS if labels or c != "Class"], str(path))
-    out = pd.DataFrame({"transaction_id": np.arange(len(df), dtype=np.int64)})
-    out["tx_datetime"] = _seconds_to_datetime(df["Time"])
-    out["tx_amount"] = df["Amount"]
-    if "Class" in df:
-        out["tx_fraud"] = df["Class"]
-    for v in V_COLUMNS:
-        out[v.lower()] = df[v]
-    return out
+    return next(iter_ulb(path, 0, labels))
+
+
+def iter_ulb(path: Path, chunk_rows: int, labels: bool = True) -> Iterator[pd.DataFrame]:
+    """read_ulb whole (chunk_rows 0) or in pieces of at most `chunk_rows` rows; ids count rows across pieces."""
+    first = 0
+    for df in _csv_frames(Path(path), [c for c in ULB_COLUMNS if labels or c != "Class"], chunk_rows):
+        df = df.reset_index(drop=True)
+        out = pd.DataFrame({"transaction_id": np.arange(first, first + len(df), dtype=np.int64)})
+        first += len(df)
+        out["tx_datetime"] = _seconds_to_datetime(df["Time"])
+        out["tx_amount"] = df["Amount"]
+        if "Class" in df:
+            out["tx_fraud"] = df["Class"]
+        for v in V_COLUMNS:
+            out[v.lower()] = df[v]
+        yield out
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -108,8 +119,9 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """One CSV file as pandas infers it; every way it can fail becomes a one-line DataError."""
+def _csv_frames(path: Path, required: list[str], chunk_rows: int = 0) -> Iterator[pd.DataFrame]:
+    """One CSV file as pandas infers it, whole (chunk_rows 0) or in pieces of at most chunk_rows rows, with the
+    `required` columns; every way it can fail, in any piece, becomes a one-line DataError."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if not path.is_file():
@@ -119,9 +131,18 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty (0 bytes)")
     _check_text(path)
+    rows = 0
     try:
-        # low_memory=False: one dtype inferred per column, not per chunk of rows.
-        df = pd.read_csv(path, low_memory=False)
+        if chunk_rows:
+            with pd.read_csv(path, chunksize=chunk_rows) as reader:
+                for df in reader:
+                    rows += len(df)
+                    yield _columns(df, required, path)
+        else:  # low_memory=False: one dtype inferred per column, not per block of rows
+            df = pd.read_csv(path, low_memory=False)
+            rows = len(df)
+            if rows:
+                yield _columns(df, required, path)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty (no header line)") from None
     except UnicodeDecodeError:
@@ -132,9 +153,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot decompress ({_first_line(e)})") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or _first_line(e)})") from None
-    if df.empty:
+    if not rows:
         raise DataError(f"{path}: no rows (header only)")
+
+
+def _columns(df: pd.DataFrame, required: list[str], path: Path) -> pd.DataFrame:
     df.columns = [str(c).strip() for c in df.columns]
+    _require(df, required, str(path))
     return df
 
 

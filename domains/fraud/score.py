@@ -6,10 +6,19 @@ earlier rows) and, when given, a history file of earlier labelled transactions i
 Rows whose available past is shorter than the longest window are marked `short_history`: their
 counts and averages cover less time than the model learned from. Terminal risk uses labels only
 once known (after `delay_days`); batch rows without a label count as not (yet) fraud.
+
+In chunks (`--chunk-rows`), each chunk hands the next the rows its windows can still reach (the
+history's and the batch's, back to the longest window plus the label delay before the latest
+time) and the counts its notes and shadow metrics add up: predictions and `short_history` are the
+bits the whole batch gives. That needs the input in time order: a chunk that starts before the
+latest transaction already scored (or a card's transactions at one instant split by a chunk
+boundary) stops the run in one line. The shadow evaluation keeps each row's label and score.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -17,12 +26,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from domains.common.chunks import rows_label
 from domains.common.contract import Reference, Scored, ScoreOptions
 from domains.common.errors import DataError
 from domains.common.modelstore import cached_load
 from domains.common.trainer import predict
 from domains.fraud.features import NS_PER_DAY, build_features
-from domains.fraud.loaders import read_handbook, read_ulb
+from domains.fraud.loaders import iter_handbook, iter_ulb, read_handbook, read_ulb
 from domains.fraud.params import FraudParams
 from domains.fraud.train import MODELS, load_mlp, load_split, score_all
 
@@ -30,6 +40,11 @@ from domains.fraud.train import MODELS, load_mlp, load_split, score_all
 def read_batch(p: FraudParams, path: Path, source: str) -> pd.DataFrame:
     """New transactions in a training format; the label (TX_FRAUD / Class) is optional."""
     return {"handbook": read_handbook, "ulb": read_ulb}[source](path, labels=False)
+
+
+def read_chunks(p: FraudParams, path: Path, source: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """read_batch in pieces of at most `chunk_rows` rows, in file order."""
+    return {"handbook": iter_handbook, "ulb": iter_ulb}[source](path, chunk_rows, labels=False)
 
 
 def reference(p: FraudParams, prepared_dir: Path, train_dir: Path) -> Reference:
@@ -41,13 +56,45 @@ def reference(p: FraudParams, prepared_dir: Path, train_dir: Path) -> Reference:
     )
 
 
+@dataclass(frozen=True)
+class _Carry:
+    """What a chunk hands the next (ScoreOptions.carry)."""
+
+    past: pd.DataFrame  # history and batch rows the next chunk's windows can reach, in time order
+    start: int  # ns: where the batch's past begins (its first chunk's earliest row, or its history's)
+    latest: int  # ns: the latest transaction scored so far
+    tied: np.ndarray  # the cards of the scored rows timed `latest`
+    history_rows: int  # rows of the --history file
+    rows: int  # rows scored so far
+    short: int  # of which short_history
+    labels: np.ndarray | None  # the shadow evaluation's labels and scores so far
+    probabilities: np.ndarray | None
+
+
+ROWS_ALIGNED = 64  # the MLP scores batches padded to this many rows: a row's bits do not depend on its chunk
+WINDOW_COLUMNS = ["tx_datetime", "customer_id", "terminal_id", "tx_amount", "tx_fraud"]  # what the windows read
+
+
 def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame, options: ScoreOptions) -> Scored:
-    history = options.history_rows if options.history_rows is not None else _history(options.history)
+    q = p.prepare
+    needed = max(
+        [
+            0,
+            *(q.customer_windows_days if "customer_id" in table else []),
+            *((w + q.delay_days for w in q.terminal_windows_days) if "terminal_id" in table else []),
+        ]
+    )  # days of past the windows look back on
+    carry: _Carry | None = options.carry
+    if carry is None:
+        history = options.history_rows if options.history_rows is not None else _history(options.history)
+    else:
+        if needed:
+            _check_order(table, carry)
+        history = carry.past
     labelled = "tx_fraud" in table
     batch = table.assign(tx_fraud=table["tx_fraud"] if labelled else 0, _batch=True, _order=np.arange(len(table)))
     both = pd.concat([history.assign(_batch=False, _order=-1), batch], ignore_index=True) if len(history) else batch
     both = both.sort_values(["tx_datetime", "_batch", "_order"], kind="stable").reset_index(drop=True)
-    q = p.prepare
     features = build_features(both, q.customer_windows_days, q.terminal_windows_days, q.delay_days)
     names = cached_load(model_dir / "mlp.pt", lambda f: torch.load(f, map_location="cpu", weights_only=True))[
         "features"
@@ -64,36 +111,74 @@ def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame
     probability = options.predict(model, x) if options.predict is not None else _predict(model_dir, model, x)
 
     t = both.loc[rows, "tx_datetime"].to_numpy(dtype="datetime64[ns]").view(np.int64)[order]
-    start = options.past_from if options.past_from is not None else both["tx_datetime"].min().value
-    known_days = (t - start) / NS_PER_DAY
-    needed = max(
-        [
-            0,
-            *(q.customer_windows_days if "customer_id" in table else []),
-            *((w + q.delay_days for w in q.terminal_windows_days) if "terminal_id" in table else []),
-        ]
+    start = (
+        carry.start
+        if carry is not None
+        else options.past_from
+        if options.past_from is not None
+        else both["tx_datetime"].min().value
     )
+    known_days = (t - start) / NS_PER_DAY
     threshold = p.evaluate.decision_threshold
     predictions = pd.DataFrame(
         {
             "transaction_id": table["transaction_id"].to_numpy(),
             "fraud_probability": probability,
             "decision": (probability >= threshold).astype(np.int64),
-            "short_history": known_days < needed,
+            "short_history": (known_days < needed) & (needed > 0),  # no windows (ULB): never short, in any order
         },
         index=table.index,
     )
+    history_rows = carry.history_rows if carry is not None else len(history)
+    scored_rows = len(predictions) + (carry.rows if carry is not None else 0)
+    short = int(predictions["short_history"].sum()) + (carry.short if carry is not None else 0)
     notes = [
         f"decision: fraud_probability >= {threshold} (fraud.evaluate.decision_threshold)",
-        f"history: {len(history)} earlier transaction(s)"
-        if len(history)
+        f"history: {history_rows} earlier transaction(s)"
+        if history_rows
         else "history: the batch's own earlier rows only (pass --history for the windows' past)",
-        f"{int(predictions['short_history'].sum())} of {len(predictions)} rows have less than {needed} days of "
-        "past (short_history)",
+        f"{short} of {scored_rows} rows have less than {needed} days of past (short_history)",
     ]
-    shadow = _shadow(table["tx_fraud"].to_numpy(), probability) if labelled else None
+    labels = _joined(carry.labels if carry else None, table["tx_fraud"].to_numpy(np.int8) if labelled else None)
+    probabilities = _joined(carry.probabilities if carry else None, probability if labelled else None)
+    shadow = _shadow(labels, probabilities) if labels is not None and probabilities is not None else None
     drift_frame = pd.DataFrame(x, columns=names)
-    return Scored(predictions, drift_frame, probability, shadow, notes)
+    after = None
+    if options.chunked:
+        latest = max(int(t.max()), carry.latest if carry is not None else int(t.max()))
+        at_latest = (both["_batch"] & (both["tx_datetime"] == pd.Timestamp(latest))).to_numpy()
+        tied = both.loc[at_latest, "customer_id"].to_numpy() if "customer_id" in both else np.empty(0)
+        if carry is not None and carry.latest == latest:
+            tied = np.concatenate([carry.tied, tied])
+        reach = both["tx_datetime"].to_numpy(dtype="datetime64[ns]").view(np.int64) >= latest - needed * NS_PER_DAY
+        past = both.loc[reach, [c for c in WINDOW_COLUMNS if c in both]] if needed else pd.DataFrame()
+        after = _Carry(past, int(np.min(start)), latest, tied, history_rows, scored_rows, short, labels, probabilities)
+    return Scored(predictions, drift_frame, probability, shadow, notes, after)
+
+
+def _check_order(table: pd.DataFrame, carry: _Carry) -> None:
+    """Chunks see only earlier rows: a chunk reaching back before the latest time already scored would miss them."""
+    times = table["tx_datetime"]
+    first = int(times.min().value)
+    split_card = (
+        first == carry.latest
+        and "customer_id" in table
+        and bool(np.isin(table.loc[times == pd.Timestamp(first), "customer_id"], carry.tied).any())
+    )
+    if first < carry.latest or split_card:
+        why = (
+            f"go back to {pd.Timestamp(first)}, before {pd.Timestamp(carry.latest)} already scored in earlier rows"
+            if first < carry.latest
+            else f"hold a card's transaction at {pd.Timestamp(first)}, as do earlier rows (one instant split)"
+        )
+        raise DataError(
+            f"fraud: {rows_label(table.index)} of the batch {why}: scoring in chunks needs the input in time order; "
+            "sort it by TX_DATETIME or score it whole (--chunk-rows 0)"
+        )
+
+
+def _joined(before: np.ndarray | None, now: np.ndarray | None) -> np.ndarray | None:
+    return now if before is None or now is None else np.concatenate([before, now])
 
 
 def _history(path: Path | None) -> pd.DataFrame:
@@ -110,15 +195,14 @@ def _predict(model_dir: Path, model: str, x: np.ndarray) -> np.ndarray:
     if model not in MODELS:
         raise DataError(f"fraud: unknown model '{model}'; trained: {', '.join(MODELS)}")
     if model == "mlp":
-        return torch.sigmoid(
-            torch.from_numpy(predict(cached_load(model_dir / "mlp.pt", load_mlp), torch.from_numpy(x)))
-        ).numpy()
+        mlp = cached_load(model_dir / "mlp.pt", load_mlp)
+        return predict(mlp, torch.from_numpy(x), pad_to=ROWS_ALIGNED, then=torch.sigmoid)
     return cached_load(model_dir / f"{model}.joblib", joblib.load).predict_proba(x)[
         :, 1
     ]  # verified against its DVC hash first
 
 
-def _shadow(y: np.ndarray, probability: np.ndarray) -> dict[str, float] | None:
+def _shadow(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     if len(np.unique(y)) < 2:
