@@ -273,6 +273,8 @@ def _fmt(value: float | None) -> str:
 
 
 def drift_table_html(result: DriftResult) -> str:
+    if not result.checks:  # not judged: the reason says why, an empty table would say nothing
+        return ""
     colours = {"pass": "#1a7f37", "warn": "#9a6700", "block": "#cf222e"}
     rows = "".join(
         f"<tr><td>{html.escape(c.column)}</td><td>{c.kind}</td><td>{c.psi:.4f}</td>"

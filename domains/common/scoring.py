@@ -337,7 +337,8 @@ def render_report(
         parts.append("<h2>Scores against the test split</h2>" + _score_figure(scores, reference_scores))
     parts.append("<h2>Data-quality gate</h2>" + render_gate_html(gate).split("</h1>", 1)[1])
     parts.append(
-        "<h2>Examples</h2>" + predictions.head(20).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4f}")
+        "<h2>Examples</h2>"
+        + _blank_missing(predictions.head(EXAMPLES)).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4f}")
     )
     maps = sorted((out / MAPS).glob("*.png"))[:6] if (out / MAPS).is_dir() else []
     if maps:
@@ -358,6 +359,14 @@ def render_report(
         "<!doctype html><meta charset='utf-8'><title>Scoring report</title>"
         "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}td,th{border:1px solid #ccc;padding:3px 8px;"
         "text-align:left}table{border-collapse:collapse}</style>" + "".join(parts)
+    )
+
+
+def _blank_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nullable columns' missing values as empty cells (to_html's na_rep covers NaN, not <NA>)."""
+    nullable = [c for c in frame.columns if isinstance(frame[c].dtype, pd.api.extensions.ExtensionDtype)]
+    return frame.astype({c: object for c in nullable}).assign(
+        **{c: frame[c].astype(object).where(frame[c].notna(), "") for c in nullable}
     )
 
 
