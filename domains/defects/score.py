@@ -11,9 +11,10 @@ of held-out good images' scores).
 Score drift is not judged here: an anomaly detector's scores move with the share of defective
 parts in a batch, which is what it is there to find; a batch full of defects must be scored, not
 blocked. Input drift (size, channels, intensity) is judged as for every image domain, and so is the
-`embedding_distance` of each image: how far the candidate's features (evaluate.candidate at training,
-the model a champion is promoted as; pooled by their median over positions, so that a local defect
-barely moves them: domains/common/vision.py `pooled`) lie from the training split's.
+`embedding_distance` of each image: how far one trained model's features (the first of EMBEDDERS that
+training fitted, so the choice depends on training alone and DVC's train stage knows all it reads; pooled
+by their median over positions, so that a local defect barely moves them: domains/common/vision.py
+`pooled`) lie from the training split's.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ from domains.defects.loaders import GOOD
 from domains.defects.metrics import image_metrics, image_scores
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, ITEMS
-from domains.defects.train import THRESHOLDS, embeddings, load_model, score_maps
+from domains.defects.train import BASELINE, DRAEM, PATCHCORE, SEGMENTER, THRESHOLDS, embeddings, load_model, score_maps
+
+# Which trained model embeds images for drift: the first of these that training fitted (the learned
+# encoders first; the patch Gaussian, always fitted, last). Not evaluate.candidate: the train stage would
+# then read an evaluate param, and changing the candidate would leave a stale bank.
+EMBEDDERS = (DRAEM, SEGMENTER, PATCHCORE, BASELINE)
 
 LAYOUTS = "an MVTec category folder (test/<type>/), <type>/ folders ('good' is normal), or a flat folder of images"
 
@@ -58,12 +64,13 @@ def read_batch(p: DefectsParams, path: Path, source: str) -> pd.DataFrame:
 
 
 def reference(p: DefectsParams, prepared_dir: Path, train_dir: Path) -> Reference:
-    """The training split's native sizes, the intensity of its prepared images and the candidate's
+    """The training split's native sizes, the intensity of its prepared images and one trained model's
     embeddings of them (saved with the model); no score reference (see above)."""
     items = pd.read_parquet(prepared_dir / ITEMS)
     train = np.flatnonzero(items[SPLIT].to_numpy() == "train")
     images = np.ascontiguousarray(np.load(prepared_dir / IMAGES, mmap_mode="r")[train])
-    name = p.evaluate.candidate  # the model that is promoted: its embeddings are the ones a champion scores with
+    trained = json.loads((train_dir / THRESHOLDS).read_text())
+    name = next(m for m in EMBEDDERS if m in trained)
     distance = save_embeddings(train_dir, name, embeddings(name, load_model(train_dir, name), images), p.seed)
     height, width = items["height"].to_numpy()[train], items["width"].to_numpy()[train]
     return Reference(drift_frame(height, width, images, distance), {})
