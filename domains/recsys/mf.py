@@ -149,16 +149,27 @@ def predict_mf(
 
 
 def save_mf(model: BiasedMF, user_ids: np.ndarray, item_ids: np.ndarray, path: Path) -> None:
-    """Weights plus the raw ids of the table rows, so the file alone can recommend."""
+    """Weights plus the raw ids of the table rows, so the file alone can recommend. Ids as int64 tensors:
+    the file then holds tensors and plain values only and loads with weights_only=True."""
     torch.save(
-        {"state_dict": model.cpu().state_dict(), "user_ids": user_ids, "item_ids": item_ids, "factors": model.factors},
+        {
+            "state_dict": model.cpu().state_dict(),
+            "user_ids": ids_tensor(user_ids),
+            "item_ids": ids_tensor(item_ids),
+            "factors": model.factors,
+        },
         path,
     )
 
 
 def load_mf(path: Path, device: str = "auto") -> tuple[BiasedMF, pd.Index, pd.Index]:
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    users, items = pd.Index(saved["user_ids"]), pd.Index(saved["item_ids"])
+    saved = torch.load(path, map_location="cpu", weights_only=True)  # no pickled objects: nothing runs on load
+    users, items = pd.Index(saved["user_ids"].numpy()), pd.Index(saved["item_ids"].numpy())
     model = BiasedMF(len(users), len(items), saved["factors"], 1.0, 0)
     model.load_state_dict(saved["state_dict"])
     return model.to(select_device(device)).eval(), users, items
+
+
+def ids_tensor(ids: np.ndarray) -> torch.Tensor:
+    """Raw user or item ids (integers, as the gate requires) as an int64 tensor, for a weights-only file."""
+    return torch.from_numpy(np.asarray(ids, dtype=np.int64).copy())

@@ -29,6 +29,7 @@ from torch import nn
 
 from domains.common.trainer import fit, select_device
 from domains.recsys.metrics import K, ranking_metrics, top_k
+from domains.recsys.mf import ids_tensor
 from domains.recsys.params import BprParams, RecsysTrainParams, VaeParams
 
 EASE, ITEM_KNN, BPR, VAE = "ease", "item_knn", "bpr", "vae"
@@ -374,8 +375,8 @@ class TorchRanker:
             {
                 "name": self.name,
                 "state_dict": self.model.cpu().state_dict(),
-                "user_ids": self.user_ids,
-                "item_ids": self.item_ids,
+                "user_ids": ids_tensor(self.user_ids),
+                "item_ids": ids_tensor(self.item_ids),
                 "config": self.config,
             },
             path,
@@ -383,7 +384,7 @@ class TorchRanker:
 
     @classmethod
     def load(cls, path: Path, device: str = "auto") -> TorchRanker:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only
         n_users, n_items = len(saved["user_ids"]), len(saved["item_ids"])
         if saved["name"] == BPR:
             model: nn.Module = BPRMF(n_users, n_items, saved["config"]["factors"], 0)
@@ -391,7 +392,11 @@ class TorchRanker:
             model = MultVAE(n_items, VaeParams(**saved["config"]), 1, 0)
         model.load_state_dict(saved["state_dict"])
         return cls(
-            saved["name"], model.to(select_device(device)).eval(), saved["user_ids"], saved["item_ids"], saved["config"]
+            saved["name"],
+            model.to(select_device(device)).eval(),
+            saved["user_ids"].numpy(),
+            saved["item_ids"].numpy(),
+            saved["config"],
         )
 
 
