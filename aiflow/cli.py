@@ -248,9 +248,10 @@ def _export(root: Path, args: argparse.Namespace) -> None:
     )
     for name, figures in manifest["models"].items():
         parity = figures["parity"]
-        line = (
-            f"  {name}: max |p_onnx - p_ref| {parity['max_abs_diff']:.2g} (<= {parity['tolerance']:g}), "
-            f"{parity['near_threshold']} near the threshold"
+        line = f"  {name}: max |p_onnx - p_ref| {parity['max_abs_diff']:.2g} (<= {parity['tolerance']:g}), " + (
+            f"top-{parity['top_k']} lists identical but {parity['near_threshold_flipped']} at a tie"
+            if "top_k" in parity
+            else f"{parity['near_threshold']} near the threshold"
         )
         if "map" in parity:
             line += (

@@ -282,3 +282,56 @@ def test_the_graphs_image_score_is_metrics_image_scores(pool, size):
 
     maps = np.random.default_rng(0).random((3, *size)).astype(np.float32)
     assert np.abs(_ImageScore(pool)(torch.from_numpy(maps)).numpy() - image_scores(maps, pool)).max() <= 1e-6
+
+
+@pytest.fixture(scope="module")
+def recsys_export(tmp_path_factory) -> dict:
+    from tests.recsys.conftest import small_recsys_params
+
+    section = small_recsys_params()
+    repo = _trained_in_process(tmp_path_factory.mktemp("export-recsys"), "recsys", section)
+    out = repo / "export"
+    models, exportable = _exported(repo, "recsys", section, out)
+    return {"repo": repo, "out": out, "models": models, "exportable": exportable}
+
+
+def test_recsys_models_exported_with_top_k_parity_and_the_rest_named(recsys_export):
+    models, exportable, out = recsys_export["models"], recsys_export["exportable"], recsys_export["out"]
+    assert set(models) == {"mf", "ease", "item_knn", "bpr", "vae"}
+    for name, figures in models.items():
+        parity = figures["parity"]
+        assert parity["passed"] and parity["max_abs_diff"] <= 1e-5 and parity["top_k"] == 10, (name, parity)
+        assert parity["decisions_differ"] == 0 and parity["items"] > 0
+        assert not figures["int8"]["exported"] and "recommender" in figures["int8"]["reason"]
+    assert set(exportable.not_converted) == {"svdpp", "knn_baseline", "popularity"}
+    surprise = exportable.preprocessing["surprise_factors"]
+    assert set(surprise["files"]) == {"svd", "baseline_only"}
+    for name, figures in surprise["parity"].items():
+        assert figures["pairs"] > 0 and figures["max_abs_diff"] <= 1e-5, (name, figures)
+        assert (out / f"{name}.factors.npz").is_file()
+
+
+@pytest.mark.parametrize("model", ["ease", "bpr"])
+def test_recsys_export_recommends_what_the_model_recommends(recsys_export, model):
+    """From raw ids to a top-10 list with only the export folder, against `recommend` on the trained model."""
+    import pandas as pd
+
+    from domains.recsys.recommend import recommend
+
+    repo, out = recsys_export["repo"], recsys_export["out"]
+    ratings = pd.read_parquet(repo / "data" / "recsys" / "prepare" / "ratings.parquet")
+    train = ratings[~ratings["holdout"]]
+    items = np.array(json.loads((out / f"{model}.item_ids.json").read_text()))
+    users = np.sort(train["user_id"].unique())[:5]
+    rated = np.zeros((len(users), len(items)), dtype=np.float32)
+    for row, user in enumerate(users):
+        rated[row, np.isin(items, train.loc[train["user_id"] == user, "item_id"])] = 1.0
+    if model == "bpr":
+        rows = {u: r for r, u in enumerate(json.loads((out / "bpr.user_ids.json").read_text()))}
+        feed = {"user": np.array([rows[u] for u in users], dtype=np.int64)}
+    else:
+        feed = {"history": rated}
+    (scores,) = ort.InferenceSession(out / f"{model}.onnx").run(["scores"], feed)
+    top = np.argsort(-np.where(rated > 0, -np.inf, scores), axis=1, kind="stable")[:, :10]
+    expected, _ = recommend(repo / "data" / "recsys" / "train", model, train, users, "cpu")
+    assert (np.sort(items[top], axis=1) == np.sort(expected, axis=1)).all()

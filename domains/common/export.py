@@ -67,6 +67,8 @@ class Convertible:
     map_output: str | None = None  # a graph output of per-item maps, compared within TOLERANCES["map"]
     map_reference: np.ndarray | None = None  # those maps as the evaluated model computed them, same items
     chunk: int = CHUNK  # items per onnxruntime call on the test split (images: fewer)
+    top_k: int | None = None  # a recommender: decisions are each item's (user's) k best unseen output columns
+    seen: np.ndarray | None = None  # with top_k: bool [items, columns], the columns never recommended (rated)
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Exportable:
 
     models: list[Convertible]
     labels: np.ndarray  # the test items' 0/1 labels, for the int8 metric check
-    threshold: float  # P(positive) >= threshold decides the positive class
+    threshold: float | None  # P(positive) >= threshold decides the positive class (None: ranked, see top_k)
     class_names: list[str]  # [negative, positive]
     metric: str  # auroc | accuracy: the primary metric int8 must keep within one point
     preprocessing: dict[str, Any]  # what the graphs do not contain, documented
@@ -179,7 +181,11 @@ def convert_all(
         if with_int8 and model.quantize:
             models[model.name]["int8"] = int8(model, file, session, exportable)
         elif with_int8:
-            models[model.name]["int8"] = {"exported": False, "reason": f"no int8 version for {model.kind} models"}
+            why = "recommender scores: lookups and one product, nothing int8 speeds up" if model.top_k else ""
+            models[model.name]["int8"] = {
+                "exported": False,
+                "reason": why or f"no int8 version for {model.kind} models",
+            }
     for name, content in exportable.files.items():
         (folder / name).write_bytes(content)
     (folder / PREPROCESSING).write_text(json.dumps(exportable.preprocessing, indent=2))
@@ -199,12 +205,19 @@ def _publish(files: Path, out: Path) -> None:
 
 
 def parity(
-    model: Convertible, session: Any, threshold: float, tolerance: float, map_tolerance: float = TOLERANCES["map"]
+    model: Convertible,
+    session: Any,
+    threshold: float | None,
+    tolerance: float,
+    map_tolerance: float = TOLERANCES["map"],
 ) -> dict[str, Any]:
     """ONNX against the evaluated model on every test item: largest difference and decisions (and, for a
     model with a map output, the largest difference of any map value, under "map")."""
     p, map_figures = _predict_with_maps(session, model, map_tolerance)
     ref = np.asarray(model.reference, dtype=np.float64)
+    if model.top_k is not None:
+        return _top_k_parity(p, ref, model.seen, model.top_k, tolerance)
+    assert threshold is not None, f"{model.name}: a model decided by a threshold needs one"
     diff = np.abs(p - ref)
     near = np.abs(ref - threshold) <= tolerance  # a difference within tolerance may flip these: counted, allowed
     flipped = (p >= threshold) != (ref >= threshold)
@@ -220,6 +233,34 @@ def parity(
         "decisions_differ": differ,
         "passed": bool(max_diff <= tolerance and differ == 0),
     } | ({"map": map_figures} if map_figures else {})
+
+
+def _top_k_parity(p: np.ndarray, ref: np.ndarray, seen: np.ndarray | None, k: int, tolerance: float) -> dict:
+    """A recommender decides by rank: each user's k best unseen columns from the ONNX scores against the
+    model's. A list may differ only where the model's k-th and next scores are within twice the tolerance
+    (each may move by it): those users are counted, any other difference fails."""
+    diff = np.abs(p - ref)
+
+    def masked(scores: np.ndarray) -> np.ndarray:
+        return np.where(seen, -np.inf, scores) if seen is not None else scores
+
+    order = np.argsort(-masked(ref), axis=1, kind="stable")
+    onnx_top = np.sort(np.argsort(-masked(p), axis=1, kind="stable")[:, :k], axis=1)
+    differs = (np.sort(order[:, :k], axis=1) != onnx_top).any(axis=1)
+    ranked = np.take_along_axis(masked(ref), order[:, : k + 1], axis=1)
+    near = ranked[:, -1] >= ranked[:, k - 1] - 2 * tolerance if ranked.shape[1] > k else np.zeros(len(p), bool)
+    max_diff = float(diff.max()) if diff.size else 0.0
+    return {
+        "items": int(len(ref)),
+        "max_abs_diff": max_diff,
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "tolerance": tolerance,
+        "top_k": k,
+        "near_threshold": int(near.sum()),  # users whose k-th and next scores tie within the tolerance
+        "near_threshold_flipped": int((differs & near).sum()),
+        "decisions_differ": int((differs & ~near).sum()),  # users whose top-k lists differ away from a tie
+        "passed": bool(max_diff <= tolerance and not (differs & ~near).any()),
+    }
 
 
 def _predict_with_maps(session: Any, model: Convertible, tolerance: float) -> tuple[np.ndarray, dict[str, Any]]:
@@ -272,7 +313,9 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
         else:
             quantize_dynamic(f32_file, file, weight_type=QuantType.QInt8)
     session = _session(file)
-    metric = _metric_fn(exportable.metric, exportable.threshold if model.threshold is None else model.threshold)
+    threshold = exportable.threshold if model.threshold is None else model.threshold
+    assert threshold is not None, f"{model.name}: int8 is judged at a decision threshold"
+    metric = _metric_fn(exportable.metric, threshold)
     f32_metric = metric(exportable.labels, predict(f32_session, model, model.test))
     q_metric = metric(exportable.labels, predict(session, model, model.test))
     change = q_metric - f32_metric

@@ -25,6 +25,7 @@ DOMAIN = DomainSpec(
     prepare=lazy("domains.recsys.pipeline:prepare"),
     train=lazy("domains.recsys.train:train_models"),
     evaluate=lazy("domains.recsys.evaluate:evaluate_models"),
+    export=lazy("domains.recsys.export:export_models"),
     scoring=ScoringSpec(
         sources=("users", "pairs", *FORMATS),
         read=lazy("domains.recsys.score:read_batch"),
