@@ -286,25 +286,28 @@ def test_the_graphs_image_score_is_metrics_image_scores(pool, size):
 
 @pytest.fixture(scope="module")
 def recsys_export(tmp_path_factory) -> dict:
+    """The session's recsys build, exported through `aiflow export`'s own function (found by DVC hashes)."""
+    from domains.common.export import ExportRequest, export
     from tests.recsys.conftest import small_recsys_params
 
-    section = small_recsys_params()
-    repo = _trained_in_process(tmp_path_factory.mktemp("export-recsys"), "recsys", section)
+    repo = trained_copy(tmp_path_factory, "recsys", small_recsys_params())
     out = repo / "export"
-    models, exportable = _exported(repo, "recsys", section, out)
-    return {"repo": repo, "out": out, "models": models, "exportable": exportable}
+    manifest = export(repo, ExportRequest("recsys", "candidate", int8=True, out=out))
+    return {"repo": repo, "out": out, "manifest": manifest}
 
 
 def test_recsys_models_exported_with_top_k_parity_and_the_rest_named(recsys_export):
-    models, exportable, out = recsys_export["models"], recsys_export["exportable"], recsys_export["out"]
+    manifest, out = recsys_export["manifest"], recsys_export["out"]
+    models = manifest["models"]
     assert set(models) == {"mf", "ease", "item_knn", "bpr", "vae"}
     for name, figures in models.items():
         parity = figures["parity"]
         assert parity["passed"] and parity["max_abs_diff"] <= 1e-5 and parity["top_k"] == 10, (name, parity)
         assert parity["decisions_differ"] == 0 and parity["items"] > 0
         assert not figures["int8"]["exported"] and "recommender" in figures["int8"]["reason"]
-    assert set(exportable.not_converted) == {"svdpp", "knn_baseline", "popularity"}
-    surprise = exportable.preprocessing["surprise_factors"]
+    assert set(manifest["not_converted"]) == {"svdpp", "knn_baseline", "popularity"}
+    assert manifest["threshold"] is None and manifest["model"]["scoring_model"] == "ease"
+    surprise = json.loads((out / "preprocessing.json").read_text())["surprise_factors"]
     assert set(surprise["files"]) == {"svd", "baseline_only"}
     for name, figures in surprise["parity"].items():
         assert figures["pairs"] > 0 and figures["max_abs_diff"] <= 1e-5, (name, figures)

@@ -8,6 +8,7 @@ active users and popular items are held by their many ratings, rare ones pulled 
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from domains.common.errors import PipelineError
 from domains.common.trainer import History, fit, select_device
 from domains.recsys.params import RecsysTrainParams
 
@@ -163,7 +165,7 @@ def save_mf(model: BiasedMF, user_ids: np.ndarray, item_ids: np.ndarray, path: P
 
 
 def load_mf(path: Path, device: str = "auto") -> tuple[BiasedMF, pd.Index, pd.Index]:
-    saved = torch.load(path, map_location="cpu", weights_only=True)  # no pickled objects: nothing runs on load
+    saved = load_weights(path)
     users, items = pd.Index(saved["user_ids"].numpy()), pd.Index(saved["item_ids"].numpy())
     model = BiasedMF(len(users), len(items), saved["factors"], 1.0, 0)
     model.load_state_dict(saved["state_dict"])
@@ -173,3 +175,14 @@ def load_mf(path: Path, device: str = "auto") -> tuple[BiasedMF, pd.Index, pd.In
 def ids_tensor(ids: np.ndarray) -> torch.Tensor:
     """Raw user or item ids (integers, as the gate requires) as an int64 tensor, for a weights-only file."""
     return torch.from_numpy(np.asarray(ids, dtype=np.int64).copy())
+
+
+def load_weights(path: Path) -> dict:
+    """A saved recommender file, tensors and plain values only: weights_only, so nothing in it runs on load."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise PipelineError(
+            f"{path.name}: holds more than tensors and plain values (a file from before the ids were saved as "
+            "tensors, or not this project's): retrain with dvc repro"
+        ) from None

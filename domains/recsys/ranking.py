@@ -29,7 +29,7 @@ from torch import nn
 
 from domains.common.trainer import fit, select_device
 from domains.recsys.metrics import K, ranking_metrics, top_k
-from domains.recsys.mf import ids_tensor
+from domains.recsys.mf import ids_tensor, load_weights
 from domains.recsys.params import BprParams, RecsysTrainParams, VaeParams
 
 EASE, ITEM_KNN, BPR, VAE = "ease", "item_knn", "bpr", "vae"
@@ -384,7 +384,7 @@ class TorchRanker:
 
     @classmethod
     def load(cls, path: Path, device: str = "auto") -> TorchRanker:
-        saved = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only
+        saved = load_weights(path)
         n_users, n_items = len(saved["user_ids"]), len(saved["item_ids"])
         if saved["name"] == BPR:
             model: nn.Module = BPRMF(n_users, n_items, saved["config"]["factors"], 0)
