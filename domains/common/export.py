@@ -237,9 +237,14 @@ def parity(
 
 def _top_k_parity(p: np.ndarray, ref: np.ndarray, seen: np.ndarray | None, k: int, tolerance: float) -> dict:
     """A recommender decides by rank: each user's k best unseen columns from the ONNX scores against the
-    model's. A list may differ only where the model's k-th and next scores are within twice the tolerance
-    (each may move by it): those users are counted, any other difference fails."""
+    model's. Its scores are not probabilities (item-kNN sums similarities to tens), and float32 sums in
+    another order differ in proportion: the tolerance is relative to the largest |score| (at least 1). A
+    list may differ only where the model's k-th and next scores are within twice that (each may move by
+    it): those users are counted, any other difference fails."""
     diff = np.abs(p - ref)
+    finite = np.abs(ref[np.isfinite(ref)])
+    scale = max(1.0, float(finite.max()) if finite.size else 1.0)
+    allowed = tolerance * scale
 
     def masked(scores: np.ndarray) -> np.ndarray:
         return np.where(seen, -np.inf, scores) if seen is not None else scores
@@ -248,18 +253,20 @@ def _top_k_parity(p: np.ndarray, ref: np.ndarray, seen: np.ndarray | None, k: in
     onnx_top = np.sort(np.argsort(-masked(p), axis=1, kind="stable")[:, :k], axis=1)
     differs = (np.sort(order[:, :k], axis=1) != onnx_top).any(axis=1)
     ranked = np.take_along_axis(masked(ref), order[:, : k + 1], axis=1)
-    near = ranked[:, -1] >= ranked[:, k - 1] - 2 * tolerance if ranked.shape[1] > k else np.zeros(len(p), bool)
+    near = ranked[:, -1] >= ranked[:, k - 1] - 2 * allowed if ranked.shape[1] > k else np.zeros(len(p), bool)
     max_diff = float(diff.max()) if diff.size else 0.0
     return {
         "items": int(len(ref)),
         "max_abs_diff": max_diff,
         "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
-        "tolerance": tolerance,
+        "tolerance": allowed,
+        "relative_tolerance": tolerance,
+        "score_scale": scale,  # the largest |score|, at least 1: tolerance = relative_tolerance x this
         "top_k": k,
         "near_threshold": int(near.sum()),  # users whose k-th and next scores tie within the tolerance
         "near_threshold_flipped": int((differs & near).sum()),
         "decisions_differ": int((differs & ~near).sum()),  # users whose top-k lists differ away from a tie
-        "passed": bool(max_diff <= tolerance and not (differs & ~near).any()),
+        "passed": bool(max_diff <= allowed and not (differs & ~near).any()),
     }
 
 
