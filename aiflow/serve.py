@@ -1,7 +1,7 @@
 """`aiflow serve-model <domain>`: the champion behind HTTP (FastAPI on uvicorn), loopback by default.
 
-POST /predict  a JSON body of the domain's request model (GET /docs shows it) -> the batch scorer's
-               rows for each item; 413 over the body limit, 422 naming the field and the failed check
+POST /predict  a JSON body of the domain's request model (GET /docs shows it), or for images a multipart
+               upload (`image` file parts) -> the batch scorer's rows for each item; 413 over the body limit, 422 naming the field and the failed check
                (types and limits here, the scoring gate's row-level checks in domains/common/serving.py)
 GET  /health   up, which model version serves, reloads, the last reload error
 GET  /metadata model version, DVC hash, metrics, threshold, runtime, batching and limits, request schema
@@ -15,22 +15,26 @@ batches (domains/common/serving.ModelHolder).
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile  # what Request.form() gives (FastAPI's UploadFile subclasses it)
 
 from domains.common.serving import ModelHolder, Outcome, ServedModel, error
 
 log = logging.getLogger("aiflow.serve")
+MAX_FILES = 257  # multipart parts read at most: one more than an image request's item limit, so that limit names it
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,8 @@ def create_app(root: Path, config: ServeConfig) -> FastAPI:
     )
     async def predict(request: Request) -> JSONResponse:
         raw, refusal = await _read_body(request, config.max_body_bytes)
+        if refusal is None and request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raw, refusal = await _multipart_as_json(request, raw, request_model)
         if refusal is not None:
             return refusal
         try:
@@ -236,6 +242,32 @@ async def _read_body(request: Request, limit: int) -> tuple[bytes, JSONResponse 
     if not raw.strip():
         return raw, _unprocessable([error([], "empty body: send a JSON object (see GET /docs)", "missing")])
     return raw, None
+
+
+async def _multipart_as_json(request: Request, raw: bytes, request_model: type[BaseModel]) -> tuple[bytes, Any]:
+    """An image domain's multipart upload (one `image` file part per item, its file name as the id) as the
+    JSON body it stands for, so it passes exactly the same validation and checks; other domains take JSON."""
+    item = request_model.model_fields["items"].annotation
+    if "image" not in getattr(get_args(item)[0] if get_args(item) else item, "model_fields", {}):
+        return raw, _unprocessable([error([], "multipart uploads are for image domains: send JSON", "content_type")])
+
+    async def replay() -> dict[str, Any]:  # the body was read (and size-checked) already
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=MAX_FILES, max_fields=MAX_FILES)
+    except Exception as err:  # python-multipart's parse errors, HTTPException for too many parts
+        return raw, _unprocessable([error([], f"malformed multipart body: {getattr(err, 'detail', err)}", "multipart")])
+    extra = [key for key in form if key != "image"]
+    files = [part for part in form.getlist("image") if isinstance(part, UploadFile)]
+    if extra or not files:
+        what = f"unexpected part(s) {', '.join(sorted(set(extra)))}" if extra else "no file part named 'image'"
+        return raw, _unprocessable([error([], f"{what}: send each image as a file part named 'image'", "multipart")])
+    items = [
+        {"image": base64.b64encode(await part.read()).decode(), **({"id": part.filename} if part.filename else {})}
+        for part in files
+    ]
+    return json.dumps({"items": items}).encode(), None
 
 
 def _too_large(size: int, limit: int) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""ONNX export benchmarks (`python -m benchmarks.export fraud|sentiment|medical|recsys|all`).
+"""ONNX export benchmarks (`python -m benchmarks.export fraud|sentiment|medical|recsys|all [--real]`).
 
 Each domain's model trained on its synthetic default: this checkout's trained model (`--model
 candidate`) where dvc.lock has one, else a throwaway copy of the repository trained by `dvc repro`.
@@ -7,6 +7,8 @@ mean |p_onnx - p_ref|, items within tolerance of the threshold) and, for the int
 ratio, primary-metric change and CPU latency at batch 1 and 64 against float32. Goals (issue 16):
 parity within 1e-5 (torch, linear) or 1e-4 (trees); int8 size <= 0.30x, metric within 1 point,
 >= 1.5x faster at batch 1. Results: benchmarks/results/export_<domain>.json (committed, with machine and load).
+`--real` (sentiment, medical): trained instead on IMDB / PneumoniaMNIST from ../shared/datasets with the scoring
+benchmark's shortened settings (skipped when absent), exported on the whole real test split: export_<domain>_real.json.
 """
 
 from __future__ import annotations
@@ -19,6 +21,21 @@ from typing import Any
 from benchmarks.common import ROOT, context, print_table, run, save, subprocess_env
 
 DOMAINS = ("fraud", "sentiment", "medical", "recsys")
+
+
+def _imdb() -> Path:
+    from benchmarks.scoring import IMDB_ARCHIVE
+
+    return IMDB_ARCHIVE
+
+
+def _pneumonia() -> Path:
+    from benchmarks.scoring import PNEUMONIAMNIST
+
+    return PNEUMONIAMNIST
+
+
+REAL_DATA = {"sentiment": _imdb, "medical": _pneumonia}  # --real: the issue's int8 figures on real data
 
 
 def _trained_root(domain: str, folder: Path) -> Path:
@@ -36,12 +53,25 @@ def _trained_root(domain: str, folder: Path) -> Path:
     return repo
 
 
-def bench(domain: str) -> dict[str, Any]:
+def _real_root(domain: str, folder: Path) -> Path:
+    """A copy trained on the domain's real data (benchmarks/scoring.py's shortened settings, whole test split)."""
+    from benchmarks.scoring import IMDB_ARCHIVE, _trained_candidate
+
+    data = {"source": "aclimdb", "path": str(IMDB_ARCHIVE)} if domain == "sentiment" else None
+    return _trained_candidate(folder, domain, data)
+
+
+def bench(domain: str, real: bool = False) -> dict[str, Any] | None:
     from domains.common.export import ExportRequest, export
 
+    if real and domain not in REAL_DATA:
+        raise SystemExit(f"--real: {domain} has no real-data export run; choose from {', '.join(REAL_DATA)}")
+    if real and not REAL_DATA[domain]().exists():
+        print(f"{domain}: {REAL_DATA[domain]()} not found: skipped")
+        return None
     before = context()
     with tempfile.TemporaryDirectory(prefix=f"export-{domain}-") as tmp:
-        root = _trained_root(domain, Path(tmp) / "repo")
+        root = _real_root(domain, Path(tmp)) if real else _trained_root(domain, Path(tmp) / "repo")
         manifest = export(root, ExportRequest(domain, "candidate", int8=True, out=Path(tmp) / "export"))
     rows, int8_rows = [], []
     for name, figures in manifest["models"].items():
@@ -105,25 +135,28 @@ def bench(domain: str) -> dict[str, Any]:
         print(f"  {name}: not exported: {reason}")
     result = {
         "domain": domain,
+        "data": REAL_DATA[domain]().name if real else "synthetic default",
         "model": manifest["model"],
         "test_items": manifest["test_items"],
         "models": manifest["models"],
         "not_converted": manifest["not_converted"],
         "packages": manifest["packages"],
     }
-    save(f"export_{domain}", result, before)
+    save(f"export_{domain}{'_real' if real else ''}", result, before)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     names = (argv if argv is not None else sys.argv[1:]) or ["all"]
-    chosen = DOMAINS if names == ["all"] else names
+    real = "--real" in names
+    names = [n for n in names if n != "--real"] or ["all"]
+    chosen = (tuple(REAL_DATA) if real else DOMAINS) if names == ["all"] else names
     unknown = [n for n in chosen if n not in DOMAINS]
     if unknown:
         print(f"unknown: {', '.join(unknown)}; choose from {', '.join(DOMAINS)} or all", file=sys.stderr)
         return 2
     for name in chosen:
-        bench(name)
+        bench(name, real)
     return 0
 
 

@@ -3,8 +3,8 @@
 `{"items": [{"image": "<base64 of a PNG/JPEG/... file>", "id": "optional name.png"}, ...]}`. The bytes
 are written as files into the request's scratch folder and read by the domain's own `read_batch`, so
 an image passes exactly the per-image facts and checks a file in a scored folder passes (decoding,
-channels, size as trained). Multipart uploads need python-multipart, which this stack does not
-install: base64 in JSON is the one format. Item ids are made unique across requests scored together
+channels, size as trained). A multipart upload (`image` file parts) is turned into this same body by the
+app (aiflow/serve.py), so it passes the same checks. Item ids are made unique across requests scored together
 (serving.item_prefix) and given back as the caller named them.
 """
 
