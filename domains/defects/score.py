@@ -69,7 +69,7 @@ def read_batch(p: DefectsParams, path: Path, source: str) -> pd.DataFrame:
     if path.is_file():
         raise DataError(f"{path}: a file, not a folder of images ({LAYOUTS})")
     folder = path / "test" if (path / "test").is_dir() and (path / "train").is_dir() else path
-    table = read_folder(folder, LAYOUTS)
+    table = read_folder(folder, LAYOUTS, p.prepare.image_size)
     return table.assign(**{MODE: table["channels"].astype(str) + "x" + table["dtype"]})
 
 
