@@ -115,7 +115,7 @@ class DriftCheck:
     reference_mean: float | None
     batch_mean: float | None
     severity: Literal["pass", "warn", "block"]  # of psi - noise: its excess over sampling noise
-    noise: float = 0.0  # the PSI sampling noise of a batch this size (`noise`)
+    noise: float = 0.0  # the PSI sampling noise of a batch this size: psi_noise
 
 
 @dataclass
