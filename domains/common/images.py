@@ -64,22 +64,24 @@ def pixel_hash(array: np.ndarray) -> str:
 def image_facts(array: np.ndarray) -> dict:
     """What the gate checks about one decoded (H, W, C) image."""
     values = array.astype(np.float64)
-    finite = np.isfinite(values)
-    scale = 255.0 / VALUE_MAX.get(str(array.dtype), 255.0)  # std on a 0-255 scale, whatever the type
-    low, high = 0.0, VALUE_MAX.get(str(array.dtype), float(np.nanmax(values)) if finite.any() else 1.0)
+    # Integer pixels are all finite: their values as they lie, without a mask and its copies (the same numbers).
+    present = values.ravel() if array.dtype.kind in "iub" else values[np.isfinite(values)]
+    dtype = str(array.dtype)
+    scale = 255.0 / VALUE_MAX.get(dtype, 255.0)  # std on a 0-255 scale, whatever the type
+    high = VALUE_MAX[dtype] if dtype in VALUE_MAX else float(np.nanmax(values)) if present.size else 1.0
     return {
         DECODE_ERROR: "",
         "height": int(array.shape[0]),
         "width": int(array.shape[1]),
         "channels": int(array.shape[2]),
         SHAPE: f"{array.shape[0]}x{array.shape[1]}x{array.shape[2]}",
-        "dtype": str(array.dtype),
-        "nan_pixels": int((~finite).sum()),
-        "pixel_min": float(values[finite].min()) if finite.any() else float("nan"),
-        "pixel_max": float(values[finite].max()) if finite.any() else float("nan"),
-        "pixel_mean": float(values[finite].mean() * scale) if finite.any() else float("nan"),
-        "pixel_std": float(values[finite].std() * scale) if finite.any() else 0.0,  # all NaN: constant
-        "saturated_fraction": float(np.mean((values <= low) | (values >= high))),
+        "dtype": dtype,
+        "nan_pixels": int(values.size - present.size),
+        "pixel_min": float(present.min()) if present.size else float("nan"),
+        "pixel_max": float(present.max()) if present.size else float("nan"),
+        "pixel_mean": float(present.mean() * scale) if present.size else float("nan"),
+        "pixel_std": float(present.std() * scale) if present.size else 0.0,  # all NaN: constant
+        "saturated_fraction": float(np.mean((values <= 0.0) | (values >= high))),
         HASH: pixel_hash(array),
     }
 
