@@ -258,7 +258,8 @@ def write_map(folder: Path, item_id: str, image: np.ndarray, heat: np.ndarray) -
     """The image (C, H, W uint8) in grey with `heat` (H, W in [0, 1]) in red over it, as <item>.png."""
     grey = image.mean(axis=0) if image.shape[0] > 1 else image[0].astype(np.float64)
     h = np.clip(np.nan_to_num(heat), 0, 1)
-    rgb = np.stack([grey * (1 - h) + 255 * h, grey * (1 - h), grey * (1 - h)], axis=-1)
+    dimmed = grey * (1 - h)
+    rgb = np.stack([dimmed + 255 * h, dimmed, dimmed], axis=-1)
     folder.mkdir(parents=True, exist_ok=True)
     file = folder / f"{safe_name(item_id)}.png"
     Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8), "RGB").save(file)
