@@ -1,10 +1,11 @@
 """Scoring new images, shared by the image domains (medical, defects).
 
 - `read_folder`: a flat folder of images, or <label>/<image>, into the per-image facts table the
-  image gate checks (`domains.common.images`), with the folder in a `root` column so the scorer
-  can read the pixels that passed the gate (checked against their hash, as training does);
+  image gate checks (`domains.common.images`), each image decoded once: its facts and, in a `resized`
+  column, the image at the model's size, which the scorer uses (the pixels the gate judged);
 - `scoring_schema_columns`: the gate's per-image columns without the split and label checks;
-- `model_inputs`: the gated images at the model's size and channels, resized as `prepare` did;
+- `model_inputs`: the gated images at the model's size and channels, resized as `prepare` did (from
+  the `resized` column, or read again from the `root` column's folder or .npz, checked against their hash);
 - drift: each image's facts (native size and channels, intensity mean and std of what the model
   sees) and its `embedding_distance`, computed alike for the training split (the reference) and for
   a batch (see `save_embeddings`);
@@ -29,6 +30,8 @@ from domains.common.images import (
     IMAGE_SUFFIXES,
     MEMBER,
     PATH,
+    RESIZED,
+    as_channels,
     file_facts,
     gated_pixels,
     image_columns,
@@ -45,8 +48,9 @@ DRIFT_COLUMNS = ("height", "width", "channels", "pixel_mean", "pixel_std", "embe
 SHAPE_COLUMNS = ("height", "width", "channels")  # checked against training where it saw few distinct values
 
 
-def read_folder(root: Path, what: str) -> pd.DataFrame:
-    """One facts row per file of `root` (flat) or of `root`/<label>/ (the label column then names it).
+def read_folder(root: Path, what: str, size: int) -> pd.DataFrame:
+    """One facts row per file of `root` (flat) or of `root`/<label>/ (the label column then names it),
+    with the image resized to `size` (the model's) in a RESIZED column.
 
     `what` completes one-line errors (the layouts the domain accepts). Every non-hidden file is
     listed: one that does not decode is a failed `decode_error:decodes` check naming it.
@@ -69,7 +73,7 @@ def read_folder(root: Path, what: str) -> pd.DataFrame:
     if not rows:
         raise DataError(f"{root}: no images to score ({what})")
     table = pd.DataFrame(rows)
-    facts = file_facts(root, table[PATH].tolist())
+    facts = file_facts(root, table[PATH].tolist(), size)
     return pd.concat([table, facts.drop(columns=[PATH])], axis=1).assign(**{ROOT: str(root.resolve())})
 
 
@@ -92,9 +96,13 @@ def scoring_table_checks() -> list[pa.Check]:
 
 
 def model_inputs(table: pd.DataFrame, size: int, channels: int) -> np.ndarray:
-    """(N, channels, size, size) uint8: each gated image, checked against its hash, resized as prepare does."""
+    """(N, channels, size, size) uint8: each gated image resized as prepare does; from the RESIZED column
+    where read_folder kept it at this size (the pixels the gate judged: nothing to check again), else read
+    again and checked against its hash."""
     if table.empty:
         return np.zeros((0, channels, size, size), dtype=np.uint8)
+    if RESIZED in table and all(isinstance(x, np.ndarray) and x.shape[:2] == (size, size) for x in table[RESIZED]):
+        return np.stack([as_channels(x, channels) for x in table[RESIZED]])
     root = Path(table[ROOT].iloc[0])
     return np.stack([to_size(x, (size, size), channels) for x in _gated(root, table)])
 
@@ -250,7 +258,8 @@ def write_map(folder: Path, item_id: str, image: np.ndarray, heat: np.ndarray) -
     """The image (C, H, W uint8) in grey with `heat` (H, W in [0, 1]) in red over it, as <item>.png."""
     grey = image.mean(axis=0) if image.shape[0] > 1 else image[0].astype(np.float64)
     h = np.clip(np.nan_to_num(heat), 0, 1)
-    rgb = np.stack([grey * (1 - h) + 255 * h, grey * (1 - h), grey * (1 - h)], axis=-1)
+    dimmed = grey * (1 - h)
+    rgb = np.stack([dimmed + 255 * h, dimmed, dimmed], axis=-1)
     folder.mkdir(parents=True, exist_ok=True)
     file = folder / f"{safe_name(item_id)}.png"
     Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8), "RGB").save(file)

@@ -26,6 +26,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 PATH, MEMBER = "path", "member"
 DECODE_ERROR = "decode_error"
 SHAPE = "shape"  # "HxWxC", the image as decoded
+RESIZED = "resized"  # scoring's facts only: the decoded image at the model's size (see file_facts)
 # Largest value of each pixel type; float images are expected in [0, 1].
 VALUE_MAX = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0, "float64": 1.0, "bool": 1.0}
 
@@ -63,22 +64,24 @@ def pixel_hash(array: np.ndarray) -> str:
 def image_facts(array: np.ndarray) -> dict:
     """What the gate checks about one decoded (H, W, C) image."""
     values = array.astype(np.float64)
-    finite = np.isfinite(values)
-    scale = 255.0 / VALUE_MAX.get(str(array.dtype), 255.0)  # std on a 0-255 scale, whatever the type
-    low, high = 0.0, VALUE_MAX.get(str(array.dtype), float(np.nanmax(values)) if finite.any() else 1.0)
+    # Integer pixels are all finite: their values as they lie, without a mask and its copies (the same numbers).
+    present = values.ravel() if array.dtype.kind in "iub" else values[np.isfinite(values)]
+    dtype = str(array.dtype)
+    scale = 255.0 / VALUE_MAX.get(dtype, 255.0)  # std on a 0-255 scale, whatever the type
+    high = VALUE_MAX[dtype] if dtype in VALUE_MAX else float(np.nanmax(values)) if present.size else 1.0
     return {
         DECODE_ERROR: "",
         "height": int(array.shape[0]),
         "width": int(array.shape[1]),
         "channels": int(array.shape[2]),
         SHAPE: f"{array.shape[0]}x{array.shape[1]}x{array.shape[2]}",
-        "dtype": str(array.dtype),
-        "nan_pixels": int((~finite).sum()),
-        "pixel_min": float(values[finite].min()) if finite.any() else float("nan"),
-        "pixel_max": float(values[finite].max()) if finite.any() else float("nan"),
-        "pixel_mean": float(values[finite].mean() * scale) if finite.any() else float("nan"),
-        "pixel_std": float(values[finite].std() * scale) if finite.any() else 0.0,  # all NaN: constant
-        "saturated_fraction": float(np.mean((values <= low) | (values >= high))),
+        "dtype": dtype,
+        "nan_pixels": int(values.size - present.size),
+        "pixel_min": float(present.min()) if present.size else float("nan"),
+        "pixel_max": float(present.max()) if present.size else float("nan"),
+        "pixel_mean": float(present.mean() * scale) if present.size else float("nan"),
+        "pixel_std": float(present.std() * scale) if present.size else 0.0,  # all NaN: constant
+        "saturated_fraction": float(np.mean((values <= 0.0) | (values >= high))),
         HASH: pixel_hash(array),
     }
 
@@ -103,14 +106,20 @@ def failed_facts(error: str) -> dict:
     }
 
 
-def file_facts(base: Path, relative: list[str]) -> pd.DataFrame:
-    """Facts of image files under `base` (one row each, in order); a file that does not decode gets its error."""
+def file_facts(base: Path, relative: list[str], size: int | None = None) -> pd.DataFrame:
+    """Facts of image files under `base` (one row each, in order); a file that does not decode gets its error.
+
+    With `size`, a RESIZED column also keeps each image as `resized` makes it (None where it did not decode):
+    scoring then decodes each file once, and its model sees the very pixels the gate judged."""
     rows = []
     for rel in relative:
         try:
-            rows.append({PATH: rel, MEMBER: "", **image_facts(read_image(base / rel))})
+            array = read_image(base / rel)
+            kept = {RESIZED: resized(array, (size, size))} if size is not None else {}
+            rows.append({PATH: rel, MEMBER: "", **image_facts(array), **kept})
         except DataError as err:
-            rows.append({PATH: rel, MEMBER: "", **failed_facts(str(err).split(": ", 1)[-1])})  # the row names the file
+            failed = failed_facts(str(err).split(": ", 1)[-1])  # the row names the file
+            rows.append({PATH: rel, MEMBER: "", **failed, **({RESIZED: None} if size is not None else {})})
     return pd.DataFrame(rows)
 
 
@@ -185,6 +194,11 @@ def gated_pixels(source: Path, table: pd.DataFrame) -> list[np.ndarray]:
 
 def to_size(array: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
     """(H, W, C) -> (channels, h, w) uint8, resized with antialiasing; grey <-> RGB as asked."""
+    return as_channels(resized(array, size), channels)
+
+
+def resized(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, C) -> (h, w) grey or (h, w, 3) RGB uint8: `to_size` before its channel conversion."""
     if array.dtype != np.uint8:  # 16-bit or float: to the 0-255 range of its type
         array = np.clip(array.astype(np.float64) / VALUE_MAX.get(str(array.dtype), 255.0) * 255.0, 0, 255).astype(
             np.uint8
@@ -193,6 +207,11 @@ def to_size(array: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarr
     image = Image.fromarray(array[:, :, 0] if mode == "L" else array[:, :, :3], mode)
     if image.size != (size[1], size[0]):
         image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=None)
-    image = image.convert("L" if channels == 1 else "RGB")
-    out = np.asarray(image)
+    return np.asarray(image)
+
+
+def as_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """A `resized` image as (channels, h, w) uint8: grey <-> RGB as asked."""
+    mode = "L" if image.ndim == 2 else "RGB"
+    out = np.asarray(Image.fromarray(image, mode).convert("L" if channels == 1 else "RGB"))
     return (out[None] if channels == 1 else out.transpose(2, 0, 1)).copy()

@@ -57,31 +57,34 @@ def fit_patch_gaussian(
     return PatchGaussian(patch, pca, means, precisions)
 
 
-def patch_gaussian_maps(model: PatchGaussian, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(N, H, W) anomaly maps: per-position Mahalanobis distances, upsampled to the image."""
+def patch_gaussian_outputs(
+    model: PatchGaussian, images: np.ndarray, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W) anomaly maps (per-position Mahalanobis distances, upsampled to the image) and (N, k)
+    embeddings of uint8 images (N, C, H, W), from one projection of their patches.
+
+    The embedding (drift) is the PCA features of every patch averaged over positions: the mean, where the
+    deep models take the median (vision.pooled): these are linear projections of standardised patches, whose
+    median sits near zero for most images (on Magnetic-Tile it missed a batch of chest X-rays that the mean
+    blocks)."""
     height, width = images.shape[-2:]
     rows = (height - model.patch) // model.stride + 1
     cols = (width - model.patch) // model.stride + 1
-    maps = []
+    maps, embedded = [], []
     for start in range(0, len(images), batch_size):
         patches = _patches(images[start : start + batch_size], model.patch, model.stride)
         n, positions, dim = patches.shape
-        d = model.pca.transform(patches.reshape(-1, dim)).reshape(n, positions, -1) - model.means
+        features = model.pca.transform(patches.reshape(-1, dim)).reshape(n, positions, -1)
+        d = features - model.means
         distance = np.sqrt(np.maximum(np.einsum("npk,pkj,npj->np", d, model.precisions, d), 0))
         grid = torch.from_numpy(distance.reshape(n, 1, rows, cols)).float()
         maps.append(F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=False)[:, 0].numpy())
-    return np.concatenate(maps) if maps else np.empty((0, height, width), dtype=np.float32)
+        embedded.append(features.mean(axis=1))
+    if not maps:
+        return np.empty((0, height, width), dtype=np.float32), np.empty((0, model.pca.n_components_))
+    return np.concatenate(maps), np.concatenate(embedded)
 
 
-def patch_gaussian_embeddings(model: PatchGaussian, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(N, k) embeddings of uint8 images (drift): the PCA features of every patch, averaged over positions.
-
-    The mean, where the deep models take the median (image_scoring.pooled): these are linear projections
-    of standardised patches, whose median sits near zero for most images (on Magnetic-Tile it missed a
-    batch of chest X-rays that the mean blocks)."""
-    out = []
-    for start in range(0, len(images), batch_size):
-        patches = _patches(images[start : start + batch_size], model.patch, model.stride)
-        n, positions, dim = patches.shape
-        out.append(model.pca.transform(patches.reshape(-1, dim)).reshape(n, positions, -1).mean(axis=1))
-    return np.concatenate(out) if out else np.empty((0, model.pca.n_components_))
+def patch_gaussian_maps(model: PatchGaussian, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(N, H, W) anomaly maps: per-position Mahalanobis distances, upsampled to the image."""
+    return patch_gaussian_outputs(model, images, batch_size)[0]

@@ -83,11 +83,15 @@ class Reconstructive(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.with_bottleneck(x)[0]
+
+    def with_bottleneck(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reconstruction and the bottleneck it came from (the drift check's embedding)."""
         x, h, w = _padded(x, RECON_POOLS)
-        x = self.encode(x)
+        bottleneck = x = self.encode(x)
         for up, block in zip(self.ups, self.blocks):
             x = block(up(x))
-        return self.out(x)[..., :h, :w]
+        return self.out(x)[..., :h, :w], bottleneck
 
 
 class Discriminative(nn.Module):
@@ -130,9 +134,14 @@ class Draem(nn.Module):
         self.discriminative = Discriminative(channels, max(width // 2, 4))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        reconstruction, logits, _ = self.outputs(x)
+        return reconstruction, logits
+
+    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The reconstruction, the anomaly logits and the reconstructive bottleneck, from one pass."""
         x = self.resize(to_unit(x))
-        reconstruction = self.reconstructive(x)
-        return reconstruction, self.discriminative(torch.cat([x, reconstruction], 1))
+        reconstruction, bottleneck = self.reconstructive.with_bottleneck(x)
+        return reconstruction, self.discriminative(torch.cat([x, reconstruction], 1)), bottleneck
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
         if self.size is None or x.shape[-2:] == (self.size, self.size):
@@ -204,35 +213,28 @@ def draem_loss(
 
 
 @torch.no_grad()
-def draem_maps(model: Draem, images: torch.Tensor, batch_size: int = 16) -> np.ndarray:
-    """(N, H, W) anomaly probabilities of uint8 images (N, C, H, W), at the images' own size."""
+def draem_outputs(model: Draem, images: torch.Tensor, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W) anomaly probabilities of uint8 images (N, C, H, W), at the images' own size, and their (N, D)
+    embeddings (drift: the reconstructive network's bottleneck, median over positions), from one pass."""
     model.eval()
     device = next(model.parameters()).device
-    out = []
+    maps, embedded = [], []
     for i in range(0, len(images), batch_size):
         x = images[i : i + batch_size].to(device)
-        logits = model(x)[1].float()
+        _, logits, bottleneck = model.outputs(x)
+        logits = logits.float()
         if logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        out.append(torch.sigmoid(logits)[:, 0].cpu())
-    return torch.cat(out).numpy() if out else np.empty((0, *images.shape[-2:]), dtype=np.float32)
+        maps.append(torch.sigmoid(logits)[:, 0].cpu())
+        embedded.append(pooled(bottleneck, "median"))
+    if not maps:
+        return np.empty((0, *images.shape[-2:]), dtype=np.float32), np.empty((0, 8 * model.width), dtype=np.float32)
+    return torch.cat(maps).numpy(), np.concatenate(embedded)
 
 
-@torch.no_grad()
-def draem_embeddings(model: Draem, images: torch.Tensor, batch_size: int = 16) -> np.ndarray:
-    """(N, D) embeddings of uint8 images (drift): the reconstructive network's bottleneck, median over positions."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = [
-        pooled(
-            model.reconstructive.encode(
-                _padded(model.resize(to_unit(images[i : i + batch_size].to(device))), RECON_POOLS)[0]
-            ),
-            "median",
-        )
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(out) if out else np.empty((0, 8 * model.width), dtype=np.float32)
+def draem_maps(model: Draem, images: torch.Tensor, batch_size: int = 16) -> np.ndarray:
+    """(N, H, W) anomaly probabilities of uint8 images (N, C, H, W), at the images' own size."""
+    return draem_outputs(model, images, batch_size)[0]
 
 
 def train_draem(

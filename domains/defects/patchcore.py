@@ -95,29 +95,27 @@ def fit_patchcore(
 
 
 @torch.no_grad()
-def patchcore_maps(model: PatchCore, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """(N, H, W) anomaly maps: nearest-neighbour distances in the bank, upsampled and smoothed."""
+def patchcore_outputs(model: PatchCore, images: np.ndarray, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W) anomaly maps (nearest-neighbour distances in the bank, upsampled and smoothed) and (N, D)
+    embeddings (drift: the patch features, median over positions) of uint8 images, from one pass."""
     height, width = images.shape[-2:]
     x = torch.from_numpy(images)
-    maps = []
+    maps, embedded = [], []
     for i in range(0, len(x), batch_size):
         features = patch_features(model.backbone, x[i : i + batch_size])
         n, rows, cols, dim = features.shape
         distance = torch.cdist(features.reshape(-1, dim), model.bank).amin(1).view(n, 1, rows, cols)
         up = F.interpolate(distance, size=(height, width), mode="bilinear", align_corners=False)[:, 0].numpy()
         maps.append(ndimage.gaussian_filter(up, sigma=(0, 4 * height / 256, 4 * width / 256)))
-    return np.concatenate(maps) if maps else np.empty((0, height, width), dtype=np.float32)
+        embedded.append(pooled(features.permute(0, 3, 1, 2), "median"))
+    if not maps:
+        return np.empty((0, height, width), dtype=np.float32), np.empty((0, model.bank.shape[1]), dtype=np.float32)
+    return np.concatenate(maps), np.concatenate(embedded)
 
 
-@torch.no_grad()
-def patchcore_embeddings(model: PatchCore, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """(N, D) embeddings of uint8 images (drift): the patch features, median over positions."""
-    x = torch.from_numpy(images)
-    out = [
-        pooled(patch_features(model.backbone, x[i : i + batch_size]).permute(0, 3, 1, 2), "median")
-        for i in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(out) if out else np.empty((0, model.bank.shape[1]), dtype=np.float32)
+def patchcore_maps(model: PatchCore, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """(N, H, W) anomaly maps: nearest-neighbour distances in the bank, upsampled and smoothed."""
+    return patchcore_outputs(model, images, batch_size)[0]
 
 
 def save_patchcore(model: PatchCore, file: Path) -> None:

@@ -44,7 +44,17 @@ from domains.defects.loaders import GOOD
 from domains.defects.metrics import image_metrics, image_scores
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, ITEMS
-from domains.defects.train import BASELINE, DRAEM, PATCHCORE, SEGMENTER, THRESHOLDS, embeddings, load_model, score_maps
+from domains.defects.train import (
+    BASELINE,
+    DRAEM,
+    PATCHCORE,
+    SEGMENTER,
+    THRESHOLDS,
+    embeddings,
+    load_model,
+    maps_and_embeddings,
+    score_maps,
+)
 
 # Which trained model embeds images for drift: the first of these that training fitted (the learned
 # encoders first; the patch Gaussian, always fitted, last). Not evaluate.candidate: the train stage would
@@ -59,7 +69,7 @@ def read_batch(p: DefectsParams, path: Path, source: str) -> pd.DataFrame:
     if path.is_file():
         raise DataError(f"{path}: a file, not a folder of images ({LAYOUTS})")
     folder = path / "test" if (path / "test").is_dir() and (path / "train").is_dir() else path
-    table = read_folder(folder, LAYOUTS)
+    table = read_folder(folder, LAYOUTS, p.prepare.image_size)
     return table.assign(**{MODE: table["channels"].astype(str) + "x" + table["dtype"]})
 
 
@@ -83,7 +93,14 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
     check_as_trained(model_dir, table, "defects")
     images = model_inputs(table, p.prepare.image_size, model_channels(model_dir))
     scorer = load_model(model_dir, model)  # loaded after the model's hash check
-    maps = score_maps(model, scorer, images)
+    embedder = embedding_model(model_dir)
+    if embedder == model:  # one pass gives both
+        maps, embedded = maps_and_embeddings(model, scorer, images)
+    else:
+        maps, embedded = (
+            score_maps(model, scorer, images),
+            embeddings(embedder, load_model(model_dir, embedder), images),
+        )
     scores = image_scores(maps, p.train.score_pool)
     threshold = float(thresholds[model])
     decision = (scores >= threshold).astype(np.int64)
@@ -111,8 +128,6 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
             "defective_share": float(defective.mean()),
             "labelled": float(len(defective)),
         }
-    embedder = embedding_model(model_dir)
-    embedded = embeddings(embedder, scorer if embedder == model else load_model(model_dir, embedder), images)
     distance = embedding_distances(model_dir, embedded)
     drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images, distance)
     return Scored(predictions, drift, scores, shadow, notes)

@@ -62,11 +62,15 @@ class Segmenter(nn.Module):
         return quarter, eighth, self.stage3(eighth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits_and_features(x)[0]
+
+    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The anomaly logits and the encoder's deepest (1/16) features, from one pass (scoring needs both)."""
         h, w = x.shape[-2:]
         quarter, eighth, sixteenth = self.encode(x)
-        eighth = self.merge2(torch.cat([_up(sixteenth, eighth), eighth], 1))
-        logits = self.head(self.merge1(torch.cat([_up(eighth, quarter), quarter], 1)))
-        return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        merged = self.merge2(torch.cat([_up(sixteenth, eighth), eighth], 1))
+        logits = self.head(self.merge1(torch.cat([_up(merged, quarter), quarter], 1)))
+        return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False), sixteenth
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
@@ -81,27 +85,25 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 
 
 
 @torch.no_grad()
+def segmenter_outputs(model: Segmenter, images: torch.Tensor, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W) anomaly probabilities and (N, D) embeddings of uint8 images (N, C, H, W), from one pass.
+
+    The embedding (drift) is the encoder's deepest (1/16) features, median over positions."""
+    model.eval()
+    device = next(model.parameters()).device
+    maps, embedded = [], []
+    for i in range(0, len(images), batch_size):
+        logits, deepest = model.logits_and_features(images[i : i + batch_size].to(device))
+        maps.append(torch.sigmoid(logits.float())[:, 0].cpu())
+        embedded.append(pooled(deepest, "median"))
+    if not maps:
+        return np.empty((0, *images.shape[-2:]), dtype=np.float32), np.empty((0, 8 * model.width), dtype=np.float32)
+    return torch.cat(maps).numpy(), np.concatenate(embedded)
+
+
 def anomaly_maps(model: Segmenter, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
     """(N, H, W) anomaly probabilities of uint8 images (N, C, H, W)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = [
-        torch.sigmoid(model(images[i : i + batch_size].to(device)).float())[:, 0].cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(out).numpy() if out else np.empty((0, *images.shape[-2:]), dtype=np.float32)
-
-
-@torch.no_grad()
-def segmenter_embeddings(model: Segmenter, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
-    """(N, D) embeddings of uint8 images (drift): the encoder's deepest (1/16) features, median over positions."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = [
-        pooled(model.encode(images[i : i + batch_size].to(device))[2], "median")
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(out) if out else np.empty((0, 8 * model.width), dtype=np.float32)
+    return segmenter_outputs(model, images, batch_size)[0]
 
 
 def validation_set(images: torch.Tensor, copies: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

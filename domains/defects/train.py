@@ -26,24 +26,22 @@ import torch
 from domains.common.contract import TrainEnv
 from domains.common.items import SPLIT
 from domains.common.trainer import seed_everything
-from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_embeddings, patch_gaussian_maps
-from domains.defects.draem import draem_embeddings, draem_maps, load_draem, save_draem, train_draem
+from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_outputs
+from domains.defects.draem import draem_outputs, load_draem, save_draem, train_draem
 from domains.defects.metrics import image_scores, threshold_on_good
 from domains.defects.params import DefectsParams
 from domains.defects.patchcore import (
     fit_patchcore,
     load_backbone,
     load_patchcore,
-    patchcore_embeddings,
-    patchcore_maps,
+    patchcore_outputs,
     save_patchcore,
 )
 from domains.defects.pipeline import IMAGES, ITEMS
 from domains.defects.segmenter import (
-    anomaly_maps,
     load_segmenter,
     save_segmenter,
-    segmenter_embeddings,
+    segmenter_outputs,
     train_segmenter,
 )
 
@@ -66,26 +64,26 @@ def load_model(train_dir: Path, name: str) -> Any:
     return {BASELINE: joblib.load, SEGMENTER: load_segmenter, DRAEM: load_draem, PATCHCORE: load_patchcore}[name](file)
 
 
+def maps_and_embeddings(name: str, model: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W) anomaly maps and (N, D) embeddings (the drift check's) of uint8 images (N, C, H, W) by the
+    model called `name`, from one pass: scoring needs both, and the reference is embedded by the same code."""
+    if name == BASELINE:
+        return patch_gaussian_outputs(model, images)
+    if name == SEGMENTER:
+        return segmenter_outputs(model, torch.from_numpy(images))
+    if name == DRAEM:
+        return draem_outputs(model, torch.from_numpy(images))
+    return patchcore_outputs(model, images)
+
+
 def score_maps(name: str, model: Any, images: np.ndarray) -> np.ndarray:
     """(N, H, W) anomaly maps of uint8 images (N, C, H, W) by the model called `name`."""
-    if name == BASELINE:
-        return patch_gaussian_maps(model, images)
-    if name == SEGMENTER:
-        return anomaly_maps(model, torch.from_numpy(images))
-    if name == DRAEM:
-        return draem_maps(model, torch.from_numpy(images))
-    return patchcore_maps(model, images)
+    return maps_and_embeddings(name, model, images)[0]
 
 
 def embeddings(name: str, model: Any, images: np.ndarray) -> np.ndarray:
     """(N, D) embeddings of uint8 images (N, C, H, W) by the model called `name` (the drift check's)."""
-    if name == BASELINE:
-        return patch_gaussian_embeddings(model, images)
-    if name == SEGMENTER:
-        return segmenter_embeddings(model, torch.from_numpy(images))
-    if name == DRAEM:
-        return draem_embeddings(model, torch.from_numpy(images))
-    return patchcore_embeddings(model, images)
+    return maps_and_embeddings(name, model, images)[1]
 
 
 def split_images(prepared_dir: Path, split: str) -> np.ndarray:

@@ -46,9 +46,9 @@ from domains.medical.train import (
     MODELS,
     baseline_features,
     cnn_embeddings,
+    cnn_outputs,
     load_cnn,
     model_file,
-    predict_proba,
     score_all,
 )
 
@@ -63,7 +63,7 @@ def read_batch(p: MedicalParams, path: Path, source: str) -> pd.DataFrame:
         return read_medmnist_batch(path, p.data.classes).assign(**{ROOT: str(path.resolve())})
     if path.is_file():
         raise DataError(f"{path}: a file, not a folder of images; score a MedMNIST .npz with --source medmnist")
-    return read_folder(path, LAYOUTS)
+    return read_folder(path, LAYOUTS, p.prepare.image_size)
 
 
 def _score_of(proba: np.ndarray) -> np.ndarray:
@@ -92,12 +92,13 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
     classes = p.data.classes
     # weights only, after the hash check; the CNN also embeds for drift, whichever model scores
     cnn = load_cnn(model_file(model_dir, CNN)).to(select_device(p.train.device))
-    if model == CNN:
-        proba = predict_proba(cnn, torch.from_numpy(images), p.train.tta)
+    if model == CNN:  # one pass gives both
+        proba, embedded = cnn_outputs(cnn, torch.from_numpy(images), p.train.tta)
     else:
         proba = joblib.load(model_file(model_dir, model)).predict_proba(
             baseline_features(images, p.train.baseline_size)
         )
+        embedded = cnn_embeddings(cnn, torch.from_numpy(images))
     predicted = proba.argmax(axis=1)
     predictions = pd.DataFrame(
         {
@@ -118,7 +119,7 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
     if options.explain:
         notes.append(_explain(cnn if model == CNN else None, images, predicted, table[ID].tolist(), options.maps_dir))
     shadow = _shadow(table[LABEL].map({c: i for i, c in enumerate(classes)}).to_numpy(), proba) if labelled else None
-    distance = embedding_distances(model_dir, cnn_embeddings(cnn, torch.from_numpy(images)))
+    distance = embedding_distances(model_dir, embedded)
     drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images, distance)
     return Scored(predictions, drift, _score_of(proba), shadow, notes)
 

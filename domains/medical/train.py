@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import joblib
 import numpy as np
@@ -102,7 +102,7 @@ def train_cnn(
         return F.cross_entropy(logits.float(), target, weight=w, label_smoothing=t.label_smoothing)
 
     def val_auc(m: torch.nn.Module) -> float:
-        score = auroc(y_val, predict_proba(m, val_images, tta=False))
+        score = auroc(y_val, predict_proba(cast(ResNet, m), val_images, tta=False))
         return 0.0 if np.isnan(score) else score
 
     def augment(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -127,31 +127,33 @@ def train_cnn(
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, images: torch.Tensor, tta: bool, batch_size: int = 512) -> np.ndarray:
-    """Class probabilities; with `tta`, the mean over the image and its left-right mirror."""
+def cnn_outputs(model: ResNet, images: torch.Tensor, tta: bool, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (with `tta`, the mean over the image and its left-right mirror) and (N, D)
+    penultimate features (what the head sees: the drift check's embedding) of uint8 images, from one pass."""
     model.eval()
     device = next(model.parameters()).device
-    out = []
+    probas, embedded = [], []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device)
-        logits = model(x).float()
-        proba = torch.softmax(logits, dim=1)
+        last = model.features(x)[-1]
+        proba = torch.softmax(model.head(last).float(), dim=1)
         if tta:
             proba = (proba + torch.softmax(model(x.flip(3)).float(), dim=1)) / 2
-        out.append(proba.cpu())
-    return torch.cat(out).numpy().astype(np.float64) if out else np.empty((0, 0))
+        probas.append(proba.cpu())
+        embedded.append(pooled(last, "mean"))
+    if not probas:
+        return np.empty((0, 0)), np.empty((0, int(model.fc.in_features)), dtype=np.float32)
+    return torch.cat(probas).numpy().astype(np.float64), np.concatenate(embedded)
 
 
-@torch.no_grad()
+def predict_proba(model: ResNet, images: torch.Tensor, tta: bool, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities; with `tta`, the mean over the image and its left-right mirror."""
+    return cnn_outputs(model, images, tta, batch_size)[0]
+
+
 def cnn_embeddings(model: ResNet, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
     """(N, D) penultimate features of uint8 images: what the CNN's head sees (the drift check's embedding)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = [
-        pooled(model.features(images[start : start + batch_size].to(device))[-1], "mean")
-        for start in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(out) if out else np.empty((0, int(model.fc.in_features)), dtype=np.float32)
+    return cnn_outputs(model, images, False, batch_size)[1]
 
 
 def save_cnn(model: ResNet, t: MedicalTrainParams, n_classes: int, file: Path) -> None:
