@@ -30,7 +30,7 @@ from domains.common.chunks import rows_label
 from domains.common.contract import Reference, Scored, ScoreOptions
 from domains.common.errors import DataError
 from domains.common.modelstore import cached_load
-from domains.common.trainer import predict
+from domains.common.trainer import ROWS_ALIGNED, predict
 from domains.fraud.features import NS_PER_DAY, build_features
 from domains.fraud.loaders import iter_handbook, iter_ulb, read_handbook, read_ulb
 from domains.fraud.params import FraudParams
@@ -71,7 +71,6 @@ class _Carry:
     probabilities: np.ndarray | None
 
 
-ROWS_ALIGNED = 64  # the MLP scores batches padded to this many rows: a row's bits do not depend on its chunk
 WINDOW_COLUMNS = ["tx_datetime", "customer_id", "terminal_id", "tx_amount", "tx_fraud"]  # what the windows read
 
 
