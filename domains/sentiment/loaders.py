@@ -271,9 +271,9 @@ def iter_unlabelled_folder(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame
 # --- csv: text,label[,split] -----------------------------------------------------------------------
 
 
-def read_csv(path: Path, classes: list[str], labels: bool = True) -> pd.DataFrame:
+def read_csv(path: Path, classes: list[str]) -> pd.DataFrame:
     """A CSV with columns text and label, and optionally split (train / val / test)."""
-    return next(iter_csv(path, labels, 0))
+    return next(iter_csv(path, True, 0))
 
 
 def iter_csv(path: Path, labels: bool, chunk_rows: int) -> Iterator[pd.DataFrame]:
