@@ -90,7 +90,11 @@ def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame
     if carry is None:
         # of the history, only what the windows reach from the batch's earliest row: memory does not grow with it
         since = int(table["tx_datetime"].min().value) - needed * NS_PER_DAY
-        given = [options.history_rows] if options.history_rows is not None else _history(options.history, p)
+        given = (
+            [options.history_rows]
+            if options.history_rows is not None
+            else read_history(options.history, p.score.chunk_rows)
+        )
         history, history_rows, history_start = _reachable(given, since)
     else:
         if needed:
@@ -186,12 +190,12 @@ def _joined(before: np.ndarray | None, now: np.ndarray | None) -> np.ndarray | N
     return now if before is None or now is None else np.concatenate([before, now])
 
 
-def _history(path: Path | None, p: FraudParams) -> Iterator[pd.DataFrame]:
-    """The --history file in pieces of score.chunk_rows rows, checked: the windows need a time, an amount and a
-    known label (terminal risk) on every row."""
+def read_history(path: Path | None, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """A --history file in pieces of at most `chunk_rows` rows (0: a piece per file), checked: the windows need
+    a time, an amount and a known label (terminal risk) on every row."""
     if path is None:
         return
-    for history in iter_handbook(path, p.score.chunk_rows):
+    for history in iter_handbook(path, chunk_rows):
         bad = history["tx_datetime"].isna() | ~pd.to_numeric(history["tx_amount"], errors="coerce").notna()
         if bad.any() or not history["tx_fraud"].isin([0, 1]).all():
             raise DataError(f"{path}: history has rows without a valid time, amount or 0/1 label; gate it first")
