@@ -193,7 +193,8 @@ def test_history_is_read_in_pieces_keeping_only_what_the_windows_reach(repo, bat
     pd.testing.assert_frame_equal(whole, longer, check_exact=True)
     assert f"history: {10 * len(history)} earlier transaction(s)" in notes
     _, _, read_whole_peak = scored(long, 0)
-    assert long_peak < 1.3 * short_peak < read_whole_peak / 2, (short_peak, long_peak, read_whole_peak)
+    # measured: 3.7 MB, 3.7 MB, 11.2 MB read whole
+    assert long_peak < 1.3 * short_peak and read_whole_peak > 2 * long_peak, (short_peak, long_peak, read_whole_peak)
 
 
 def test_chunks_out_of_time_order_are_refused_in_one_line(repo, batches, tmp_path, score):
