@@ -172,7 +172,7 @@ def bench_fraud() -> dict[str, Any] | None:
             for name in ("week", "ten_weeks")
         }
         ten_rows = len(pd.read_csv(files["ten_weeks"], usecols=["TRANSACTION_ID"]))
-        drift = _drift_figures(root, files)
+        drift = _fraud_drift_figures(root, files)
     result = {
         "rows": rows,
         "counts": manifest["counts"],
@@ -220,7 +220,7 @@ def bench_fraud() -> dict[str, Any] | None:
     return result
 
 
-def _drift_figures(root: Path, files: dict[str, Path]) -> dict[str, Any]:
+def _fraud_drift_figures(root: Path, files: dict[str, Path]) -> dict[str, Any]:
     """False alarms and power on resamples of the training features; verdicts of real later weeks."""
     from domains.common import drift
     from domains.common.params import DriftParams

@@ -9,8 +9,8 @@ input is only ever read. The model is found by its DVC hash and verified before 
 it was evaluated whatever params.yaml says today.
 
 A batch is read, gated, scored and written in chunks of `score.chunk_rows` rows (`--chunk-rows`;
-0: whole) where the domain reads its format in pieces (`ScoringSpec.read_chunks`: fraud's tables);
-image folders, recsys user lists and text folders are read whole. A whole batch is one chunk through
+0: whole) where the domain reads its format in pieces (`ScoringSpec.read_chunks`: fraud's tables,
+sentiment's CSV, text folders and aclImdb reviews); image folders and recsys user lists are read whole. A whole batch is one chunk through
 the same steps. Per chunk: the gate (a chunk that blocks blocks the batch, its reasons naming the
 chunk's rows; ids repeated across chunks are caught, see domains/common/chunks.py for what per-chunk
 gating does not see), the domain's score (handed what the previous chunk left it), the drift

@@ -295,6 +295,9 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+ROWS_ALIGNED = 64  # predict's pad_to that makes a row's bits independent of its batch (see predict)
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,

@@ -2,7 +2,10 @@
 
 The window features need each card's and terminal's past. It comes from the batch itself (its
 earlier rows) and, when given, a history file of earlier labelled transactions in the same format
-(`aiflow score fraud new.csv --history last_month.csv`); the training data is never re-read.
+(`aiflow score fraud new.csv --history last_month.csv`); the training data is never re-read. The
+history is read `score.chunk_rows` rows at a time and only the rows the windows can reach from the
+batch's earliest row are kept (the longest window plus the label delay), so a long history costs time
+to read, not memory.
 Rows whose available past is shorter than the longest window are marked `short_history`: their
 counts and averages cover less time than the model learned from. Terminal risk uses labels only
 once known (after `delay_days`); batch rows without a label count as not (yet) fraud.
@@ -17,7 +20,7 @@ boundary) stops the run in one line. The shadow evaluation keeps each row's labe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from domains.common.chunks import rows_label
 from domains.common.contract import Reference, Scored, ScoreOptions
 from domains.common.errors import DataError
 from domains.common.modelstore import cached_load
-from domains.common.trainer import predict
+from domains.common.trainer import ROWS_ALIGNED, predict
 from domains.fraud.features import NS_PER_DAY, build_features
 from domains.fraud.loaders import iter_handbook, iter_ulb, read_handbook, read_ulb
 from domains.fraud.params import FraudParams
@@ -71,7 +74,6 @@ class _Carry:
     probabilities: np.ndarray | None
 
 
-ROWS_ALIGNED = 64  # the MLP scores batches padded to this many rows: a row's bits do not depend on its chunk
 WINDOW_COLUMNS = ["tx_datetime", "customer_id", "terminal_id", "tx_amount", "tx_fraud"]  # what the windows read
 
 
@@ -86,7 +88,14 @@ def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame
     )  # days of past the windows look back on
     carry: _Carry | None = options.carry
     if carry is None:
-        history = options.history_rows if options.history_rows is not None else _history(options.history)
+        # of the history, only what the windows reach from the batch's earliest row: memory does not grow with it
+        since = int(table["tx_datetime"].min().value) - needed * NS_PER_DAY
+        given = (
+            [options.history_rows]
+            if options.history_rows is not None
+            else read_history(options.history, p.score.chunk_rows)
+        )
+        history, history_rows, history_start = _reachable(given, since)
     else:
         if needed:
             _check_order(table, carry)
@@ -116,7 +125,7 @@ def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame
         if carry is not None
         else options.past_from
         if options.past_from is not None
-        else both["tx_datetime"].min().value
+        else min(int(t.min()), history_start)
     )
     known_days = (t - start) / NS_PER_DAY
     threshold = p.evaluate.decision_threshold
@@ -129,7 +138,7 @@ def score_batch(p: FraudParams, model_dir: Path, model: str, table: pd.DataFrame
         },
         index=table.index,
     )
-    history_rows = carry.history_rows if carry is not None else len(history)
+    history_rows = carry.history_rows if carry is not None else history_rows
     scored_rows = len(predictions) + (carry.rows if carry is not None else 0)
     short = int(predictions["short_history"].sum()) + (carry.short if carry is not None else 0)
     notes = [
@@ -181,14 +190,29 @@ def _joined(before: np.ndarray | None, now: np.ndarray | None) -> np.ndarray | N
     return now if before is None or now is None else np.concatenate([before, now])
 
 
-def _history(path: Path | None) -> pd.DataFrame:
+def read_history(path: Path | None, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """A --history file in pieces of at most `chunk_rows` rows (0: a piece per file), checked: the windows need
+    a time, an amount and a known label (terminal risk) on every row."""
     if path is None:
-        return pd.DataFrame()
-    history = read_handbook(path)  # labelled: terminal risk needs the labels
-    bad = history["tx_datetime"].isna() | ~pd.to_numeric(history["tx_amount"], errors="coerce").notna()
-    if bad.any() or not history["tx_fraud"].isin([0, 1]).all():
-        raise DataError(f"{path}: history has rows without a valid time, amount or 0/1 label; gate it first")
-    return history.astype({"tx_fraud": "int64", "tx_amount": "float64"})
+        return
+    for history in iter_handbook(path, chunk_rows):
+        bad = history["tx_datetime"].isna() | ~pd.to_numeric(history["tx_amount"], errors="coerce").notna()
+        if bad.any() or not history["tx_fraud"].isin([0, 1]).all():
+            raise DataError(f"{path}: history has rows without a valid time, amount or 0/1 label; gate it first")
+        yield history.astype({"tx_fraud": "int64", "tx_amount": "float64"})
+
+
+def _reachable(pieces: Iterable[pd.DataFrame], since: int) -> tuple[pd.DataFrame, int, int]:
+    """The rows of `pieces` timed `since` (ns) or later, with the window columns only; how many rows there were
+    and the earliest time (ns; a large number when none), which set where the batch's past begins."""
+    kept, rows, earliest = [], 0, np.iinfo(np.int64).max
+    for piece in pieces:
+        if not len(piece):
+            continue
+        t = piece["tx_datetime"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+        rows, earliest = rows + len(piece), min(earliest, int(t.min()))
+        kept.append(piece.loc[t >= since, [c for c in WINDOW_COLUMNS if c in piece]])
+    return (pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()), rows, earliest
 
 
 def _predict(model_dir: Path, model: str, x: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ DOMAIN = DomainSpec(
     scoring=ScoringSpec(
         sources=("text-folder", "csv", "aclimdb"),  # aclimdb: <id>_<stars>.txt, e.g. its unlabelled train/unsup/
         read=lazy("domains.sentiment.score:read_batch"),
+        read_chunks=lazy("domains.sentiment.score:read_chunks"),
         gate_suite=lazy("domains.sentiment.checks:scoring_suite"),
         reference=lazy("domains.sentiment.score:reference"),
         score=lazy("domains.sentiment.score:score_batch"),

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from domains.common.trainer import Batches, History, fit
+from domains.common.trainer import ROWS_ALIGNED, Batches, History, fit
 from domains.sentiment.features import presence
 from domains.sentiment.params import SentimentTrainParams
 from domains.sentiment.vectors import read_word_vectors
@@ -130,12 +130,14 @@ class FastText:
     def _proba(model: nn.Module, bags: Bags, batch: int = 2048) -> np.ndarray:
         model.eval()
         device = next(model.parameters()).device
-        out = [
-            torch.softmax(
-                model(*(t.to(device) for t in bags.take(torch.arange(s, min(s + batch, bags.count))))).float(), 1
-            ).cpu()
-            for s in range(0, bags.count, batch)
-        ]
+        out = []
+        for s in range(0, bags.count, batch):
+            ids, offsets = bags.take(torch.arange(s, min(s + batch, bags.count)))
+            n = len(offsets)
+            # empty bags up to a multiple of ROWS_ALIGNED (see trainer.predict): a document's bits do not depend
+            # on how many share its batch, so a batch scored in chunks gets the whole batch's
+            offsets = torch.cat([offsets, offsets.new_full((-n % ROWS_ALIGNED,), len(ids))])
+            out.append(torch.softmax(model(ids.to(device), offsets.to(device)).float(), 1)[:n].cpu())
         return torch.cat(out).numpy().astype(np.float64) if out else np.empty((0, 2))
 
     def predict_proba(self, counts: sp.csr_matrix) -> np.ndarray:

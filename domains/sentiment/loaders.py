@@ -14,7 +14,6 @@ one line naming the file or folder. The input is only ever read.
 from __future__ import annotations
 
 import csv
-import io
 import re
 import tarfile
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import pandas as pd
 
 from domains.common.errors import DataError
 from domains.common.items import SPLITS, stratified_split
-from domains.sentiment.text import decode, is_binary
+from domains.sentiment.text import SNIFF_BYTES, decode, is_binary
 
 COLUMNS = ["item_id", "split", "label", "text", "decoding", "stars"]
 ACLIMDB_REVIEW = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")  # <id>_<stars>.txt
@@ -120,21 +119,41 @@ def _parts(pattern: re.Pattern, name: str) -> tuple[str, ...]:
     return match.groups()
 
 
-def read_aclimdb_batch(path: Path, classes: list[str]) -> pd.DataFrame:
+def iter_aclimdb_batch(path: Path, classes: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
     """Reviews to score in aclImdb's layout: any <id>_<stars>.txt under the folder (or .tar.gz), e.g. the 50,000
-    of train/unsup/. Under pos/ or neg/ a review keeps its label (and stars); elsewhere (unsup/) it has none."""
+    of train/unsup/, in pieces of at most `chunk_rows` reviews (0: one piece). Under pos/ or neg/ a review keeps
+    its label (and stars); elsewhere (unsup/) it has none."""
     polarity = {"neg": classes[0], "pos": classes[1]}
-    rows = []
-    for name, data in _aclimdb_files(path, ACLIMDB_ANY_REVIEW):
-        folder, _, stars = _parts(ACLIMDB_ANY_REVIEW, name)
-        label = polarity.get(folder or "")
-        rows.append(_file_document(name, None, label, data, f"{path}: {name}", int(stars) if label else None))
-    if not rows:
-        raise DataError(
-            f"{path}: no reviews found; expected aclImdb's <id>_<stars>.txt files (e.g. its train/unsup/ "
-            "folder, or test/ with pos/ and neg/)"
-        )
-    return _frame(rows)
+
+    def rows() -> Iterator[dict]:
+        for name, data in _aclimdb_files(path, ACLIMDB_ANY_REVIEW):
+            folder, _, stars = _parts(ACLIMDB_ANY_REVIEW, name)
+            label = polarity.get(folder or "")
+            yield _file_document(name, None, label, data, f"{path}: {name}", int(stars) if label else None)
+
+    return _pieces(
+        rows(),
+        chunk_rows,
+        f"{path}: no reviews found; expected aclImdb's <id>_<stars>.txt files (e.g. its train/unsup/ "
+        "folder, or test/ with pos/ and neg/)",
+    )
+
+
+def _pieces(rows: Iterator[dict], chunk_rows: int, nothing: str) -> Iterator[pd.DataFrame]:
+    """Documents as tables of at most `chunk_rows` rows (0: one table), so a batch is held a piece at a time;
+    DataError(`nothing`) when there are none."""
+    piece: list[dict] = []
+    found = False
+    for row in rows:
+        piece.append(row)
+        if len(piece) == chunk_rows:
+            found = True
+            yield _frame(piece)
+            piece = []
+    if piece:
+        yield _frame(piece)
+    elif not found:
+        raise DataError(nothing)
 
 
 # --- sst2: GLUE's SST-2 folder, train.tsv and dev.tsv, `sentence<TAB>label` with a header --------------
@@ -183,16 +202,10 @@ def _sst2_rows(file: Path, split: str, polarity: dict[str, str]) -> list[dict]:
 # --- text-folder: <label>/*.txt, or {train,test}/<label>/*.txt --------------------------------------
 
 
-def read_text_folder(path: Path, classes: list[str], labels: bool = True) -> pd.DataFrame:
-    """One subfolder per label holding one .txt per document, directly or under train/ and test/ (and val/).
-
-    labels=False (scoring): every .txt under the folder; one in a subfolder is labelled by that folder's name
-    (<label>/ or <split>/<label>/, as training reads them), one at the top has no label.
-    """
+def read_text_folder(path: Path, classes: list[str]) -> pd.DataFrame:
+    """One subfolder per label holding one .txt per document, directly or under train/ and test/ (and val/)."""
     if not path.is_dir():
         raise DataError(f"{path}: text-folder reads a folder of label subfolders, not a file")
-    if not labels:
-        return _unlabelled_folder(path)
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     by_split = [f for f in folders if f.name in SPLITS]
     if by_split:
@@ -231,65 +244,96 @@ def read_text_folder(path: Path, classes: list[str], labels: bool = True) -> pd.
     return _frame(rows)
 
 
-def _unlabelled_folder(path: Path) -> pd.DataFrame:
+def iter_unlabelled_folder(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Scoring: every .txt under the folder, in pieces of at most `chunk_rows` documents (0: one piece); one in a
+    subfolder is labelled by that folder's name (<label>/ or <split>/<label>/, as training reads them), one at
+    the top has no label."""
+    if not path.is_dir():
+        raise DataError(f"{path}: text-folder reads a folder of label subfolders, not a file")
     files = sorted(
         f
         for f in path.rglob("*.txt")
         if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
     )
-    if not files:
-        raise DataError(f"{path}: no .txt documents in the folder or its subfolders")
-    rows = []
-    for file in files:
-        name = file.relative_to(path).as_posix()
-        label = file.parent.name if file.parent != path else None
-        rows.append(_file_document(name, None, label, file.read_bytes(), str(file)))
-    return _frame(rows)
+    rows = (
+        _file_document(
+            file.relative_to(path).as_posix(),
+            None,
+            file.parent.name if file.parent != path else None,
+            file.read_bytes(),
+            str(file),
+        )
+        for file in files
+    )
+    return _pieces(rows, chunk_rows, f"{path}: no .txt documents in the folder or its subfolders")
 
 
 # --- csv: text,label[,split] -----------------------------------------------------------------------
 
 
-def read_csv(path: Path, classes: list[str], labels: bool = True) -> pd.DataFrame:
-    """A CSV with columns text and label, and optionally split (train / val / test).
+def read_csv(path: Path, classes: list[str]) -> pd.DataFrame:
+    """A CSV with columns text and label, and optionally split (train / val / test)."""
+    return next(iter_csv(path, True, 0))
+
+
+def iter_csv(path: Path, labels: bool, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """read_csv in pieces of at most `chunk_rows` rows (0: one piece), numbered across pieces.
 
     labels=False (scoring): the label column is optional, an empty label is none, a split column is ignored.
     """
     if not path.is_file():
         raise DataError(f"{path}: csv reads one CSV file, not a folder")
-    data = path.read_bytes()
-    if not data.strip():
+    with path.open("rb") as fh:
+        head = fh.read(SNIFF_BYTES)  # all is_binary looks at
+    if not head.strip() and path.stat().st_size == len(head):
         raise DataError(f"{path}: file is empty")
-    if is_binary(data):
+    if is_binary(head):
         raise DataError(f"{path}: binary data, not a CSV file")
-    # Undecodable bytes survive parsing as surrogates, so each row can say where its text went wrong.
+    # Undecodable bytes survive parsing as surrogates, so each row can say where its text went wrong;
+    # newline="": line ends inside quoted text stay as they are.
+    number = 0
     try:
-        frame = pd.read_csv(
-            io.StringIO(data.decode("utf-8-sig", "surrogateescape")),
-            dtype=str,
-            keep_default_na=False,
-            quoting=csv.QUOTE_MINIMAL,
-        )
+        with (
+            path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as text,
+            pd.read_csv(
+                text,
+                dtype=str,
+                keep_default_na=False,
+                quoting=csv.QUOTE_MINIMAL,
+                iterator=True,
+                chunksize=chunk_rows or None,
+            ) as reader,
+        ):
+            for frame in reader:
+                frame.columns = [str(c).strip() for c in frame.columns]
+                missing = [c for c in ("text", "label") if c not in frame.columns and (labels or c != "label")]
+                if missing:
+                    raise DataError(
+                        f"{path}: missing required column(s): {', '.join(missing)} "
+                        f"(found: {', '.join(frame.columns[:8])})"
+                    )
+                if frame.empty:
+                    continue
+                yield _csv_documents(frame, path.name, number, labels)
+                number += len(frame)
     except (ValueError, pd.errors.ParserError) as err:
         raise DataError(f"{path}: not a valid CSV: {str(err).strip().splitlines()[0]}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in ("text", "label") if c not in frame.columns and (labels or c != "label")]
-    if missing:
-        raise DataError(
-            f"{path}: missing required column(s): {', '.join(missing)} (found: {', '.join(frame.columns[:8])})"
-        )
-    if frame.empty:
+    if not number:
         raise DataError(f"{path}: no rows (header only)")
+
+
+def _csv_documents(frame: pd.DataFrame, name: str, before: int, labels: bool) -> pd.DataFrame:
+    """A piece of a CSV as documents; `before`: the rows of earlier pieces (ids count rows from 1)."""
     has_split = "split" in frame.columns and labels
     given = frame["label"] if "label" in frame.columns else [""] * len(frame)
     rows = []
     for number, (text, label, split) in enumerate(
-        zip(frame["text"], given, frame["split"] if has_split else [None] * len(frame)), start=1
+        zip(frame["text"], given, frame["split"] if has_split else [None] * len(frame)), start=before + 1
     ):
         label = label.strip() if labels or label.strip() else None
         rows.append(
             _document(
-                f"{path.name}:row {number}",
+                f"{name}:row {number}",
                 split.strip().lower() if has_split else None,
                 label,
                 text.encode("utf-8", "surrogateescape"),

@@ -9,6 +9,8 @@ tokens outside the training vocabulary; the score drift covers the predicted-cla
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -22,7 +24,7 @@ from domains.common.errors import DataError
 from domains.common.modelstore import cached_load
 from domains.sentiment.checks import LABEL_INDEX, with_scoring_columns
 from domains.sentiment.features import load_features
-from domains.sentiment.loaders import read_aclimdb_batch, read_csv, read_text_folder
+from domains.sentiment.loaders import iter_aclimdb_batch, iter_csv, iter_unlabelled_folder
 from domains.sentiment.params import ENSEMBLE, SentimentParams
 from domains.sentiment.pipeline import DOCUMENTS
 from domains.sentiment.text import tokenise
@@ -33,12 +35,19 @@ VOCABULARY = "vocabulary.parquet"  # saved with the model: the n-grams (prepared
 
 def read_batch(p: SentimentParams, path: Path, source: str) -> pd.DataFrame:
     """Documents in a training layout (or aclImdb's unsup/), labels optional, with the facts the gate checks."""
+    return next(read_chunks(p, path, source, 0))
+
+
+def read_chunks(p: SentimentParams, path: Path, source: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """read_batch in pieces of at most `chunk_rows` documents (0: one piece), in input order."""
     classes = p.data.classes
     if source == "aclimdb":
-        documents = read_aclimdb_batch(path, classes)
+        pieces = iter_aclimdb_batch(path, classes, chunk_rows)
+    elif source == "text-folder":
+        pieces = iter_unlabelled_folder(path, chunk_rows)
     else:
-        documents = {"text-folder": read_text_folder, "csv": read_csv}[source](path, classes, labels=False)
-    return with_scoring_columns(documents, classes)
+        pieces = iter_csv(path, False, chunk_rows)
+    return (with_scoring_columns(documents, classes) for documents in pieces)
 
 
 def reference(p: SentimentParams, prepared_dir: Path, train_dir: Path) -> Reference:
@@ -86,15 +95,30 @@ def score_batch(p: SentimentParams, model_dir: Path, model: str, table: pd.DataF
     notes = [f"label: '{positive}' where positive_probability >= 0.5 (the evaluation's threshold), else '{negative}'"]
     if model == ENSEMBLE:
         notes.append(f"ensemble: the mean probability of {', '.join(members)}")
-    shadow = None
-    if "label" in table:
-        labelled = (
-            table[LABEL_INDEX].to_numpy() >= 0
-        )  # a label outside the classes gets past the gate only as a warning
-        shadow = _shadow(table[LABEL_INDEX].to_numpy()[labelled], probability[labelled])
-        notes.append(f"shadow evaluation on the {int(labelled.sum())} of {len(table)} documents that have a label")
+    carry: _Carry | None = options.carry
+    labels = table[LABEL_INDEX].to_numpy()
+    labelled = labels >= 0  # a label outside the classes gets past the gate only as a warning
+    y, p_y = labels[labelled].astype(np.int8), probability[labelled]
+    if carry is not None:
+        y, p_y = np.concatenate([carry.labels, y]), np.concatenate([carry.probabilities, p_y])
+    rows = len(table) + (carry.rows if carry else 0)
+    has_labels = "label" in table or (carry is not None and carry.has_labels)  # some document of the batch has one
+    shadow = _shadow(y, p_y) if has_labels else None
+    if has_labels:
+        notes.append(f"shadow evaluation on the {len(y)} of {rows} documents that have a label")
     drift = drift_frame(tokens, words).set_index(table.index)
-    return Scored(predictions, drift, probability, shadow, notes)
+    after = _Carry(y, p_y, rows, has_labels) if options.chunked else None
+    return Scored(predictions, drift, probability, shadow, notes, after)
+
+
+@dataclass(frozen=True)
+class _Carry:
+    """What a chunk hands the next (ScoreOptions.carry): what the batch's shadow evaluation and notes add up."""
+
+    labels: np.ndarray  # the label index of the documents so far that have one (int8)
+    probabilities: np.ndarray  # their positive_probability
+    rows: int  # documents scored so far
+    has_labels: bool  # some document so far has a label column value
 
 
 def count_over(tokens: list[list[str]], ngrams: pd.Series, ngram_max: int) -> sp.csr_matrix:

@@ -211,3 +211,28 @@ def test_a_batch_unlike_the_training_text_is_blocked_by_drift(score, tmp_path):
     )
     error = _refused(score, batch, tmp_path, gate=True)
     assert "drift blocked the sentiment batch" in error and "drift unseen_share: PSI" in error
+
+
+@pytest.mark.parametrize(
+    "layout, source, rows",
+    [("labelled.csv", "csv", 40), ("labelled.csv", "csv", 149), ("flat", "text-folder", 40), ("unsup", "aclimdb", 40)],
+)
+def test_chunks_give_the_whole_batchs_bytes(score, batches, tmp_path, layout, source, rows):
+    """Each layout read `rows` documents at a time (149: the last chunk is one document, which a batch of one
+    scores through other kernels unless padded) against the batch at once: the same predictions, byte for byte,
+    and the same counts, notes, drift and shadow metrics."""
+    manifests = {}
+    for chunk_rows in (0, rows):
+        score(batches[layout], "--source", source, "--chunk-rows", chunk_rows, "--out", tmp_path / str(chunk_rows))
+        manifests[chunk_rows] = scored(tmp_path / str(chunk_rows))[1]
+    assert digest(tmp_path / "0" / "predictions.parquet") == digest(tmp_path / str(rows) / "predictions.parquet")
+    whole, chunked = manifests[0], manifests[rows]
+    assert whole["counts"]["chunks"] == 1 and chunked["counts"]["chunks"] == -(-150 // rows)
+    assert {k: v for k, v in whole["counts"].items() if k != "chunks"} == {
+        k: v for k, v in chunked["counts"].items() if k != "chunks"
+    }
+    assert whole["notes"] == chunked["notes"] and whole["shadow_metrics"] == chunked["shadow_metrics"]
+    assert (whole["shadow_metrics"] is not None) == (layout == "labelled.csv")
+    assert [(c["psi"], c["ks_pvalue"]) for c in whole["drift"]["checks"]] == [
+        (c["psi"], c["ks_pvalue"]) for c in chunked["drift"]["checks"]
+    ]
