@@ -1,8 +1,8 @@
 """Scoring new images, shared by the image domains (medical, defects).
 
-- `read_folder`: a flat folder of images, or <label>/<image>, into the per-image facts table the
+- `read_folder_chunks`: a flat folder of images, or <label>/<image>, into the per-image facts table the
   image gate checks (`domains.common.images`), each image decoded once: its facts and, in a `resized`
-  column, the image at the model's size, which the scorer uses (the pixels the gate judged);
+  column, the image at the model's size, which the scorer uses (the pixels the gate judged); in pieces;
 - `scoring_schema_columns`: the gate's per-image columns without the split and label checks;
 - `model_inputs`: the gated images at the model's size and channels, resized as `prepare` did (from
   the `resized` column, or read again from the `root` column's folder or .npz, checked against their hash);
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +50,43 @@ DRIFT_COLUMNS = ("height", "width", "channels", "pixel_mean", "pixel_std", "embe
 SHAPE_COLUMNS = ("height", "width", "channels")  # checked against training where it saw few distinct values
 
 
-def read_folder(root: Path, what: str, size: int) -> pd.DataFrame:
-    """One facts row per file of `root` (flat) or of `root`/<label>/ (the label column then names it),
-    with the image resized to `size` (the model's) in a RESIZED column.
+def read_folder_chunks(root: Path, what: str, size: int, rows: int) -> Iterator[pd.DataFrame]:
+    """One facts row per file of `root` (flat) or of `root`/<label>/ (the label column then names it), with
+    the image resized to `size` (the model's) in a RESIZED column; in pieces of at most `rows` files (0: one
+    piece), in listing order, the row index counting on across pieces. Only file names are listed up front:
+    each piece's images are decoded as it is read, so a folder larger than memory is scored piece by piece.
 
     `what` completes one-line errors (the layouts the domain accepts). Every non-hidden file is
     listed: one that does not decode is a failed `decode_error:decodes` check naming it.
     """
+    listing = _listing(root, what)
+    step = rows or len(listing)
+    for start in range(0, len(listing), step):
+        part = listing.iloc[start : start + step]
+        facts = file_facts(root, part[PATH].tolist(), size).set_index(part.index)
+        yield pd.concat([part, facts.drop(columns=[PATH])], axis=1).assign(**{ROOT: str(root.resolve())})
+
+
+@dataclass(frozen=True)
+class ShadowCarry:
+    """What a chunk hands the next (ScoreOptions.carry) for the batch's shadow evaluation: the labels and
+    scores of the images so far, while every one of them had a label (a few bytes an image)."""
+
+    labelled: bool
+    labels: np.ndarray  # class index (medical) or 1 = defective (defects)
+    scores: np.ndarray  # the model's scores or class probabilities, one row per image
+
+    @staticmethod
+    def after(previous: ShadowCarry | None, labelled: bool, labels: np.ndarray, scores: np.ndarray) -> ShadowCarry:
+        if not labelled or (previous is not None and not previous.labelled):
+            return ShadowCarry(False, np.zeros(0, np.int8), np.zeros(0))
+        if previous is None:
+            return ShadowCarry(True, labels, scores)
+        return ShadowCarry(True, np.concatenate([previous.labels, labels]), np.concatenate([previous.scores, scores]))
+
+
+def _listing(root: Path, what: str) -> pd.DataFrame:
+    """The image files to score: id, path and, from <label>/ folders, label."""
     if not root.is_dir():
         raise DataError(f"{root}: not a folder of images ({what})")
     entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
@@ -72,9 +104,7 @@ def read_folder(root: Path, what: str, size: int) -> pd.DataFrame:
         rows += [{ID: f"{folder.name}/{f.name}", PATH: f"{folder.name}/{f.name}", LABEL: folder.name} for f in inside]
     if not rows:
         raise DataError(f"{root}: no images to score ({what})")
-    table = pd.DataFrame(rows)
-    facts = file_facts(root, table[PATH].tolist(), size)
-    return pd.concat([table, facts.drop(columns=[PATH])], axis=1).assign(**{ROOT: str(root.resolve())})
+    return pd.DataFrame(rows)
 
 
 def scoring_schema_columns(p: ImageGateParams) -> dict[str, pa.Column]:
@@ -97,7 +127,7 @@ def scoring_table_checks() -> list[pa.Check]:
 
 def model_inputs(table: pd.DataFrame, size: int, channels: int) -> np.ndarray:
     """(N, channels, size, size) uint8: each gated image resized as prepare does; from the RESIZED column
-    where read_folder kept it at this size (the pixels the gate judged: nothing to check again), else read
+    where read_folder_chunks kept it at this size (the pixels the gate judged: nothing to check again), else read
     again and checked against its hash."""
     if table.empty:
         return np.zeros((0, channels, size, size), dtype=np.uint8)

@@ -35,6 +35,7 @@ DOMAIN = DomainSpec(
     scoring=ScoringSpec(
         sources=("mvtec",),  # synthetic writes MVTec's layout; a flat folder or <type>/ folders read the same
         read=lazy("domains.defects.score:read_batch"),
+        read_chunks=lazy("domains.defects.score:read_chunks"),
         gate_suite=lazy("domains.defects.checks:scoring_suite"),
         reference=lazy("domains.defects.score:reference"),
         score=lazy("domains.defects.score:score_batch"),

@@ -20,6 +20,7 @@ by their median over positions, so that a local defect barely moves them: domain
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,14 @@ import pandas as pd
 from domains.common.contract import Reference, Scored, ScoreOptions
 from domains.common.errors import DataError
 from domains.common.image_scoring import (
+    ShadowCarry,
     check_as_trained,
     drift_frame,
     embedding_distances,
     embedding_model,
     model_channels,
     model_inputs,
-    read_folder,
+    read_folder_chunks,
     save_embeddings,
     write_map,
 )
@@ -66,11 +68,17 @@ LAYOUTS = "an MVTec category folder (test/<type>/), <type>/ folders ('good' is n
 
 def read_batch(p: DefectsParams, path: Path, source: str) -> pd.DataFrame:
     """The per-image facts of the batch, with each image's mode (the gate's `mode:consistent`)."""
+    return next(read_chunks(p, path, source, 0))
+
+
+def read_chunks(p: DefectsParams, path: Path, source: str, rows: int) -> Iterator[pd.DataFrame]:
+    """read_batch in pieces of at most `rows` images (0: whole): a folder larger than memory is decoded a piece
+    at a time."""
     if path.is_file():
         raise DataError(f"{path}: a file, not a folder of images ({LAYOUTS})")
     folder = path / "test" if (path / "test").is_dir() and (path / "train").is_dir() else path
-    table = read_folder(folder, LAYOUTS, p.prepare.image_size)
-    return table.assign(**{MODE: table["channels"].astype(str) + "x" + table["dtype"]})
+    for table in read_folder_chunks(folder, LAYOUTS, p.prepare.image_size, rows):
+        yield table.assign(**{MODE: table["channels"].astype(str) + "x" + table["dtype"]})
 
 
 def reference(p: DefectsParams, prepared_dir: Path, train_dir: Path) -> Reference:
@@ -120,14 +128,15 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
         f"anomaly maps: one PNG per image in maps/ ({p.prepare.image_size} px; red from the threshold to twice it)",
         "score drift: not judged for an anomaly detector (its scores follow the share of defects)",
     ]
+    defective = (table[LABEL] != GOOD).to_numpy() if labelled else np.zeros(0, bool)
+    carry = ShadowCarry.after(options.carry, labelled, defective, scores)
     shadow = None
-    if labelled:
-        defective = (table[LABEL] != GOOD).to_numpy()
-        metrics = image_metrics(defective, scores, threshold)
+    if carry.labelled:
+        metrics = image_metrics(carry.labels.astype(bool), carry.scores, threshold)
         shadow = {k: v for k, v in metrics.items() if not np.isnan(v)} | {
-            "defective_share": float(defective.mean()),
-            "labelled": float(len(defective)),
+            "defective_share": float(carry.labels.mean()),
+            "labelled": float(len(carry.labels)),
         }
     distance = embedding_distances(model_dir, embedded)
     drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images, distance)
-    return Scored(predictions, drift, scores, shadow, notes)
+    return Scored(predictions, drift, scores, shadow, notes, carry if options.chunked else None)

@@ -29,6 +29,7 @@ DOMAIN = DomainSpec(
     scoring=ScoringSpec(
         sources=("medmnist", "image-folder"),  # synthetic writes a MedMNIST .npz: its format first
         read=lazy("domains.medical.score:read_batch"),
+        read_chunks=lazy("domains.medical.score:read_chunks"),
         gate_suite=lazy("domains.medical.checks:scoring_suite"),
         reference=lazy("domains.medical.score:reference"),
         score=lazy("domains.medical.score:score_batch"),

@@ -14,6 +14,7 @@ embeds whichever model scores: the baselines' pixel features have no embedding o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -26,12 +27,13 @@ from domains.common.contract import Reference, Scored, ScoreOptions
 from domains.common.errors import DataError
 from domains.common.image_scoring import (
     ROOT,
+    ShadowCarry,
     check_as_trained,
     drift_frame,
     embedding_distances,
     model_channels,
     model_inputs,
-    read_folder,
+    read_folder_chunks,
     save_embeddings,
     write_map,
 )
@@ -57,13 +59,20 @@ LAYOUTS = "a flat folder of images, or <class>/<image>; a MedMNIST .npz with --s
 
 def read_batch(p: MedicalParams, path: Path, source: str) -> pd.DataFrame:
     """The per-image facts of the batch (label when the input names classes)."""
+    return next(read_chunks(p, path, source, 0))
+
+
+def read_chunks(p: MedicalParams, path: Path, source: str, rows: int) -> Iterator[pd.DataFrame]:
+    """read_batch in pieces of at most `rows` images (0: whole) for a folder, decoded a piece at a time; a
+    MedMNIST .npz holds each split as one array, which numpy loads whole: it is one piece."""
     if source == "medmnist":
         if path.is_dir():
             raise DataError(f"{path}: a folder, not an .npz; score an image folder with --source image-folder")
-        return read_medmnist_batch(path, p.data.classes).assign(**{ROOT: str(path.resolve())})
+        yield read_medmnist_batch(path, p.data.classes).assign(**{ROOT: str(path.resolve())})
+        return
     if path.is_file():
         raise DataError(f"{path}: a file, not a folder of images; score a MedMNIST .npz with --source medmnist")
-    return read_folder(path, LAYOUTS, p.prepare.image_size)
+    yield from read_folder_chunks(path, LAYOUTS, p.prepare.image_size, rows)
 
 
 def _score_of(proba: np.ndarray) -> np.ndarray:
@@ -118,10 +127,12 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
     ]
     if options.explain:
         notes.append(_explain(cnn if model == CNN else None, images, predicted, table[ID].tolist(), options.maps_dir))
-    shadow = _shadow(table[LABEL].map({c: i for i, c in enumerate(classes)}).to_numpy(), proba) if labelled else None
+    y = table[LABEL].map({c: i for i, c in enumerate(classes)}).to_numpy() if labelled else np.zeros(0, np.int8)
+    carry = ShadowCarry.after(options.carry, labelled, y, proba)
+    shadow = _shadow(carry.labels, carry.scores) if carry.labelled else None
     distance = embedding_distances(model_dir, embedded)
     drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images, distance)
-    return Scored(predictions, drift, _score_of(proba), shadow, notes)
+    return Scored(predictions, drift, _score_of(proba), shadow, notes, carry if options.chunked else None)
 
 
 def _explain(

@@ -144,3 +144,22 @@ def test_bad_inputs_stop_in_one_line_and_write_nothing(repo, category, tmp_path,
         assert code == 1 and expected in err, (name, err)
         assert lines[0].startswith("error:") and all(line.startswith("  ") for line in lines[1:]), (name, err)
         assert "Traceback" not in err and not out.exists() and digest(data) == before, name
+
+
+def test_a_folder_in_chunks_gives_the_whole_batchs_bytes(repo, category, tmp_path, monkeypatch, capsys):
+    """8 test images 3 at a time against all at once: the same predictions and maps byte for byte, the same counts,
+    notes and shadow metrics (over the whole batch)."""
+    manifests = {}
+    for rows in (0, 3):
+        out = tmp_path / str(rows)
+        code, err = in_process(repo, monkeypatch, capsys, str(category), "--chunk-rows", str(rows), "--out", str(out))
+        assert code == 0, err
+        manifests[rows] = read(out)[1]
+    assert (tmp_path / "0" / "predictions.parquet").read_bytes() == (
+        tmp_path / "3" / "predictions.parquet"
+    ).read_bytes()
+    assert digest(tmp_path / "0" / "maps") == digest(tmp_path / "3" / "maps")
+    whole, chunked = manifests[0], manifests[3]
+    assert whole["counts"]["chunks"] == 1 and chunked["counts"]["chunks"] == 3
+    assert whole["notes"] == chunked["notes"] and whole["shadow_metrics"] == chunked["shadow_metrics"]
+    assert whole["shadow_metrics"]["labelled"] == 8

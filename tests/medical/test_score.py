@@ -201,3 +201,28 @@ def test_a_new_npz_at_the_same_path_is_scored_afresh_in_one_process(repo, tmp_pa
         assert code == 0, err
     first, second = (read(tmp_path / f"day{day}")[0]["probability"].to_numpy() for day in (0, 1))
     assert np.allclose(first[::-1], second)
+
+
+def test_a_folder_in_chunks_gives_the_whole_batchs_bytes(repo, batches, tmp_path, monkeypatch, capsys):
+    """30 labelled images 7 at a time (the last chunk: 2) against all at once: the same predictions byte for byte,
+    the same counts, notes, shadow metrics (over the whole batch) and drift figures."""
+    manifests = {}
+    for rows in (0, 7):
+        out = tmp_path / str(rows)
+        code, err = in_process(
+            repo, monkeypatch, capsys, str(batches["classes"]), "--source", "image-folder", "--chunk-rows", str(rows),
+            "--out", str(out),
+        )  # fmt: skip
+        assert code == 0, err
+        manifests[rows] = read(out)[1]
+    assert (tmp_path / "0" / "predictions.parquet").read_bytes() == (
+        tmp_path / "7" / "predictions.parquet"
+    ).read_bytes()
+    whole, chunked = manifests[0], manifests[7]
+    assert whole["counts"]["chunks"] == 1 and chunked["counts"]["chunks"] == 5
+    assert {k: v for k, v in whole["counts"].items() if k != "chunks"} == {
+        k: v for k, v in chunked["counts"].items() if k != "chunks"
+    }
+    assert whole["notes"] == chunked["notes"] and whole["shadow_metrics"] == chunked["shadow_metrics"]
+    assert whole["shadow_metrics"]["labelled"] == 30
+    assert [c["psi"] for c in whole["drift"]["checks"]] == [c["psi"] for c in chunked["drift"]["checks"]]
