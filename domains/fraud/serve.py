@@ -138,35 +138,39 @@ def combine(
     p: FraudParams, tables: list[pd.DataFrame], bodies: list[Any], context: dict[str, Any]
 ) -> tuple[pd.DataFrame, ScoreOptions]:
     """Requests as one batch, each with its own past and its own (renumbered) cards and terminals."""
-    if "customer_id" not in tables[0]:  # ULB: no windows, nothing to keep apart
-        return pd.concat(tables, ignore_index=True), ScoreOptions()
+    table = pd.concat(tables, ignore_index=True)
+    if "customer_id" not in table:  # ULB: no windows, nothing to keep apart
+        return table, ScoreOptions()
     server: History | None = context.get("history")
-    batch, past, starts = [], [], []
-    for k, (table, body) in enumerate(zip(tables, bodies)):
+    sizes = [len(t) for t in tables]
+    offsets = np.cumsum([0, *sizes[:-1]])
+    starts = np.minimum.reduceat(table["tx_datetime"].to_numpy("datetime64[ns]").view(np.int64), offsets)
+    past: list[pd.DataFrame] = []
+    owners = [np.repeat(np.arange(len(tables)), sizes)]
+    for k, (mine, body) in enumerate(zip(tables, bodies)):
+        if not body.history and server is None:
+            continue  # no past but its own rows (the usual request)
         own = [handbook_to_canonical(_handbook(body.history), "request history")] if body.history else []
-        mine = [m for m in [*own, *([server.relevant(table)] if server else [])] if len(m)]
-        times = [
-            int(table["tx_datetime"].min().value),
-            *(int(m["tx_datetime"].min().value) for m in mine),
-            *([server.start] if server else []),
-        ]
-        starts.append(np.full(len(table), min(times), dtype=np.int64))
-        batch.append(table.assign(_request=k))
-        past += [m.assign(_request=k) for m in mine]
-    both = pd.concat([*batch, *past], ignore_index=True)
-    request = both["_request"].to_numpy(np.int64)
+        found = [m for m in [*own, *([server.relevant(mine)] if server else [])] if len(m)]
+        times = [int(m["tx_datetime"].min().value) for m in found] + ([server.start] if server else [])
+        starts[k] = min(starts[k], *times)
+        past += found
+        owners += [np.full(len(m), k) for m in found]
+    history = pd.concat(past, ignore_index=True)[list(past[0].columns)] if past else pd.DataFrame()
+    request = np.concatenate(owners)
+    n = len(table)
     for column in ("customer_id", "terminal_id"):  # (request, id) -> a fresh id: no request sees another's rows
-        ids = both[column].to_numpy(np.int64)
+        ids = np.concatenate([table[column].to_numpy(np.int64), *(m[column].to_numpy(np.int64) for m in past)])
         if len(ids) and 0 <= ids.min() and ids.max() < 2**31:
-            both[column] = request * 2**31 + ids  # the cheap way, where ids fit
+            fresh = request * 2**31 + ids  # the cheap way, where ids fit
         else:
-            both[column] = pd.MultiIndex.from_arrays([request, ids]).factorize()[0].astype(np.int64)
-    n = sum(len(t) for t in tables)
-    table = both.iloc[:n][list(tables[0].columns)].reset_index(drop=True)
-    history = both.iloc[n:][list(past[0].columns.drop("_request"))].reset_index(drop=True) if past else pd.DataFrame()
+            fresh = pd.MultiIndex.from_arrays([request, ids]).factorize()[0].astype(np.int64)
+        table[column] = fresh[:n]
+        if past:
+            history[column] = fresh[n:]
     if len(history):
         history = history.astype({"tx_fraud": "int64", "tx_amount": "float64"})
-    return table, ScoreOptions(history_rows=history, past_from=np.concatenate(starts))
+    return table, ScoreOptions(history_rows=history, past_from=np.repeat(starts, sizes))
 
 
 def describe(p: FraudParams, model_dir: Path, model: str) -> dict[str, Any]:
