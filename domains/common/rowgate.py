@@ -54,7 +54,7 @@ class RowGate:
                     if series is None or not all(_passed(check, series) for check in column.checks):
                         return None
                     coerced[name] = series
-            out = table.assign(**coerced) if coerced else table
+            out = pd.DataFrame({name: coerced.get(name, table[name]) for name in table.columns}, index=table.index)
             return out if all(_passed(check, out) for check in self.table_checks) else None
         except Exception:  # a coercion or a check that raises: pandera says what it is
             return None

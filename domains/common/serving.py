@@ -205,7 +205,7 @@ class ServedModel:
         self, tables: dict[int, pd.DataFrame], bodies: list[Any], scratch: Path
     ) -> dict[int, list[dict] | RequestError]:
         which = list(tables)
-        owner = np.concatenate([np.full(len(tables[i]), i) for i in which])
+        owner = np.repeat(which, [len(tables[i]) for i in which])
         if self.serving.combine:
             table, options = self.serving.combine(
                 self.params, [tables[i] for i in which], [bodies[i] for i in which], self.context
@@ -218,16 +218,17 @@ class ServedModel:
         predictions = scored.predictions
         rows_of = owner[predictions.index.to_numpy()]
         answers: dict[int, list[dict] | RequestError] = {}
+        if self.serving.respond is None:  # the prediction rows: one conversion for the batch, then dealt out
+            rows = records(predictions)
+            for i in which:
+                answers[i] = [rows[j] for j in np.flatnonzero(rows_of == i)]
+            return answers
         for i in which:
             mine = predictions[rows_of == i]
             first = int(np.flatnonzero(owner == i)[0])
             mine = mine.set_axis(mine.index.to_numpy() - first)  # the request's own item numbers
             try:
-                answers[i] = (
-                    self.serving.respond(self.params, mine, bodies[i], scratch)
-                    if self.serving.respond
-                    else records(mine)
-                )
+                answers[i] = self.serving.respond(self.params, mine, bodies[i], scratch)
             except RequestError as err:
                 answers[i] = err
         return answers
