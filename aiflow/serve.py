@@ -54,7 +54,9 @@ class Batcher:
     def __init__(self, holder: ModelHolder, config: ServeConfig):
         self.holder, self.config = holder, config
         self.queue: asyncio.Queue[tuple[Any, asyncio.Future]] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="score")
+        # torch's thread count is set per thread (OpenMP): the scoring thread sets its own, or every small
+        # matrix product waits on a second OpenMP thread (~13 ms per batch instead of 0.2 for fraud's MLP)
+        self.executor = ThreadPoolExecutor(1, "score", _torch_threads, (config.threads,))
         self.task: asyncio.Task | None = None
         self.batches = 0
         self.requests = 0
@@ -107,8 +109,15 @@ class Batcher:
                     future.set_result((model, outcome))
 
 
-def _watch(holder: ModelHolder, stop: threading.Event) -> None:
+def _torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _watch(holder: ModelHolder, stop: threading.Event, threads: int) -> None:
     """The registry watcher: a new champion is loaded here, never on the scoring thread."""
+    _torch_threads(threads)  # its warm-up scores on this thread
     while not stop.wait(holder.poll_seconds):
         try:
             if holder.check():
@@ -119,9 +128,7 @@ def _watch(holder: ModelHolder, stop: threading.Event) -> None:
 
 def create_app(root: Path, config: ServeConfig) -> FastAPI:
     """The app, with the champion loaded and verified (raises PipelineError in one line when it cannot be)."""
-    import torch
-
-    torch.set_num_threads(config.threads)
+    _torch_threads(config.threads)  # this thread loads and warms up the champion
     context: dict[str, Any] = {}
     if config.history is not None:
         if config.domain != "fraud":
@@ -135,7 +142,7 @@ def create_app(root: Path, config: ServeConfig) -> FastAPI:
     request_model: type[BaseModel] = holder.current.serving.request(holder.current.params)
     batcher = Batcher(holder, config)
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(holder, stop), name="registry-watch", daemon=True)
+    watcher = threading.Thread(target=_watch, args=(holder, stop, config.threads), name="registry-watch", daemon=True)
 
     async def lifespan(app: FastAPI):
         batcher.task = asyncio.create_task(batcher.run())
