@@ -69,6 +69,7 @@ class Batcher:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         limit = self.config.max_batch if self.config.batching else 1
+        expected = 1  # requests likely to come now: the clients just answered and those that queued meanwhile
         while True:
             batch = [await self.queue.get()]
             deadline = loop.time() + self.config.window_ms / 1000
@@ -79,7 +80,9 @@ class Batcher:
                 except asyncio.QueueEmpty:
                     pass
                 left = deadline - loop.time()
-                if not self.config.batching or left <= 0:
+                # Waiting for the answered clients' next requests keeps them in one batch: without it, clients
+                # split into groups that alternate, each batch paying the fixed cost of a call for half of them.
+                if not self.config.batching or len(batch) >= expected or left <= 0:
                     break
                 try:
                     batch.append(await asyncio.wait_for(self.queue.get(), left))
@@ -101,12 +104,14 @@ class Batcher:
                 self.holder.release(model)
             self.batches += 1
             self.requests += len(batch)
+            expected = len(batch) + self.queue.qsize()
             good = [body for (body, _), outcome in zip(batch, outcomes) if outcome.rows is not None]
             if good:
                 self.holder.warm = good[0]  # what the next champion scores once before it serves
             for (_, future), outcome in zip(batch, outcomes):
                 if not future.done():
                     future.set_result((model, outcome))
+            await asyncio.sleep(0)  # the answers go out before the next batch is gathered (and waits for their clients)
 
 
 def _torch_threads(threads: int) -> None:
