@@ -90,13 +90,11 @@ def to_table(p: FraudParams, body: Any, scratch: Path) -> pd.DataFrame:
     return handbook_to_canonical(_handbook(body.items), "request", labels=False)
 
 
-def to_tables(p: FraudParams, bodies: list[Any], scratch: Path) -> list[pd.DataFrame]:
+def to_tables(p: FraudParams, bodies: list[Any], scratch: Path) -> pd.DataFrame:
     """to_table for several requests in one conversion (its fixed cost would otherwise be paid per request)."""
     if p.data.source == "ulb":
-        return [to_table(p, body, scratch) for body in bodies]
-    whole = handbook_to_canonical(_handbook([item for body in bodies for item in body.items]), "request", labels=False)
-    ends = np.cumsum([len(body.items) for body in bodies])
-    return [whole.iloc[end - len(body.items) : end].reset_index(drop=True) for end, body in zip(ends, bodies)]
+        return pd.concat([to_table(p, body, scratch) for body in bodies], ignore_index=True)
+    return handbook_to_canonical(_handbook([item for body in bodies for item in body.items]), "request", labels=False)
 
 
 def _handbook(items: list[Any]) -> pd.DataFrame:
@@ -135,21 +133,22 @@ def load_history(path: Path) -> dict[str, Any]:
 
 
 def combine(
-    p: FraudParams, tables: list[pd.DataFrame], bodies: list[Any], context: dict[str, Any]
+    p: FraudParams, table: pd.DataFrame, sizes: list[int], bodies: list[Any], context: dict[str, Any]
 ) -> tuple[pd.DataFrame, ScoreOptions]:
-    """Requests as one batch, each with its own past and its own (renumbered) cards and terminals."""
-    table = pd.concat(tables, ignore_index=True)
+    """Requests as one batch (`sizes[k]` rows of `table` each), each with its own past and its own (renumbered)
+    cards and terminals."""
     if "customer_id" not in table:  # ULB: no windows, nothing to keep apart
         return table, ScoreOptions()
     server: History | None = context.get("history")
-    sizes = [len(t) for t in tables]
+    table = table.copy()  # its ids are renumbered; the gated batch keeps the request's own
     offsets = np.cumsum([0, *sizes[:-1]])
     starts = np.minimum.reduceat(table["tx_datetime"].to_numpy("datetime64[ns]").view(np.int64), offsets)
     past: list[pd.DataFrame] = []
-    owners = [np.repeat(np.arange(len(tables)), sizes)]
-    for k, (mine, body) in enumerate(zip(tables, bodies)):
+    owners = [np.repeat(np.arange(len(sizes)), sizes)]
+    for k, (offset, size, body) in enumerate(zip(offsets, sizes, bodies)):
         if not body.history and server is None:
             continue  # no past but its own rows (the usual request)
+        mine = table.iloc[offset : offset + size]
         own = [handbook_to_canonical(_handbook(body.history), "request history")] if body.history else []
         found = [m for m in [*own, *([server.relevant(mine)] if server else [])] if len(m)]
         times = [int(m["tx_datetime"].min().value) for m in found] + ([server.start] if server else [])

@@ -118,7 +118,11 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
     if options.explain:
         notes.append(_explain(cnn if model == CNN else None, images, predicted, table[ID].tolist(), options.maps_dir))
     shadow = _shadow(table[LABEL].map({c: i for i, c in enumerate(classes)}).to_numpy(), proba) if labelled else None
-    distance = embedding_distances(model_dir, cnn_embeddings(cnn, torch.from_numpy(images)))
+    distance = (
+        embedding_distances(model_dir, cnn_embeddings(cnn, torch.from_numpy(images)))
+        if options.drift
+        else np.full(len(images), np.nan)  # no drift judged (the endpoint): no embedding pass
+    )
     drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images, distance)
     return Scored(predictions, drift, _score_of(proba), shadow, notes)
 
