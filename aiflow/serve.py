@@ -6,8 +6,9 @@ POST /predict  a JSON body of the domain's request model (GET /docs shows it) ->
 GET  /health   up, which model version serves, reloads, the last reload error
 GET  /metadata model version, DVC hash, metrics, threshold, runtime, batching and limits, request schema
 
-Requests waiting together are scored in one call (a short batching window, or whatever queued while
-the previous batch ran) on one scoring thread, so the event loop only parses and answers. The
+Requests waiting together are scored in one call (whatever queued while the previous batch ran, and up
+to a short window for as many as the previous batch answered: closed-loop clients come back together)
+on one scoring thread, so the event loop only parses and answers. The
 registry is watched by a thread of its own: a new champion loads aside and replaces the old between
 batches (domains/common/serving.ModelHolder).
 """
@@ -40,7 +41,7 @@ class ServeConfig:
     host: str = "127.0.0.1"  # loopback: exposing a model is a decision, not a default
     port: int = 8000
     batching: bool = True
-    window_ms: float = 2.0  # how long the first request of a batch waits for company
+    window_ms: float = 2.0  # the most the first request of a batch waits for the company expected
     max_batch: int = 64  # requests per scoring call
     max_body_bytes: int = 8 * 1024 * 1024
     poll_seconds: float = 0.5  # how often registry/<domain>.json is checked for a new champion

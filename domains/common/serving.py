@@ -8,6 +8,12 @@ is scored by the domain's own `score` with the model loaded once, by its DVC has
 the field and the check; warnings do not stop it. Several requests scored together (the endpoint's
 batching) are combined so that each is scored as if alone (ServingSpec.combine).
 
+The hot path pays the gate's fixed costs once per batch: the requests' rows stay in one table from
+reading to scoring (Batch), pass the checks once through rowgate.RowGate (the same checks, without
+pandera's per-call bookkeeping, which cost more than scoring), and only where an item may fail does
+pandera's lazy run name every failing item and check. Drift is not judged per request
+(ScoreOptions.drift False): what only drift needs is not computed (medical's embedding pass).
+
 `ModelHolder` keeps the current champion and swaps in a newly promoted one when registry/<domain>.json
 changes: the new model is loaded and verified aside, then replaces the old in one assignment; batches
 already running finish on the model they started with, whose files are removed after the last one.
