@@ -41,7 +41,7 @@ class ServeConfig:
     host: str = "127.0.0.1"  # loopback: exposing a model is a decision, not a default
     port: int = 8000
     batching: bool = True
-    window_ms: float = 2.0  # the most the first request of a batch waits for the company expected
+    window_ms: float = 10.0  # the most a batch waits for the requests it expects (a lone client never waits)
     max_batch: int = 64  # requests per scoring call
     max_body_bytes: int = 8 * 1024 * 1024
     poll_seconds: float = 0.5  # how often registry/<domain>.json is checked for a new champion
