@@ -144,7 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_model.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve_model.add_argument("--port", type=int, default=8000)
     serve_model.add_argument("--no-batching", action="store_true", help="score each request alone")
-    serve_model.add_argument("--window-ms", type=float, default=2.0, help="batching window (default 2 ms)")
+    serve_model.add_argument(
+        "--window-ms", type=float, default=10.0, help="most a batch waits for the requests it expects (default 10 ms)"
+    )
     serve_model.add_argument("--max-batch", type=int, default=64, help="requests per scoring call (default 64)")
     serve_model.add_argument("--max-body-mb", type=float, default=8.0, help="larger bodies get a 413 (default 8)")
     serve_model.add_argument("--threads", type=int, default=1, help="torch threads for scoring (default 1)")

@@ -23,9 +23,9 @@ from domains.recsys import serve as recsys_serve
 from tests.medical.conftest import small_medical_params
 
 
-def _png(size: int = 16) -> str:
+def _png(size: int = 16, seed: int = 0) -> str:
     buffer = io.BytesIO()
-    Image.fromarray((np.random.default_rng(0).random((size, size)) * 255).astype(np.uint8)).save(buffer, "PNG")
+    Image.fromarray((np.random.default_rng(seed).random((size, size)) * 255).astype(np.uint8)).save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -103,3 +103,38 @@ def test_recsys_refuses_unknown_users_by_name():
     assert answer == [
         {"user_id": 7, "items": [{"rank": 1, "item_id": 1, "score": 0.5}, {"rank": 2, "item_id": 2, "score": 0.4}]}
     ]
+
+
+@pytest.mark.slow
+def test_a_medical_request_gets_the_batch_answer_without_the_embedding_pass(tmp_path_factory):
+    """The endpoint scores with ScoreOptions.drift False (no drift is judged per request): the same predictions
+    as batch scoring, and no CNN embedding pass (its drift column is left empty)."""
+    import shutil
+
+    from domains.common.contract import ScoreOptions
+    from domains.common.serving import load
+    from domains.medical.serve import request_model, to_table
+    from tests.conftest import run, trained_copy
+
+    root = trained_copy(
+        tmp_path_factory, "medical", small_medical_params(), evaluate={"thresholds_min": {"auroc": 0.0}}
+    )
+    run(["aiflow", "champion", "promote", "medical"], root)
+    served = load(root, "medical")
+    try:
+        body = request_model(served.params).model_validate(
+            {"items": [{"image": _png(), "id": "a.png"}, {"image": _png(seed=1)}]}
+        )
+        table = served.suite.schema.validate(to_table(served.params, body, tmp_path_factory.mktemp("request") / "0"))
+        score = lambda **options: served.scoring.score(  # noqa: E731
+            served.params, served.model_dir, served.ref.model, table, ScoreOptions(**options)
+        )
+        full, lean = score(), score(drift=False)
+        assert full.predictions.equals(lean.predictions)
+        assert full.drift["embedding_distance"].notna().all() and lean.drift["embedding_distance"].isna().all()
+        (outcome,) = served.score([body])
+        assert outcome.errors is None and [row[ID] for row in outcome.rows] == ["a.png", "item 1"]
+        got = np.array([row["probability"] for row in outcome.rows])
+        assert np.abs(got - full.predictions["probability"].to_numpy()).max() < 1e-12  # JSON's 15 digits
+    finally:
+        shutil.rmtree(served.model_dir)

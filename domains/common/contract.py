@@ -129,6 +129,7 @@ class ScoreOptions:
     maps_dir: Path | None = None  # where a domain writes per-item images (anomaly maps, Grad-CAM)
     chunked: bool = False  # the batch comes in chunks (ScoringSpec.read_chunks): return what the next one needs
     carry: Any = None  # what the previous chunk's score returned in Scored.carry (None: the first chunk)
+    drift: bool = True  # False: the caller judges no drift (the endpoint), what only drift needs may be left out
 
 
 @dataclass
@@ -150,10 +151,12 @@ class ServingSpec(Generic[P]):
 
         request(params)                        -> the pydantic model of one request body (limits, types)
         table(params, body, scratch)           -> the table `read` would give (payload files go in scratch)
-        tables(params, bodies, scratch)        -> the same for several requests at once, one table each (optional:
-                                                  one conversion for a whole batch, where per call costs dominate)
-        combine(params, tables, bodies, context) -> one table and options for several requests scored
-                                                  together, each as if alone (default: concatenated)
+        tables(params, bodies, scratch)        -> the same for several requests at once, as one table: each
+                                                  request's items in turn (optional: one conversion for a whole
+                                                  batch, where per call costs dominate)
+        combine(params, table, sizes, bodies, context) -> the table and options to score several requests
+                                                  together, each as if alone (`table`: their gated rows, `sizes[k]`
+                                                  of bodies[k] in turn; default: the table as it is)
         respond(params, predictions, body, scratch) -> one request's output rows (default: the prediction
                                                   rows); may refuse it (serving.RequestError) on what scoring found
         describe(params, model_dir, model)     -> what /metadata adds (threshold, classes, ...)
@@ -162,10 +165,10 @@ class ServingSpec(Generic[P]):
 
     request: Callable[[P], type[Any]]
     table: Callable[[P, Any, Path], pd.DataFrame]
-    tables: Callable[[P, list[Any], Path], list[pd.DataFrame]] | None = None
-    combine: Callable[[P, list[pd.DataFrame], list[Any], dict[str, Any]], tuple[pd.DataFrame, ScoreOptions]] | None = (
-        None
-    )
+    tables: Callable[[P, list[Any], Path], pd.DataFrame] | None = None
+    combine: (
+        Callable[[P, pd.DataFrame, list[int], list[Any], dict[str, Any]], tuple[pd.DataFrame, ScoreOptions]] | None
+    ) = None
     respond: Callable[[P, pd.DataFrame, Any, Path], list[dict[str, Any]]] | None = None
     describe: Callable[[P, Path, str], dict[str, Any]] | None = None
     # (params, model dir, export dir, model, int8) -> ScoreOptions.predict from the verified ONNX export; None: torch only

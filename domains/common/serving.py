@@ -8,6 +8,12 @@ is scored by the domain's own `score` with the model loaded once, by its DVC has
 the field and the check; warnings do not stop it. Several requests scored together (the endpoint's
 batching) are combined so that each is scored as if alone (ServingSpec.combine).
 
+The hot path pays the gate's fixed costs once per batch: the requests' rows stay in one table from
+reading to scoring (Batch), pass the checks once through rowgate.RowGate (the same checks, without
+pandera's per-call bookkeeping, which cost more than scoring), and only where an item may fail does
+pandera's lazy run name every failing item and check. Drift is not judged per request
+(ScoreOptions.drift False): what only drift needs is not computed (medical's embedding pass).
+
 `ModelHolder` keeps the current champion and swaps in a newly promoted one when registry/<domain>.json
 changes: the new model is loaded and verified aside, then replaces the old in one assignment; batches
 already running finish on the model they started with, whose files are removed after the last one.
@@ -28,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from domains.common import modelstore
+from domains.common import modelstore, rowgate
 from domains.common.champion import read_registry
 from domains.common.contract import DomainSpec, ScoreOptions, ScoringSpec, ServingSpec
 from domains.common.errors import PipelineError
@@ -76,6 +82,7 @@ class ServedModel:
     context: dict[str, Any] = field(default_factory=dict)  # server-wide extras (fraud: the history rows)
     runtime: str = "torch"
     predict: Any = None  # ScoreOptions.predict: the ONNX runtime's P(positive); None: the trained model
+    row_gate: rowgate.RowGate | None = None  # the gate's fast yes (None: always pandera)
     in_flight: int = 0
     retired: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -108,52 +115,54 @@ class ServedModel:
         outcomes = [Outcome() for _ in bodies]
         with tempfile.TemporaryDirectory(prefix=".aiflow-request-") as tmp:
             scratch = Path(tmp)
-            tables: dict[int, pd.DataFrame] = {}
+            batch = None
             if self.serving.tables is not None and len(bodies) > 1:
                 try:
-                    tables = dict(enumerate(self.serving.tables(self.params, bodies, scratch)))
+                    table = self.serving.tables(self.params, bodies, scratch)
+                    batch = Batch(table, list(range(len(bodies))), [len(body.items) for body in bodies])
                 except PipelineError:
-                    tables = {}  # one of them: each alone says which
-            for i, body in enumerate(bodies):
-                if i in tables:
-                    continue
-                try:
-                    tables[i] = self.serving.table(self.params, body, scratch / str(i))
-                except RequestError as err:
-                    outcomes[i].errors = err.errors
-                except PipelineError as err:  # what a reader refuses in a file, it refuses in a request
-                    outcomes[i].errors = [error(["items"], str(err), "read")]
-            gated = self._gate_together(tables, outcomes)
-            if gated:
+                    pass  # one of them: each alone says which
+            if batch is None:
+                tables = {}
+                for i, body in enumerate(bodies):
+                    try:
+                        tables[i] = self.serving.table(self.params, body, scratch / str(i))
+                    except RequestError as err:
+                        outcomes[i].errors = err.errors
+                    except PipelineError as err:  # what a reader refuses in a file, it refuses in a request
+                        outcomes[i].errors = [error(["items"], str(err), "read")]
+                batch = Batch.of(tables)
+            gated = self._gate_together(batch, outcomes)
+            if gated.which:
                 self._score_gated(gated, bodies, outcomes, scratch)
         return outcomes
 
-    def _gate_together(self, tables: dict[int, pd.DataFrame], outcomes: list[Outcome]) -> dict[int, pd.DataFrame]:
+    def _gate_together(self, batch: Batch, outcomes: list[Outcome]) -> Batch:
         """The gate once over every request's items; a request with a failing item is gated again alone,
         so a check that looks across rows (unique ids, duplicates) never sees another request's rows."""
-        if not tables:
-            return {}
-        which = list(tables)
-        owner = np.concatenate([np.full(len(tables[i]), i) for i in which])
-        merged = pd.concat([tables[i] for i in which], ignore_index=True)
+        if not batch.which:
+            return batch
+        merged, owner = batch.table, batch.owner()
         named = self.suite.id_column
-        if named in merged and not pd.api.types.is_numeric_dtype(merged[named]):  # "item 0" of one request is not
-            prefixes = pd.Series([item_prefix(int(i)) for i in owner], index=merged.index)  # another's "item 0"
-            _, failing = self._failures(merged.assign(**{named: prefixes + merged[named].astype(str)}))
-        else:
-            _, failing = self._failures(merged)
+        apart = named in merged and not pd.api.types.is_numeric_dtype(merged[named])  # "item 0" of one request
+        checked = merged.assign(**{named: _prefixed(merged[named], owner)}) if apart else merged  # is not another's
+        passed = self.row_gate.passes(checked) if self.row_gate is not None else None
+        if passed is not None:  # every item passes, the usual case: no pandera run to name failures
+            if apart:
+                passed = passed.assign(**{named: passed[named].str.split("|", n=1).str[1]})
+            return replace(batch, table=passed)
+        _, failing = self._failures(checked)
         rows = [r for found in failing.values() for r in (found or [])]
-        suspect = set(which) if any(found is None for found in failing.values()) else {int(owner[r]) for r in rows}
+        suspect = (
+            set(batch.which) if any(found is None for found in failing.values()) else {int(owner[r]) for r in rows}
+        )
+        parts = batch.parts()
         for i in suspect:
-            errors, _ = self._failures(tables[i])
+            errors, _ = self._failures(parts[i])
             if errors:
                 outcomes[i].errors = errors
-        keep = [i for i in which if outcomes[i].errors is None]
-        if not keep:
-            return {}
-        coerced = self.suite.schema.coerce_dtype(merged[np.isin(owner, keep)])
-        owner = owner[np.isin(owner, keep)]
-        return {i: coerced[owner == i].reset_index(drop=True) for i in keep}
+        kept = batch.only([i for i in batch.which if outcomes[i].errors is None])
+        return replace(kept, table=self.suite.schema.coerce_dtype(kept.table)) if kept.which else kept
 
     def _failures(self, table: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[str, list[int] | None]]:
         """The scoring gate's row-level checks (pandera, the same severities): a 422 entry per failing item
@@ -179,54 +188,87 @@ class ServedModel:
                 )
         return errors, failing
 
-    def _score_gated(
-        self, tables: dict[int, pd.DataFrame], bodies: list[Any], outcomes: list[Outcome], scratch: Path
-    ) -> None:
+    def _score_gated(self, batch: Batch, bodies: list[Any], outcomes: list[Outcome], scratch: Path) -> None:
         """One `score` call for every gated request; a refusal inside it is put down to each request alone."""
         try:
-            for i, rows in self._score_together(tables, bodies, scratch).items():
+            for i, rows in self._score_together(batch, bodies, scratch).items():
                 if isinstance(rows, RequestError):
                     outcomes[i].errors = rows.errors
                 else:
                     outcomes[i].rows = rows
         except PipelineError as err:
-            if len(tables) == 1:
-                i = next(iter(tables))
+            if len(batch.which) == 1:
+                i = batch.which[0]
                 outcomes[i].errors = [error(["items"], str(err).replace(item_prefix(i), ""), "scoring")]
                 return
-            for i, table in tables.items():  # which one? each alone says
-                self._score_gated({i: table}, bodies, outcomes, scratch)
+            for i in batch.which:  # which one? each alone says
+                self._score_gated(batch.only([i]), bodies, outcomes, scratch)
 
-    def _score_together(
-        self, tables: dict[int, pd.DataFrame], bodies: list[Any], scratch: Path
-    ) -> dict[int, list[dict] | RequestError]:
-        which = list(tables)
-        owner = np.concatenate([np.full(len(tables[i]), i) for i in which])
+    def _score_together(self, batch: Batch, bodies: list[Any], scratch: Path) -> dict[int, list[dict] | RequestError]:
+        which, owner = batch.which, batch.owner()
+        mine = [bodies[i] for i in which]
         if self.serving.combine:
-            table, options = self.serving.combine(
-                self.params, [tables[i] for i in which], [bodies[i] for i in which], self.context
-            )
+            table, options = self.serving.combine(self.params, batch.table, batch.sizes, mine, self.context)
         else:
-            table, options = pd.concat([tables[i] for i in which], ignore_index=True), ScoreOptions()
+            table, options = batch.table, ScoreOptions()
         table.index = pd.RangeIndex(len(table))
-        options = replace(options, maps_dir=scratch / "maps", predict=self.predict)
+        options = replace(options, maps_dir=scratch / "maps", predict=self.predict, drift=False)
         scored = self.scoring.score(self.params, self.model_dir, self.ref.model, table, options)
         predictions = scored.predictions
         rows_of = owner[predictions.index.to_numpy()]
         answers: dict[int, list[dict] | RequestError] = {}
+        if self.serving.respond is None:  # the prediction rows: one conversion for the batch, then dealt out
+            rows = records(predictions)
+            for i in which:
+                answers[i] = [rows[j] for j in np.flatnonzero(rows_of == i)]
+            return answers
         for i in which:
-            mine = predictions[rows_of == i]
+            own = predictions[rows_of == i]
             first = int(np.flatnonzero(owner == i)[0])
-            mine = mine.set_axis(mine.index.to_numpy() - first)  # the request's own item numbers
+            own = own.set_axis(own.index.to_numpy() - first)  # the request's own item numbers
             try:
-                answers[i] = (
-                    self.serving.respond(self.params, mine, bodies[i], scratch)
-                    if self.serving.respond
-                    else records(mine)
-                )
+                answers[i] = self.serving.respond(self.params, own, bodies[i], scratch)
             except RequestError as err:
                 answers[i] = err
         return answers
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Requests' rows in one table: request which[k]'s are the next sizes[k] rows (split and joined once)."""
+
+    table: pd.DataFrame
+    which: list[int]
+    sizes: list[int]
+
+    @classmethod
+    def of(cls, tables: dict[int, pd.DataFrame]) -> Batch:
+        which = list(tables)
+        table = pd.concat([tables[i] for i in which], ignore_index=True) if tables else pd.DataFrame()
+        return cls(table, which, [len(tables[i]) for i in which])
+
+    def owner(self) -> np.ndarray:
+        """The request of each row."""
+        return np.repeat(self.which, self.sizes)
+
+    def parts(self) -> dict[int, pd.DataFrame]:
+        ends = np.cumsum(self.sizes)
+        return {
+            i: self.table.iloc[end - size : end].reset_index(drop=True)
+            for i, end, size in zip(self.which, ends, self.sizes)
+        }
+
+    def only(self, keep: list[int]) -> Batch:
+        """The rows of the requests in `keep`."""
+        rows = np.isin(self.owner(), keep)
+        return Batch(
+            self.table[rows].reset_index(drop=True), keep, [s for i, s in zip(self.which, self.sizes) if i in keep]
+        )
+
+
+def _prefixed(ids: pd.Series, owner: np.ndarray) -> pd.Series:
+    prefixes = pd.Series([item_prefix(int(i)) for i in owner], index=ids.index)
+    return prefixes + ids.astype(str)
 
 
 def item_prefix(request: int) -> str:
@@ -275,7 +317,19 @@ def load(root: Path, domain: str, runtime: str = "torch", context: dict[str, Any
     except BaseException:
         shutil.rmtree(model_dir, ignore_errors=True)
         raise
-    return ServedModel(spec, ref, trained, model_dir, severities, suite, record, context or {}, runtime, predict)
+    return ServedModel(
+        spec,
+        ref,
+        trained,
+        model_dir,
+        severities,
+        suite,
+        record,
+        context or {},
+        runtime,
+        predict,
+        row_gate=rowgate.compile(suite.schema, severities),
+    )
 
 
 def _onnx(

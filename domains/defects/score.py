@@ -102,13 +102,13 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
     images = model_inputs(table, p.prepare.image_size, model_channels(model_dir))
     scorer = load_model(model_dir, model)  # loaded after the model's hash check
     embedder = embedding_model(model_dir)
+    embedded: np.ndarray | None = None
     if embedder == model:  # one pass gives both
         maps, embedded = maps_and_embeddings(model, scorer, images)
     else:
-        maps, embedded = (
-            score_maps(model, scorer, images),
-            embeddings(embedder, load_model(model_dir, embedder), images),
-        )
+        maps = score_maps(model, scorer, images)
+        if options.drift:  # the endpoint judges no drift: no second model's pass
+            embedded = embeddings(embedder, load_model(model_dir, embedder), images)
     scores = image_scores(maps, p.train.score_pool)
     threshold = float(thresholds[model])
     decision = (scores >= threshold).astype(np.int64)
@@ -137,6 +137,10 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
             "defective_share": float(carry.labels.mean()),
             "labelled": float(len(carry.labels)),
         }
-    distance = embedding_distances(model_dir, embedded)
+    distance = (
+        embedding_distances(model_dir, embedded)
+        if options.drift and embedded is not None
+        else np.full(len(images), np.nan)  # no drift judged (the endpoint): no distances
+    )
     drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images, distance)
     return Scored(predictions, drift, scores, shadow, notes, carry if options.chunked else None)

@@ -89,13 +89,11 @@ def to_table(p: FraudParams, body: Any, scratch: Path) -> pd.DataFrame:
     return handbook_to_canonical(_handbook(body.items), "request", labels=False)
 
 
-def to_tables(p: FraudParams, bodies: list[Any], scratch: Path) -> list[pd.DataFrame]:
+def to_tables(p: FraudParams, bodies: list[Any], scratch: Path) -> pd.DataFrame:
     """to_table for several requests in one conversion (its fixed cost would otherwise be paid per request)."""
     if p.data.source == "ulb":
-        return [to_table(p, body, scratch) for body in bodies]
-    whole = handbook_to_canonical(_handbook([item for body in bodies for item in body.items]), "request", labels=False)
-    ends = np.cumsum([len(body.items) for body in bodies])
-    return [whole.iloc[end - len(body.items) : end].reset_index(drop=True) for end, body in zip(ends, bodies)]
+        return pd.concat([to_table(p, body, scratch) for body in bodies], ignore_index=True)
+    return handbook_to_canonical(_handbook([item for body in bodies for item in body.items]), "request", labels=False)
 
 
 def _handbook(items: list[Any]) -> pd.DataFrame:
@@ -132,38 +130,43 @@ def load_history(path: Path) -> dict[str, Any]:
 
 
 def combine(
-    p: FraudParams, tables: list[pd.DataFrame], bodies: list[Any], context: dict[str, Any]
+    p: FraudParams, table: pd.DataFrame, sizes: list[int], bodies: list[Any], context: dict[str, Any]
 ) -> tuple[pd.DataFrame, ScoreOptions]:
-    """Requests as one batch, each with its own past and its own (renumbered) cards and terminals."""
-    if "customer_id" not in tables[0]:  # ULB: no windows, nothing to keep apart
-        return pd.concat(tables, ignore_index=True), ScoreOptions()
+    """Requests as one batch (`sizes[k]` rows of `table` each), each with its own past and its own (renumbered)
+    cards and terminals."""
+    if "customer_id" not in table:  # ULB: no windows, nothing to keep apart
+        return table, ScoreOptions()
     server: History | None = context.get("history")
-    batch, past, starts = [], [], []
-    for k, (table, body) in enumerate(zip(tables, bodies)):
+    table = table.copy()  # its ids are renumbered; the gated batch keeps the request's own
+    offsets = np.cumsum([0, *sizes[:-1]])
+    starts = np.minimum.reduceat(table["tx_datetime"].to_numpy("datetime64[ns]").view(np.int64), offsets)
+    past: list[pd.DataFrame] = []
+    owners = [np.repeat(np.arange(len(sizes)), sizes)]
+    for k, (offset, size, body) in enumerate(zip(offsets, sizes, bodies)):
+        if not body.history and server is None:
+            continue  # no past but its own rows (the usual request)
+        mine = table.iloc[offset : offset + size]
         own = [handbook_to_canonical(_handbook(body.history), "request history")] if body.history else []
-        mine = [m for m in [*own, *([server.relevant(table)] if server else [])] if len(m)]
-        times = [
-            int(table["tx_datetime"].min().value),
-            *(int(m["tx_datetime"].min().value) for m in mine),
-            *([server.start] if server else []),
-        ]
-        starts.append(np.full(len(table), min(times), dtype=np.int64))
-        batch.append(table.assign(_request=k))
-        past += [m.assign(_request=k) for m in mine]
-    both = pd.concat([*batch, *past], ignore_index=True)
-    request = both["_request"].to_numpy(np.int64)
+        found = [m for m in [*own, *([server.relevant(mine)] if server else [])] if len(m)]
+        times = [int(m["tx_datetime"].min().value) for m in found] + ([server.start] if server else [])
+        starts[k] = min(starts[k], *times)
+        past += found
+        owners += [np.full(len(m), k) for m in found]
+    history = pd.concat(past, ignore_index=True)[list(past[0].columns)] if past else pd.DataFrame()
+    request = np.concatenate(owners)
+    n = len(table)
     for column in ("customer_id", "terminal_id"):  # (request, id) -> a fresh id: no request sees another's rows
-        ids = both[column].to_numpy(np.int64)
+        ids = np.concatenate([table[column].to_numpy(np.int64), *(m[column].to_numpy(np.int64) for m in past)])
         if len(ids) and 0 <= ids.min() and ids.max() < 2**31:
-            both[column] = request * 2**31 + ids  # the cheap way, where ids fit
+            fresh = request * 2**31 + ids  # the cheap way, where ids fit
         else:
-            both[column] = pd.MultiIndex.from_arrays([request, ids]).factorize()[0].astype(np.int64)
-    n = sum(len(t) for t in tables)
-    table = both.iloc[:n][list(tables[0].columns)].reset_index(drop=True)
-    history = both.iloc[n:][list(past[0].columns.drop("_request"))].reset_index(drop=True) if past else pd.DataFrame()
+            fresh = pd.MultiIndex.from_arrays([request, ids]).factorize()[0].astype(np.int64)
+        table[column] = fresh[:n]
+        if past:
+            history[column] = fresh[n:]
     if len(history):
         history = history.astype({"tx_fraud": "int64", "tx_amount": "float64"})
-    return table, ScoreOptions(history_rows=history, past_from=np.concatenate(starts))
+    return table, ScoreOptions(history_rows=history, past_from=np.repeat(starts, sizes))
 
 
 def describe(p: FraudParams, model_dir: Path, model: str) -> dict[str, Any]:

@@ -101,13 +101,15 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
     classes = p.data.classes
     # weights only, after the hash check; the CNN also embeds for drift, whichever model scores
     cnn = load_cnn(model_file(model_dir, CNN)).to(select_device(p.train.device))
+    embedded: np.ndarray | None = None
     if model == CNN:  # one pass gives both
         proba, embedded = cnn_outputs(cnn, torch.from_numpy(images), p.train.tta)
     else:
         proba = joblib.load(model_file(model_dir, model)).predict_proba(
             baseline_features(images, p.train.baseline_size)
         )
-        embedded = cnn_embeddings(cnn, torch.from_numpy(images))
+        if options.drift:  # the endpoint judges no drift: no embedding pass
+            embedded = cnn_embeddings(cnn, torch.from_numpy(images))
     predicted = proba.argmax(axis=1)
     predictions = pd.DataFrame(
         {
@@ -130,7 +132,11 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
     y = table[LABEL].map({c: i for i, c in enumerate(classes)}).to_numpy() if labelled else np.zeros(0, np.int8)
     carry = ShadowCarry.after(options.carry, labelled, y, proba)
     shadow = _shadow(carry.labels, carry.scores) if carry.labelled else None
-    distance = embedding_distances(model_dir, embedded)
+    distance = (
+        embedding_distances(model_dir, embedded)
+        if options.drift and embedded is not None
+        else np.full(len(images), np.nan)  # no drift judged (the endpoint): no distances
+    )
     drift = drift_frame(table["height"].to_numpy(), table["width"].to_numpy(), images, distance)
     return Scored(predictions, drift, _score_of(proba), shadow, notes, carry if options.chunked else None)
 

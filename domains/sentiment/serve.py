@@ -46,16 +46,14 @@ def to_table(p: SentimentParams, body: Any, scratch: Path) -> pd.DataFrame:
     return with_scoring_columns(_frame(rows), p.data.classes)
 
 
-def to_tables(p: SentimentParams, bodies: list[Any], scratch: Path) -> list[pd.DataFrame]:
+def to_tables(p: SentimentParams, bodies: list[Any], scratch: Path) -> pd.DataFrame:
     """to_table for several requests in one conversion."""
     rows = [
         _document(item.id if item.id is not None else f"item {n}", None, None, item.text.encode("utf-8"))
         for body in bodies
         for n, item in enumerate(body.items)
     ]
-    whole = with_scoring_columns(_frame(rows), p.data.classes)
-    ends = np.cumsum([len(body.items) for body in bodies])
-    return [whole.iloc[end - len(body.items) : end].reset_index(drop=True) for end, body in zip(ends, bodies)]
+    return with_scoring_columns(_frame(rows), p.data.classes)
 
 
 def describe(p: SentimentParams, model_dir: Path, model: str) -> dict[str, Any]:
