@@ -76,6 +76,14 @@ def _predict(url: str, body: object) -> httpx.Response:
     return httpx.post(f"{url}/predict", json=body, timeout=120)
 
 
+def _assert_refused(url: str, body: object, reason: str, field: str) -> None:
+    """422, one of the errors naming the reason and, in its location, the field."""
+    response = _predict(url, body)
+    assert response.status_code == 422, (response.status_code, response.text)
+    detail = response.json()["detail"]
+    assert any(reason in d["msg"] for d in detail) and any(field in map(str, d["loc"]) for d in detail), detail
+
+
 def _model_name(url: str) -> str:
     return httpx.get(f"{url}/metadata", timeout=30).json()["model"]
 
@@ -156,11 +164,7 @@ def test_image_bad_request_gets_422_with_the_reason(request, domain, case):
         body, reason, field = {"items": [{"image": _b64_png(texture[:size])}]}, "channel", "items"
     else:
         body, reason, field = IMAGE_BAD[case]
-    response = _predict(url, body)
-    assert response.status_code == 422, (case, response.status_code, response.text)
-    detail = response.json()["detail"]
-    assert any(reason in d["msg"] for d in detail), (case, detail)
-    assert any(field in map(str, d["loc"]) for d in detail), (case, detail)
+    _assert_refused(url, body, reason, field)
     assert _predict(url, good).status_code == 200  # still serving
 
 
@@ -176,12 +180,7 @@ RECSYS_BAD = {
 
 @pytest.mark.parametrize("case", sorted(RECSYS_BAD))
 def test_recsys_bad_request_gets_422_with_the_reason(recsys_repo, recsys, case):
-    body, reason, field = RECSYS_BAD[case]
-    response = _predict(recsys, body)
-    assert response.status_code == 422, (case, response.status_code, response.text)
-    detail = response.json()["detail"]
-    assert any(reason in d["msg"] for d in detail), (case, detail)
-    assert any(field in map(str, d["loc"]) for d in detail), (case, detail)
+    _assert_refused(recsys, *RECSYS_BAD[case])
     known = int(pd.read_parquet(recsys_repo / "data/recsys/prepare/ratings.parquet")["user_id"].iloc[0])
     assert _predict(recsys, {"items": [{"user_id": known}]}).status_code == 200  # still serving
 
