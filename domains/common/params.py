@@ -188,9 +188,18 @@ class DomainParams(StrictModel):
         return self
 
 
+# libyaml's parser where PyYAML has it (the same safe subset, several times faster): params.yaml and dvc.lock
+# are read on every scoring call.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=SAFE_LOADER)  # a safe loader either way
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = parse_yaml(path.read_text()) or {}
     except FileNotFoundError:
         raise ParamsError(f"{path.name}: not found at {path}") from None
     except yaml.YAMLError as err:

@@ -9,9 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from domains.common import paths
+from domains.common.params import parse_yaml
 
 PACKAGES = (
     "torch",
@@ -49,7 +48,7 @@ def dvc_lock_hashes(root: Path, domain: str) -> dict[str, dict[str, str]]:
     lock = root / "dvc.lock"
     if not lock.is_file():
         return {}
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    stages = (parse_yaml(lock.read_text()) or {}).get("stages", {})
     found = {}
     for name, entry in stages.items():
         stage, _, item = name.partition("@")
