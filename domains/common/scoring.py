@@ -334,7 +334,10 @@ def render_report(
         + drift.drift_table_html(drift_result),
     ]
     if scores is not None and len(scores):
-        parts.append("<h2>Scores against the test split</h2>" + _score_figure(scores, reference_scores))
+        title = (
+            "Scores against the test split" if reference_scores else "Scores of this batch (no test-split reference)"
+        )
+        parts.append(f"<h2>{title}</h2>" + _score_figure(scores, reference_scores))
     parts.append("<h2>Data-quality gate</h2>" + render_gate_html(gate).split("</h1>", 1)[1])
     parts.append(
         "<h2>Examples</h2>"

@@ -135,7 +135,7 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
         metrics = image_metrics(carry.labels.astype(bool), carry.scores, threshold)
         shadow = {k: v for k, v in metrics.items() if not np.isnan(v)} | {
             "defective_share": float(carry.labels.mean()),
-            "labelled": float(len(carry.labels)),
+            "labelled": len(carry.labels),
         }
     distance = (
         embedding_distances(model_dir, embedded)

@@ -160,6 +160,4 @@ def _explain(
 def _shadow(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """The model on the batch's own labels: accuracy at the most probable class, AUROC where both classes occur."""
     metrics = classification_metrics(y, proba)
-    return {k: v for k, v in metrics.items() if not (isinstance(v, float) and np.isnan(v))} | {
-        "labelled": float(len(y))
-    }
+    return {k: v for k, v in metrics.items() if not (isinstance(v, float) and np.isnan(v))} | {"labelled": len(y)}

@@ -178,7 +178,7 @@ def _shadow(y: np.ndarray, probability: np.ndarray) -> dict[str, float] | None:
         return None
     metrics = {
         "accuracy": float(np.mean((probability >= 0.5) == (y == 1))),
-        "labelled": float(len(y)),
+        "labelled": len(y),
         "positive_share": float(np.mean(y == 1)),
     }
     if len(np.unique(y)) == 2:
