@@ -359,7 +359,7 @@ def test_the_onnx_runtime_answers_as_the_trained_model(repo, batches, fraud):
         assert httpx.get(f"{exported}/metadata").json()["onnx_files"] == {"mlp": "mlp.onnx"}
 
 
-@pytest.mark.parametrize("domain", ["recsys", "medical"])
+@pytest.mark.parametrize("domain", ["recsys", "defects"])
 def test_a_runtime_without_an_onnx_path_is_refused_in_one_line(repo, domain, monkeypatch, capsys):
     from aiflow.cli import main
 

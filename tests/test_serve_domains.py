@@ -218,3 +218,22 @@ def test_a_multipart_upload_is_answered_as_its_json_body(medical, recsys):
     ):
         response = httpx.post(f"{url}/predict", files=files, timeout=120)
         assert response.status_code == 422 and any(reason in d["msg"] for d in response.json()["detail"]), response.text
+
+
+def test_medicals_onnx_runtime_answers_as_the_trained_model(medical_repo, medical):
+    """`--runtime onnx`: the champion exported at start-up (parity proven on its test split) and scored by
+    onnxruntime after the same reader and gate: the torch server's classes, probabilities within 1e-5."""
+    images = synthetic_arrays(seed=11, size=16)["test_images"][:8]
+    body = {"items": [{"image": _b64_png(x), "id": f"x{i}.png"} for i, x in enumerate(images)]}
+    served = _server(medical_repo, "medical", "--runtime", "onnx")
+    url = next(served)
+    try:
+        onnx = _predict(url, body)
+        assert onnx.status_code == 200, onnx.text
+        assert onnx.json()["model"]["runtime"] == "onnx"
+        assert httpx.get(f"{url}/metadata", timeout=30).json()["onnx_files"]
+    finally:
+        served.close()
+    torch_rows, onnx_rows = _predict(medical, body).json()["predictions"], onnx.json()["predictions"]
+    assert [r["class"] for r in torch_rows] == [r["class"] for r in onnx_rows]
+    assert max(abs(a["probability"] - b["probability"]) for a, b in zip(torch_rows, onnx_rows)) <= 1e-5

@@ -38,6 +38,7 @@ DOMAIN = DomainSpec(
             table=lazy("domains.medical.serve:to_table"),
             respond=lazy("domains.medical.serve:respond"),
             describe=lazy("domains.medical.serve:describe"),
+            onnx=lazy("domains.medical.serve:onnx"),
         ),
     ),
     export=lazy("domains.medical.export:export_models"),

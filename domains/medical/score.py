@@ -100,16 +100,21 @@ def score_batch(p: MedicalParams, model_dir: Path, model: str, table: pd.DataFra
     images = model_inputs(table, p.prepare.image_size, model_channels(model_dir))
     classes = p.data.classes
     # weights only, after the hash check; the CNN also embeds for drift, whichever model scores
-    cnn = load_cnn(model_file(model_dir, CNN)).to(select_device(p.train.device))
+    cnn: ResNet | None = None
     embedded: np.ndarray | None = None
-    if model == CNN:  # one pass gives both
+    if options.predict is not None:  # another runtime of the model (the endpoint's ONNX): P(second class)
+        positive = options.predict(model, images)
+        proba = np.stack([1 - positive, positive], axis=1)
+    elif model == CNN:  # one pass gives both
+        cnn = load_cnn(model_file(model_dir, CNN)).to(select_device(p.train.device))
         proba, embedded = cnn_outputs(cnn, torch.from_numpy(images), p.train.tta)
     else:
         proba = joblib.load(model_file(model_dir, model)).predict_proba(
             baseline_features(images, p.train.baseline_size)
         )
-        if options.drift:  # the endpoint judges no drift: no embedding pass
-            embedded = cnn_embeddings(cnn, torch.from_numpy(images))
+    if options.drift and embedded is None:  # the endpoint judges no drift: no embedding pass there
+        cnn = cnn or load_cnn(model_file(model_dir, CNN)).to(select_device(p.train.device))
+        embedded = cnn_embeddings(cnn, torch.from_numpy(images))
     predicted = proba.argmax(axis=1)
     predictions = pd.DataFrame(
         {

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
@@ -33,3 +34,17 @@ def describe(p: MedicalParams, model_dir: Path, model: str) -> dict[str, Any]:
         "image_size": p.prepare.image_size,
         "decision": "class: the most probable one",
     }
+
+
+def onnx(p: MedicalParams, model_dir: Path, export_dir: Path, model: str, int8: bool) -> Any:
+    """The champion from its graph, fed as the export documents: the CNN the uint8 pixels (N, C, H, W), the
+    pixel baselines the area-averaged pixels (float32); each graph gives P(second class)."""
+    from domains.common.serving import onnx_predictor
+    from domains.medical.train import CNN, baseline_features
+
+    def feed(images: np.ndarray) -> dict[str, np.ndarray]:
+        if model == CNN:
+            return {"x": np.ascontiguousarray(images)}
+        return {"x": baseline_features(images, p.train.baseline_size).astype(np.float32)}
+
+    return onnx_predictor(export_dir, [model], int8, {model: feed})
