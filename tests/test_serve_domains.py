@@ -145,7 +145,7 @@ IMAGE_BAD = {
     "missing image": ({"items": [{"id": "a"}]}, "Field required", "image"),
     "extra field": ({"items": [{"image": GOOD_16, "colour": "red"}]}, "Extra inputs", "colour"),
     "not base64": ({"items": [{"image": "%%%"}]}, "base64", "image"),
-    "not an image": ({"items": [{"image": base64.b64encode(b"GIF? no").decode()}]}, "decode_error:decodes", "items"),
+    "not an image": ({"items": [{"image": base64.b64encode(b"GIF? no").decode()}]}, "decode_error:decodes", "image"),
     "no items": ({"items": []}, "at least 1 item", "items"),
     "over the limit": ({"items": [{"image": GOOD_16}] * 257}, "at most 256 items", "items"),
 }
@@ -159,7 +159,7 @@ def test_image_bad_request_gets_422_with_the_reason(request, domain, case):
     good = {"items": [{"image": _b64_png(np.full((size, size), 120, np.uint8) + np.eye(size, dtype=np.uint8) * 60)}]}
     texture = (np.random.default_rng(1).random((size + 5, size, 3)) * 60 + 90).astype(np.uint8)
     if case == "wrong size":
-        body, reason, field = {"items": [{"image": _b64_png(texture[:, :, 0])}]}, "size", "items"
+        body, reason, field = {"items": [{"image": _b64_png(texture[:, :, 0])}]}, "size", "items"  # the batch
     elif case == "wrong mode":
         body, reason, field = {"items": [{"image": _b64_png(texture[:size])}]}, "channel", "items"
     else:

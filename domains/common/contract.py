@@ -171,6 +171,9 @@ class ServingSpec(Generic[P]):
     ) = None
     respond: Callable[[P, pd.DataFrame, Any, Path], list[dict[str, Any]]] | None = None
     describe: Callable[[P, Path, str], dict[str, Any]] | None = None
+    # the request field every gate column is derived from (images: "image"), named in a refusal's location in
+    # place of the derived column (decode_error, height, ...); None: the columns are the request's own fields
+    source_field: str | None = None
     # (params, model dir, export dir, model, int8) -> ScoreOptions.predict from the verified ONNX export; None: torch only
     onnx: Callable[[P, Path, Path, str, bool], Callable[[str, Any], np.ndarray]] | None = None
 

@@ -174,6 +174,7 @@ class ServedModel:
             if check.passed or check.severity not in ("block", "quarantine"):
                 continue  # warn and info record facts; they never refuse an item
             column, _, name = check.name.rpartition(":")
+            field = self.serving.source_field or column  # what the caller sent; the message names the check
             what = check.detail.split(" rows fail ", 1)[-1]
             rows = failing_rows.get(check.name)
             failing[check.name] = [int(r) for r in rows] if rows is not None else None
@@ -181,7 +182,7 @@ class ServedModel:
                 item = [int(row)] if row is not None else []
                 errors.append(
                     error(
-                        ["items", *item, *([column] if column else [])],
+                        ["items", *item, *([field] if field else [])],
                         f"{check.name} ({check.severity} in the scoring gate): {what}",
                         f"gate.{name or check.name}",
                     )

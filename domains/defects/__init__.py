@@ -44,6 +44,7 @@ DOMAIN = DomainSpec(
             table=lazy("domains.defects.serve:to_table"),
             respond=lazy("domains.defects.serve:respond"),
             describe=lazy("domains.defects.serve:describe"),
+            source_field="image",
         ),
     ),
     export=lazy("domains.defects.export:export_models"),

@@ -38,6 +38,7 @@ DOMAIN = DomainSpec(
             table=lazy("domains.medical.serve:to_table"),
             respond=lazy("domains.medical.serve:respond"),
             describe=lazy("domains.medical.serve:describe"),
+            source_field="image",
             onnx=lazy("domains.medical.serve:onnx"),
         ),
     ),
