@@ -468,6 +468,18 @@ def _metrics(root: Path, domain: str, ref: modelstore.ModelRef) -> dict[str, Any
     return {}
 
 
+def image_layout(side: int, channels: int) -> dict[str, Any]:
+    """preprocessing.json's "image": what an image model's graph expects its pixels to have been through."""
+    return {
+        "size": [side, side],
+        "channels": channels,
+        "layout": "NCHW",
+        "resize": "each image to image_size x image_size with PIL bilinear resampling (antialiased, "
+        "reducing_gap=None), converted to grey or RGB as trained, as prepare and scoring do "
+        "(domains/common/images.py:to_size, domains/common/image_scoring.py:model_inputs)",
+    }
+
+
 # Converters the domains call.
 
 

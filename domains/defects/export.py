@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from domains.common.export import Convertible, Exportable, from_torch
+from domains.common.export import Convertible, Exportable, from_torch, image_layout
 from domains.common.items import LABEL, SPLIT
 from domains.defects.draem import Draem
 from domains.defects.loaders import GOOD
@@ -142,15 +142,8 @@ def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Expo
     channels, side = test.shape[1], test.shape[-1]
     candidate = p.evaluate.candidate if p.evaluate.candidate in thresholds else next(iter(thresholds))
     preprocessing = {
-        "image": {
-            "size": [side, side],
-            "channels": channels,
-            "layout": "NCHW",
-            "dtype": "uint8, raw pixels 0-255 (the graphs scale and standardise them)",
-            "resize": "each image to image_size x image_size with PIL bilinear resampling (antialiased, "
-            "reducing_gap=None), converted to grey or RGB as trained, as prepare and scoring do "
-            "(domains/common/images.py:to_size, domains/common/image_scoring.py:model_inputs)",
-        },
+        "image": image_layout(side, channels)
+        | {"dtype": "uint8, raw pixels 0-255 (the graphs scale and standardise them)"},
         "input": f"x: uint8 [items, {channels}, {side}, {side}]",
         "outputs": {
             "map": f"float32 [items, {side}, {side}]: the anomaly map, higher = more anomalous (segmenter, DRAEM: "

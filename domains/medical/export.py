@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from domains.common.errors import PipelineError
-from domains.common.export import Convertible, Exportable, from_sklearn, from_torch
+from domains.common.export import Convertible, Exportable, from_sklearn, from_torch, image_layout
 from domains.medical.params import MedicalParams
 from domains.medical.pipeline import load_prepared
 from domains.medical.train import CNN, HGB, LOGREG, baseline_features, load_cnn, model_file, predict_proba
@@ -80,12 +80,7 @@ def export_models(p: MedicalParams, model_dir: Path, prepared_dir: Path) -> Expo
     )
     channels, side = images.shape[1], images.shape[-1]
     preprocessing = {
-        "image": {
-            "size": [side, side],
-            "channels": channels,
-            "resize": "to image_size x image_size as prepare does (domains/common/image_scoring.py:model_inputs)",
-            "layout": "NCHW",
-        },
+        "image": image_layout(side, channels),
         "models": {
             CNN: {
                 "input": f"x: uint8 [items, {channels}, {side}, {side}], raw pixels 0-255; the graph scales them to "
