@@ -67,7 +67,10 @@ def describe(p: SentimentParams, model_dir: Path, model: str) -> dict[str, Any]:
 
 def onnx(p: SentimentParams, model_dir: Path, export_dir: Path, model: str, int8: bool) -> Any:
     """The champion's models from their graphs, fed as the export documents: the fastText graph the
-    distinct n-grams' embedding rows (padded), the linear ones the counts of the n-grams they read."""
+    distinct n-grams' embedding rows (padded, int64), the linear ones the counts of the n-grams they read
+    (float32). The ensemble is each member from its own graph, averaged by `score_batch` as the trained
+    ensemble is; a member without a graph (TF-IDF + logistic regression is never exported) stops start-up in
+    one line (onnx_predictor) rather than serving the members that convert: their mean is another model."""
     import joblib
     import torch
 
