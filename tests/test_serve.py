@@ -359,13 +359,19 @@ def test_the_onnx_runtime_answers_as_the_trained_model(repo, batches, fraud):
         assert httpx.get(f"{exported}/metadata").json()["onnx_files"] == {"mlp": "mlp.onnx"}
 
 
-@pytest.mark.parametrize("domain", ["recsys", "defects"])
-def test_a_runtime_without_an_onnx_path_is_refused_in_one_line(repo, domain, monkeypatch, capsys):
-    from aiflow.cli import main
+def test_a_runtime_without_an_onnx_path_is_refused_in_one_line(repo, monkeypatch, capsys):
+    """Every domain serves ONNX now (recsys and defects: tests/test_serve_onnx_rd.py): fraud's is taken away here."""
+    from dataclasses import replace
 
+    from aiflow.cli import main
+    from domains.common import serving
+
+    spec = serving.load_spec("fraud")
+    scoring = spec.scoring
+    assert scoring is not None and scoring.serving is not None
+    bare = replace(spec, scoring=replace(scoring, serving=replace(scoring.serving, onnx=None)))
+    monkeypatch.setattr(serving, "load_spec", lambda domain: bare)
     monkeypatch.setenv("AIFLOW_ROOT", str(repo))
-    assert main(["serve-model", domain, "--runtime", "onnx"]) == 1
+    assert main(["serve-model", "fraud", "--runtime", "onnx"]) == 1
     err = capsys.readouterr().err
-    assert (
-        err.startswith(f"error: {domain}: --runtime onnx:") and "--runtime torch" in err and len(err.splitlines()) == 1
-    )
+    assert err.startswith("error: fraud: --runtime onnx:") and "--runtime torch" in err and len(err.splitlines()) == 1

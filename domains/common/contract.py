@@ -122,9 +122,11 @@ class ScoreOptions:
     history_rows: pd.DataFrame | None = None  # fraud: the same, already read (the HTTP endpoint; wins over `history`)
     past_from: np.ndarray | None = None  # fraud: per row, the time (ns) its past is known from (default: the earliest
     # row of batch and history; the endpoint scores requests together, each with its own)
-    # (model name, the features score computed for it) -> P(positive): another runtime of the same model (the
-    # endpoint's ONNX); None: the trained model itself
-    predict: Callable[[str, Any], np.ndarray] | None = None
+    # (model name, the features score computed for it) -> the model's output from its exported graph, in the shape
+    # the domain's score expects: another runtime of the same model (the endpoint's ONNX); None: the trained model
+    # itself. Medical: P(positive) per image; recsys: the score matrix (users x items, a frame; recsys/serve.onnx);
+    # defects: (anomaly maps, image scores)
+    predict: Callable[[str, Any], Any] | None = None
     explain: bool = False  # medical: Grad-CAM maps
     maps_dir: Path | None = None  # where a domain writes per-item images (anomaly maps, Grad-CAM)
     chunked: bool = False  # the batch comes in chunks (ScoringSpec.read_chunks): return what the next one needs
@@ -160,7 +162,8 @@ class ServingSpec(Generic[P]):
         respond(params, predictions, body, scratch) -> one request's output rows (default: the prediction
                                                   rows); may refuse it (serving.RequestError) on what scoring found
         describe(params, model_dir, model)     -> what /metadata adds (threshold, classes, ...)
-        onnx(params, model_dir, export_dir, model, int8) -> `model`'s P(positive) from its ONNX export (--runtime)
+        onnx(params, model_dir, export_dir, model, int8) -> `model`'s output from its ONNX export (--runtime):
+                                                  ScoreOptions.predict
     """
 
     request: Callable[[P], type[Any]]
@@ -175,7 +178,7 @@ class ServingSpec(Generic[P]):
     # place of the derived column (decode_error, height, ...); None: the columns are the request's own fields
     source_field: str | None = None
     # (params, model dir, export dir, model, int8) -> ScoreOptions.predict from the verified ONNX export; None: torch only
-    onnx: Callable[[P, Path, Path, str, bool], Callable[[str, Any], np.ndarray]] | None = None
+    onnx: Callable[[P, Path, Path, str, bool], Callable[[str, Any], Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ class ServedModel:
     record: dict[str, Any]  # the registry's champion record (metrics, promotion time)
     context: dict[str, Any] = field(default_factory=dict)  # server-wide extras (fraud: the history rows)
     runtime: str = "torch"
-    predict: Any = None  # ScoreOptions.predict: the ONNX runtime's P(positive); None: the trained model
+    predict: Any = None  # ScoreOptions.predict: the model's output from its ONNX export; None: the trained model
     row_gate: rowgate.RowGate | None = None  # the gate's fast yes (None: always pandera)
     in_flight: int = 0
     retired: bool = False
@@ -337,7 +337,7 @@ def _onnx(
     root: Path, spec: DomainSpec, ref: modelstore.ModelRef, trained: DomainParams, model_dir: Path, int8: bool
 ) -> Any:
     """The version's ONNX export, made and proven equal to it on its test split now (as `aiflow export` does;
-    nothing else is trusted), inside the model's folder; its P(positive) function."""
+    nothing else is trusted), inside the model's folder; the model's output from it (ScoreOptions.predict)."""
     from domains.common.export import ExportRequest, export
 
     out = model_dir / ".onnx"
@@ -349,10 +349,15 @@ def _onnx(
 
 
 def onnx_predictor(
-    export_dir: Path, models: list[str], int8: bool, feeds: dict[str, Callable[[Any], dict[str, np.ndarray]]]
-) -> Callable[[str, Any], np.ndarray]:
+    export_dir: Path,
+    models: list[str],
+    int8: bool,
+    feeds: dict[str, Callable[[Any], dict[str, np.ndarray]]],
+    maps: bool = False,
+) -> Callable[[str, Any], Any]:
     """P(positive) of each of `models` from its exported graph (the int8 one where `int8` and one was kept,
-    else float32), fed by `feeds[name](features)`; one thread each: the endpoint batches instead."""
+    else float32), fed by `feeds[name](features)`; one thread each: the endpoint batches instead. `maps`: an
+    anomaly model's (map output as the graph gives it, score) instead (defects)."""
     import onnxruntime as ort
 
     manifest = json.loads((export_dir / "manifest.json").read_text())
@@ -370,11 +375,14 @@ def onnx_predictor(
         session = ort.InferenceSession(
             str(export_dir / (quantized or figures["file"])), options, providers=["CPUExecutionProvider"]
         )
-        sessions[name] = (session, figures["output"], figures["column"])
+        sessions[name] = (session, figures["output"], figures["column"], figures.get("map_output"))
         files[name] = quantized or figures["file"]
 
-    def predict(name: str, features: Any) -> np.ndarray:
-        session, output, column = sessions[name]
+    def predict(name: str, features: Any) -> Any:
+        session, output, column, map_output = sessions[name]
+        if maps:
+            anomaly, out = session.run([map_output, output], feeds[name](features))
+            return anomaly, np.asarray(out, dtype=np.float64)
         (out,) = session.run([output], feeds[name](features))
         return np.asarray(out if column is None else out[:, column], dtype=np.float64)
 

@@ -44,6 +44,7 @@ DOMAIN = DomainSpec(
             table=lazy("domains.defects.serve:to_table"),
             respond=lazy("domains.defects.serve:respond"),
             describe=lazy("domains.defects.serve:describe"),
+            onnx=lazy("domains.defects.serve:onnx"),
             source_field="image",
         ),
     ),

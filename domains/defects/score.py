@@ -100,16 +100,21 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
         raise DataError(f"defects: unknown model '{model}'; trained: {', '.join(thresholds)}")
     check_as_trained(model_dir, table, "defects")
     images = model_inputs(table, p.prepare.image_size, model_channels(model_dir))
-    scorer = load_model(model_dir, model)  # loaded after the model's hash check
     embedder = embedding_model(model_dir)
     embedded: np.ndarray | None = None
-    if embedder == model:  # one pass gives both
-        maps, embedded = maps_and_embeddings(model, scorer, images)
-    else:
-        maps = score_maps(model, scorer, images)
-        if options.drift:  # the endpoint judges no drift: no second model's pass
+    if options.predict is not None:  # another runtime of the model (the endpoint's ONNX): its maps and scores
+        maps, scores = options.predict(model, images)
+        if options.drift:
             embedded = embeddings(embedder, load_model(model_dir, embedder), images)
-    scores = image_scores(maps, p.train.score_pool)
+    else:
+        scorer = load_model(model_dir, model)  # loaded after the model's hash check
+        if embedder == model:  # one pass gives both
+            maps, embedded = maps_and_embeddings(model, scorer, images)
+        else:
+            maps = score_maps(model, scorer, images)
+            if options.drift:  # the endpoint judges no drift: no second model's pass
+                embedded = embeddings(embedder, load_model(model_dir, embedder), images)
+        scores = image_scores(maps, p.train.score_pool)
     threshold = float(thresholds[model])
     decision = (scores >= threshold).astype(np.int64)
     predictions = pd.DataFrame(

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
@@ -35,3 +36,15 @@ def describe(p: DefectsParams, model_dir: Path, model: str) -> dict[str, Any]:
         "image_size": p.prepare.image_size,
         "decision": "1 (defective) when anomaly_score >= threshold",
     }
+
+
+def onnx(p: DefectsParams, model_dir: Path, export_dir: Path, model: str, int8: bool) -> Any:
+    """The champion's graph fed as its export documents (uint8 pixels (N, C, H, W)): `predict(model, images)` ->
+    (anomaly maps (N, H, W), image scores (N,)), both computed in the graph; the decision stays score >= the
+    model's saved threshold. The patch Gaussian and PatchCore have no graph: start-up names them."""
+    from domains.common.serving import onnx_predictor
+
+    def feed(images: np.ndarray) -> dict[str, np.ndarray]:
+        return {"x": np.ascontiguousarray(images)}
+
+    return onnx_predictor(export_dir, [model], int8, {model: feed}, maps=True)

@@ -39,6 +39,7 @@ DOMAIN = DomainSpec(
             table=lazy("domains.recsys.serve:to_table"),
             respond=lazy("domains.recsys.serve:respond"),
             describe=lazy("domains.recsys.serve:describe"),
+            onnx=lazy("domains.recsys.serve:onnx"),
         ),
     ),
     slice_columns={

@@ -37,27 +37,33 @@ def sample_users(holdout: pd.DataFrame, max_users: int, seed: int) -> np.ndarray
 
 
 def recommend(
-    train_dir: Path, model: str, train: pd.DataFrame, users: np.ndarray, device: str = "auto", k: int = K
+    train_dir: Path,
+    model: str,
+    train: pd.DataFrame,
+    users: np.ndarray,
+    device: str = "auto",
+    k: int = K,
+    scorer: Scorer | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(users, k) recommended item ids, best first, and their scores; items a user rated in `train` are never recommended.
 
     `train` is the interaction history (user_id, item_id): it defines the catalogue (its items), what is
-    masked, and, for the item-based models (EASE, item-kNN, VAE), the rows they score from.
+    masked, and, for the item-based models (EASE, item-kNN, VAE), the rows they score from. `scorer`: the
+    model's scores from another runtime (the endpoint's ONNX: exported_scorer); None: the trained model.
     """
     catalogue = np.unique(train["item_id"])
     if k > len(catalogue):
         raise PipelineError(f"top-k: k={k} is more than the {len(catalogue)} items of the catalogue")
     unique, inverse = np.unique(np.asarray(users), return_inverse=True)
-    scorer = load_scorer(train_dir, model, train, device)
+    scorer = scorer or load_scorer(train_dir, model, train, device)
     fallback = _popularity(train_dir, train, catalogue)
     columns = pd.Index(scorer.item_ids).get_indexer(catalogue)  # -1: an item the model never saw
     items, scores = [], []
     for s in range(0, len(unique), BATCH_USERS):
         batch = unique[s : s + BATCH_USERS]
         full = np.tile(fallback, (len(batch), 1))
-        known = scorer.knows(batch)
+        known, own = scorer.known_scores(batch)
         if known.any():
-            own = scorer.score(batch[known])
             full[known] = np.where(columns >= 0, own[:, np.maximum(columns, 0)], -np.inf)
         top = top_k(full, _seen(train, batch, catalogue), k)
         items.append(catalogue[top])
@@ -70,6 +76,38 @@ class Scorer:
     item_ids: np.ndarray  # the model's columns
     knows: Callable[[np.ndarray], np.ndarray]  # raw user ids -> True where the model can score the user
     score: Callable[[np.ndarray], np.ndarray]  # known raw user ids -> (users, item_ids) scores, higher is better
+    # raw user ids -> (knows, the known users' scores) in one call (another runtime); None: knows, then score
+    both: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+
+    def known_scores(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which of `users` the model can score, and the scores of those (one row each, in order)."""
+        if self.both is not None:
+            return self.both(users)
+        known = self.knows(users)
+        return known, (self.score(users[known]) if known.any() else np.empty((0, len(self.item_ids))))
+
+
+def exported_scorer(predict: Callable[[np.ndarray], pd.DataFrame]) -> Scorer:
+    """A Scorer from another runtime's scores of the model (ScoreOptions.predict, recsys): `predict(users)` is a
+    frame with a row per raw user id and a column per item the model scores, NaN rows for users it cannot score."""
+    item_ids = predict(np.empty(0, dtype=np.int64)).columns.to_numpy()
+
+    def both(users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores = predict(np.asarray(users, dtype=np.int64)).to_numpy(np.float64)
+        known = ~np.isnan(scores).all(axis=1)
+        return known, scores[known]
+
+    return Scorer(item_ids, lambda u: both(u)[0], lambda u: both(u)[1], both)
+
+
+def score_frame(scorer: Scorer, users: np.ndarray) -> pd.DataFrame:
+    """`scorer`'s scores of raw `users` as exported_scorer reads them: a row per user, a column per item, NaN rows
+    for the users it cannot score."""
+    users = np.asarray(users, dtype=np.int64)
+    out = np.full((len(users), len(scorer.item_ids)), np.nan)
+    known, own = scorer.known_scores(users)
+    out[known] = own
+    return pd.DataFrame(out, index=users, columns=scorer.item_ids)
 
 
 def load_scorer(train_dir: Path, model: str, train: pd.DataFrame, device: str = "auto") -> Scorer:
@@ -85,25 +123,25 @@ def load_scorer(train_dir: Path, model: str, train: pd.DataFrame, device: str = 
         )
     if model == MF:
         mf, user_index, item_index = load_mf(file, device)
-        return _by_user_row(
+        return by_user_row(
             user_index,
             item_index.to_numpy(),
             lambda rows: mf.score_items(torch.from_numpy(rows).to(mf.mean.device)).float().cpu().numpy(),
         )
     if model in (EASE, ITEM_KNN):
         item_item = ItemItem.load(file)
-        return _by_history(train, item_item.item_ids, item_item.score)
+        return by_history(train, item_item.item_ids, item_item.score)
     if model in (BPR, VAE):
         ranker = TorchRanker.load(file, device)
         net, dev = cast(Any, ranker.model), next(ranker.model.parameters()).device  # BPRMF or MultVAE
         if model == BPR:
-            return _by_user_row(
+            return by_user_row(
                 pd.Index(ranker.user_ids),
                 ranker.item_ids,
                 lambda rows: net.score_users(torch.from_numpy(rows).to(dev)).float().cpu().numpy(),
             )
         with torch.no_grad():
-            return _by_history(train, ranker.item_ids, lambda x: net(torch.from_numpy(x).to(dev)).float().cpu().numpy())
+            return by_history(train, ranker.item_ids, lambda x: net(torch.from_numpy(x).to(dev)).float().cpu().numpy())
     algo = joblib.load(file)  # a Surprise model
     ts = algo.trainset
     surprise_items = np.array([ts.to_raw_iid(i) for i in ts.all_items()])
@@ -114,7 +152,7 @@ def load_scorer(train_dir: Path, model: str, train: pd.DataFrame, device: str = 
     )
 
 
-def _by_user_row(user_index: pd.Index, item_ids: np.ndarray, score_rows: Callable[[np.ndarray], np.ndarray]) -> Scorer:
+def by_user_row(user_index: pd.Index, item_ids: np.ndarray, score_rows: Callable[[np.ndarray], np.ndarray]) -> Scorer:
     """Models with a row per training user (MF, BPR)."""
     return Scorer(
         item_ids,
@@ -123,7 +161,7 @@ def _by_user_row(user_index: pd.Index, item_ids: np.ndarray, score_rows: Callabl
     )
 
 
-def _by_history(train: pd.DataFrame, item_ids: np.ndarray, score_history: Callable[[np.ndarray], np.ndarray]) -> Scorer:
+def by_history(train: pd.DataFrame, item_ids: np.ndarray, score_history: Callable[[np.ndarray], np.ndarray]) -> Scorer:
     """Models that score a user from their interactions (EASE, item-kNN, VAE): any user with history works."""
     item_index = pd.Index(item_ids)
     known_users = set(train.loc[item_index.get_indexer(train["item_id"]) >= 0, "user_id"].tolist())

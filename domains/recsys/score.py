@@ -27,7 +27,7 @@ from domains.recsys.loaders import FORMATS, read_movielens
 from domains.recsys.metrics import K
 from domains.recsys.params import RecsysParams
 from domains.recsys.pipeline import RATINGS
-from domains.recsys.recommend import load_scorer, recommend, sample_users
+from domains.recsys.recommend import Scorer, exported_scorer, load_scorer, recommend, sample_users
 from domains.recsys.train import ranking_models, rating_models
 
 SOURCES = ("users", "pairs", *FORMATS)
@@ -118,10 +118,13 @@ def _drift_frame(
 
 def score_batch(p: RecsysParams, model_dir: Path, model: str, table: pd.DataFrame, options: ScoreOptions) -> Scored:
     seen = cached_load(model_dir / INTERACTIONS, pd.read_parquet)
+    # the endpoint's ONNX runtime: the model's scores from its export (serve.onnx), else the trained model's
+    predict = options.predict
+    scorer = exported_scorer(lambda users: predict(model, users)) if predict is not None else None
     if "item_id" in table:
-        return _score_pairs(model_dir, model, model in rating_models(p), seen, table)
+        return _score_pairs(model_dir, model, model in rating_models(p), seen, table, scorer)
     users = table["user_id"].to_numpy(np.int64)
-    items, scores = recommend(model_dir, model, seen, users, "cpu", k=K)
+    items, scores = recommend(model_dir, model, seen, users, "cpu", k=K, scorer=scorer)
     known = np.isin(users, seen["user_id"].to_numpy())
     predictions = pd.DataFrame(
         {
@@ -140,17 +143,18 @@ def score_batch(p: RecsysParams, model_dir: Path, model: str, table: pd.DataFram
     return Scored(predictions, _drift_frame(seen, users=users), scores[:, 0], None, notes)
 
 
-def _score_pairs(model_dir: Path, model: str, rates: bool, seen: pd.DataFrame, table: pd.DataFrame) -> Scored:
+def _score_pairs(
+    model_dir: Path, model: str, rates: bool, seen: pd.DataFrame, table: pd.DataFrame, scorer: Scorer | None = None
+) -> Scored:
     """Each pair's score from the model (a predicted rating for the rating models); NaN where user or item is unknown."""
-    scorer = load_scorer(model_dir, model, seen, "cpu")
+    scorer = scorer or load_scorer(model_dir, model, seen, "cpu")
     users, items = table["user_id"].to_numpy(np.int64), table["item_id"].to_numpy(np.int64)
     unique, inverse = np.unique(users, return_inverse=True)
-    known_user = scorer.knows(unique)
+    known_user, block = scorer.known_scores(unique)  # one row per known user: a matrix product, not a loop over pairs
     column = pd.Index(scorer.item_ids).get_indexer(items)
     score = np.full(len(table), np.nan)
     rows = np.flatnonzero(known_user)
     if len(rows):
-        block = scorer.score(unique[rows])  # one row per known user: a matrix product, not a loop over pairs
         position = np.full(len(unique), -1)
         position[rows] = np.arange(len(rows))
         ok = (position[inverse] >= 0) & (column >= 0)

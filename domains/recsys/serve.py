@@ -9,14 +9,19 @@ user (or the item of a pair): a caller asking for one user's list should know it
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from domains.common.serving import RequestError, error, records
 from domains.recsys.params import RecsysParams
+
+if TYPE_CHECKING:
+    from domains.recsys.recommend import Scorer
 
 MAX_ITEMS = 1000  # users or pairs per request
 STRICT = ConfigDict(extra="forbid", strict=True)
@@ -83,3 +88,55 @@ def describe(p: RecsysParams, model_dir: Path, model: str) -> dict[str, Any]:
     from domains.recsys.metrics import K
 
     return {"threshold": None, "k": K, "answers": "top-k item ids per user, or a score per (user, item) pair"}
+
+
+def onnx(p: RecsysParams, model_dir: Path, export_dir: Path, model: str, int8: bool) -> Any:
+    """The champion's scores from its export (ScoreOptions.predict): `predict(model, users)` -> a frame, a row per
+    raw user id and a column per item of the export's <model>.item_ids.json, NaN rows for users it cannot score
+    (score gives them the popularity ranking, counted, as for the trained model). The graphs are fed as
+    preprocessing.json documents: MF and BPR a training user's row (<model>.user_ids.json), EASE, item-kNN and
+    the VAE the user's 0/1 history over the model's items (the interactions saved with the model). Surprise's
+    SVD and BaselineOnly are the factors' formula in numpy (the estimate before clipping, as the trained model's
+    top-k and pair scores are). No int8 graph is kept for a recommender: int8 serves the float32 files."""
+    from domains.common.export import PREPROCESSING
+    from domains.common.modelstore import cached_load
+    from domains.common.serving import onnx_predictor
+    from domains.recsys.recommend import by_history, by_user_row, score_frame
+    from domains.recsys.score import INTERACTIONS
+
+    factors = json.loads((export_dir / PREPROCESSING).read_text())["surprise_factors"]["files"]
+    if model in factors:
+        scorer, files = _factor_scorer(export_dir / factors[model]), {model: factors[model]}
+    else:
+        graph = onnx_predictor(export_dir, [model], int8, {model: lambda feed: feed})  # names what was not exported
+        item_ids = np.array(json.loads((export_dir / f"{model}.item_ids.json").read_text()), dtype=np.int64)
+        user_ids = export_dir / f"{model}.user_ids.json"
+        if user_ids.is_file():  # MF, BPR
+            users = pd.Index(np.array(json.loads(user_ids.read_text()), dtype=np.int64))
+            scorer = by_user_row(users, item_ids, lambda rows: graph(model, {"user": rows}))
+        else:  # EASE, item-kNN, VAE
+            seen = cached_load(model_dir / INTERACTIONS, pd.read_parquet)
+            scorer = by_history(seen, item_ids, lambda history: graph(model, {"history": history}))
+        files = graph.files  # type: ignore[attr-defined]
+
+    def predict(name: str, users: np.ndarray) -> pd.DataFrame:
+        return score_frame(scorer, users)
+
+    predict.files = files  # type: ignore[attr-defined]  # which file serves, for /metadata
+    return predict
+
+
+def _factor_scorer(file: Path) -> Scorer:
+    """Surprise's SVD or BaselineOnly from its exported factors: global_mean + bu[u] + bi[i] (+ pu[u] . qi[i])."""
+    from domains.recsys.recommend import Scorer
+
+    with np.load(file) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    users = pd.Index(arrays["user_ids"])
+
+    def score(raw: np.ndarray) -> np.ndarray:
+        u = users.get_indexer(raw)
+        estimate = arrays["global_mean"] + arrays["bu"][u][:, None] + arrays["bi"][None, :]
+        return estimate + arrays["pu"][u] @ arrays["qi"].T if "pu" in arrays else estimate
+
+    return Scorer(arrays["item_ids"], lambda raw: users.get_indexer(raw) >= 0, score)
