@@ -346,19 +346,6 @@ def test_a_new_champion_is_served_without_a_restart_or_a_failed_request(repo, fr
         run(["aiflow", "champion", "rollback", "fraud"], repo)
 
 
-def test_the_onnx_runtime_answers_as_the_trained_model(repo, batches, fraud):
-    """--runtime onnx: the champion exported and proven equal at start-up (as `aiflow export`), then scored by
-    onnxruntime after the same reader, gate and features; the same answers within the export's parity bound."""
-    body = {"items": _transactions(batches["new"], 40)}
-    expected = pd.DataFrame(httpx.post(f"{fraud}/predict", json=body, timeout=60).json()["predictions"])
-    for exported in _server(repo, "fraud", "--runtime", "onnx", "--history", str(batches["history"])):
-        answer = httpx.post(f"{exported}/predict", json=body, timeout=60).json()
-        assert answer["model"]["runtime"] == "onnx"
-        got = pd.DataFrame(answer["predictions"])
-        assert np.abs(got["fraud_probability"] - expected["fraud_probability"]).max() <= 1e-5
-        assert httpx.get(f"{exported}/metadata").json()["onnx_files"] == {"mlp": "mlp.onnx"}
-
-
 def test_a_runtime_without_an_onnx_path_is_refused_in_one_line(repo, monkeypatch, capsys):
     """Every domain serves ONNX now (recsys and defects: tests/test_serve_onnx_rd.py): fraud's is taken away here."""
     from dataclasses import replace

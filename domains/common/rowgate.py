@@ -63,9 +63,14 @@ class RowGate:
         """The column as pandera leaves it (coerced where asked), None unless dtype, nulls and uniqueness hold."""
         dtype = spec.dtype
         if dtype is not None:
-            if self.coerce or spec.coerce:
+            # a column already of exactly its dtype is what coercing would give (a copy): skip it, ~0.1 ms a
+            # column (exactly: `check` also accepts datetime64[us] for [ns], which coercing converts)
+            exact = getattr(dtype, "type", None) == series.dtype
+            matches = dtype.check(pandas_engine.Engine.dtype(series.dtype))
+            if not exact and (self.coerce or spec.coerce):
                 series = dtype.try_coerce(series)
-            if not dtype.check(pandas_engine.Engine.dtype(series.dtype)):
+                matches = dtype.check(pandas_engine.Engine.dtype(series.dtype))
+            if not matches:
                 return None
         if not spec.nullable and series.isna().any():
             return None
