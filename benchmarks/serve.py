@@ -9,7 +9,7 @@ requests per second of no batching at equal p99.
 The client shares the 2 cores with the server, so it must cost little: it writes each request's bytes,
 encoded once, on a keep-alive HTTP/1.1 connection per client and reads the status line, headers and
 `Content-Length` body back (asyncio streams, ~0.1 ms of CPU per request; the client CPU per request is
-recorded). httpx costs ~1.7 ms per request, which at 8 clients held the server back and was most of the
+recorded). httpx costs 1.3-1.7 ms per request, which at 8 clients held the server back and was most of the
 measured latency: `--client httpx` measures with it, for comparison.
 
 The model: a throwaway copy of the repository trained by `dvc repro` with the tests' small params
