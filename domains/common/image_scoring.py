@@ -11,7 +11,7 @@
   a batch (see `save_embeddings`);
 - `check_as_trained`: a batch whose size or channels the training images never had stops in one
   line, before scoring (where training saw many sizes, e.g. Magnetic-Tile, size is not checked);
-- `write_map`: a heat map over its image as a PNG per item.
+- `write_maps`: a heat map over its image as a PNG per item.
 """
 
 from __future__ import annotations
@@ -284,13 +284,17 @@ def safe_name(item_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", stem.replace("/", "__"))
 
 
-def write_map(folder: Path, item_id: str, image: np.ndarray, heat: np.ndarray) -> Path:
-    """The image (C, H, W uint8) in grey with `heat` (H, W in [0, 1]) in red over it, as <item>.png."""
-    grey = image.mean(axis=0) if image.shape[0] > 1 else image[0].astype(np.float64)
-    h = np.clip(np.nan_to_num(heat), 0, 1)
-    dimmed = grey * (1 - h)
-    rgb = np.stack([dimmed + 255 * h, dimmed, dimmed], axis=-1)
+def write_maps(folder: Path, item_ids: list[str], images: np.ndarray, heat: np.ndarray, block: int = 16) -> None:
+    """Each image (N, C, H, W uint8) in grey with its `heat` (N, H, W in [0, 1]) in red over it, as <item>.png.
+
+    Colours are computed `block` images at a time (per image, numpy's call overhead dominates; for a whole batch,
+    touching the fresh memory of its float temporaries does: 1.8 s instead of 0.03 for 583 maps of 64 px), and
+    each PNG is written at zlib level 1 (PIL's default, 6, took twice as long)."""
     folder.mkdir(parents=True, exist_ok=True)
-    file = folder / f"{safe_name(item_id)}.png"
-    Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8), "RGB").save(file)
-    return file
+    for start in range(0, len(images), block):
+        part, h = images[start : start + block], np.clip(np.nan_to_num(heat[start : start + block]), 0, 1)
+        grey = part.mean(axis=1) if part.shape[1] > 1 else part[:, 0].astype(np.float64)
+        dimmed = grey * (1 - h)
+        rgb = np.clip(np.round(np.stack([dimmed + 255 * h, dimmed, dimmed], axis=-1)), 0, 255).astype(np.uint8)
+        for item_id, pixels in zip(item_ids[start : start + block], rgb):
+            Image.fromarray(pixels, "RGB").save(folder / f"{safe_name(item_id)}.png", compress_level=1)

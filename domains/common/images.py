@@ -63,12 +63,20 @@ def pixel_hash(array: np.ndarray) -> str:
 
 def image_facts(array: np.ndarray) -> dict:
     """What the gate checks about one decoded (H, W, C) image."""
-    values = array.astype(np.float64)
-    # Integer pixels are all finite: their values as they lie, without a mask and its copies (the same numbers).
-    present = values.ravel() if array.dtype.kind in "iub" else values[np.isfinite(values)]
     dtype = str(array.dtype)
     scale = 255.0 / VALUE_MAX.get(dtype, 255.0)  # std on a 0-255 scale, whatever the type
-    high = VALUE_MAX[dtype] if dtype in VALUE_MAX else float(np.nanmax(values)) if present.size else 1.0
+    if dtype in ("uint8", "uint16"):
+        nan_pixels, low, high, mean, std, saturated = 0, *_unsigned_stats(array)
+    else:
+        values = array.astype(np.float64)
+        present = values.ravel() if array.dtype.kind in "iub" else values[np.isfinite(values)]
+        top = VALUE_MAX[dtype] if dtype in VALUE_MAX else float(np.nanmax(values)) if present.size else 1.0
+        nan_pixels = int(values.size - present.size)
+        low = float(present.min()) if present.size else float("nan")
+        high = float(present.max()) if present.size else float("nan")
+        mean = float(present.mean()) if present.size else float("nan")
+        std = float(present.std()) if present.size else 0.0  # all NaN: constant
+        saturated = float(np.mean((values <= 0.0) | (values >= top)))
     return {
         DECODE_ERROR: "",
         "height": int(array.shape[0]),
@@ -76,14 +84,35 @@ def image_facts(array: np.ndarray) -> dict:
         "channels": int(array.shape[2]),
         SHAPE: f"{array.shape[0]}x{array.shape[1]}x{array.shape[2]}",
         "dtype": dtype,
-        "nan_pixels": int(values.size - present.size),
-        "pixel_min": float(present.min()) if present.size else float("nan"),
-        "pixel_max": float(present.max()) if present.size else float("nan"),
-        "pixel_mean": float(present.mean() * scale) if present.size else float("nan"),
-        "pixel_std": float(present.std() * scale) if present.size else 0.0,  # all NaN: constant
-        "saturated_fraction": float(np.mean((values <= 0.0) | (values >= high))),
+        "nan_pixels": nan_pixels,
+        "pixel_min": low,
+        "pixel_max": high,
+        "pixel_mean": mean * scale,
+        "pixel_std": std * scale,
+        "saturated_fraction": saturated,
         HASH: pixel_hash(array),
     }
+
+
+def _unsigned_stats(array: np.ndarray) -> tuple[float, float, float, float, float]:
+    """min, max, mean, std and saturated share of 8- or 16-bit pixels from their histogram, in exact integer
+    arithmetic: no float copy of the image (touching its fresh memory cost more than the statistics)."""
+    counts = np.bincount(array.ravel(), minlength=int(VALUE_MAX[str(array.dtype)]) + 1)
+    n = array.size
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0.0, float("nan")
+    levels = np.flatnonzero(counts)
+    weights = counts[levels].astype(np.int64)
+    total = int(levels @ weights)
+    squares = int((levels * levels) @ weights)  # < 2**63 for any image under 2**31 pixels
+    variance = (n * squares - total * total) / (n * n)  # Python integers: exact until this division
+    return (
+        float(levels[0]),
+        float(levels[-1]),
+        total / n,
+        float(np.sqrt(variance)),
+        (int(counts[0]) + int(counts[-1])) / n,
+    )
 
 
 def failed_facts(error: str) -> dict:

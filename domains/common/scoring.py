@@ -391,7 +391,7 @@ def _score_figure(scores: np.ndarray, reference: dict[str, Any] | None) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")  # laid out in one draw (bbox "tight" draws twice)
     bins = np.linspace(float(np.min(scores)), float(np.max(scores)) + 1e-9, 30)
     if reference and reference["kind"] == "numeric":
         sample = np.asarray(reference["sample"])
@@ -402,6 +402,6 @@ def _score_figure(scores: np.ndarray, reference: dict[str, Any] | None) -> str:
     ax.set_ylabel("density")
     ax.legend()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return f"<img src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"

@@ -38,7 +38,7 @@ from domains.common.image_scoring import (
     model_inputs,
     read_folder_chunks,
     save_embeddings,
-    write_map,
+    write_maps,
 )
 from domains.common.items import ID, LABEL, SPLIT
 from domains.defects.checks import MODE
@@ -125,8 +125,7 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
         predictions["label"] = table[LABEL].astype(str).to_numpy()
     if options.maps_dir is not None:
         heat = np.clip((maps - threshold) / max(abs(threshold), 1e-6), 0, 1)  # colour from the threshold to twice it
-        for item, image, h in zip(table[ID], images, heat):
-            write_map(options.maps_dir, item, image, h)
+        write_maps(options.maps_dir, table[ID].tolist(), images, heat)
     notes = [
         f"decision 1 (defective): anomaly_score >= {threshold:.6g}, {model}'s threshold "
         f"(quantile {p.train.threshold_quantile} of held-out good images' scores)",

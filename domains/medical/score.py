@@ -35,7 +35,7 @@ from domains.common.image_scoring import (
     model_inputs,
     read_folder_chunks,
     save_embeddings,
-    write_map,
+    write_maps,
 )
 from domains.common.items import ID, LABEL
 from domains.common.trainer import select_device
@@ -157,8 +157,7 @@ def _explain(
     cnn = cnn.cpu()
     for start in range(0, len(images), 256):
         chunk = slice(start, start + 256)
-        for item, image, cam in zip(ids[chunk], images[chunk], grad_cam(cnn, images[chunk], predicted[chunk])):
-            write_map(maps_dir, item, image, cam)
+        write_maps(maps_dir, ids[chunk], images[chunk], grad_cam(cnn, images[chunk], predicted[chunk]))
     return f"Grad-CAM: {len(images)} map(s) of the predicted class in {maps_dir.name}/"
 
 
