@@ -1,4 +1,4 @@
-"""ONNX export benchmarks (`python -m benchmarks.export fraud|sentiment|medical|recsys|all [--real]`).
+"""ONNX export benchmarks (`python -m benchmarks.export fraud|sentiment|medical|recsys|defects|all [--real]`).
 
 Each domain's model trained on its synthetic default: this checkout's trained model (`--model
 candidate`) where dvc.lock has one, else a throwaway copy of the repository trained by `dvc repro`.
@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks.common import ROOT, context, print_table, run, save, subprocess_env
 
-DOMAINS = ("fraud", "sentiment", "medical", "recsys")
+DOMAINS = ("fraud", "sentiment", "medical", "recsys", "defects")
 
 
 def _imdb() -> Path:

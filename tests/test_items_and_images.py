@@ -91,3 +91,30 @@ def test_to_size_resizes_and_converts_channels():
     assert to_size(rgb, (16, 16), 1).shape == (1, 16, 16)
     deep = np.full((10, 10, 1), 65535, np.uint16)
     assert to_size(deep, (10, 10), 1).max() == 255
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 3), (1, 1, 3), (7, 13, 3)])
+def test_png_bytes_decode_to_the_same_pixels(shape):
+    from io import BytesIO
+
+    from domains.common.image_scoring import png_bytes
+
+    rgb = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    with Image.open(BytesIO(png_bytes(rgb))) as image:
+        assert image.mode == "RGB" and image.size == (shape[1], shape[0])
+        assert np.array_equal(np.asarray(image), rgb)
+
+
+def test_integer_image_facts_equal_the_float_computation():
+    """8- and 16-bit facts come from the histogram in integers: the same numbers as on a float copy."""
+    rng = np.random.default_rng(1)
+    for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+        image = rng.integers(0, top + 1, (40, 30, 1)).astype(dtype)
+        image[0, 0, 0], image[1, 1, 0] = 0, top  # saturated, both ends
+        values = image.astype(np.float64).ravel()
+        facts, scale = image_facts(image), 255.0 / top
+        assert facts["pixel_min"] == 0.0 and facts["pixel_max"] == float(top)
+        assert facts["pixel_mean"] == pytest.approx(values.mean() * scale, rel=1e-12)
+        assert facts["pixel_std"] == pytest.approx(values.std() * scale, rel=1e-12)
+        assert facts["saturated_fraction"] == np.mean((values <= 0) | (values >= top))
+    assert image_facts(np.full((5, 5, 1), 9, np.uint8))["pixel_std"] == 0.0

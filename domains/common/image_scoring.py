@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from PIL import Image
 
 from domains.common.errors import DataError, PipelineError
 from domains.common.images import (
@@ -288,8 +289,7 @@ def write_maps(folder: Path, item_ids: list[str], images: np.ndarray, heat: np.n
     """Each image (N, C, H, W uint8) in grey with its `heat` (N, H, W in [0, 1]) in red over it, as <item>.png.
 
     Colours are computed `block` images at a time (per image, numpy's call overhead dominates; for a whole batch,
-    touching the fresh memory of its float temporaries does: 1.8 s instead of 0.03 for 583 maps of 64 px), and
-    each PNG is written at zlib level 1 (PIL's default, 6, took twice as long)."""
+    touching the fresh memory of its float temporaries does: 1.8 s instead of 0.03 for 583 maps of 64 px)."""
     folder.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(images), block):
         part, h = images[start : start + block], np.clip(np.nan_to_num(heat[start : start + block]), 0, 1)
@@ -297,4 +297,23 @@ def write_maps(folder: Path, item_ids: list[str], images: np.ndarray, heat: np.n
         dimmed = grey * (1 - h)
         rgb = np.clip(np.round(np.stack([dimmed + 255 * h, dimmed, dimmed], axis=-1)), 0, 255).astype(np.uint8)
         for item_id, pixels in zip(item_ids[start : start + block], rgb):
-            Image.fromarray(pixels, "RGB").save(folder / f"{safe_name(item_id)}.png", compress_level=1)
+            (folder / f"{safe_name(item_id)}.png").write_bytes(png_bytes(pixels))
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 image as a PNG file (8-bit RGB, no row filter, zlib level 1): a third of PIL's time for
+    a small map, whose adaptive row filters buy a smaller file (5.3 vs 3.9 KB at 64 px) that nobody needs here."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width, _ = rgb.shape
+    rows = np.zeros((height, 1 + 3 * width), np.uint8)  # each row: filter type 0, then its pixels
+    rows[:, 1:] = rgb.reshape(height, 3 * width)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, truecolour, deflate, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+        + chunk(b"IEND", b"")
+    )
