@@ -168,12 +168,14 @@ def run_to_gate(
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """Terminate a background process, killing it if it does not exit within 20 s."""
+    """Terminate a background process, killing it if it does not exit within 20 s; returns once it has exited
+    (a killed process is reaped too, so `poll()` afterwards tells it has gone)."""
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(timeout=20)
 
 
 def set_domain_params(root: Path, domain: str, section: dict) -> None:
@@ -311,6 +313,13 @@ def trained_copy(tmp_path_factory: pytest.TempPathFactory, domain: str, section:
         set_domain_params(root, domain, changed)
         run([*GIT, "commit", "-qam", f"{domain} params for this module"], root)
         run(["dvc", "repro", f"report@{domain}"], root)
+    return root
+
+
+def promoted_copy(tmp_path_factory: pytest.TempPathFactory, domain: str, section: dict, **changes: dict) -> Path:
+    """trained_copy with its candidate promoted champion (what scoring and serving load)."""
+    root = trained_copy(tmp_path_factory, domain, section, **changes)
+    run(["aiflow", "champion", "promote", domain], root)
     return root
 
 

@@ -19,9 +19,9 @@ from tests.conftest import (
     copy_repo_with,
     digest,
     fraud_batches,
+    promoted_copy,
     run,
     small_fraud_params,
-    trained_copy,
 )
 
 pytestmark = pytest.mark.slow
@@ -29,9 +29,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    root = trained_copy(tmp_path_factory, "fraud", small_fraud_params())
-    run(["aiflow", "champion", "promote", "fraud"], root)
-    return root
+    return promoted_copy(tmp_path_factory, "fraud", small_fraud_params())
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.serve import fraud_bodies, load, sentiment_bodies, start_server
-from tests.conftest import ROOT, _free_port, fraud_batches, run, small_fraud_params, stop, trained_copy
+from tests.conftest import ROOT, _free_port, fraud_batches, promoted_copy, run, small_fraud_params, stop
 from tests.sentiment.conftest import small_sentiment_params
 
 pytestmark = pytest.mark.slow
@@ -32,9 +32,7 @@ def repo(tmp_path_factory) -> Path:
     """Fraud's session training (shared with the scoring tests), its champion promoted."""
     if os.environ.get("AIFLOW_SERVE_TEST_REPO"):  # a repo with both champions already: iterate without a rebuild
         return Path(os.environ["AIFLOW_SERVE_TEST_REPO"])
-    root = trained_copy(tmp_path_factory, "fraud", small_fraud_params())
-    run(["aiflow", "champion", "promote", "fraud"], root)
-    return root
+    return promoted_copy(tmp_path_factory, "fraud", small_fraud_params())
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +41,7 @@ def sentiment_repo(tmp_path_factory, repo) -> Path:
     if os.environ.get("AIFLOW_SERVE_TEST_REPO"):
         return repo
     # nbsvm's joblib and fasttext's torch weights; the small fasttext alone is below the promotion threshold
-    root = trained_copy(tmp_path_factory, "sentiment", small_sentiment_params(), evaluate={"candidate": "ensemble"})
-    run(["aiflow", "champion", "promote", "sentiment"], root)
-    return root
+    return promoted_copy(tmp_path_factory, "sentiment", small_sentiment_params(), evaluate={"candidate": "ensemble"})
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.serve import load
-from tests.conftest import run, scored_batch, trained_copy
+from tests.conftest import promoted_copy, scored_batch
 from tests.defects.conftest import small_defects_params, with_draem, write_small_mvtec
 from tests.medical.conftest import small_medical_params, synthetic_arrays
 from tests.recsys.conftest import small_recsys_params
@@ -27,28 +27,24 @@ from tests.test_serve import _server
 pytestmark = pytest.mark.slow
 
 
-def _promoted(tmp_path_factory, domain: str, section: dict, **changes: dict) -> Path:
-    root = trained_copy(tmp_path_factory, domain, section, **changes)
-    run(["aiflow", "champion", "promote", domain], root)
-    return root
-
-
 @pytest.fixture(scope="module")
 def recsys_repo(tmp_path_factory) -> Path:
-    return _promoted(tmp_path_factory, "recsys", small_recsys_params())  # EASE is promoted at this size
+    return promoted_copy(tmp_path_factory, "recsys", small_recsys_params())  # EASE is promoted at this size
 
 
 @pytest.fixture(scope="module")
 def medical_repo(tmp_path_factory) -> Path:
     # As the medical scoring tests: two epochs at 16 px, promotion forced by a zero floor.
-    return _promoted(tmp_path_factory, "medical", small_medical_params(), evaluate={"thresholds_min": {"auroc": 0.0}})
+    return promoted_copy(
+        tmp_path_factory, "medical", small_medical_params(), evaluate={"thresholds_min": {"auroc": 0.0}}
+    )
 
 
 @pytest.fixture(scope="module")
 def defects_repo(tmp_path_factory) -> Path:
     # The build the defects scoring tests use (parts, DRAEM at a tiny size, DRAEM the champion).
     section = with_draem(small_defects_params(), "part")
-    return _promoted(tmp_path_factory, "defects", section, evaluate={"candidate": "draem", "baselines": []})
+    return promoted_copy(tmp_path_factory, "defects", section, evaluate={"candidate": "draem", "baselines": []})
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.serve import fraud_bodies, sentiment_bodies
-from tests.conftest import fraud_batches, run, small_fraud_params, trained_copy
+from tests.conftest import fraud_batches, promoted_copy, small_fraud_params
 from tests.sentiment.conftest import small_sentiment_params
 from tests.test_serve import _server, _transactions
 
@@ -26,17 +26,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def fraud_repo(tmp_path_factory) -> Path:
-    root = trained_copy(tmp_path_factory, "fraud", small_fraud_params())  # the MLP is the champion
-    run(["aiflow", "champion", "promote", "fraud"], root)
-    return root
+    return promoted_copy(tmp_path_factory, "fraud", small_fraud_params())  # the MLP is the champion
 
 
 @pytest.fixture(scope="module")
 def sentiment_repo(tmp_path_factory) -> Path:
     # the ensemble (nbsvm, fasttext) as candidate, as the serving and scoring tests
-    root = trained_copy(tmp_path_factory, "sentiment", small_sentiment_params(), evaluate={"candidate": "ensemble"})
-    run(["aiflow", "champion", "promote", "sentiment"], root)
-    return root
+    return promoted_copy(tmp_path_factory, "sentiment", small_sentiment_params(), evaluate={"candidate": "ensemble"})
 
 
 @pytest.fixture(scope="module")

@@ -114,12 +114,11 @@ def test_a_medical_request_gets_the_batch_answer_without_the_embedding_pass(tmp_
     from domains.common.contract import ScoreOptions
     from domains.common.serving import load
     from domains.medical.serve import request_model, to_table
-    from tests.conftest import run, trained_copy
+    from tests.conftest import promoted_copy
 
-    root = trained_copy(
+    root = promoted_copy(
         tmp_path_factory, "medical", small_medical_params(), evaluate={"thresholds_min": {"auroc": 0.0}}
     )
-    run(["aiflow", "champion", "promote", "medical"], root)
     served = load(root, "medical")
     try:
         body = request_model(served.params).model_validate(

@@ -20,7 +20,7 @@ from PIL import Image
 
 from domains.defects.params import SyntheticParams
 from domains.defects.synthetic import write_mvtec
-from tests.conftest import digest, drift_psi, read_scores, run, score_in_process, set_domain_params, trained_copy
+from tests.conftest import digest, drift_psi, promoted_copy, read_scores, run, score_in_process, set_domain_params
 from tests.defects.conftest import small_defects_params, with_draem, write_small_mvtec
 
 pytestmark = pytest.mark.slow
@@ -30,8 +30,7 @@ pytestmark = pytest.mark.slow
 def repo(tmp_path_factory) -> Path:
     params = with_draem(small_defects_params(), "part")
     # DRAEM is the champion scoring uses; at this tiny size it is not expected to beat the patch Gaussian.
-    root = trained_copy(tmp_path_factory, "defects", params, evaluate={"candidate": "draem", "baselines": []})
-    run(["aiflow", "champion", "promote", "defects"], root)
+    root = promoted_copy(tmp_path_factory, "defects", params, evaluate={"candidate": "draem", "baselines": []})
     # Scoring applies the gate policy in params now (not the one training ran with): one blank image in a
     # small batch is set aside rather than blocking it.
     params["evaluate"].update(candidate="draem", baselines=[])

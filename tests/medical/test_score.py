@@ -18,7 +18,7 @@ from PIL import Image
 
 from domains.medical.params import SyntheticParams
 from domains.medical.synthetic import generate_images
-from tests.conftest import digest, drift_psi, read_scores, run, score_in_process, trained_copy
+from tests.conftest import digest, drift_psi, promoted_copy, read_scores, run, score_in_process
 from tests.medical.conftest import small_medical_params, synthetic_arrays, write_image_folder, write_npz
 
 pytestmark = pytest.mark.slow
@@ -29,11 +29,9 @@ PROVENANCE = ("model_version", "model_md5", "input_sha256")
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     # Two epochs at 16 px: promotion, not accuracy, is tested.
-    root = trained_copy(
+    return promoted_copy(
         tmp_path_factory, "medical", small_medical_params(), evaluate={"thresholds_min": {"auroc": 0.0}}
     )
-    run(["aiflow", "champion", "promote", "medical"], root)
-    return root
 
 
 @pytest.fixture(scope="module")

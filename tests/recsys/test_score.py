@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import aiflow_in_process, digest, run, trained_copy
+from tests.conftest import aiflow_in_process, digest, promoted_copy, run
 from tests.recsys.conftest import small_recsys_params
 
 pytestmark = pytest.mark.slow
@@ -18,9 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    root = trained_copy(tmp_path_factory, "recsys", small_recsys_params())  # EASE is promoted at this size
-    run(["aiflow", "champion", "promote", "recsys"], root)
-    return root
+    return promoted_copy(tmp_path_factory, "recsys", small_recsys_params())  # EASE is promoted at this size
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from domains.common.contract import ScoreOptions
 from domains.common.registry import load_params
 from domains.sentiment.params import SentimentParams
 from domains.sentiment.score import read_batch, score_batch
-from tests.conftest import digest, run, trained_copy
+from tests.conftest import digest, promoted_copy, run
 from tests.sentiment.conftest import reviews, small_sentiment_params, write_csv, write_files
 
 pytestmark = pytest.mark.slow
@@ -27,9 +27,7 @@ PROVENANCE = ["model_version", "model_md5", "input_sha256"]
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     # The ensemble: nbsvm's joblib and fasttext's torch weights; the small fasttext alone is below the threshold.
-    root = trained_copy(tmp_path_factory, "sentiment", small_sentiment_params(), evaluate={"candidate": "ensemble"})
-    run(["aiflow", "champion", "promote", "sentiment"], root)
-    return root
+    return promoted_copy(tmp_path_factory, "sentiment", small_sentiment_params(), evaluate={"candidate": "ensemble"})
 
 
 @pytest.fixture(scope="module")
