@@ -16,7 +16,7 @@ def _data(seed: int = 0):
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def _train(tmp_path, epochs=6, patience=10, on_epoch_end=None, fingerprint="f", score=None):
+def _train(tmp_path, epochs=6, patience=10, on_epoch_end=None, fingerprint="f", score=None, **schedule):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 1))
     x, y = _data()
@@ -25,7 +25,7 @@ def _train(tmp_path, epochs=6, patience=10, on_epoch_end=None, fingerprint="f", 
         return nn.functional.binary_cross_entropy_with_logits(out.squeeze(-1), target)
 
     score = score or (lambda m: -float(loss(m(x), y)))
-    params = TrainerParams(epochs=epochs, batch_size=64, lr=0.01, patience=patience, device="cpu")
+    params = TrainerParams(epochs=epochs, batch_size=64, lr=0.01, patience=patience, device="cpu", **schedule)
     history = fit(
         model,
         (x, y),
@@ -55,17 +55,21 @@ def test_learns_and_removes_checkpoint(tmp_path):
     assert history.best_epoch >= 1 and not (tmp_path / "ck.pt").exists()
 
 
-def test_resume_after_interrupt_gives_the_same_model(tmp_path):
-    reference, _ = _train(tmp_path / "ref")
+@pytest.mark.parametrize(
+    "schedule", [{}, {"lr_schedule": "cosine", "warmup_epochs": 1}], ids=["constant lr", "cosine with warm-up"]
+)
+def test_resume_after_interrupt_gives_the_same_model(tmp_path, schedule):
+    """The checkpoint (weights, optimizer, scheduler, generators) loads with weights_only=True and resumes exactly."""
+    reference, _ = _train(tmp_path / "ref", **schedule)
 
     def interrupt(epoch):
         if epoch == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path, on_epoch_end=interrupt)
+        _train(tmp_path, on_epoch_end=interrupt, **schedule)
     assert (tmp_path / "ck.pt").exists()
-    resumed, history = _train(tmp_path)
+    resumed, history = _train(tmp_path, **schedule)
     assert history.resumed_from_epoch == 4
     for p_ref, p_res in zip(reference.parameters(), resumed.parameters()):
         assert torch.equal(p_ref, p_res)

@@ -127,10 +127,10 @@ def _schedule(optimizer: torch.optim.Optimizer, params: TrainerParams, steps_per
     total = max(params.epochs * steps_per_epoch, 1)
     warmup = min(params.warmup_epochs * steps_per_epoch, total - 1)
 
-    def factor(step: int) -> float:
+    def factor(step: int) -> float:  # a Python float: a numpy scalar lr would not load with weights_only on resume
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(total - warmup, 1)))
+        return float(0.5 * (1 + np.cos(np.pi * (step - warmup) / max(total - warmup, 1))))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -186,7 +186,7 @@ def fit(
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bad_epochs, start = 0, 1
     if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = torch.load(checkpoint, map_location=device, weights_only=True)  # tensors and plain values only
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
