@@ -29,6 +29,7 @@ from typing import Any, get_args
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline  # Swagger UI and ReDoc served from the package: /docs works offline
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile  # what Request.form() gives (FastAPI's UploadFile subclasses it)
 
@@ -163,7 +164,7 @@ def create_app(root: Path, config: ServeConfig) -> FastAPI:
         batcher.executor.shutdown(wait=True)
         holder.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title=f"aiflow {config.domain} model",
         lifespan=lifespan,
         description=f"The {config.domain} champion, scored as `aiflow score` scores a batch: the same reader, "

@@ -158,7 +158,11 @@ def test_fraud_answers_what_batch_scoring_computes(repo, batches, fraud, tmp_pat
     assert metadata["dvc_md5"] == registry["train_md5"] and metadata["metrics"] == registry["metrics"]
     assert metadata["threshold"] == 0.5 and metadata["runtime"] == "torch"
     schema = httpx.get(f"{fraud}/openapi.json").json()
-    assert "FraudRequest" in schema["components"]["schemas"] and httpx.get(f"{fraud}/docs").status_code == 200
+    assert "FraudRequest" in schema["components"]["schemas"]
+    for page, script in (("docs", "swagger-ui-bundle.js"), ("redoc", "redoc.standalone.js")):  # no CDN: offline too
+        html = httpx.get(f"{fraud}/{page}").text
+        assert f"/static-offline-docs/{script}" in html and "cdn" not in html.lower(), html[:500]
+        assert httpx.get(f"{fraud}/static-offline-docs/{script}").status_code == 200
 
 
 def test_sentiment_answers_what_batch_scoring_computes(sentiment_repo, sentiment):
