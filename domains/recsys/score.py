@@ -122,7 +122,8 @@ def score_batch(p: RecsysParams, model_dir: Path, model: str, table: pd.DataFram
     predict = options.predict
     scorer = exported_scorer(lambda users: predict(model, users)) if predict is not None else None
     if "item_id" in table:
-        return _score_pairs(model_dir, model, model in rating_models(p), seen, table, scorer)
+        scale = (p.gate.rating_min, p.gate.rating_max) if model in rating_models(p) else None
+        return _score_pairs(model_dir, model, scale, seen, table, scorer)
     users = table["user_id"].to_numpy(np.int64)
     items, scores = recommend(model_dir, model, seen, users, "cpu", k=K, scorer=scorer)
     known = np.isin(users, seen["user_id"].to_numpy())
@@ -144,9 +145,15 @@ def score_batch(p: RecsysParams, model_dir: Path, model: str, table: pd.DataFram
 
 
 def _score_pairs(
-    model_dir: Path, model: str, rates: bool, seen: pd.DataFrame, table: pd.DataFrame, scorer: Scorer | None = None
+    model_dir: Path,
+    model: str,
+    scale: tuple[float, float] | None,
+    seen: pd.DataFrame,
+    table: pd.DataFrame,
+    scorer: Scorer | None = None,
 ) -> Scored:
-    """Each pair's score from the model (a predicted rating for the rating models); NaN where user or item is unknown."""
+    """Each pair's score from the model; NaN where user or item is unknown. A rating model's (`scale`: the rating
+    scale) is its predicted rating, clipped to the scale as Surprise's predict and evaluate's RMSE clip it."""
     scorer = scorer or load_scorer(model_dir, model, seen, "cpu")
     users, items = table["user_id"].to_numpy(np.int64), table["item_id"].to_numpy(np.int64)
     unique, inverse = np.unique(users, return_inverse=True)
@@ -159,6 +166,8 @@ def _score_pairs(
         position[rows] = np.arange(len(rows))
         ok = (position[inverse] >= 0) & (column >= 0)
         score[ok] = block[position[inverse][ok], column[ok]]
+    if scale is not None:
+        score = np.clip(score, scale[0], scale[1])  # NaN stays NaN
     predictions = pd.DataFrame(
         {
             "user_id": users,
@@ -170,11 +179,16 @@ def _score_pairs(
         index=table.index,
     )
     notes = [
-        f"pairs scored by {model}: " + ("predicted ratings" if rates else "ranking scores (not ratings)"),
+        f"pairs scored by {model}: "
+        + (
+            f"predicted ratings, clipped to the scale [{scale[0]:g}, {scale[1]:g}]"
+            if scale is not None
+            else "ranking scores (not ratings)"
+        ),
         f"{int(np.isnan(score).sum())} pair(s) with an unknown user or item have no score",
     ]
     shadow = None
-    if rates and "rating" in table and table["rating"].notna().any():
+    if scale is not None and "rating" in table and table["rating"].notna().any():
         scored = ~np.isnan(score) & table["rating"].notna().to_numpy()
         error = score[scored] - table["rating"].to_numpy(np.float64)[scored]
         shadow = {

@@ -97,7 +97,8 @@ def onnx(p: RecsysParams, model_dir: Path, export_dir: Path, model: str, int8: b
     preprocessing.json documents: MF and BPR a training user's row (<model>.user_ids.json), EASE, item-kNN and
     the VAE the user's 0/1 history over the model's items (the interactions saved with the model). Surprise's
     SVD and BaselineOnly are the factors' formula in numpy (the estimate before clipping, as the trained model's
-    top-k and pair scores are). No int8 graph is kept for a recommender: int8 serves the float32 files."""
+    scores are; score clips pair ratings to the scale for both). No int8 graph is kept for a recommender: int8
+    serves the float32 files."""
     from domains.common.export import PREPROCESSING
     from domains.common.modelstore import cached_load
     from domains.common.serving import onnx_predictor

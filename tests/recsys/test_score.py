@@ -79,6 +79,24 @@ def test_a_movielens_file_is_scored_as_pairs_with_a_shadow_evaluation(repo, rati
     assert "ranking scores (not ratings)" in notes[0]  # EASE ranks: no RMSE is pretended
 
 
+def test_a_rating_models_pair_scores_are_its_ratings_clipped_to_the_scale(repo, ratings):
+    """SVD's pair scores are Surprise's own predictions (clipped to [1, 5], as evaluate's RMSE has them)."""
+    import joblib
+
+    from domains.recsys.score import INTERACTIONS, _score_pairs
+
+    model_dir = repo / "data/recsys/train"
+    seen = pd.read_parquet(model_dir / INTERACTIONS)
+    pairs = ratings[ratings["holdout"]][["user_id", "item_id", "rating"]].reset_index(drop=True)
+    scored = _score_pairs(model_dir, "svd", (1.0, 5.0), seen, pairs)
+    algo = joblib.load(next(model_dir.glob("svd.*")))
+    expected = np.array([algo.predict(u, i).est for u, i in zip(pairs["user_id"], pairs["item_id"])])
+    known = scored.predictions["known_user"] & scored.predictions["known_item"]
+    assert np.allclose(scored.predictions["score"][known], expected[known], atol=1e-9)
+    assert scored.predictions["score"].between(1, 5).all() and "clipped to the scale [1, 5]" in scored.notes[0]
+    assert scored.shadow_metrics is not None and scored.shadow_metrics["pairs_scored"] == int(known.sum())
+
+
 @pytest.mark.parametrize("case", ["not_integers", "missing_item", "unknown_source", "empty"])
 def test_bad_input_stops_with_one_line(repo, tmp_path, case, score):
     file = tmp_path / "batch.csv"
