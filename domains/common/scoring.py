@@ -393,11 +393,13 @@ def _score_figure(scores: np.ndarray, reference: dict[str, Any] | None) -> str:
 
     fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")  # laid out in one draw (bbox "tight" draws twice)
     bins = np.linspace(float(np.min(scores)), float(np.max(scores)) + 1e-9, 30)
+    series = [(scores, "this batch")]
     if reference and reference["kind"] == "numeric":
         sample = np.asarray(reference["sample"])
         bins = np.linspace(min(bins[0], sample.min()), max(bins[-1], sample.max()) + 1e-9, 30)
-        ax.hist(sample, bins=bins.tolist(), density=True, alpha=0.5, label="test split (reference)")
-    ax.hist(scores, bins=bins.tolist(), density=True, alpha=0.5, label="this batch")
+        series.insert(0, (sample, "test split (reference)"))
+    for values, label in series:  # one filled outline each: 29 bar patches each drew 3 times slower
+        ax.stairs(np.histogram(values, bins=bins, density=True)[0], bins, fill=True, alpha=0.5, label=label)
     ax.set_xlabel("model score")
     ax.set_ylabel("density")
     ax.legend()
