@@ -3,6 +3,7 @@
     python -m benchmarks.defects magnetic-tile   # Magnetic-Tile-Defect, the published split: baseline + segmenter
     python -m benchmarks.defects magnetic-tile-draem   # the same split: DRAEM at its CPU size (MAGNETIC_TILE_DRAEM)
     python -m benchmarks.defects select          # the segmenter's settings, chosen on held-out good images only
+    python -m benchmarks.defects categories      # synthetic surfaces and parts: one model for both, or one each
     python -m benchmarks.defects repro           # cold and no-op `dvc repro report@defects` at the default size
     python -m benchmarks.defects gpu             # segmenter seconds per epoch, CPU vs CUDA (skipped without CUDA)
 
@@ -18,6 +19,11 @@ on this machine's two shared cores; the paper's DRAEM is 256 px, widths 128 / 64
 `select` scores candidate settings of the segmenter by its validation score alone (pixel average
 precision on the held-out good images with pasted anomalies): no test image is looked at. It is
 how the benchmark's training length was chosen (CANDIDATES).
+
+`categories` trains on the two synthetic categories (CATEGORY_TRAIN good images each, default params
+otherwise) twice: one model of each kind for both (`synthetic.category: both`, the unified setting)
+and one per category (each category alone, MVTec AD's protocol), and compares image and pixel AUROC
+per category on the same test images.
 Each prints a table and writes benchmarks/results/defects_<name>.json (committed: machine, load
 average, date, git commit inside); `magnetic-tile*` also keep the run's report in
 benchmarks/results/defects_<name>_report/ (git-ignored).
@@ -192,6 +198,40 @@ def bench_select() -> dict[str, Any] | None:
     return result
 
 
+CATEGORY_TRAIN = 100  # good training images per synthetic category (both: 200, as the default's one category)
+
+
+def bench_categories() -> dict[str, Any]:
+    """Per-category image and pixel AUROC of one model trained on both synthetic categories against one model
+    trained on each category alone."""
+    runs = {"one model, both": "both", "surface alone": "surface", "part alone": "part"}
+    result: dict[str, Any] = {"train_images_per_category": CATEGORY_TRAIN, "runs": {}}
+    rows = []
+    for setting, category in runs.items():
+        section = _section({"synthetic": {"category": category, "n_train": CATEGORY_TRAIN}})
+        with stage_root("defects", section, ("acquire", "validate", "prepare", "train", "evaluate")) as (root, _):
+            metrics = json.loads((root / "data/defects/evaluate/metrics.json").read_text())
+        per_category = {}
+        for model, m in metrics.items():
+            names = ["surface", "part"] if category == "both" else [category]
+            per_category[model] = {
+                name: {level: m.get(f"{level}_auroc_{name}", m.get(f"{level}_auroc")) for level in ("image", "pixel")}
+                for name in names
+            }
+            rows += [
+                [setting, model, name, v["image"], v["pixel"], m["fit_seconds"]]
+                for name, v in per_category[model].items()
+            ]
+        result["runs"][setting] = per_category
+    print_table(
+        f"Synthetic surfaces and parts ({CATEGORY_TRAIN} good training images each, default params otherwise): "
+        "one model for both categories, or one per category",
+        ["training", "model", "category", "image AUROC", "pixel AUROC", "train s"],
+        rows,
+    )
+    return result
+
+
 def bench_repro_defects() -> dict[str, Any]:
     """Cold `dvc repro report@defects` at the default size, then a no-op one."""
     return bench_repro("defects", cold_target_s=180.0)
@@ -230,6 +270,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "magnetic-tile": bench_magnetic_tile,
     "magnetic-tile-draem": lambda: bench_magnetic_tile(MAGNETIC_TILE_DRAEM, "magnetic_tile_draem"),
     "select": bench_select,
+    "categories": bench_categories,
     "repro": bench_repro_defects,
     "gpu": bench_gpu,
 }

@@ -31,10 +31,10 @@ import pandera.pandas as pa
 
 from domains.common.errors import DataError, PipelineError
 from domains.common.images import (
-    READ_THREADS,
     IMAGE_SUFFIXES,
     MEMBER,
     PATH,
+    READ_THREADS,
     RESIZED,
     as_channels,
     file_facts,

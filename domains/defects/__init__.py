@@ -51,6 +51,7 @@ DOMAIN = DomainSpec(
     export=lazy("domains.defects.export:export_models"),
     slice_columns={
         "type": "the test image's defect type ('good' for a good image)",
+        "category": "the image's category (its MVTec category folder; one per source otherwise)",
         "brightness": "mean pixel value of the prepared image (0-255)",
     },
 )

@@ -70,7 +70,10 @@ def resolved_gate(p: DefectsParams) -> DefectsGateParams:
     g = p.gate
     return g.model_copy(
         update={
-            "consistent_shape": same_size if g.consistent_shape is None else g.consistent_shape,
+            # categories of one dataset may differ in size (MVTec AD: 700 to 1024 px): prepare resizes them all
+            "consistent_shape": (same_size and not p.data.categories)
+            if g.consistent_shape is None
+            else g.consistent_shape,
             "max_soft_mask_fraction": (0.0 if binary else 1.0)
             if g.max_soft_mask_fraction is None
             else g.max_soft_mask_fraction,

@@ -16,8 +16,8 @@ from domains.common.figures import roc_figure, training_curve_figure
 from domains.common.items import LABEL, SPLIT
 from domains.common.report import WARNING
 from domains.defects.figures import comparison_figure, overlay_figure, score_figure
-from domains.defects.loaders import GOOD
-from domains.defects.metrics import image_metrics, image_scores, per_type_auroc, pixel_auroc
+from domains.defects.loaders import CATEGORY, GOOD
+from domains.defects.metrics import auroc, image_metrics, image_scores, per_type_auroc, pixel_auroc
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, INFO, ITEMS, MASKS
 from domains.defects.train import HISTORY, THRESHOLDS, TIMES, TORCH_MODELS, load_model, score_maps
@@ -32,6 +32,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     images = np.ascontiguousarray(np.load(prepared_dir / IMAGES, mmap_mode="r")[test])
     masks = np.load(prepared_dir / MASKS, mmap_mode="r")[test].astype(bool)
     labels = items[LABEL].to_numpy()[test]
+    categories = items[CATEGORY].to_numpy()[test]
     defective = labels != GOOD
     thresholds = json.loads((train_dir / THRESHOLDS).read_text())
     times = json.loads((train_dir / TIMES).read_text())
@@ -47,6 +48,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
             **image_metrics(defective, scores[name], thresholds[name]),
             **({"pixel_auroc": pixel_auroc(maps[name], masks)} if info["pixel_metrics"] else {}),
             **{f"auroc_{kind}": v for kind, v in per_type_auroc(labels, scores[name], GOOD).items()},
+            **_per_category_metrics(categories, defective, scores[name], maps[name], masks, info["pixel_metrics"]),
             "threshold": thresholds[name],
             "fit_seconds": times[name],
             "images_per_second": len(images) / seconds if seconds > 0 else float("nan"),
@@ -58,16 +60,19 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     figures = [
         roc_figure(defective.astype(int), as_columns, "Image level: defective vs good test images, all models."),
         score_figure(labels, scores, thresholds, GOOD),
-        overlay_figure(
-            candidate,
-            images,
-            masks if info["pixel_metrics"] else None,
-            labels,
-            maps[candidate],
-            scores[candidate],
-            thresholds[candidate],
-            GOOD,
-            p.evaluate.overlays,
+        *(
+            overlay_figure(
+                candidate if len(set(categories)) == 1 else f"{candidate}, category {category}",
+                images[rows],
+                masks[rows] if info["pixel_metrics"] else None,
+                labels[rows],
+                maps[candidate][rows],
+                scores[candidate][rows],
+                thresholds[candidate],
+                GOOD,
+                p.evaluate.overlays,
+            )
+            for category, rows in _category_rows(categories).items()
         ),
         comparison_figure(images, masks if info["pixel_metrics"] else None, labels, maps, scores, thresholds, GOOD),
     ]
@@ -79,6 +84,8 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         "per_type_auroc": per_type.melt(id_vars=["defect_type", "images"], var_name="model", value_name="auroc"),
     }
     tables = {"per_type_auroc": per_type, "test_images": _test_table(items)}
+    if len(set(categories)) > 1:
+        tables = {"per_category_auroc": _per_category_table(categories, defective, metrics), **tables}
     return Evaluation(
         metrics=metrics,
         plots=plots,
@@ -89,13 +96,51 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     )
 
 
+def _category_rows(categories: np.ndarray) -> dict[str, np.ndarray]:
+    """The test rows of each category, in the order categories first appear."""
+    return {c: np.flatnonzero(categories == c) for c in pd.unique(categories)}
+
+
+def _per_category_metrics(
+    categories: np.ndarray, defective: np.ndarray, scores: np.ndarray, maps: np.ndarray, masks: np.ndarray, pixel: bool
+) -> dict[str, float]:
+    """Image (and pixel) AUROC of each category's test images, where the source has more than one category."""
+    if len(set(categories)) < 2:
+        return {}
+    out = {}
+    for category, rows in _category_rows(categories).items():
+        out[f"image_auroc_{category}"] = auroc(defective[rows], scores[rows])
+        if pixel:
+            out[f"pixel_auroc_{category}"] = pixel_auroc(maps[rows], masks[rows])
+    return out
+
+
+def _per_category_table(categories: np.ndarray, defective: np.ndarray, metrics: dict) -> pd.DataFrame:
+    """One row per category: its test images and each model's image (and pixel) AUROC on them."""
+    rows = _category_rows(categories)
+    table = pd.DataFrame(
+        {
+            "category": list(rows),
+            "good": [int((~defective[r]).sum()) for r in rows.values()],
+            "defective": [int(defective[r].sum()) for r in rows.values()],
+        }
+    )
+    for name, m in metrics.items():
+        for level in ("image", "pixel"):
+            if f"{level}_auroc_{table['category'].iloc[0]}" in m:
+                table[f"{name} {level} AUROC"] = [m[f"{level}_auroc_{c}"] for c in rows]
+    return table
+
+
 def test_units(items: pd.DataFrame, images: np.ndarray, scores: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Per-image scores (the image is the bootstrap unit; label 1: defective), its defect type and brightness."""
+    """Per-image scores (the image is the bootstrap unit; label 1: defective), its defect type, category and
+    brightness."""
     ids = items["item_id"].astype(str).to_numpy()
     frame = pd.DataFrame({"row": ids, "unit": ids, "label": (items[LABEL].to_numpy() != GOOD).astype(np.int64)})
     for name, s in scores.items():
         frame[f"{name}:p1"] = np.asarray(s, dtype=np.float64)  # a score, not a probability: AUROC needs only its order
     frame["slice:type"] = items[LABEL].astype(str).to_numpy()
+    frame["slice:category"] = items[CATEGORY].astype(str).to_numpy()
     frame["slice:brightness"] = images.reshape(len(images), -1).astype(np.float64).mean(axis=1)
     return frame
 
@@ -125,6 +170,14 @@ def _notes(p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, can
         f"An image's score is the maximum of its anomaly map after a box filter {p.train.score_pool:.0%} of the "
         "image side wide; f1, precision and recall are those of 'defective' at the threshold.",
     ]
+    categories = list(pd.unique(items[CATEGORY]))
+    if len(categories) > 1:
+        notes.append(
+            f"Categories: {', '.join(categories)}. One model of each kind learns all of them together, with one "
+            "threshold (the unified setting of UniAD, You et al. 2022); the per-category table shows how each "
+            "fares (evaluate.slices can add the category slice, with intervals). MVTec AD's usual protocol "
+            "trains one model per category: name one category (data.categories or synthetic.category) for that."
+        )
     if not info["pixel_metrics"]:
         notes.append(
             "No pixel masks in this source (no ground_truth folder): evaluation is image-level only, "

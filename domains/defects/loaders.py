@@ -1,14 +1,16 @@
-"""List the images of an MVTec AD category folder or of the Magnetic-Tile-Defect release.
+"""List the images of MVTec AD category folders or of the Magnetic-Tile-Defect release.
 
 A listing has one row per image: item_id, split (train / val / test), label ("good" or the
-defect type), path and mask_path (relative to the source folder; "" when there is no mask) and
-masks_expected (whether the source publishes pixel masks for its defect images). Images and masks
+defect type), category (MVTec's category folder; the source's name for Magnetic-Tile), path and
+mask_path (relative to the source folder; "" when there is no mask) and masks_expected (whether
+the source publishes pixel masks for its defect images). Images and masks
 are only listed here; their facts are read by `masks.listing_facts`, so a file that does not
 decode becomes a failed gate check naming it, not an error here. Only an unreadable layout
 (missing folders, no training images) raises DataError, in one line.
 
-- mvtec: `train/good/*.png`, `test/<type>/*.png` (`good` among the types) and, optionally,
-  `ground_truth/<type>/<stem>_mask.png`. Without `ground_truth` there are no masks: evaluation
+- mvtec: a category folder: `train/good/*.png`, `test/<type>/*.png` (`good` among the types) and,
+  optionally, `ground_truth/<type>/<stem>_mask.png`; or the dataset's folder and a list of its
+  categories (`read_mvtec_categories`: ids and paths then start with the category's name). Without `ground_truth` there are no masks: evaluation
   is image-level only. Every file in the image folders is listed (a stray non-image fails the
   gate), except hidden ones (".DS_Store" and the like).
 - magnetic-tile: `MT_<class>/Imgs/<stem>.jpg` with `<stem>.png` masks; `MT_Free` holds the
@@ -36,10 +38,11 @@ from domains.common.images import PATH
 from domains.common.items import ID, LABEL, SPLIT, stratified_split
 
 GOOD = "good"
-MASK_PATH, MASKS_EXPECTED = "mask_path", "masks_expected"
+MASK_PATH, MASKS_EXPECTED, CATEGORY = "mask_path", "masks_expected", "category"
 MT_GOOD_CLASS = "MT_Free"
 PUBLISHED_TRAIN_LIST = "differnet_train_filenames.txt"  # DifferNet's mtd_train_filenames.txt, unchanged
-LISTING_COLUMNS = [ID, SPLIT, LABEL, PATH, MASK_PATH, MASKS_EXPECTED]
+LISTING_COLUMNS = [ID, SPLIT, LABEL, CATEGORY, PATH, MASK_PATH, MASKS_EXPECTED]
+MAGNETIC_TILE = "magnetic-tile"  # its category: one kind of part
 
 
 def _files(folder: Path) -> list[Path]:
@@ -53,8 +56,8 @@ def _folder(path: Path, what: str) -> Path:
     return path
 
 
-def read_mvtec(root: Path, val_fraction: float, seed: int) -> pd.DataFrame:
-    """The listing of one MVTec AD category folder."""
+def read_mvtec(root: Path, val_fraction: float, seed: int, category: str | None = None) -> pd.DataFrame:
+    """The listing of one MVTec AD category folder (`category`: its name in the listing; default the folder's)."""
     root = _folder(Path(root), "an MVTec AD category: train/good, test/<type>, optional ground_truth/<type>")
     train_dir = _folder(root / "train", "MVTec layout: train/good/*.png")
     good_dir = _folder(train_dir / GOOD, "MVTec layout: train/good/*.png")
@@ -71,6 +74,7 @@ def read_mvtec(root: Path, val_fraction: float, seed: int) -> pd.DataFrame:
                         ID: f"{split}/{label_dir.name}/{file.name}",
                         SPLIT: split,
                         LABEL: label_dir.name,
+                        CATEGORY: category or root.name,
                         PATH: file.relative_to(root).as_posix(),
                         MASK_PATH: mask.relative_to(root).as_posix() if split == "test" and mask.is_file() else "",
                         MASKS_EXPECTED: has_truth,
@@ -83,6 +87,19 @@ def read_mvtec(root: Path, val_fraction: float, seed: int) -> pd.DataFrame:
     if not (listing[SPLIT] == "test").any():
         raise DataError(f"{test_dir}: no test images (expected test/good and test/<defect type> folders)")
     return _hold_out_val(listing, val_fraction, seed)
+
+
+def read_mvtec_categories(root: Path, categories: list[str], val_fraction: float, seed: int) -> pd.DataFrame:
+    """The listings of several category folders of an MVTec AD dataset folder, one after the other: ids and paths
+    start with the category's folder name (a folder of each category's own split held out alike)."""
+    root = _folder(Path(root), "an MVTec AD dataset: one folder per category")
+    parts = []
+    for name in categories:
+        part = read_mvtec(root / name, val_fraction, seed, name)
+        masks = part[MASK_PATH]
+        prefixed = {ID: name + "/" + part[ID], PATH: name + "/" + part[PATH], MASK_PATH: (name + "/" + masks)}
+        parts.append(part.assign(**prefixed).assign(**{MASK_PATH: masks.where(masks == "", prefixed[MASK_PATH])}))
+    return pd.concat(parts, ignore_index=True)
 
 
 def read_magnetic_tile(
@@ -113,6 +130,7 @@ def read_magnetic_tile(
                     ID: file.relative_to(root).as_posix(),
                     SPLIT: "train" if good else "test",
                     LABEL: GOOD if good else class_dir.name.removeprefix("MT_").lower(),
+                    CATEGORY: MAGNETIC_TILE,
                     PATH: file.relative_to(root).as_posix(),
                     MASK_PATH: mask.relative_to(root).as_posix() if mask else "",
                     MASKS_EXPECTED: True,

@@ -32,6 +32,12 @@ class DefectsDataParams(DataParams):
         description="magnetic-tile, published split: the file of MT_Free training "
         "names; default: <path>/differnet_train_filenames.txt",
     )
+    categories: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="mvtec only: path is then the dataset's folder and these are its category folders, "
+        "which one model learns together (evaluated per category); default: path is one category folder",
+    )
     test_good_fraction: float = Field(
         0.3,
         gt=0,
@@ -45,10 +51,11 @@ class SyntheticParams(StrictModel):
     """Textured surfaces (grain, gradients, noise) or parts on a background, with injected defects, written
     in MVTec AD's layout."""
 
-    category: Literal["surface", "part"] = Field(
+    category: Literal["surface", "part", "both"] = Field(
         "surface",
         description="surface: a texture filling the image; "
-        "part: an object on a background at a random pose, defects on it",
+        "part: an object on a background at a random pose, defects on it; "
+        "both: a category folder of each (the counts below are per category), one model learns both",
     )
     pose_shift: float = Field(
         0.06,
@@ -193,6 +200,15 @@ class DefectsParams(DomainParams):
                 f"evaluate.candidate: '{self.evaluate.candidate}' is not trained "
                 f"(train.models and backbone_weights give {', '.join(trained)})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _categories_are_mvtec(self) -> DefectsParams:
+        names = self.data.categories
+        if names is not None and self.data.source != "mvtec":
+            raise ValueError(f"data.categories: for source mvtec only (source is {self.data.source})")
+        if names is not None and len(set(names)) != len(names):
+            raise ValueError(f"data.categories: a category is named twice ({', '.join(names)})")
         return self
 
     @model_validator(mode="after")

@@ -13,9 +13,17 @@ from domains.common.errors import PipelineError
 from domains.common.images import gated_pixels, to_size
 from domains.common.items import ID, LABEL, SPLIT
 from domains.defects.checks import COUNTS, split_counts, with_gate_columns
-from domains.defects.loaders import MASK_PATH, MASKS_EXPECTED, read_magnetic_tile, read_mvtec
+from domains.defects.loaders import (
+    CATEGORY,
+    MASK_PATH,
+    MASKS_EXPECTED,
+    read_magnetic_tile,
+    read_mvtec,
+    read_mvtec_categories,
+)
 from domains.defects.masks import MASK_HASH, gated_mask, listing_facts
 from domains.defects.params import DefectsParams
+from domains.defects.synthetic import categories as synthetic_categories
 from domains.defects.synthetic import write_mvtec
 
 SYNTHETIC_DIR = "mvtec"  # acquire/: the generated dataset, in MVTec's layout
@@ -27,10 +35,16 @@ def source_root(p: DefectsParams, acquire_dir: Path) -> Path:
     return acquire_dir / SYNTHETIC_DIR if p.data.source == "synthetic" else Path(p.data.path)
 
 
+def categories(p: DefectsParams) -> list[str]:
+    """The category folders of a multi-category source (one model learns them all); empty for one category."""
+    return synthetic_categories(p.synthetic) if p.data.source == "synthetic" else p.data.categories or []
+
+
 def acquire(p: DefectsParams, out_dir: Path) -> pd.DataFrame:
     """One row of facts per image and mask; the payload stays where it is."""
     root = source_root(p, out_dir)
-    if p.data.source == "synthetic":
+    synthetic = p.data.source == "synthetic"
+    if synthetic:
         write_mvtec(p.synthetic, p.seed, root)
     if p.data.source == "magnetic-tile":
         listing = read_magnetic_tile(
@@ -41,8 +55,10 @@ def acquire(p: DefectsParams, out_dir: Path) -> pd.DataFrame:
             p.data.split,
             Path(p.data.train_list) if p.data.train_list else None,
         )
+    elif categories(p):
+        listing = read_mvtec_categories(root, categories(p), p.data.val_fraction, p.seed)
     else:
-        listing = read_mvtec(root, p.data.val_fraction, p.seed)
+        listing = read_mvtec(root, p.data.val_fraction, p.seed, p.synthetic.category if synthetic else None)
     return with_gate_columns(listing_facts(root, listing))
 
 
@@ -64,6 +80,7 @@ def prepare(p: DefectsParams, table: pd.DataFrame, acquire_dir: Path, out_dir: P
             ID: table[ID].to_numpy(),
             SPLIT: table[SPLIT].to_numpy(),
             LABEL: table[LABEL].to_numpy(),
+            CATEGORY: table[CATEGORY].to_numpy(),
             "has_mask": (table[MASK_PATH] != "").to_numpy(),
             "height": table["height"].to_numpy(),
             "width": table["width"].to_numpy(),

@@ -1,6 +1,7 @@
-"""Seeded textured surfaces or parts with injected defects, written as an MVTec AD category folder.
+"""Seeded textured surfaces or parts with injected defects, written as MVTec AD category folders.
 
-Two categories (`synthetic.category`), as MVTec AD has textures and objects:
+Two categories (`synthetic.category`: one of them, or `both`, each in its own category folder of an
+MVTec-style dataset folder), as MVTec AD has textures and objects:
 - surface: a texture filling the image (below);
 - part: a flanged disc (a central bore, three bolt holes, a tab that shows its orientation) with the
   surface's brushed texture, on a dark background, at a random pose: turned by any angle, shifted
@@ -154,8 +155,21 @@ def inject_on_part(
     return np.clip(image + contrast * change, 0, 1), mask
 
 
+BOTH = ("surface", "part")  # synthetic.category `both`: these category folders, in this order
+
+
+def categories(p: SyntheticParams) -> list[str]:
+    """The category folders `write_mvtec` writes for `both`; empty for one category (written as the folder)."""
+    return list(BOTH) if p.category == "both" else []
+
+
 def write_mvtec(p: SyntheticParams, seed: int, root: Path) -> Path:
-    """Generate the dataset into `root` (MVTec layout) and return it."""
+    """Generate the dataset into `root` (MVTec layout: a category folder, or for `both` a folder of category
+    folders, each seeded on its own) and return it."""
+    if p.category == "both":
+        for offset, name in enumerate(BOTH):
+            write_mvtec(p.model_copy(update={"category": name}), seed + offset, root / name)
+        return root
     rng = np.random.default_rng(seed)
     grain_angle = rng.uniform(0, math.pi)
     tint = rng.uniform(0.8, 1.2, 3)

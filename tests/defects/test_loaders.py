@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from domains.common.errors import DataError
-from domains.defects.loaders import read_magnetic_tile, read_mvtec
+from domains.defects.loaders import read_magnetic_tile, read_mvtec, read_mvtec_categories
 from domains.defects.masks import defect_pixels, listing_facts, mask_facts
 from tests.defects.conftest import write_small_magnetic_tile, write_small_mvtec
 
@@ -27,6 +27,26 @@ def test_mvtec_listing_has_splits_labels_and_masks(tmp_path):
     assert listing["masks_expected"].all() and listing["item_id"].is_unique
     assert listing.equals(read_mvtec(root, val_fraction=0.2, seed=3))  # seeded
     assert not listing["split"].equals(read_mvtec(root, val_fraction=0.2, seed=4)["split"])
+
+
+def test_mvtec_categories_are_listed_one_after_the_other_under_their_names(tmp_path):
+    write_small_mvtec(tmp_path / "mvtec" / "tile")
+    write_small_mvtec(tmp_path / "mvtec" / "nut", seed=2, category="part")
+    write_small_mvtec(tmp_path / "mvtec" / "unused", seed=3)
+    listing = read_mvtec_categories(tmp_path / "mvtec", ["tile", "nut"], val_fraction=0.2, seed=3)
+    assert listing["category"].value_counts().to_dict() == {"tile": 28, "nut": 28}
+    for name in ("tile", "nut"):
+        part = listing[listing["category"] == name]
+        alone = read_mvtec(tmp_path / "mvtec" / name, val_fraction=0.2, seed=3)
+        assert (part["item_id"].to_numpy() == (name + "/" + alone["item_id"]).to_numpy()).all()
+        assert (part["split"].to_numpy() == alone["split"].to_numpy()).all()  # each category held out alike
+        masks = part.loc[part["label"] != "good", "mask_path"]
+        assert masks.str.match(rf"{name}/ground_truth/(crack|missing)/\d{{3}}_mask\.png").all()
+        assert (part.loc[part["label"] == "good", "mask_path"] == "").all()
+    assert all((tmp_path / "mvtec" / rel).is_file() for rel in listing["path"])
+    assert read_mvtec(tmp_path / "mvtec" / "tile", 0.2, 3)["category"].eq("tile").all()  # one folder: its name
+    with pytest.raises(DataError, match="mvtec/bolt: folder not found"):
+        read_mvtec_categories(tmp_path / "mvtec", ["tile", "bolt"], val_fraction=0.2, seed=3)
 
 
 def test_mvtec_without_ground_truth_expects_no_masks(tmp_path):

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from aiflow.cli import main
@@ -91,3 +92,28 @@ def test_the_synthetic_surface_category_with_draem_runs_every_stage(defects_root
         out["metrics"]["draem"]
     )
     assert any(note.startswith("DRAEM here: 32 px, widths 4 / 4") for note in out["notes"])
+
+
+def test_both_synthetic_categories_are_learned_by_one_model_and_evaluated_each(defects_root, capsys):
+    """synthetic.category both: a surface and a part category folder; one model of each kind learns both, and
+    evaluation reports image and pixel AUROC per category (metrics, table, slice, an overlay figure each)."""
+    section = small_defects_params()
+    section["synthetic"].update(category="both", n_train=24)
+    out = _run_all(defects_root, section, capsys)
+    assert out["gate"]["verdict"] == "pass" and out["info"]["images"] == {"train": 40, "val": 8, "test": 36}
+    for model in ("patch_gaussian", "segmenter"):
+        keys = {f"{level}_auroc_{c}" for level in ("image", "pixel") for c in ("surface", "part")}
+        assert keys <= set(out["metrics"][model]) and all(0 <= out["metrics"][model][k] <= 1 for k in keys)
+    evaluate = defects_root / "data" / "defects" / "evaluate"
+    table = pd.read_csv(evaluate / "tables/per_category_auroc.csv")
+    assert table["category"].tolist() == ["surface", "part"] and table["good"].tolist() == [6, 6]
+    assert table["segmenter image AUROC"].tolist() == [
+        out["metrics"]["segmenter"]["image_auroc_surface"],
+        out["metrics"]["segmenter"]["image_auroc_part"],
+    ]
+    predictions = pd.read_parquet(evaluate / "predictions.parquet")
+    assert set(predictions["slice:category"]) == {"surface", "part"}
+    assert predictions["row"].str.match(r"(surface|part)/test/").all()
+    assert any(note.startswith("Categories: surface, part. One model of each kind") for note in out["notes"])
+    titles = {f["title"] for f in json.loads((evaluate / "figures/figures.json").read_text())}
+    assert {"Anomaly maps of segmenter, category surface", "Anomaly maps of segmenter, category part"} <= titles
