@@ -208,7 +208,8 @@ def sentiment_bodies(n: int = 500, seed: int = 3) -> list[dict[str, Any]]:
     from domains.sentiment.params import SyntheticParams
     from domains.sentiment.synthetic import generate_reviews
 
-    docs = generate_reviews(SyntheticParams(n_train=n, n_test=20), ["neg", "pos"], seed).documents.head(n)
+    train = max(n, SyntheticParams.model_fields["n_train"].metadata[0].ge)  # the generator has a floor
+    docs = generate_reviews(SyntheticParams(n_train=train, n_test=20), ["neg", "pos"], seed).documents.head(n)
     return [{"items": [{"text": text}]} for text in docs["text"]]
 
 
