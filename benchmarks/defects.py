@@ -4,6 +4,7 @@
     python -m benchmarks.defects magnetic-tile-draem   # the same split: DRAEM at its CPU size (MAGNETIC_TILE_DRAEM)
     python -m benchmarks.defects select          # the segmenter's settings, chosen on held-out good images only
     python -m benchmarks.defects categories      # synthetic surfaces and parts: one model for both, or one each
+    python -m benchmarks.defects poses           # the segmenter on parts at any pose: foreground anomalies, turns
     python -m benchmarks.defects repro           # cold and no-op `dvc repro report@defects` at the default size
     python -m benchmarks.defects gpu             # segmenter seconds per epoch, CPU vs CUDA (skipped without CUDA)
 
@@ -24,6 +25,9 @@ how the benchmark's training length was chosen (CANDIDATES).
 otherwise) twice: one model of each kind for both (`synthetic.category: both`, the unified setting)
 and one per category (each category alone, MVTec AD's protocol), and compares image and pixel AUROC
 per category on the same test images.
+
+`poses` trains the segmenter (default params otherwise) on each synthetic category with and without
+`train.foreground` (anomalies pasted on the part only) and `train.rotate` (quarter turns of each batch).
 Each prints a table and writes benchmarks/results/defects_<name>.json (committed: machine, load
 average, date, git commit inside); `magnetic-tile*` also keep the run's report in
 benchmarks/results/defects_<name>_report/ (git-ignored).
@@ -232,6 +236,42 @@ def bench_categories() -> dict[str, Any]:
     return result
 
 
+POSE_SETTINGS = {
+    "default": {},
+    "foreground": {"foreground": True},
+    "foreground + rotate": {"foreground": True, "rotate": True},
+}
+
+
+def bench_poses() -> dict[str, Any]:
+    """The segmenter on the synthetic part and surface categories, with and without train.foreground and
+    train.rotate: image, pixel and per-type AUROC on the same test images."""
+    result: dict[str, Any] = {}
+    rows = []
+    for category in ("part", "surface"):
+        for setting, train in POSE_SETTINGS.items():
+            section = _section(
+                {
+                    "synthetic": {"category": category},
+                    "train": {"models": ["segmenter"], **train},
+                    "evaluate": {"baselines": []},
+                }
+            )
+            with stage_root("defects", section, ("acquire", "validate", "prepare", "train", "evaluate")) as (root, _):
+                m = json.loads((root / "data/defects/evaluate/metrics.json").read_text())["segmenter"]
+            kinds = sorted(k for k in m if k.startswith("auroc_") and "_ci_" not in k)
+            result[f"{category}, {setting}"] = {k: m[k] for k in ("image_auroc", "pixel_auroc", "fit_seconds", *kinds)}
+            rows.append(
+                [category, setting, m["image_auroc"], m["pixel_auroc"], *[m[k] for k in kinds], m["fit_seconds"]]
+            )
+    print_table(
+        "Segmenter on the synthetic categories (default params otherwise): image, pixel and per-type AUROC",
+        ["category", "training", "image", "pixel", "crack", "missing", "scratch", "spot", "train s"],
+        rows,
+    )
+    return result
+
+
 def bench_repro_defects() -> dict[str, Any]:
     """Cold `dvc repro report@defects` at the default size, then a no-op one."""
     return bench_repro("defects", cold_target_s=180.0)
@@ -271,6 +311,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "magnetic-tile-draem": lambda: bench_magnetic_tile(MAGNETIC_TILE_DRAEM, "magnetic_tile_draem"),
     "select": bench_select,
     "categories": bench_categories,
+    "poses": bench_poses,
     "repro": bench_repro_defects,
     "gpu": bench_gpu,
 }

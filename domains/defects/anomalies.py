@@ -102,16 +102,21 @@ def anomaly_masks(n: int, size: int, device: torch.device, generator: torch.Gene
 
 
 def paste_anomalies(
-    x: torch.Tensor, share: float, generator: torch.Generator | None = None
+    x: torch.Tensor, share: float, generator: torch.Generator | None = None, foreground: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (n, C, H, W) in [0, 1] with anomalies pasted on a `share` of them; and the (n, 1, H, W) masks.
 
     Needs square images (the foreign texture is a turned copy); anomalies must not vanish, so a
-    mask that lands on no pixel is left empty and that image counts as good.
+    mask that lands on no pixel is left empty and that image counts as good. `foreground`: only where
+    an image differs from its border (an object's, `perlin.foreground_masks`; a texture is all foreground).
     """
+    from domains.defects.perlin import foreground_masks
+
     n, c, h, w = x.shape
     device = x.device
     masks = anomaly_masks(n, h, device, generator)
+    if foreground:
+        masks = masks * foreground_masks(x)
     masks = masks * (_rand(n, 1, 1, 1, device=device, generator=generator) < share).float()
     donor = x[torch.randperm(n, device=device, generator=generator)] if n > 1 else x.flip(3)
     # darker or brighter by 25 % or more: a fill too close to the surface would be a label without a defect

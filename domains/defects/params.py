@@ -124,6 +124,16 @@ class DefectsTrainParams(TrainerParams):
         "fully convolutional and scores whole images); default: whole images",
     )
     anomaly_share: float = Field(0.5, gt=0, le=1, description="share of each training batch given a pasted anomaly")
+    foreground: bool = Field(
+        False,
+        description="segmenter: paste anomalies only on an object's foreground (where an image differs from "
+        "its border); for parts on a background (a texture is all foreground)",
+    )
+    rotate: bool = Field(
+        False,
+        description="segmenter: turn each training batch by a random multiple of 90 degrees; for parts at any "
+        "pose, not for textures with one grain direction or parts whose turn is a defect",
+    )
     val_anomalies: int = Field(
         2,
         ge=1,

@@ -106,11 +106,14 @@ def anomaly_maps(model: Segmenter, images: torch.Tensor, batch_size: int = 32) -
     return segmenter_outputs(model, images, batch_size)[0]
 
 
-def validation_set(images: torch.Tensor, copies: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Held-out good images as they are and with pasted anomalies (seeded), and their masks."""
+def validation_set(
+    images: torch.Tensor, copies: int, seed: int, foreground: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out good images as they are and with pasted anomalies (seeded; `foreground`: on the object only),
+    and their masks."""
     generator = torch.Generator().manual_seed(seed)
     clean = to_unit(images)
-    pasted, masks = zip(*(paste_anomalies(clean, 1.0, generator) for _ in range(copies)))
+    pasted, masks = zip(*(paste_anomalies(clean, 1.0, generator, foreground) for _ in range(copies)))
     return torch.cat([clean, *pasted]), torch.cat([torch.zeros_like(masks[0]), *masks])
 
 
@@ -127,7 +130,7 @@ def train_segmenter(
     torch.manual_seed(seed)  # the weights' initialisation
     images = torch.from_numpy(train_images)
     model = Segmenter(images.shape[1], p.width)
-    val_x, val_masks = validation_set(torch.from_numpy(val_images), p.val_anomalies, seed + 1)
+    val_x, val_masks = validation_set(torch.from_numpy(val_images), p.val_anomalies, seed + 1, p.foreground)
 
     def augment(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         x = to_unit(batch[0])
@@ -136,7 +139,9 @@ def train_segmenter(
         flips = torch.rand(2)
         x = x.flip(3) if flips[0] < 0.5 else x
         x = x.flip(2) if flips[1] < 0.5 else x
-        return paste_anomalies(x, p.anomaly_share)
+        if p.rotate:  # the whole batch a quarter turn 0-3 times: a part at any pose is normal
+            x = torch.rot90(x, int(torch.randint(0, 4, (1,)).item()), (2, 3))
+        return paste_anomalies(x, p.anomaly_share, foreground=p.foreground)
 
     def score(m: nn.Module) -> float:
         return average_precision(val_masks.numpy().ravel() > 0.5, anomaly_maps(cast(Segmenter, m), val_x).ravel())
