@@ -108,7 +108,8 @@ def paste_anomalies(
 
     Needs square images (the foreign texture is a turned copy); anomalies must not vanish, so a
     mask that lands on no pixel is left empty and that image counts as good. `foreground`: only where
-    an image differs from its border (an object's, `perlin.foreground_masks`; a texture is all foreground).
+    an image differs from its border (an object's, `perlin.foreground_masks`; an even texture is all
+    foreground, but one with a gradient across it is not: for parts on a background).
     """
     from domains.defects.perlin import foreground_masks
 

@@ -127,7 +127,7 @@ class DefectsTrainParams(TrainerParams):
     foreground: bool = Field(
         False,
         description="segmenter: paste anomalies only on an object's foreground (where an image differs from "
-        "its border); for parts on a background (a texture is all foreground)",
+        "its border); for parts on a background, not textures (a gradient across one reads as a part)",
     )
     rotate: bool = Field(
         False,

@@ -56,6 +56,22 @@ def test_anomalies_change_only_their_masks_and_are_seeded():
     assert torch.equal(pasted, again)
 
 
+def test_foreground_anomalies_stay_on_the_part_and_a_texture_is_all_foreground():
+    x = torch.full((6, 1, 48, 48), 0.1)
+    x[:, :, 12:36, 12:36] = 0.6  # a part on a dark background
+    pasted, masks = paste_anomalies(x, 1.0, torch.Generator().manual_seed(2), foreground=True)
+    assert masks.sum() > 0 and masks[..., :8, :].sum() == 0 and masks[..., 40:, :].sum() == 0
+    assert torch.equal(pasted * (1 - masks), x * (1 - masks))
+    anywhere = paste_anomalies(x, 1.0, torch.Generator().manual_seed(2))[1]
+    assert anywhere[..., :8, :].sum() > 0  # without it, the background gets anomalies too
+    texture = torch.rand(4, 1, 48, 48, generator=torch.Generator().manual_seed(0))  # all foreground: as without
+    for a, b in zip(
+        paste_anomalies(texture, 1.0, torch.Generator().manual_seed(3), foreground=True),
+        paste_anomalies(texture, 1.0, torch.Generator().manual_seed(3)),
+    ):
+        assert torch.equal(a, b)
+
+
 def test_a_share_of_zero_pastes_nothing():
     x = torch.rand(4, 1, 16, 16)
     pasted, masks = paste_anomalies(x, 1e-9, torch.Generator().manual_seed(0))
@@ -90,11 +106,12 @@ def _tiny_train_params(**kw) -> DefectsTrainParams:
     return DefectsTrainParams(epochs=2, batch_size=4, width=4, num_threads=1, lr=3e-3, **kw)
 
 
-def test_training_through_the_shared_trainer_is_deterministic(tmp_path):
+@pytest.mark.parametrize("poses", [{}, {"foreground": True, "rotate": True}])
+def test_training_through_the_shared_trainer_is_deterministic(tmp_path, poses):
     train, val = surfaces(8, seed=1), surfaces(3, seed=2)
     env = TrainEnv(tmp_path, "fingerprint")
-    first, history = train_segmenter(train, val, _tiny_train_params(crop=24), 0, env)
-    second, _ = train_segmenter(train, val, _tiny_train_params(crop=24), 0, env)
+    first, history = train_segmenter(train, val, _tiny_train_params(crop=24, **poses), 0, env)
+    second, _ = train_segmenter(train, val, _tiny_train_params(crop=24, **poses), 0, env)
     assert len(history.epochs) == 2 and 0 <= history.best_score <= 1
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
     save_segmenter(first, tmp_path / "segmenter.pt")
