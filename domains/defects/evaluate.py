@@ -32,7 +32,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     images = np.ascontiguousarray(np.load(prepared_dir / IMAGES, mmap_mode="r")[test])
     masks = np.load(prepared_dir / MASKS, mmap_mode="r")[test].astype(bool)
     labels = items[LABEL].to_numpy()[test]
-    categories = items[CATEGORY].to_numpy()[test]
+    by_category = _category_rows(items[CATEGORY].to_numpy()[test])
     defective = labels != GOOD
     thresholds = json.loads((train_dir / THRESHOLDS).read_text())
     times = json.loads((train_dir / TIMES).read_text())
@@ -48,7 +48,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
             **image_metrics(defective, scores[name], thresholds[name]),
             **({"pixel_auroc": pixel_auroc(maps[name], masks)} if info["pixel_metrics"] else {}),
             **{f"auroc_{kind}": v for kind, v in per_type_auroc(labels, scores[name], GOOD).items()},
-            **_per_category_metrics(categories, defective, scores[name], maps[name], masks, info["pixel_metrics"]),
+            **_per_category_metrics(by_category, defective, scores[name], maps[name], masks, info["pixel_metrics"]),
             "threshold": thresholds[name],
             "fit_seconds": times[name],
             "images_per_second": len(images) / seconds if seconds > 0 else float("nan"),
@@ -62,7 +62,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         score_figure(labels, scores, thresholds, GOOD),
         *(
             overlay_figure(
-                candidate if len(set(categories)) == 1 else f"{candidate}, category {category}",
+                candidate if len(by_category) == 1 else f"{candidate}, category {category}",
                 images[rows],
                 masks[rows] if info["pixel_metrics"] else None,
                 labels[rows],
@@ -72,7 +72,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
                 GOOD,
                 p.evaluate.overlays,
             )
-            for category, rows in _category_rows(categories).items()
+            for category, rows in by_category.items()
         ),
         comparison_figure(images, masks if info["pixel_metrics"] else None, labels, maps, scores, thresholds, GOOD),
     ]
@@ -84,8 +84,8 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         "per_type_auroc": per_type.melt(id_vars=["defect_type", "images"], var_name="model", value_name="auroc"),
     }
     tables = {"per_type_auroc": per_type, "test_images": _test_table(items)}
-    if len(set(categories)) > 1:
-        tables = {"per_category_auroc": _per_category_table(categories, defective, metrics), **tables}
+    if len(by_category) > 1:
+        tables = {"per_category_auroc": _per_category_table(by_category, defective, metrics), **tables}
     return Evaluation(
         metrics=metrics,
         plots=plots,
@@ -102,22 +102,26 @@ def _category_rows(categories: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _per_category_metrics(
-    categories: np.ndarray, defective: np.ndarray, scores: np.ndarray, maps: np.ndarray, masks: np.ndarray, pixel: bool
+    by_category: dict[str, np.ndarray],
+    defective: np.ndarray,
+    scores: np.ndarray,
+    maps: np.ndarray,
+    masks: np.ndarray,
+    pixel: bool,
 ) -> dict[str, float]:
     """Image (and pixel) AUROC of each category's test images, where the source has more than one category."""
-    if len(set(categories)) < 2:
+    if len(by_category) < 2:
         return {}
     out = {}
-    for category, rows in _category_rows(categories).items():
+    for category, rows in by_category.items():
         out[f"image_auroc_{category}"] = auroc(defective[rows], scores[rows])
         if pixel:
             out[f"pixel_auroc_{category}"] = pixel_auroc(maps[rows], masks[rows])
     return out
 
 
-def _per_category_table(categories: np.ndarray, defective: np.ndarray, metrics: dict) -> pd.DataFrame:
+def _per_category_table(rows: dict[str, np.ndarray], defective: np.ndarray, metrics: dict) -> pd.DataFrame:
     """One row per category: its test images and each model's image (and pixel) AUROC on them."""
-    rows = _category_rows(categories)
     table = pd.DataFrame(
         {
             "category": list(rows),

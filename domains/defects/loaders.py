@@ -10,8 +10,8 @@ decode becomes a failed gate check naming it, not an error here. Only an unreada
 
 - mvtec: a category folder: `train/good/*.png`, `test/<type>/*.png` (`good` among the types) and,
   optionally, `ground_truth/<type>/<stem>_mask.png`; or the dataset's folder and a list of its
-  categories (`read_mvtec_categories`: ids and paths then start with the category's name). Without `ground_truth` there are no masks: evaluation
-  is image-level only. Every file in the image folders is listed (a stray non-image fails the
+  categories (`read_mvtec_categories`: ids and paths then start with the category's name). Without
+  `ground_truth` there are no masks: evaluation is image-level only. Every file in the image folders is listed (a stray non-image fails the
   gate), except hidden ones (".DS_Store" and the like).
 - magnetic-tile: `MT_<class>/Imgs/<stem>.jpg` with `<stem>.png` masks; `MT_Free` holds the
   defect-free images. Split `published` (default): DifferNet's (Rudolph et al. 2021), which
@@ -96,9 +96,13 @@ def read_mvtec_categories(root: Path, categories: list[str], val_fraction: float
     parts = []
     for name in categories:
         part = read_mvtec(root / name, val_fraction, seed, name)
-        masks = part[MASK_PATH]
-        prefixed = {ID: name + "/" + part[ID], PATH: name + "/" + part[PATH], MASK_PATH: (name + "/" + masks)}
-        parts.append(part.assign(**prefixed).assign(**{MASK_PATH: masks.where(masks == "", prefixed[MASK_PATH])}))
+        masks = part[MASK_PATH]  # "" (no mask) stays ""
+        prefixed = {
+            ID: name + "/" + part[ID],
+            PATH: name + "/" + part[PATH],
+            MASK_PATH: masks.where(masks == "", name + "/" + masks),
+        }
+        parts.append(part.assign(**prefixed))
     return pd.concat(parts, ignore_index=True)
 
 

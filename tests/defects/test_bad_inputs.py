@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import assert_stopped, digest, run_to_gate
+from aiflow.cli import main
+from tests.conftest import assert_stopped, digest, run_to_gate, write_params
 from tests.defects.conftest import small_defects_params, write_small_magnetic_tile, write_small_mvtec
 
 
@@ -199,3 +200,21 @@ def test_a_bad_published_training_list_stops_at_acquire(names, expected, defects
     code, err = run_to_gate(defects_root, "defects", small_defects_params(), "magnetic-tile", data, capsys)
     assert_stopped(defects_root, "defects", data, before, code, err, expected)
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"source": "magnetic-tile", "categories": ["tile"]}, "data.categories: for source mvtec only"),
+        ({"source": "mvtec", "categories": ["tile", "tile"]}, "data.categories: a category is named twice"),
+        ({"source": "mvtec", "categories": ["tile", "bolt"]}, "mvtec/bolt: folder not found"),
+    ],
+)
+def test_bad_categories_stop_in_one_line(data, expected, defects_root, capsys):
+    write_small_mvtec(defects_root / "mvtec" / "tile")
+    section = small_defects_params()
+    write_params(defects_root, "defects", {**section, "data": {**data, "path": str(defects_root / "mvtec")}})
+    assert main(["stage", "acquire", "defects"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    assert not (defects_root / "data" / "defects" / "acquire" / "table.parquet").exists()
