@@ -20,7 +20,8 @@ from domains.defects.loaders import CATEGORY, GOOD
 from domains.defects.metrics import auroc, image_metrics, image_scores, per_type_auroc, pixel_auroc
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, INFO, ITEMS, MASKS
-from domains.defects.train import HISTORY, THRESHOLDS, TIMES, TORCH_MODELS, load_model, score_maps
+from domains.defects.routed import Routed
+from domains.defects.train import HISTORY, THRESHOLDS, TIMES, load_model, score_maps
 
 NEAR_CHANCE = 0.6  # image AUROC under this: the model barely ranks defective above good images
 
@@ -40,6 +41,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     metrics, maps, scores = {}, {}, {}
     for name in thresholds:  # the models trained, in training order
         model = load_model(train_dir, name)
+        routing = _routing_metrics(model, images, items[CATEGORY].to_numpy()[test])
         began = time.perf_counter()
         maps[name] = score_maps(name, model, images)
         scores[name] = image_scores(maps[name], p.train.score_pool)
@@ -49,6 +51,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
             **({"pixel_auroc": pixel_auroc(maps[name], masks)} if info["pixel_metrics"] else {}),
             **{f"auroc_{kind}": v for kind, v in per_type_auroc(labels, scores[name], GOOD).items()},
             **_per_category_metrics(by_category, defective, scores[name], maps[name], masks, info["pixel_metrics"]),
+            **routing,
             "threshold": thresholds[name],
             "fit_seconds": times[name],
             "images_per_second": len(images) / seconds if seconds > 0 else float("nan"),
@@ -77,8 +80,8 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         comparison_figure(images, masks if info["pixel_metrics"] else None, labels, maps, scores, thresholds, GOOD),
     ]
     history = json.loads((train_dir / HISTORY).read_text())
-    for name in (n for n in TORCH_MODELS if n in history):
-        figures.append(training_curve_figure(history[name], "validation pixel AP on simulated anomalies", name))
+    for name, curve in history.items():  # a torch model's, or one per category: "segmenter (part)"
+        figures.append(training_curve_figure(curve, "validation pixel AP on simulated anomalies", name))
     plots = {
         "roc_curve": roc_rows(defective.astype(int), as_columns),
         "per_type_auroc": per_type.melt(id_vars=["defect_type", "images"], var_name="model", value_name="auroc"),
@@ -99,6 +102,14 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
 def _category_rows(categories: np.ndarray) -> dict[str, np.ndarray]:
     """The test rows of each category, in the order categories first appear."""
     return {c: np.flatnonzero(categories == c) for c in pd.unique(categories)}
+
+
+def _routing_metrics(model: object, images: np.ndarray, categories: np.ndarray) -> dict[str, float]:
+    """With one model per category: the share of test images routed to their own category's model."""
+    if not isinstance(model, Routed):
+        return {}
+    routed = np.asarray(model.categories)[model.route(images)]
+    return {"routed_correctly": float(np.mean(routed == categories))}
 
 
 def _per_category_metrics(
@@ -175,12 +186,20 @@ def _notes(p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, can
         "image side wide; f1, precision and recall are those of 'defective' at the threshold.",
     ]
     categories = list(pd.unique(items[CATEGORY]))
-    if len(categories) > 1:
+    if len(categories) > 1 and "routed_correctly" in next(iter(metrics.values())):
+        routed = next(iter(metrics.values()))["routed_correctly"]
+        notes.append(
+            f"Categories: {', '.join(categories)}. Each model kind is trained once per category (MVTec AD's "
+            "protocol); an image goes to the model of the category whose training images it looks most like "
+            f"(nearest thumbnail): {routed:.1%} of the test images went to their own category's. Each category's "
+            "scores are divided by its own threshold, so one threshold (about 1) decides for all; the "
+            "per-category table shows how each fares (evaluate.slices can add the category slice, with intervals)."
+        )
+    elif len(categories) > 1:
         notes.append(
             f"Categories: {', '.join(categories)}. One model of each kind learns all of them together, with one "
-            "threshold (the unified setting of UniAD, You et al. 2022); the per-category table shows how each "
-            "fares (evaluate.slices can add the category slice, with intervals). MVTec AD's usual protocol "
-            "trains one model per category: name one category (data.categories or synthetic.category) for that."
+            "threshold (the unified setting of UniAD, You et al. 2022; train.per_category is off); the "
+            "per-category table shows how each fares (evaluate.slices can add the category slice, with intervals)."
         )
     if not info["pixel_metrics"]:
         notes.append(

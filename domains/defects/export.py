@@ -25,6 +25,7 @@ from domains.defects.loaders import GOOD
 from domains.defects.metrics import image_scores
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, ITEMS
+from domains.defects.routed import ROUTING, Routed, RoutedMap, is_routed
 from domains.defects.segmenter import Segmenter
 from domains.defects.train import (
     BASELINE,
@@ -122,7 +123,8 @@ def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Expo
             continue
         model = load_model(model_dir, name)  # opened after modelstore checked its hash
         maps = score_maps(name, model, test)  # as evaluate computed them
-        graph = _MapAndScore(MAPS[name](model), pool).eval()
+        to_map = RoutedMap(model, MAPS[name]) if isinstance(model, Routed) else MAPS[name](model)
+        graph = _MapAndScore(to_map, pool).eval()
         models.append(
             Convertible(
                 name,
@@ -158,6 +160,7 @@ def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Expo
             "(domains/defects/metrics.py:image_scores); box_side = max(1, round(score_pool * image side))",
         },
         "thresholds": {name: float(t) for name, t in thresholds.items()},
+        **_routing_doc(model_dir),
         "decision": "defective (1) when score >= the model's threshold (a quantile of held-out good images' "
         "scores), else good (0)",
     }
@@ -170,6 +173,19 @@ def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Expo
         preprocessing=preprocessing,
         not_converted=not_converted,
     )
+
+
+def _routing_doc(model_dir: Path) -> dict[str, Any]:
+    if not is_routed(model_dir):
+        return {}
+    return {
+        "categories": {
+            "names": json.loads((model_dir / ROUTING).read_text())["categories"],
+            "how": "one model per category in each graph: an image goes to the category of its nearest training "
+            "image by thumbnail (domains/defects/routed.py), and that category's map divided by its own threshold "
+            "is the map output (so the thresholds here are near 1 and decide for every category)",
+        }
+    }
 
 
 def _converter(graph: torch.nn.Module, example: torch.Tensor) -> Callable[[], bytes]:

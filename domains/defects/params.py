@@ -116,6 +116,12 @@ class DefectsTrainParams(TrainerParams):
         description="models trained from scratch (PatchCore joins when backbone_weights names a file)",
     )
 
+    per_category: bool = Field(
+        True,
+        description="with several categories (synthetic both, data.categories): one model of each kind per "
+        "category, each image routed to its category's by its look (MVTec AD's protocol); false: one model "
+        "learns every category (UniAD's unified setting)",
+    )
     width: int = Field(16, ge=4, description="channels of the segmenter's first stage (doubled at each of 3 stages)")
     crop: int | None = Field(
         None,

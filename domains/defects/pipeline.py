@@ -106,11 +106,16 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 def _check_counts(p: DefectsParams, table: pd.DataFrame) -> None:
-    """The gate's counts again, after quarantine: a quarantined image no longer counts."""
-    for column, have in split_counts(table).items():
-        _, _, bound, check = COUNTS[column]
-        if have < getattr(p.gate, bound):
-            raise PipelineError(
-                f"prepare: {check}: {have} {column.replace('_', ' ')} passed the gate, "
-                f"fewer than gate.{bound}={getattr(p.gate, bound)}"
-            )
+    """The gate's counts again, after quarantine (a quarantined image no longer counts), and for each category
+    of a multi-category source (each has its own model and threshold)."""
+    groups = [("", table)]
+    if table[CATEGORY].nunique() > 1:
+        groups += [(f"category '{c}': ", rows) for c, rows in table.groupby(CATEGORY, sort=False)]
+    for prefix, rows in groups:
+        for column, have in split_counts(rows).items():
+            _, _, bound, check = COUNTS[column]
+            if have < getattr(p.gate, bound):
+                raise PipelineError(
+                    f"prepare: {check}: {prefix}{have} {column.replace('_', ' ')} passed the gate, "
+                    f"fewer than gate.{bound}={getattr(p.gate, bound)}"
+                )

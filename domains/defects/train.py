@@ -6,7 +6,8 @@ Models (all score anomaly maps at the prepared resolution; see their modules):
 - draem: DRAEM's reconstructive and discriminative sub-networks, through the shared trainer;
 - patchcore: only with `train.backbone_weights` (a local ImageNet ResNet-18 or Wide ResNet-50-2 file).
 An image's score is the maximum of its smoothed map; a model's threshold is the
-`train.threshold_quantile` of the held-out good images' scores.
+`train.threshold_quantile` of the held-out good images' scores. With several categories (and
+`train.per_category`), each kind is fitted once per category and routed to by image (routed.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from domains.common.items import SPLIT
 from domains.common.trainer import seed_everything
 from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_outputs
 from domains.defects.draem import draem_outputs, load_draem, save_draem, train_draem
+from domains.defects.loaders import CATEGORY
 from domains.defects.metrics import image_scores, threshold_on_good
 from domains.defects.params import DefectsParams
 from domains.defects.patchcore import (
@@ -38,6 +40,15 @@ from domains.defects.patchcore import (
     save_patchcore,
 )
 from domains.defects.pipeline import IMAGES, ITEMS
+from domains.defects.routed import (
+    Routed,
+    is_routed,
+    load_routed,
+    routed_file,
+    save_router,
+    save_scales,
+    thumbnails,
+)
 from domains.defects.segmenter import (
     load_segmenter,
     save_segmenter,
@@ -48,6 +59,7 @@ from domains.defects.segmenter import (
 BASELINE, SEGMENTER, DRAEM, PATCHCORE = "patch_gaussian", "segmenter", "draem", "patchcore"
 TORCH_MODELS = (SEGMENTER, DRAEM)  # trained epoch by epoch: each has a training history
 THRESHOLDS, TIMES, HISTORY = "thresholds.json", "times.json", "history.json"
+MIN_SCALE = 1e-12  # a category whose held-out maps are all zero still divides by something
 SUFFIX = {BASELINE: ".joblib", SEGMENTER: ".pt", DRAEM: ".pt", PATCHCORE: ".pt"}
 
 
@@ -60,13 +72,17 @@ def model_file(train_dir: Path, name: str) -> Path:
 
 
 def load_model(train_dir: Path, name: str) -> Any:
+    """The model called `name`: one model, or one per category behind a router (domains/defects/routed.py)."""
+    loader = {BASELINE: joblib.load, SEGMENTER: load_segmenter, DRAEM: load_draem, PATCHCORE: load_patchcore}[name]
     file = model_file(train_dir, name)
-    return {BASELINE: joblib.load, SEGMENTER: load_segmenter, DRAEM: load_draem, PATCHCORE: load_patchcore}[name](file)
+    return load_routed(train_dir, file, loader, name) if is_routed(train_dir) else loader(file)
 
 
 def maps_and_embeddings(name: str, model: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, W) anomaly maps and (N, D) embeddings (the drift check's) of uint8 images (N, C, H, W) by the
     model called `name`, from one pass: scoring needs both, and the reference is embedded by the same code."""
+    if isinstance(model, Routed):
+        return model.outputs(images, lambda one, x: maps_and_embeddings(name, one, x))
     if name == BASELINE:
         return patch_gaussian_outputs(model, images)
     if name == SEGMENTER:
@@ -92,20 +108,26 @@ def split_images(prepared_dir: Path, split: str) -> np.ndarray:
     return np.ascontiguousarray(images[rows])
 
 
+def split_categories(prepared_dir: Path, split: str) -> np.ndarray:
+    items = pd.read_parquet(prepared_dir / ITEMS)
+    return items[CATEGORY].to_numpy()[items[SPLIT].to_numpy() == split]
+
+
 def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: TrainEnv) -> None:
     train, val = split_images(prepared_dir, "train"), split_images(prepared_dir, "val")
+    train_category, val_category = split_categories(prepared_dir, "train"), split_categories(prepared_dir, "val")
     t = p.train
     # Deterministic mode's first call imports torch's compiler stack (seconds): not inside a timed fit.
     seed_everything(p.seed, t.deterministic, t.num_threads)
     # The backbone file is read first: a wrong or truncated file stops the stage before any model is fit.
     backbone = load_backbone(t.backbone_weights) if t.backbone_weights else None  # PatchCore only when set
-    fitters: dict[str, Callable[[], Any]] = {
-        BASELINE: lambda: fit_patch_gaussian(
+    fitters: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
+        BASELINE: lambda train, val: fit_patch_gaussian(
             train, t.baseline_patch, t.baseline_components, t.baseline_patches_per_image, p.seed
         ),
-        SEGMENTER: lambda: train_segmenter(train, val, t, p.seed, env),
-        DRAEM: lambda: train_draem(train, val, t, p.seed, env),
-        PATCHCORE: lambda: fit_patchcore(train, backbone, t.memory_bank, p.seed) if backbone else None,
+        SEGMENTER: lambda train, val: train_segmenter(train, val, t, p.seed, env),
+        DRAEM: lambda train, val: train_draem(train, val, t, p.seed, env),
+        PATCHCORE: lambda train, val: fit_patchcore(train, backbone, t.memory_bank, p.seed) if backbone else None,
     }
     savers: dict[str, Callable[[Any, Path], None]] = {
         BASELINE: joblib.dump,
@@ -113,16 +135,32 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
         DRAEM: save_draem,
         PATCHCORE: save_patchcore,
     }
+    # Which images each fit learns from and is scaled on: per category behind a router, or all of them.
+    groups = {"": (np.ones(len(train), bool), np.ones(len(val), bool))}
+    categories = list(pd.unique(train_category))
+    if t.per_category and len(categories) > 1:
+        groups = {c: (train_category == c, val_category == c) for c in categories}
+        bank = thumbnails(torch.from_numpy(train)).numpy()
+        save_router(out_dir, categories, bank, np.array([categories.index(c) for c in train_category]))
     thresholds, times, histories = {}, {}, {}
     for name in model_names(p):
-        _log(f"fit {name} on {len(train)} good images")
-        began = time.perf_counter()
-        model = fitters[name]()
-        times[name] = time.perf_counter() - began
-        if name in TORCH_MODELS:
-            model, history = model
-            histories[name] = history.to_json()
-        savers[name](model, model_file(out_dir, name))
+        times[name], scales = 0.0, {}
+        for category, (rows, val_rows) in groups.items():
+            _log(f"fit {name} on {rows.sum()} good images{f' of {category}' if category else ''}")
+            began = time.perf_counter()
+            model = fitters[name](train[rows], val[val_rows])
+            times[name] += time.perf_counter() - began
+            if name in TORCH_MODELS:
+                model, history = model
+                histories[f"{name} ({category})" if category else name] = history.to_json()
+            file = model_file(out_dir, name)
+            savers[name](model, routed_file(file, category) if category else file)
+            if category:  # its maps are divided by its own threshold: 1 means 'at the threshold' in every category
+                own = image_scores(score_maps(name, model, val[val_rows]), t.score_pool)
+                scales[category] = max(threshold_on_good(own, t.threshold_quantile), MIN_SCALE)
+        if scales:
+            save_scales(out_dir, name, scales)
+            model = load_model(out_dir, name)
         val_scores = image_scores(score_maps(name, model, val), t.score_pool)
         thresholds[name] = threshold_on_good(val_scores, t.threshold_quantile)
         _log(

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from aiflow.cli import main
@@ -94,17 +95,21 @@ def test_the_synthetic_surface_category_with_draem_runs_every_stage(defects_root
     assert any(note.startswith("DRAEM here: 32 px, widths 4 / 4") for note in out["notes"])
 
 
-def test_both_synthetic_categories_are_learned_by_one_model_and_evaluated_each(defects_root, capsys):
-    """synthetic.category both: a surface and a part category folder; one model of each kind learns both, and
-    evaluation reports image and pixel AUROC per category (metrics, table, slice, an overlay figure each)."""
+@pytest.mark.parametrize("per_category", [True, False])
+def test_both_synthetic_categories_are_learned_and_evaluated_each(defects_root, capsys, per_category):
+    """synthetic.category both: a surface and a part category folder; a model of each kind per category behind
+    a route by look (the default), or one learning both; evaluation reports image and pixel AUROC per category
+    (metrics, table, slice, an overlay figure each)."""
     section = small_defects_params()
     section["synthetic"].update(category="both", n_train=24)
+    section["train"].update(per_category=per_category)
     out = _run_all(defects_root, section, capsys)
     assert out["gate"]["verdict"] == "pass" and out["info"]["images"] == {"train": 40, "val": 8, "test": 36}
     for model in ("patch_gaussian", "segmenter"):
         keys = {f"{level}_auroc_{c}" for level in ("image", "pixel") for c in ("surface", "part")}
         assert keys <= set(out["metrics"][model]) and all(0 <= out["metrics"][model][k] <= 1 for k in keys)
-    evaluate = defects_root / "data" / "defects" / "evaluate"
+    data = defects_root / "data" / "defects"
+    evaluate = data / "evaluate"
     table = pd.read_csv(evaluate / "tables/per_category_auroc.csv")
     assert table["category"].tolist() == ["surface", "part"] and table["good"].tolist() == [6, 6]
     assert table["segmenter image AUROC"].tolist() == [
@@ -114,6 +119,22 @@ def test_both_synthetic_categories_are_learned_by_one_model_and_evaluated_each(d
     predictions = pd.read_parquet(evaluate / "predictions.parquet")
     assert set(predictions["slice:category"]) == {"surface", "part"}
     assert predictions["row"].str.match(r"(surface|part)/test/").all()
-    assert any(note.startswith("Categories: surface, part. One model of each kind") for note in out["notes"])
     titles = {f["title"] for f in json.loads((evaluate / "figures/figures.json").read_text())}
     assert {"Anomaly maps of segmenter, category surface", "Anomaly maps of segmenter, category part"} <= titles
+    trained = {f.name for f in (data / "train").iterdir()}
+    history = json.loads((data / "train/history.json").read_text())
+    if per_category:
+        assert {"segmenter.surface.pt", "segmenter.part.pt", "patch_gaussian.part.joblib", "routing.json"} <= trained
+        assert "segmenter.pt" not in trained and set(history) == {"segmenter (surface)", "segmenter (part)"}
+        assert all(out["metrics"][m]["routed_correctly"] == 1.0 for m in out["metrics"])  # two unlike categories
+        assert any(
+            note.startswith("Categories: surface, part. Each model kind is trained once") for note in out["notes"]
+        )
+        # Each category's scores divided by its own held-out threshold: one threshold near 1 for both.
+        thresholds = json.loads((data / "train/thresholds.json").read_text())
+        assert all(0.8 < t < 1.25 for t in thresholds.values()), thresholds
+        assert {"segmenter (surface) training curve", "segmenter (part) training curve"} <= titles
+    else:
+        assert {"segmenter.pt", "patch_gaussian.joblib"} <= trained and "routing.json" not in trained
+        assert set(history) == {"segmenter"} and "routed_correctly" not in out["metrics"]["segmenter"]
+        assert any(note.startswith("Categories: surface, part. One model of each kind") for note in out["notes"])
