@@ -216,12 +216,13 @@ def test_medical_cnn_and_baselines_exported_and_int8_is_static_qdq(tmp_path):
 
 @pytest.fixture(scope="module")
 def defects_export(tmp_path_factory) -> dict:
-    """The session's defects build (the section tests/defects share: every model, DRAEM at a tiny size), exported
-    in-process through `aiflow export`'s own function: model and split found by their DVC hashes."""
+    """The defects end-to-end build (tests/defects/test_pipeline_e2e.py: both synthetic categories, a model of each
+    kind per category, DRAEM at a tiny size), exported in-process through `aiflow export`'s own function: model
+    and split found by their DVC hashes. Each graph routes an image to its category's network."""
     from domains.common.export import ExportRequest, export
     from tests.defects.conftest import small_defects_params, with_draem
 
-    repo = trained_copy(tmp_path_factory, "defects", with_draem(small_defects_params(), "part"))
+    repo = trained_copy(tmp_path_factory, "defects", with_draem(small_defects_params(), "both"))
     out = repo / "export"
     manifest = export(repo, ExportRequest("defects", "candidate", int8=True, out=out))
     return {"repo": repo, "out": out, "manifest": manifest}
@@ -257,6 +258,7 @@ def test_defect_models_exported_with_map_and_score_parity_and_the_rest_named(def
         assert (out / f"{name}.int8.onnx").is_file() == q["exported"]
     preprocessing = json.loads((out / "preprocessing.json").read_text())
     assert preprocessing["thresholds"] == thresholds and preprocessing["image"]["layout"] == "NCHW"
+    assert preprocessing["categories"]["names"] == ["surface", "part"]
 
 
 def test_defects_map_outside_its_bound_writes_nothing(defects_export, tmp_path):

@@ -231,16 +231,21 @@ def _notes(p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, can
         )
     best = max(metrics, key=lambda m: metrics[m]["image_auroc"])
     notes.append(f"Best image AUROC: {best} ({metrics[best]['image_auroc']:.4f}); candidate: {candidate}.")
-    return near_chance_notes(metrics, candidate) + notes
+    return near_chance_notes(metrics, candidate, categories if len(categories) > 1 else None) + notes
 
 
-def near_chance_notes(metrics: dict, candidate: str) -> list[str]:
-    """One warning per model whose test image AUROC is under NEAR_CHANCE: whatever its thresholds say, it
-    barely tells defective from good parts here (the report shows these next to the promotion decision)."""
-    return [
-        f"{WARNING}{name}{' (the candidate)' if name == candidate else ''} is near chance on the test set: image "
-        f"AUROC {m['image_auroc']:.3f} (under {NEAR_CHANCE}; 0.5 is a coin toss). It has not learned what is "
-        "normal for these parts; do not rely on its decisions."
-        for name, m in metrics.items()
-        if m["image_auroc"] < NEAR_CHANCE
-    ]
+def near_chance_notes(metrics: dict, candidate: str, categories: list[str] | None = None) -> list[str]:
+    """One warning per model whose test image AUROC is under NEAR_CHANCE, over all test images or on one of
+    `categories`: whatever its thresholds say, it barely tells defective from good parts there (the report
+    shows these next to the promotion decision)."""
+    notes = []
+    for name, m in metrics.items():
+        where = [("", m["image_auroc"]), *((f" on category {c}", m[f"image_auroc_{c}"]) for c in categories or [])]
+        for place, value in where:
+            if value < NEAR_CHANCE:
+                notes.append(
+                    f"{WARNING}{name}{' (the candidate)' if name == candidate else ''} is near chance{place} on "
+                    f"the test set: image AUROC {value:.3f} (under {NEAR_CHANCE}; 0.5 is a coin toss). It has not "
+                    "learned what is normal for these parts; do not rely on its decisions."
+                )
+    return notes

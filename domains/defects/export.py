@@ -25,7 +25,7 @@ from domains.defects.loaders import GOOD
 from domains.defects.metrics import image_scores
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, ITEMS
-from domains.defects.routed import ROUTING, Routed, RoutedMap, is_routed
+from domains.defects.routed import Routed, RoutedMap, is_routed, routing_categories
 from domains.defects.segmenter import Segmenter
 from domains.defects.train import (
     BASELINE,
@@ -180,7 +180,7 @@ def _routing_doc(model_dir: Path) -> dict[str, Any]:
         return {}
     return {
         "categories": {
-            "names": json.loads((model_dir / ROUTING).read_text())["categories"],
+            "names": routing_categories(model_dir),
             "how": "one model per category in each graph: an image goes to the category of its nearest training "
             "image by thumbnail (domains/defects/routed.py), and that category's map divided by its own threshold "
             "is the map output (so the thresholds here are near 1 and decide for every category)",

@@ -36,7 +36,8 @@ class DefectsDataParams(DataParams):
         None,
         min_length=1,
         description="mvtec only: path is then the dataset's folder and these are its category folders, "
-        "which one model learns together (evaluated per category); default: path is one category folder",
+        "each evaluated on its own (train.per_category: a model per category, or one for all); default: path "
+        "is one category folder",
     )
     test_good_fraction: float = Field(
         0.3,
@@ -52,10 +53,10 @@ class SyntheticParams(StrictModel):
     in MVTec AD's layout."""
 
     category: Literal["surface", "part", "both"] = Field(
-        "surface",
+        "both",
         description="surface: a texture filling the image; "
         "part: an object on a background at a random pose, defects on it; "
-        "both: a category folder of each (the counts below are per category), one model learns both",
+        "both: a category folder of each (the counts below are per category; see train.per_category)",
     )
     pose_shift: float = Field(
         0.06,
@@ -65,7 +66,7 @@ class SyntheticParams(StrictModel):
     )
     image_size: int = Field(128, ge=32, le=1024, description="square images of this many pixels a side")
     channels: Literal[1, 3] = Field(1, description="1: grey (PNG 'L'); 3: tinted RGB")
-    n_train: int = Field(200, ge=2, description="good images in train/good")
+    n_train: int = Field(100, ge=2, description="good images in train/good (of each category)")
     n_test_good: int = Field(40, ge=1, description="good images in test/good")
     n_test_per_type: int = Field(15, ge=1, description="defective test images of each type")
     defect_types: list[DefectType] = Field(["scratch", "spot", "crack", "missing"], min_length=1)
@@ -131,9 +132,10 @@ class DefectsTrainParams(TrainerParams):
     )
     anomaly_share: float = Field(0.5, gt=0, le=1, description="share of each training batch given a pasted anomaly")
     foreground: bool = Field(
-        False,
+        True,
         description="segmenter: paste anomalies only on an object's foreground (where an image differs from "
-        "its border); for parts on a background, not textures (a gradient across one reads as a part)",
+        "its border): a part's, not its background's; a texture is mostly foreground (a gradient across one "
+        "reads partly as background)",
     )
     rotate: bool = Field(
         False,

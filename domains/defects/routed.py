@@ -85,6 +85,10 @@ def is_routed(train_dir: Path) -> bool:
     return (train_dir / ROUTING).is_file()
 
 
+def routing_categories(train_dir: Path) -> list[str]:
+    return list(json.loads((train_dir / ROUTING).read_text())["categories"])
+
+
 def save_router(train_dir: Path, categories: list[str], bank: np.ndarray, bank_category: np.ndarray) -> None:
     np.savez(train_dir / ROUTER_BANK, bank=bank.astype(np.float32), bank_category=bank_category.astype(np.int64))
     _write_routing(train_dir, {"categories": categories, "scales": {}})

@@ -6,7 +6,8 @@ evaluation), or a flat folder of images (no labels). Images pass the training ga
 checks, must have a size and channel count the training images had (where training saw few
 sizes; Magnetic-Tile's crops vary by design and are not checked), and are resized to the model's
 size as `prepare` did. The decision is the model's own threshold, saved by training (a quantile
-of held-out good images' scores).
+of held-out good images' scores). With a model per category (routed.py), each image goes to its
+category's model by its look, so a batch may mix the trained categories.
 
 Score drift is not judged here: an anomaly detector's scores move with the share of defective
 parts in a batch, which is what it is there to find; a batch full of defects must be scored, not

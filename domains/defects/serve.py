@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from domains.common import image_serving
 from domains.defects.params import DefectsParams
+from domains.defects.routed import is_routed, routing_categories
 from domains.defects.score import read_batch
 from domains.defects.train import THRESHOLDS
 
@@ -31,10 +32,12 @@ def respond(p: DefectsParams, predictions: pd.DataFrame, body: Any, scratch: Pat
 
 
 def describe(p: DefectsParams, model_dir: Path, model: str) -> dict[str, Any]:
+    routed = {"categories": routing_categories(model_dir)} if is_routed(model_dir) else {}
     return {
         "threshold": float(json.loads((model_dir / THRESHOLDS).read_text())[model]),
         "image_size": p.prepare.image_size,
         "decision": "1 (defective) when anomaly_score >= threshold",
+        **routed,  # a model per category: each image is routed to its own by look
     }
 
 

@@ -66,3 +66,6 @@ def test_models_near_chance_are_named_in_a_warning():
     )
     assert len(notes) == 1 and notes[0].startswith(f"{WARNING}a (the candidate) is near chance") and "0.550" in notes[0]
     assert _warnings(["Source: x.", *notes]) == notes  # the report lists these next to the decision
+    by_category = {"a": {"image_auroc": 0.7, "image_auroc_surface": 0.9, "image_auroc_part": 0.54}}
+    (note,) = near_chance_notes(by_category, candidate="b", categories=["surface", "part"])
+    assert note.startswith(f"{WARNING}a is near chance on category part on the test set") and "0.540" in note

@@ -1,7 +1,8 @@
 """End to end in a throwaway copy of the repository: `dvc repro report@defects` at a small size, on the
-synthetic part category (an object at a random pose) with every model trained from scratch (DRAEM at a
-tiny size); test_score.py scores with the same build, DRAEM as the champion. The surface category runs
-end to end in-process (test_sources.py)."""
+default's two synthetic categories (textured surfaces; parts at a random pose), a model of each kind per
+category with every model trained from scratch (DRAEM at a tiny size); tests/test_export.py exports this
+build. test_score.py scores a part-only build; the surface category runs end to end in-process
+(test_sources.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pandas as pd
 import pytest
 
 from domains.common.paths import STAGES
+from domains.defects.synthetic import BOTH
 from tests.conftest import assert_noop_repro, assert_retrain_reproduces, built_repo, run, stages_ran, trained_copy
 from tests.defects.conftest import small_defects_params, with_draem
 
 pytestmark = pytest.mark.slow
-SECTION = with_draem(small_defects_params(), "part")  # the build test_score.py scores with, too
+MODEL_FILES = (("patch_gaussian", ".joblib"), ("segmenter", ".pt"), ("draem", ".pt"))
+SECTION = with_draem(small_defects_params(), "both")  # the build tests/test_export.py exports, too
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +33,8 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     data = repo / "data" / "defects"
     for rel in [
         "acquire/table.parquet",
-        "acquire/mvtec/train/good/000.png",
-        "acquire/mvtec/ground_truth/crack/000_mask.png",
+        "acquire/mvtec/surface/train/good/000.png",
+        "acquire/mvtec/part/ground_truth/crack/000_mask.png",
         "validate/validated.parquet",
         "validate/quarantine.parquet",
         "validate/gate.json",
@@ -40,9 +43,9 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
         "prepare/masks.npy",
         "prepare/items.parquet",
         "prepare/info.json",
-        "train/patch_gaussian.joblib",
-        "train/segmenter.pt",
-        "train/draem.pt",
+        *(f"train/{model}.{category}{suffix}" for model, suffix in MODEL_FILES for category in BOTH),
+        "train/routing.json",
+        "evaluate/tables/per_category_auroc.csv",
         "train/thresholds.json",
         "train/times.json",
         "train/history.json",
@@ -73,6 +76,8 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
             "auroc_spot",
             "auroc_crack",
             "auroc_missing",
+            "routed_correctly",
+            *(f"{level}_auroc_{category}" for level in ("image", "pixel") for category in BOTH),
         }
         == {k for k in metrics["segmenter"] if "_ci_" not in k}
         == {k for k in metrics["draem"] if "_ci_" not in k}
@@ -94,16 +99,17 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
         "Image scores per defect type",
         "Anomaly maps of segmenter",
         "Every model on the same defects",
-        "segmenter training curve",
-        "draem training curve",
+        "segmenter (surface) training curve",
+        "draem (part) training curve",
+        "Anomaly maps of segmenter, category part",
         "Per type auroc",
     ):
         assert title in html, title
     summary = html[html.index("<h2>Summary</h2>") : html.index("<h2>Metrics")]
     for name, m in metrics.items():  # a model near chance is named next to the decision, and only then
-        assert (f"{name}{' (the candidate)' if name == 'segmenter' else ''} is near chance" in summary) == (
-            m["image_auroc"] < 0.6
-        )
+        candidate = " (the candidate)" if name == "segmenter" else ""
+        for place, value in [("", m["image_auroc"]), *((f" on category {c}", m[f"image_auroc_{c}"]) for c in BOTH)]:
+            assert (f"{name}{candidate} is near chance{place} on the test set" in summary) == (value < 0.6)
     assert "pixel_auroc" in run(["dvc", "metrics", "show"], repo).stdout
 
 
