@@ -14,7 +14,7 @@ KINDS = ["scratch", "spot", "crack", "missing"]
 
 
 def test_the_dataset_is_written_in_mvtec_layout_and_seeded(tmp_path):
-    params = SyntheticParams(image_size=32, n_train=3, n_test_good=2, n_test_per_type=2)
+    params = SyntheticParams(category="surface", image_size=32, n_train=3, n_test_good=2, n_test_per_type=2)
     root = write_mvtec(params, 5, tmp_path / "a")
     assert sorted(p.name for p in (root / "test").iterdir()) == sorted(["good", *KINDS])
     assert len(list((root / "train" / "good").glob("*.png"))) == 3
@@ -29,7 +29,7 @@ def test_the_dataset_is_written_in_mvtec_layout_and_seeded(tmp_path):
 
 def test_rgb_surfaces(tmp_path):
     root = write_mvtec(
-        SyntheticParams(image_size=32, channels=3, n_train=2, n_test_good=1, n_test_per_type=1), 1, tmp_path
+        SyntheticParams(category="surface", image_size=32, channels=3, n_train=2, n_test_good=1, n_test_per_type=1), 1, tmp_path
     )
     image = Image.open(root / "test/crack/000.png")
     assert image.mode == "RGB" and image.size == (32, 32)
