@@ -40,6 +40,7 @@ def test_a_candidate_that_beats_its_baseline_is_promoted():
         0.60,
         True,
     )
+    assert check["why"] == "mlp's average_precision 0.6200 beats logreg's 0.6000"  # decision.json reads it as is
 
 
 def test_the_report_says_which_baseline_was_not_beaten_and_by_how_much():

@@ -72,7 +72,7 @@ def baseline_checks(
                 "baseline": name,
                 "baseline_value": base,
                 "margin": margin,
-                "why": f"{candidate}'s {metric} {shown} does not beat {name}'s {base:.4f}{by}",
+                "why": f"{candidate}'s {metric} {shown} {'beats' if passed else 'does not beat'} {name}'s {base:.4f}{by}",
             }
         )
     return checks
