@@ -4,6 +4,7 @@
     python -m benchmarks.defects magnetic-tile-draem   # the same split: DRAEM at its CPU size (MAGNETIC_TILE_DRAEM)
     python -m benchmarks.defects magnetic-tile-long   # the segmenter for 120 epochs (an idle machine: ~19 min)
     python -m benchmarks.defects magnetic-tile-foreground   # the segmenter with train.foreground
+    python -m benchmarks.defects magnetic-tile-crops   # the long run's compute on 64 px crops, 400 epochs
     python -m benchmarks.defects select          # the segmenter's settings, chosen on held-out good images only
     python -m benchmarks.defects categories      # synthetic surfaces and parts: one model for both, or one each
     python -m benchmarks.defects poses           # the segmenter on parts at any pose: foreground anomalies, turns
@@ -57,7 +58,13 @@ MAGNETIC_TILE = {
     "prepare": {"image_size": 128},
     # 120 epochs fit 10 minutes on an idle machine (see CANDIDATES); on the shared one (load 6-9, 30-65 s an
     # epoch), 10 do
-    "train": {"models": ["patch_gaussian", "segmenter"], "epochs": 10, "patience": 10, "num_threads": 1},
+    "train": {
+        "models": ["patch_gaussian", "segmenter"],
+        "epochs": 10,
+        "patience": 10,
+        "num_threads": 1,
+        "foreground": False,  # a tile is a texture: anomalies anywhere (measured: MAGNETIC_TILE_FOREGROUND)
+    },
     "evaluate": {"candidate": "segmenter"},
 }
 MAGNETIC_TILE_DRAEM = {
@@ -78,6 +85,11 @@ MAGNETIC_TILE_DRAEM = {
 MAGNETIC_TILE_LONG = {  # on an idle machine (9 s an epoch), 120 epochs fit the 25 minutes
     **MAGNETIC_TILE,
     "train": {**MAGNETIC_TILE["train"], "models": ["segmenter"], "epochs": 120, "patience": 120},
+    "evaluate": {"candidate": "segmenter", "baselines": []},
+}
+MAGNETIC_TILE_CROPS = {  # the long run's compute on random 64 px crops: about four times the training steps
+    **MAGNETIC_TILE,
+    "train": {**MAGNETIC_TILE_LONG["train"], "crop": 64, "epochs": 400, "patience": 400},
     "evaluate": {"candidate": "segmenter", "baselines": []},
 }
 MAGNETIC_TILE_FOREGROUND = {  # the segmenter with train.foreground (see `poses`), against MAGNETIC_TILE's
@@ -346,6 +358,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "magnetic-tile-draem": lambda: bench_magnetic_tile(MAGNETIC_TILE_DRAEM, "magnetic_tile_draem"),
     "magnetic-tile-long": lambda: bench_magnetic_tile(MAGNETIC_TILE_LONG, "magnetic_tile_long"),
     "magnetic-tile-foreground": lambda: bench_magnetic_tile(MAGNETIC_TILE_FOREGROUND, "magnetic_tile_foreground"),
+    "magnetic-tile-crops": lambda: bench_magnetic_tile(MAGNETIC_TILE_CROPS, "magnetic_tile_crops"),
     "select": bench_select,
     "categories": bench_categories,
     "poses": bench_poses,

@@ -29,7 +29,9 @@ def test_the_dataset_is_written_in_mvtec_layout_and_seeded(tmp_path):
 
 def test_rgb_surfaces(tmp_path):
     root = write_mvtec(
-        SyntheticParams(category="surface", image_size=32, channels=3, n_train=2, n_test_good=1, n_test_per_type=1), 1, tmp_path
+        SyntheticParams(category="surface", image_size=32, channels=3, n_train=2, n_test_good=1, n_test_per_type=1),
+        1,
+        tmp_path,
     )
     image = Image.open(root / "test/crack/000.png")
     assert image.mode == "RGB" and image.size == (32, 32)
