@@ -242,7 +242,8 @@ def test_defect_models_exported_with_map_and_score_parity_and_the_rest_named(def
     for name, figures in manifest["models"].items():
         parity = figures["parity"]
         assert parity["passed"] and parity["map"]["passed"], (name, parity)
-        assert parity["max_abs_diff"] <= 1e-5 and parity["map"]["max_abs_diff"] <= 1e-4 == parity["map"]["tolerance"]
+        assert parity["max_abs_diff"] <= 1e-4 == parity["tolerance"]  # a score is a box average of the map's values
+        assert parity["map"]["max_abs_diff"] <= 1e-4 == parity["map"]["tolerance"] and parity["in_model_units"]
         assert parity["items"] == manifest["test_items"] == len(images) > 0 and parity["decisions_differ"] == 0
         assert figures["threshold"] == thresholds[name]
         # The file on disk against the trained model, independently of the manifest.
@@ -251,7 +252,7 @@ def test_defect_models_exported_with_map_and_score_parity_and_the_rest_named(def
         reference = score_maps(name, load_model(repo / "data/defects/train", name), images)
         assert maps.shape == reference.shape and np.abs(maps - reference).max() <= 1e-4
         ref_scores = image_scores(reference, pool)
-        assert np.abs(scores - ref_scores).max() <= 1e-5
+        assert np.abs(scores - ref_scores).max() <= 1e-4
         assert ((scores >= thresholds[name]) == (ref_scores >= thresholds[name])).all()
         q = figures["int8"]
         assert q["method"].startswith("static QDQ") and q["exported"] == (abs(q["change_points"]) <= 1.0)

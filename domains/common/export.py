@@ -9,7 +9,8 @@ tolerance of the threshold -> optional int8 (onnxruntime quantization), kept onl
 metric moves by at most one point -> files and manifest written under a temporary name and renamed.
 An export outside its bounds writes nothing and names the model and the largest difference.
 Anomaly models (defects) also output per-item maps, compared within TOLERANCES["map"], and decide at
-their own thresholds (Convertible.threshold).
+their own thresholds (Convertible.threshold). Their image score is the maximum of the box-filtered map, so
+it can differ by no more than the map does: it is held to the map's tolerance, with identical decisions.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class Convertible:
     chunk: int = CHUNK  # items per onnxruntime call on the test split (images: fewer)
     top_k: int | None = None  # a recommender: decisions are each item's (user's) k best unseen output columns
     seen: np.ndarray | None = None  # with top_k: bool [items, columns], the columns never recommended (rated)
+    # Per item, what one unit of the output is worth in the model's own probabilities (a defects model per
+    # category divides each category's by its threshold): differences are compared after multiplying by it.
+    units: np.ndarray | None = None
 
 
 @dataclass
@@ -154,7 +158,8 @@ def convert_all(
         file.write_bytes(model.convert())
         session = _session(file)
         threshold = exportable.threshold if model.threshold is None else model.threshold
-        figures = parity(model, session, threshold, tolerances[model.kind], tolerances["map"])
+        tolerance = tolerances["map"] if model.map_output else tolerances[model.kind]  # see the module's doc
+        figures = parity(model, session, threshold, tolerance, tolerances["map"])
         if "map" in figures and not figures["map"]["passed"]:
             raise PipelineError(
                 f"{label} {model.name}: ONNX export outside parity bounds: max |map_onnx - map_ref| = "
@@ -218,21 +223,26 @@ def parity(
     if model.top_k is not None:
         return _top_k_parity(p, ref, model.seen, model.top_k, tolerance)
     assert threshold is not None, f"{model.name}: a model decided by a threshold needs one"
-    diff = np.abs(p - ref)
-    near = np.abs(ref - threshold) <= tolerance  # a difference within tolerance may flip these: counted, allowed
+    unit = np.ones(len(ref)) if model.units is None else np.asarray(model.units, dtype=np.float64)
+    diff = np.abs(p - ref) * unit
+    near = np.abs(ref - threshold) * unit <= tolerance  # a difference within tolerance may flip these: allowed
     flipped = (p >= threshold) != (ref >= threshold)
     differ = int((flipped & ~near).sum())
     max_diff = float(diff.max()) if len(diff) else 0.0
-    return {
-        "items": int(len(ref)),
-        "max_abs_diff": max_diff,
-        "mean_abs_diff": float(diff.mean()) if len(diff) else 0.0,
-        "tolerance": tolerance,
-        "near_threshold": int(near.sum()),
-        "near_threshold_flipped": int((flipped & near).sum()),
-        "decisions_differ": differ,
-        "passed": bool(max_diff <= tolerance and differ == 0),
-    } | ({"map": map_figures} if map_figures else {})
+    return (
+        {
+            "items": int(len(ref)),
+            "max_abs_diff": max_diff,
+            "mean_abs_diff": float(diff.mean()) if len(diff) else 0.0,
+            "tolerance": tolerance,
+            "near_threshold": int(near.sum()),
+            "near_threshold_flipped": int((flipped & near).sum()),
+            "decisions_differ": differ,
+            "passed": bool(max_diff <= tolerance and differ == 0),
+        }
+        | ({"map": map_figures} if map_figures else {})
+        | ({"in_model_units": True} if model.units is not None else {})
+    )
 
 
 def _top_k_parity(p: np.ndarray, ref: np.ndarray, seen: np.ndarray | None, k: int, tolerance: float) -> dict:
@@ -280,6 +290,8 @@ def _predict_with_maps(session: Any, model: Convertible, tolerance: float) -> tu
         out, maps = session.run([model.output, model.map_output], _rows(model.test, start, start + model.chunk))
         outs.append(out if model.column is None else out[:, model.column])
         diff = np.abs(maps.astype(np.float64) - model.map_reference[start : start + model.chunk])
+        if model.units is not None:
+            diff *= model.units[start : start + model.chunk, None, None]
         largest, total, values = max(largest, float(diff.max())), total + float(diff.sum()), values + diff.size
     figures = {
         "output": model.map_output,

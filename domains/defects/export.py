@@ -139,6 +139,7 @@ def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Expo
                 map_output="map",
                 map_reference=maps,
                 chunk=CHUNK,
+                units=_units(model, test),
             )
         )
     channels, side = test.shape[1], test.shape[-1]
@@ -173,6 +174,14 @@ def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Expo
         preprocessing=preprocessing,
         not_converted=not_converted,
     )
+
+
+def _units(model: Any, images: np.ndarray) -> np.ndarray | None:
+    """A model per category: each image's output is its category's probability divided by that category's
+    threshold, so parity is judged back in probabilities (the difference times the threshold)."""
+    if not isinstance(model, Routed):
+        return None
+    return np.asarray([model.scales[c] for c in model.categories], dtype=np.float64)[model.route(images)]
 
 
 def _routing_doc(model_dir: Path) -> dict[str, Any]:
