@@ -73,6 +73,7 @@ class Convertible:
     # Per item, what one unit of the output is worth in the model's own probabilities (a defects model per
     # category divides each category's by its threshold): differences are compared after multiplying by it.
     units: np.ndarray | None = None
+    quantize_ops: tuple[str, ...] | None = None  # static int8: only these op types (None: onnxruntime's choice)
 
 
 @dataclass
@@ -328,6 +329,7 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
                 quant_format=_qdq(),
                 weight_type=QuantType.QInt8,
                 activation_type=QuantType.QUInt8,
+                op_types_to_quantize=list(model.quantize_ops) if model.quantize_ops else None,
             )
         else:
             quantize_dynamic(f32_file, file, weight_type=QuantType.QInt8)
@@ -340,6 +342,7 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
     change = q_metric - f32_metric
     figures: dict[str, Any] = {
         "method": "static QDQ, calibrated on training items"
+        + (f", {' and '.join(model.quantize_ops)} only" if model.quantize_ops else "")
         if model.quantize == "static"
         else "dynamic (weights int8)",
         "size_ratio": file.stat().st_size / f32_file.stat().st_size,
