@@ -121,13 +121,13 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
     seed_everything(p.seed, t.deterministic, t.num_threads)
     # The backbone file is read first: a wrong or truncated file stops the stage before any model is fit.
     backbone = load_backbone(t.backbone_weights) if t.backbone_weights else None  # PatchCore only when set
-    fitters: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
-        BASELINE: lambda train, val: fit_patch_gaussian(
+    fitters: dict[str, Callable[[np.ndarray, np.ndarray, TrainEnv], Any]] = {
+        BASELINE: lambda train, val, env: fit_patch_gaussian(
             train, t.baseline_patch, t.baseline_components, t.baseline_patches_per_image, p.seed
         ),
-        SEGMENTER: lambda train, val: train_segmenter(train, val, t, p.seed, env),
-        DRAEM: lambda train, val: train_draem(train, val, t, p.seed, env),
-        PATCHCORE: lambda train, val: fit_patchcore(train, backbone, t.memory_bank, p.seed) if backbone else None,
+        SEGMENTER: lambda train, val, env: train_segmenter(train, val, t, p.seed, env),
+        DRAEM: lambda train, val, env: train_draem(train, val, t, p.seed, env),
+        PATCHCORE: lambda train, val, env: fit_patchcore(train, backbone, t.memory_bank, p.seed) if backbone else None,
     }
     savers: dict[str, Callable[[Any, Path], None]] = {
         BASELINE: joblib.dump,
@@ -148,7 +148,7 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
         for category, (rows, val_rows) in groups.items():
             _log(f"fit {name} on {rows.sum()} good images{f' of {category}' if category else ''}")
             began = time.perf_counter()
-            model = fitters[name](train[rows], val[val_rows])
+            model = fitters[name](train[rows], val[val_rows], _category_env(env, category))
             times[name] += time.perf_counter() - began
             if name in TORCH_MODELS:
                 model, history = model
@@ -170,6 +170,16 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
     (out_dir / THRESHOLDS).write_text(json.dumps(thresholds, indent=2))
     (out_dir / TIMES).write_text(json.dumps(times, indent=2))
     (out_dir / HISTORY).write_text(json.dumps(histories, indent=2))
+
+
+def _category_env(env: TrainEnv, category: str) -> TrainEnv:
+    """A category's own checkpoint folder and fingerprint: an interrupted run resumes each category's fit
+    from its own checkpoint, never from another category's weights."""
+    if not category:
+        return env
+    folder = env.checkpoint_dir / category
+    folder.mkdir(parents=True, exist_ok=True)
+    return TrainEnv(folder, f"{env.fingerprint}:{category}")
 
 
 def _log(message: str) -> None:

@@ -87,3 +87,16 @@ def test_the_export_graph_routes_and_scales_as_python_does(routed):
     session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"x": images})
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_each_categorys_fit_keeps_its_own_checkpoint(tmp_path):
+    """An interrupted run resumes a category's fit from that category's checkpoint only (trainer.fit resumes on a
+    matching fingerprint in its checkpoint file)."""
+    from domains.common.contract import TrainEnv
+    from domains.defects.train import _category_env
+
+    env = TrainEnv(tmp_path / "checkpoints", "abc")
+    surface, part = _category_env(env, "surface"), _category_env(env, "part")
+    assert surface.checkpoint_dir != part.checkpoint_dir and surface.checkpoint_dir.is_dir()
+    assert len({env.fingerprint, surface.fingerprint, part.fingerprint}) == 3
+    assert _category_env(env, "") == env  # one model for every image: as before
