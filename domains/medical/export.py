@@ -30,10 +30,12 @@ class _Probabilities(torch.nn.Module):
         self.cnn, self.tta = cnn, tta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        proba = torch.softmax(self.cnn(x).float(), dim=1)
-        if self.tta:
-            proba = (proba + torch.softmax(self.cnn(x.flip(3)).float(), dim=1)) / 2
-        return proba
+        if not self.tta:
+            return torch.softmax(self.cnn(x).float(), dim=1)
+        # The image and its mirror in one batch: one CNN in the graph (two calls would give int8's
+        # pre-processing two copies of every folded weight).
+        both = torch.softmax(self.cnn(torch.cat([x, x.flip(3)])).float(), dim=1)
+        return (both[: x.shape[0]] + both[x.shape[0] :]) / 2
 
 
 def export_models(p: MedicalParams, model_dir: Path, prepared_dir: Path) -> Exportable:
