@@ -176,8 +176,10 @@ def _test_table(items: pd.DataFrame) -> pd.DataFrame:
 
 def _notes(p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, candidate: str) -> list[str]:
     n = info["images"]
+    routed = "routed_correctly" in next(iter(metrics.values()))
+    each = " (a model per category: each from its own category's)" if routed else ""
     notes = [
-        f"Source: {info['source']}. Models learn from {n['train']} good images only; the decision threshold of each "
+        f"Source: {info['source']}. Models learn from {n['train']} good images only{each}; the decision threshold of each "
         f"is the {p.train.threshold_quantile:.0%} quantile of its scores on {n['val']} held-out good images; all are "
         f"scored on the same {n['test']} test images ({int(((items[SPLIT] == 'test') & (items[LABEL] != GOOD)).sum())} "
         f"defective). Images are resized to {info['image_size']} x {info['image_size']}; anomaly maps and pixel "
@@ -186,12 +188,12 @@ def _notes(p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, can
         "image side wide; f1, precision and recall are those of 'defective' at the threshold.",
     ]
     categories = list(pd.unique(items[CATEGORY]))
-    if len(categories) > 1 and "routed_correctly" in next(iter(metrics.values())):
-        routed = next(iter(metrics.values()))["routed_correctly"]
+    if len(categories) > 1 and routed:
+        share = next(iter(metrics.values()))["routed_correctly"]
         notes.append(
             f"Categories: {', '.join(categories)}. Each model kind is trained once per category (MVTec AD's "
             "protocol); an image goes to the model of the category whose training images it looks most like "
-            f"(nearest thumbnail): {routed:.1%} of the test images went to their own category's. Each category's "
+            f"(nearest thumbnail): {share:.1%} of the test images went to their own category's. Each category's "
             "scores are divided by its own threshold, so one threshold (about 1) decides for all; the "
             "per-category table shows how each fares (evaluate.slices can add the category slice, with intervals)."
         )
