@@ -33,7 +33,8 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     images = np.ascontiguousarray(np.load(prepared_dir / IMAGES, mmap_mode="r")[test])
     masks = np.load(prepared_dir / MASKS, mmap_mode="r")[test].astype(bool)
     labels = items[LABEL].to_numpy()[test]
-    by_category = _category_rows(items[CATEGORY].to_numpy()[test])
+    categories = items[CATEGORY].to_numpy()[test]
+    by_category = _category_rows(categories)
     defective = labels != GOOD
     thresholds = json.loads((train_dir / THRESHOLDS).read_text())
     times = json.loads((train_dir / TIMES).read_text())
@@ -41,7 +42,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     metrics, maps, scores = {}, {}, {}
     for name in thresholds:  # the models trained, in training order
         model = load_model(train_dir, name)
-        routing = _routing_metrics(model, images, items[CATEGORY].to_numpy()[test])
+        routing = _routing_metrics(model, images, categories)
         began = time.perf_counter()
         maps[name] = score_maps(name, model, images)
         scores[name] = image_scores(maps[name], p.train.score_pool)
