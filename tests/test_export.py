@@ -205,6 +205,15 @@ def test_medical_cnn_and_baselines_exported_and_int8_is_static_qdq(tmp_path):
     for name, figures in models.items():
         assert figures["parity"]["passed"], (name, figures["parity"])
     assert models["hgb"]["parity"]["max_abs_diff"] <= 1e-4 and models["cnn"]["parity"]["max_abs_diff"] <= 1e-5
+    # The image and its mirror (tta) go through one CNN in the graph: each convolution appears once.
+    import torch
+
+    from domains.medical.train import CNN, load_cnn, model_file
+
+    cnn = load_cnn(model_file(root / "data/medical/train", CNN))
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in cnn.modules())
+    f32_ops = [node.op_type for node in onnx.load(tmp_path / "export" / "cnn.onnx").graph.node]
+    assert section["train"]["tta"] and f32_ops.count("Conv") == convs
     q = models["cnn"]["int8"]
     assert q["method"].startswith("static QDQ") and q["exported"] == (abs(q["change_points"]) <= 1.0)
     if not q["exported"]:  # float32 only, and it says why
@@ -212,6 +221,7 @@ def test_medical_cnn_and_baselines_exported_and_int8_is_static_qdq(tmp_path):
     else:
         ops = {node.op_type for node in onnx.load(tmp_path / "export" / "cnn.int8.onnx").graph.node}
         assert "QuantizeLinear" in ops and "ConvInteger" not in ops  # runs on the CPU provider
+        assert "BatchNormalization" not in ops  # folded into the convolutions before quantizing
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +266,7 @@ def test_defect_models_exported_with_map_and_score_parity_and_the_rest_named(def
         assert ((scores >= thresholds[name]) == (ref_scores >= thresholds[name])).all()
         q = figures["int8"]
         assert q["method"].startswith("static QDQ") and q["exported"] == (abs(q["change_points"]) <= 1.0)
+        assert q["method"].endswith("Conv only")  # the route's distances and argmin stay float32
         assert (out / f"{name}.int8.onnx").is_file() == q["exported"]
     preprocessing = json.loads((out / "preprocessing.json").read_text())
     assert preprocessing["thresholds"] == thresholds and preprocessing["image"]["layout"] == "NCHW"
