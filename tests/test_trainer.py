@@ -85,3 +85,40 @@ def test_stale_checkpoint_is_not_resumed(tmp_path):
 def test_early_stopping(tmp_path):
     _, history = _train(tmp_path, epochs=50, patience=2, score=lambda m: 0.0)  # never improves after epoch 1
     assert history.stopped_early and len(history.epochs) == 3 and history.best_epoch == 1
+
+
+def _conv_fit(tmp_path, cpu_mixed_precision: bool):
+    """A small conv net for 2 epochs, channels-last, with or without CPU mixed precision."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 1))
+    x = torch.rand(32, 1, 12, 12)
+    target = (x > 0.5).float()
+    params = TrainerParams(epochs=2, batch_size=8, lr=0.01, patience=5, device="cpu", mixed_precision=True)
+    history = fit(
+        model,
+        (x, target),
+        lambda out, t: nn.functional.binary_cross_entropy_with_logits(out.float(), t),
+        lambda m: -float(nn.functional.binary_cross_entropy_with_logits(m(x), target)),
+        params,
+        seed=1,
+        checkpoint=tmp_path / "ck.pt",
+        fingerprint="f",
+        channels_last=True,
+        cpu_mixed_precision=cpu_mixed_precision,
+    )
+    return model, history
+
+
+def test_cpu_mixed_precision_only_where_asked_and_native(tmp_path):
+    """bf16 autocast on a CPU only for the models that ask (the conv nets) and only on a CPU with native bf16;
+    the history says which precision the steps ran in, and the same seed still gives the same weights."""
+    from domains.common.trainer import cpu_has_bf16
+
+    _, plain = _conv_fit(tmp_path, cpu_mixed_precision=False)
+    assert plain.precision == "float32"
+    a, mixed = _conv_fit(tmp_path, cpu_mixed_precision=True)
+    assert mixed.precision == ("bfloat16" if cpu_has_bf16() else "float32")
+    b, _ = _conv_fit(tmp_path, cpu_mixed_precision=True)
+    assert all(torch.equal(pa_, pb) for pa_, pb in zip(a.parameters(), b.parameters()))
+    assert all(p.dtype == torch.float32 for p in a.parameters())  # autocast: the weights stay float32
+    assert all(p.is_contiguous() for p in a.parameters())  # channels-last in training only: saved = in memory

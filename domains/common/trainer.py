@@ -50,6 +50,7 @@ class History:
     stopped_early: bool = False
     resumed_from_epoch: int = 0
     device: str = "cpu"
+    precision: str = "float32"  # or the autocast dtype the steps ran in (bfloat16, float16)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -81,10 +82,21 @@ def seed_everything(seed: int, deterministic: bool, num_threads: int) -> None:
 
 
 def _autocast(device: torch.device, enabled: bool):
-    if device.type != "cuda" or not enabled:
+    if not enabled:
         return nullcontext()
+    if device.type == "cpu":
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def _rows(train: tuple[torch.Tensor, ...] | Batches) -> int:
@@ -157,12 +169,15 @@ def fit(
     on_epoch_end: Callable[[int], None] | None = None,
     augment: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None,
     channels_last: bool = False,
+    cpu_mixed_precision: bool = False,
 ) -> History:
     """Train `model` on (inputs..., target) batches with Adam or AdamW; keep the weights with the best `score_fn`.
 
     `loss_fn(model output, target)` gives the batch loss (the output may be a tuple, e.g. with a penalty).
     `augment(batch)` transforms each training batch on the device (random draws from torch's seeded RNG).
-    `channels_last`: on CUDA, the model and 4-d inputs use the channels-last layout (faster convolutions).
+    `channels_last`: the model and 4-d inputs use the channels-last layout (faster convolutions, on CPU too).
+    `cpu_mixed_precision`: with `params.mixed_precision`, bf16 autocast on a CPU that has native bf16 as well as
+    on CUDA (convolutional models: steps about 1.5x faster; tiny MLPs and embedding models gain nothing).
 
     `score_fn(model)` returns a higher-is-better validation score. A checkpoint is written after
     every epoch; a later call with the same `fingerprint` (hash of data and params) resumes from it,
@@ -171,18 +186,23 @@ def fit(
     rank, world = distributed.rank(), distributed.world_size()
     seed_everything(seed + rank, params.deterministic, threads_per_process(params.num_threads, world))
     device = distributed.device(select_device(params.device))
-    channels_last = channels_last and device.type == "cuda"
     model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)  # type: ignore[call-overload]  # untyped overload
     # fused: one kernel per step instead of several per parameter (on CPU as on CUDA); same results.
     adam = torch.optim.AdamW if params.optimizer == "adamw" else torch.optim.Adam
     optimizer = adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
     steps_per_epoch = -(-_rows(train) // params.batch_size)
     scheduler = _schedule(optimizer, params, steps_per_epoch)
-    use_amp = params.mixed_precision and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported()) if use_amp else None
+    use_amp = params.mixed_precision and (
+        device.type == "cuda" or (device.type == "cpu" and cpu_mixed_precision and cpu_has_bf16())
+    )
+    fp16 = use_amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()  # bf16 needs no loss scaling
+    scaler = torch.amp.GradScaler("cuda", enabled=True) if fp16 else None
     shuffle = torch.Generator().manual_seed(seed)
 
-    history = History(device=str(device) if world == 1 else f"{device.type} x {world} processes")
+    history = History(
+        device=str(device) if world == 1 else f"{device.type} x {world} processes",
+        precision=("float16" if fp16 else "bfloat16") if use_amp else "float32",
+    )
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bad_epochs, start = 0, 1
     if checkpoint.is_file():
@@ -282,6 +302,8 @@ def fit(
             break
 
     model.load_state_dict(best_state)
+    if channels_last:  # back to the layout a saved and loaded model has: its outputs then agree to the last bit
+        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # untyped overload
     if rank == 0:
         checkpoint.unlink(missing_ok=True)
     return history

@@ -19,6 +19,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from domains.defects.perlin import dilate, foreground_masks
+
 SHAPES = ("blob", "stroke", "ellipse")
 
 
@@ -34,7 +36,9 @@ def blob_masks(n: int, size: int, device: torch.device, generator: torch.Generat
         noise = torch.randn(1, 1, int(grid[0]), int(grid[1]), device=device, generator=generator)
         noise = F.interpolate(noise, size=(size, size), mode="bicubic", align_corners=False)
         share = 10 ** (-2.5 + 2.0 * float(_rand(1, device=device, generator=generator)))
-        out[i] = (noise >= torch.quantile(noise.flatten(), 1 - share)).float()[0]
+        count = max(1, round(share * noise.numel()))  # the `count` highest values: kthvalue, not a full sort
+        threshold = noise.flatten().kthvalue(noise.numel() - count + 1).values
+        out[i] = (noise >= threshold).float()[0]
     return out
 
 
@@ -74,7 +78,7 @@ def stroke_masks(
     for r in torch.unique(radius).tolist():
         if r > 0:
             rows = radius == r
-            out[rows] = F.max_pool2d(canvas[rows], 2 * r + 1, stride=1, padding=r)
+            out[rows] = dilate(canvas[rows], 2 * r + 1)
     return out
 
 
@@ -111,8 +115,6 @@ def paste_anomalies(
     an image differs from its border (an object's, `perlin.foreground_masks`; an even texture is all
     foreground, but one with a gradient across it is not: for parts on a background).
     """
-    from domains.defects.perlin import foreground_masks
-
     n, c, h, w = x.shape
     device = x.device
     masks = anomaly_masks(n, h, device, generator)

@@ -278,6 +278,7 @@ def train_draem(
         name="draem",
         augment=augment,
         channels_last=True,
+        cpu_mixed_precision=True,
     )
     return model.cpu(), history
 

@@ -142,6 +142,15 @@ def textures(
     return out
 
 
+def dilate(masks: torch.Tensor, k: int) -> torch.Tensor:
+    """(n, 1, H, W) masks under a k x k (odd) max filter: one pass along rows and one along columns, each a 1-d
+    max pool (on a CPU several times faster than `max_pool2d`, which is slow for one channel)."""
+    n, _, h, w = masks.shape
+    rows = F.max_pool1d(masks.reshape(n * h, 1, w), k, 1, k // 2).reshape(n, h, w)
+    cols = F.max_pool1d(rows.transpose(1, 2).reshape(n * w, 1, h), k, 1, k // 2).reshape(n, w, h)
+    return cols.transpose(1, 2).reshape(n, 1, h, w)
+
+
 def foreground_masks(
     x: torch.Tensor, threshold: float = 0.15, min_share: float = 0.02, max_share: float = 0.9
 ) -> torch.Tensor:
@@ -165,7 +174,7 @@ def foreground_masks(
     background = border.median(dim=2).values[..., None, None]
     fg = ((x - background).abs().amax(1, keepdim=True) > threshold).float()
     k = 2 * edge + 1
-    fg = F.max_pool2d(fg, k, 1, k // 2)
+    fg = dilate(fg, k)
     share = fg.mean(dim=(1, 2, 3), keepdim=True)
     whole = (share < min_share) | (share > max_share)
     return torch.where(whole, torch.ones_like(fg), fg)

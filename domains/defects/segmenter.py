@@ -143,8 +143,9 @@ def train_segmenter(
             x = torch.rot90(x, int(torch.randint(0, 4, (1,)).item()), (2, 3))
         return paste_anomalies(x, p.anomaly_share, foreground=p.foreground)
 
-    def score(m: nn.Module) -> float:
-        return average_precision(val_masks.numpy().ravel() > 0.5, anomaly_maps(cast(Segmenter, m), val_x).ravel())
+    def score(m: nn.Module) -> float:  # on every other pixel each way: the maps are smooth, the AP 4x cheaper
+        maps = anomaly_maps(cast(Segmenter, m), val_x)[:, ::2, ::2]
+        return average_precision(val_masks.numpy()[:, 0, ::2, ::2].ravel() > 0.5, maps.ravel())
 
     history = fit(
         model,
@@ -158,6 +159,7 @@ def train_segmenter(
         name="segmenter",
         augment=augment,
         channels_last=True,
+        cpu_mixed_precision=True,
     )
     return model.cpu(), history
 
