@@ -51,7 +51,7 @@ from typing import Any
 from benchmarks.common import DATASETS, RESULTS, ROOT, bench_repro, domain_section, main_for, print_table, stage_root
 
 MAGNETIC_TILE_DATA = DATASETS / "vision-defect" / "magnetic-tile-defect"
-GOALS = {"image_auroc": 0.95, "pixel_auroc": 0.95, "train_s": 600.0}
+GOALS = {"image_auroc": 0.95, "pixel_auroc": 0.90, "train_s": 600.0}  # issue 18: 0.95 image, 0.90 pixel
 # What the benchmark changes in params.yaml's defects section (the rest is the domain's defaults):
 MAGNETIC_TILE = {
     "data": {"source": "magnetic-tile", "path": str(MAGNETIC_TILE_DATA), "split": "published"},

@@ -95,6 +95,7 @@ def bench(domain: str, real: bool = False) -> dict[str, Any] | None:
                 [
                     name,
                     q["size_ratio"],
+                    q["weight_ratio"],
                     q["metric"],
                     q["float32"],
                     q["int8"],
@@ -118,6 +119,7 @@ def bench(domain: str, real: bool = False) -> dict[str, Any] | None:
             [
                 "model",
                 "size x",
+                "weights x",
                 "metric",
                 "float32",
                 "int8",

@@ -84,4 +84,8 @@ def training_curve_figure(history: dict, score_label: str, model: str) -> Figure
     ax.set(xlabel="epoch", ylabel="train loss", title=f"{model} training")
     ax2.set_ylabel(score_label)
     ax.axvline(history["best_epoch"], ls=":", color="grey")
-    return Figure(f"{model} training curve", fig, f"Dotted line: the epoch kept (best {score_label}).")
+    precision = history.get("precision", "float32")  # histories written before it was recorded: float32
+    steps = f"{history['device']}" + (f", {precision} autocast" if precision != "float32" else ", float32")
+    return Figure(
+        f"{model} training curve", fig, f"Dotted line: the epoch kept (best {score_label}). Trained on {steps}."
+    )
