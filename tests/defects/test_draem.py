@@ -21,7 +21,7 @@ from domains.defects.draem import (
     train_draem,
 )
 from domains.defects.params import DefectsTrainParams
-from domains.defects.perlin import draem_anomalies, foreground_masks, perlin_masks, perlin_noise, textures
+from domains.defects.perlin import dilate, draem_anomalies, foreground_masks, perlin_masks, perlin_noise, textures
 
 
 def test_perlin_masks_cover_a_bounded_share_and_are_seeded():
@@ -116,3 +116,10 @@ def test_training_through_the_shared_trainer_is_deterministic(tmp_path):
     assert np.array_equal(draem_maps(model, images), draem_maps(again, images))
     save_draem(model, tmp_path / "draem.pt")
     assert np.array_equal(draem_maps(load_draem(tmp_path / "draem.pt"), images), draem_maps(model, images))
+
+
+@pytest.mark.parametrize("shape,k", [((3, 1, 17, 29), 3), ((2, 1, 128, 128), 9), ((2, 1, 5, 5), 5)])
+def test_dilate_is_a_square_max_filter(shape, k):
+    """The two 1-d max pools give exactly what one k x k `max_pool2d` gives (on any shape, at the borders too)."""
+    masks = (torch.rand(shape, generator=torch.Generator().manual_seed(k)) > 0.95).float()
+    assert torch.equal(dilate(masks, k), torch.nn.functional.max_pool2d(masks, k, 1, k // 2))
