@@ -1,6 +1,6 @@
-"""The shared torch trainer: device choice, seeding, mixed precision on CUDA, early stopping,
-a learning-rate schedule, a checkpoint every epoch and resume after an interrupted run, progress
-on a terminal.
+"""The shared torch trainer: device choice, seeding, mixed precision on CUDA (and bf16 on a CPU with
+native bf16, for the conv nets that ask), early stopping, a learning-rate schedule, a checkpoint
+every epoch and resume after an interrupted run, progress on a terminal.
 
 Training data is either whole tensors (inputs..., target) cut into shuffled mini-batches, or a
 `Batches`: a function from row indices to a batch, for data that does not fit one tensor (bags of
