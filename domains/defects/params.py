@@ -137,6 +137,12 @@ class DefectsTrainParams(TrainerParams):
         "its border): a part's, not its background's; a texture is mostly foreground (a gradient across one "
         "reads partly as background)",
     )
+    align: bool | Literal["auto"] = Field(
+        "auto",
+        description="segmenter: turn and centre each image to its object's canonical pose (foreground moments, "
+        "pose.py) before the network, maps turned back; auto: when the training images show one object of a "
+        "steady size (parts), not for textures",
+    )
     rotate: bool = Field(
         False,
         description="segmenter: turn each training batch by a random multiple of 90 degrees; for parts at any "

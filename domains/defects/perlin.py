@@ -171,7 +171,8 @@ def foreground_masks(
         ],
         2,
     )
-    background = border.median(dim=2).values[..., None, None]
+    # the lower median, as torch.median gives it, through a sort: the exported segmenter aligns with this
+    background = border.sort(dim=2).values[..., (border.shape[2] - 1) // 2, None, None]
     fg = ((x - background).abs().amax(1, keepdim=True) > threshold).float()
     k = 2 * edge + 1
     fg = dilate(fg, k)

@@ -2,6 +2,9 @@
 images (DRAEM's discriminative half, without its reconstruction network), trained from scratch
 through the shared trainer.
 
+With `align` (parts at any pose; pose.py), each image is first turned and centred to its object's
+canonical pose and the logits turned back: the network learns one pose of the part.
+
 Input: the image standardised by its own mean and std (lighting varies between parts) plus two
 coordinate channels (where on the part a pixel is: an edge may look unlike the middle and still
 be normal). Encoder: a stride-2 stem and three residual stages (the shared BasicBlock) down to 1/16
@@ -26,6 +29,7 @@ from domains.common.vision import BasicBlock, pooled, to_unit
 from domains.defects.anomalies import paste_anomalies
 from domains.defects.metrics import average_precision
 from domains.defects.params import DefectsTrainParams
+from domains.defects.pose import canonical_pose, inverse, is_object_category, warp
 
 
 def _conv(inp: int, out: int, stride: int = 1) -> nn.Sequential:
@@ -39,9 +43,9 @@ def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class Segmenter(nn.Module):
     """(N, C, H, W) images, uint8 or [0, 1] floats -> (N, 1, H, W) anomaly logits."""
 
-    def __init__(self, channels: int, width: int = 16):
+    def __init__(self, channels: int, width: int = 16, align: bool = False):
         super().__init__()
-        self.channels, self.width = channels, width
+        self.channels, self.width, self.align = channels, width, align
         self.stem = _conv(channels + 2, width, 2)  # 1/2
         self.stage1 = BasicBlock(width, 2 * width, 2)  # 1/4
         self.stage2 = BasicBlock(2 * width, 4 * width, 2)  # 1/8
@@ -51,8 +55,7 @@ class Segmenter(nn.Module):
         self.head = nn.Conv2d(2 * width, 1, 1)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The encoder's 1/4, 1/8 and 1/16 feature maps."""
-        x = to_unit(x)
+        """The encoder's 1/4, 1/8 and 1/16 feature maps of images in [0, 1]."""
         x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / (x.std(dim=(1, 2, 3), keepdim=True) + 1e-3)
         n, _, h, w = x.shape
         ys = torch.linspace(-1, 1, h, device=x.device).view(1, 1, h, 1).expand(n, 1, h, w)
@@ -67,10 +70,13 @@ class Segmenter(nn.Module):
     def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The anomaly logits and the encoder's deepest (1/16) features, from one pass (scoring needs both)."""
         h, w = x.shape[-2:]
-        quarter, eighth, sixteenth = self.encode(x)
+        x = to_unit(x)
+        pose = canonical_pose(x) if self.align else None
+        quarter, eighth, sixteenth = self.encode(x if pose is None else warp(x, pose))
         merged = self.merge2(torch.cat([_up(sixteenth, eighth), eighth], 1))
         logits = self.head(self.merge1(torch.cat([_up(merged, quarter), quarter], 1)))
-        return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False), sixteenth
+        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        return (logits if pose is None else warp(logits, inverse(pose))), sixteenth
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
@@ -129,7 +135,8 @@ def train_segmenter(
     """Fit on good images with pasted anomalies; keep the epoch with the best validation pixel AP."""
     torch.manual_seed(seed)  # the weights' initialisation
     images = torch.from_numpy(train_images)
-    model = Segmenter(images.shape[1], p.width)
+    align = p.align is True or (p.align == "auto" and is_object_category(to_unit(images)))
+    model = Segmenter(images.shape[1], p.width, align)
     val_x, val_masks = validation_set(torch.from_numpy(val_images), p.val_anomalies, seed + 1, p.foreground)
 
     def augment(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,11 +172,13 @@ def train_segmenter(
 
 
 def save_segmenter(model: Segmenter, file: Path) -> None:
-    torch.save({"channels": model.channels, "width": model.width, "state": model.state_dict()}, file)
+    torch.save(
+        {"channels": model.channels, "width": model.width, "align": model.align, "state": model.state_dict()}, file
+    )
 
 
 def load_segmenter(file: Path) -> Segmenter:
     saved = torch.load(file, map_location="cpu", weights_only=True)
-    model = Segmenter(saved["channels"], saved["width"])
+    model = Segmenter(saved["channels"], saved["width"], saved.get("align", False))  # saved before align: off
     model.load_state_dict(saved["state"])
     return model.eval()

@@ -106,7 +106,7 @@ def _tiny_train_params(**kw) -> DefectsTrainParams:
     return DefectsTrainParams(epochs=2, batch_size=4, width=4, num_threads=1, lr=3e-3, **kw)
 
 
-@pytest.mark.parametrize("poses", [{}, {"foreground": True, "rotate": True}])
+@pytest.mark.parametrize("poses", [{}, {"foreground": True, "rotate": True}, {"align": True}])
 def test_training_through_the_shared_trainer_is_deterministic(tmp_path, poses):
     train, val = surfaces(8, seed=1), surfaces(3, seed=2)
     env = TrainEnv(tmp_path, "fingerprint")

@@ -113,6 +113,14 @@ def test_cold_repro_produces_every_output(repo, tmp_path_factory):
     assert "pixel_auroc" in run(["dvc", "metrics", "show"], repo).stdout
 
 
+def test_the_part_segmenter_aligns_poses_and_the_surface_one_does_not(repo):
+    from domains.defects.segmenter import load_segmenter
+
+    train = repo / "data" / "defects" / "train"
+    assert load_segmenter(train / "segmenter.part.pt").align  # train.align: auto, by the images alone
+    assert not load_segmenter(train / "segmenter.surface.pt").align
+
+
 def test_second_repro_runs_no_stage(repo):
     assert_noop_repro(repo, "defects")
 
