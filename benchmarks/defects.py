@@ -7,7 +7,7 @@
     python -m benchmarks.defects magnetic-tile-crops   # the long run's compute on 64 px crops, 400 epochs
     python -m benchmarks.defects select          # the segmenter's settings, chosen on held-out good images only
     python -m benchmarks.defects categories      # synthetic surfaces and parts: one model for both, or one each
-    python -m benchmarks.defects poses           # the segmenter on parts at any pose: foreground anomalies, turns
+    python -m benchmarks.defects poses           # the segmenter on parts at any pose: foreground anomalies, turns, align
     python -m benchmarks.defects repro           # cold and no-op `dvc repro report@defects` at the default size
     python -m benchmarks.defects gpu             # segmenter seconds per epoch, CPU vs CUDA (skipped without CUDA)
 
@@ -30,7 +30,8 @@ behind the route by look (the default, MVTec AD's protocol), each with and witho
 and compares image and pixel AUROC per category on the same test images.
 
 `poses` trains the segmenter (default params otherwise) on each synthetic category with and without
-`train.foreground` (anomalies pasted on the part only) and `train.rotate` (quarter turns of each batch).
+`train.foreground` (anomalies pasted on the part only), `train.rotate` (quarter turns of each batch) and
+`train.align` (each part turned and centred to one pose; `auto` leaves textures alone).
 Each prints a table and writes benchmarks/results/defects_<name>.json (committed: machine, load
 average, date, git commit inside); `magnetic-tile*` also keep the run's report in
 benchmarks/results/defects_<name>_report/ (git-ignored).
@@ -283,37 +284,52 @@ def bench_categories() -> dict[str, Any]:
 KEPT = ("routed_correctly", "f1", "threshold", "fit_seconds")
 
 
-POSE_SETTINGS = {  # at 200 good training images, as measured (defects_poses.json)
-    "default": {"foreground": False, "rotate": False},
-    "foreground": {"foreground": True},
-    "foreground + rotate": {"foreground": True, "rotate": True},
+POSE_SETTINGS = {  # at the default's 100 good training images per category (defects_poses.json)
+    "neither": {"foreground": False, "rotate": False, "align": False},
+    "foreground": {"foreground": True, "align": False},
+    "foreground + rotate": {"foreground": True, "rotate": True, "align": False},
+    "foreground + align (default)": {"foreground": True, "align": "auto"},  # auto: parts yes, surfaces no
 }
 
 
 def bench_poses() -> dict[str, Any]:
-    """The segmenter on the synthetic part and surface categories, with and without train.foreground and
-    train.rotate: image, pixel and per-type AUROC on the same test images."""
+    """The segmenter on the synthetic part and surface categories, with and without train.foreground,
+    train.rotate and train.align: image, pixel and per-type AUROC on the same test images."""
+    from domains.defects.segmenter import load_segmenter
+
     result: dict[str, Any] = {}
     rows = []
     for category in ("part", "surface"):
         for setting, train in POSE_SETTINGS.items():
             section = _section(
                 {
-                    "synthetic": {"category": category, "n_train": 200},
+                    "synthetic": {"category": category},
                     "train": {"models": ["segmenter"], **train},
                     "evaluate": {"baselines": []},
                 }
             )
             with stage_root("defects", section, ("acquire", "validate", "prepare", "train", "evaluate")) as (root, _):
                 m = json.loads((root / "data/defects/evaluate/metrics.json").read_text())["segmenter"]
+                aligned = load_segmenter(root / "data/defects/train/segmenter.pt").align  # what `auto` chose
             kinds = sorted(k for k in m if k.startswith("auroc_") and "_ci_" not in k)
-            result[f"{category}, {setting}"] = {k: m[k] for k in ("image_auroc", "pixel_auroc", "fit_seconds", *kinds)}
+            result[f"{category}, {setting}"] = {
+                **{k: m[k] for k in ("image_auroc", "pixel_auroc", "fit_seconds", *kinds)},
+                "aligned": aligned,
+            }
             rows.append(
-                [category, setting, m["image_auroc"], m["pixel_auroc"], *[m[k] for k in kinds], m["fit_seconds"]]
+                [
+                    category,
+                    setting,
+                    aligned,
+                    m["image_auroc"],
+                    m["pixel_auroc"],
+                    *[m[k] for k in kinds],
+                    m["fit_seconds"],
+                ]
             )
     print_table(
         "Segmenter on the synthetic categories (default params otherwise): image, pixel and per-type AUROC",
-        ["category", "training", "image", "pixel", "crack", "missing", "scratch", "spot", "train s"],
+        ["category", "training", "aligned", "image", "pixel", "crack", "missing", "scratch", "spot", "train s"],
         rows,
     )
     return result
