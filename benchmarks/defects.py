@@ -8,6 +8,7 @@
     python -m benchmarks.defects select          # the segmenter's settings, chosen on held-out good images only
     python -m benchmarks.defects categories      # synthetic surfaces and parts: one model for both, or one each
     python -m benchmarks.defects poses           # the segmenter on parts at any pose: foreground anomalies, turns, align
+    python -m benchmarks.defects align           # the segmenter on parts, align off and on, over five seeds
     python -m benchmarks.defects repro           # cold and no-op `dvc repro report@defects` at the default size
     python -m benchmarks.defects gpu             # segmenter seconds per epoch, CPU vs CUDA (skipped without CUDA)
 
@@ -335,6 +336,51 @@ def bench_poses() -> dict[str, Any]:
     return result
 
 
+ALIGN_SEEDS = (42, 43, 44, 45, 46)  # defects.seed: the generated parts and the training both change with it
+
+
+def bench_align() -> dict[str, Any]:
+    """The segmenter on the synthetic part category, train.align off against auto (on for parts), over
+    several seeds (each its own data and initialisation): image and pixel AUROC per seed, the mean paired
+    difference and how many seeds it helps."""
+    result: dict[str, Any] = {}
+    rows = []
+    for seed in ALIGN_SEEDS:
+        for align in (False, "auto"):
+            section = _section(
+                {
+                    "seed": seed,
+                    "synthetic": {"category": "part"},
+                    "train": {"models": ["segmenter"], "align": align},
+                    "evaluate": {"baselines": []},
+                }
+            )
+            with stage_root("defects", section, ("acquire", "validate", "prepare", "train", "evaluate")) as (root, _):
+                m = json.loads((root / "data/defects/evaluate/metrics.json").read_text())["segmenter"]
+            result[f"seed {seed}, align {align}"] = {k: m[k] for k in ("image_auroc", "pixel_auroc", "fit_seconds")}
+            rows.append([seed, str(align), m["image_auroc"], m["pixel_auroc"], m["fit_seconds"]])
+    gains = [
+        result[f"seed {s}, align auto"]["image_auroc"] - result[f"seed {s}, align False"]["image_auroc"]
+        for s in ALIGN_SEEDS
+    ]
+    for align in (False, "auto"):
+        values = [result[f"seed {s}, align {align}"]["image_auroc"] for s in ALIGN_SEEDS]
+        result[f"align {align}"] = {"mean_image_auroc": statistics.mean(values), "sd": statistics.stdev(values)}
+        rows.append(["mean", str(align), statistics.mean(values), float("nan"), float("nan")])
+    result["paired_gain"] = {
+        "mean": statistics.mean(gains),
+        "sd": statistics.stdev(gains),
+        "seeds_better": sum(g > 0 for g in gains),
+    }
+    print_table(
+        "Segmenter on the synthetic part category: train.align off and auto, per seed",
+        ["seed", "align", "image", "pixel", "train s"],
+        rows,
+    )
+    print(f"paired image AUROC gain of align: {result['paired_gain']}")
+    return result
+
+
 def bench_repro_defects() -> dict[str, Any]:
     """Cold `dvc repro report@defects` at the default size, then a no-op one."""
     return bench_repro("defects", cold_target_s=180.0)
@@ -378,6 +424,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "select": bench_select,
     "categories": bench_categories,
     "poses": bench_poses,
+    "align": bench_align,
     "repro": bench_repro_defects,
     "gpu": bench_gpu,
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from domains.defects.metrics import auroc, image_metrics, image_scores, per_type
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, INFO, ITEMS, MASKS
 from domains.defects.routed import Routed
-from domains.defects.train import HISTORY, THRESHOLDS, TIMES, load_model, score_maps
+from domains.defects.train import HISTORY, SEGMENTER, THRESHOLDS, TIMES, load_model, score_maps
 
 NEAR_CHANCE = 0.6  # image AUROC under this: the model barely ranks defective above good images
 
@@ -39,9 +40,11 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     thresholds = json.loads((train_dir / THRESHOLDS).read_text())
     times = json.loads((train_dir / TIMES).read_text())
 
-    metrics, maps, scores = {}, {}, {}
+    metrics, maps, scores, aligned = {}, {}, {}, {}
     for name in thresholds:  # the models trained, in training order
         model = load_model(train_dir, name)
+        if name == SEGMENTER:
+            aligned = _alignment(model)
         routing = _routing_metrics(model, images, categories)
         began = time.perf_counter()
         maps[name] = score_maps(name, model, images)
@@ -95,7 +98,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         plots=plots,
         figures=figures,
         tables=tables,
-        notes=_notes(p, info, items, metrics, candidate),
+        notes=_notes(p, info, items, metrics, candidate, aligned),
         units=test_units(items.iloc[test], images, scores),
     )
 
@@ -175,7 +178,15 @@ def _test_table(items: pd.DataFrame) -> pd.DataFrame:
     return counts.reindex(columns=[s for s in ("train", "val", "test") if s in counts.columns]).reset_index()
 
 
-def _notes(p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, candidate: str) -> list[str]:
+def _alignment(segmenter: Any) -> dict[str, bool]:
+    """Whether the segmenter (of each category) turns images to its object's canonical pose."""
+    models = segmenter.models if isinstance(segmenter, Routed) else {"": segmenter}
+    return {category: model.align for category, model in models.items()}
+
+
+def _notes(
+    p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, candidate: str, aligned: dict[str, bool]
+) -> list[str]:
     n = info["images"]
     routed = "routed_correctly" in next(iter(metrics.values()))
     each = " (a model per category: each from its own category's)" if routed else ""
@@ -203,6 +214,14 @@ def _notes(p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, can
             f"Categories: {', '.join(categories)}. One model of each kind learns all of them together, with one "
             "threshold (the unified setting of UniAD, You et al. 2022; train.per_category is off); the "
             "per-category table shows how each fares (evaluate.slices can add the category slice, with intervals)."
+        )
+    if any(aligned.values()):
+        which = ", ".join(f"category {c}" for c, on in aligned.items() if on and c) or "every image"
+        rest = [c for c, on in aligned.items() if not on and c]
+        notes.append(
+            f"Pose alignment (train.align: {str(p.train.align).lower()}): the segmenter turns and centres {which} "
+            "to its object's canonical pose (the moments of its foreground) before scoring, and turns the map back"
+            + (f"; not {', '.join(rest)}: a texture, or objects of unsteady size." if rest else ".")
         )
     if not info["pixel_metrics"]:
         notes.append(

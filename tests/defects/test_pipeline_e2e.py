@@ -119,6 +119,9 @@ def test_the_part_segmenter_aligns_poses_and_the_surface_one_does_not(repo):
     train = repo / "data" / "defects" / "train"
     assert load_segmenter(train / "segmenter.part.pt").align  # train.align: auto, by the images alone
     assert not load_segmenter(train / "segmenter.surface.pt").align
+    report = (repo / "data" / "defects" / "report" / "report.md").read_text()
+    assert "the segmenter turns and centres category part to its object's canonical pose" in report
+    assert "not surface: a texture" in report
 
 
 def test_second_repro_runs_no_stage(repo):
