@@ -29,7 +29,7 @@ from domains.common.vision import BasicBlock, pooled, to_unit
 from domains.defects.anomalies import paste_anomalies
 from domains.defects.metrics import average_precision
 from domains.defects.params import DefectsTrainParams
-from domains.defects.pose import canonical_pose, inverse, is_object_category, warp
+from domains.defects.pose import alignable, canonical_pose, inverse, warp
 
 
 def _conv(inp: int, out: int, stride: int = 1) -> nn.Sequential:
@@ -135,7 +135,7 @@ def train_segmenter(
     """Fit on good images with pasted anomalies; keep the epoch with the best validation pixel AP."""
     torch.manual_seed(seed)  # the weights' initialisation
     images = torch.from_numpy(train_images)
-    align = p.align is True or (p.align == "auto" and is_object_category(to_unit(images)))
+    align = p.align is True or (p.align == "auto" and alignable(to_unit(images)))
     model = Segmenter(images.shape[1], p.width, align)
     val_x, val_masks = validation_set(torch.from_numpy(val_images), p.val_anomalies, seed + 1, p.foreground)
 

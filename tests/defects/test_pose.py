@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from domains.defects.pose import canonical_pose, inverse, is_object_category, warp
+from domains.defects.pose import alignable, canonical_pose, inverse, warp
 from domains.defects.segmenter import Segmenter, anomaly_maps, load_segmenter, save_segmenter
 from domains.defects.synthetic import part, surface
 
@@ -47,12 +47,16 @@ def test_a_turn_and_its_inverse_give_the_image_back():
     assert torch.allclose(inverse(inverse(pose)), pose, atol=1e-5)
 
 
-def test_textures_are_not_an_object_category_and_a_whole_foreground_is_not_turned():
+def test_parts_are_aligned_textures_and_round_parts_are_not_and_a_whole_foreground_is_not_turned():
     rng = np.random.default_rng(2)
     textures = torch.from_numpy(np.stack([surface(rng, 64, 0.4) for _ in range(12)])).float()[:, None]
-    assert not is_object_category(textures)
+    assert not alignable(textures)
     parts = torch.from_numpy(np.stack([part(rng, 64, 0.4, 0.06)[0] for _ in range(12)])).float()[:, None]
-    assert is_object_category(parts)
+    assert alignable(parts)
+    yy, xx = np.mgrid[0:64, 0:64] - 31.5
+    ring = (np.hypot(yy, xx) < 20) & (np.hypot(yy, xx) > 6)  # a washer: its axis would be noise
+    discs = np.stack([np.where(ring, surface(rng, 64, 0.4), 0.1) for _ in range(12)])
+    assert not alignable(torch.from_numpy(discs).float()[:, None])
     flat = torch.full((2, 1, 40, 40), 0.5)
     flat[1, :, ::2] = 0.9  # stripes everywhere: all of it differs from the border's median
     assert torch.equal(canonical_pose(flat), torch.eye(2, 3).expand(2, 2, 3))
