@@ -221,7 +221,7 @@ def _notes(
         notes.append(
             f"Pose alignment (train.align: {str(p.train.align).lower()}): the segmenter turns and centres {which} "
             "to its object's canonical pose (the moments of its foreground) before scoring, and turns the map back"
-            + (f"; not {', '.join(rest)}: a texture, or objects of unsteady size." if rest else ".")
+            + (f"; not {', '.join(rest)}: no object of a steady size whose outline names an axis." if rest else ".")
         )
     if not info["pixel_metrics"]:
         notes.append(

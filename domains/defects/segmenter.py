@@ -75,8 +75,9 @@ class Segmenter(nn.Module):
         quarter, eighth, sixteenth = self.encode(x if pose is None else warp(x, pose))
         merged = self.merge2(torch.cat([_up(sixteenth, eighth), eighth], 1))
         logits = self.head(self.merge1(torch.cat([_up(merged, quarter), quarter], 1)))
-        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        return (logits if pose is None else warp(logits, inverse(pose))), sixteenth
+        if pose is None:
+            return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False), sixteenth
+        return warp(logits, inverse(pose), (h, w)), sixteenth  # turned back and upsampled in one pass
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:

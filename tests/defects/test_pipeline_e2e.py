@@ -121,7 +121,7 @@ def test_the_part_segmenter_aligns_poses_and_the_surface_one_does_not(repo):
     assert not load_segmenter(train / "segmenter.surface.pt").align
     report = (repo / "data" / "defects" / "report" / "report.md").read_text()
     assert "the segmenter turns and centres category part to its object's canonical pose" in report
-    assert "not surface: a texture" in report
+    assert "not surface: no object of a steady size" in report
 
 
 def test_second_repro_runs_no_stage(repo):
