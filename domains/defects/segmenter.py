@@ -29,7 +29,7 @@ from domains.common.vision import BasicBlock, pooled, to_unit
 from domains.defects.anomalies import paste_anomalies
 from domains.defects.metrics import average_precision
 from domains.defects.params import DefectsTrainParams
-from domains.defects.pose import alignable, canonical_pose, inverse, warp
+from domains.defects.pose import alignable, from_canonical, to_canonical
 
 
 def _conv(inp: int, out: int, stride: int = 1) -> nn.Sequential:
@@ -70,14 +70,13 @@ class Segmenter(nn.Module):
     def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The anomaly logits and the encoder's deepest (1/16) features, from one pass (scoring needs both)."""
         h, w = x.shape[-2:]
-        x = to_unit(x)
-        pose = canonical_pose(x) if self.align else None
-        quarter, eighth, sixteenth = self.encode(x if pose is None else warp(x, pose))
+        x, pose = to_canonical(to_unit(x)) if self.align else (to_unit(x), None)
+        quarter, eighth, sixteenth = self.encode(x)
         merged = self.merge2(torch.cat([_up(sixteenth, eighth), eighth], 1))
         logits = self.head(self.merge1(torch.cat([_up(merged, quarter), quarter], 1)))
         if pose is None:
             return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False), sixteenth
-        return warp(logits, inverse(pose), (h, w)), sixteenth  # turned back and upsampled in one pass
+        return from_canonical(logits, pose, (h, w)), sixteenth
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:

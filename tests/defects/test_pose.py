@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from domains.defects.pose import alignable, canonical_pose, inverse, warp
+from domains.defects.pose import alignable, canonical_pose, inverse, to_canonical, warp
 from domains.defects.segmenter import Segmenter, anomaly_maps, load_segmenter, save_segmenter
 from domains.defects.synthetic import part, surface
 
@@ -77,3 +77,13 @@ def test_an_aligned_segmenter_maps_at_the_image_resolution_and_saves_its_setting
     del saved["align"]
     torch.save(saved, tmp_path / "old.pt")
     assert not load_segmenter(tmp_path / "old.pt").align
+
+
+def test_poses_are_float32_inside_a_bf16_autocast():
+    image, background = _part(3)
+    x = torch.cat([_turned(image, background, d, (0, 0)) for d in (10, 200)]).clamp(0, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        turned, pose = to_canonical(x)
+    expected, expected_pose = to_canonical(x)
+    assert pose.dtype == turned.dtype == torch.float32
+    assert torch.equal(pose, expected_pose) and torch.equal(turned, expected)
