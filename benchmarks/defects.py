@@ -232,6 +232,7 @@ CATEGORY_SETTINGS = {  # the default (synthetic.category both: a surface and a p
     "one model for both": {"per_category": False, "foreground": False},
     "one model for both, foreground": {"per_category": False, "foreground": True},
     "a model per category": {"per_category": True, "foreground": False},
+    "a model per category, foreground, no align": {"per_category": True, "foreground": True, "align": False},
     "a model per category, foreground (default)": {"per_category": True, "foreground": True},
 }
 
