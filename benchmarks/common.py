@@ -82,11 +82,23 @@ def context() -> dict[str, Any]:
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "cpu": _cpu_model(),  # the same seed trains other weights on another CPU (bf16 / AMX kernels differ)
         "cpus": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "git_commit": head,
         "uncommitted_files": len(dirty.splitlines()),
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name and its bf16 / int8 features, from /proc/cpuinfo (empty elsewhere)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    return " ".join([name, *sorted(flags & {"avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni", "avx512f"})])
 
 
 def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:

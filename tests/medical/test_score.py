@@ -202,8 +202,10 @@ def test_a_new_npz_at_the_same_path_is_scored_afresh_in_one_process(repo, tmp_pa
 
 
 def test_a_folder_in_chunks_gives_the_whole_batchs_bytes(repo, batches, tmp_path, monkeypatch, capsys):
-    """30 labelled images 7 at a time (the last chunk: 2) against all at once: the same predictions byte for byte,
-    the same counts, notes, shadow metrics (over the whole batch) and drift figures."""
+    """30 labelled images 7 at a time (the last chunk: 2) against all at once: the same predictions (classes and
+    ids exactly; probabilities to 1e-6: a CNN's float sums on a CPU may round differently in a batch of 7 than
+    in one of 30, which failed this test once in CI by one float's last bits), the same counts, notes, shadow
+    metrics (over the whole batch) and drift figures."""
     manifests = {}
     for rows in (0, 7):
         out = tmp_path / str(rows)
@@ -213,14 +215,17 @@ def test_a_folder_in_chunks_gives_the_whole_batchs_bytes(repo, batches, tmp_path
         )  # fmt: skip
         assert code == 0, err
         manifests[rows] = read(out)[1]
-    assert (tmp_path / "0" / "predictions.parquet").read_bytes() == (
-        tmp_path / "7" / "predictions.parquet"
-    ).read_bytes()
+    whole_rows, chunked_rows = (pd.read_parquet(tmp_path / rows / "predictions.parquet") for rows in ("0", "7"))
+    pd.testing.assert_frame_equal(whole_rows, chunked_rows, check_exact=False, rtol=0, atol=1e-6)
+    assert whole_rows["class"].tolist() == chunked_rows["class"].tolist()
     whole, chunked = manifests[0], manifests[7]
     assert whole["counts"]["chunks"] == 1 and chunked["counts"]["chunks"] == 5
     assert {k: v for k, v in whole["counts"].items() if k != "chunks"} == {
         k: v for k, v in chunked["counts"].items() if k != "chunks"
     }
-    assert whole["notes"] == chunked["notes"] and whole["shadow_metrics"] == chunked["shadow_metrics"]
+    assert whole["notes"] == chunked["notes"] and set(whole["shadow_metrics"]) == set(chunked["shadow_metrics"])
+    for key, value in whole["shadow_metrics"].items():  # numbers to the probabilities' 1e-6, the rest exactly
+        other = chunked["shadow_metrics"][key]
+        assert other == (pytest.approx(value, abs=1e-6) if isinstance(value, float) else value), key
     assert whole["shadow_metrics"]["labelled"] == 30
     assert [c["psi"] for c in whole["drift"]["checks"]] == [c["psi"] for c in chunked["drift"]["checks"]]
