@@ -141,7 +141,8 @@ class DefectsTrainParams(TrainerParams):
         "auto",
         description="segmenter: turn and centre each image to its object's canonical pose (foreground moments, "
         "pose.py) before the network, maps turned back; auto: when the training images show one object of a "
-        "steady size (parts), not for textures",
+        "steady size whose outline names an axis (parts; not textures, not round parts); false where a turned "
+        "part is itself a defect",
     )
     rotate: bool = Field(
         False,
