@@ -268,7 +268,8 @@ def test_defect_models_exported_with_map_and_score_parity_and_the_rest_named(def
         assert ((scores >= thresholds[name]) == (ref_scores >= thresholds[name])).all()
         q = figures["int8"]
         assert q["method"].startswith("static QDQ") and q["exported"] == (abs(q["change_points"]) <= 1.0)
-        assert q["method"].endswith("Conv only")  # the route's distances and argmin stay float32
+        # the route's distances and argmin stay float32, and so do the stems that read the pixels
+        assert q["method"].endswith("Conv only, the input's convolutions in float32")
         assert (out / f"{name}.int8.onnx").is_file() == q["exported"]
     preprocessing = json.loads((out / "preprocessing.json").read_text())
     assert preprocessing["thresholds"] == thresholds and preprocessing["image"]["layout"] == "NCHW"
@@ -286,6 +287,61 @@ def test_defects_map_outside_its_bound_writes_nothing(defects_export, tmp_path):
     assert "\n" not in message and "max |map_onnx - map_ref| = " in message
     assert any(f"candidate {name}:" in message for name in ("segmenter", "draem"))
     assert not out.parent.exists()
+
+
+def _graph_file(path: Path, nodes: list, inputs: dict, initializers: dict) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in inputs.items()],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(value, name) for name, value in initializers.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_first_convolutions_are_the_ones_reading_the_input(tmp_path):
+    """Kept float32 in the defects' int8: a stem, and a convolution of a scaled input; not one after a conv."""
+    from onnx import helper
+
+    from domains.common.export import first_convolutions
+
+    w = {f"w{i}": np.ones((2, 2, 3, 3), np.float32) for i in (1, 2, 3)} | {"s": np.float32(2.0)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], "stem", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["r"], "relu"),
+        helper.make_node("Conv", ["r", "w2"], ["b"], "after_stem", pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["x", "s"], ["xs"], "scale"),
+        helper.make_node("Conv", ["xs", "w3"], ["c"], "of_scaled_input", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["b", "c"], ["y"], "add"),
+    ]
+    file = _graph_file(tmp_path / "g.onnx", nodes, {"x": [1, 2, 8, 8]}, w)
+    assert first_convolutions(file) == ["stem", "of_scaled_input"]
+
+
+def test_float16_constants_shrink_the_file_and_keep_the_output(tmp_path):
+    import onnx
+    from onnx import helper
+
+    from domains.common.export import float16_constants
+
+    rng = np.random.default_rng(0)
+    weights = {"big": rng.normal(size=(64, 128)).astype(np.float32), "bias": rng.normal(size=128).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "big"], ["m"]), helper.make_node("Add", ["m", "bias"], ["y"])]
+    file = _graph_file(tmp_path / "g.onnx", nodes, {"x": [3, 64]}, weights)
+    x = rng.normal(size=(3, 64)).astype(np.float32)
+    before, size = ort.InferenceSession(str(file)).run(None, {"x": x})[0], file.stat().st_size
+    float16_constants(file)
+    stored = {t.name: t.data_type for t in onnx.load(str(file)).graph.initializer}
+    assert stored == {"big_float16": onnx.TensorProto.FLOAT16, "bias": onnx.TensorProto.FLOAT}  # small ones stay
+    assert file.stat().st_size < 0.6 * size
+    after = ort.InferenceSession(str(file)).run(None, {"x": x})[0]
+    assert after.dtype == np.float32 and np.abs(after - before).max() <= 1e-2 * np.abs(before).max()
+    assert np.abs(after - before).max() > 0  # float16 did round
 
 
 @pytest.mark.parametrize("pool, size", [(0.04, (48, 48)), (0.04, (128, 128)), (0.1, (30, 40)), (0.0, (20, 20))])

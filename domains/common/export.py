@@ -43,6 +43,7 @@ from domains.common.registry import load_params, load_spec
 # with thresholds rounded to float32 in ONNX, and sum hundreds of leaves (sklearn #1051, #1192).
 TOLERANCES = {"torch": 1e-5, "linear": 1e-5, "tree": 1e-4, "map": 1e-4}  # map: anomaly maps (issue 16)
 METRIC_POINT = 0.01  # "within 1 point" of AUROC or accuracy
+FLOAT16_MIN_VALUES = 4096  # int8 files keep float32 constants of at least this many values in float16
 OPSET = 18
 ML_OPSET = 3  # ai.onnx.ml, for skl2onnx's tree ensembles
 MANIFEST = "manifest.json"
@@ -74,6 +75,9 @@ class Convertible:
     # category divides each category's by its threshold): differences are compared after multiplying by it.
     units: np.ndarray | None = None
     quantize_ops: tuple[str, ...] | None = None  # static int8: only these op types (None: onnxruntime's choice)
+    # static int8: the convolutions that read the input (no convolution before them) stay float32. They see raw
+    # pixel values, where int8's steps are coarsest, and hold a few hundred weights.
+    float_first_convs: bool = False
 
 
 @dataclass
@@ -327,6 +331,7 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
             # weights then carry them) and shapes inferred.
             prepared = f32_file.with_name(f"{model.name}.prepared.onnx")
             quant_pre_process(str(f32_file), str(prepared), skip_symbolic_shape=True)
+            keep_float = first_convolutions(prepared) if model.float_first_convs else []
             quantize_static(
                 prepared,
                 file,
@@ -335,10 +340,12 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
                 weight_type=QuantType.QInt8,
                 activation_type=QuantType.QUInt8,
                 op_types_to_quantize=list(model.quantize_ops) if model.quantize_ops else None,
+                nodes_to_exclude=keep_float,
             )
             prepared.unlink()
         else:
             quantize_dynamic(f32_file, file, weight_type=QuantType.QInt8)
+        float16_constants(file)
     session = _session(file)
     threshold = exportable.threshold if model.threshold is None else model.threshold
     assert threshold is not None, f"{model.name}: int8 is judged at a decision threshold"
@@ -349,6 +356,7 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
     figures: dict[str, Any] = {
         "method": "static QDQ, calibrated on training items"
         + (f", {' and '.join(model.quantize_ops)} only" if model.quantize_ops else "")
+        + (", the input's convolutions in float32" if model.float_first_convs else "")
         if model.quantize == "static"
         else "dynamic (weights int8)",
         "size_ratio": file.stat().st_size / f32_file.stat().st_size,
@@ -381,6 +389,49 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
             f"int8 {exportable.metric} moved by {change * 100:+.2f} points (bound: 1): exported in float32 only"
         )
     return figures
+
+
+def first_convolutions(file: Path) -> list[str]:
+    """Names of the Conv nodes with no Conv upstream of them: those that read the graph's input."""
+    import onnx
+
+    after_conv: set[str] = set()  # tensors computed from some convolution's output
+    first = []
+    for node in onnx.load(str(file)).graph.node:  # ONNX stores nodes in topological order
+        upstream = any(name in after_conv for name in node.input)
+        if node.op_type == "Conv" and not upstream:
+            first.append(node.name)
+        if node.op_type == "Conv" or upstream:
+            after_conv.update(node.output)
+    return first
+
+
+def float16_constants(file: Path, min_values: int = FLOAT16_MIN_VALUES) -> None:
+    """Store the large float32 constants that int8 leaves as they were (a route's thumbnails) in float16, each
+    cast back to float32 by a Cast node that onnxruntime folds when it loads the graph: no cost per call."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(file))
+    graph = model.graph
+    quantizer_inputs = {
+        name for node in graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear") for name in node.input
+    }
+    casts = []
+    for tensor in graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        if tensor.data_type != onnx.TensorProto.FLOAT or values.size < min_values or tensor.name in quantizer_inputs:
+            continue
+        name = tensor.name
+        tensor.CopyFrom(numpy_helper.from_array(values.astype(np.float16), f"{name}_float16"))
+        casts.append(
+            helper.make_node("Cast", [f"{name}_float16"], [name], f"{name}_to_float32", to=onnx.TensorProto.FLOAT)
+        )
+    if casts:
+        nodes = list(graph.node)
+        del graph.node[:]
+        graph.node.extend(casts + nodes)  # ahead of every reader: the order stays topological
+        onnx.save(model, str(file))
 
 
 def _weight_bytes(file: Path) -> int:

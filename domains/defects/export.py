@@ -143,6 +143,7 @@ def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Expo
                 chunk=CHUNK,
                 units=_units(model, test),
                 quantize_ops=("Conv",),  # the networks' compute; a route's distances and argmin stay exact
+                float_first_convs=True,  # each network's stem: -1.03 -> -0.31 AUROC points on the default's test
             )
         )
     channels, side = test.shape[1], test.shape[-1]
