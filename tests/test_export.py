@@ -270,6 +270,7 @@ def test_defect_models_exported_with_map_and_score_parity_and_the_rest_named(def
         assert q["method"].startswith("static QDQ") and q["exported"] == (abs(q["change_points"]) <= 1.0)
         # the route's distances and argmin stay float32, and so do the stems that read the pixels
         assert q["method"].endswith("Conv only, the input's convolutions in float32")
+        assert len(q["float16_constants"]) == 1  # the route's thumbnails (named by the exporter)
         assert (out / f"{name}.int8.onnx").is_file() == q["exported"]
     preprocessing = json.loads((out / "preprocessing.json").read_text())
     assert preprocessing["thresholds"] == thresholds and preprocessing["image"]["layout"] == "NCHW"
@@ -335,13 +336,15 @@ def test_float16_constants_shrink_the_file_and_keep_the_output(tmp_path):
     file = _graph_file(tmp_path / "g.onnx", nodes, {"x": [3, 64]}, weights)
     x = rng.normal(size=(3, 64)).astype(np.float32)
     before, size = ort.InferenceSession(str(file)).run(None, {"x": x})[0], file.stat().st_size
-    float16_constants(file)
+    assert float16_constants(file) == ["big"]
     stored = {t.name: t.data_type for t in onnx.load(str(file)).graph.initializer}
     assert stored == {"big_float16": onnx.TensorProto.FLOAT16, "bias": onnx.TensorProto.FLOAT}  # small ones stay
     assert file.stat().st_size < 0.6 * size
     after = ort.InferenceSession(str(file)).run(None, {"x": x})[0]
     assert after.dtype == np.float32 and np.abs(after - before).max() <= 1e-2 * np.abs(before).max()
     assert np.abs(after - before).max() > 0  # float16 did round
+    huge = _graph_file(tmp_path / "huge.onnx", nodes, {"x": [3, 64]}, {**weights, "big": weights["big"] * 1e5})
+    assert float16_constants(huge) == []  # beyond float16's range: left float32
 
 
 @pytest.mark.parametrize("pool, size", [(0.04, (48, 48)), (0.04, (128, 128)), (0.1, (30, 40)), (0.0, (20, 20))])

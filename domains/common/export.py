@@ -345,7 +345,7 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
             prepared.unlink()
         else:
             quantize_dynamic(f32_file, file, weight_type=QuantType.QInt8)
-        float16_constants(file)
+        in_float16 = float16_constants(file)
     session = _session(file)
     threshold = exportable.threshold if model.threshold is None else model.threshold
     assert threshold is not None, f"{model.name}: int8 is judged at a decision threshold"
@@ -359,6 +359,7 @@ def int8(model: Convertible, f32_file: Path, f32_session: Any, exportable: Expor
         + (", the input's convolutions in float32" if model.float_first_convs else "")
         if model.quantize == "static"
         else "dynamic (weights int8)",
+        "float16_constants": in_float16,  # float32 constants int8 left, stored in float16 (FLOAT16_MIN_VALUES)
         "size_ratio": file.stat().st_size / f32_file.stat().st_size,
         "size_bytes": {"float32": f32_file.stat().st_size, "int8": file.stat().st_size},
         # the weights alone (initializers): a small model's file is mostly graph, which int8 does not shrink
@@ -406,9 +407,10 @@ def first_convolutions(file: Path) -> list[str]:
     return first
 
 
-def float16_constants(file: Path, min_values: int = FLOAT16_MIN_VALUES) -> None:
+def float16_constants(file: Path, min_values: int = FLOAT16_MIN_VALUES) -> list[str]:
     """Store the large float32 constants that int8 leaves as they were (a route's thumbnails) in float16, each
-    cast back to float32 by a Cast node that onnxruntime folds when it loads the graph: no cost per call."""
+    cast back to float32 by a Cast node that onnxruntime folds when it loads the graph: no cost per call.
+    Returns their names; a constant beyond float16's range stays float32."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -420,7 +422,12 @@ def float16_constants(file: Path, min_values: int = FLOAT16_MIN_VALUES) -> None:
     casts = []
     for tensor in graph.initializer:
         values = numpy_helper.to_array(tensor)
-        if tensor.data_type != onnx.TensorProto.FLOAT or values.size < min_values or tensor.name in quantizer_inputs:
+        if (
+            tensor.data_type != onnx.TensorProto.FLOAT
+            or values.size < min_values
+            or tensor.name in quantizer_inputs
+            or np.abs(values).max() > np.finfo(np.float16).max
+        ):
             continue
         name = tensor.name
         tensor.CopyFrom(numpy_helper.from_array(values.astype(np.float16), f"{name}_float16"))
@@ -432,6 +439,7 @@ def float16_constants(file: Path, min_values: int = FLOAT16_MIN_VALUES) -> None:
         del graph.node[:]
         graph.node.extend(casts + nodes)  # ahead of every reader: the order stays topological
         onnx.save(model, str(file))
+    return [cast.output[0] for cast in casts]
 
 
 def _weight_bytes(file: Path) -> int:
