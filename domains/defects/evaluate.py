@@ -40,11 +40,11 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     thresholds = json.loads((train_dir / THRESHOLDS).read_text())
     times = json.loads((train_dir / TIMES).read_text())
 
-    metrics, maps, scores, aligned = {}, {}, {}, {}
+    metrics, maps, scores, aligned, flipped = {}, {}, {}, {}, {}
     for name in thresholds:  # the models trained, in training order
         model = load_model(train_dir, name)
         if name == SEGMENTER:
-            aligned = _alignment(model)
+            aligned, flipped = _setting(model, "align"), _setting(model, "flip_average")
         routing = _routing_metrics(model, images, categories)
         began = time.perf_counter()
         maps[name] = score_maps(name, model, images)
@@ -98,7 +98,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         plots=plots,
         figures=figures,
         tables=tables,
-        notes=_notes(p, info, items, metrics, candidate, aligned),
+        notes=_notes(p, info, items, metrics, candidate, aligned, flipped),
         units=test_units(items.iloc[test], images, scores),
     )
 
@@ -178,14 +178,26 @@ def _test_table(items: pd.DataFrame) -> pd.DataFrame:
     return counts.reindex(columns=[s for s in ("train", "val", "test") if s in counts.columns]).reset_index()
 
 
-def _alignment(segmenter: Any) -> dict[str, bool]:
-    """Whether the segmenter (of each category) turns images to its object's canonical pose."""
+def _setting(segmenter: Any, name: str) -> dict[str, bool]:
+    """A setting of the segmenter (of each category): align, flip_average."""
     models = segmenter.models if isinstance(segmenter, Routed) else {"": segmenter}
-    return {category: model.align for category, model in models.items()}
+    return {category: getattr(model, name) for category, model in models.items()}
+
+
+def _on_and_off(setting: dict[str, bool]) -> tuple[str, list[str]]:
+    """Where a per-category setting is on, in words, and the categories where it is off."""
+    on = ", ".join(f"category {c}" for c, value in setting.items() if value and c) or "every image"
+    return on, [c for c, value in setting.items() if not value and c]
 
 
 def _notes(
-    p: DefectsParams, info: dict, items: pd.DataFrame, metrics: dict, candidate: str, aligned: dict[str, bool]
+    p: DefectsParams,
+    info: dict,
+    items: pd.DataFrame,
+    metrics: dict,
+    candidate: str,
+    aligned: dict[str, bool],
+    flipped: dict[str, bool],
 ) -> list[str]:
     n = info["images"]
     routed = "routed_correctly" in next(iter(metrics.values()))
@@ -216,12 +228,18 @@ def _notes(
             "per-category table shows how each fares (evaluate.slices can add the category slice, with intervals)."
         )
     if any(aligned.values()):
-        which = ", ".join(f"category {c}" for c, on in aligned.items() if on and c) or "every image"
-        rest = [c for c, on in aligned.items() if not on and c]
+        which, rest = _on_and_off(aligned)
         notes.append(
             f"Pose alignment (train.align: {str(p.train.align).lower()}): the segmenter turns and centres {which} "
             "to its object's canonical pose (the moments of its foreground) before scoring, and turns the map back"
             + (f"; not {', '.join(rest)}: no object of a steady size whose outline names an axis." if rest else ".")
+        )
+    if any(flipped.values()):
+        which, rest = _on_and_off(flipped)
+        notes.append(
+            f"Flip averaging (train.flip_average: {str(p.train.flip_average).lower()}): the segmenter's map of "
+            f"{which} is the mean of the maps of the image and its three flips, each flipped back"
+            + (f"; not {', '.join(rest)}: it did not raise the validation pixel AP there." if rest else ".")
         )
     if not info["pixel_metrics"]:
         notes.append(

@@ -89,7 +89,7 @@ class _SegmenterMap(torch.nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model(x).float())[:, 0]
+        return self.model.probabilities_and_features(x)[0]
 
 
 class _DraemMap(torch.nn.Module):

@@ -3,7 +3,9 @@ images (DRAEM's discriminative half, without its reconstruction network), traine
 through the shared trainer.
 
 With `align` (parts at any pose; pose.py), each image is first turned and centred to its object's
-canonical pose and the logits turned back: the network learns one pose of the part.
+canonical pose and the logits turned back: the network learns one pose of the part. With `flip_average`,
+an image's anomaly map is the mean of the maps of the image and its three flips (the flips training
+augments with), each flipped back: set at the end of training where it raises the validation score.
 
 Input: the image standardised by its own mean and std (lighting varies between parts) plus two
 coordinate channels (where on the part a pixel is: an edge may look unlike the middle and still
@@ -15,6 +17,8 @@ a CPU; thin defects still light up their neighbourhood.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -31,6 +35,8 @@ from domains.defects.metrics import average_precision
 from domains.defects.params import DefectsTrainParams
 from domains.defects.pose import alignable, from_canonical, to_canonical
 
+FLIPS = ((3,), (2,), (2, 3))  # flip_average: mirrored left-right, upside down, both (dims of N, C, H, W)
+
 
 def _conv(inp: int, out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(inp, out, 3, stride, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True))
@@ -43,9 +49,9 @@ def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class Segmenter(nn.Module):
     """(N, C, H, W) images, uint8 or [0, 1] floats -> (N, 1, H, W) anomaly logits."""
 
-    def __init__(self, channels: int, width: int = 16, align: bool = False):
+    def __init__(self, channels: int, width: int = 16, align: bool = False, flip_average: bool = False):
         super().__init__()
-        self.channels, self.width, self.align = channels, width, align
+        self.channels, self.width, self.align, self.flip_average = channels, width, align, flip_average
         self.stem = _conv(channels + 2, width, 2)  # 1/2
         self.stage1 = BasicBlock(width, 2 * width, 2)  # 1/4
         self.stage2 = BasicBlock(2 * width, 4 * width, 2)  # 1/8
@@ -78,6 +84,18 @@ class Segmenter(nn.Module):
             return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False), sixteenth
         return from_canonical(logits, pose, (h, w)), sixteenth
 
+    def probabilities_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, H, W) anomaly probabilities and the deepest features of the images as they are; with
+        `flip_average`, the probabilities are the mean over the image and its flips, run as one batch."""
+        if not self.flip_average:
+            logits, features = self.logits_and_features(x)
+            return torch.sigmoid(logits.float())[:, 0], features
+        n = x.shape[0]
+        logits, features = self.logits_and_features(torch.cat([x, *(x.flip(dims) for dims in FLIPS)]))
+        p = torch.sigmoid(logits.float())
+        flipped_back = [p[(k + 1) * n : (k + 2) * n].flip(dims) for k, dims in enumerate(FLIPS)]
+        return (p[:n] + sum(flipped_back))[:, 0] / (len(FLIPS) + 1), features[:n]
+
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """Focal loss (DRAEM's; most pixels are easy background) plus a soft Dice term over the batch."""
@@ -92,15 +110,16 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 
 
 @torch.no_grad()
 def segmenter_outputs(model: Segmenter, images: torch.Tensor, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W) anomaly probabilities and (N, D) embeddings of uint8 images (N, C, H, W), from one pass.
+    """(N, H, W) anomaly probabilities and (N, D) embeddings of uint8 images (N, C, H, W), from one pass
+    (with `flip_average`, the image and its flips in one batch).
 
     The embedding (drift) is the encoder's deepest (1/16) features, median over positions."""
     model.eval()
     device = next(model.parameters()).device
     maps, embedded = [], []
     for i in range(0, len(images), batch_size):
-        logits, deepest = model.logits_and_features(images[i : i + batch_size].to(device))
-        maps.append(torch.sigmoid(logits.float())[:, 0].cpu())
+        probabilities, deepest = model.probabilities_and_features(images[i : i + batch_size].to(device))
+        maps.append(probabilities.cpu())
         embedded.append(pooled(deepest, "median"))
     if not maps:
         return np.empty((0, *images.shape[-2:]), dtype=np.float32), np.empty((0, 8 * model.width), dtype=np.float32)
@@ -168,17 +187,37 @@ def train_segmenter(
         channels_last=True,
         cpu_mixed_precision=True,
     )
-    return model.cpu(), history
+    model = model.cpu()
+    model.flip_average = p.flip_average is True or (p.flip_average == "auto" and _flips_help(model, score))
+    return model, history
+
+
+def _flips_help(model: Segmenter, score: Callable[[nn.Module], float]) -> bool:
+    """Whether averaging over flips raises the validation score of the trained model."""
+    model.flip_average = False
+    plain = score(model)
+    model.flip_average = True
+    averaged = score(model)
+    print(f"[segmenter] flip average: validation pixel AP {plain:.4f} -> {averaged:.4f}", file=sys.stderr, flush=True)
+    return averaged > plain
 
 
 def save_segmenter(model: Segmenter, file: Path) -> None:
     torch.save(
-        {"channels": model.channels, "width": model.width, "align": model.align, "state": model.state_dict()}, file
+        {
+            "channels": model.channels,
+            "width": model.width,
+            "align": model.align,
+            "flip_average": model.flip_average,
+            "state": model.state_dict(),
+        },
+        file,
     )
 
 
 def load_segmenter(file: Path) -> Segmenter:
     saved = torch.load(file, map_location="cpu", weights_only=True)
-    model = Segmenter(saved["channels"], saved["width"], saved.get("align", False))  # saved before align: off
+    # saved before align or flip_average: off
+    model = Segmenter(saved["channels"], saved["width"], saved.get("align", False), saved.get("flip_average", False))
     model.load_state_dict(saved["state"])
     return model.eval()

@@ -17,6 +17,7 @@ from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_maps
 from domains.defects.params import DefectsTrainParams
 from domains.defects.patchcore import fit_patchcore, load_backbone, load_patchcore, patchcore_maps, save_patchcore
 from domains.defects.segmenter import (
+    FLIPS,
     Segmenter,
     anomaly_maps,
     load_segmenter,
@@ -85,6 +86,38 @@ def test_segmenter_maps_have_the_image_resolution(shape):
     assert model(images).shape == (shape[0], 1, *shape[2:])
     maps = anomaly_maps(model, images)
     assert maps.shape == (shape[0], *shape[2:]) and 0 <= maps.min() and maps.max() <= 1
+
+
+def test_flip_averaging_is_the_mean_of_the_flipped_maps_and_is_saved(tmp_path):
+    torch.manual_seed(0)
+    plain = Segmenter(1, width=4).eval()
+    images = torch.randint(0, 256, (3, 1, 40, 56), dtype=torch.uint8)
+    # each flipped image's map, flipped back (maps are N, H, W: image dim d is map dim d - 1)
+    flipped = [np.flip(anomaly_maps(plain, images.flip(d)), [k - 1 for k in d]) for d in FLIPS]
+    expected = anomaly_maps(plain, images) + sum(flipped)
+    averaged = Segmenter(1, width=4, flip_average=True).eval()
+    averaged.load_state_dict(plain.state_dict())
+    maps = anomaly_maps(averaged, images)
+    assert maps.shape == (3, 40, 56) and np.abs(maps - expected / (len(FLIPS) + 1)).max() < 1e-5
+    assert np.abs(maps - anomaly_maps(plain, images)).max() > 1e-3  # the flips did change it
+    save_segmenter(averaged, tmp_path / "segmenter.pt")
+    assert np.array_equal(anomaly_maps(load_segmenter(tmp_path / "segmenter.pt"), images), maps)
+    saved = torch.load(tmp_path / "segmenter.pt", weights_only=True)
+    del saved["flip_average"]  # a model saved before flip averaging existed: off
+    torch.save(saved, tmp_path / "old.pt")
+    assert not load_segmenter(tmp_path / "old.pt").flip_average
+
+
+@pytest.mark.parametrize("setting", [False, True, "auto"])
+def test_flip_averaging_is_kept_where_validation_gains(setting, tmp_path, capsys):
+    train, val = surfaces(8, seed=1), surfaces(3, seed=2)
+    model, _ = train_segmenter(train, val, _tiny_train_params(flip_average=setting), 0, TrainEnv(tmp_path, "f"))
+    if setting != "auto":
+        assert model.flip_average is setting
+        return
+    line = next(x for x in capsys.readouterr().err.splitlines() if "flip average: validation pixel AP" in x)
+    plain, averaged = (float(v) for v in line.split("AP ")[1].split(" -> "))
+    assert model.flip_average == (averaged > plain)
 
 
 def test_a_few_steps_reduce_the_segmentation_loss():

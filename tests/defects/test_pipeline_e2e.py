@@ -124,6 +124,15 @@ def test_the_part_segmenter_aligns_poses_and_the_surface_one_does_not(repo):
     assert "not surface: no object of a steady size" in report
 
 
+def test_flip_averaging_is_saved_with_each_segmenter_and_reported(repo):
+    from domains.defects.segmenter import load_segmenter
+
+    train = repo / "data" / "defects" / "train"
+    assert all(load_segmenter(train / f"segmenter.{category}.pt").flip_average for category in BOTH)
+    report = (repo / "data" / "defects" / "report" / "report.md").read_text()
+    assert "Flip averaging (train.flip_average: true): the segmenter's map of category surface, category part" in report
+
+
 def test_second_repro_runs_no_stage(repo):
     assert_noop_repro(repo, "defects")
 
