@@ -139,6 +139,7 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
         histories = json.loads((data / "train" / "history.json").read_text())
         gate = json.loads((data / "validate" / "gate.json").read_text())
         info = json.loads((data / "prepare" / "info.json").read_text())
+        flips = _without_flip_average(data, section["train"]["score_pool"]) if "segmenter" in metrics else None
 
     candidate = section["evaluate"]["candidate"]
     kinds = sorted(k.removeprefix("auroc_") for k in metrics[candidate] if k.startswith("auroc_"))
@@ -160,6 +161,9 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
             for model, h in histories.items()
         },
     }
+    if flips:
+        result["segmenter_without_flip_average"] = flips
+        print(f"segmenter, flip averaging on; the same model without it: {flips}")
     rows = [
         [
             name,
@@ -193,6 +197,28 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
     )
     print(f"report: {report.relative_to(ROOT)}/report.html")
     return result
+
+
+def _without_flip_average(data: Path, pool: float) -> dict[str, float] | None:
+    """The trained segmenter's test AUROC with flip averaging off, where training kept it on (same weights)."""
+    import numpy as np
+    import pandas as pd
+
+    from domains.common.items import LABEL, SPLIT
+    from domains.defects.loaders import GOOD
+    from domains.defects.metrics import auroc, image_scores, pixel_auroc
+    from domains.defects.train import load_model, score_maps
+
+    model = load_model(data / "train", "segmenter")
+    if not getattr(model, "flip_average", False):
+        return None
+    model.flip_average = False
+    items = pd.read_parquet(data / "prepare" / "items.parquet")
+    test = np.flatnonzero(items[SPLIT].to_numpy() == "test")
+    maps = score_maps("segmenter", model, np.ascontiguousarray(np.load(data / "prepare" / "images.npy")[test]))
+    masks = np.load(data / "prepare" / "masks.npy")[test].astype(bool)
+    defective = items[LABEL].to_numpy()[test] != GOOD
+    return {"image_auroc": auroc(defective, image_scores(maps, pool)), "pixel_auroc": pixel_auroc(maps, masks)}
 
 
 def bench_select() -> dict[str, Any] | None:
