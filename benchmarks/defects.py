@@ -9,6 +9,7 @@
     python -m benchmarks.defects categories      # synthetic surfaces and parts: one model for both, or one each
     python -m benchmarks.defects poses           # the segmenter on parts at any pose: foreground anomalies, turns, align
     python -m benchmarks.defects align           # the segmenter on parts, align off and on, over five seeds
+    python -m benchmarks.defects flips           # each category over five seeds: flip averaging off / on, auto's choice
     python -m benchmarks.defects repro           # cold and no-op `dvc repro report@defects` at the default size
     python -m benchmarks.defects gpu             # segmenter seconds per epoch, CPU vs CUDA (skipped without CUDA)
 
@@ -201,6 +202,15 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
 
 def _without_flip_average(data: Path, pool: float) -> dict[str, float] | None:
     """The trained segmenter's test AUROC with flip averaging off, where training kept it on (same weights)."""
+    from domains.defects.train import load_model
+
+    if not getattr(load_model(data / "train", "segmenter"), "flip_average", False):
+        return None
+    return _segmenter_test_auroc(data, pool, flip_average=False)
+
+
+def _segmenter_test_auroc(data: Path, pool: float, flip_average: bool) -> dict[str, float]:
+    """Image and pixel AUROC on the test split of a run's trained (single) segmenter, flip averaging as given."""
     import numpy as np
     import pandas as pd
 
@@ -210,9 +220,7 @@ def _without_flip_average(data: Path, pool: float) -> dict[str, float] | None:
     from domains.defects.train import load_model, score_maps
 
     model = load_model(data / "train", "segmenter")
-    if not getattr(model, "flip_average", False):
-        return None
-    model.flip_average = False
+    model.flip_average = flip_average
     items = pd.read_parquet(data / "prepare" / "items.parquet")
     test = np.flatnonzero(items[SPLIT].to_numpy() == "test")
     maps = score_maps("segmenter", model, np.ascontiguousarray(np.load(data / "prepare" / "images.npy")[test]))
@@ -410,6 +418,49 @@ def bench_align() -> dict[str, Any]:
     return result
 
 
+def bench_flips() -> dict[str, Any]:
+    """The segmenter on each synthetic category over the align seeds, trained once (flip_average: auto), its
+    test AUROC with flip averaging off and on (same weights), and what auto chose from validation alone."""
+    from domains.defects.segmenter import load_segmenter
+
+    result: dict[str, Any] = {}
+    rows = []
+    for category in ("part", "surface"):
+        gains, auto_gains = [], []
+        for seed in ALIGN_SEEDS:
+            section = _section(
+                {
+                    "seed": seed,
+                    "synthetic": {"category": category},
+                    "train": {"models": ["segmenter"]},
+                    "evaluate": {"baselines": []},
+                }
+            )
+            with stage_root("defects", section, ("acquire", "validate", "prepare", "train")) as (root, _):
+                data = root / "data" / "defects"
+                chosen = load_segmenter(data / "train" / "segmenter.pt").flip_average
+                off, on = (_segmenter_test_auroc(data, section["train"]["score_pool"], f) for f in (False, True))
+            gains.append(on["image_auroc"] - off["image_auroc"])
+            auto_gains.append(gains[-1] if chosen else 0.0)
+            result[f"{category}, seed {seed}"] = {"auto_chose": chosen, "off": off, "on": on}
+            rows.append(
+                [category, seed, chosen, off["image_auroc"], on["image_auroc"], off["pixel_auroc"], on["pixel_auroc"]]
+            )
+        result[category] = {
+            "mean_image_gain_on": statistics.mean(gains),
+            "sd": statistics.stdev(gains),
+            "seeds_better_on": sum(g > 0 for g in gains),
+            "mean_image_gain_auto": statistics.mean(auto_gains),
+        }
+    print_table(
+        "Segmenter on the synthetic categories: test AUROC with flip averaging off and on (same weights), auto's choice",
+        ["category", "seed", "auto chose", "image off", "image on", "pixel off", "pixel on"],
+        rows,
+    )
+    print({c: result[c] for c in ("part", "surface")})
+    return result
+
+
 def bench_repro_defects() -> dict[str, Any]:
     """Cold `dvc repro report@defects` at the default size, then a no-op one."""
     return bench_repro("defects", cold_target_s=180.0)
@@ -447,6 +498,7 @@ def bench_gpu() -> dict[str, Any] | None:
 BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "magnetic-tile": bench_magnetic_tile,
     "magnetic-tile-draem": lambda: bench_magnetic_tile(MAGNETIC_TILE_DRAEM, "magnetic_tile_draem"),
+    "flips": bench_flips,
     "magnetic-tile-long": lambda: bench_magnetic_tile(MAGNETIC_TILE_LONG, "magnetic_tile_long"),
     "magnetic-tile-foreground": lambda: bench_magnetic_tile(MAGNETIC_TILE_FOREGROUND, "magnetic_tile_foreground"),
     "magnetic-tile-crops": lambda: bench_magnetic_tile(MAGNETIC_TILE_CROPS, "magnetic_tile_crops"),
