@@ -498,7 +498,6 @@ def bench_gpu() -> dict[str, Any] | None:
 BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "magnetic-tile": bench_magnetic_tile,
     "magnetic-tile-draem": lambda: bench_magnetic_tile(MAGNETIC_TILE_DRAEM, "magnetic_tile_draem"),
-    "flips": bench_flips,
     "magnetic-tile-long": lambda: bench_magnetic_tile(MAGNETIC_TILE_LONG, "magnetic_tile_long"),
     "magnetic-tile-foreground": lambda: bench_magnetic_tile(MAGNETIC_TILE_FOREGROUND, "magnetic_tile_foreground"),
     "magnetic-tile-crops": lambda: bench_magnetic_tile(MAGNETIC_TILE_CROPS, "magnetic_tile_crops"),
@@ -506,6 +505,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "categories": bench_categories,
     "poses": bench_poses,
     "align": bench_align,
+    "flips": bench_flips,
     "repro": bench_repro_defects,
     "gpu": bench_gpu,
 }
