@@ -117,7 +117,7 @@ def test_flip_averaging_is_kept_where_validation_gains(setting, tmp_path, capsys
         return
     line = next(x for x in capsys.readouterr().err.splitlines() if "flip average: validation pixel AP" in x)
     plain, averaged = (float(v) for v in line.split("AP ")[1].split(" -> "))
-    assert model.flip_average == (averaged > plain)
+    assert model.flip_average == (averaged > plain) or abs(averaged - plain) < 1e-4  # the log rounds to 4 places
 
 
 def test_a_few_steps_reduce_the_segmentation_loss():
