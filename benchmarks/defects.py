@@ -207,23 +207,23 @@ def _without_flip_average(data: Path, pool: float) -> dict[str, float] | None:
     """The trained segmenter's test AUROC with flip averaging off, where training kept it on (same weights)."""
     from domains.defects.train import load_model
 
-    if not getattr(load_model(data / "train", "segmenter"), "flip_average", False):
+    model = load_model(data / "train", "segmenter")
+    if not getattr(model, "flip_average", False):
         return None
-    return _segmenter_test_auroc(data, pool, flip_average=False)
+    model.flip_average = False
+    return _segmenter_test_auroc(data, pool, model)
 
 
-def _segmenter_test_auroc(data: Path, pool: float, flip_average: bool) -> dict[str, float]:
-    """Image and pixel AUROC on the test split of a run's trained (single) segmenter, flip averaging as given."""
+def _segmenter_test_auroc(data: Path, pool: float, model: Any) -> dict[str, float]:
+    """Image and pixel AUROC of a run's segmenter (its flip averaging as set) on that run's test split."""
     import numpy as np
     import pandas as pd
 
     from domains.common.items import LABEL, SPLIT
     from domains.defects.loaders import GOOD
     from domains.defects.metrics import auroc, image_scores, pixel_auroc
-    from domains.defects.train import load_model, score_maps
+    from domains.defects.train import score_maps
 
-    model = load_model(data / "train", "segmenter")
-    model.flip_average = flip_average
     items = pd.read_parquet(data / "prepare" / "items.parquet")
     test = np.flatnonzero(items[SPLIT].to_numpy() == "test")
     maps = score_maps("segmenter", model, np.ascontiguousarray(np.load(data / "prepare" / "images.npy")[test]))
@@ -441,8 +441,12 @@ def bench_flips() -> dict[str, Any]:
             )
             with stage_root("defects", section, ("acquire", "validate", "prepare", "train")) as (root, _):
                 data = root / "data" / "defects"
-                chosen = load_segmenter(data / "train" / "segmenter.pt").flip_average
-                off, on = (_segmenter_test_auroc(data, section["train"]["score_pool"], f) for f in (False, True))
+                model = load_segmenter(data / "train" / "segmenter.pt")
+                chosen, figures = model.flip_average, {}
+                for flip_average in (False, True):
+                    model.flip_average = flip_average
+                    figures[flip_average] = _segmenter_test_auroc(data, section["train"]["score_pool"], model)
+                off, on = figures[False], figures[True]
             gains.append(on["image_auroc"] - off["image_auroc"])
             auto_gains.append(gains[-1] if chosen else 0.0)
             result[f"{category}, seed {seed}"] = {"auto_chose": chosen, "off": off, "on": on}
