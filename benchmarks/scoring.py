@@ -679,6 +679,7 @@ def bench_defects() -> dict[str, Any] | None:
 
         request = ScoreRequest("defects", files["batch"], out=folder / "scored", model="candidate")
         ours, theirs, manifest = _interleaved(root, request, plain)
+        flip_average = load_segmenter(model_dir / "segmenter.pt").flip_average  # 4 views a map where on
         good = [np.asarray(Image.open(f).convert("L"), dtype=float) for f in sorted(files["good"].glob("*.jpg"))]
         rng = np.random.default_rng(0)
         variants = {
@@ -700,7 +701,7 @@ def bench_defects() -> dict[str, Any] | None:
             root, "defects", "segmenter", {names.get(k, k): (v, "mvtec") for k, v in files.items()}, 100
         )
     result = _result(items, ours, theirs, manifest, figures)
-    result["training"] = {"overrides": REAL["defects"]}
+    result["training"] = {"overrides": REAL["defects"], "flip_average": flip_average}
     _print("defects", f"Magnetic-Tile's {items} published test images in <type>/ folders", result)
     return result
 
