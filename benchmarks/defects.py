@@ -143,6 +143,7 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
         histories = json.loads((data / "train" / "history.json").read_text())
         gate = json.loads((data / "validate" / "gate.json").read_text())
         info = json.loads((data / "prepare" / "info.json").read_text())
+        slices = _slices(data / "evaluate" / "tables" / "slices.csv")
         flips = _without_flip_average(data, section["train"]["score_pool"]) if "segmenter" in metrics else None
 
     candidate = section["evaluate"]["candidate"]
@@ -165,6 +166,14 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
             for model, h in histories.items()
         },
     }
+    if slices:
+        result["slices"] = slices
+        for row in slices:
+            if row["slice"] == "aspect":
+                print(
+                    f"aspect (width / height) {row['group']}: {row['units']} images, image AUROC "
+                    + ", ".join(f"{m} {row[m]:.3f}" for m in metrics if isinstance(row.get(m), float))
+                )
     if flips:
         result["segmenter_without_flip_average"] = flips
         print(f"segmenter, flip averaging on; the same model without it: {flips}")
@@ -201,6 +210,13 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
     )
     print(f"report: {report.relative_to(ROOT)}/report.html")
     return result
+
+
+def _slices(file: Path) -> list[dict[str, Any]]:
+    """The report's slice table (image AUROC per type, brightness and aspect band, with intervals), as rows."""
+    import pandas as pd
+
+    return pd.read_csv(file).to_dict("records") if file.is_file() else []
 
 
 def _without_flip_average(data: Path, pool: float) -> dict[str, float] | None:

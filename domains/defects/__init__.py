@@ -53,5 +53,6 @@ DOMAIN = DomainSpec(
         "type": "the test image's defect type ('good' for a good image)",
         "category": "the image's category (its MVTec category folder; one per source otherwise)",
         "brightness": "mean pixel value of the prepared image (0-255)",
+        "aspect": "the source image's width / height, before the square resize (Magnetic-Tile's crops: 0.4-2.6)",
     },
 )

@@ -25,6 +25,9 @@ from domains.defects.routed import Routed
 from domains.defects.train import HISTORY, SEGMENTER, THRESHOLDS, TIMES, load_model, score_maps
 
 NEAR_CHANCE = 0.6  # image AUROC under this: the model barely ranks defective above good images
+SQUEEZED = (
+    1.5  # a source image wider or taller than this (width / height or its inverse) loses most in the square resize
+)
 
 
 def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_dir: Path) -> Evaluation:
@@ -161,7 +164,13 @@ def test_units(items: pd.DataFrame, images: np.ndarray, scores: dict[str, np.nda
     frame["slice:type"] = items[LABEL].astype(str).to_numpy()
     frame["slice:category"] = items[CATEGORY].astype(str).to_numpy()
     frame["slice:brightness"] = images.reshape(len(images), -1).astype(np.float64).mean(axis=1)
+    frame["slice:aspect"] = _aspect(items)
     return frame
+
+
+def _aspect(items: pd.DataFrame) -> np.ndarray:
+    """Each source image's width / height, before prepare resizes it to a square."""
+    return items["width"].to_numpy(np.float64) / items["height"].to_numpy(np.float64)
 
 
 def _per_type_table(labels: np.ndarray, scores: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -211,6 +220,14 @@ def _notes(
         f"An image's score is the maximum of its anomaly map after a box filter {p.train.score_pool:.0%} of the "
         "image side wide; f1, precision and recall are those of 'defective' at the threshold.",
     ]
+    test = items[items[SPLIT] == "test"]
+    squeezed = int(((_aspect(test) > SQUEEZED) | (_aspect(test) < 1 / SQUEEZED)).sum())
+    if squeezed:
+        notes.append(
+            f"{squeezed} of the {len(test)} test images are wider or taller than {SQUEEZED:g} : 1; the square resize "
+            "shrinks them more along their long side, so a thin defect across it (a crack parallel to the short "
+            "side) may vanish. The aspect slice shows how each model fares on them."
+        )
     categories = list(pd.unique(items[CATEGORY]))
     if len(categories) > 1 and routed:
         share = next(iter(metrics.values()))["routed_correctly"]

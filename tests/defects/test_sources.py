@@ -44,6 +44,17 @@ def test_magnetic_tile_runs_with_varying_sizes_and_soft_masks(defects_root, caps
     assert out["info"]["images"] == {"train": 22, "val": 2, "test": 12}  # published split: 24 of 30 listed
     assert {"pixel_auroc", "auroc_crack", "auroc_blowhole"} <= set(out["metrics"]["segmenter"])
     assert any("Magnetic-Tile split: DifferNet's published one" in note for note in out["notes"])
+    # crops past 3:2 either way are squeezed most by the square resize: counted in a note, a slice of their own
+    evaluated = defects_root / "data" / "defects"
+    test = pd.read_parquet(evaluated / "prepare/items.parquet").query("split == 'test'")
+    aspect = test["width"] / test["height"]
+    squeezed = int(((aspect > 1.5) | (aspect < 1 / 1.5)).sum())
+    assert 0 < squeezed < len(test)
+    assert any(
+        note.startswith(f"{squeezed} of the {len(test)} test images are wider or taller") for note in out["notes"]
+    )
+    slices = pd.read_csv(evaluated / "evaluate/tables/slices.csv").query("slice == 'aspect'")
+    assert slices["rows"].sum() == len(test) and len(slices) >= 2
     assert digest(data) == before
 
 
