@@ -367,17 +367,20 @@ def bench_poses() -> dict[str, Any]:
             )
             with stage_root("defects", section, ("acquire", "validate", "prepare", "train", "evaluate")) as (root, _):
                 m = json.loads((root / "data/defects/evaluate/metrics.json").read_text())["segmenter"]
-                aligned = load_segmenter(root / "data/defects/train/segmenter.pt").align  # what `auto` chose
+                segmenter = load_segmenter(root / "data/defects/train/segmenter.pt")  # what the autos chose
+                aligned, flipped = segmenter.align, segmenter.flip_average
             kinds = sorted(k for k in m if k.startswith("auroc_") and "_ci_" not in k)
             result[f"{category}, {setting}"] = {
                 **{k: m[k] for k in ("image_auroc", "pixel_auroc", "fit_seconds", *kinds)},
                 "aligned": aligned,
+                "flip_average": flipped,
             }
             rows.append(
                 [
                     category,
                     setting,
                     aligned,
+                    flipped,
                     m["image_auroc"],
                     m["pixel_auroc"],
                     *[m[k] for k in kinds],
@@ -386,7 +389,19 @@ def bench_poses() -> dict[str, Any]:
             )
     print_table(
         "Segmenter on the synthetic categories (default params otherwise): image, pixel and per-type AUROC",
-        ["category", "training", "aligned", "image", "pixel", "crack", "missing", "scratch", "spot", "train s"],
+        [
+            "category",
+            "training",
+            "aligned",
+            "flips",
+            "image",
+            "pixel",
+            "crack",
+            "missing",
+            "scratch",
+            "spot",
+            "train s",
+        ],
         rows,
     )
     return result
@@ -399,6 +414,8 @@ def bench_align() -> dict[str, Any]:
     """The segmenter on the synthetic part category, train.align off against auto (on for parts), over
     several seeds (each its own data and initialisation): image and pixel AUROC per seed, the mean paired
     difference and how many seeds it helps."""
+    from domains.defects.segmenter import load_segmenter
+
     result: dict[str, Any] = {}
     rows = []
     for seed in ALIGN_SEEDS:
@@ -413,8 +430,12 @@ def bench_align() -> dict[str, Any]:
             )
             with stage_root("defects", section, ("acquire", "validate", "prepare", "train", "evaluate")) as (root, _):
                 m = json.loads((root / "data/defects/evaluate/metrics.json").read_text())["segmenter"]
-            result[f"seed {seed}, align {align}"] = {k: m[k] for k in ("image_auroc", "pixel_auroc", "fit_seconds")}
-            rows.append([seed, str(align), m["image_auroc"], m["pixel_auroc"], m["fit_seconds"]])
+                flipped = load_segmenter(root / "data/defects/train/segmenter.pt").flip_average  # auto's choice
+            result[f"seed {seed}, align {align}"] = {
+                **{k: m[k] for k in ("image_auroc", "pixel_auroc", "fit_seconds")},
+                "flip_average": flipped,
+            }
+            rows.append([seed, str(align), flipped, m["image_auroc"], m["pixel_auroc"], m["fit_seconds"]])
     gains = [
         result[f"seed {s}, align auto"]["image_auroc"] - result[f"seed {s}, align False"]["image_auroc"]
         for s in ALIGN_SEEDS
@@ -422,7 +443,7 @@ def bench_align() -> dict[str, Any]:
     for align in (False, "auto"):
         values = [result[f"seed {s}, align {align}"]["image_auroc"] for s in ALIGN_SEEDS]
         result[f"align {align}"] = {"mean_image_auroc": statistics.mean(values), "sd": statistics.stdev(values)}
-        rows.append(["mean", str(align), statistics.mean(values), float("nan"), float("nan")])
+        rows.append(["mean", str(align), "", statistics.mean(values), float("nan"), float("nan")])
     result["paired_gain"] = {
         "mean": statistics.mean(gains),
         "sd": statistics.stdev(gains),
@@ -430,7 +451,7 @@ def bench_align() -> dict[str, Any]:
     }
     print_table(
         "Segmenter on the synthetic part category: train.align off and auto, per seed",
-        ["seed", "align", "image", "pixel", "train s"],
+        ["seed", "align", "flips", "image", "pixel", "train s"],
         rows,
     )
     print(f"paired image AUROC gain of align: {result['paired_gain']}")

@@ -25,9 +25,8 @@ from domains.defects.routed import Routed
 from domains.defects.train import HISTORY, SEGMENTER, THRESHOLDS, TIMES, load_model, score_maps
 
 NEAR_CHANCE = 0.6  # image AUROC under this: the model barely ranks defective above good images
-SQUEEZED = (
-    1.5  # a source image wider or taller than this (width / height or its inverse) loses most in the square resize
-)
+# a source image wider or taller than this (width / height or its inverse) loses most in the square resize
+SQUEEZED = 1.5
 
 
 def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_dir: Path) -> Evaluation:

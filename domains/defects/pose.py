@@ -5,7 +5,7 @@ its position, the principal axis of the second moments its orientation up to a h
 of the third moment along that axis (the side its mass reaches further out, e.g. a tab) settles the half
 turn. Turning every image so that axis points right and moving the centroid to the centre puts each part
 in one pose: a model then learns one appearance of the part, not every turn of it (synthetic parts, five
-seeds: the segmenter's image AUROC 0.826 -> 0.908; benchmarks/README.md). Works for parts whose outline
+seeds: the segmenter's image AUROC 0.834 -> 0.910; benchmarks/README.md). Works for parts whose outline
 is not symmetric under a turn (most machined parts; MVTec's screw, metal nut); `alignable` leaves round
 ones alone (their axis is noise). Not for parts whose turn is itself a defect (MVTec's transistor,
 "misplaced") nor outlines symmetric under a half turn only (turned a half turn at random): set
