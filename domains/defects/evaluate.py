@@ -219,11 +219,11 @@ def _notes(
         f"An image's score is the maximum of its anomaly map after a box filter {p.train.score_pool:.0%} of the "
         "image side wide; f1, precision and recall are those of 'defective' at the threshold.",
     ]
-    test = items[items[SPLIT] == "test"]
-    squeezed = int(((_aspect(test) > SQUEEZED) | (_aspect(test) < 1 / SQUEEZED)).sum())
+    aspect = _aspect(items[items[SPLIT] == "test"])
+    squeezed = int(((aspect > SQUEEZED) | (aspect < 1 / SQUEEZED)).sum())
     if squeezed:
         notes.append(
-            f"{squeezed} of the {len(test)} test images are wider or taller than {SQUEEZED:g} : 1; the square resize "
+            f"{squeezed} of the {len(aspect)} test images are wider or taller than {SQUEEZED:g} : 1; the square resize "
             "shrinks them more along their long side, so a thin defect across it (a crack parallel to the short "
             "side) may vanish. The aspect slice shows how each model fares on them."
         )
