@@ -149,32 +149,42 @@ class Draem(nn.Module):
         return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def _gaussian_window(size: int, sigma: float, device: torch.device) -> torch.Tensor:
+def _gaussian(size: int, sigma: float, device: torch.device) -> torch.Tensor:
     coords = torch.arange(size, device=device, dtype=torch.float32) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return g / g.sum()
 
 
 def ssim(
     x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0
 ) -> torch.Tensor:
     """Mean SSIM (Wang et al. 2004) of two (N, C, H, W) batches: Gaussian window, C1 = (0.01 L)^2,
-    C2 = (0.03 L)^2; edges padded by reflection (a constant image stays constant up to its border)."""
-    x, y = x.float(), y.float()
-    c = x.shape[1]
-    kernel = _gaussian_window(window, sigma, x.device).expand(c, 1, window, window)
-    pad = min(window // 2, x.shape[-1] - 1, x.shape[-2] - 1)
+    C2 = (0.03 L)^2; edges padded by reflection (a constant image stays constant up to its border).
 
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        t = F.pad(t, (pad, pad, pad, pad), mode="reflect") if pad else t
-        return F.conv2d(t, kernel, groups=c, padding=window // 2 - pad)
+    Always in float32: under mixed precision the blurs would run in bf16 / fp16, whose variances of
+    near-equal images go negative and the ratio's gradient to NaN."""
+    with torch.autocast(x.device.type, enabled=False):
+        return _ssim(x.float(), y.float(), window, sigma, data_range)
 
-    mx, my = blur(x), blur(y)
+
+def _ssim(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float, data_range: float) -> torch.Tensor:
     # (co)variances of the images less their means: the same values, without float32's cancellation
     xc, yc = x - x.mean(dim=(2, 3), keepdim=True), y - y.mean(dim=(2, 3), keepdim=True)
-    mxc, myc = blur(xc), blur(yc)
-    vx, vy, cov = blur(xc * xc) - mxc**2, blur(yc * yc) - myc**2, blur(xc * yc) - mxc * myc
+    maps = torch.cat([x, y, xc, yc, xc * xc, yc * yc, xc * yc], 1)
+    # the 2-d Gaussian is separable: a column then a row pass, all seven maps in one grouped convolution each
+    # (a 2-d window costs 5.5x the arithmetic and, for a 64 px reconstruction, most of DRAEM's step on a CPU)
+    groups = maps.shape[1]
+    g = _gaussian(window, sigma, x.device)
+    pad = min(window // 2, x.shape[-1] - 1, x.shape[-2] - 1)
+    maps = F.pad(maps, (pad, pad, pad, pad), mode="reflect") if pad else maps
+    maps = F.conv2d(
+        maps, g.view(1, 1, window, 1).expand(groups, 1, window, 1), groups=groups, padding=(window // 2 - pad, 0)
+    )
+    maps = F.conv2d(
+        maps, g.view(1, 1, 1, window).expand(groups, 1, 1, window), groups=groups, padding=(0, window // 2 - pad)
+    )
+    mx, my, mxc, myc, sxx, syy, sxy = maps.chunk(7, 1)
+    vx, vy, cov = sxx - mxc**2, syy - myc**2, sxy - mxc * myc
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     return (((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean()
 

@@ -78,6 +78,20 @@ def test_ssim_of_a_hand_computed_case():
     assert float(ssim(z, 1 - z)) < 0  # anti-correlated structure
 
 
+def test_ssim_stays_float32_under_mixed_precision():
+    # the trainer computes losses under autocast: bf16 blurs rounded this pair's SSIM to 1.0 and could
+    # drive its gradient to NaN (seen training a reconstruction against a clean image)
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(4, 1, 64, 64, generator=g)
+    recon = (clean + 0.01 * torch.randn(4, 1, 64, 64, generator=g)).requires_grad_()
+    exact = float(ssim(clean, recon.detach()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = ssim(clean, recon)
+    assert mixed.dtype == torch.float32 and float(mixed.detach()) == pytest.approx(exact, abs=1e-6) and exact < 0.9995
+    mixed.backward()
+    assert recon.grad is not None and torch.isfinite(recon.grad).all()
+
+
 @pytest.mark.parametrize("shape", [(2, 1, 37, 45), (1, 3, 33, 64)])
 def test_both_sub_networks_keep_odd_image_sizes(shape):
     x = torch.rand(*shape)
