@@ -124,7 +124,7 @@ def test_the_candidate_cannot_be_its_own_baseline(tmp_path):
     write_params(tmp_path, "fraud", raw)
     with pytest.raises(
         ParamsError,
-        match=r"^params.yaml: fraud.evaluate: Value error, baselines: the candidate 'mlp' "
+        match=r"^params.yaml: fraud.evaluate: baselines: the candidate 'mlp' "
         r"cannot be its own baseline",
     ):
         load_params(tmp_path, "fraud")

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 from aiflow.cli import main
+from benchmarks import defects as defects_benchmarks
+from benchmarks.common import domain_section
 from domains.common.errors import ParamsError
 from domains.common.registry import load_params
 from tests.conftest import small_fraud_params, write_params
@@ -67,3 +69,23 @@ def test_unknown_domain_section(stage_root, capsys):
     assert (
         "'fruad' is not a domain (did you mean 'fraud'?); available: defects, fraud, medical" in capsys.readouterr().err
     )
+
+
+def test_defects_baselines_must_be_trained(tmp_path):
+    # found by the DRAEM benchmark: it trained 12 minutes, then evaluate stopped on the default baseline
+    params = domain_section("defects", {"train": {"models": ["draem"]}, "evaluate": {"candidate": "draem"}})
+    write_params(tmp_path, "defects", params)
+    with pytest.raises(ParamsError) as err:
+        load_params(tmp_path, "defects")
+    assert str(err.value) == (
+        "params.yaml: defects: evaluate.baselines: 'patch_gaussian' is not trained "
+        "(train.models and backbone_weights give draem)"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in dir(defects_benchmarks) if n.startswith("MAGNETIC_TILE") and n != "MAGNETIC_TILE_DATA"]
+)
+def test_the_magnetic_tile_benchmarks_params_are_valid(tmp_path, name):
+    write_params(tmp_path, "defects", domain_section("defects", getattr(defects_benchmarks, name)))
+    assert load_params(tmp_path, "defects").data.source == "magnetic-tile"

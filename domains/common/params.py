@@ -223,8 +223,11 @@ def validate_section(model: type[DomainParams], domain: str, section: Any, file_
             hint = difflib.get_close_matches(str(first["loc"][-1]), parent_fields, n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(parent_fields)})"
             raise ParamsError(f"{file_name}: {key}: unknown key{suggestion}") from None
-        got = f" (got {first['input']!r})" if first["type"] != "missing" else ""
-        raise ParamsError(f"{file_name}: {key}: {first['msg']}{got}") from None
+        # a check across keys gets the whole mapping as its input; its message names the keys instead
+        shown = first["type"] != "missing" and not isinstance(first["input"], dict)
+        got = f" (got {first['input']!r})" if shown else ""
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ParamsError(f"{file_name}: {key}: {message}{got}") from None
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -224,13 +224,14 @@ class DefectsParams(DomainParams):
     evaluate: DefectsEvaluateParams
 
     @model_validator(mode="after")
-    def _candidate_is_trained(self) -> DefectsParams:
+    def _candidate_and_baselines_are_trained(self) -> DefectsParams:
+        # checked before training: evaluate would stop only after the models are trained
         trained = [*self.train.models, *(["patchcore"] if self.train.backbone_weights else [])]
-        if self.evaluate.candidate not in trained:
-            raise ValueError(
-                f"evaluate.candidate: '{self.evaluate.candidate}' is not trained "
-                f"(train.models and backbone_weights give {', '.join(trained)})"
-            )
+        for key, name in [("candidate", self.evaluate.candidate), *(("baselines", b) for b in self.evaluate.baselines)]:
+            if name not in trained:
+                raise ValueError(
+                    f"evaluate.{key}: '{name}' is not trained (train.models and backbone_weights give {', '.join(trained)})"
+                )
         return self
 
     @model_validator(mode="after")
