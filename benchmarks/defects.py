@@ -92,7 +92,14 @@ MAGNETIC_TILE_DRAEM = {
 # (300 until 2026-12-05: 0.899 / 0.828 on the EPYC). flip_average is the default's auto, decided on validation.
 MAGNETIC_TILE_LONG = {
     **MAGNETIC_TILE,
-    "train": {**MAGNETIC_TILE["train"], "models": ["segmenter"], "epochs": 420, "patience": 420, "num_threads": 2},
+    "train": {
+        **MAGNETIC_TILE["train"],
+        "models": ["segmenter"],
+        "epochs": 420,
+        "patience": 420,
+        "num_threads": 2,
+        "neighbour_distance": True,  # the result also gives the same weights' figures without it
+    },
     "evaluate": {"candidate": "segmenter", "baselines": []},
 }
 # The long run at 160 px: 3.2 s an epoch on the idle Xeon, 23 minutes in all (past the 25 on the EPYC)
@@ -146,7 +153,9 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
         gate = json.loads((data / "validate" / "gate.json").read_text())
         info = json.loads((data / "prepare" / "info.json").read_text())
         slices = _slices(data / "evaluate" / "tables" / "slices.csv")
-        flips = _without_flip_average(data, section["train"]["score_pool"]) if "segmenter" in metrics else None
+        pool = section["train"]["score_pool"]
+        flips = _without_flip_average(data, pool) if "segmenter" in metrics else None
+        neighbours = _without_neighbours(data, pool) if "segmenter" in metrics else None
 
     candidate = section["evaluate"]["candidate"]
     kinds = sorted(k.removeprefix("auroc_") for k in metrics[candidate] if k.startswith("auroc_"))
@@ -178,7 +187,10 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
                 )
     if flips:
         result["segmenter_without_flip_average"] = flips
-        print(f"segmenter, flip averaging on; the same model without it: {flips}")
+        print(f"segmenter, flip averaging on; the same weights without it (nor neighbour distance): {flips}")
+    if neighbours:
+        result["segmenter_without_neighbour_distance"] = neighbours
+        print(f"segmenter with neighbour distance; the same model without it: {neighbours}")
     rows = [
         [
             name,
@@ -222,32 +234,47 @@ def _slices(file: Path) -> list[dict[str, Any]]:
 
 
 def _without_flip_average(data: Path, pool: float) -> dict[str, float] | None:
-    """The trained segmenter's test AUROC with flip averaging off, where training kept it on (same weights)."""
+    """The trained segmenter's test AUROC with flip averaging (and any neighbour distance, whose bank holds
+    flip-averaged features) off, where training kept it on: the same weights' plain maps."""
     from domains.defects.train import load_model
 
     model = load_model(data / "train", "segmenter")
     if not getattr(model, "flip_average", False):
         return None
-    model.flip_average = False
+    model.flip_average, model.neighbours = False, None
+    return _segmenter_test_auroc(data, pool, model)
+
+
+def _without_neighbours(data: Path, pool: float) -> dict[str, float] | None:
+    """The trained segmenter's test AUROC without its neighbour distance, where training added one."""
+    from domains.defects.train import load_model
+
+    model = load_model(data / "train", "segmenter")
+    if getattr(model, "neighbours", None) is None:
+        return None
+    model.neighbours = None
     return _segmenter_test_auroc(data, pool, model)
 
 
 def _segmenter_test_auroc(data: Path, pool: float, model: Any) -> dict[str, float]:
-    """Image and pixel AUROC of a run's segmenter (its flip averaging as set) on that run's test split."""
+    """Image and pixel AUROC of a run's segmenter (flip averaging and neighbour distance as set) on that run's
+    test split."""
     import numpy as np
     import pandas as pd
 
     from domains.common.items import LABEL, SPLIT
     from domains.defects.loaders import GOOD
-    from domains.defects.metrics import auroc, image_scores, pixel_auroc
-    from domains.defects.train import score_maps
+    from domains.defects.metrics import auroc, pixel_auroc
+    from domains.defects.train import model_image_scores, score_maps
 
     items = pd.read_parquet(data / "prepare" / "items.parquet")
     test = np.flatnonzero(items[SPLIT].to_numpy() == "test")
-    maps = score_maps("segmenter", model, np.ascontiguousarray(np.load(data / "prepare" / "images.npy")[test]))
+    images = np.ascontiguousarray(np.load(data / "prepare" / "images.npy")[test])
+    maps = score_maps("segmenter", model, images)
     masks = np.load(data / "prepare" / "masks.npy")[test].astype(bool)
     defective = items[LABEL].to_numpy()[test] != GOOD
-    return {"image_auroc": auroc(defective, image_scores(maps, pool)), "pixel_auroc": pixel_auroc(maps, masks)}
+    scores = model_image_scores(model, images, maps, pool)
+    return {"image_auroc": auroc(defective, scores), "pixel_auroc": pixel_auroc(maps, masks)}
 
 
 def bench_select() -> dict[str, Any] | None:

@@ -18,11 +18,11 @@ from domains.common.items import LABEL, SPLIT
 from domains.common.report import WARNING
 from domains.defects.figures import comparison_figure, overlay_figure, score_figure
 from domains.defects.loaders import CATEGORY, GOOD
-from domains.defects.metrics import auroc, image_metrics, image_scores, per_type_auroc, pixel_auroc
+from domains.defects.metrics import auroc, image_metrics, per_type_auroc, pixel_auroc
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, INFO, ITEMS, MASKS
 from domains.defects.routed import Routed
-from domains.defects.train import HISTORY, SEGMENTER, THRESHOLDS, TIMES, load_model, score_maps
+from domains.defects.train import HISTORY, SEGMENTER, THRESHOLDS, TIMES, load_model, model_image_scores, score_maps
 
 NEAR_CHANCE = 0.6  # image AUROC under this: the model barely ranks defective above good images
 # a source image wider or taller than this (width / height or its inverse) loses most in the square resize
@@ -50,7 +50,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         routing = _routing_metrics(model, images, categories)
         began = time.perf_counter()
         maps[name] = score_maps(name, model, images)
-        scores[name] = image_scores(maps[name], p.train.score_pool)
+        scores[name] = model_image_scores(model, images, maps[name], p.train.score_pool)
         seconds = time.perf_counter() - began
         metrics[name] = {
             **image_metrics(defective, scores[name], thresholds[name]),

@@ -45,6 +45,10 @@ NOT_TORCH = {
     BASELINE: "scikit-learn PCA and numpy Mahalanobis distances, not a torch module (no ONNX graph is built for it)",
     PATCHCORE: "its map ends in scipy.ndimage.gaussian_filter after the nearest-neighbour search, not a torch op",
 }
+NEIGHBOURS_NOT_IN_GRAPH = (
+    "train.neighbour_distance: its image score adds a nearest-neighbour search in a bank of every training "
+    "patch, not built into the graph (the map alone would score differently)"
+)
 
 
 def pool_side(pool: float, height: int, width: int) -> int:
@@ -124,6 +128,9 @@ def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Expo
             not_converted[name] = NOT_TORCH.get(name, "not a torch model")
             continue
         model = load_model(model_dir, name)  # opened after modelstore checked its hash
+        if isinstance(model, Segmenter) and model.neighbours is not None:
+            not_converted[name] = NEIGHBOURS_NOT_IN_GRAPH
+            continue
         maps = score_maps(name, model, test)  # as evaluate computed them
         to_map = RoutedMap(model, MAPS[name]) if isinstance(model, Routed) else MAPS[name](model)
         graph = _MapAndScore(to_map, pool).eval()

@@ -199,6 +199,11 @@ class DefectsTrainParams(TrainerParams):
         "'wide_resnet50_2' to take it from torch's hub cache; nothing is downloaded",
     )
     memory_bank: int = Field(4000, ge=10, description="feature model: patch features kept (a random subsample)")
+    neighbour_distance: bool = Field(
+        False,
+        description="segmenter: add to each image's score how far its patches are from every good training "
+        "patch, in the segmenter's own features (domains/defects/neighbours.py; one model for all images)",
+    )
     score_pool: float = Field(
         0.04,
         ge=0,

@@ -44,7 +44,7 @@ from domains.common.image_scoring import (
 from domains.common.items import ID, LABEL, SPLIT
 from domains.defects.checks import MODE
 from domains.defects.loaders import GOOD
-from domains.defects.metrics import image_metrics, image_scores
+from domains.defects.metrics import image_metrics
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, ITEMS
 from domains.defects.train import (
@@ -56,6 +56,7 @@ from domains.defects.train import (
     embeddings,
     load_model,
     maps_and_embeddings,
+    model_image_scores,
     score_maps,
 )
 
@@ -115,7 +116,7 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
             maps = score_maps(model, scorer, images)
             if options.drift:  # the endpoint judges no drift: no second model's pass
                 embedded = embeddings(embedder, load_model(model_dir, embedder), images)
-        scores = image_scores(maps, p.train.score_pool)
+        scores = model_image_scores(scorer, images, maps, p.train.score_pool)
     threshold = float(thresholds[model])
     decision = (scores >= threshold).astype(np.int64)
     predictions = pd.DataFrame(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from domains.defects.anomalies import paste_anomalies
 from domains.defects.metrics import average_precision
 from domains.defects.params import DefectsTrainParams
 from domains.defects.pose import alignable, from_canonical, to_canonical
+
+if TYPE_CHECKING:
+    from domains.defects.neighbours import NeighbourBank
 
 FLIPS = ((3,), (2,), (2, 3))  # flip_average: mirrored left-right, upside down, both (dims of N, C, H, W)
 
@@ -59,6 +62,7 @@ class Segmenter(nn.Module):
         self.merge2 = _conv(12 * width, 4 * width)
         self.merge1 = _conv(6 * width, 2 * width)
         self.head = nn.Conv2d(2 * width, 1, 1)
+        self.neighbours: NeighbourBank | None = None  # train.neighbour_distance's bank (neighbours.py)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The encoder's 1/4, 1/8 and 1/16 feature maps of images in [0, 1]."""
@@ -210,6 +214,7 @@ def save_segmenter(model: Segmenter, file: Path) -> None:
             "align": model.align,
             "flip_average": model.flip_average,
             "state": model.state_dict(),
+            **({"neighbours": vars(model.neighbours)} if model.neighbours is not None else {}),
         },
         file,
     )
@@ -220,4 +225,8 @@ def load_segmenter(file: Path) -> Segmenter:
     # saved before align or flip_average: off
     model = Segmenter(saved["channels"], saved["width"], saved.get("align", False), saved.get("flip_average", False))
     model.load_state_dict(saved["state"])
+    if "neighbours" in saved:
+        from domains.defects.neighbours import NeighbourBank  # it builds on this module
+
+        model.neighbours = NeighbourBank(**saved["neighbours"])
     return model.eval()

@@ -5,7 +5,8 @@ Models (all score anomaly maps at the prepared resolution; see their modules):
 - segmenter: a torch model that segments pasted anomalies, through the shared trainer;
 - draem: DRAEM's reconstructive and discriminative sub-networks, through the shared trainer;
 - patchcore: only with `train.backbone_weights` (a local ImageNet ResNet-18 or Wide ResNet-50-2 file).
-An image's score is the maximum of its smoothed map; a model's threshold is the
+An image's score is the maximum of its smoothed map (a segmenter with `train.neighbour_distance` adds
+its nearest-neighbour distance, neighbours.py); a model's threshold is the
 `train.threshold_quantile` of the held-out good images' scores. With several categories (and
 `train.per_category`), each kind is fitted once per category and routed to by image (routed.py).
 """
@@ -25,12 +26,14 @@ import pandas as pd
 import torch
 
 from domains.common.contract import TrainEnv
+from domains.common.errors import DataError
 from domains.common.items import SPLIT
 from domains.common.trainer import seed_everything
 from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_outputs
 from domains.defects.draem import draem_outputs, load_draem, save_draem, train_draem
 from domains.defects.loaders import CATEGORY
 from domains.defects.metrics import image_scores, threshold_on_good
+from domains.defects.neighbours import fit_bank, with_neighbours
 from domains.defects.params import DefectsParams
 from domains.defects.patchcore import (
     fit_patchcore,
@@ -50,6 +53,7 @@ from domains.defects.routed import (
     thumbnails,
 )
 from domains.defects.segmenter import (
+    Segmenter,
     load_segmenter,
     save_segmenter,
     segmenter_outputs,
@@ -97,6 +101,13 @@ def score_maps(name: str, model: Any, images: np.ndarray) -> np.ndarray:
     return maps_and_embeddings(name, model, images)[0]
 
 
+def model_image_scores(model: Any, images: np.ndarray, maps: np.ndarray, pool: float) -> np.ndarray:
+    """(N,) image scores of uint8 images (N, C, H, W) from their maps by `model`: the maximum of the box-filtered
+    map, plus a segmenter's nearest-neighbour distance where it has a bank (neighbours.py)."""
+    scores = image_scores(maps, pool)
+    return with_neighbours(model, images, scores, pool) if isinstance(model, Segmenter) else scores
+
+
 def embeddings(name: str, model: Any, images: np.ndarray) -> np.ndarray:
     """(N, D) embeddings of uint8 images (N, C, H, W) by the model called `name` (the drift check's)."""
     return maps_and_embeddings(name, model, images)[1]
@@ -125,7 +136,7 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
         BASELINE: lambda train, val, env: fit_patch_gaussian(
             train, t.baseline_patch, t.baseline_components, t.baseline_patches_per_image, p.seed
         ),
-        SEGMENTER: lambda train, val, env: train_segmenter(train, val, t, p.seed, env),
+        SEGMENTER: lambda train, val, env: _fit_segmenter(train, val, p, env),
         DRAEM: lambda train, val, env: train_draem(train, val, t, p.seed, env),
         PATCHCORE: lambda train, val, env: fit_patchcore(train, backbone, t.memory_bank, p.seed) if backbone else None,
     }
@@ -139,6 +150,11 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
     groups = {"": (np.ones(len(train), bool), np.ones(len(val), bool))}
     categories = list(pd.unique(train_category))
     if t.per_category and len(categories) > 1:
+        if t.neighbour_distance and SEGMENTER in t.models:  # a routed model's maps are scaled per category
+            raise DataError(
+                "train.neighbour_distance: for one segmenter of every image; set train.per_category: false "
+                f"(the data has {len(categories)} categories)"
+            )
         groups = {c: (train_category == c, val_category == c) for c in categories}
         bank = thumbnails(torch.from_numpy(train)).numpy()
         save_router(out_dir, categories, bank, np.array([categories.index(c) for c in train_category]))
@@ -161,7 +177,7 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
         if scales:
             save_scales(out_dir, name, scales)
             model = load_model(out_dir, name)
-        val_scores = image_scores(score_maps(name, model, val), t.score_pool)
+        val_scores = model_image_scores(model, val, score_maps(name, model, val), t.score_pool)
         thresholds[name] = threshold_on_good(val_scores, t.threshold_quantile)
         _log(
             f"{name}: {times[name]:.1f} s; threshold {thresholds[name]:.4g} "
@@ -170,6 +186,15 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
     (out_dir / THRESHOLDS).write_text(json.dumps(thresholds, indent=2))
     (out_dir / TIMES).write_text(json.dumps(times, indent=2))
     (out_dir / HISTORY).write_text(json.dumps(histories, indent=2))
+
+
+def _fit_segmenter(train: np.ndarray, val: np.ndarray, p: DefectsParams, env: TrainEnv) -> tuple[Segmenter, Any]:
+    model, history = train_segmenter(train, val, p.train, p.seed, env)
+    if p.train.neighbour_distance:
+        began = time.perf_counter()
+        model.neighbours = fit_bank(model, train, val, p.train.score_pool)
+        _log(f"neighbour bank: {len(model.neighbours.features)} patches, {time.perf_counter() - began:.1f} s")
+    return model, history
 
 
 def _category_env(env: TrainEnv, category: str) -> TrainEnv:
