@@ -198,7 +198,12 @@ class DefectsTrainParams(TrainerParams):
         "(resnet18-*.pth or wide_resnet50_2-*.pth), or 'resnet18' / "
         "'wide_resnet50_2' to take it from torch's hub cache; nothing is downloaded",
     )
-    memory_bank: int = Field(4000, ge=10, description="feature model: patch features kept (a random subsample)")
+    memory_bank: int = Field(
+        4000,
+        ge=10,
+        description="patch features kept: PatchCore's (a random subsample), the segmenter's neighbour_distance "
+        "bank (a greedy coreset)",
+    )
     neighbour_distance: bool = Field(
         False,
         description="segmenter: add to each image's score how far its patches are from every good training "

@@ -192,8 +192,8 @@ def _fit_segmenter(train: np.ndarray, val: np.ndarray, p: DefectsParams, env: Tr
     model, history = train_segmenter(train, val, p.train, p.seed, env)
     if p.train.neighbour_distance:
         began = time.perf_counter()
-        model.neighbours = fit_bank(model, train, val, p.train.score_pool)
-        _log(f"neighbour bank: {len(model.neighbours.features)} patches, {time.perf_counter() - began:.1f} s")
+        model.neighbours = fit_bank(model, train, val, p.train.score_pool, p.train.memory_bank, p.seed)
+        _log(f"neighbour bank: {len(model.neighbours.features)} patches kept, {time.perf_counter() - began:.1f} s")
     return model, history
 
 

@@ -13,7 +13,7 @@ import torch
 from aiflow.cli import main
 from domains.common.contract import TrainEnv
 from domains.defects.metrics import image_scores
-from domains.defects.neighbours import distance_maps, fit_bank, patch_features, with_neighbours
+from domains.defects.neighbours import distance_maps, fit_bank, greedy_coreset, patch_features, with_neighbours
 from domains.defects.segmenter import Segmenter, anomaly_maps, load_segmenter, save_segmenter, train_segmenter
 from domains.defects.train import model_image_scores
 from tests.conftest import write_params
@@ -32,13 +32,23 @@ def test_the_distance_is_to_the_nearest_bank_patch():
     assert distance_maps(bank, features[:0], (4, 4)).shape == (0, 4, 4)
 
 
+def test_the_coreset_keeps_the_rare_patches_and_is_seeded():
+    common = torch.randn(200, 3, generator=torch.Generator().manual_seed(0)) * 0.01
+    rare = torch.tensor([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0]])
+    patches = torch.cat([common[:100], rare[:1], common[100:], rare[1:]])
+    kept = greedy_coreset(patches, 4, seed=3)
+    assert kept.shape == (4, 3) and all((kept == r).all(1).any() for r in rare)  # a random 4 of 203 would miss them
+    assert torch.equal(kept, greedy_coreset(patches, 4, seed=3))
+    assert torch.equal(greedy_coreset(patches, 500, seed=3), patches)
+
+
 @pytest.fixture(scope="module")
 def banked(tmp_path_factory) -> tuple[Segmenter, np.ndarray, np.ndarray]:
     """A tiny segmenter trained on surfaces, with a bank of its training patches (flip averaging on)."""
     train, val = surfaces(10, seed=1), surfaces(6, seed=2)
     params = _tiny_train_params(flip_average=True)
     model, _ = train_segmenter(train, val, params, 0, TrainEnv(tmp_path_factory.mktemp("ckpt"), "n"))
-    model.neighbours = fit_bank(model, train, val, POOL)
+    model.neighbours = fit_bank(model, train, val, POOL, 10_000, 0)  # more than its 160 patches: all kept
     return model, train, val
 
 
