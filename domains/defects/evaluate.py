@@ -42,11 +42,12 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     thresholds = json.loads((train_dir / THRESHOLDS).read_text())
     times = json.loads((train_dir / TIMES).read_text())
 
-    metrics, maps, scores, aligned, flipped = {}, {}, {}, {}, {}
+    metrics, maps, scores, aligned, flipped, kept = {}, {}, {}, {}, {}, 0
     for name in thresholds:  # the models trained, in training order
         model = load_model(train_dir, name)
         if name == SEGMENTER:
             aligned, flipped = _setting(model, "align"), _setting(model, "flip_average")
+            kept = len(model.neighbours.features) if getattr(model, "neighbours", None) is not None else 0
         routing = _routing_metrics(model, images, categories)
         began = time.perf_counter()
         maps[name] = score_maps(name, model, images)
@@ -100,7 +101,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         plots=plots,
         figures=figures,
         tables=tables,
-        notes=_notes(p, info, items, metrics, candidate, aligned, flipped),
+        notes=_notes(p, info, items, metrics, candidate, aligned, flipped, kept),
         units=test_units(items.iloc[test], images, scores),
     )
 
@@ -206,6 +207,7 @@ def _notes(
     candidate: str,
     aligned: dict[str, bool],
     flipped: dict[str, bool],
+    neighbour_patches: int,
 ) -> list[str]:
     n = info["images"]
     routed = "routed_correctly" in next(iter(metrics.values()))
@@ -256,6 +258,13 @@ def _notes(
             f"Flip averaging (train.flip_average: {str(p.train.flip_average).lower()}): the segmenter's map of "
             f"{which} is the mean of the maps of the image and its three flips, each flipped back"
             + (f"; not {', '.join(rest)}: it did not raise the validation pixel AP there." if rest else ".")
+        )
+    if neighbour_patches:
+        notes.append(
+            "Nearest-neighbour distance (train.neighbour_distance): the segmenter's image score adds how far the "
+            f"image's patches lie from the nearest of {neighbour_patches} patches kept from its training images "
+            "(in its own features), standardised on the held-out good images in the segmenter's units; its "
+            "anomaly map, and so the pixel AUROC, is the segmenter's alone."
         )
     if not info["pixel_metrics"]:
         notes.append(

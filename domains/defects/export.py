@@ -46,8 +46,8 @@ NOT_TORCH = {
     PATCHCORE: "its map ends in scipy.ndimage.gaussian_filter after the nearest-neighbour search, not a torch op",
 }
 NEIGHBOURS_NOT_IN_GRAPH = (
-    "train.neighbour_distance: its image score adds a nearest-neighbour search in a bank of every training "
-    "patch, not built into the graph (the map alone would score differently)"
+    "train.neighbour_distance: its image score adds a nearest-neighbour search among the training patches it "
+    "kept, not built into the graph (the map alone would score differently)"
 )
 
 

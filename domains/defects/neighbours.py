@@ -9,7 +9,7 @@ Features: the encoder's 1/8 map, each position averaged over its 3 x 3 neighbour
 context) and, when the model averages flips, over the image's flips too. The bank keeps `train.memory_bank`
 patches chosen by PatchCore's greedy coreset (each next patch the one farthest from those kept), so it
 covers what is rare as well as what is common: on Magnetic-Tile 3,507 of 175,360 patches (2 %) scored as
-well as all of them, where a random quarter lost most of the gain.
+well as all of them, where a random 23 % lost most of the gain.
 
 The image score becomes the segmenter's plus the distance's, standardised on the held-out good images
 and put in the segmenter's units (its spread there), so the decision threshold and the maps' colours

@@ -104,6 +104,8 @@ def test_the_stages_score_with_the_distance_and_export_names_it_not_converted(tm
     assert model.neighbours is not None
     predictions = json.loads((data / "evaluate" / "metrics.json").read_text())["segmenter"]
     assert 0 <= predictions["image_auroc"] <= 1
+    notes = (data / "evaluate" / "notes.json").read_text()
+    assert f"nearest of {len(model.neighbours.features)} patches kept" in notes  # the report says so
 
     from domains.common.registry import load_spec
 
