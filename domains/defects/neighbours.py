@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from domains.common.vision import to_unit
+from domains.defects.coreset import greedy_coreset
 from domains.defects.metrics import image_scores
 from domains.defects.segmenter import FLIPS, Segmenter, anomaly_maps
 
@@ -73,21 +74,6 @@ def distance_maps(bank: torch.Tensor, features: torch.Tensor, size: tuple[int, i
 def distance_scores(model: Segmenter, bank: torch.Tensor, images: np.ndarray, pool: float) -> np.ndarray:
     """(N,) image scores of the distance maps (the maximum after the same box filter as the segmenter's)."""
     return image_scores(distance_maps(bank, patch_features(model, images), images.shape[-2:]), pool)
-
-
-def greedy_coreset(patches: torch.Tensor, size: int, seed: int) -> torch.Tensor:
-    """`size` rows of (M, D) `patches` by k-centre greedy (PatchCore's coreset): from a seeded first
-    patch, each next one is the patch farthest from every patch kept so far."""
-    if len(patches) <= size:
-        return patches
-    squared = (patches * patches).sum(1)
-    first = int(torch.randint(len(patches), (1,), generator=torch.Generator().manual_seed(seed)))
-    nearest = squared - 2 * (patches @ patches[first]) + squared[first]  # squared distance to the nearest kept
-    kept = [first]
-    for _ in range(size - 1):
-        kept.append(int(nearest.argmax()))
-        nearest = torch.minimum(nearest, squared - 2 * (patches @ patches[kept[-1]]) + squared[kept[-1]])
-    return patches[kept].clone()
 
 
 def fit_bank(

@@ -9,8 +9,8 @@ architecture, a truncated file or a missing one stops training in one line befor
 PatchCore's paper uses Wide ResNet-50-2 (MVTec AD image AUROC 99.1 with the full coreset).
 
 Patch features are layer2 and layer3 (layer3 upsampled to layer2's 1/8 grid), each averaged over
-its 3x3 neighbourhood as PatchCore does; the memory bank is a seeded random subsample of the good
-training images' patch features (PatchCore's greedy coreset costs more than a CPU run allows). A
+its 3x3 neighbourhood as PatchCore does; the memory bank is `memory` of the good training images' patch
+features, picked by PatchCore's greedy coreset (coreset.py; seconds on a CPU for a few thousand). A
 patch's score is the distance to its nearest neighbour in the bank; the grid of scores is
 upsampled to the image and smoothed.
 """
@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from domains.common.errors import DataError
 from domains.common.vision import TORCHVISION_BACKBONES, ResNet, pooled, torchvision_backbone
+from domains.defects.coreset import greedy_coreset
 
 
 @dataclass
@@ -90,8 +91,7 @@ def fit_patchcore(
     features = torch.cat(
         [patch_features(net, x[i : i + batch_size]).flatten(0, 2) for i in range(0, len(x), batch_size)]
     )
-    keep = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))[:memory]
-    return PatchCore(net, features[keep].clone(), arch)
+    return PatchCore(net, greedy_coreset(features, memory, seed), arch)
 
 
 @torch.no_grad()

@@ -12,8 +12,9 @@ import torch
 
 from aiflow.cli import main
 from domains.common.contract import TrainEnv
+from domains.defects.coreset import greedy_coreset
 from domains.defects.metrics import image_scores
-from domains.defects.neighbours import distance_maps, fit_bank, greedy_coreset, patch_features, with_neighbours
+from domains.defects.neighbours import distance_maps, fit_bank, patch_features, with_neighbours
 from domains.defects.segmenter import Segmenter, anomaly_maps, load_segmenter, save_segmenter, train_segmenter
 from domains.defects.train import model_image_scores
 from tests.conftest import write_params
@@ -40,6 +41,8 @@ def test_the_coreset_keeps_the_rare_patches_and_is_seeded():
     assert kept.shape == (4, 3) and all((kept == r).all(1).any() for r in rare)  # a random 4 of 203 would miss them
     assert torch.equal(kept, greedy_coreset(patches, 4, seed=3))
     assert torch.equal(greedy_coreset(patches, 500, seed=3), patches)
+    wide = torch.cat([patches, torch.zeros(len(patches), 300)], 1)  # compared in a random projection
+    assert all((greedy_coreset(wide, 4, seed=3)[:, :3] == r).all(1).any() for r in rare)
 
 
 @pytest.fixture(scope="module")
