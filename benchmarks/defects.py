@@ -11,6 +11,7 @@
     python -m benchmarks.defects poses           # the segmenter on parts at any pose: foreground anomalies, turns, align
     python -m benchmarks.defects align           # the segmenter on parts, align off and on, over five seeds
     python -m benchmarks.defects flips           # each category over five seeds: flip averaging off / on, auto's choice
+    python -m benchmarks.defects neighbours      # each category over five seeds: the neighbour distance off / on
     python -m benchmarks.defects repro           # cold and no-op `dvc repro report@defects` at the default size
     python -m benchmarks.defects gpu             # segmenter seconds per epoch, CPU vs CUDA (skipped without CUDA)
 
@@ -534,6 +535,47 @@ def bench_flips() -> dict[str, Any]:
     return result
 
 
+def bench_neighbours() -> dict[str, Any]:
+    """The segmenter on each synthetic category over the align seeds, trained once with train.neighbour_distance:
+    its test AUROC with the distance and without it (same weights)."""
+    from domains.defects.train import load_model
+
+    result: dict[str, Any] = {}
+    rows = []
+    for category in ("part", "surface"):
+        gains = []
+        for seed in ALIGN_SEEDS:
+            section = _section(
+                {
+                    "seed": seed,
+                    "synthetic": {"category": category},
+                    "train": {"models": ["segmenter"], "neighbour_distance": True},
+                    "evaluate": {"baselines": []},
+                }
+            )
+            with stage_root("defects", section, ("acquire", "validate", "prepare", "train")) as (root, _):
+                data = root / "data" / "defects"
+                pool = section["train"]["score_pool"]
+                on = _segmenter_test_auroc(data, pool, load_model(data / "train", "segmenter"))
+                off = _without_neighbours(data, pool)
+            assert off is not None
+            gains.append(on["image_auroc"] - off["image_auroc"])
+            result[f"{category}, seed {seed}"] = {"off": off, "on": on}
+            rows.append([category, seed, off["image_auroc"], on["image_auroc"], off["pixel_auroc"], on["pixel_auroc"]])
+        result[category] = {
+            "mean_image_gain_on": statistics.mean(gains),
+            "sd": statistics.stdev(gains),
+            "seeds_better_on": sum(g > 0 for g in gains),
+        }
+    print_table(
+        "Segmenter on the synthetic categories: test AUROC without and with the neighbour distance (same weights)",
+        ["category", "seed", "image off", "image on", "pixel off", "pixel on"],
+        rows,
+    )
+    print({c: result[c] for c in ("part", "surface")})
+    return result
+
+
 def bench_repro_defects() -> dict[str, Any]:
     """Cold `dvc repro report@defects` at the default size, then a no-op one."""
     return bench_repro("defects", cold_target_s=180.0)
@@ -580,6 +622,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "poses": bench_poses,
     "align": bench_align,
     "flips": bench_flips,
+    "neighbours": bench_neighbours,
     "repro": bench_repro_defects,
     "gpu": bench_gpu,
 }
