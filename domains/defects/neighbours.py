@@ -1,5 +1,5 @@
-"""The segmenter's second opinion (`train.neighbour_distance`): how far an image's patches lie from every
-patch of the good training images, in the segmenter's own features (PatchCore's nearest-neighbour score,
+"""The segmenter's second opinion (`train.neighbour_distance`): how far an image's patches lie from the
+nearest patch of the good training images, in the segmenter's own features (PatchCore's nearest-neighbour score,
 on a network trained from scratch instead of ImageNet's).
 
 The segmenter only finds what looks like the anomalies it was shown; a real defect unlike them (a faint
@@ -26,11 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from domains.common.vision import to_unit
-from domains.defects.coreset import greedy_coreset
+from domains.defects.memory_bank import distance_maps, greedy_coreset
 from domains.defects.metrics import image_scores
 from domains.defects.segmenter import FLIPS, Segmenter, anomaly_maps
-
-QUERIES = 1024  # patches compared with the bank at once: a (1024, bank) distance block
 
 
 @dataclass
@@ -54,21 +52,6 @@ def patch_features(model: Segmenter, images: np.ndarray, batch_size: int = 32) -
             total = total + (eighth.flip(dims) if dims else eighth)
         out.append(total / len(views))
     return torch.cat(out) if out else torch.empty(0, 4 * model.width, 0, 0)
-
-
-@torch.no_grad()
-def distance_maps(bank: torch.Tensor, features: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(N, H, W) distance of each patch to its nearest patch in the bank, upsampled to the image."""
-    n, d, h, w = features.shape
-    patches = features.permute(0, 2, 3, 1).reshape(-1, d)
-    squared = (bank * bank).sum(1)
-    nearest = [
-        ((q * q).sum(1, keepdim=True) - 2 * q @ bank.T + squared).amin(1) for q in patches.split(QUERIES)
-    ]  # |q - b|^2 expanded: one matrix product per block instead of a (queries, bank, D) difference
-    if not nearest:
-        return np.empty((0, *size), np.float32)
-    distance = torch.cat(nearest).clamp_min(0).sqrt().view(n, 1, h, w)
-    return F.interpolate(distance, size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
 
 
 def distance_scores(model: Segmenter, bank: torch.Tensor, images: np.ndarray, pool: float) -> np.ndarray:

@@ -10,7 +10,7 @@ PatchCore's paper uses Wide ResNet-50-2 (MVTec AD image AUROC 99.1 with the full
 
 Patch features are layer2 and layer3 (layer3 upsampled to layer2's 1/8 grid), each averaged over
 its 3x3 neighbourhood as PatchCore does; the memory bank is `memory` of the good training images' patch
-features, picked by PatchCore's greedy coreset (coreset.py; seconds on a CPU for a few thousand). A
+features, picked by PatchCore's greedy coreset (memory_bank.py; seconds on a CPU for a few thousand). A
 patch's score is the distance to its nearest neighbour in the bank; the grid of scores is
 upsampled to the image and smoothed.
 """
@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from domains.common.errors import DataError
 from domains.common.vision import TORCHVISION_BACKBONES, ResNet, pooled, torchvision_backbone
-from domains.defects.coreset import greedy_coreset
+from domains.defects.memory_bank import distance_maps, greedy_coreset
 
 
 @dataclass
@@ -102,12 +102,10 @@ def patchcore_outputs(model: PatchCore, images: np.ndarray, batch_size: int = 16
     x = torch.from_numpy(images)
     maps, embedded = [], []
     for i in range(0, len(x), batch_size):
-        features = patch_features(model.backbone, x[i : i + batch_size])
-        n, rows, cols, dim = features.shape
-        distance = torch.cdist(features.reshape(-1, dim), model.bank).amin(1).view(n, 1, rows, cols)
-        up = F.interpolate(distance, size=(height, width), mode="bilinear", align_corners=False)[:, 0].numpy()
+        features = patch_features(model.backbone, x[i : i + batch_size]).permute(0, 3, 1, 2)
+        up = distance_maps(model.bank, features, (height, width))
         maps.append(ndimage.gaussian_filter(up, sigma=(0, 4 * height / 256, 4 * width / 256)))
-        embedded.append(pooled(features.permute(0, 3, 1, 2), "median"))
+        embedded.append(pooled(features, "median"))
     if not maps:
         return np.empty((0, height, width), dtype=np.float32), np.empty((0, model.bank.shape[1]), dtype=np.float32)
     return np.concatenate(maps), np.concatenate(embedded)

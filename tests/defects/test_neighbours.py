@@ -12,9 +12,9 @@ import torch
 
 from aiflow.cli import main
 from domains.common.contract import TrainEnv
-from domains.defects.coreset import greedy_coreset
+from domains.defects.memory_bank import distance_maps, greedy_coreset
 from domains.defects.metrics import image_scores
-from domains.defects.neighbours import distance_maps, fit_bank, patch_features, with_neighbours
+from domains.defects.neighbours import fit_bank, patch_features, with_neighbours
 from domains.defects.segmenter import Segmenter, anomaly_maps, load_segmenter, save_segmenter, train_segmenter
 from domains.defects.train import model_image_scores
 from tests.conftest import write_params
