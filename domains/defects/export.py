@@ -24,7 +24,8 @@ from domains.common.export import Convertible, Exportable, from_torch, image_lay
 from domains.common.items import LABEL, SPLIT
 from domains.defects.draem import Draem
 from domains.defects.loaders import GOOD
-from domains.defects.metrics import image_scores
+from domains.defects.memory_bank import nearest_distances
+from domains.defects.neighbours import patch_features_of
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, ITEMS
 from domains.defects.routed import Routed, RoutedMap, is_routed, routing_categories
@@ -36,6 +37,7 @@ from domains.defects.train import (
     SEGMENTER,
     THRESHOLDS,
     load_model,
+    model_image_scores,
     score_maps,
 )
 
@@ -45,10 +47,6 @@ NOT_TORCH = {
     BASELINE: "scikit-learn PCA and numpy Mahalanobis distances, not a torch module (no ONNX graph is built for it)",
     PATCHCORE: "its map ends in scipy.ndimage.gaussian_filter after the nearest-neighbour search, not a torch op",
 }
-NEIGHBOURS_NOT_IN_GRAPH = (
-    "train.neighbour_distance: its image score adds a nearest-neighbour search among the training patches it "
-    "kept, not built into the graph (the map alone would score differently)"
-)
 
 
 def pool_side(pool: float, height: int, width: int) -> int:
@@ -74,15 +72,35 @@ class _ImageScore(torch.nn.Module):
 
 
 class _MapAndScore(torch.nn.Module):
-    """uint8 images (N, C, H, W) -> (anomaly map (N, H, W), image score (N,))."""
+    """uint8 images (N, C, H, W) -> (anomaly map (N, H, W), image score (N,)); `added`: a term added to the
+    score (the segmenter's neighbour distance)."""
 
-    def __init__(self, anomaly_map: torch.nn.Module, pool: float):
+    def __init__(self, anomaly_map: torch.nn.Module, pool: float, added: torch.nn.Module | None = None):
         super().__init__()
-        self.anomaly_map, self.score = anomaly_map, _ImageScore(pool)
+        self.anomaly_map, self.score, self.added = anomaly_map, _ImageScore(pool), added
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         maps = self.anomaly_map(x)
-        return maps, self.score(maps)
+        scores = self.score(maps)
+        return maps, scores if self.added is None else scores + self.added(x)
+
+
+class _NeighbourTerm(torch.nn.Module):
+    """neighbours.with_neighbours' added term for one batch: the distance maps' image score, centred and scaled."""
+
+    bank: torch.Tensor
+
+    def __init__(self, model: Segmenter, pool: float):
+        super().__init__()
+        assert model.neighbours is not None
+        self.model, self.score = model, _ImageScore(pool)
+        self.register_buffer("bank", model.neighbours.features)
+        self.mean, self.scale = model.neighbours.mean, model.neighbours.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        distance = nearest_distances(self.bank, patch_features_of(self.model, x))
+        maps = F.interpolate(distance, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        return self.scale * (self.score(maps) - self.mean)
 
 
 class _SegmenterMap(torch.nn.Module):
@@ -128,19 +146,17 @@ def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Expo
             not_converted[name] = NOT_TORCH.get(name, "not a torch model")
             continue
         model = load_model(model_dir, name)  # opened after modelstore checked its hash
-        if isinstance(model, Segmenter) and model.neighbours is not None:
-            not_converted[name] = NEIGHBOURS_NOT_IN_GRAPH
-            continue
         maps = score_maps(name, model, test)  # as evaluate computed them
         to_map = RoutedMap(model, MAPS[name]) if isinstance(model, Routed) else MAPS[name](model)
-        graph = _MapAndScore(to_map, pool).eval()
+        banked = isinstance(model, Segmenter) and model.neighbours is not None
+        graph = _MapAndScore(to_map, pool, _NeighbourTerm(model, pool) if banked else None).eval()
         models.append(
             Convertible(
                 name,
                 "torch",
                 _converter(graph, torch.from_numpy(test[:2])),
                 {"x": test},
-                image_scores(maps, pool),
+                model_image_scores(model, test, maps, pool),
                 "score",
                 quantize="static",
                 calibration={"x": calibration},
@@ -163,7 +179,8 @@ def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Expo
             "map": f"float32 [items, {side}, {side}]: the anomaly map, higher = more anomalous (segmenter, DRAEM: "
             "the probability that a pixel is part of a defect)",
             "score": "float32 [items]: the image's anomaly score, the maximum of its map after a box filter "
-            "(computed in the graph)",
+            "(computed in the graph; a segmenter with train.neighbour_distance adds its patches' nearest-neighbour "
+            "distance in a bank of training patches, in the graph too)",
         },
         "score_pooling": {
             "score_pool": pool,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 PROJECTED = 128  # wider features are compared in a random projection to this many dimensions, as PatchCore does
-QUERIES = 1024  # patches compared with the bank at once: a (1024, bank) distance block
+QUERIES = 1024  # patches compared with the bank at once (whole images): about a (1024, bank) distance block
 
 
 def greedy_coreset(patches: torch.Tensor, size: int, seed: int) -> torch.Tensor:
@@ -32,17 +32,22 @@ def greedy_coreset(patches: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     return patches[kept].clone()
 
 
-@torch.no_grad()
-def distance_maps(bank: torch.Tensor, features: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(N, H, W) distance of each patch of (N, D, h, w) `features` to its nearest patch in the (M, D) bank,
-    upsampled to the image's `size`."""
+def nearest_distances(bank: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """(N, 1, h, w) distance of each patch of (N, D, h, w) `features` to its nearest patch in the (M, D) bank:
+    |q - b|^2 expanded, one matrix product instead of a (patches, bank, D) difference (torch ops only: the
+    export's graph runs it too)."""
     n, d, h, w = features.shape
     patches = features.permute(0, 2, 3, 1).reshape(-1, d)
-    squared = (bank * bank).sum(1)
-    nearest = [
-        ((q * q).sum(1, keepdim=True) - 2 * q @ bank.T + squared).amin(1) for q in patches.split(QUERIES)
-    ]  # |q - b|^2 expanded: one matrix product per block instead of a (queries, bank, D) difference
-    if not nearest:
-        return np.empty((0, *size), np.float32)
-    distance = torch.cat(nearest).clamp_min(0).sqrt().view(n, 1, h, w)
-    return F.interpolate(distance, size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
+    squared = (patches * patches).sum(1, keepdim=True) - 2 * patches @ bank.T + (bank * bank).sum(1)
+    return squared.amin(1).clamp_min(0).sqrt().view(n, 1, h, w)
+
+
+@torch.no_grad()
+def distance_maps(bank: torch.Tensor, features: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) nearest-neighbour distances of (N, D, h, w) `features`, upsampled to the image's `size`."""
+    per_block = max(1, QUERIES // max(1, features.shape[-2] * features.shape[-1]))  # images per distance block
+    maps = [
+        F.interpolate(nearest_distances(bank, block), size=size, mode="bilinear", align_corners=False)[:, 0]
+        for block in features.split(per_block)
+    ]
+    return torch.cat(maps).numpy() if maps else np.empty((0, *size), np.float32)

@@ -38,19 +38,26 @@ class NeighbourBank:
     scale: float  # the segmenter's image-score spread over the distance's, on those images
 
 
+def patch_features_of(model: Segmenter, x: torch.Tensor) -> torch.Tensor:
+    """(N, D, h, w) locally averaged 1/8 encoder features of a batch (uint8 or [0, 1]; torch ops only: the
+    export's graph runs it too)."""
+    x = to_unit(x)
+    views = ((), *FLIPS) if model.flip_average else ((),)
+    total = torch.zeros(())
+    for dims in views:
+        eighth = F.avg_pool2d(model.encode(x.flip(dims) if dims else x)[1].float(), 3, 1, 1)
+        total = total + (eighth.flip(dims) if dims else eighth)
+    return total / len(views)
+
+
 @torch.no_grad()
 def patch_features(model: Segmenter, images: np.ndarray, batch_size: int = 32) -> torch.Tensor:
     """(N, D, h, w) locally averaged 1/8 encoder features of uint8 images (N, C, H, W)."""
     model.eval()
-    views = ((), *FLIPS) if model.flip_average else ((),)
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = to_unit(torch.from_numpy(images[i : i + batch_size]))
-        total = torch.zeros(())
-        for dims in views:
-            eighth = F.avg_pool2d(model.encode(x.flip(dims) if dims else x)[1].float(), 3, 1, 1)
-            total = total + (eighth.flip(dims) if dims else eighth)
-        out.append(total / len(views))
+    out = [
+        patch_features_of(model, torch.from_numpy(images[i : i + batch_size]))
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(out) if out else torch.empty(0, 4 * model.width, 0, 0)
 
 

@@ -97,7 +97,10 @@ def _stages(root: Path, section: dict, stages: tuple[str, ...], monkeypatch: pyt
     return 0
 
 
-def test_the_stages_score_with_the_distance_and_export_names_it_not_converted(tmp_path, monkeypatch):
+def test_the_stages_score_with_the_distance_and_the_export_computes_it_in_the_graph(tmp_path, monkeypatch):
+    from domains.common.export import TOLERANCES, convert_all
+    from domains.common.registry import load_spec
+
     section = small_defects_params()
     section["synthetic"].update(category="surface")
     section["train"].update(models=["segmenter"], neighbour_distance=True)
@@ -110,11 +113,18 @@ def test_the_stages_score_with_the_distance_and_export_names_it_not_converted(tm
     notes = (data / "evaluate" / "notes.json").read_text()
     assert f"nearest of {len(model.neighbours.features)} patches kept" in notes  # the report says so
 
-    from domains.common.registry import load_spec
-
     spec = load_spec("defects")
     exportable = spec.export(spec.params_model.model_validate(section), data / "train", data / "prepare")
-    assert exportable.models == [] and "neighbour" in exportable.not_converted["segmenter"]
+    (segmenter,) = exportable.models
+    with_distance = segmenter.reference
+    model.neighbours = None
+    images = segmenter.test["x"]
+    plain = model_image_scores(model, images, anomaly_maps(model, torch.from_numpy(images)), POOL)
+    assert np.abs(with_distance - plain).max() > 1e-3  # the reference scores carry the distance
+    (tmp_path / "onnx").mkdir()
+    models = convert_all(exportable, tmp_path / "onnx", TOLERANCES, True, "defects")  # raises outside parity
+    parity = models["segmenter"]["parity"]
+    assert parity["passed"] and parity["map"]["passed"] and parity["decisions_differ"] == 0
 
 
 def test_the_distance_with_a_model_per_category_stops_before_training(tmp_path, monkeypatch, capsys):
