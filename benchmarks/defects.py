@@ -12,6 +12,7 @@
     python -m benchmarks.defects align           # the segmenter on parts, align off and on, over five seeds
     python -m benchmarks.defects flips           # each category over five seeds: flip averaging off / on, auto's choice
     python -m benchmarks.defects neighbours      # each category over five seeds: the neighbour distance off / on
+    python -m benchmarks.defects fills           # each category over five seeds: four anomaly fills / five
     python -m benchmarks.defects repro           # cold and no-op `dvc repro report@defects` at the default size
     python -m benchmarks.defects gpu             # segmenter seconds per epoch, CPU vs CUDA (skipped without CUDA)
 
@@ -576,6 +577,52 @@ def bench_neighbours() -> dict[str, Any]:
     return result
 
 
+FOUR_FILLS = ["turned", "darker_brighter", "other_darker_brighter", "level"]  # before other_same_brightness
+
+
+def bench_fills() -> dict[str, Any]:
+    """The segmenter on each synthetic category over the align seeds, trained with the four anomaly fills it
+    had before and with the default's five: test image and pixel AUROC, the mean paired difference."""
+    from domains.defects.train import load_model
+
+    result: dict[str, Any] = {}
+    rows = []
+    for category in ("part", "surface"):
+        for seed in ALIGN_SEEDS:
+            for setting, fills in (("four", FOUR_FILLS), ("five", None)):
+                train = {"models": ["segmenter"], **({"anomaly_fills": fills} if fills else {})}
+                section = _section(
+                    {"seed": seed, "synthetic": {"category": category}, "train": train, "evaluate": {"baselines": []}}
+                )
+                with stage_root("defects", section, ("acquire", "validate", "prepare", "train")) as (root, _):
+                    data = root / "data" / "defects"
+                    model = load_model(data / "train", "segmenter")
+                    result[f"{category}, seed {seed}, {setting}"] = _segmenter_test_auroc(
+                        data, section["train"]["score_pool"], model
+                    )
+            four, five = (result[f"{category}, seed {seed}, {k}"] for k in ("four", "five"))
+            rows.append(
+                [category, seed, four["image_auroc"], five["image_auroc"], four["pixel_auroc"], five["pixel_auroc"]]
+            )
+        for metric in ("image_auroc", "pixel_auroc"):
+            gains = [
+                result[f"{category}, seed {seed}, five"][metric] - result[f"{category}, seed {seed}, four"][metric]
+                for seed in ALIGN_SEEDS
+            ]
+            result[f"{category}, {metric}"] = {
+                "mean_gain_five": statistics.mean(gains),
+                "sd": statistics.stdev(gains),
+                "seeds_better_five": sum(g > 0 for g in gains),
+            }
+    print_table(
+        "Segmenter on the synthetic categories: test AUROC trained with four anomaly fills and with five",
+        ["category", "seed", "image four", "image five", "pixel four", "pixel five"],
+        rows,
+    )
+    print({k: v for k, v in result.items() if k.endswith("auroc")})
+    return result
+
+
 def bench_repro_defects() -> dict[str, Any]:
     """Cold `dvc repro report@defects` at the default size, then a no-op one."""
     return bench_repro("defects", cold_target_s=180.0)
@@ -623,6 +670,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "align": bench_align,
     "flips": bench_flips,
     "neighbours": bench_neighbours,
+    "fills": bench_fills,
     "repro": bench_repro_defects,
     "gpu": bench_gpu,
 }

@@ -3,11 +3,14 @@
 The segmenter never sees a real defect: it learns to find regions that do not belong to the
 surface around them. Shapes are generic, drawn at random per image: blobs (thresholded smooth
 noise, from specks to large patches, as DRAEM's Perlin masks), strokes (thin random walks) and
-ellipses. What fills a shape is drawn too: another good image turned by 90 degrees (a foreign
-texture), the image itself darker or brighter, another image darker or brighter, or a near-flat
-dark or bright level (material missing, a foreign body); darker or brighter means by a factor
-of 0.4 to 0.75 or its inverse, never close to 1. The fill is blended with opacity 1 - beta, beta
-uniform in [0, 0.5], so faint anomalies are among them.
+ellipses. What fills a shape is drawn too, from the `FILLS` asked for: another good image turned by
+90 degrees (`turned`: a foreign texture), the image itself darker or brighter (`darker_brighter`),
+another image darker or brighter (`other_darker_brighter`), a near-flat dark or bright level
+(`level`: material missing, a foreign body), or another image upside down with this one's mean
+brightness (`other_same_brightness`: a patch of surface that was made differently, told apart by
+its texture alone, as Magnetic-Tile's `uneven`); darker or brighter means by a factor of 0.4 to
+0.75 or its inverse, never close to 1. The fill is blended with opacity 1 - beta, beta uniform in
+[0, 0.5], so faint anomalies are among them.
 
 Every random draw comes from the `generator` passed in, or torch's seeded global RNG.
 """
@@ -15,13 +18,17 @@ Every random draw comes from the `generator` passed in, or torch's seeded global
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 
+from domains.defects.params import AnomalyFill
 from domains.defects.perlin import dilate, foreground_masks
 
 SHAPES = ("blob", "stroke", "ellipse")
+FILLS: tuple[AnomalyFill, ...] = get_args(AnomalyFill)
 
 
 def _rand(*shape: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
@@ -106,14 +113,19 @@ def anomaly_masks(n: int, size: int, device: torch.device, generator: torch.Gene
 
 
 def paste_anomalies(
-    x: torch.Tensor, share: float, generator: torch.Generator | None = None, foreground: bool = False
+    x: torch.Tensor,
+    share: float,
+    generator: torch.Generator | None = None,
+    foreground: bool = False,
+    fills: Sequence[AnomalyFill] = FILLS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (n, C, H, W) in [0, 1] with anomalies pasted on a `share` of them; and the (n, 1, H, W) masks.
 
     Needs square images (the foreign texture is a turned copy); anomalies must not vanish, so a
     mask that lands on no pixel is left empty and that image counts as good. `foreground`: only where
     an image differs from its border (an object's, `perlin.foreground_masks`; an even texture is all
-    foreground, but one with a gradient across it is not: for parts on a background).
+    foreground, but one with a gradient across it is not: for parts on a background). `fills`: what
+    fills them, each image's drawn from these (`FILLS`).
     """
     n, c, h, w = x.shape
     device = x.device
@@ -123,6 +135,7 @@ def paste_anomalies(
     masks = masks * (_rand(n, 1, 1, 1, device=device, generator=generator) < share).float()
     donor = x[torch.randperm(n, device=device, generator=generator)] if n > 1 else x.flip(3)
     # darker or brighter by 25 % or more: a fill too close to the surface would be a label without a defect
+    # (the same-brightness fill differs by its texture instead)
     gain = 0.4 + 0.35 * _rand(n, 1, 1, 1, device=device, generator=generator)
     gain = torch.where(_rand(n, 1, 1, 1, device=device, generator=generator) < 0.5, gain, 1 / gain)
     level = (
@@ -132,9 +145,16 @@ def paste_anomalies(
         * 0.2
         + (_rand(n, 1, 1, 1, device=device, generator=generator) < 0.5).float() * 0.75
     )
-    fills = torch.stack([torch.rot90(donor, 1, (2, 3)), x * gain, donor * gain, level.expand(n, c, h, w)])
+    upside_down = donor.flip(2)
+    # as bright as this image on average: only its texture tells it apart
+    same_brightness = upside_down * (
+        x.mean((1, 2, 3), keepdim=True) / upside_down.mean((1, 2, 3), keepdim=True).clamp_min(1e-3)
+    )
+    made = dict(
+        zip(FILLS, (torch.rot90(donor, 1, (2, 3)), x * gain, donor * gain, level.expand(n, c, h, w), same_brightness))
+    )
     kind = (_rand(n, device=device, generator=generator) * len(fills)).long()
-    fill = fills[kind, torch.arange(n, device=device)].clamp(0, 1)
+    fill = torch.stack([made[name] for name in fills])[kind, torch.arange(n, device=device)].clamp(0, 1)
     beta = 0.5 * _rand(n, 1, 1, 1, device=device, generator=generator)
     pasted = x * (1 - masks) + masks * ((1 - beta) * fill + beta * x)
     return pasted, masks

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
 from domains.common.params import DataParams, DomainParams, EvaluateParams, ImageGateParams, StrictModel, TrainerParams
 
 DefectType = Literal["scratch", "spot", "crack", "missing"]
+# what fills the segmenter's pasted anomalies (domains/defects/anomalies.py)
+AnomalyFill = Literal["turned", "darker_brighter", "other_darker_brighter", "level", "other_same_brightness"]
 
 
 class DefectsDataParams(DataParams):
@@ -131,6 +133,11 @@ class DefectsTrainParams(TrainerParams):
         "fully convolutional and scores whole images); default: whole images",
     )
     anomaly_share: float = Field(0.5, gt=0, le=1, description="share of each training batch given a pasted anomaly")
+    anomaly_fills: list[AnomalyFill] = Field(
+        list(get_args(AnomalyFill)),
+        min_length=1,
+        description="segmenter: what fills a pasted anomaly, one drawn per image (domains/defects/anomalies.py)",
+    )
     foreground: bool = Field(
         True,
         description="segmenter: paste anomalies only on an object's foreground (where an image differs from "

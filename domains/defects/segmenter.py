@@ -18,7 +18,7 @@ a CPU; thin defects still light up their neighbourhood.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -30,9 +30,9 @@ from torch import nn
 from domains.common.contract import TrainEnv
 from domains.common.trainer import Batches, History, fit
 from domains.common.vision import BasicBlock, pooled, to_unit
-from domains.defects.anomalies import paste_anomalies
+from domains.defects.anomalies import FILLS, paste_anomalies
 from domains.defects.metrics import average_precision
-from domains.defects.params import DefectsTrainParams
+from domains.defects.params import AnomalyFill, DefectsTrainParams
 from domains.defects.pose import alignable, from_canonical, to_canonical
 
 if TYPE_CHECKING:
@@ -136,13 +136,13 @@ def anomaly_maps(model: Segmenter, images: torch.Tensor, batch_size: int = 32) -
 
 
 def validation_set(
-    images: torch.Tensor, copies: int, seed: int, foreground: bool = False
+    images: torch.Tensor, copies: int, seed: int, foreground: bool = False, fills: Sequence[AnomalyFill] = FILLS
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Held-out good images as they are and with pasted anomalies (seeded; `foreground`: on the object only),
     and their masks."""
     generator = torch.Generator().manual_seed(seed)
     clean = to_unit(images)
-    pasted, masks = zip(*(paste_anomalies(clean, 1.0, generator, foreground) for _ in range(copies)))
+    pasted, masks = zip(*(paste_anomalies(clean, 1.0, generator, foreground, fills) for _ in range(copies)))
     return torch.cat([clean, *pasted]), torch.cat([torch.zeros_like(masks[0]), *masks])
 
 
@@ -160,7 +160,9 @@ def train_segmenter(
     images = torch.from_numpy(train_images)
     align = p.align is True or (p.align == "auto" and alignable(to_unit(images)))
     model = Segmenter(images.shape[1], p.width, align)
-    val_x, val_masks = validation_set(torch.from_numpy(val_images), p.val_anomalies, seed + 1, p.foreground)
+    val_x, val_masks = validation_set(
+        torch.from_numpy(val_images), p.val_anomalies, seed + 1, p.foreground, p.anomaly_fills
+    )
 
     def augment(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         x = to_unit(batch[0])
@@ -171,7 +173,7 @@ def train_segmenter(
         x = x.flip(2) if flips[1] < 0.5 else x
         if p.rotate:  # the whole batch a quarter turn 0-3 times: a part at any pose is normal
             x = torch.rot90(x, int(torch.randint(0, 4, (1,)).item()), (2, 3))
-        return paste_anomalies(x, p.anomaly_share, foreground=p.foreground)
+        return paste_anomalies(x, p.anomaly_share, foreground=p.foreground, fills=p.anomaly_fills)
 
     def score(m: nn.Module) -> float:  # on every other pixel each way: the maps are smooth, the AP 4x cheaper
         maps = anomaly_maps(cast(Segmenter, m), val_x)[:, ::2, ::2]

@@ -57,6 +57,23 @@ def test_anomalies_change_only_their_masks_and_are_seeded():
     assert torch.equal(pasted, again)
 
 
+def test_a_same_brightness_fill_differs_by_texture_alone():
+    g = torch.Generator().manual_seed(4)
+    levels = torch.linspace(0.3, 0.7, 8).view(8, 1, 1, 1)
+    x = levels * (0.5 + 0.5 * torch.rand(8, 1, 48, 48, generator=g))  # one brightness each, each its own grain
+
+    def relative_brightness_change(fill: str) -> torch.Tensor:
+        pasted, masks = paste_anomalies(x, 1.0, torch.Generator().manual_seed(5), fills=[fill])
+        inside = masks.sum((1, 2, 3))
+        seen = inside >= 20
+        mean_of = lambda images: (images * masks).sum((1, 2, 3))[seen] / inside[seen]  # noqa: E731
+        assert ((pasted - x).abs() * masks).sum() / masks.sum() > 0.05  # the grain changed
+        return (mean_of(pasted) - mean_of(x)).abs() / mean_of(x)
+
+    assert relative_brightness_change("other_same_brightness").max() < 0.1
+    assert relative_brightness_change("darker_brighter").min() > 0.1
+
+
 def test_foreground_anomalies_stay_on_the_part_and_a_texture_is_all_foreground():
     x = torch.full((6, 1, 48, 48), 0.1)
     x[:, :, 12:36, 12:36] = 0.6  # a part on a dark background
