@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -134,9 +134,10 @@ class DefectsTrainParams(TrainerParams):
     )
     anomaly_share: float = Field(0.5, gt=0, le=1, description="share of each training batch given a pasted anomaly")
     anomaly_fills: list[AnomalyFill] = Field(
-        list(get_args(AnomalyFill)),
+        ["turned", "darker_brighter", "other_darker_brighter", "level"],
         min_length=1,
-        description="segmenter: what fills a pasted anomaly, one drawn per image (domains/defects/anomalies.py)",
+        description="segmenter: what fills a pasted anomaly, one drawn per image (domains/defects/anomalies.py); "
+        "+ other_same_brightness for textures whose defects are patches of another finish (README)",
     )
     foreground: bool = Field(
         True,
