@@ -3,14 +3,14 @@
 The segmenter never sees a real defect: it learns to find regions that do not belong to the
 surface around them. Shapes are generic, drawn at random per image: blobs (thresholded smooth
 noise, from specks to large patches, as DRAEM's Perlin masks), strokes (thin random walks) and
-ellipses. What fills a shape is drawn too, from the `FILLS` asked for: another good image turned by
-90 degrees (`turned`: a foreign texture), the image itself darker or brighter (`darker_brighter`),
-another image darker or brighter (`other_darker_brighter`), a near-flat dark or bright level
-(`level`: material missing, a foreign body), or another image upside down with this one's mean
-brightness (`other_same_brightness`: a patch of surface that was made differently, told apart by
-its texture alone, as Magnetic-Tile's `uneven`); darker or brighter means by a factor of 0.4 to
-0.75 or its inverse, never close to 1. The fill is blended with opacity 1 - beta, beta uniform in
-[0, 0.5], so faint anomalies are among them.
+ellipses. What fills a shape is drawn too, from the fills asked for (`FILLS`; by default the first
+four): another good image turned by 90 degrees (`turned`: a foreign texture), the image itself
+darker or brighter (`darker_brighter`), another image darker or brighter (`other_darker_brighter`),
+a near-flat dark or bright level (`level`: material missing, a foreign body), or another image
+upside down at this one's mean brightness (`other_same_brightness`: a patch of surface finished
+differently, told apart by its grain alone, as Magnetic-Tile's `uneven`); darker or brighter means
+by a factor of 0.4 to 0.75 or its inverse, never close to 1. The fill is blended with opacity
+1 - beta, beta uniform in [0, 0.5], so faint anomalies are among them.
 
 Every random draw comes from the `generator` passed in, or torch's seeded global RNG.
 """
@@ -24,7 +24,7 @@ from typing import get_args
 import torch
 import torch.nn.functional as F
 
-from domains.defects.params import AnomalyFill
+from domains.defects.params import DEFAULT_FILLS, AnomalyFill
 from domains.defects.perlin import dilate, foreground_masks
 
 SHAPES = ("blob", "stroke", "ellipse")
@@ -117,7 +117,7 @@ def paste_anomalies(
     share: float,
     generator: torch.Generator | None = None,
     foreground: bool = False,
-    fills: Sequence[AnomalyFill] = FILLS,
+    fills: Sequence[AnomalyFill] = DEFAULT_FILLS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (n, C, H, W) in [0, 1] with anomalies pasted on a `share` of them; and the (n, 1, H, W) masks.
 
@@ -125,7 +125,7 @@ def paste_anomalies(
     mask that lands on no pixel is left empty and that image counts as good. `foreground`: only where
     an image differs from its border (an object's, `perlin.foreground_masks`; an even texture is all
     foreground, but one with a gradient across it is not: for parts on a background). `fills`: what
-    fills them, each image's drawn from these (`FILLS`).
+    fills them, each image's drawn from these.
     """
     n, c, h, w = x.shape
     device = x.device

@@ -11,6 +11,7 @@ from domains.common.params import DataParams, DomainParams, EvaluateParams, Imag
 DefectType = Literal["scratch", "spot", "crack", "missing"]
 # what fills the segmenter's pasted anomalies (domains/defects/anomalies.py)
 AnomalyFill = Literal["turned", "darker_brighter", "other_darker_brighter", "level", "other_same_brightness"]
+DEFAULT_FILLS: tuple[AnomalyFill, ...] = ("turned", "darker_brighter", "other_darker_brighter", "level")
 
 
 class DefectsDataParams(DataParams):
@@ -134,7 +135,7 @@ class DefectsTrainParams(TrainerParams):
     )
     anomaly_share: float = Field(0.5, gt=0, le=1, description="share of each training batch given a pasted anomaly")
     anomaly_fills: list[AnomalyFill] = Field(
-        ["turned", "darker_brighter", "other_darker_brighter", "level"],
+        list(DEFAULT_FILLS),
         min_length=1,
         description="segmenter: what fills a pasted anomaly, one drawn per image (domains/defects/anomalies.py); "
         "+ other_same_brightness for textures whose defects are patches of another finish (README)",

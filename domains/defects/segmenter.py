@@ -30,9 +30,9 @@ from torch import nn
 from domains.common.contract import TrainEnv
 from domains.common.trainer import Batches, History, fit
 from domains.common.vision import BasicBlock, pooled, to_unit
-from domains.defects.anomalies import FILLS, paste_anomalies
+from domains.defects.anomalies import paste_anomalies
 from domains.defects.metrics import average_precision
-from domains.defects.params import AnomalyFill, DefectsTrainParams
+from domains.defects.params import DEFAULT_FILLS, AnomalyFill, DefectsTrainParams
 from domains.defects.pose import alignable, from_canonical, to_canonical
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def anomaly_maps(model: Segmenter, images: torch.Tensor, batch_size: int = 32) -
 
 
 def validation_set(
-    images: torch.Tensor, copies: int, seed: int, foreground: bool = False, fills: Sequence[AnomalyFill] = FILLS
+    images: torch.Tensor, copies: int, seed: int, foreground: bool = False, fills: Sequence[AnomalyFill] = DEFAULT_FILLS
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Held-out good images as they are and with pasted anomalies (seeded; `foreground`: on the object only),
     and their masks."""
