@@ -19,7 +19,7 @@ from domains.common.report import WARNING
 from domains.defects.figures import comparison_figure, overlay_figure, score_figure
 from domains.defects.loaders import CATEGORY, GOOD
 from domains.defects.metrics import auroc, image_metrics, per_type_auroc, pixel_auroc
-from domains.defects.params import DefectsParams
+from domains.defects.params import DEFAULT_FILLS, DefectsParams
 from domains.defects.pipeline import IMAGES, INFO, ITEMS, MASKS
 from domains.defects.routed import Routed
 from domains.defects.train import HISTORY, SEGMENTER, THRESHOLDS, TIMES, load_model, model_image_scores, score_maps
@@ -265,6 +265,12 @@ def _notes(
             f"image's patches lie from the nearest of {neighbour_patches} patches kept from its training images "
             "(in its own features), standardised on the held-out good images in the segmenter's units; its "
             "anomaly map, and so the pixel AUROC, is the segmenter's alone."
+        )
+    if SEGMENTER in metrics and tuple(p.train.anomaly_fills) != DEFAULT_FILLS:
+        notes.append(
+            f"Training anomalies (train.anomaly_fills): the segmenter's were filled with {', '.join(p.train.anomaly_fills)} "
+            f"(the default: {', '.join(DEFAULT_FILLS)}; other_same_brightness is another good image at this one's "
+            "mean brightness, told apart by its grain alone)."
         )
     if not info["pixel_metrics"]:
         notes.append(

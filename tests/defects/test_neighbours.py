@@ -103,7 +103,8 @@ def test_the_stages_score_with_the_distance_and_the_export_computes_it_in_the_gr
 
     section = small_defects_params()
     section["synthetic"].update(category="surface")
-    section["train"].update(models=["segmenter"], neighbour_distance=True)
+    fills = ["turned", "darker_brighter", "other_darker_brighter", "level", "other_same_brightness"]
+    section["train"].update(models=["segmenter"], neighbour_distance=True, anomaly_fills=fills)  # magnetic-tile-long's
     assert _stages(tmp_path, section, ("acquire", "validate", "prepare", "train", "evaluate"), monkeypatch) == 0
     data = tmp_path / "data" / "defects"
     model = load_segmenter(data / "train" / "segmenter.pt")
@@ -112,6 +113,7 @@ def test_the_stages_score_with_the_distance_and_the_export_computes_it_in_the_gr
     assert 0 <= predictions["image_auroc"] <= 1
     notes = (data / "evaluate" / "notes.json").read_text()
     assert f"nearest of {len(model.neighbours.features)} patches kept" in notes  # the report says so
+    assert "filled with turned, darker_brighter, other_darker_brighter, level, other_same_brightness" in notes
 
     spec = load_spec("defects")
     exportable = spec.export(spec.params_model.model_validate(section), data / "train", data / "prepare")
