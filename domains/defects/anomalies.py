@@ -3,7 +3,7 @@
 The segmenter never sees a real defect: it learns to find regions that do not belong to the
 surface around them. Shapes are generic, drawn at random per image: blobs (thresholded smooth
 noise, from specks to large patches, as DRAEM's Perlin masks), strokes (thin random walks) and
-ellipses. What fills a shape is drawn too, from the fills asked for (`FILLS`; by default the first
+ellipses. What fills a shape is drawn too, from the fills asked for (`params.AnomalyFill`; by default the first
 four): another good image turned by 90 degrees (`turned`: a foreign texture), the image itself
 darker or brighter (`darker_brighter`), another image darker or brighter (`other_darker_brighter`),
 a near-flat dark or bright level (`level`: material missing, a foreign body), or another image
@@ -18,8 +18,7 @@ Every random draw comes from the `generator` passed in, or torch's seeded global
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import get_args
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +27,6 @@ from domains.defects.params import DEFAULT_FILLS, AnomalyFill
 from domains.defects.perlin import dilate, foreground_masks
 
 SHAPES = ("blob", "stroke", "ellipse")
-FILLS: tuple[AnomalyFill, ...] = get_args(AnomalyFill)
 
 
 def _rand(*shape: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
@@ -112,6 +110,11 @@ def anomaly_masks(n: int, size: int, device: torch.device, generator: torch.Gene
     return out
 
 
+def _same_brightness(fill: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`fill` scaled to each image of `x`'s mean brightness: only its texture tells it apart."""
+    return fill * (x.mean((1, 2, 3), keepdim=True) / fill.mean((1, 2, 3), keepdim=True).clamp_min(1e-3))
+
+
 def paste_anomalies(
     x: torch.Tensor,
     share: float,
@@ -145,16 +148,15 @@ def paste_anomalies(
         * 0.2
         + (_rand(n, 1, 1, 1, device=device, generator=generator) < 0.5).float() * 0.75
     )
-    upside_down = donor.flip(2)
-    # as bright as this image on average: only its texture tells it apart
-    same_brightness = upside_down * (
-        x.mean((1, 2, 3), keepdim=True) / upside_down.mean((1, 2, 3), keepdim=True).clamp_min(1e-3)
-    )
-    made = dict(
-        zip(FILLS, (torch.rot90(donor, 1, (2, 3)), x * gain, donor * gain, level.expand(n, c, h, w), same_brightness))
-    )
+    makers: dict[AnomalyFill, Callable[[], torch.Tensor]] = {  # built only when asked for: this runs every batch
+        "turned": lambda: torch.rot90(donor, 1, (2, 3)),
+        "darker_brighter": lambda: x * gain,
+        "other_darker_brighter": lambda: donor * gain,
+        "level": lambda: level.expand(n, c, h, w),
+        "other_same_brightness": lambda: _same_brightness(donor.flip(2), x),
+    }
     kind = (_rand(n, device=device, generator=generator) * len(fills)).long()
-    fill = torch.stack([made[name] for name in fills])[kind, torch.arange(n, device=device)].clamp(0, 1)
+    fill = torch.stack([makers[name]() for name in fills])[kind, torch.arange(n, device=device)].clamp(0, 1)
     beta = 0.5 * _rand(n, 1, 1, 1, device=device, generator=generator)
     pasted = x * (1 - masks) + masks * ((1 - beta) * fill + beta * x)
     return pasted, masks
