@@ -3,6 +3,7 @@
     python -m benchmarks.defects magnetic-tile   # Magnetic-Tile-Defect, the published split: baseline + segmenter
     python -m benchmarks.defects magnetic-tile-draem   # the same split: DRAEM at its CPU size (MAGNETIC_TILE_DRAEM)
     python -m benchmarks.defects magnetic-tile-long   # the segmenter for 420 epochs on two threads (idle: ~16-21 min)
+    python -m benchmarks.defects magnetic-tile-seeds   # magnetic-tile-long at seeds 42, 43, 44 (~65 min)
     python -m benchmarks.defects magnetic-tile-160   # magnetic-tile-long at 160 px (idle Xeon: ~23 min)
     python -m benchmarks.defects magnetic-tile-foreground   # the segmenter with train.foreground
     python -m benchmarks.defects magnetic-tile-crops   # the long run's compute on 64 px crops, 400 epochs
@@ -280,6 +281,43 @@ def _segmenter_test_auroc(data: Path, pool: float, model: Any) -> dict[str, floa
     defective = items[LABEL].to_numpy()[test] != GOOD
     scores = model_image_scores(model, images, maps, pool)
     return {"image_auroc": auroc(defective, scores), "pixel_auroc": pixel_auroc(maps, masks)}
+
+
+LONG_SEEDS = (42, 43, 44)  # 42: the default's, magnetic-tile-long's own
+
+
+def bench_magnetic_tile_seeds() -> dict[str, Any] | None:
+    """magnetic-tile-long trained at three seeds (the weights' start, the batches, the pasted anomalies and the 76
+    held-out good images all change) on one machine: how far its test figures move with the seed alone, which
+    the report's bootstrap interval (the test images resampled, one model) does not show."""
+    if _missing():
+        return None
+    result: dict[str, Any] = {"params": _section(MAGNETIC_TILE_LONG)}
+    rows = []
+    for seed in LONG_SEEDS:
+        section = _section({**MAGNETIC_TILE_LONG, "seed": seed})
+        with stage_root("defects", section, ("acquire", "validate", "prepare", "train", "evaluate")) as (root, _):
+            data = root / "data" / "defects"
+            metrics = json.loads((data / "evaluate" / "metrics.json").read_text())["segmenter"]
+            history = json.loads((data / "train" / "history.json").read_text())["segmenter"]
+            without = _without_neighbours(data, section["train"]["score_pool"])
+        kinds = sorted(k for k in metrics if k.startswith("auroc_"))
+        result[f"seed {seed}"] = {
+            **{k: metrics[k] for k in ("image_auroc", "pixel_auroc", "f1", "fit_seconds", *kinds)},
+            "best_val_pixel_ap": history["best_score"],
+            "without_neighbour_distance": without,
+        }
+        rows.append([seed, *(metrics[k] for k in ("image_auroc", "pixel_auroc", *kinds, "f1", "fit_seconds"))])
+    for metric in ("image_auroc", "pixel_auroc"):
+        values = [result[f"seed {seed}"][metric] for seed in LONG_SEEDS]
+        result[metric] = {"mean": statistics.mean(values), "sd": statistics.stdev(values), "min": min(values)}
+    print_table(
+        "magnetic-tile-long at three seeds: segmenter test AUROC (image, pixel, per type), F1, train seconds",
+        ["seed", "image", "pixel", *(k.removeprefix("auroc_") for k in kinds), "F1", "train s"],
+        rows,
+    )
+    print({k: result[k] for k in ("image_auroc", "pixel_auroc")})
+    return result
 
 
 def bench_select() -> dict[str, Any] | None:
@@ -664,6 +702,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "magnetic-tile-160": lambda: bench_magnetic_tile(MAGNETIC_TILE_160, "magnetic_tile_160"),
     "magnetic-tile-foreground": lambda: bench_magnetic_tile(MAGNETIC_TILE_FOREGROUND, "magnetic_tile_foreground"),
     "magnetic-tile-crops": lambda: bench_magnetic_tile(MAGNETIC_TILE_CROPS, "magnetic_tile_crops"),
+    "magnetic-tile-seeds": bench_magnetic_tile_seeds,
     "select": bench_select,
     "categories": bench_categories,
     "poses": bench_poses,
