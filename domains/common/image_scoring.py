@@ -136,8 +136,12 @@ def model_inputs(table: pd.DataFrame, size: int, channels: int) -> np.ndarray:
         return np.zeros((0, channels, size, size), dtype=np.uint8)
     if RESIZED in table and all(isinstance(x, np.ndarray) and x.shape[:2] == (size, size) for x in table[RESIZED]):
         return np.stack([as_channels(x, channels) for x in table[RESIZED]])
-    root = Path(table[ROOT].iloc[0])
-    return np.stack([to_size(x, (size, size), channels) for x in _gated(root, table)])
+    return np.stack([to_size(x, (size, size), channels) for x in batch_pixels(table)])
+
+
+def batch_pixels(table: pd.DataFrame) -> list[np.ndarray]:
+    """The (H, W, C) source pixels of a gated batch, read again and checked against their hash."""
+    return _gated(Path(table[ROOT].iloc[0]), table) if len(table) else []
 
 
 def _gated(root: Path, table: pd.DataFrame) -> list[np.ndarray]:

@@ -22,7 +22,17 @@ from domains.defects.metrics import auroc, image_metrics, per_type_auroc, pixel_
 from domains.defects.params import DEFAULT_FILLS, DefectsParams
 from domains.defects.pipeline import IMAGES, INFO, ITEMS, MASKS
 from domains.defects.routed import Routed
-from domains.defects.train import HISTORY, SEGMENTER, THRESHOLDS, TIMES, load_model, model_image_scores, score_maps
+from domains.defects.train import (
+    HISTORY,
+    SEGMENTER,
+    THRESHOLDS,
+    TIMES,
+    load_model,
+    model_image_scores,
+    needs_tiles,
+    score_maps,
+    split_tiles,
+)
 
 NEAR_CHANCE = 0.6  # image AUROC under this: the model barely ranks defective above good images
 # a source image wider or taller than this (width / height or its inverse) loses most in the square resize
@@ -35,6 +45,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     test = np.flatnonzero(items[SPLIT].to_numpy() == "test")
     images = np.ascontiguousarray(np.load(prepared_dir / IMAGES, mmap_mode="r")[test])
     masks = np.load(prepared_dir / MASKS, mmap_mode="r")[test].astype(bool)
+    tiles = split_tiles(prepared_dir, "test")
     labels = items[LABEL].to_numpy()[test]
     categories = items[CATEGORY].to_numpy()[test]
     by_category = _category_rows(categories)
@@ -42,16 +53,17 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     thresholds = json.loads((train_dir / THRESHOLDS).read_text())
     times = json.loads((train_dir / TIMES).read_text())
 
-    metrics, maps, scores, aligned, flipped, kept = {}, {}, {}, {}, {}, 0
+    metrics, maps, scores, aligned, flipped, kept, tiled = {}, {}, {}, {}, {}, 0, 0
     for name in thresholds:  # the models trained, in training order
         model = load_model(train_dir, name)
         if name == SEGMENTER:
             aligned, flipped = _setting(model, "align"), _setting(model, "flip_average")
             kept = len(model.neighbours.features) if getattr(model, "neighbours", None) is not None else 0
+            tiled = info.get("tiles", 0) if needs_tiles(model) else 0
         routing = _routing_metrics(model, images, categories)
         began = time.perf_counter()
         maps[name] = score_maps(name, model, images)
-        scores[name] = model_image_scores(model, images, maps[name], p.train.score_pool)
+        scores[name] = model_image_scores(model, images, maps[name], p.train.score_pool, tiles)
         seconds = time.perf_counter() - began
         metrics[name] = {
             **image_metrics(defective, scores[name], thresholds[name]),
@@ -101,7 +113,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         plots=plots,
         figures=figures,
         tables=tables,
-        notes=_notes(p, info, items, metrics, candidate, aligned, flipped, kept),
+        notes=_notes(p, info, items, metrics, candidate, aligned, flipped, kept, tiled),
         units=test_units(items.iloc[test], images, scores),
     )
 
@@ -208,6 +220,7 @@ def _notes(
     aligned: dict[str, bool],
     flipped: dict[str, bool],
     neighbour_patches: int,
+    tiles: int,
 ) -> list[str]:
     n = info["images"]
     routed = "routed_correctly" in next(iter(metrics.values()))
@@ -265,6 +278,14 @@ def _notes(
             f"image's patches lie from the nearest of {neighbour_patches} patches kept from its training images "
             "(in its own features), standardised on the held-out good images in the segmenter's units; its "
             "anomaly map, and so the pixel AUROC, is the segmenter's alone."
+        )
+    if tiles:
+        notes.append(
+            f"Aspect-kept tiles (prepare.tiles): every image, resized with its aspect kept (short side "
+            f"{info['image_size']} px), is also cut into square tiles along its long side ({tiles} tiles of "
+            f"{sum(info['images'].values())} images); the segmenter's score adds a second nearest-neighbour "
+            "distance, of an image's most distant tile to a bank of its training images' tiles, where a thin "
+            "defect the square resize squeezed away keeps its width."
         )
     if SEGMENTER in metrics and tuple(p.train.anomaly_fills) != DEFAULT_FILLS:
         notes.append(

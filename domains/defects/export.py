@@ -3,7 +3,8 @@ graph as evaluate and scoring compute them (the model's map, then metrics.image_
 maximum, reimplemented in torch by _ImageScore). Each model keeps its own threshold (a quantile of held-out
 good images' scores), so parity decides at that one. The torch models convert (segmenter; DRAEM when
 trained); the patch Gaussian (scikit-learn PCA and numpy distances) and PatchCore (its map ends in
-scipy's Gaussian filter) are not torch graphs and are named with the reason. int8 for the CNNs is static
+scipy's Gaussian filter) are not torch graphs, and a segmenter with a tile bank (prepare.tiles) reads a second
+input, each image's tiles: they are named with the reason. int8 for the CNNs is static
 QDQ calibrated on training images (dynamic would give ConvInteger: onnxruntime #12558), of the convolutions
 only: quantizing a model per category's route (thumbnail distances, argmin) misroutes images (synthetic
 default: AUROC -2.2 points with every op, -0.3 with convolutions only)."""
@@ -38,9 +39,14 @@ from domains.defects.train import (
     THRESHOLDS,
     load_model,
     model_image_scores,
+    needs_tiles,
     score_maps,
 )
 
+TILED = (
+    "its score also reads each image's aspect-kept tiles (prepare.tiles), a second input of another length "
+    "than the images that the graph does not take; score it with `aiflow score`"
+)
 CALIBRATION_IMAGES = 256  # training images the int8 models' activation ranges are measured on
 CHUNK = 32  # test images per onnxruntime call: a map and a CNN's activations per image
 NOT_TORCH = {
@@ -146,6 +152,9 @@ def export_models(p: DefectsParams, model_dir: Path, prepared_dir: Path) -> Expo
             not_converted[name] = NOT_TORCH.get(name, "not a torch model")
             continue
         model = load_model(model_dir, name)  # opened after modelstore checked its hash
+        if needs_tiles(model):
+            not_converted[name] = TILED
+            continue
         maps = score_maps(name, model, test)  # as evaluate computed them
         to_map = RoutedMap(model, MAPS[name]) if isinstance(model, Routed) else MAPS[name](model)
         banked = isinstance(model, Segmenter) and model.neighbours is not None

@@ -109,6 +109,12 @@ class PrepareParams(StrictModel):
         description="images and masks are resized to this square size "
         "(anomaly maps and pixel metrics are at this resolution)",
     )
+    tiles: bool = Field(
+        False,
+        description="also cut every image, resized with its aspect kept (short side image_size), into square "
+        "tiles along its long side (domains/defects/tiles.py): the segmenter's neighbour_distance then adds a "
+        "second distance on them, for thin defects that the square resize squeezes away in wide or tall images",
+    )
 
 
 class DefectsTrainParams(TrainerParams):
@@ -260,6 +266,15 @@ class DefectsParams(DomainParams):
             raise ValueError(f"data.categories: for source mvtec only (source is {self.data.source})")
         if names is not None and len(set(names)) != len(names):
             raise ValueError(f"data.categories: a category is named twice ({', '.join(names)})")
+        return self
+
+    @model_validator(mode="after")
+    def _tiles_are_read(self) -> DefectsParams:
+        if self.prepare.tiles and not (self.train.neighbour_distance and "segmenter" in self.train.models):
+            raise ValueError(
+                "prepare.tiles: only the segmenter's nearest-neighbour distance reads them; "
+                "set train.neighbour_distance: true with the segmenter in train.models, or prepare.tiles: false"
+            )
         return self
 
     @model_validator(mode="after")

@@ -25,9 +25,11 @@ from domains.defects.masks import MASK_HASH, gated_mask, listing_facts
 from domains.defects.params import DefectsParams
 from domains.defects.synthetic import categories as synthetic_categories
 from domains.defects.synthetic import write_mvtec
+from domains.defects.tiles import aspect_tiles
 
 SYNTHETIC_DIR = "mvtec"  # acquire/: the generated dataset, in MVTec's layout
 IMAGES, MASKS, ITEMS, INFO = "images.npy", "masks.npy", "items.parquet", "info.json"
+TILES, TILE_OWNER = "tiles.npy", "tile_owner.npy"  # prepare.tiles: the images' aspect-kept tiles (tiles.py)
 
 
 def source_root(p: DefectsParams, acquire_dir: Path) -> Path:
@@ -68,7 +70,15 @@ def prepare(p: DefectsParams, table: pd.DataFrame, acquire_dir: Path, out_dir: P
     root = source_root(p, acquire_dir)
     size = p.prepare.image_size
     channels = int(table["channels"].mode().iloc[0])
-    images = np.stack([to_size(a, (size, size), channels) for a in gated_pixels(root, table)])
+    pixels = gated_pixels(root, table)
+    images = np.stack([to_size(a, (size, size), channels) for a in pixels])
+    tile_count = 0
+    if p.prepare.tiles:
+        tiles = aspect_tiles(pixels, size, channels)
+        np.save(out_dir / TILES, tiles.images)
+        np.save(out_dir / TILE_OWNER, tiles.owner)
+        tile_count = len(tiles.images)
+    del pixels  # the source images at full size: not kept while the masks are read
     masks = np.zeros((len(table), size, size), dtype=np.uint8)
     for i, (rel, expected) in enumerate(zip(table[MASK_PATH], table[MASK_HASH])):
         if rel:
@@ -92,6 +102,7 @@ def prepare(p: DefectsParams, table: pd.DataFrame, acquire_dir: Path, out_dir: P
         "image_size": size,
         "channels": channels,
         "pixel_metrics": bool(table[MASKS_EXPECTED].all()),
+        "tiles": tile_count,
         "images": {split: int((items[SPLIT] == split).sum()) for split in ("train", "val", "test")},
     }
     (out_dir / INFO).write_text(json.dumps(info, indent=2))

@@ -5,7 +5,8 @@ a folder of <type>/ folders ('good' is normal; the names label the images, for a
 evaluation), or a flat folder of images (no labels). Images pass the training gate's per-image
 checks, must have a size and channel count the training images had (where training saw few
 sizes; Magnetic-Tile's crops vary by design and are not checked), and are resized to the model's
-size as `prepare` did. The decision is the model's own threshold, saved by training (a quantile
+size as `prepare` did (and cut into aspect-kept tiles, read again from their files, for a segmenter trained
+with prepare.tiles). The decision is the model's own threshold, saved by training (a quantile
 of held-out good images' scores). With a model per category (routed.py), each image goes to its
 category's model by its look, so a batch may mix the trained categories.
 
@@ -31,6 +32,7 @@ from domains.common.contract import Reference, Scored, ScoreOptions
 from domains.common.errors import DataError
 from domains.common.image_scoring import (
     ShadowCarry,
+    batch_pixels,
     check_as_trained,
     drift_frame,
     embedding_distances,
@@ -47,6 +49,7 @@ from domains.defects.loaders import GOOD
 from domains.defects.metrics import image_metrics
 from domains.defects.params import DefectsParams
 from domains.defects.pipeline import IMAGES, ITEMS
+from domains.defects.tiles import aspect_tiles
 from domains.defects.train import (
     BASELINE,
     DRAEM,
@@ -57,6 +60,7 @@ from domains.defects.train import (
     load_model,
     maps_and_embeddings,
     model_image_scores,
+    needs_tiles,
     score_maps,
 )
 
@@ -116,7 +120,10 @@ def score_batch(p: DefectsParams, model_dir: Path, model: str, table: pd.DataFra
             maps = score_maps(model, scorer, images)
             if options.drift:  # the endpoint judges no drift: no second model's pass
                 embedded = embeddings(embedder, load_model(model_dir, embedder), images)
-        scores = model_image_scores(scorer, images, maps, p.train.score_pool)
+        tiles = (
+            aspect_tiles(batch_pixels(table), p.prepare.image_size, images.shape[1]) if needs_tiles(scorer) else None
+        )
+        scores = model_image_scores(scorer, images, maps, p.train.score_pool, tiles)
     threshold = float(thresholds[model])
     decision = (scores >= threshold).astype(np.int64)
     predictions = pd.DataFrame(

@@ -63,6 +63,7 @@ class Segmenter(nn.Module):
         self.merge1 = _conv(6 * width, 2 * width)
         self.head = nn.Conv2d(2 * width, 1, 1)
         self.neighbours: NeighbourBank | None = None  # train.neighbour_distance's bank (neighbours.py)
+        self.tile_neighbours: NeighbourBank | None = None  # its bank of aspect-kept tiles (prepare.tiles)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The encoder's 1/4, 1/8 and 1/16 feature maps of images in [0, 1]."""
@@ -217,6 +218,7 @@ def save_segmenter(model: Segmenter, file: Path) -> None:
             "flip_average": model.flip_average,
             "state": model.state_dict(),
             **({"neighbours": vars(model.neighbours)} if model.neighbours is not None else {}),
+            **({"tile_neighbours": vars(model.tile_neighbours)} if model.tile_neighbours is not None else {}),
         },
         file,
     )
@@ -227,8 +229,10 @@ def load_segmenter(file: Path) -> Segmenter:
     # saved before align or flip_average: off
     model = Segmenter(saved["channels"], saved["width"], saved.get("align", False), saved.get("flip_average", False))
     model.load_state_dict(saved["state"])
-    if "neighbours" in saved:
-        from domains.defects.neighbours import NeighbourBank  # it builds on this module
+    from domains.defects.neighbours import NeighbourBank  # it builds on this module
 
+    if "neighbours" in saved:
         model.neighbours = NeighbourBank(**saved["neighbours"])
+    if "tile_neighbours" in saved:
+        model.tile_neighbours = NeighbourBank(**saved["tile_neighbours"])
     return model.eval()

@@ -33,7 +33,7 @@ from domains.defects.baseline import fit_patch_gaussian, patch_gaussian_outputs
 from domains.defects.draem import draem_outputs, load_draem, save_draem, train_draem
 from domains.defects.loaders import CATEGORY
 from domains.defects.metrics import image_scores, threshold_on_good
-from domains.defects.neighbours import fit_bank, with_neighbours
+from domains.defects.neighbours import fit_bank, fit_tile_bank, with_neighbours
 from domains.defects.params import DefectsParams
 from domains.defects.patchcore import (
     fit_patchcore,
@@ -42,7 +42,7 @@ from domains.defects.patchcore import (
     patchcore_outputs,
     save_patchcore,
 )
-from domains.defects.pipeline import IMAGES, ITEMS
+from domains.defects.pipeline import IMAGES, ITEMS, TILE_OWNER, TILES
 from domains.defects.routed import (
     Routed,
     is_routed,
@@ -59,6 +59,7 @@ from domains.defects.segmenter import (
     segmenter_outputs,
     train_segmenter,
 )
+from domains.defects.tiles import Tiles
 
 BASELINE, SEGMENTER, DRAEM, PATCHCORE = "patch_gaussian", "segmenter", "draem", "patchcore"
 TORCH_MODELS = (SEGMENTER, DRAEM)  # trained epoch by epoch: each has a training history
@@ -101,11 +102,19 @@ def score_maps(name: str, model: Any, images: np.ndarray) -> np.ndarray:
     return maps_and_embeddings(name, model, images)[0]
 
 
-def model_image_scores(model: Any, images: np.ndarray, maps: np.ndarray, pool: float) -> np.ndarray:
+def model_image_scores(
+    model: Any, images: np.ndarray, maps: np.ndarray, pool: float, tiles: Tiles | None = None
+) -> np.ndarray:
     """(N,) image scores of uint8 images (N, C, H, W) from their maps by `model`: the maximum of the box-filtered
-    map, plus a segmenter's nearest-neighbour distance where it has a bank (neighbours.py)."""
+    map, plus a segmenter's nearest-neighbour distances where it has banks (neighbours.py; `tiles`: the images'
+    aspect-kept tiles, which a tile bank needs)."""
     scores = image_scores(maps, pool)
-    return with_neighbours(model, images, scores, pool) if isinstance(model, Segmenter) else scores
+    return with_neighbours(model, images, scores, pool, tiles) if isinstance(model, Segmenter) else scores
+
+
+def needs_tiles(model: Any) -> bool:
+    """Whether `model` scores the images' aspect-kept tiles too (a segmenter trained with prepare.tiles)."""
+    return isinstance(model, Segmenter) and model.tile_neighbours is not None
 
 
 def embeddings(name: str, model: Any, images: np.ndarray) -> np.ndarray:
@@ -119,6 +128,15 @@ def split_images(prepared_dir: Path, split: str) -> np.ndarray:
     return np.ascontiguousarray(images[rows])
 
 
+def split_tiles(prepared_dir: Path, split: str) -> Tiles | None:
+    """The aspect-kept tiles of a split's images (prepare.tiles), owners counting along the split; None without."""
+    if not (prepared_dir / TILES).exists():
+        return None
+    rows = np.flatnonzero(pd.read_parquet(prepared_dir / ITEMS)[SPLIT].to_numpy() == split)
+    every = Tiles(np.load(prepared_dir / TILES, mmap_mode="r"), np.load(prepared_dir / TILE_OWNER))
+    return every.of(rows)
+
+
 def split_categories(prepared_dir: Path, split: str) -> np.ndarray:
     items = pd.read_parquet(prepared_dir / ITEMS)
     return items[CATEGORY].to_numpy()[items[SPLIT].to_numpy() == split]
@@ -126,6 +144,7 @@ def split_categories(prepared_dir: Path, split: str) -> np.ndarray:
 
 def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: TrainEnv) -> None:
     train, val = split_images(prepared_dir, "train"), split_images(prepared_dir, "val")
+    train_tiles, val_tiles = split_tiles(prepared_dir, "train"), split_tiles(prepared_dir, "val")
     train_category, val_category = split_categories(prepared_dir, "train"), split_categories(prepared_dir, "val")
     t = p.train
     # Deterministic mode's first call imports torch's compiler stack (seconds): not inside a timed fit.
@@ -136,7 +155,7 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
         BASELINE: lambda train, val, env: fit_patch_gaussian(
             train, t.baseline_patch, t.baseline_components, t.baseline_patches_per_image, p.seed
         ),
-        SEGMENTER: lambda train, val, env: _fit_segmenter(train, val, p, env),
+        SEGMENTER: lambda train, val, env: _fit_segmenter(train, val, train_tiles, val_tiles, p, env),
         DRAEM: lambda train, val, env: train_draem(train, val, t, p.seed, env),
         PATCHCORE: lambda train, val, env: fit_patchcore(train, backbone, t.memory_bank, p.seed) if backbone else None,
     }
@@ -177,7 +196,7 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
         if scales:
             save_scales(out_dir, name, scales)
             model = load_model(out_dir, name)
-        val_scores = model_image_scores(model, val, score_maps(name, model, val), t.score_pool)
+        val_scores = model_image_scores(model, val, score_maps(name, model, val), t.score_pool, val_tiles)
         thresholds[name] = threshold_on_good(val_scores, t.threshold_quantile)
         _log(
             f"{name}: {times[name]:.1f} s; threshold {thresholds[name]:.4g} "
@@ -188,12 +207,27 @@ def train_models(p: DefectsParams, prepared_dir: Path, out_dir: Path, env: Train
     (out_dir / HISTORY).write_text(json.dumps(histories, indent=2))
 
 
-def _fit_segmenter(train: np.ndarray, val: np.ndarray, p: DefectsParams, env: TrainEnv) -> tuple[Segmenter, Any]:
+def _fit_segmenter(
+    train: np.ndarray,
+    val: np.ndarray,
+    train_tiles: Tiles | None,
+    val_tiles: Tiles | None,
+    p: DefectsParams,
+    env: TrainEnv,
+) -> tuple[Segmenter, Any]:
     model, history = train_segmenter(train, val, p.train, p.seed, env)
-    if p.train.neighbour_distance:
+    t = p.train
+    if t.neighbour_distance:
         began = time.perf_counter()
-        model.neighbours = fit_bank(model, train, val, p.train.score_pool, p.train.memory_bank, p.seed)
+        model.neighbours = fit_bank(model, train, val, t.score_pool, t.memory_bank, p.seed)
         _log(f"neighbour bank: {len(model.neighbours.features)} patches kept, {time.perf_counter() - began:.1f} s")
+    if t.neighbour_distance and train_tiles is not None and val_tiles is not None:  # prepare.tiles
+        began = time.perf_counter()
+        model.tile_neighbours = fit_tile_bank(model, train_tiles, val, val_tiles, t.score_pool, t.memory_bank, p.seed)
+        _log(
+            f"tile bank: {len(model.tile_neighbours.features)} patches kept of {len(train_tiles.images)} tiles, "
+            f"{time.perf_counter() - began:.1f} s"
+        )
     return model, history
 
 
