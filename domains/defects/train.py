@@ -6,7 +6,7 @@ Models (all score anomaly maps at the prepared resolution; see their modules):
 - draem: DRAEM's reconstructive and discriminative sub-networks, through the shared trainer;
 - patchcore: only with `train.backbone_weights` (a local ImageNet ResNet-18 or Wide ResNet-50-2 file).
 An image's score is the maximum of its smoothed map (a segmenter with `train.neighbour_distance` adds
-its nearest-neighbour distance, neighbours.py); a model's threshold is the
+its nearest-neighbour distance, and with `prepare.tiles` its tiles' too, neighbours.py); a model's threshold is the
 `train.threshold_quantile` of the held-out good images' scores. With several categories (and
 `train.per_category`), each kind is fitted once per category and routed to by image (routed.py).
 """
