@@ -319,11 +319,13 @@ def bench_magnetic_tile_seeds() -> dict[str, Any] | None:
             metrics = json.loads((data / "evaluate" / "metrics.json").read_text())["segmenter"]
             history = json.loads((data / "train" / "history.json").read_text())["segmenter"]
             without = _without_neighbours(data, section["train"]["score_pool"])
+            without_tiles = _without_tiles(data, section["train"]["score_pool"])
         kinds = sorted(k for k in metrics if k.startswith("auroc_"))
         result[f"seed {seed}"] = {
             **{k: metrics[k] for k in ("image_auroc", "pixel_auroc", "f1", "fit_seconds", *kinds)},
             "best_val_pixel_ap": history["best_score"],
             "without_neighbour_distance": without,
+            "without_tile_distance": without_tiles,
         }
         rows.append([seed, *(metrics[k] for k in ("image_auroc", "pixel_auroc", *kinds, "f1", "fit_seconds"))])
     for metric in ("image_auroc", "pixel_auroc"):
@@ -335,6 +337,8 @@ def bench_magnetic_tile_seeds() -> dict[str, Any] | None:
         rows,
     )
     print({k: result[k] for k in ("image_auroc", "pixel_auroc")})
+    if all(result[f"seed {seed}"]["without_tile_distance"] for seed in LONG_SEEDS):
+        print("without the tiles' distance:", [result[f"seed {seed}"]["without_tile_distance"] for seed in LONG_SEEDS])
     return result
 
 
