@@ -44,8 +44,8 @@ from domains.defects.train import (
 )
 
 TILED = (
-    "its score also reads each image's aspect-kept tiles (prepare.tiles), a second input of another length "
-    "than the images that the graph does not take; score it with `aiflow score`"
+    "its score also reads each image's aspect-kept tiles (prepare.tiles): a second input, of another length "
+    "than the images, which the graph does not take; score it with `aiflow score`"
 )
 CALIBRATION_IMAGES = 256  # training images the int8 models' activation ranges are measured on
 CHUNK = 32  # test images per onnxruntime call: a map and a CNN's activations per image
