@@ -53,11 +53,12 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
     thresholds = json.loads((train_dir / THRESHOLDS).read_text())
     times = json.loads((train_dir / TIMES).read_text())
 
-    metrics, maps, scores, aligned, flipped, kept, tiled = {}, {}, {}, {}, {}, 0, 0
+    metrics, maps, scores, aligned, flipped, shifted, kept, tiled = {}, {}, {}, {}, {}, {}, 0, 0
     for name in thresholds:  # the models trained, in training order
         model = load_model(train_dir, name)
         if name == SEGMENTER:
             aligned, flipped = _setting(model, "align"), _setting(model, "flip_average")
+            shifted = _setting(model, "shift_average")
             kept = len(model.neighbours.features) if getattr(model, "neighbours", None) is not None else 0
             tiled = info.get("tiles", 0) if needs_tiles(model) else 0
         routing = _routing_metrics(model, images, categories)
@@ -113,7 +114,7 @@ def evaluate_models(p: DefectsParams, prepared_dir: Path, train_dir: Path, out_d
         plots=plots,
         figures=figures,
         tables=tables,
-        notes=_notes(p, info, items, metrics, candidate, aligned, flipped, kept, tiled),
+        notes=_notes(p, info, items, metrics, candidate, aligned, flipped, shifted, kept, tiled),
         units=test_units(items.iloc[test], images, scores),
     )
 
@@ -200,7 +201,7 @@ def _test_table(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def _setting(segmenter: Any, name: str) -> dict[str, bool]:
-    """A setting of the segmenter (of each category): align, flip_average."""
+    """A setting of the segmenter (of each category): align, flip_average, shift_average."""
     models = segmenter.models if isinstance(segmenter, Routed) else {"": segmenter}
     return {category: getattr(model, name) for category, model in models.items()}
 
@@ -219,6 +220,7 @@ def _notes(
     candidate: str,
     aligned: dict[str, bool],
     flipped: dict[str, bool],
+    shifted: dict[str, bool],
     neighbour_patches: int,
     tiles: int,
 ) -> list[str]:
@@ -270,6 +272,14 @@ def _notes(
         notes.append(
             f"Flip averaging (train.flip_average: {str(p.train.flip_average).lower()}): the segmenter's map of "
             f"{which} is the mean of the maps of the image and its three flips, each flipped back"
+            + (f"; not {', '.join(rest)}: it did not raise the validation pixel AP there." if rest else ".")
+        )
+    if any(shifted.values()):
+        which, rest = _on_and_off(shifted)
+        notes.append(
+            f"Shift averaging (train.shift_average: {str(p.train.shift_average).lower()}): the segmenter's map of "
+            f"{which} is also averaged over the image shifted by half a logit cell (2 px) down, right and both, "
+            "each shifted back (its logits are at 1/4 resolution)"
             + (f"; not {', '.join(rest)}: it did not raise the validation pixel AP there." if rest else ".")
         )
     if neighbour_patches:

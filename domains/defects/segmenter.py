@@ -5,7 +5,10 @@ through the shared trainer.
 With `align` (parts at any pose; pose.py), each image is first turned and centred to its object's
 canonical pose and the logits turned back: the network learns one pose of the part. With `flip_average`,
 an image's anomaly map is the mean of the maps of the image and its three flips (the flips training
-augments with), each flipped back: set at the end of training where it raises the validation score.
+augments with), each flipped back; with `shift_average`, also of the image shifted by half a logit cell (2 px)
+down, right and both, each shifted back: the logits are at 1/4 resolution, and where their grid falls on a
+defect moves the map (on Magnetic-Tile one shift alone moved the pixel AUROC by 1.4 points), so averaging the
+four phases removes that grid's noise. Each is set at the end of training where it raises the validation score.
 
 Input: the image standardised by its own mean and std (lighting varies between parts) plus two
 coordinate channels (where on the part a pixel is: an edge may look unlike the middle and still
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from domains.defects.neighbours import NeighbourBank
 
 FLIPS = ((3,), (2,), (2, 3))  # flip_average: mirrored left-right, upside down, both (dims of N, C, H, W)
+SHIFTS = ((0, 2), (2, 0), (2, 2))  # shift_average: pixels down and right, half the logits' 1/4-resolution cell
 
 
 def _conv(inp: int, out: int, stride: int = 1) -> nn.Sequential:
@@ -52,9 +56,17 @@ def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class Segmenter(nn.Module):
     """(N, C, H, W) images, uint8 or [0, 1] floats -> (N, 1, H, W) anomaly logits."""
 
-    def __init__(self, channels: int, width: int = 16, align: bool = False, flip_average: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        width: int = 16,
+        align: bool = False,
+        flip_average: bool = False,
+        shift_average: bool = False,
+    ):
         super().__init__()
-        self.channels, self.width, self.align, self.flip_average = channels, width, align, flip_average
+        self.channels, self.width, self.align = channels, width, align
+        self.flip_average, self.shift_average = flip_average, shift_average
         self.stem = _conv(channels + 2, width, 2)  # 1/2
         self.stage1 = BasicBlock(width, 2 * width, 2)  # 1/4
         self.stage2 = BasicBlock(2 * width, 4 * width, 2)  # 1/8
@@ -91,15 +103,39 @@ class Segmenter(nn.Module):
 
     def probabilities_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, H, W) anomaly probabilities and the deepest features of the images as they are; with
-        `flip_average`, the probabilities are the mean over the image and its flips, run as one batch."""
-        if not self.flip_average:
+        `flip_average` and `shift_average`, the probabilities are the mean over the image's views (flips, half-cell
+        shifts), each mapped back, run as one batch."""
+        views = self.views()
+        if len(views) == 1:
             logits, features = self.logits_and_features(x)
             return torch.sigmoid(logits.float())[:, 0], features
-        n = x.shape[0]
-        logits, features = self.logits_and_features(torch.cat([x, *(x.flip(dims) for dims in FLIPS)]))
+        n, x = x.shape[0], to_unit(x)
+        logits, features = self.logits_and_features(torch.cat([_flip(_shift(x, s), f) for s, f in views]))
         p = torch.sigmoid(logits.float())
-        flipped_back = [p[(k + 1) * n : (k + 2) * n].flip(dims) for k, dims in enumerate(FLIPS)]
-        return (p[:n] + sum(flipped_back))[:, 0] / (len(FLIPS) + 1), features[:n]
+        back = [_unshift(_flip(p[k * n : (k + 1) * n], f), s) for k, (s, f) in enumerate(views)]
+        return (back[0] + sum(back[1:]))[:, 0] / len(views), features[:n]
+
+    def views(self) -> list[tuple[tuple[int, int], tuple[int, ...]]]:
+        """(shift, flip) of each view a map averages over, the image as it is first."""
+        shifts = ((0, 0), *SHIFTS) if self.shift_average else ((0, 0),)
+        flips = ((), *FLIPS) if self.flip_average else ((),)
+        return [(s, f) for s in shifts for f in flips]
+
+
+def _flip(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    return x.flip(dims) if dims else x
+
+
+def _shift(x: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
+    """The image moved `shift` pixels down and right, its top and left edges repeated."""
+    (dy, dx), (h, w) = shift, x.shape[-2:]
+    return F.pad(x, (dx, 0, dy, 0), mode="replicate")[..., :h, :w] if dy or dx else x
+
+
+def _unshift(x: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
+    """A shifted image's map moved back, its bottom and right edges repeated."""
+    dy, dx = shift
+    return F.pad(x, (0, dx, 0, dy), mode="replicate")[..., dy:, dx:] if dy or dx else x
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
@@ -122,8 +158,9 @@ def segmenter_outputs(model: Segmenter, images: torch.Tensor, batch_size: int = 
     model.eval()
     device = next(model.parameters()).device
     maps, embedded = [], []
-    for i in range(0, len(images), batch_size):
-        probabilities, deepest = model.probabilities_and_features(images[i : i + batch_size].to(device))
+    step = max(1, batch_size // max(1, len(model.views()) // 4))  # a pass holds each image's views: 4 x 32 at most
+    for i in range(0, len(images), step):
+        probabilities, deepest = model.probabilities_and_features(images[i : i + step].to(device))
         maps.append(probabilities.cpu())
         embedded.append(pooled(deepest, "median"))
     if not maps:
@@ -195,17 +232,20 @@ def train_segmenter(
         cpu_mixed_precision=True,
     )
     model = model.cpu()
-    model.flip_average = p.flip_average is True or (p.flip_average == "auto" and _flips_help(model, score))
+    for setting in ("flip_average", "shift_average"):  # flips first: the shifts are judged with flips as chosen
+        chosen = getattr(p, setting)
+        setattr(model, setting, chosen is True or (chosen == "auto" and _averaging_helps(model, setting, score)))
     return model, history
 
 
-def _flips_help(model: Segmenter, score: Callable[[nn.Module], float]) -> bool:
-    """Whether averaging over flips raises the validation score of the trained model."""
-    model.flip_average = False
+def _averaging_helps(model: Segmenter, setting: str, score: Callable[[nn.Module], float]) -> bool:
+    """Whether averaging the maps over more views (`setting` on) raises the validation score of the trained model."""
+    setattr(model, setting, False)
     plain = score(model)
-    model.flip_average = True
+    setattr(model, setting, True)
     averaged = score(model)
-    print(f"[segmenter] flip average: validation pixel AP {plain:.4f} -> {averaged:.4f}", file=sys.stderr, flush=True)
+    what = setting.replace("_", " ")
+    print(f"[segmenter] {what}: validation pixel AP {plain:.4f} -> {averaged:.4f}", file=sys.stderr, flush=True)
     return averaged > plain
 
 
@@ -216,6 +256,7 @@ def save_segmenter(model: Segmenter, file: Path) -> None:
             "width": model.width,
             "align": model.align,
             "flip_average": model.flip_average,
+            "shift_average": model.shift_average,
             "state": model.state_dict(),
             **({"neighbours": vars(model.neighbours)} if model.neighbours is not None else {}),
             **({"tile_neighbours": vars(model.tile_neighbours)} if model.tile_neighbours is not None else {}),
@@ -226,8 +267,14 @@ def save_segmenter(model: Segmenter, file: Path) -> None:
 
 def load_segmenter(file: Path) -> Segmenter:
     saved = torch.load(file, map_location="cpu", weights_only=True)
-    # saved before align or flip_average: off
-    model = Segmenter(saved["channels"], saved["width"], saved.get("align", False), saved.get("flip_average", False))
+    # saved before align, flip_average or shift_average: off
+    model = Segmenter(
+        saved["channels"],
+        saved["width"],
+        saved.get("align", False),
+        saved.get("flip_average", False),
+        saved.get("shift_average", False),
+    )
     model.load_state_dict(saved["state"])
     from domains.defects.neighbours import NeighbourBank  # it builds on this module
 

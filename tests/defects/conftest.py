@@ -31,7 +31,8 @@ def with_draem(params: dict, category: str) -> dict:
     """The small params with DRAEM at a tiny size among the models, on the `category` synthetic category."""
     params["synthetic"].update(category=category)
     params["train"].update(models=["patch_gaussian", "segmenter", "draem"], draem_width=4, draem_size=32)
-    params["train"].update(flip_average=True)  # every path the segmenter's maps take (report, export, scoring)
+    # every path the segmenter's maps take (report, export, scoring), with all their views
+    params["train"].update(flip_average=True, shift_average=True)
     if category in ("part", "both"):  # what the README advises for parts at any pose (align: auto, the default)
         params["train"].update(foreground=True)
     return params

@@ -18,6 +18,7 @@ from domains.defects.params import DefectsTrainParams
 from domains.defects.patchcore import fit_patchcore, load_backbone, load_patchcore, patchcore_maps, save_patchcore
 from domains.defects.segmenter import (
     FLIPS,
+    SHIFTS,
     Segmenter,
     anomaly_maps,
     load_segmenter,
@@ -125,16 +126,48 @@ def test_flip_averaging_is_the_mean_of_the_flipped_maps_and_is_saved(tmp_path):
     assert not load_segmenter(tmp_path / "old.pt").flip_average
 
 
+def test_shift_averaging_is_the_mean_of_the_shifted_maps_and_is_saved(tmp_path):
+    torch.manual_seed(0)
+    plain = Segmenter(1, width=4).eval()
+    images = torch.randint(0, 256, (3, 1, 40, 56), dtype=torch.uint8)
+
+    def shifted_back(model: Segmenter, dy: int, dx: int) -> np.ndarray:
+        """The map of the image moved down dy and right dx (edges repeated), moved back (edges repeated)."""
+        moved = np.pad(images.numpy(), ((0, 0), (0, 0), (dy, 0), (dx, 0)), mode="edge")[..., :40, :56]
+        return np.pad(anomaly_maps(model, torch.from_numpy(moved)), ((0, 0), (0, dy), (0, dx)), mode="edge")[
+            :, dy:, dx:
+        ]
+
+    for flips in (False, True):  # with flips: each shifted image's flip-averaged map, so all 16 views
+        inner = Segmenter(1, width=4, flip_average=flips).eval()
+        inner.load_state_dict(plain.state_dict())
+        expected = sum(shifted_back(inner, dy, dx) for dy, dx in ((0, 0), *SHIFTS)) / (len(SHIFTS) + 1)
+        averaged = Segmenter(1, width=4, flip_average=flips, shift_average=True).eval()
+        averaged.load_state_dict(plain.state_dict())
+        maps = anomaly_maps(averaged, images)
+        assert maps.shape == (3, 40, 56) and np.abs(maps - expected).max() < 1e-5
+        assert np.abs(maps - anomaly_maps(inner, images)).max() > 1e-3  # the shifts did change it
+    save_segmenter(averaged, tmp_path / "segmenter.pt")
+    assert np.array_equal(anomaly_maps(load_segmenter(tmp_path / "segmenter.pt"), images), maps)
+    saved = torch.load(tmp_path / "segmenter.pt", weights_only=True)
+    del saved["shift_average"]  # a model saved before shift averaging existed: off
+    torch.save(saved, tmp_path / "old.pt")
+    assert not load_segmenter(tmp_path / "old.pt").shift_average
+
+
 @pytest.mark.parametrize("setting", [False, True, "auto"])
-def test_flip_averaging_is_kept_where_validation_gains(setting, tmp_path, capsys):
+def test_flip_and_shift_averaging_are_kept_where_validation_gains(setting, tmp_path, capsys):
     train, val = surfaces(8, seed=1), surfaces(3, seed=2)
-    model, _ = train_segmenter(train, val, _tiny_train_params(flip_average=setting), 0, TrainEnv(tmp_path, "f"))
+    params = _tiny_train_params(flip_average=setting, shift_average=setting)
+    model, _ = train_segmenter(train, val, params, 0, TrainEnv(tmp_path, "f"))
     if setting != "auto":
-        assert model.flip_average is setting
+        assert model.flip_average is setting and model.shift_average is setting
         return
-    line = next(x for x in capsys.readouterr().err.splitlines() if "flip average: validation pixel AP" in x)
-    plain, averaged = (float(v) for v in line.split("AP ")[1].split(" -> "))
-    assert model.flip_average == (averaged > plain) or abs(averaged - plain) < 1e-4  # the log rounds to 4 places
+    log = capsys.readouterr().err.splitlines()
+    for name in ("flip_average", "shift_average"):
+        line = next(x for x in log if f"{name.replace('_', ' ')}: validation pixel AP" in x)
+        plain, averaged = (float(v) for v in line.split("AP ")[1].split(" -> "))
+        assert getattr(model, name) == (averaged > plain) or abs(averaged - plain) < 1e-4  # the log rounds to 4 places
 
 
 def test_a_few_steps_reduce_the_segmentation_loss():
