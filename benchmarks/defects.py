@@ -12,6 +12,7 @@
     python -m benchmarks.defects poses           # the segmenter on parts at any pose: foreground anomalies, turns, align
     python -m benchmarks.defects align           # the segmenter on parts, align off and on, over five seeds
     python -m benchmarks.defects flips           # each category over five seeds: flip averaging off / on, auto's choice
+    python -m benchmarks.defects shifts          # each category over five seeds: shift averaging off / on, auto's choice
     python -m benchmarks.defects neighbours      # each category over five seeds: the neighbour distance off / on
     python -m benchmarks.defects fills           # each category over five seeds: four anomaly fills / five
     python -m benchmarks.defects repro           # cold and no-op `dvc repro report@defects` at the default size
@@ -574,8 +575,19 @@ def bench_align() -> dict[str, Any]:
 
 
 def bench_flips() -> dict[str, Any]:
-    """The segmenter on each synthetic category over the align seeds, trained once (flip_average: auto), its
-    test AUROC with flip averaging off and on (same weights), and what auto chose from validation alone."""
+    """Flip averaging off and on over the synthetic categories (_averaging_off_and_on)."""
+    return _averaging_off_and_on("flip_average", "flip averaging")
+
+
+def bench_shifts() -> dict[str, Any]:
+    """Shift averaging off and on over the synthetic categories (_averaging_off_and_on)."""
+    return _averaging_off_and_on("shift_average", "shift averaging")
+
+
+def _averaging_off_and_on(setting: str, what: str) -> dict[str, Any]:
+    """The segmenter on each synthetic category over the align seeds, trained once (`setting`: auto, the other
+    averaging as its default), its test AUROC with that averaging off and on (same weights), and what auto chose
+    from validation alone."""
     from domains.defects.segmenter import load_segmenter
 
     result: dict[str, Any] = {}
@@ -587,17 +599,17 @@ def bench_flips() -> dict[str, Any]:
                 {
                     "seed": seed,
                     "synthetic": {"category": category},
-                    "train": {"models": ["segmenter"]},
+                    "train": {"models": ["segmenter"], setting: "auto"},
                     "evaluate": {"baselines": []},
                 }
             )
             with stage_root("defects", section, ("acquire", "validate", "prepare", "train")) as (root, _):
                 data = root / "data" / "defects"
                 model = load_segmenter(data / "train" / "segmenter.pt")
-                chosen, figures = model.flip_average, {}
-                for flip_average in (False, True):
-                    model.flip_average = flip_average
-                    figures[flip_average] = _segmenter_test_auroc(data, section["train"]["score_pool"], model)
+                chosen, figures = getattr(model, setting), {}
+                for value in (False, True):
+                    setattr(model, setting, value)
+                    figures[value] = _segmenter_test_auroc(data, section["train"]["score_pool"], model)
                 off, on = figures[False], figures[True]
             gains.append(on["image_auroc"] - off["image_auroc"])
             auto_gains.append(gains[-1] if chosen else 0.0)
@@ -612,7 +624,7 @@ def bench_flips() -> dict[str, Any]:
             "mean_image_gain_auto": statistics.mean(auto_gains),
         }
     print_table(
-        "Segmenter on the synthetic categories: test AUROC with flip averaging off and on (same weights), auto's choice",
+        f"Segmenter on the synthetic categories: test AUROC with {what} off and on (same weights), auto's choice",
         ["category", "seed", "auto chose", "image off", "image on", "pixel off", "pixel on"],
         rows,
     )
@@ -751,6 +763,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "poses": bench_poses,
     "align": bench_align,
     "flips": bench_flips,
+    "shifts": bench_shifts,
     "neighbours": bench_neighbours,
     "fills": bench_fills,
     "repro": bench_repro_defects,

@@ -7,8 +7,9 @@ canonical pose and the logits turned back: the network learns one pose of the pa
 an image's anomaly map is the mean of the maps of the image and its three flips (the flips training
 augments with), each flipped back; with `shift_average`, also of the image shifted by half a logit cell (2 px)
 down, right and both, each shifted back: the logits are at 1/4 resolution, and where their grid falls on a
-defect moves the map (on Magnetic-Tile one shift alone moved the pixel AUROC by 1.4 points), so averaging the
-four phases removes that grid's noise. Each is set at the end of training where it raises the validation score.
+defect moves the map (on Magnetic-Tile one 2 px shift alone took the pixel AUROC from 0.896 to anywhere from
+0.891 to 0.905), so averaging the four phases removes that grid's noise. Each is set at the end of training
+where it raises the validation score.
 
 Input: the image standardised by its own mean and std (lighting varies between parts) plus two
 coordinate channels (where on the part a pixel is: an edge may look unlike the middle and still
