@@ -2,8 +2,8 @@
 
     python -m benchmarks.defects magnetic-tile   # Magnetic-Tile-Defect, the published split: baseline + segmenter
     python -m benchmarks.defects magnetic-tile-draem   # the same split: DRAEM at its CPU size (MAGNETIC_TILE_DRAEM)
-    python -m benchmarks.defects magnetic-tile-long   # the segmenter for 420 epochs on two threads (idle: ~16-21 min)
-    python -m benchmarks.defects magnetic-tile-seeds   # magnetic-tile-long at seeds 42, 43, 44 (~65 min)
+    python -m benchmarks.defects magnetic-tile-long   # the segmenter for 420 epochs on two threads (idle: ~18-26 min)
+    python -m benchmarks.defects magnetic-tile-seeds   # magnetic-tile-long at seeds 42, 43, 44 (~70 min)
     python -m benchmarks.defects magnetic-tile-160   # magnetic-tile-long at 160 px (idle Xeon: ~23 min)
     python -m benchmarks.defects magnetic-tile-foreground   # the segmenter with train.foreground
     python -m benchmarks.defects magnetic-tile-crops   # the long run's compute on 64 px crops, 400 epochs
