@@ -118,12 +118,7 @@ def test_flip_averaging_is_the_mean_of_the_flipped_maps_and_is_saved(tmp_path):
     maps = anomaly_maps(averaged, images)
     assert maps.shape == (3, 40, 56) and np.abs(maps - expected / (len(FLIPS) + 1)).max() < 1e-5
     assert np.abs(maps - anomaly_maps(plain, images)).max() > 1e-3  # the flips did change it
-    save_segmenter(averaged, tmp_path / "segmenter.pt")
-    assert np.array_equal(anomaly_maps(load_segmenter(tmp_path / "segmenter.pt"), images), maps)
-    saved = torch.load(tmp_path / "segmenter.pt", weights_only=True)
-    del saved["flip_average"]  # a model saved before flip averaging existed: off
-    torch.save(saved, tmp_path / "old.pt")
-    assert not load_segmenter(tmp_path / "old.pt").flip_average
+    _assert_saved_and_off_in_older_files(averaged, images, maps, "flip_average", tmp_path)
 
 
 def test_shift_averaging_is_the_mean_of_the_shifted_maps_and_is_saved(tmp_path):
@@ -147,12 +142,19 @@ def test_shift_averaging_is_the_mean_of_the_shifted_maps_and_is_saved(tmp_path):
         maps = anomaly_maps(averaged, images)
         assert maps.shape == (3, 40, 56) and np.abs(maps - expected).max() < 1e-5
         assert np.abs(maps - anomaly_maps(inner, images)).max() > 1e-3  # the shifts did change it
-    save_segmenter(averaged, tmp_path / "segmenter.pt")
+    _assert_saved_and_off_in_older_files(averaged, images, maps, "shift_average", tmp_path)
+
+
+def _assert_saved_and_off_in_older_files(
+    model: Segmenter, images: torch.Tensor, maps: np.ndarray, setting: str, tmp_path: Path
+) -> None:
+    """The model's maps survive saving, and a file saved before `setting` existed loads with it off."""
+    save_segmenter(model, tmp_path / "segmenter.pt")
     assert np.array_equal(anomaly_maps(load_segmenter(tmp_path / "segmenter.pt"), images), maps)
     saved = torch.load(tmp_path / "segmenter.pt", weights_only=True)
-    del saved["shift_average"]  # a model saved before shift averaging existed: off
+    del saved[setting]
     torch.save(saved, tmp_path / "old.pt")
-    assert not load_segmenter(tmp_path / "old.pt").shift_average
+    assert not getattr(load_segmenter(tmp_path / "old.pt"), setting)
 
 
 @pytest.mark.parametrize("setting", [False, True, "auto"])
