@@ -53,8 +53,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from benchmarks.common import DATASETS, RESULTS, ROOT, bench_repro, domain_section, main_for, print_table, stage_root
 
@@ -166,10 +169,7 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
         info = json.loads((data / "prepare" / "info.json").read_text())
         slices = _slices(data / "evaluate" / "tables" / "slices.csv")
         pool = section["train"]["score_pool"]
-        flips = _without_flip_average(data, pool) if "segmenter" in metrics else None
-        shifts = _without_shift_average(data, pool) if "segmenter" in metrics else None
-        neighbours = _without_neighbours(data, pool) if "segmenter" in metrics else None
-        tiles = _without_tiles(data, pool) if "segmenter" in metrics else None
+        without = _segmenter_ablations(data, pool) if "segmenter" in metrics else {}
 
     candidate = section["evaluate"]["candidate"]
     kinds = sorted(k.removeprefix("auroc_") for k in metrics[candidate] if k.startswith("auroc_"))
@@ -199,18 +199,15 @@ def bench_magnetic_tile(overrides: dict | None = None, name: str = "magnetic_til
                     f"aspect (width / height) {row['group']}: {row['units']} images, image AUROC "
                     + ", ".join(f"{m} {row[m]:.3f}" for m in metrics if isinstance(row.get(m), float))
                 )
-    if flips:
-        result["segmenter_without_flip_average"] = flips
-        print(f"segmenter, flip averaging on; the same weights without it (nor shifts, nor distance): {flips}")
-    if shifts:
-        result["segmenter_without_shift_average"] = shifts
-        print(f"segmenter, shift averaging on; the same weights without it (flips and distances kept): {shifts}")
-    if neighbours:
-        result["segmenter_without_neighbour_distance"] = neighbours
-        print(f"segmenter with neighbour distance; the same model without it (nor its tiles'): {neighbours}")
-    if tiles:
-        result["segmenter_without_tile_distance"] = tiles
-        print(f"segmenter with the distance on aspect-kept tiles; the same model without that one: {tiles}")
+    said = {
+        "flip_average": "flip averaging on; the same weights without it (nor shifts, nor distance)",
+        "shift_average": "shift averaging on; the same weights without it (flips and distances kept)",
+        "neighbour_distance": "with neighbour distance; the same model without it (nor its tiles')",
+        "tile_distance": "with the distance on aspect-kept tiles; the same model without that one",
+    }
+    for setting, figures in without.items():
+        result[f"segmenter_without_{setting}"] = figures
+        print(f"segmenter, {said[setting]}: {figures}")
     rows = [
         [
             name,
@@ -253,70 +250,77 @@ def _slices(file: Path) -> list[dict[str, Any]]:
     return pd.read_csv(file).to_dict("records") if file.is_file() else []
 
 
-def _without_flip_average(data: Path, pool: float) -> dict[str, float] | None:
-    """The trained segmenter's test AUROC with flip averaging (and any shift averaging and neighbour distance,
-    whose bank holds flip-averaged features) off, where training kept it on: the same weights' plain maps."""
-    from domains.defects.train import load_model
+def _segmenter_ablations(data: Path, pool: float) -> dict[str, dict[str, float]]:
+    """The trained segmenter's test AUROC (same weights) without each thing training kept: flip averaging (and
+    with it the shifts and the distances, whose banks hold flip-averaged features), shift averaging, the
+    neighbour distances, the tiles' distance alone. Each set of views is mapped once, each distance found once."""
+    from domains.defects.neighbours import neighbour_terms
+    from domains.defects.train import load_model, score_maps
 
     model = load_model(data / "train", "segmenter")
-    if not getattr(model, "flip_average", False):
-        return None
-    model.flip_average, model.shift_average, model.neighbours, model.tile_neighbours = False, False, None, None
-    return _segmenter_test_auroc(data, pool, model)
+    test = _test_split(data)
+    square, tile = neighbour_terms(model, test.images, pool, test.tiles)
+    without = {}
+    if square is not None:
+        maps = score_maps("segmenter", model, test.images)
+        without["neighbour_distance"] = test.figures(maps, pool)
+        if tile is not None:
+            without["tile_distance"] = test.figures(maps, pool, square)
+    if model.shift_average:
+        model.shift_average = False
+        without["shift_average"] = test.figures(score_maps("segmenter", model, test.images), pool, square, tile)
+    if model.flip_average:
+        model.flip_average, model.shift_average, model.neighbours, model.tile_neighbours = False, False, None, None
+        without["flip_average"] = test.figures(score_maps("segmenter", model, test.images), pool)
+    return without
 
 
-def _without_shift_average(data: Path, pool: float) -> dict[str, float] | None:
-    """The trained segmenter's test AUROC without shift averaging (all else as trained), where training kept it."""
-    from domains.defects.train import load_model
+@dataclass
+class _TestSplit:
+    """A run's prepared test images, their masks, which are defective and their aspect-kept tiles."""
 
-    model = load_model(data / "train", "segmenter")
-    if not getattr(model, "shift_average", False):
-        return None
-    model.shift_average = False
-    return _segmenter_test_auroc(data, pool, model)
+    images: np.ndarray
+    masks: np.ndarray
+    defective: np.ndarray
+    tiles: Any
 
+    def figures(self, maps: np.ndarray, pool: float, *terms: np.ndarray | None) -> dict[str, float]:
+        """Image and pixel AUROC of these maps, the image scores plus any distance terms (neighbour_terms)."""
+        from domains.defects.metrics import auroc, image_scores, pixel_auroc
 
-def _without_neighbours(data: Path, pool: float) -> dict[str, float] | None:
-    """The trained segmenter's test AUROC without its neighbour distances, where training added one."""
-    from domains.defects.train import load_model
-
-    model = load_model(data / "train", "segmenter")
-    if getattr(model, "neighbours", None) is None:
-        return None
-    model.neighbours, model.tile_neighbours = None, None
-    return _segmenter_test_auroc(data, pool, model)
+        scores = image_scores(maps, pool)
+        for term in terms:
+            if term is not None:
+                scores = scores + term
+        return {"image_auroc": auroc(self.defective, scores), "pixel_auroc": pixel_auroc(maps, self.masks)}
 
 
-def _without_tiles(data: Path, pool: float) -> dict[str, float] | None:
-    """The trained segmenter's test AUROC with its square distance but not its tiles', where it has both."""
-    from domains.defects.train import load_model
-
-    model = load_model(data / "train", "segmenter")
-    if getattr(model, "tile_neighbours", None) is None:
-        return None
-    model.tile_neighbours = None
-    return _segmenter_test_auroc(data, pool, model)
-
-
-def _segmenter_test_auroc(data: Path, pool: float, model: Any) -> dict[str, float]:
-    """Image and pixel AUROC of a run's segmenter (flip averaging and neighbour distance as set) on that run's
-    test split."""
-    import numpy as np
+def _test_split(data: Path) -> _TestSplit:
     import pandas as pd
 
     from domains.common.items import LABEL, SPLIT
     from domains.defects.loaders import GOOD
-    from domains.defects.metrics import auroc, pixel_auroc
-    from domains.defects.train import model_image_scores, score_maps, split_tiles
+    from domains.defects.train import split_tiles
 
     items = pd.read_parquet(data / "prepare" / "items.parquet")
     test = np.flatnonzero(items[SPLIT].to_numpy() == "test")
-    images = np.ascontiguousarray(np.load(data / "prepare" / "images.npy")[test])
-    maps = score_maps("segmenter", model, images)
-    masks = np.load(data / "prepare" / "masks.npy")[test].astype(bool)
-    defective = items[LABEL].to_numpy()[test] != GOOD
-    scores = model_image_scores(model, images, maps, pool, split_tiles(data / "prepare", "test"))
-    return {"image_auroc": auroc(defective, scores), "pixel_auroc": pixel_auroc(maps, masks)}
+    return _TestSplit(
+        np.ascontiguousarray(np.load(data / "prepare" / "images.npy")[test]),
+        np.load(data / "prepare" / "masks.npy")[test].astype(bool),
+        items[LABEL].to_numpy()[test] != GOOD,
+        split_tiles(data / "prepare", "test"),
+    )
+
+
+def _segmenter_test_auroc(data: Path, pool: float, model: Any) -> dict[str, float]:
+    """Image and pixel AUROC of a run's segmenter (its averaging and neighbour distances as set) on that run's
+    test split."""
+    from domains.defects.neighbours import neighbour_terms
+    from domains.defects.train import score_maps
+
+    test = _test_split(data)
+    maps = score_maps("segmenter", model, test.images)
+    return test.figures(maps, pool, *neighbour_terms(model, test.images, pool, test.tiles))
 
 
 LONG_SEEDS = (42, 43, 44)  # 42: the default's, magnetic-tile-long's own
@@ -336,16 +340,15 @@ def bench_magnetic_tile_seeds() -> dict[str, Any] | None:
             data = root / "data" / "defects"
             metrics = json.loads((data / "evaluate" / "metrics.json").read_text())["segmenter"]
             history = json.loads((data / "train" / "history.json").read_text())["segmenter"]
-            without = _without_neighbours(data, section["train"]["score_pool"])
-            without_tiles = _without_tiles(data, section["train"]["score_pool"])
-            without_shifts = _without_shift_average(data, section["train"]["score_pool"])
+            without = _segmenter_ablations(data, section["train"]["score_pool"])
         kinds = sorted(k for k in metrics if k.startswith("auroc_"))
         result[f"seed {seed}"] = {
             **{k: metrics[k] for k in ("image_auroc", "pixel_auroc", "f1", "fit_seconds", *kinds)},
             "best_val_pixel_ap": history["best_score"],
-            "without_neighbour_distance": without,
-            "without_tile_distance": without_tiles,
-            "without_shift_average": without_shifts,
+            **{
+                f"without_{setting}": without.get(setting)
+                for setting in ("neighbour_distance", "tile_distance", "shift_average")
+            },
         }
         rows.append([seed, *(metrics[k] for k in ("image_auroc", "pixel_auroc", *kinds, "f1", "fit_seconds"))])
     for metric in ("image_auroc", "pixel_auroc"):
@@ -654,8 +657,7 @@ def bench_neighbours() -> dict[str, Any]:
                 data = root / "data" / "defects"
                 pool = section["train"]["score_pool"]
                 on = _segmenter_test_auroc(data, pool, load_model(data / "train", "segmenter"))
-                off = _without_neighbours(data, pool)
-            assert off is not None
+                off = _segmenter_ablations(data, pool)["neighbour_distance"]
             gains.append(on["image_auroc"] - off["image_auroc"])
             result[f"{category}, seed {seed}"] = {"off": off, "on": on}
             rows.append([category, seed, off["image_auroc"], on["image_auroc"], off["pixel_auroc"], on["pixel_auroc"]])

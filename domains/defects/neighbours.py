@@ -111,12 +111,22 @@ def with_neighbours(
 ) -> np.ndarray:
     """The segmenter's image scores plus the nearest-neighbour distances' (of the squares, and of the aspect-kept
     tiles where it has a tile bank), in the segmenter's units."""
-    bank, tile_bank = model.neighbours, model.tile_neighbours
-    if bank is not None:
-        scores = scores + bank.scale * (distance_scores(model, bank.features, images, pool) - bank.mean)
-    if tile_bank is not None:
-        if tiles is None:
-            raise DataError("this segmenter also scores each image's aspect-kept tiles (prepare.tiles): none given")
-        distance = tile_distance_scores(model, tile_bank.features, tiles, len(images), pool)
-        scores = scores + tile_bank.scale * (distance - tile_bank.mean)
+    for term in neighbour_terms(model, images, pool, tiles):
+        if term is not None:
+            scores = scores + term
     return scores
+
+
+def neighbour_terms(
+    model: Segmenter, images: np.ndarray, pool: float, tiles: Tiles | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """What each distance adds to the images' scores, in the segmenter's units: the squares' and the tiles'
+    (None where the model has no such bank)."""
+    bank, tile_bank = model.neighbours, model.tile_neighbours
+    square = None if bank is None else bank.scale * (distance_scores(model, bank.features, images, pool) - bank.mean)
+    if tile_bank is None:
+        return square, None
+    if tiles is None:
+        raise DataError("this segmenter also scores each image's aspect-kept tiles (prepare.tiles): none given")
+    distance = tile_distance_scores(model, tile_bank.features, tiles, len(images), pool)
+    return square, tile_bank.scale * (distance - tile_bank.mean)

@@ -56,6 +56,7 @@ from domains.defects.segmenter import (
     Segmenter,
     load_segmenter,
     save_segmenter,
+    segmenter_embeddings,
     segmenter_outputs,
     train_segmenter,
 )
@@ -118,7 +119,12 @@ def needs_tiles(model: Any) -> bool:
 
 
 def embeddings(name: str, model: Any, images: np.ndarray) -> np.ndarray:
-    """(N, D) embeddings of uint8 images (N, C, H, W) by the model called `name` (the drift check's)."""
+    """(N, D) embeddings of uint8 images (N, C, H, W) by the model called `name` (the drift check's); a
+    segmenter's without its maps' views (segmenter_embeddings)."""
+    if isinstance(model, Routed):
+        return model.outputs(images, lambda one, x: (np.zeros((len(x), 1, 1), np.float32), embeddings(name, one, x)))[1]
+    if isinstance(model, Segmenter):
+        return segmenter_embeddings(model, torch.from_numpy(images))
     return maps_and_embeddings(name, model, images)[1]
 
 

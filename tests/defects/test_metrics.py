@@ -1,12 +1,20 @@
-"""Image scores from maps, pixel AUROC against hand-made cases and scikit-learn, F1 at a threshold."""
+"""Image scores from maps, pixel AUROC and average precision against hand-made cases and scikit-learn, F1 at a
+threshold."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
-from domains.defects.metrics import image_metrics, image_scores, per_type_auroc, pixel_auroc, threshold_on_good
+from domains.defects.metrics import (
+    average_precision,
+    image_metrics,
+    image_scores,
+    per_type_auroc,
+    pixel_auroc,
+    threshold_on_good,
+)
 
 
 def test_pixel_auroc_of_a_hand_made_case():
@@ -27,6 +35,28 @@ def test_pixel_auroc_matches_sklearn_on_random_maps():
 
 def test_pixel_auroc_needs_both_classes():
     assert np.isnan(pixel_auroc(np.zeros((1, 2, 2)), np.zeros((1, 2, 2), dtype=bool)))
+
+
+def test_average_precision_of_a_hand_made_case():
+    # Ranked: 0.9 defect (precision 1, recall 1/3), 0.5 defect and good tied (2/3 at 2/3), 0.3 good, 0.2 defect
+    # and good tied (3/6 at 3/3): AP = 1/3 * 1 + 1/3 * 2/3 + 1/3 * 1/2.
+    scores = np.array([0.9, 0.5, 0.2, 0.1, 0.2, 0.3, 0.5])
+    truth = np.array([1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    assert average_precision(truth, scores) == pytest.approx((1 + 2 / 3 + 1 / 2) / 3, abs=1e-15)
+    assert average_precision(truth, scores) == pytest.approx(average_precision_score(truth, scores), abs=1e-15)
+
+
+@pytest.mark.parametrize("rounding", [2, 6])  # many ties, few
+def test_average_precision_matches_sklearn_on_random_maps(rounding: int):
+    rng = np.random.default_rng(rounding)
+    truth = rng.random(20_000) < 0.05
+    scores = (rng.random(20_000).round(rounding) + truth * 0.2).astype(np.float32)
+    assert average_precision(truth, scores) == pytest.approx(average_precision_score(truth, scores), abs=1e-12)
+
+
+def test_average_precision_needs_both_classes():
+    assert np.isnan(average_precision(np.zeros(4, bool), np.arange(4.0)))
+    assert np.isnan(average_precision(np.ones(4, bool), np.arange(4.0)))
 
 
 def test_image_score_is_the_maximum_of_the_smoothed_map():

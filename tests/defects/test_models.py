@@ -24,6 +24,8 @@ from domains.defects.segmenter import (
     load_segmenter,
     save_segmenter,
     segmentation_loss,
+    segmenter_embeddings,
+    segmenter_outputs,
     train_segmenter,
 )
 from domains.defects.synthetic import inject, surface
@@ -143,6 +145,16 @@ def test_shift_averaging_is_the_mean_of_the_shifted_maps_and_is_saved(tmp_path):
         assert maps.shape == (3, 40, 56) and np.abs(maps - expected).max() < 1e-5
         assert np.abs(maps - anomaly_maps(inner, images)).max() > 1e-3  # the shifts did change it
     _assert_saved_and_off_in_older_files(averaged, images, maps, "shift_average", tmp_path)
+
+
+def test_embeddings_alone_are_those_of_the_views_pass_from_one_view():
+    torch.manual_seed(0)
+    model = Segmenter(1, width=4, flip_average=True, shift_average=True).eval()
+    images = torch.randint(0, 256, (5, 1, 40, 56), dtype=torch.uint8)
+    alone = segmenter_embeddings(model, images, batch_size=2)
+    assert alone.shape == (5, 32)
+    np.testing.assert_allclose(alone, segmenter_outputs(model, images)[1], atol=1e-5)
+    assert segmenter_embeddings(model, images[:0]).shape == (0, 32)
 
 
 def _assert_saved_and_off_in_older_files(

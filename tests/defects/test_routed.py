@@ -21,6 +21,7 @@ from domains.defects.routed import (
 )
 from domains.defects.segmenter import Segmenter, load_segmenter, save_segmenter, segmenter_outputs
 from domains.defects.synthetic import part, surface
+from domains.defects.train import SEGMENTER, embeddings
 
 SIZE = 40  # not a multiple of the thumbnail's side: the route drops the last rows and columns
 
@@ -44,6 +45,13 @@ def routed() -> Routed:
 
 def _one(model: Segmenter, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return segmenter_outputs(model, torch.from_numpy(images))
+
+
+def test_embeddings_alone_are_each_images_own_categorys(routed):
+    surfaces, parts = _images("surface", 3, 10), _images("part", 2, 11)
+    embedded = embeddings(SEGMENTER, routed, np.concatenate([surfaces, parts]))
+    np.testing.assert_allclose(embedded[:3], _one(routed.models["surface"], surfaces)[1], atol=1e-5)
+    np.testing.assert_allclose(embedded[3:], _one(routed.models["part"], parts)[1], atol=1e-5)
 
 
 def test_each_image_is_scored_by_its_own_categorys_model_and_scaled(routed):
