@@ -121,7 +121,7 @@ def needs_tiles(model: Any) -> bool:
 def embeddings(name: str, model: Any, images: np.ndarray) -> np.ndarray:
     """(N, D) embeddings of uint8 images (N, C, H, W) by the model called `name` (the drift check's); a
     segmenter's without its maps' views (segmenter_embeddings)."""
-    if isinstance(model, Routed):
+    if isinstance(model, Routed):  # each image by its category's model; zero maps stand in for the unused maps
         return model.outputs(images, lambda one, x: (np.zeros((len(x), 1, 1), np.float32), embeddings(name, one, x)))[1]
     if isinstance(model, Segmenter):
         return segmenter_embeddings(model, torch.from_numpy(images))
